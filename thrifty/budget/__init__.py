@@ -1,0 +1,29 @@
+"""Budgets, the Ledger, prices and budget awareness. Knows nothing of graphs, prompts or the CLI."""
+
+from thrifty.budget.awareness import POLICY, Regime, budget_block, regime, regime_for, spent_tools
+from thrifty.budget.errors import BudgetExceeded, StopKind, stop_reason
+from thrifty.budget.ledger import ChargeEvent, Ledger, Reservation
+from thrifty.budget.limits import DIMENSIONS, Budget, tool_dimension
+from thrifty.budget.pricing import DEFAULT_TOOL_PRICES, ModelPrice, Pricing, UnpricedModelError
+
+__all__ = [
+    "DEFAULT_TOOL_PRICES",
+    "DIMENSIONS",
+    "POLICY",
+    "Budget",
+    "BudgetExceeded",
+    "ChargeEvent",
+    "Ledger",
+    "ModelPrice",
+    "Pricing",
+    "Regime",
+    "Reservation",
+    "StopKind",
+    "UnpricedModelError",
+    "budget_block",
+    "regime",
+    "regime_for",
+    "spent_tools",
+    "stop_reason",
+    "tool_dimension",
+]

@@ -1,0 +1,377 @@
+"""The Ledger: every model call, tool call and memory operation reserves before and settles after.
+
+Why reserve-then-settle: a call's real cost is known only afterwards, but the decision to make it must be
+taken before. Reserving the worst case (prompt tokens + the capped ``max_tokens``, one unit per tool item)
+makes a hard limit impossible to cross, even with many calls in flight on parallel branches.
+
+Ledgers nest (run -> node -> branch -> sub-agent). A child charges its parent chain as it spends, so it can
+never spend more than its ancestors have left, and what it does not use was never taken from them. A child
+opened with ``carve=True`` instead *holds* its slice in the parent from the start (so siblings cannot starve
+it) and hands back what it did not use when it closes.
+
+One re-entrant lock per ledger tree makes every operation atomic across threads; no operation awaits, so
+the same lock is safe for asyncio tasks on one loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from thrifty.budget.errors import BudgetExceeded
+from thrifty.budget.limits import Budget
+
+_EPS = 1e-9
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ChargeEvent:
+    """One settled charge: what was spent, where in the run, on what."""
+
+    seq: int
+    time: float  # seconds since the root ledger opened
+    ledger: str  # path of the ledger that spent, e.g. "run/sample-2"
+    node: str | None  # graph node that made the call
+    kind: str  # "model" | "tool" | "memory" | ...
+    name: str  # model or tool name
+    units: dict[str, float]
+    usd: float
+    ok: bool = True  # False when the call failed but still cost (e.g. a retried model attempt)
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": round(self.time, 6),
+            "ledger": self.ledger,
+            "node": self.node,
+            "kind": self.kind,
+            "name": self.name,
+            "units": dict(self.units),
+            "usd": self.usd,
+            "ok": self.ok,
+            "detail": self.detail,
+        }
+
+
+@dataclass(eq=False)
+class Reservation:
+    """Amounts held against a ledger until settled or released."""
+
+    ledger: Ledger
+    amounts: dict[str, float]
+    kind: str
+    name: str
+    node: str | None
+    # dimension -> (ledgers whose `reserved` holds the amount, the carve hold it draws from or None)
+    routes: dict[str, tuple[list[Ledger], Reservation | None]] = field(default_factory=dict)
+    open: bool = True
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+class Ledger:
+    """Budget accounting for a run or one part of it.
+
+    >>> ledger = Ledger(Budget(tool_calls=3))
+    >>> r = ledger.reserve({"tool_calls": 1, "tool:search": 1}, kind="tool", name="search")
+    >>> ledger.settle(r)
+    >>> ledger.remaining()["tool_calls"]
+    2.0
+    """
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        *,
+        name: str = "run",
+        clock: Callable[[], float] = time.monotonic,
+        _parent: Ledger | None = None,
+    ) -> None:
+        self.budget = budget or Budget()
+        self.name = name
+        self.parent = _parent
+        self._clock = clock
+        self._lock: threading.RLock = _parent._lock if _parent else threading.RLock()
+        self._seq = _parent._seq if _parent else itertools.count(1)
+        self.limits: dict[str, float] = self.budget.limits()
+        self._seconds_limit = self.limits.pop("seconds", None)
+        self.spent: defaultdict[str, float] = defaultdict(float)
+        self.reserved: defaultdict[str, float] = defaultdict(float)
+        self.events: list[ChargeEvent] = []
+        self.listeners: list[Callable[[ChargeEvent], None]] = []
+        self.started = clock()
+        self._hold: Reservation | None = None
+        self.closed = False
+
+    # ----------------------------------------------------------------------------------------- tree
+    @property
+    def path(self) -> str:
+        return f"{self.parent.path}/{self.name}" if self.parent else self.name
+
+    @property
+    def root(self) -> Ledger:
+        return self.parent.root if self.parent else self
+
+    def _ancestors(self) -> Iterator[Ledger]:
+        cur: Ledger | None = self
+        while cur is not None:
+            yield cur
+            cur = cur.parent
+
+    def _route(self, dim: str) -> tuple[list[Ledger], Reservation | None]:
+        """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from."""
+        chain: list[Ledger] = []
+        cur: Ledger = self
+        while True:
+            chain.append(cur)
+            if cur._hold is not None and dim in cur._hold.amounts:
+                return chain, cur._hold
+            if cur.parent is None:
+                return chain, None
+            cur = cur.parent
+
+    def child(self, budget: Budget | None = None, *, name: str = "child", carve: bool = False) -> Ledger:
+        """Open a child ledger for a node, branch or sub-agent.
+
+        Without ``carve`` the child's limits are caps: it spends straight from its ancestors, and what it
+        leaves unused was never taken. With ``carve`` its slice is held in this ledger at once (clamped to
+        what is left here, and raising BudgetExceeded if nothing is), and returned on :meth:`close`.
+        """
+        with self._lock:
+            self._check_open()
+            kid = Ledger(budget, name=name, clock=self._clock, _parent=self)
+            if carve and kid.limits:
+                slice_: dict[str, float] = {}
+                for dim, want in kid.limits.items():
+                    left = self.available(dim)
+                    if left <= _EPS:
+                        raise BudgetExceeded(dim, want, left, self.path)
+                    slice_[dim] = min(want, left)
+                kid.limits = dict(slice_)
+                kid._hold = self.reserve(slice_, kind="carve", name=name)
+            return kid
+
+    def close(self) -> None:
+        """Close a child: give back what a carved slice did not use. Idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self._hold is not None and self.parent is not None:
+                self.parent.release(self._hold)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------- accounting
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"ledger '{self.path}' is closed")
+
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def check_time(self) -> None:
+        """Raise BudgetExceeded('seconds') if this ledger or an ancestor is out of time."""
+        for ledger in self._ancestors():
+            if ledger._seconds_limit is not None:
+                left = ledger._seconds_limit - ledger.elapsed()
+                if left <= 0:
+                    raise BudgetExceeded("seconds", 0.0, left, ledger.path)
+
+    def available(self, dim: str) -> float:
+        """What can still be reserved in ``dim`` here (``inf`` if nothing limits it)."""
+        with self._lock:
+            if dim == "seconds":
+                return min(
+                    (lg._seconds_limit - lg.elapsed() for lg in self._ancestors() if lg._seconds_limit),
+                    default=float("inf"),
+                )
+            chain, _hold = self._route(dim)
+            return min(
+                (lg.limits[dim] - lg.spent[dim] - lg.reserved[dim] for lg in chain if dim in lg.limits),
+                default=float("inf"),
+            )
+
+    def can_afford(self, amounts: Mapping[str, float]) -> bool:
+        with self._lock:
+            return all(amount <= self.available(dim) + _EPS for dim, amount in amounts.items() if amount > 0)
+
+    def reserve(
+        self,
+        amounts: Mapping[str, float],
+        *,
+        kind: str,
+        name: str,
+        node: str | None = None,
+    ) -> Reservation:
+        """Hold ``amounts`` against every limit that applies, or raise BudgetExceeded and hold nothing."""
+        with self._lock:
+            self._check_open()
+            self.check_time()
+            clean = {dim: float(v) for dim, v in amounts.items() if v}
+            for dim, amount in clean.items():
+                if amount < 0:
+                    raise ValueError(f"cannot reserve a negative amount of {dim}")
+                chain, _hold = self._route(dim)
+                for lg in chain:
+                    if dim in lg.limits:
+                        left = lg.limits[dim] - lg.spent[dim] - lg.reserved[dim]
+                        if amount > left + _EPS:
+                            raise BudgetExceeded(dim, amount, left, lg.path)
+            res = Reservation(self, clean, kind, name, node)
+            for dim, amount in clean.items():
+                route = self._route(dim)
+                res.routes[dim] = route
+                for lg in route[0]:
+                    lg.reserved[dim] += amount
+            return res
+
+    def settle(
+        self,
+        reservation: Reservation,
+        actual: Mapping[str, float] | None = None,
+        *,
+        ok: bool = True,
+        detail: str = "",
+    ) -> ChargeEvent:
+        """Replace a reservation by what was really spent (``actual``, default: the reserved amounts).
+
+        The actual amount is recorded even when it exceeds the reservation (a provider counted more prompt
+        tokens than our estimate): the ledger reports the truth, and the next reservation sees it.
+        """
+        with self._lock:
+            if not reservation.open:
+                raise RuntimeError("reservation already settled or released")
+            reservation.open = False
+            spent = dict(reservation.amounts if actual is None else {k: float(v) for k, v in actual.items()})
+            for dim in set(reservation.amounts) | set(spent):
+                chain, hold = reservation.routes.get(dim) or reservation.ledger._route(dim)
+                held = reservation.amounts.get(dim, 0.0)
+                used = spent.get(dim, 0.0)
+                for lg in chain:
+                    lg.reserved[dim] -= held
+                    lg.spent[dim] += used
+                while hold is not None and used:
+                    # The carve hold paid for it: move that much of the hold from reserved to spent above.
+                    hold.amounts[dim] = hold.amounts.get(dim, 0.0) - used
+                    up_chain, up_hold = hold.routes[dim]
+                    for lg in up_chain:
+                        lg.reserved[dim] -= used
+                        lg.spent[dim] += used
+                    hold = up_hold
+            return self._record(reservation, spent, ok, detail)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give a reservation back unspent (the call failed before costing anything)."""
+        with self._lock:
+            if not reservation.open:
+                return
+            reservation.open = False
+            for dim, amount in reservation.amounts.items():
+                chain, _hold = reservation.routes[dim]
+                for lg in chain:
+                    lg.reserved[dim] -= amount
+
+    def charge(
+        self,
+        amounts: Mapping[str, float],
+        *,
+        kind: str,
+        name: str,
+        node: str | None = None,
+        detail: str = "",
+    ) -> ChargeEvent:
+        """Reserve and settle at once, for a cost known in advance."""
+        with self._lock:
+            res = self.reserve(amounts, kind=kind, name=name, node=node)
+            return self.settle(res, detail=detail)
+
+    @contextmanager
+    def reserving(
+        self, amounts: Mapping[str, float], *, kind: str, name: str, node: str | None = None
+    ) -> Iterator[Reservation]:
+        """Reserve for the ``with`` body; release if it raises and did not settle."""
+        res = self.reserve(amounts, kind=kind, name=name, node=node)
+        try:
+            yield res
+        finally:
+            if res.open:
+                self.release(res)
+
+    def _record(self, res: Reservation, spent: dict[str, float], ok: bool, detail: str) -> ChargeEvent:
+        event = ChargeEvent(
+            seq=next(self._seq),
+            time=self._clock() - self.root.started,
+            ledger=res.ledger.path,
+            node=res.node,
+            kind=res.kind,
+            name=res.name,
+            units={k: v for k, v in spent.items() if k != "usd"},
+            usd=spent.get("usd", 0.0),
+            ok=ok,
+            detail=detail,
+        )
+        for lg in res.ledger._ancestors():
+            lg.events.append(event)
+            for listener in lg.listeners:
+                listener(event)
+        return event
+
+    # ------------------------------------------------------------------------------------- reading
+    def remaining(self) -> dict[str, float]:
+        """What is left in every dimension limited here or above (seconds included)."""
+        with self._lock:
+            dims: set[str] = set()
+            for lg in self._ancestors():
+                dims.update(lg.limits)
+            out = {dim: max(0.0, self.available(dim)) for dim in sorted(dims)}
+            seconds = self.available("seconds")
+            if seconds != float("inf"):
+                out["seconds"] = max(0.0, seconds)
+            return out
+
+    def limit(self, dim: str) -> float | None:
+        """The tightest limit on ``dim`` that applies here (own or an ancestor's)."""
+        if dim == "seconds":
+            return min((lg._seconds_limit for lg in self._ancestors() if lg._seconds_limit), default=None)
+        chain, _ = self._route(dim)
+        return min((lg.limits[dim] for lg in chain if dim in lg.limits), default=None)
+
+    def ratios(self) -> dict[str, float]:
+        """Remaining fraction per limited dimension, judged by each ledger against its own limit."""
+        with self._lock:
+            out: dict[str, float] = {}
+            for lg in self._ancestors():
+                for dim, lim in lg.limits.items():
+                    left = lim - lg.spent[dim] - lg.reserved[dim]
+                    out[dim] = min(out.get(dim, 1.0), max(0.0, left / lim))
+                if lg._seconds_limit:
+                    left = lg._seconds_limit - lg.elapsed()
+                    out["seconds"] = min(out.get("seconds", 1.0), max(0.0, left / lg._seconds_limit))
+            return out
+
+    def remaining_ratio(self) -> float:
+        """The minimum remaining fraction over every limit that applies (1.0 when unlimited)."""
+        return min(self.ratios().values(), default=1.0)
+
+    def used(self) -> dict[str, float]:
+        """What this ledger (and its children) has spent, with elapsed seconds."""
+        with self._lock:
+            out = {dim: v for dim, v in self.spent.items() if v}
+            out["seconds"] = self.elapsed()
+            return out
+
+    @property
+    def usd_spent(self) -> float:
+        return self.spent.get("usd", 0.0)

@@ -1,0 +1,94 @@
+"""Budget limits: what a run (or a branch of it) may spend, per dimension.
+
+Dimensions are plain strings so that the Ledger can treat them uniformly:
+
+* ``input_tokens``, ``output_tokens``, ``total_tokens`` — model tokens;
+* ``usd`` — dollars (model tokens at their prices plus tool calls at theirs);
+* ``model_requests`` — model calls (every retry is a call);
+* ``tool_calls`` — tool calls in total (a batched call costs one unit per item);
+* ``tool:<name>`` — calls of one tool;
+* ``seconds`` — wall-clock time since the ledger opened (checked, never reserved).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "total_tokens")
+DIMENSIONS = (*TOKEN_DIMENSIONS, "usd", "model_requests", "tool_calls", "seconds")
+TOOL_PREFIX = "tool:"
+
+
+def tool_dimension(tool_name: str) -> str:
+    """The ledger dimension that counts calls of one tool."""
+    return f"{TOOL_PREFIX}{tool_name}"
+
+
+class Budget(BaseModel):
+    """Hard limits for a run. Any field left unset is unlimited.
+
+    Every limit must be positive: a zero budget is almost always a typo, and a run that can spend
+    nothing cannot even answer.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_tokens: PositiveInt | None = Field(None, description="Prompt tokens over all model calls.")
+    output_tokens: PositiveInt | None = Field(None, description="Completion tokens over all model calls.")
+    total_tokens: PositiveInt | None = Field(None, description="Prompt + completion tokens.")
+    usd: PositiveFloat | None = Field(None, description="Dollars: tokens at their prices plus tool calls.")
+    model_requests: PositiveInt | None = Field(None, description="Model calls, retries included.")
+    tool_calls: PositiveInt | None = Field(None, description="Tool calls over all tools (batch items count).")
+    per_tool: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
+    )
+    seconds: PositiveFloat | None = Field(None, description="Wall-clock seconds for the whole run.")
+
+    @field_validator("per_tool")
+    @classmethod
+    def _tool_names(cls, value: dict[str, int]) -> dict[str, int]:
+        for name in value:
+            if not name or ":" in name:
+                raise ValueError(f"per_tool key {name!r} is not a tool name")
+        return value
+
+    def limits(self) -> dict[str, float]:
+        """The limits that are set, keyed by ledger dimension."""
+        out: dict[str, float] = {}
+        for dim in DIMENSIONS:
+            value = getattr(self, dim)
+            if value is not None:
+                out[dim] = float(value)
+        for name, value in self.per_tool.items():
+            out[tool_dimension(name)] = float(value)
+        return out
+
+    @classmethod
+    def from_limits(cls, limits: dict[str, float]) -> Budget:
+        """Build a Budget from ledger dimensions (the inverse of :meth:`limits`)."""
+        fields: dict[str, object] = {}
+        per_tool: dict[str, int] = {}
+        for dim, value in limits.items():
+            if dim.startswith(TOOL_PREFIX):
+                per_tool[dim[len(TOOL_PREFIX) :]] = max(1, int(value))
+            elif dim in ("usd", "seconds"):
+                fields[dim] = value
+            else:
+                fields[dim] = max(1, int(value))
+        return cls(**fields, per_tool=per_tool)  # type: ignore[arg-type]
+
+    def scaled(self, fraction: float) -> Budget:
+        """This budget times ``fraction`` (integer limits round down, but never below 1)."""
+        if not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        return Budget.from_limits({dim: value * fraction for dim, value in self.limits().items()})
+
+    def merged(self, other: Budget) -> Budget:
+        """The tighter of two budgets, dimension by dimension (e.g. a task file's and the CLI's)."""
+        limits = self.limits()
+        for dim, value in other.limits().items():
+            limits[dim] = min(value, limits.get(dim, value))
+        return Budget.from_limits(limits)
+
+    def is_unlimited(self) -> bool:
+        return not self.limits()
