@@ -1,0 +1,161 @@
+"""The Gateway with the scripted model: counting, capping, reserving, retrying, settling — exact numbers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from thrifty.agents import Gateway, ModelError, ScriptedModel, call, reply
+from thrifty.agents._litellm import get_litellm
+from thrifty.budget import Budget, BudgetExceeded, Ledger, ModelPrice, Pricing, UnpricedModelError
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def test_max_tokens_capped_to_what_the_budget_can_pay() -> None:
+    script = ScriptedModel([reply("hi", prompt_tokens=20, completion_tokens=500)])
+    ledger = Ledger(Budget(total_tokens=100))
+    out = Gateway(ledger).complete(script.model, MSG, max_tokens=1000)
+    assert script.requests[0].max_tokens == 80  # 100 total - 20 prompt
+    assert out.usage.completion_tokens == 80  # the model stops at the cap
+    assert ledger.spent["total_tokens"] == 100
+    assert ledger.reserved["total_tokens"] == 0
+
+
+def test_output_and_usd_limits_cap_too() -> None:
+    script = ScriptedModel([reply("a", prompt_tokens=10, completion_tokens=3)] * 2)
+    pricing = Pricing(models={script.model: ModelPrice(input_per_token=0.001, output_per_token=0.01)})
+    ledger = Ledger(Budget(usd=0.06, output_tokens=1000))
+    gw = Gateway(ledger, pricing)
+    out = gw.complete(script.model, MSG, max_tokens=100)
+    # (0.06 - 10 * 0.001) / 0.01 = 5 completion tokens at most
+    assert script.requests[0].max_tokens == 5
+    assert out.usd == pytest.approx(10 * 0.001 + 3 * 0.01)
+    assert ledger.spent["usd"] == pytest.approx(0.04)
+    ledger2 = Ledger(Budget(output_tokens=7))
+    Gateway(ledger2).complete(script.model, MSG, max_tokens=100)
+    assert script.requests[1].max_tokens == 7
+
+
+def test_budget_that_cannot_pay_one_token_refuses_before_calling() -> None:
+    script = ScriptedModel([reply("never", prompt_tokens=50)])
+    ledger = Ledger(Budget(total_tokens=50))
+    with pytest.raises(BudgetExceeded) as info:
+        Gateway(ledger).complete(script.model, MSG)
+    assert info.value.dimension == "total_tokens"
+    assert script.requests == []
+    assert not ledger.events
+
+
+def test_input_and_request_limits() -> None:
+    script = ScriptedModel([reply("x", prompt_tokens=30), reply("y", prompt_tokens=30)])
+    with pytest.raises(BudgetExceeded) as info:
+        Gateway(Ledger(Budget(input_tokens=29))).complete(script.model, MSG)
+    assert info.value.dimension == "input_tokens"
+    ledger = Ledger(Budget(model_requests=1))
+    Gateway(ledger).complete(script.model, MSG)
+    with pytest.raises(BudgetExceeded) as info:
+        Gateway(ledger).complete(script.model, MSG)
+    assert info.value.stop_reason == "budget_exhausted:model_requests"
+
+
+def test_transient_errors_are_retried_and_every_attempt_charged() -> None:
+    litellm = get_litellm()
+    err = litellm.RateLimitError("slow down", llm_provider="scripted", model="x")
+    script = ScriptedModel([err, err, reply("ok", prompt_tokens=12, completion_tokens=4)])
+    ledger = Ledger(Budget(model_requests=10))
+    out = Gateway(ledger, retries=2, backoff=0).complete(script.model, MSG)
+    assert out.content == "ok" and out.attempts == 3
+    assert ledger.spent["model_requests"] == 3
+    assert [e.ok for e in ledger.events] == [False, False, True]
+    assert ledger.spent["total_tokens"] == 16
+    assert ledger.reserved["total_tokens"] == 0
+
+
+def test_retries_stop_when_the_budget_cannot_pay_another_attempt() -> None:
+    litellm = get_litellm()
+    err = litellm.InternalServerError("boom", llm_provider="scripted", model="x")
+    script = ScriptedModel([err, err, reply("late")])
+    ledger = Ledger(Budget(model_requests=2))
+    with pytest.raises(BudgetExceeded):
+        Gateway(ledger, retries=5, backoff=0).complete(script.model, MSG)
+    assert ledger.spent["model_requests"] == 2
+
+
+def test_non_transient_error_is_a_model_error_and_still_counted() -> None:
+    script = ScriptedModel([ValueError("malformed request")])
+    ledger = Ledger(Budget(model_requests=5))
+    with pytest.raises(ModelError, match="malformed request"):
+        Gateway(ledger, backoff=0).complete(script.model, MSG)
+    assert ledger.spent["model_requests"] == 1
+
+
+def test_tool_calls_come_back_parsed() -> None:
+    script = ScriptedModel([call("search", query="Paris", prompt_tokens=8, completion_tokens=6)])
+    out = Gateway(Ledger()).complete(
+        script.model,
+        MSG,
+        tools=[{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}],
+    )
+    assert out.tool_calls[0].name == "search"
+    assert out.tool_calls[0].arguments == '{"query": "Paris"}'
+    assert script.requests[0].tool_names == ["search"]
+    assert out.assistant_message()["tool_calls"][0]["function"]["name"] == "search"
+
+
+def test_unknown_models_are_refused_clearly() -> None:
+    gw = Gateway(Ledger())
+    with pytest.raises(ModelError, match="provider prefix"):
+        gw.check_model("gpt-4o-mini")
+    with pytest.raises(ModelError, match="unknown provider"):
+        gw.check_model("nosuchprovider/model")
+    with pytest.raises(ModelError, match="no scripted model"):
+        gw.check_model("scripted/never-registered")
+
+
+def test_remote_models_are_blocked_in_tests() -> None:
+    with pytest.raises(ModelError, match="blocked"):
+        Gateway(Ledger()).check_model("openai/gpt-4o-mini")
+
+
+def test_usd_budget_with_unpriced_model_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("THRIFTY_BLOCK_REMOTE")
+    with pytest.raises(UnpricedModelError, match="no known price"):
+        Gateway(Ledger(Budget(usd=1.0))).check_model("openai/some-model-nobody-priced")
+    # the same model is fine without a USD limit, and a priced one is fine with it
+    Gateway(Ledger(Budget(total_tokens=10))).check_model("openai/some-model-nobody-priced")
+    price = Gateway(Ledger(Budget(usd=1.0))).check_model("openai/gpt-4o-mini")
+    assert price.input_per_token > 0
+
+
+def test_async_calls_in_parallel_never_overspend() -> None:
+    script = ScriptedModel(default=reply("x", prompt_tokens=10, completion_tokens=10))
+    ledger = Ledger(Budget(total_tokens=200))
+    gw = Gateway(ledger)
+
+    async def one() -> str:
+        try:
+            await gw.acomplete(script.model, MSG, max_tokens=10)
+            return "ok"
+        except BudgetExceeded:
+            return "refused"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(one() for _ in range(25)))
+
+    results = asyncio.run(main())
+    assert results.count("ok") == 10
+    assert ledger.spent["total_tokens"] == 200
+    assert sum(e.units.get("total_tokens", 0) for e in ledger.events) == 200
+
+
+def test_cached_tokens_are_priced_at_the_cached_rate() -> None:
+    from thrifty.agents.scripted import ScriptedReply
+
+    script = ScriptedModel([ScriptedReply(content="x", prompt_tokens=100, completion_tokens=0, cached_tokens=60)])
+    price = ModelPrice(input_per_token=0.01, output_per_token=0.0, cached_input_per_token=0.001)
+    ledger = Ledger()
+    out = Gateway(ledger, Pricing(models={script.model: price})).complete(script.model, MSG)
+    assert out.usd == pytest.approx(40 * 0.01 + 60 * 0.001)
+    assert ledger.spent["cached_tokens"] == 60

@@ -1,0 +1,9 @@
+"""Test-wide guards: offline, and no remote model may ever be called."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["THRIFTY_BLOCK_REMOTE"] = "1"  # the Gateway refuses every non-local, non-scripted model

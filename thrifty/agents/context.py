@@ -1,0 +1,70 @@
+"""What every node of a run can reach: the Ledger, the Gateway, the tools, the settings.
+
+Carried as LangGraph's run-scoped ``context`` (never global state), so two runs in one process never
+share a budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from thrifty.agents.gateway import Gateway
+from thrifty.budget import Ledger, tool_dimension
+from thrifty.tools import Tool, ToolRunner
+
+
+@dataclass
+class ModelSettings:
+    temperature: float | None = 0.7
+    max_tokens: int = 256  # per call, before the budget caps it further
+    seed: int | None = None
+
+
+@dataclass
+class RunContext:
+    ledger: Ledger
+    gateway: Gateway
+    runner: ToolRunner
+    model: str
+    tools: list[Tool] = field(default_factory=list)
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    tracker: bool = True
+    max_steps: int = 12
+    keep_observations: int | None = None  # keep only the N most recent tool results in context (BATS)
+    system_extra: str | None = None
+    on_trace: Callable[[dict[str, Any]], None] | None = None
+
+    def emit(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Report a trace entry to the live view (if any) and return it for the state."""
+        if self.on_trace is not None:
+            self.on_trace(entry)
+        return entry
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+    def visible_tools(self) -> list[Tool]:
+        """Tools the budget can still pay one call of; a spent tool is hidden from the model."""
+        return self.runner.available(self.ledger)
+
+    def exhausted_tool_dimension(self) -> str:
+        """Which dimension ran out when no tool is visible any more (for the stop reason)."""
+        if self.ledger.available("tool_calls") < 1:
+            return "tool_calls"
+        if self.ledger.available("usd") < min((self.runner.price(t) for t in self.tools), default=0):
+            return "usd"
+        for t in self.tools:
+            if self.ledger.available(tool_dimension(t.name)) < 1:
+                return tool_dimension(t.name)
+        return "tool_calls"
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.settings.temperature is not None:
+            kw["temperature"] = self.settings.temperature
+        if self.settings.seed is not None:
+            kw["seed"] = self.settings.seed
+        return kw

@@ -1,0 +1,393 @@
+"""The Gateway: the only way a model is called. Count, cap, reserve, call, settle.
+
+For every call it
+
+1. counts the prompt's tokens (the model's own tokenizer for local models, LiteLLM's counter otherwise);
+2. caps ``max_tokens`` to what the budget can still pay for (output / total tokens, dollars, context);
+3. reserves the worst case (prompt + capped completion, one request, its dollar price) on the Ledger;
+4. calls LiteLLM, retrying transient provider errors with tenacity — every attempt is a request and is
+   charged, so retries can never overspend;
+5. settles the usage the provider reports and releases the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from thrifty.agents._litellm import get_litellm
+from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, UnpricedModelError
+from thrifty.budget.pricing import provider_of
+
+DEFAULT_MAX_TOKENS = 512
+BLOCK_REMOTE_ENV = "THRIFTY_BLOCK_REMOTE"
+
+
+class ModelError(RuntimeError):
+    """A model call failed for a reason retrying cannot fix (bad model name, auth, bad request...)."""
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: str = Field(description="The raw JSON arguments the model produced (may be malformed).")
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ModelReply(BaseModel):
+    """What a model call produced and what it cost."""
+
+    model: str
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: str | None = None
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    usd: float = 0.0
+    attempts: int = 1
+    elapsed: float = 0.0
+    max_tokens: int = 0
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The OpenAI-format assistant message to append to the conversation."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        return msg
+
+
+def _is_transient(exc: BaseException, in_process: bool = False) -> bool:
+    litellm = get_litellm()
+    transient = (
+        litellm.RateLimitError,
+        litellm.APIConnectionError,
+        litellm.Timeout,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.exceptions.BadGatewayError,
+    )
+    if not isinstance(exc, transient):
+        return False
+    # LiteLLM wraps any exception raised inside an in-process provider (a bug, a missing script reply, a bad
+    # GGUF file) as APIConnectionError; those are not transient, so retrying would only waste budget.
+    inner = exc.__context__
+    if in_process and isinstance(exc, litellm.APIConnectionError):
+        return inner is not None and isinstance(inner, transient)
+    return True
+
+
+def _scrub(text: str) -> str:
+    """Remove anything that looks like an API key from an error message before it is logged or stored."""
+    import re
+
+    return re.sub(r"(sk|key|token)[-_][A-Za-z0-9_\-]{8,}", r"\1-***", text)
+
+
+class Gateway:
+    """Model calls charged to a Ledger.
+
+    ``retries`` is the number of extra attempts on transient errors; ``backoff`` the base of the
+    exponential wait between them (seconds; tests use 0).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        pricing: Pricing | None = None,
+        *,
+        retries: int = 2,
+        backoff: float = 0.5,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        self.ledger = ledger
+        self.pricing = pricing or Pricing()
+        self.retries = retries
+        self.backoff = backoff
+        self.default_max_tokens = default_max_tokens
+        self._prices: dict[str, ModelPrice] = {}
+
+    # ------------------------------------------------------------------------------------ checks
+    def check_model(self, model: str) -> ModelPrice:
+        """Refuse, before any spending, a model that cannot be called or priced under this budget."""
+        if "/" not in model:
+            raise ModelError(
+                f"model '{model}' has no provider prefix: write it the LiteLLM way, e.g. "
+                f"'openai/{model}', or 'local/smollm2' for the embedded local model"
+            )
+        provider = provider_of(model)
+        if provider == "local":
+            from thrifty.agents.local import resolve_local_model
+
+            try:
+                resolve_local_model(model.split("/", 1)[1])
+            except (ValueError, ImportError) as exc:
+                raise ModelError(str(exc)) from None
+        elif provider == "scripted":
+            from thrifty.agents.scripted import get_script
+
+            try:
+                get_script(model.split("/", 1)[1])
+            except ValueError as exc:
+                raise ModelError(str(exc)) from None
+        else:
+            litellm = get_litellm()
+            if provider not in litellm.provider_list:
+                raise ModelError(
+                    f"unknown provider '{provider}' in model '{model}'. Known providers include: "
+                    "openai, anthropic, gemini, ollama, hosted_vllm, openrouter, local"
+                )
+            if os.environ.get(BLOCK_REMOTE_ENV) == "1":
+                raise ModelError(f"remote model '{model}' blocked: {BLOCK_REMOTE_ENV}=1 (tests never call remote models)")
+        price = self.pricing.model_price(model)
+        if price is None:
+            if "usd" in self.ledger.remaining():
+                raise UnpricedModelError(model)
+            price = ModelPrice()
+        self._prices[model] = price
+        return price
+
+    def price(self, model: str) -> ModelPrice:
+        if model not in self._prices:
+            self.check_model(model)
+        return self._prices[model]
+
+    # ---------------------------------------------------------------------------------- counting
+    def count_prompt_tokens(self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[dict] | None) -> int:
+        provider = provider_of(model)
+        if provider == "scripted":
+            from thrifty.agents.scripted import get_script
+
+            peeked = get_script(model.split("/", 1)[1]).peek_prompt_tokens()
+            if peeked is not None:
+                return peeked
+        if provider == "local":
+            from thrifty.agents.local import count_tokens
+
+            extra = json.dumps(list(tools)) if tools else ""
+            msgs = list(messages) + ([{"role": "system", "content": extra}] if extra else [])
+            return count_tokens(model.split("/", 1)[1], msgs)
+        litellm = get_litellm()
+        try:
+            return int(litellm.token_counter(model=model, messages=list(messages), tools=list(tools) if tools else None))
+        except Exception:
+            text = json.dumps(list(messages)) + (json.dumps(list(tools)) if tools else "")
+            return len(text) // 3 + 1
+
+    def context_window(self, model: str) -> int | None:
+        provider = provider_of(model)
+        if provider == "local":
+            from thrifty.agents.local import context_window
+
+            return context_window(model.split("/", 1)[1])
+        if provider == "scripted":
+            return None
+        info = get_litellm().model_cost.get(model) or get_litellm().model_cost.get(model.split("/", 1)[-1]) or {}
+        return info.get("max_input_tokens") or info.get("max_tokens")
+
+    def plan(self, model: str, prompt_tokens: int, max_tokens: int | None) -> tuple[int, dict[str, float]]:
+        """The capped ``max_tokens`` and the worst-case reservation for one call.
+
+        Raises BudgetExceeded naming the dimension that cannot pay even a one-token answer.
+        """
+        price = self.price(model)
+        want = max_tokens or self.default_max_tokens
+        caps: list[tuple[float, str]] = [(want, "")]
+        av = self.ledger.available
+        if prompt_tokens > av("input_tokens"):
+            raise BudgetExceeded("input_tokens", prompt_tokens, av("input_tokens"), self.ledger.path)
+        caps.append((av("output_tokens"), "output_tokens"))
+        caps.append((av("total_tokens") - prompt_tokens, "total_tokens"))
+        if price.output_per_token > 0:
+            left_usd = av("usd") - prompt_tokens * price.input_per_token
+            caps.append((left_usd / price.output_per_token, "usd"))
+        elif prompt_tokens * price.input_per_token > av("usd"):
+            raise BudgetExceeded("usd", prompt_tokens * price.input_per_token, av("usd"), self.ledger.path)
+        window = self.context_window(model)
+        if window:
+            caps.append((window - prompt_tokens, "context_window"))
+        if av("model_requests") < 1:
+            raise BudgetExceeded("model_requests", 1, av("model_requests"), self.ledger.path)
+        cap_value, cap_dim = min(caps, key=lambda c: c[0])
+        cap = int(cap_value + 1e-9)  # float error must not cost a token
+        if cap < 1:
+            if cap_dim == "context_window":
+                raise ModelError(f"prompt of {prompt_tokens} tokens does not fit the context of {model}")
+            raise BudgetExceeded(cap_dim, 1, max(cap_value, 0), self.ledger.path)
+        usd = prompt_tokens * price.input_per_token + cap * price.output_per_token
+        amounts = {
+            "input_tokens": prompt_tokens,
+            "output_tokens": cap,
+            "total_tokens": prompt_tokens + cap,
+            "model_requests": 1,
+            "usd": usd,
+        }
+        return cap, amounts
+
+    # ------------------------------------------------------------------------------------- calls
+    def _request(self, model: str, messages: Sequence[dict[str, Any]], cap: int, kwargs: dict[str, Any]) -> dict:
+        request: dict[str, Any] = {"model": model, "messages": list(messages), "max_tokens": cap, "num_retries": 0}
+        seconds_left = self.ledger.available("seconds")
+        if seconds_left != float("inf"):
+            request["timeout"] = max(seconds_left, 0.001)
+        request.update({k: v for k, v in kwargs.items() if v is not None})
+        return request
+
+    def _settle(self, res: Any, model: str, response: Any, started: float, attempts: int, cap: int) -> ModelReply:
+        usage_obj = getattr(response, "usage", None)
+        prompt = int(getattr(usage_obj, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage_obj, "completion_tokens", 0) or 0)
+        details = getattr(usage_obj, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
+        elapsed = time.monotonic() - started
+        usd = self.price(model).cost(prompt, completion, cached, elapsed)
+        actual = {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+            "model_requests": 1,
+            "usd": usd,
+        }
+        if cached:
+            actual["cached_tokens"] = cached
+        self.ledger.settle(res, actual)
+        choice = response.choices[0]
+        message = choice.message
+        calls = [
+            ToolCall(
+                id=str(tc.id or f"call_{i}"), name=str(tc.function.name or ""), arguments=tc.function.arguments or "{}"
+            )
+            for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
+        ]
+        return ModelReply(
+            model=model,
+            content=message.content,
+            tool_calls=calls,
+            finish_reason=choice.finish_reason,
+            usage=TokenUsage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached),
+            usd=usd,
+            attempts=attempts,
+            elapsed=elapsed,
+            max_tokens=cap,
+        )
+
+    def _fail(self, res: Any, exc: BaseException) -> None:
+        """A failed attempt still counts as a request (providers may bill it); tokens are released."""
+        self.ledger.settle(res, {"model_requests": 1}, ok=False, detail=_scrub(f"{type(exc).__name__}: {exc}")[:300])
+
+    def _retrying_kwargs(self, model: str) -> dict[str, Any]:
+        in_process = provider_of(model) in ("local", "scripted", "sim", "hf")
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.ledger.check_time()
+
+        return {
+            "stop": stop_after_attempt(self.retries + 1),
+            "retry": retry_if_exception(lambda exc: _is_transient(exc, in_process)),
+            "wait": wait_exponential(multiplier=self.backoff, max=max(self.backoff * 8, 0.0)),
+            "reraise": True,
+            "before_sleep": before_sleep,
+        }
+
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        node: str | None = None,
+        **kwargs: Any,
+    ) -> ModelReply:
+        """One charged model call. Raises BudgetExceeded (nothing spent) or ModelError."""
+        litellm = get_litellm()
+        self.price(model)
+        if tools:
+            kwargs["tools"] = list(tools)
+        attempts = 0
+        try:
+            for attempt in Retrying(**self._retrying_kwargs(model)):
+                with attempt:
+                    attempts += 1
+                    prompt = self.count_prompt_tokens(model, messages, tools)
+                    cap, amounts = self.plan(model, prompt, max_tokens)
+                    res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
+                    started = time.monotonic()
+                    try:
+                        response = litellm.completion(**self._request(model, messages, cap, kwargs))
+                    except BaseException as exc:
+                        self._fail(res, exc)
+                        raise
+                    return self._settle(res, model, response, started, attempts, cap)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            raise self._model_error(model, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def acomplete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        node: str | None = None,
+        **kwargs: Any,
+    ) -> ModelReply:
+        """The asyncio twin of :meth:`complete`; reservations make concurrent calls safe."""
+        litellm = get_litellm()
+        self.price(model)
+        if tools:
+            kwargs["tools"] = list(tools)
+        attempts = 0
+        try:
+            async for attempt in AsyncRetrying(**self._retrying_kwargs(model)):
+                with attempt:
+                    attempts += 1
+                    prompt = self.count_prompt_tokens(model, messages, tools)
+                    cap, amounts = self.plan(model, prompt, max_tokens)
+                    res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
+                    started = time.monotonic()
+                    try:
+                        response = await litellm.acompletion(**self._request(model, messages, cap, kwargs))
+                    except BaseException as exc:
+                        self._fail(res, exc)
+                        raise
+                    return self._settle(res, model, response, started, attempts, cap)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            raise self._model_error(model, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _model_error(model: str, exc: BaseException) -> ModelError:
+        if isinstance(exc, ModelError):
+            return exc
+        text = _scrub(str(exc)).strip().splitlines()
+        first = text[0] if text else type(exc).__name__
+        return ModelError(f"model '{model}' failed: {type(exc).__name__}: {first[:400]}")

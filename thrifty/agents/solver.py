@@ -1,0 +1,249 @@
+"""The solver: a budget-aware tool loop (ReAct with the BATS Budget Tracker).
+
+Two plain node functions over the graph state:
+
+* :func:`act` asks the model for its next move — a tool call, or the answer. Spent tools are hidden; when
+  the budget can pay only for an answer (no tool left, or tokens / dollars / requests for just one more
+  call, or the step limit), it makes a final call with no tools that must answer.
+* :func:`observe` runs the requested tools through the ToolRunner and appends their results, each followed
+  by the ``<budget>`` block when the tracker is on.
+
+A budget stop keeps the best answer so far: a forced answer when one is affordable, otherwise the last
+thing the model proposed.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from typing import Annotated, Any, TypedDict
+
+from thrifty.agents import prompts
+from thrifty.agents.context import RunContext
+from thrifty.agents.gateway import ModelError, ModelReply
+from thrifty.budget import BudgetExceeded, StopKind, budget_block, regime, stop_reason
+
+
+class SolverState(TypedDict, total=False):
+    question: str
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    step: int
+    answer: str | None
+    candidate: str | None  # best answer so far (anytime)
+    stop_reason: str | None
+    error: str | None
+    trace: Annotated[list[dict[str, Any]], operator.add]
+
+
+_ANSWER_PREFIX = re.compile(r"^\s*(final answer|answer)\s*[:\-]\s*", re.IGNORECASE)
+
+
+def clean_answer(text: str | None) -> str:
+    """The answer as a short string: strips 'Answer:' prefixes, quotes and a JSON ``{"answer": ..}`` shell."""
+    if not text:
+        return ""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict) and isinstance(data.get("answer"), str):
+                text = data["answer"]
+        except json.JSONDecodeError:
+            pass
+    text = _ANSWER_PREFIX.sub("", text.strip()).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    text = lines[0].strip() if lines else ""
+    return text.strip(" \"'`*").rstrip(".").strip()
+
+
+def snapshot(ctx: RunContext) -> dict[str, Any]:
+    """The budget at this moment, for the trace and the live view."""
+    remaining = ctx.ledger.remaining()
+    return {
+        "remaining": {k: round(v, 6) for k, v in remaining.items()},
+        "ratio": round(ctx.ledger.remaining_ratio(), 4),
+        "regime": regime(ctx.ledger, ctx.tool_names).value,
+        "usd_spent": round(ctx.ledger.usd_spent, 6),
+    }
+
+
+def _conversation(state: SolverState, ctx: RunContext) -> list[dict[str, Any]]:
+    system = {"role": "system", "content": prompts.react_system(ctx.tracker and bool(ctx.tools), ctx.system_extra)}
+    task = {"role": "user", "content": prompts.REACT_TASK.format(question=state["question"])}
+    history = list(state.get("messages") or [])
+    if ctx.keep_observations is not None:
+        tool_idx = [i for i, m in enumerate(history) if m.get("role") == "tool"]
+        for i in tool_idx[: max(0, len(tool_idx) - ctx.keep_observations)]:
+            history[i] = {**history[i], "content": "(older result removed to save budget)"}
+    return [system, task, *history]
+
+
+def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | None:
+    """The dimension that cannot pay for a tool round *and* a final answer after it, or None.
+
+    A round is this call plus the answer call after the next observation, which will be at least as long.
+    """
+    av = ctx.ledger.available
+    need_prompt = prompt_tokens * 2 + 200
+    answer_out = min(cap, 64)
+    checks = {
+        "model_requests": (2, av("model_requests")),
+        "input_tokens": (need_prompt, av("input_tokens")),
+        "output_tokens": (cap + answer_out, av("output_tokens")),
+        "total_tokens": (need_prompt + cap + answer_out, av("total_tokens")),
+    }
+    price = ctx.gateway.price(ctx.model)
+    usd_need = need_prompt * price.input_per_token + (cap + answer_out) * price.output_per_token
+    checks["usd"] = (usd_need, av("usd"))
+    for dim, (need, left) in checks.items():
+        if need > left:
+            return dim
+    return None
+
+
+def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+    """Ask the model for the next tool call or the answer."""
+    step = int(state.get("step") or 0) + 1
+    question = state["question"]
+    messages = _conversation(state, ctx)
+    visible = ctx.visible_tools()
+    final_reason: str | None = None
+    final_stop: str | None = None
+
+    if ctx.tools and not visible:
+        dim = ctx.exhausted_tool_dimension()
+        final_reason, final_stop = "The tool budget is spent.", stop_reason(StopKind.BUDGET_EXHAUSTED, dim)
+    elif step >= ctx.max_steps:
+        final_reason, final_stop = "This is the last step.", stop_reason(StopKind.MAX_STEPS)
+    elif visible:
+        try:
+            schemas = [t.openai_schema() for t in visible]
+            prompt_tokens = ctx.gateway.count_prompt_tokens(ctx.model, messages, schemas)
+        except Exception:
+            prompt_tokens = 0
+        short = _round_affordable(ctx, prompt_tokens, ctx.settings.max_tokens)
+        if short:
+            final_reason = "The budget is nearly spent."
+            final_stop = stop_reason(StopKind.BUDGET_EXHAUSTED, short)
+
+    if final_reason is not None:
+        messages.append(
+            {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=final_reason, question=question)}
+        )
+    tools = None if final_reason is not None or not visible else [t.openai_schema() for t in visible]
+    hidden = [name for name in ctx.tool_names if name not in {t.name for t in visible}]
+    try:
+        reply = ctx.gateway.complete(
+            ctx.model,
+            messages,
+            tools=tools,
+            max_tokens=ctx.settings.max_tokens if final_reason is None else min(ctx.settings.max_tokens, 64),
+            node="final" if final_reason else "act",
+            **ctx.model_kwargs(),
+        )
+    except BudgetExceeded as exc:
+        return _stop(state, ctx, step, exc.stop_reason, f"budget exhausted: {exc}")
+    except ModelError as exc:
+        return _stop(state, ctx, step, stop_reason(StopKind.ERROR), str(exc), error=str(exc))
+
+    if reply.tool_calls and final_reason is None:
+        entry = {
+            "step": step,
+            "node": "act",
+            "action": "tool_calls",
+            "calls": [{"tool": c.name, "arguments": c.arguments} for c in reply.tool_calls],
+            "thought": (reply.content or "")[:500],
+            "hidden_tools": hidden,
+            "tokens": reply.usage.total_tokens,
+            **snapshot(ctx),
+        }
+        update: dict[str, Any] = {
+            "step": step,
+            "messages": [reply.assistant_message()],
+            "trace": [ctx.emit(entry)],
+        }
+        if reply.content and clean_answer(reply.content):
+            update["candidate"] = clean_answer(reply.content)
+        return update
+    return _answer(state, ctx, step, reply, final_stop if final_reason else None)
+
+
+def _answer(state: SolverState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None) -> dict[str, Any]:
+    answer = clean_answer(reply.content) or state.get("candidate") or "unknown"
+    reason = forced_stop or stop_reason(StopKind.COMPLETED)
+    entry = {
+        "step": step,
+        "node": "final" if forced_stop else "act",
+        "action": "answer",
+        "answer": answer,
+        "forced": forced_stop is not None,
+        "tokens": reply.usage.total_tokens,
+        **snapshot(ctx),
+    }
+    return {
+        "step": step,
+        "messages": [{"role": "assistant", "content": reply.content or ""}],
+        "answer": answer,
+        "candidate": answer,
+        "stop_reason": reason,
+        "trace": [ctx.emit(entry)],
+    }
+
+
+def _stop(
+    state: SolverState, ctx: RunContext, step: int, reason: str, detail: str, error: str | None = None
+) -> dict[str, Any]:
+    entry = {"step": step, "node": "act", "action": "stop", "stop_reason": reason, "detail": detail, **snapshot(ctx)}
+    update: dict[str, Any] = {
+        "step": step,
+        "answer": state.get("candidate"),
+        "stop_reason": reason,
+        "trace": [ctx.emit(entry)],
+    }
+    if error:
+        update["error"] = error
+    return update
+
+
+def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+    """Run the tool calls of the last assistant message; each result carries the budget block."""
+    last = (state.get("messages") or [])[-1]
+    new_messages: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    for call in last.get("tool_calls") or []:
+        name = call["function"]["name"]
+        arguments = call["function"].get("arguments") or "{}"
+        try:
+            obs = ctx.runner.run(name, arguments, node="observe")
+            content = obs.content
+            info = {"ok": obs.ok, "cached": obs.cached, "usd": obs.usd}
+        except BudgetExceeded as exc:
+            content = f"Not run: the budget for {exc.dimension} is spent. Use another tool or answer."
+            info = {"ok": False, "cached": False, "usd": 0.0, "budget": exc.dimension}
+        if ctx.tracker:
+            content = f"{content}\n{budget_block(ctx.ledger, ctx.tool_names)}"
+        new_messages.append({"role": "tool", "tool_call_id": call.get("id", ""), "name": name, "content": content})
+        entries.append(
+            ctx.emit(
+                {
+                    "step": state.get("step", 0),
+                    "node": "observe",
+                    "action": "observation",
+                    "tool": name,
+                    "arguments": arguments,
+                    "observation": content[:600],
+                    **info,
+                    **snapshot(ctx),
+                }
+            )
+        )
+    return {"messages": new_messages, "trace": entries}
+
+
+def route_after_act(state: SolverState) -> str:
+    """'observe' when the model asked for tools, 'end' once there is an answer or a stop."""
+    if state.get("stop_reason"):
+        return "end"
+    last = (state.get("messages") or [{}])[-1]
+    return "observe" if last.get("tool_calls") else "end"

@@ -1,0 +1,303 @@
+"""The ``agent`` command: run, validate and describe task files.
+
+Exit codes: 0 answered, 4 stopped by the budget or the step limit (the answer is still printed),
+2 bad input (task file, model, tool), 1 internal error or cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from thrifty.budget import Ledger
+from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_INTERNAL, RunResult
+
+app = typer.Typer(
+    name="agent",
+    help="thrifty: LLM agents that spend wisely. Run a task file within a budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+_DIM_LABELS = {
+    "input_tokens": "input tokens",
+    "output_tokens": "output tokens",
+    "total_tokens": "tokens",
+    "usd": "USD",
+    "model_requests": "model calls",
+    "tool_calls": "tool calls",
+    "seconds": "seconds",
+}
+
+
+def _label(dim: str) -> str:
+    return _DIM_LABELS.get(dim, dim.replace("tool:", "") + " calls")
+
+
+def _fmt(dim: str, value: float) -> str:
+    if dim == "usd":
+        return f"${value:.4f}"
+    if dim == "seconds":
+        return f"{value:.1f}s"
+    return f"{value:g}"
+
+
+class LiveView:
+    """Step, last action and one bar per budget dimension, redrawn while the run goes on."""
+
+    def __init__(self, ledger: Ledger, title: str) -> None:
+        self.ledger = ledger
+        self.title = title
+        self.step = 0
+        self.last = "starting…"
+        self.regime = "HIGH"
+        self.lines: deque[str] = deque(maxlen=6)
+        self._lock = threading.Lock()
+
+    def on_trace(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.step = int(entry.get("step") or self.step)
+            self.regime = entry.get("regime", self.regime)
+            action = entry.get("action")
+            if action == "tool_calls":
+                calls = ", ".join(f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", []))
+                self.last = f"calls {calls}"
+            elif action == "observation":
+                tag = " [cached, free]" if entry.get("cached") else ""
+                first = _short(entry.get("observation", "").split("\n<budget>")[0], 90)
+                self.last = f"{entry.get('tool')} → {first}{tag}"
+            elif action == "answer":
+                self.last = ("forced answer: " if entry.get("forced") else "answer: ") + str(entry.get("answer"))
+            elif action == "stop":
+                self.last = f"stopped: {entry.get('stop_reason')}"
+            else:
+                self.last = str(entry.get("detail") or action)
+            self.lines.append(f"[dim]#{self.step}[/dim] {self.last}")
+
+    def __rich__(self) -> Panel:
+        with self._lock:
+            table = Table.grid(padding=(0, 1))
+            table.add_column(justify="right", style="bold")
+            table.add_column(width=30)
+            table.add_column()
+            used = self.ledger.used()
+            for dim in [*self.ledger.limits, *(["seconds"] if self.ledger.limit("seconds") else [])]:
+                limit = self.ledger.limit(dim) or 0
+                spent = used.get(dim, 0.0)
+                table.add_row(
+                    _label(dim),
+                    ProgressBar(total=limit or 1, completed=min(spent, limit), width=30),
+                    f"{_fmt(dim, spent)} / {_fmt(dim, limit)}",
+                )
+            if not self.ledger.limits:
+                table.add_row("budget", Text("unlimited"), "")
+            head = Text.from_markup(
+                f"step [bold]{self.step}[/bold]   regime [bold]{self.regime}[/bold]   "
+                f"spent [bold]${self.ledger.usd_spent:.4f}[/bold]   {self.ledger.elapsed():.1f}s"
+            )
+            recent = Text.from_markup("\n".join(self.lines) or "[dim]thinking…[/dim]")
+            return Panel(Group(head, table, recent), title=self.title, border_style="cyan")
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def render_result(result: RunResult, console: Console) -> None:
+    """The final summary: answer, why it stopped, what it spent."""
+    colour = "green" if result.exit_code == 0 else ("yellow" if result.exit_code == 4 else "red")
+    body = Text()
+    body.append("Answer: ", style="bold")
+    body.append(f"{result.answer if result.answer is not None else '(none)'}\n")
+    if result.expected_answer is not None:
+        body.append("Expected: ", style="bold")
+        body.append(f"{result.expected_answer}\n")
+    body.append("Stopped: ", style="bold")
+    body.append(result.stop_reason, style=colour)
+    if result.error:
+        body.append(f"\nError: {result.error}", style="red")
+    console.print(Panel(body, title=f"run {result.run_id}", border_style=colour))
+    usage = result.usage
+    table = Table(title="Spent", show_header=True, header_style="bold")
+    table.add_column("dimension")
+    table.add_column("used", justify="right")
+    table.add_column("limit", justify="right")
+    rows = [
+        ("input tokens", usage.input_tokens, "input_tokens"),
+        ("output tokens", usage.output_tokens, "output_tokens"),
+        ("tokens", usage.total_tokens, "total_tokens"),
+        ("model calls", usage.model_requests, "model_requests"),
+        ("tool calls", usage.tool_calls, "tool_calls"),
+    ]
+    rows += [(f"  {name} calls", n, f"tool:{name}") for name, n in usage.per_tool.items()]
+    rows += [
+        ("USD (tokens + tools)", f"${usage.usd:.4f}", "usd"),
+        ("seconds", f"{usage.seconds:.1f}", "seconds"),
+    ]
+    for label, value, dim in rows:
+        limit = result.budget.get(dim)
+        table.add_row(label, str(value), "—" if limit is None else _fmt(dim, limit))
+    console.print(table)
+    console.print(
+        f"[dim]cost: tokens ${result.cost.tokens_usd:.4f} + tools ${result.cost.tools_usd:.4f} = "
+        f"${result.cost.total_usd:.4f}; {result.steps} steps; strategy {result.strategy}; model {result.model}[/dim]"
+    )
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(Text("error: ", style="red") + Text(message))
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Task file (YAML).")],
+    model: Annotated[str | None, typer.Option(help="Override the model, e.g. openai/gpt-4o-mini.")] = None,
+    max_usd: Annotated[float | None, typer.Option(help="Dollar limit for the run.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Total token limit (prompt + completion).")] = None,
+    max_tool_calls: Annotated[int | None, typer.Option(help="Tool call limit (all tools).")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Wall-clock limit in seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON only.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view; print the summary only.")] = False,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the run store.")] = False,
+) -> None:
+    """Run a task file and print the answer, why it stopped and what it spent."""
+    from thrifty.workflows.runner import SetupError, run_task
+    from thrifty.workflows.spec import TaskFileError, load_task
+
+    try:
+        spec = load_task(file, **({"model": model} if model else {}))
+        overrides = {
+            "usd": max_usd,
+            "total_tokens": max_tokens,
+            "tool_calls": max_tool_calls,
+            "seconds": max_seconds,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides:
+            for dim, value in overrides.items():
+                if value <= 0:
+                    raise TaskFileError(f"--max-{dim.replace('_', '-')}: must be positive (got {value:g})")
+            spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
+    except TaskFileError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+    ledger = Ledger(spec.budget, name="run")
+    view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
+    if view is not None:
+        err.print(Text("Question: ", style="bold") + Text(spec.rendered_question()))
+    started = time.monotonic()
+    try:
+        if view is not None and err.is_terminal:
+            with Live(view, console=err, refresh_per_second=8, transient=False):
+                result = _run(spec, ledger, view.on_trace, no_store)
+        else:
+            printer = _plain_printer() if view is not None else None
+            result = _run(spec, ledger, printer, no_store)
+    except SetupError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except Exception as exc:  # pragma: no cover - last resort: never a traceback
+        raise _fail(f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
+
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        render_result(result, out)
+    raise typer.Exit(result.exit_code)
+
+
+def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
+    from thrifty.workflows.runner import run_task
+
+    return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger)
+
+
+def _plain_printer() -> Any:
+    """Progress lines for a non-terminal stderr (CI logs, pipes): one line per step."""
+    view_lines: list[str] = []
+
+    def on_trace(entry: dict[str, Any]) -> None:
+        action = entry.get("action")
+        left = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in entry.get("remaining", {}).items())
+        if action == "tool_calls":
+            what = ", ".join(f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", []))
+        elif action == "observation":
+            what = f"{entry.get('tool')} → {_short(entry.get('observation', '').split(chr(10) + '<budget>')[0], 70)}"
+            what += " [cached]" if entry.get("cached") else ""
+        elif action == "answer":
+            what = ("forced answer: " if entry.get("forced") else "answer: ") + str(entry.get("answer"))
+        else:
+            what = f"{action}: {entry.get('stop_reason', '')}"
+        line = f"[step {entry.get('step')}] {what}  | left: {left or 'unlimited'} | {entry.get('regime', '')}"
+        view_lines.append(line)
+        err.print(Text(line), highlight=False)
+
+    return on_trace
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="Task file (YAML).")]) -> None:
+    """Check a task file without running it."""
+    from thrifty.workflows.spec import TaskFileError, load_task
+
+    try:
+        spec = load_task(file)
+    except TaskFileError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
+    out.print(
+        Text(f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
+             f"tools [{', '.join(t.name for t in spec.tools)}], budget: {limits}")
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of task files."""
+    from thrifty.workflows.spec import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="How many recent runs.")] = 10,
+    store: Annotated[str, typer.Option(help="Run store (SQLite path or SQLAlchemy URL).")] = ".thrifty/runs.db",
+) -> None:
+    """List recent runs from the run store."""
+    from thrifty.memory.store import RunStore
+
+    if "://" not in store and not Path(store).exists():
+        raise _fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
+    table = Table("run", "task", "answer", "stop", "tokens", "tools", "USD")
+    for r in RunStore(store).recent(limit):
+        table.add_row(
+            r["run_id"], r["task"], _short(str(r["answer"]), 40), r["stop_reason"],
+            str(r["total_tokens"]), str(r["tool_calls"]), f"${r['usd']:.4f}",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The Python API: an Agent is a model, tools, a budget and a strategy; ``run`` returns a RunResult.
+
+    from thrifty import Agent, Budget
+    from thrifty.tools import load_corpus, make_search_tools
+
+    agent = Agent(tools=make_search_tools(load_corpus("passages.jsonl")), budget=Budget(tool_calls=5))
+    result = agent.run("Which magazine was started first, Arthur's Magazine or First for Women?")
+    print(result.answer, result.stop_reason, result.usage.usd)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from thrifty.agents.context import ModelSettings
+from thrifty.budget import Budget, Pricing
+from thrifty.tools import Tool
+from thrifty.workflows.result import RunResult
+from thrifty.workflows.runner import TraceCallback, execute
+from thrifty.workflows.spec import DEFAULT_MODEL, StrategySpec
+
+
+class Agent:
+    """A reusable agent configuration. Each :meth:`run` gets a fresh Ledger for its budget."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        tools: Sequence[Tool] = (),
+        budget: Budget | None = None,
+        strategy: str | StrategySpec = "react",
+        tracker: bool = True,
+        max_steps: int = 12,
+        pricing: Pricing | None = None,
+        temperature: float | None = 0.7,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        retries: int = 2,
+        system_prompt: str | None = None,
+        store: str | Path | None = None,
+        **strategy_options: Any,
+    ) -> None:
+        self.model = model
+        self.tools = list(tools)
+        self.budget = budget or Budget()
+        if isinstance(strategy, str):
+            strategy = StrategySpec(name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options)
+        self.strategy = strategy
+        self.pricing = pricing or Pricing()
+        self.settings = ModelSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
+        self.retries = retries
+        self.system_prompt = system_prompt
+        self.store = store
+
+    def run(self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None) -> RunResult:
+        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run)."""
+        return execute(
+            question,
+            model=self.model,
+            tools=self.tools,
+            budget=budget or self.budget,
+            pricing=self.pricing,
+            strategy=self.strategy,
+            settings=self.settings,
+            retries=self.retries,
+            system_prompt=self.system_prompt,
+            on_trace=on_trace,
+            store=self.store,
+        )
+
+    async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
+        """Run in a worker thread, so an asyncio application is never blocked by a local model."""
+        return await asyncio.to_thread(self.run, question, budget=budget)

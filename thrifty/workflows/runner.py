@@ -1,0 +1,177 @@
+"""Running a task: build the Ledger, Gateway, tools and graph; stream the graph; always return a RunResult.
+
+The graph is *streamed* (not invoked) so that the latest state is in hand whatever happens: an exception
+inside a node, a Ctrl-C, or a budget stop still yields the best answer so far and every charge made.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from thrifty.agents.context import ModelSettings, RunContext
+from thrifty.agents.gateway import Gateway, ModelError
+from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
+from thrifty.tools import Tool, ToolRunner
+from thrifty.workflows.result import Cost, RunResult, Usage
+from thrifty.workflows.spec import StrategySpec, TaskSpec, import_object
+from thrifty.workflows.strategies import get_builder
+
+TraceCallback = Callable[[dict[str, Any]], None]
+
+
+class SetupError(ValueError):
+    """The run cannot start (unknown model, unpriced model under a USD budget, bad tool...)."""
+
+
+def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
+    """Tools named in a task file, and the pricing with any per-tool price from the file applied."""
+    from thrifty.tools import builtin_tools, load_corpus
+
+    corpus_path = spec.corpus_path()
+    corpus = load_corpus(corpus_path) if corpus_path else None
+    tools: list[Tool] = []
+    prices = dict(spec.pricing.tools)
+    for ts in spec.tools:
+        if ":" in ts.name:
+            obj = import_object(ts.name)
+            if not isinstance(obj, Tool):
+                raise SetupError(f"tool '{ts.name}' is not a @tool-decorated function")
+            tools.append(obj)
+        else:
+            options = {"k": ts.k} if ts.k else {}
+            registry = builtin_tools(corpus, **options)
+            tools.append(registry[ts.name])
+        if ts.price is not None:
+            prices[tools[-1].name] = ts.price
+    return tools, spec.pricing.model_copy(update={"tools": prices})
+
+
+def execute(
+    question: str,
+    *,
+    model: str,
+    tools: Sequence[Tool] = (),
+    budget: Budget | None = None,
+    pricing: Pricing | None = None,
+    strategy: StrategySpec | None = None,
+    settings: ModelSettings | None = None,
+    retries: int = 2,
+    system_prompt: str | None = None,
+    task: str = "",
+    expected_answer: str | None = None,
+    on_trace: TraceCallback | None = None,
+    ledger: Ledger | None = None,
+    store: str | Path | None = None,
+    keep_trace: bool = True,
+) -> RunResult:
+    """Run one question with one strategy under one budget, and return its RunResult.
+
+    Raises SetupError before spending anything if the model or tools cannot be used.
+    """
+    strategy = strategy or StrategySpec()
+    ledger = ledger or Ledger(budget or Budget(), name="run")
+    pricing = pricing or Pricing()
+    gateway = Gateway(ledger, pricing, retries=retries)
+    try:
+        gateway.check_model(model)
+        builder = get_builder(strategy.name)
+    except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
+        raise SetupError(str(exc)) from None
+    runner = ToolRunner(list(tools), ledger, pricing)
+    ctx = RunContext(
+        ledger=ledger,
+        gateway=gateway,
+        runner=runner,
+        model=model,
+        tools=list(tools),
+        settings=settings or ModelSettings(),
+        tracker=strategy.tracker,
+        max_steps=strategy.max_steps,
+        keep_observations=strategy.keep_observations,
+        system_extra=system_prompt,
+        on_trace=on_trace,
+    )
+    graph = builder(strategy.options)
+    state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
+    error: str | None = None
+    reason: str | None = None
+    try:
+        for values in graph.stream(
+            state, context=ctx, stream_mode="values", config={"recursion_limit": strategy.max_steps * 4 + 20}
+        ):
+            state = values
+    except KeyboardInterrupt:
+        reason = stop_reason(StopKind.CANCELLED)
+    except BudgetExceeded as exc:
+        reason = exc.stop_reason
+    except Exception as exc:  # a node crashed: keep what was found, report the error
+        from thrifty.agents.gateway import _scrub
+
+        error = _scrub(f"{type(exc).__name__}: {exc}")[:1000]
+        reason = stop_reason(StopKind.ERROR)
+    finally:
+        runner.close()
+
+    if reason is None:
+        reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
+    answer = state.get("answer") or state.get("candidate")
+    result = RunResult(
+        run_id=uuid.uuid4().hex[:12],
+        task=task,
+        question=question,
+        answer=answer,
+        stop_reason=reason,
+        strategy=strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)"),
+        model=model,
+        budget=ledger.budget.limits(),
+        usage=Usage.from_ledger(ledger),
+        cost=Cost.from_ledger(ledger),
+        steps=int(state.get("step") or 0),
+        error=error or state.get("error"),
+        expected_answer=expected_answer,
+        trace=list(state.get("trace") or []) if keep_trace else [],
+        events=[e.to_dict() for e in ledger.events],
+    )
+    if store is not None:
+        from thrifty.memory.store import RunStore
+
+        RunStore(store).save(result)
+    return result
+
+
+def run_task(
+    spec: TaskSpec, *, on_trace: TraceCallback | None = None, store: bool = True, ledger: Ledger | None = None
+) -> RunResult:
+    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches)."""
+    try:
+        tools, pricing = resolve_tools(spec)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise SetupError(str(exc)) from None
+    settings = ModelSettings(
+        temperature=spec.model_settings.temperature,
+        max_tokens=spec.model_settings.max_tokens,
+        seed=spec.model_settings.seed,
+    )
+    target = spec.output.store if store else None
+    if target and "://" not in target and not Path(target).is_absolute():
+        target = str(Path.cwd() / target)
+    return execute(
+        spec.rendered_question(),
+        model=spec.model,
+        tools=tools,
+        budget=spec.budget,
+        pricing=pricing,
+        strategy=spec.strategy,
+        settings=settings,
+        retries=spec.model_settings.retries,
+        system_prompt=spec.system_prompt,
+        task=spec.name or "",
+        expected_answer=spec.expected_answer,
+        on_trace=on_trace,
+        store=target,
+        keep_trace=spec.output.trace,
+        ledger=ledger,
+    )

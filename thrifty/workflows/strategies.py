@@ -1,0 +1,31 @@
+"""Strategies are graph builders: ``build(options) -> compiled LangGraph graph`` over a SolverState-like
+state, run with a RunContext. Built-ins are registered by name; a task file may also name
+``package.module:function``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from thrifty.workflows.react import build_react
+
+GraphBuilder = Callable[[dict[str, Any]], Any]
+
+STRATEGIES: dict[str, GraphBuilder] = {"react": build_react}
+
+
+class UnknownStrategy(ValueError):
+    pass
+
+
+def get_builder(name: str) -> GraphBuilder:
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if ":" in name:
+        from thrifty.workflows.spec import import_object
+
+        builder = import_object(name)
+        if not callable(builder):
+            raise UnknownStrategy(f"strategy '{name}' is not callable")
+        return builder  # type: ignore[no-any-return]
+    raise UnknownStrategy(f"unknown strategy '{name}': use one of {', '.join(STRATEGIES)} or 'module:function'")
