@@ -162,7 +162,7 @@ def render_result(result: RunResult, console: Console) -> None:
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(Text("error: ", style="red") + Text(message))
+    err.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -154,17 +154,15 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     line = node.start_mark.line + 1 if node is not None else None
     for key in loc:
         if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
-            if nxt is None:
-                # An unknown key: point at the key itself.
-                key_node = next((k for k, _ in node.value if getattr(k, "value", None) == str(key)), None)
-                return key_node.start_mark.line + 1 if key_node is not None else line
-            node = nxt
+            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            if pair is None:
+                return line
+            # Point at the key: for a block value (a nested mapping) that is the line a user looks for.
+            line = pair[0].start_mark.line + 1
+            node = pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
-        else:
-            continue
-        line = node.start_mark.line + 1
+            line = node.start_mark.line + 1
     return line
 
 
@@ -207,6 +205,9 @@ def load_task(path: str | Path, **overrides: Any) -> TaskSpec:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and cmark:
+            problem += f", {context} that starts at line {cmark.line + 1}"
         raise TaskFileError(f"{where}: invalid YAML: {problem} (fix: check indentation and quoting)") from None
     if data is None:
         data = {}
@@ -230,6 +231,13 @@ def check_resources(spec: TaskSpec, file: str = "task", root: yaml.Node | None =
             f"{file}:{line or 1}: field 'corpus': file not found: {corpus} "
             "(fix: give a path relative to the task file, or builtin:hotpotqa)"
         )
+    from thrifty.workflows.strategies import get_builder
+
+    try:
+        get_builder(spec.strategy.name)
+    except (ValueError, ImportError, AttributeError) as exc:
+        line = _line_of(root, ("strategy",))
+        raise TaskFileError(f"{file}:{line or 1}: field 'strategy': {exc}") from None
     for i, tool in enumerate(spec.tools):
         if ":" in tool.name:
             try:

@@ -1,0 +1,135 @@
+"""The `agent` command end to end, in process, with the scripted model (its registry is per process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from thrifty.agents import ScriptedModel, call, reply
+from thrifty.cli import app
+from thrifty.workflows.result import RunResult
+
+runner = CliRunner()
+
+CORPUS = [
+    {"title": "Paris", "text": "Paris is the capital and largest city of France."},
+    {"title": "Berlin", "text": "Berlin is the capital of Germany."},
+]
+
+
+def write_task(tmp_path: Path, model: str, extra: str = "", budget: str = "  tool_calls: 5\n") -> Path:
+    corpus = tmp_path / "passages.jsonl"
+    corpus.write_text("\n".join(json.dumps(p) for p in CORPUS) + "\n")
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f"name: capital\nquestion: What is the capital of France?\nmodel: {model}\n"
+        f"corpus: passages.jsonl\ntools: [search, read]\nbudget:\n{budget}"
+        f"output:\n  store: {tmp_path / 'runs.db'}\n{extra}"
+    )
+    return task
+
+
+def test_run_json_prints_a_run_result(tmp_path: Path) -> None:
+    script = ScriptedModel([call("search", query="France capital"), reply("Paris")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--json"])
+    assert res.exit_code == 0, res.output
+    result = RunResult.model_validate_json(res.stdout)
+    assert result.answer == "Paris" and result.stop_reason == "completed"
+    data = json.loads(res.stdout)
+    for key in ("answer", "stop_reason", "usage", "cost", "trace", "events", "budget"):
+        assert key in data
+    assert data["usage"]["tool_calls"] == 1
+
+
+def test_max_tool_calls_override_and_budget_exit_code(tmp_path: Path) -> None:
+    script = ScriptedModel([call("search", query=f"q{i}") for i in range(3)] + [reply("Paris")])
+    task = write_task(tmp_path, script.model, budget="  tool_calls: 10\n")
+    res = runner.invoke(app, ["run", str(task), "--json", "--max-tool-calls", "3"])
+    assert res.exit_code == 4, res.output
+    result = RunResult.model_validate_json(res.stdout)
+    assert result.usage.tool_calls <= 3
+    assert result.stop_reason == "budget_exhausted:tool_calls"
+    assert result.answer == "Paris"
+
+
+def test_human_output_shows_answer_stop_and_spend(tmp_path: Path) -> None:
+    script = ScriptedModel([call("search", query="France"), reply("Paris")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "Paris" in res.stdout and "completed" in res.stdout
+    assert "tool calls" in res.stdout and "USD" in res.stdout
+
+
+def test_progress_lines_without_a_terminal(tmp_path: Path) -> None:
+    script = ScriptedModel([call("search", query="France"), reply("Paris")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model))])
+    assert res.exit_code == 0, res.output
+    assert "[step 1] search" in res.stderr
+    assert "left:" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("question: [unclosed\n", ["task.yaml:2", "invalid YAML", "starts at line 1"]),
+        ("question: hi\nmodel: local/smollm2\nbudget:\n  tool_calls: 0\n", ["task.yaml:4", "budget.tool_calls", "positive"]),
+        ("question: hi\nbudget:\n  tool_calls: -3\n", ["task.yaml:3", "budget.tool_calls"]),
+        ("question: hi\nbudgett:\n  tool_calls: 3\n", ["task.yaml:2", "budgett", "spelling"]),
+        ("question: hi\ntools: [search, teleport]\ncorpus: x.jsonl\n", ["task.yaml:2", "tools.1", "unknown tool 'teleport'"]),
+        ("question: hi\ntools: [search]\ncorpus: missing.jsonl\n", ["task.yaml:3", "corpus", "not found"]),
+        ("question: hi\ntools: [search]\n", ["need a `corpus:`"]),
+        ("question: hi\nmodel: gpt-4o\n", ["task.yaml:2", "provider prefix"]),
+        ("model: local/smollm2\n", ["question", "add it"]),
+        ("- just\n- a list\n", ["must be a mapping"]),
+        ("question: hi\nstrategy: nosuch\n", ["unknown strategy"]),
+    ],
+)
+def test_bad_task_files_get_a_clear_message_and_exit_2(tmp_path: Path, content: str, expected: list[str]) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text(content)
+    for command in (["validate", str(task)], ["run", str(task), "--quiet"]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 2, (command, res.output)
+        assert "Traceback" not in res.output
+        for part in expected:
+            assert part in res.stderr, (part, res.stderr)
+
+
+def test_unknown_model_and_remote_block_are_bad_input(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, "nosuchprovider/x")), "--quiet"])
+    assert res.exit_code == 2 and "unknown provider" in res.stderr
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, "local/no-such-model")), "--quiet"])
+    assert res.exit_code == 2
+
+
+def test_negative_cli_limit_is_bad_input(tmp_path: Path) -> None:
+    script = ScriptedModel([reply("x")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--max-usd", "-1"])
+    assert res.exit_code == 2 and "must be positive" in res.stderr
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2 and "no such file" in res.stderr
+
+
+def test_validate_ok_and_schema() -> None:
+    res = runner.invoke(app, ["validate", "examples/hotpotqa.yaml"])
+    assert res.exit_code == 0, res.output
+    assert "ok" in res.stdout
+    res = runner.invoke(app, ["schema"])
+    schema = json.loads(res.stdout)
+    assert schema["title"] == "thrifty task"
+    assert {"question", "model", "budget", "tools", "strategy"} <= set(schema["properties"])
+    assert "base_dir" not in schema["properties"]
+
+
+def test_runs_lists_recorded_runs(tmp_path: Path) -> None:
+    script = ScriptedModel([reply("Paris")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--json"])
+    run_id = json.loads(res.stdout)["run_id"]
+    res = runner.invoke(app, ["runs", "--store", str(tmp_path / "runs.db")])
+    assert res.exit_code == 0 and run_id in res.stdout
