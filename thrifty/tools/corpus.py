@@ -1,0 +1,214 @@
+"""A closed corpus of passages for the search tools, and the loaders that build one from a file.
+
+Why a closed corpus: benchmark runs (HotpotQA distractor, BATS-style budget studies) must be reproducible
+offline, so search runs over a fixed set of passages instead of the web. The union of the context
+paragraphs of a HotpotQA file is such a set.
+
+Loader errors name the file, the line (or list item) and what is wrong, because a corpus is usually a file
+someone just converted by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Corpus", "CorpusError", "Passage", "bundled_dataset_path", "load_corpus"]
+
+
+class CorpusError(ValueError):
+    """A corpus file is missing or holds a record that is not a passage or a HotpotQA record."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One searchable unit: a titled paragraph."""
+
+    title: str
+    text: str
+
+
+class Corpus:
+    """An ordered set of passages, with lookup by title.
+
+    Identical (title, text) pairs are kept once. Several passages may share a title (chunks of one
+    document); :meth:`text_of` joins them.
+    """
+
+    def __init__(self, passages: Iterable[Passage | tuple[str, str]], *, source: Path | None = None) -> None:
+        self.source = source
+        self.passages: list[Passage] = []
+        self._by_title: dict[str, list[int]] = {}
+        seen: set[tuple[str, str]] = set()
+        for item in passages:
+            passage = item if isinstance(item, Passage) else Passage(*item)
+            if (passage.title, passage.text) in seen:
+                continue
+            seen.add((passage.title, passage.text))
+            self._by_title.setdefault(passage.title, []).append(len(self.passages))
+            self.passages.append(passage)
+        self._folded: dict[str, str] = {}
+        for title in self._by_title:
+            self._folded.setdefault(title.casefold(), title)
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def __iter__(self) -> Iterator[Passage]:
+        return iter(self.passages)
+
+    def __getitem__(self, index: int) -> Passage:
+        return self.passages[index]
+
+    def __repr__(self) -> str:
+        where = f", source={str(self.source)!r}" if self.source else ""
+        return f"Corpus({len(self.passages)} passages{where})"
+
+    @property
+    def titles(self) -> list[str]:
+        """Distinct titles, in first-seen order."""
+        return list(self._by_title)
+
+    def __contains__(self, title: object) -> bool:
+        return title in self._by_title
+
+    def text_of(self, title: str) -> str | None:
+        """The full text for an exact title (passages sharing it joined by blank lines), or None."""
+        indices = self._by_title.get(title)
+        if not indices:
+            return None
+        return "\n\n".join(self.passages[i].text for i in indices)
+
+    def casefold_title(self, title: str) -> str | None:
+        """The corpus title equal to ``title`` ignoring case, or None."""
+        return self._folded.get(title.casefold())
+
+    def fingerprint(self) -> tuple[Any, ...] | None:
+        """(path, mtime, size) of the file it was loaded from, or None for an in-memory corpus."""
+        if self.source is None:
+            return None
+        try:
+            stat = self.source.stat()
+        except OSError:
+            return None
+        return (str(self.source.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+# ------------------------------------------------------------------------------------------- loading
+def _fail(path: Path, where: str, problem: str) -> CorpusError:
+    return CorpusError(f"{path}: {where}: {problem}")
+
+
+def _hotpot_passages(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Paragraphs of a HotpotQA record, either the RPT form ``{title: [...], sentences: [[...]]}``
+    or the original ``[[title, [sentences]], ...]``. Raises ValueError saying what is wrong."""
+    context = record["context"]
+    pairs: list[tuple[Any, Any]]
+    if isinstance(context, Mapping):
+        titles, sentences = context.get("title"), context.get("sentences")
+        if not isinstance(titles, list) or not isinstance(sentences, list):
+            raise ValueError("'context' must have a 'title' list and a 'sentences' list")
+        if len(titles) != len(sentences):
+            raise ValueError(f"'context' has {len(titles)} titles but {len(sentences)} sentence lists")
+        pairs = list(zip(titles, sentences, strict=True))
+    elif isinstance(context, list):
+        pairs = []
+        for item in context:
+            if not (isinstance(item, list | tuple) and len(item) == 2):
+                raise ValueError("'context' list items must be [title, [sentences]] pairs")
+            pairs.append((item[0], item[1]))
+    else:
+        raise ValueError("'context' must be an object {title, sentences} or a list of [title, sentences]")
+    out: list[tuple[str, str]] = []
+    for position, (title, sents) in enumerate(pairs):
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError(f"context title #{position} is not a non-empty string")
+        if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
+            raise ValueError(f"context sentences of {title!r} must be a list of strings")
+        out.append((title, "".join(sents)))
+    return out
+
+
+def _record_passages(record: Any) -> tuple[list[tuple[str, str]], bool]:
+    """Passages of one record, and whether it was a HotpotQA record. Raises ValueError."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    if "context" in record:
+        return _hotpot_passages(record), True
+    if "title" in record and "text" in record:
+        title, text = record["title"], record["text"]
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise ValueError("'title' and 'text' must be strings")
+        return [(title, text)], False
+    keys = ", ".join(sorted(map(str, record))) or "none"
+    raise ValueError(f"expected {{title, text}} or a HotpotQA record with 'context' (keys: {keys})")
+
+
+def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) pairs: 'line N' for JSONL, 'item N' for a .json list."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: corpus file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read corpus file: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise _fail(path, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
+        if not isinstance(data, list):
+            raise _fail(path, "top level", f"a .json corpus must be a list, got {type(data).__name__}")
+        for index, record in enumerate(data):
+            yield f"item {index}", record
+        return
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(path, f"line {lineno}", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        yield f"line {lineno}", record
+
+
+def load_corpus(path: str | os.PathLike[str]) -> Corpus:
+    """Load a corpus from JSONL (``{title, text}`` or HotpotQA records) or a .json list of either.
+
+    HotpotQA records contribute their context paragraphs (text = sentences joined), deduplicated by title:
+    the same Wikipedia paragraph appears in the context of several questions.
+    """
+    path = Path(path)
+    passages: list[tuple[str, str]] = []
+    hotpot_titles: set[str] = set()
+    for where, record in _read_records(path):
+        try:
+            found, is_hotpot = _record_passages(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _fail(path, where, str(exc)) from None
+        for title, text in found:
+            if is_hotpot:
+                if title in hotpot_titles:
+                    continue
+                hotpot_titles.add(title)
+            passages.append((title, text))
+    if not passages:
+        raise CorpusError(f"{path}: no passages found (empty corpus)")
+    return Corpus(passages, source=path)
+
+
+def bundled_dataset_path(name: str = "hotpotqa") -> Path:
+    """The sample shipped with the package (``thrifty/data/<name>/sample.jsonl``), usable offline.
+
+    The bundled HotpotQA sample is a 50-question CC BY-SA 4.0 slice; see its ATTRIBUTION.md.
+    """
+    resource = files("thrifty") / f"data/{name}/sample.jsonl"
+    path = Path(str(resource))
+    if not path.is_file():
+        raise FileNotFoundError(f"no bundled dataset named {name!r} (looked for {path})")
+    return path

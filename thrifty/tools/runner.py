@@ -1,0 +1,495 @@
+"""ToolRunner: runs the tools a model asks for, charging the Ledger before every attempt.
+
+Why the runner never raises for a bad call: a model's malformed JSON, wrong arguments, unknown tool names,
+tool exceptions and timeouts are all things the model can learn from, so they come back as a failed
+:class:`Observation` whose content says what went wrong. The one exception that does propagate is
+:class:`~thrifty.budget.BudgetExceeded`: the agent loop needs it to stop with ``budget_exhausted:<dim>``.
+
+Why reserve before running: a tool call's cost is known in advance (price x units), and a hard limit must be
+impossible to cross even with calls in flight on parallel branches. Every attempt is a call the provider
+bills, so a retried attempt is reserved and settled (``ok=False``) on its own. Calls that fail before the
+tool runs (bad arguments, unknown tool) cost nothing, and neither does a repeat of a call already answered
+(served from the per-runner cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_none
+
+from thrifty.budget import BudgetExceeded, Ledger, Pricing, Reservation, tool_dimension
+from thrifty.tools.base import Tool, ToolError
+
+__all__ = ["Observation", "ToolRunner", "to_text"]
+
+_MAX_ERRORS_SHOWN = 3
+
+
+class Observation(BaseModel):
+    """What a tool call gave back, as the model will see it, plus what it cost."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    content: str
+    ok: bool
+    cached: bool = False
+    units: int = 0  # budget units charged, over all attempts (0 when nothing was charged)
+    usd: float = 0.0  # dollars charged, over all attempts
+    error: str | None = None
+    elapsed: float = 0.0
+    attempts: int = 0  # attempts actually run (0: rejected before running, or served from the cache)
+
+
+class _ToolTimeout(Exception):
+    """An attempt ran past the tool's timeout (internal: retried only when the runner is told to)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g}s")
+        self.seconds = seconds
+
+
+class _Refused(Exception):
+    """Wraps a ToolError so that retry logic and result building can tell it apart from a crash."""
+
+    def __init__(self, error: ToolError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _Call:
+    """A validated call, ready to be charged and run."""
+
+    tool: Tool
+    kwargs: dict[str, Any]
+    arguments: dict[str, Any]  # canonical JSON-able arguments (what the observation reports)
+    key: tuple[str, str]  # cache key: tool name + canonical JSON
+    units: int
+    price: float
+
+    @property
+    def amounts(self) -> dict[str, float]:
+        return {
+            "tool_calls": float(self.units),
+            tool_dimension(self.tool.name): float(self.units),
+            "usd": self.price * self.units,
+        }
+
+
+def to_text(result: Any) -> str:
+    """A tool's return value as text for the model: strings as is, structured data as compact JSON."""
+    if isinstance(result, str):
+        return result
+    if result is None:
+        return "(no output)"
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    if isinstance(result, Mapping | list | tuple):
+        try:
+            return json.dumps(result, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        except (TypeError, ValueError):
+            return str(result)
+    return str(result)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    return f"{text[:max_chars]}\n...[truncated: {len(text) - max_chars} more chars]"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _retryable(exc: BaseException) -> bool:
+    return not isinstance(exc, ValidationError | BudgetExceeded | _Refused | _ToolTimeout)
+
+
+class ToolRunner:
+    """Validates, charges, runs, retries and caches tool calls against one Ledger.
+
+    Thread-safe: the cache and counters are guarded by a lock, and the Ledger has its own.
+    """
+
+    def __init__(
+        self,
+        tools: Sequence[Tool],
+        ledger: Ledger,
+        pricing: Pricing | None = None,
+        cache: bool = True,
+        *,
+        max_chars: int = 4000,
+        retry_timeouts: bool = False,
+        max_workers: int = 8,
+    ) -> None:
+        names = [t.name for t in tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+        if max_chars < 1:
+            raise ValueError("max_chars must be >= 1")
+        self.tools: dict[str, Tool] = {t.name: t for t in tools}
+        self.ledger = ledger
+        self.pricing = pricing or Pricing()
+        self.cache_enabled = cache
+        self.max_chars = max_chars
+        self.retry_timeouts = retry_timeouts
+        self._cache: dict[tuple[str, str], Observation] = {}
+        self._lock = threading.Lock()
+        self._counters: Counter[str] = Counter()
+        self._max_workers = max_workers
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------------------------ helpers
+    def price(self, tool: Tool) -> float:
+        """Dollars per unit for ``tool``: configured price, else declared, else the default."""
+        return self.pricing.tool_price(tool.name, tool.price)
+
+    def available(self, ledger: Ledger | None = None) -> list[Tool]:
+        """The tools whose budget can still pay one call, so an agent can hide the spent ones."""
+        ledger = ledger or self.ledger
+        return [
+            t
+            for t in self.tools.values()
+            if ledger.can_afford({"tool_calls": 1, tool_dimension(t.name): 1, "usd": self.price(t)})
+        ]
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """calls, cache_hits, rejected, attempts, failed_attempts, errors, timeouts (a snapshot)."""
+        with self._lock:
+            return dict(self._counters)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def close(self) -> None:
+        """Shut the worker threads down (a thread stuck in a timed-out tool is not waited for)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> ToolRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="thrifty-tool"
+                )
+            return self._pool
+
+    def _count(self, *keys: str) -> None:
+        with self._lock:
+            self._counters.update(keys)
+
+    # ------------------------------------------------------------------------------ preparation
+    def _reject(self, name: str, arguments: dict[str, Any], error: str, content: str) -> Observation:
+        self._count("calls", "rejected")
+        return Observation(tool=name, arguments=arguments, content=content, ok=False, error=error)
+
+    def _prepare(self, name: str, arguments: Mapping[str, Any] | str | None) -> _Call | Observation:
+        """Validate a call; an Observation means it was rejected (nothing charged)."""
+        tool = self.tools.get(name)
+        if tool is None:
+            listed = ", ".join(sorted(self.tools)) or "(none)"
+            return self._reject(
+                name,
+                {},
+                f"unknown tool '{name}'",
+                f"error: unknown tool '{name}'. Available tools: {listed}.",
+            )
+        raw: Any = arguments
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raw = {}
+        elif isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                return self._reject(
+                    name,
+                    {},
+                    f"invalid JSON: {exc.msg}",
+                    f"error: arguments are not valid JSON ({exc.msg} at char {exc.pos}). "
+                    f"Send a JSON object for {tool.signature_hint()}.",
+                )
+        if not isinstance(raw, Mapping):
+            return self._reject(
+                name,
+                {},
+                "arguments are not an object",
+                f"error: arguments must be a JSON object, got {type(raw).__name__}. "
+                f"Expected {tool.signature_hint()}.",
+            )
+        given = dict(raw)
+        try:
+            validated = tool.validate(given)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors()[:_MAX_ERRORS_SHOWN]:
+                where = ".".join(str(part) for part in err["loc"]) or "arguments"
+                problems.append(f"{where}: {err['msg']}")
+            more = exc.error_count() - len(problems)
+            detail = "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+            return self._reject(
+                name,
+                _jsonable(given),
+                f"invalid arguments: {detail}",
+                f"error: invalid arguments for {name}: {detail}. Expected {tool.signature_hint()}.",
+            )
+        canonical = validated.model_dump(mode="json", by_alias=True)
+        key = (name, json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str))
+        units = tool.units(validated)
+        return _Call(tool, tool.kwargs(validated), canonical, key, units, self.price(tool))
+
+    def _cached(self, call: _Call) -> Observation | None:
+        if not self.cache_enabled:
+            return None
+        with self._lock:
+            hit = self._cache.get(call.key)
+            if hit is None:
+                return None
+            self._counters.update(("calls", "cache_hits"))
+        return hit.model_copy(
+            deep=True, update={"cached": True, "units": 0, "usd": 0.0, "elapsed": 0.0, "attempts": 0}
+        )
+
+    def _reserve(self, ledger: Ledger, call: _Call, node: str | None, attempt: int) -> Reservation | None:
+        """Reserve one attempt. The first attempt's BudgetExceeded propagates; a retry's returns None."""
+        try:
+            return ledger.reserve(call.amounts, kind="tool", name=call.tool.name, node=node)
+        except BudgetExceeded:
+            if attempt == 1:
+                raise
+            return None
+
+    def _settle_failed(self, res: Reservation, exc: BaseException) -> None:
+        res.ledger.settle(res, ok=False, detail=_short(_describe(exc)))
+        self._count("failed_attempts")
+
+    def _finish(
+        self, call: _Call, outcome: Any, failure: BaseException | None, attempts: int, started: float
+    ) -> Observation:
+        """Build the observation for a call that ran (at least one attempt was charged)."""
+        base: dict[str, Any] = {
+            "tool": call.tool.name,
+            "arguments": call.arguments,
+            "units": call.units * attempts,
+            "usd": call.price * call.units * attempts,
+            "elapsed": time.monotonic() - started,
+            "attempts": attempts,
+        }
+        if failure is None:
+            obs = Observation(content=_truncate(to_text(outcome), self.max_chars), ok=True, **base)
+            with self._lock:
+                self._counters["calls"] += 1
+                if self.cache_enabled:
+                    self._cache[call.key] = obs
+            return obs
+        error = _describe(failure)
+        self._count("calls", "errors", *(["timeouts"] if isinstance(failure, _ToolTimeout) else []))
+        content = f"error: {error}"
+        if attempts > 1:
+            content += f" (after {attempts} attempts)"
+        return Observation(content=_truncate(content, self.max_chars), ok=False, error=error, **base)
+
+    # ---------------------------------------------------------------------------------- running
+    def _attempt_sync(self, call: _Call) -> Any:
+        tool = call.tool
+        if tool.is_async:
+            future = self._executor().submit(_run_coroutine, tool.fn, call.kwargs, tool.timeout)
+        else:
+            future = self._executor().submit(tool.fn, **call.kwargs)
+        try:
+            try:
+                return future.result(timeout=tool.timeout)
+            except TimeoutError:
+                if not future.done():  # our wait ran out; the thread cannot be killed, only abandoned
+                    future.cancel()
+                    raise _ToolTimeout(tool.timeout) from None
+                return future.result()  # finished meanwhile, or the tool itself raised TimeoutError
+        except ToolError as exc:
+            raise _Refused(exc) from exc
+
+    async def _attempt_async(self, call: _Call) -> Any:
+        tool = call.tool
+        awaitable: Awaitable[Any]
+        if tool.is_async:
+            awaitable = tool.fn(**call.kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            awaitable = loop.run_in_executor(self._executor(), lambda: tool.fn(**call.kwargs))
+        try:
+            return await _bounded(awaitable, tool.timeout)
+        except ToolError as exc:
+            raise _Refused(exc) from exc
+
+    def _retry_policy(self, tool: Tool) -> dict[str, Any]:
+        def should_retry(exc: BaseException) -> bool:
+            if isinstance(exc, _ToolTimeout):
+                return self.retry_timeouts
+            return _retryable(exc)
+
+        return {
+            "stop": stop_after_attempt(tool.retries + 1),
+            "retry": retry_if_exception(should_retry),
+            "wait": wait_none(),
+            "reraise": True,
+        }
+
+    def run(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | str | None = None,
+        *,
+        node: str | None = None,
+        ledger: Ledger | None = None,
+    ) -> Observation:
+        """Run one tool call. Never raises for the model's or the tool's faults; raises BudgetExceeded.
+
+        ``arguments`` may be a dict or the JSON text a model produced. ``node`` labels the ledger events;
+        ``ledger`` charges a child ledger (a branch or node) instead of the runner's own.
+        """
+        prepared = self._prepare(name, arguments)
+        if isinstance(prepared, Observation):
+            return prepared
+        call = prepared
+        hit = self._cached(call)
+        if hit is not None:
+            return hit
+        started = time.monotonic()
+        attempts = 0
+        outcome: Any = None
+        failure: BaseException | None = None
+        try:
+            for attempt in Retrying(**self._retry_policy(call.tool)):
+                with attempt:
+                    res = self._reserve(ledger or self.ledger, call, node, attempts + 1)
+                    if res is None:  # a retry the budget cannot pay: report the last failure
+                        break
+                    attempts += 1
+                    self._count("attempts")
+                    try:
+                        outcome = self._attempt_sync(call)
+                    except Exception as exc:
+                        failure = exc
+                        self._settle_failed(res, exc)
+                        raise
+                    except BaseException:  # interrupted: the attempt never completed, give it back
+                        res.ledger.release(res)
+                        raise
+                    res.ledger.settle(res, ok=True)
+                    failure = None
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            failure = exc
+        return self._finish(call, outcome, failure, attempts, started)
+
+    async def arun(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | str | None = None,
+        *,
+        node: str | None = None,
+        ledger: Ledger | None = None,
+    ) -> Observation:
+        """The async twin of :meth:`run` (async tools are awaited; sync ones run in the thread pool)."""
+        prepared = self._prepare(name, arguments)
+        if isinstance(prepared, Observation):
+            return prepared
+        call = prepared
+        hit = self._cached(call)
+        if hit is not None:
+            return hit
+        started = time.monotonic()
+        attempts = 0
+        outcome: Any = None
+        failure: BaseException | None = None
+        try:
+            async for attempt in AsyncRetrying(**self._retry_policy(call.tool)):
+                with attempt:
+                    res = self._reserve(ledger or self.ledger, call, node, attempts + 1)
+                    if res is None:
+                        break
+                    attempts += 1
+                    self._count("attempts")
+                    try:
+                        outcome = await self._attempt_async(call)
+                    except Exception as exc:
+                        failure = exc
+                        self._settle_failed(res, exc)
+                        raise
+                    except BaseException:  # cancelled: the attempt never completed, give it back
+                        res.ledger.release(res)
+                        raise
+                    res.ledger.settle(res, ok=True)
+                    failure = None
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            failure = exc
+        return self._finish(call, outcome, failure, attempts, started)
+
+
+def _describe(exc: BaseException) -> str:
+    """``ExcType: message`` for a crash; the bare message for a ToolError refusal or a timeout."""
+    if isinstance(exc, _Refused | _ToolTimeout):
+        return str(exc)
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
+    """Await with a timeout, telling our timeout apart from a TimeoutError the tool raised itself."""
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise _ToolTimeout(timeout) from None
+        raise
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """The given arguments as JSON-able data, for reporting a rejected call."""
+    try:
+        result: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return {k: str(v) for k, v in value.items()}
+    return result
+
+
+def _run_coroutine(fn: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], timeout: float) -> Any:
+    """Run an async tool to completion in a worker thread (for the sync :meth:`ToolRunner.run`).
+
+    The coroutine gets its own timeout so that it is cancelled, not just abandoned, when it runs over.
+    """
+    return asyncio.run(_bounded(fn(**kwargs), timeout))
