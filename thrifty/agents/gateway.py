@@ -153,6 +153,8 @@ class Gateway:
                 get_script(model.split("/", 1)[1])
             except ValueError as exc:
                 raise ModelError(str(exc)) from None
+        elif provider == "sim":
+            pass  # the benchmark's simulated model: in process, validated by thrifty.bench.sim
         else:
             litellm = get_litellm()
             if provider not in litellm.provider_list:

@@ -1,4 +1,5 @@
-"""thrifty's in-process LiteLLM providers: ``local/...`` (llama.cpp) and ``scripted/...`` (tests).
+"""thrifty's in-process LiteLLM providers: ``local/...`` (llama.cpp), ``scripted/...`` (tests), ``sim/...``
+(benchmarks only).
 
 Registering them as LiteLLM custom providers means the Gateway has one call path for every model:
 remote APIs, local models and the test model all go through ``litellm.completion``.
@@ -11,7 +12,7 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
-IN_PROCESS = ("local", "scripted")
+IN_PROCESS = ("local", "scripted", "sim")
 
 
 def _scripted_handler(litellm: ModuleType) -> Any:
@@ -68,6 +69,24 @@ def register_providers(litellm: ModuleType) -> None:
                 return await lazy.get().acompletion(*args, **kwargs)
 
         litellm.custom_provider_map.append({"provider": "local", "custom_handler": LocalProxy()})
+    if "sim" not in existing:
+        sim: dict[str, Any] = {}
+
+        def sim_handler() -> Any:
+            if "h" not in sim:
+                from thrifty.bench.sim import SimProvider  # benchmark-only simulated model
+
+                sim["h"] = SimProvider()
+            return sim["h"]
+
+        class SimProxy(litellm.CustomLLM):  # type: ignore[name-defined,misc]
+            def completion(self, *args: Any, **kwargs: Any) -> Any:
+                return sim_handler().completion(*args, **kwargs)
+
+            async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+                return await sim_handler().acompletion(*args, **kwargs)
+
+        litellm.custom_provider_map.append({"provider": "sim", "custom_handler": SimProxy()})
     # LiteLLM reads the map into its provider list at import; refresh it for providers added later.
     from litellm.utils import custom_llm_setup
 
