@@ -75,10 +75,16 @@ def test_progress_lines_without_a_terminal(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         ("question: [unclosed\n", ["task.yaml:2", "invalid YAML", "starts at line 1"]),
-        ("question: hi\nmodel: local/smollm2\nbudget:\n  tool_calls: 0\n", ["task.yaml:4", "budget.tool_calls", "positive"]),
+        (
+            "question: hi\nmodel: local/smollm2\nbudget:\n  tool_calls: 0\n",
+            ["task.yaml:4", "budget.tool_calls", "positive"],
+        ),
         ("question: hi\nbudget:\n  tool_calls: -3\n", ["task.yaml:3", "budget.tool_calls"]),
         ("question: hi\nbudgett:\n  tool_calls: 3\n", ["task.yaml:2", "budgett", "spelling"]),
-        ("question: hi\ntools: [search, teleport]\ncorpus: x.jsonl\n", ["task.yaml:2", "tools.1", "unknown tool 'teleport'"]),
+        (
+            "question: hi\ntools: [search, teleport]\ncorpus: x.jsonl\n",
+            ["task.yaml:2", "tools.1", "unknown tool 'teleport'"],
+        ),
         ("question: hi\ntools: [search]\ncorpus: missing.jsonl\n", ["task.yaml:3", "corpus", "not found"]),
         ("question: hi\ntools: [search]\n", ["need a `corpus:`"]),
         ("question: hi\nmodel: gpt-4o\n", ["task.yaml:2", "provider prefix"]),
@@ -87,7 +93,9 @@ def test_progress_lines_without_a_terminal(tmp_path: Path) -> None:
         ("question: hi\nstrategy: nosuch\n", ["unknown strategy"]),
     ],
 )
-def test_bad_task_files_get_a_clear_message_and_exit_2(tmp_path: Path, content: str, expected: list[str]) -> None:
+def test_bad_task_files_get_a_clear_message_and_exit_2(
+    tmp_path: Path, content: str, expected: list[str]
+) -> None:
     task = tmp_path / "task.yaml"
     task.write_text(content)
     for command in (["validate", str(task)], ["run", str(task), "--quiet"]):

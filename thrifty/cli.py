@@ -76,14 +76,18 @@ class LiveView:
             self.regime = entry.get("regime", self.regime)
             action = entry.get("action")
             if action == "tool_calls":
-                calls = ", ".join(f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", []))
+                calls = ", ".join(
+                    f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", [])
+                )
                 self.last = f"calls {calls}"
             elif action == "observation":
                 tag = " [cached, free]" if entry.get("cached") else ""
                 first = _short(entry.get("observation", "").split("\n<budget>")[0], 90)
                 self.last = f"{entry.get('tool')} → {first}{tag}"
             elif action == "answer":
-                self.last = ("forced answer: " if entry.get("forced") else "answer: ") + str(entry.get("answer"))
+                self.last = ("forced answer: " if entry.get("forced") else "answer: ") + str(
+                    entry.get("answer")
+                )
             elif action == "stop":
                 self.last = f"stopped: {entry.get('stop_reason')}"
             else:
@@ -175,11 +179,15 @@ def run(
     max_tool_calls: Annotated[int | None, typer.Option(help="Tool call limit (all tools).")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Wall-clock limit in seconds.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON only.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view; print the summary only.")] = False,
-    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the run store.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No live view; print the summary only.")
+    ] = False,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not record the run in the run store.")
+    ] = False,
 ) -> None:
     """Run a task file and print the answer, why it stopped and what it spent."""
-    from thrifty.workflows.runner import SetupError, run_task
+    from thrifty.workflows.runner import SetupError
     from thrifty.workflows.spec import TaskFileError, load_task
 
     try:
@@ -214,7 +222,10 @@ def run(
     except SetupError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # pragma: no cover - last resort: never a traceback
-        raise _fail(f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
+        raise _fail(
+            f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}",
+            EXIT_INTERNAL,
+        ) from None
 
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
@@ -263,8 +274,10 @@ def validate(file: Annotated[Path, typer.Argument(help="Task file (YAML).")]) ->
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
     out.print(
-        Text(f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
-             f"tools [{', '.join(t.name for t in spec.tools)}], budget: {limits}")
+        Text(
+            f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
+            f"tools [{', '.join(t.name for t in spec.tools)}], budget: {limits}"
+        )
     )
 
 
@@ -279,7 +292,9 @@ def schema() -> None:
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 10,
-    store: Annotated[str, typer.Option(help="Run store (SQLite path or SQLAlchemy URL).")] = ".thrifty/runs.db",
+    store: Annotated[
+        str, typer.Option(help="Run store (SQLite path or SQLAlchemy URL).")
+    ] = ".thrifty/runs.db",
 ) -> None:
     """List recent runs from the run store."""
     from thrifty.memory.store import RunStore
@@ -289,8 +304,13 @@ def runs(
     table = Table("run", "task", "answer", "stop", "tokens", "tools", "USD")
     for r in RunStore(store).recent(limit):
         table.add_row(
-            r["run_id"], r["task"], _short(str(r["answer"]), 40), r["stop_reason"],
-            str(r["total_tokens"]), str(r["tool_calls"]), f"${r['usd']:.4f}",
+            r["run_id"],
+            r["task"],
+            _short(str(r["answer"]), 40),
+            r["stop_reason"],
+            str(r["total_tokens"]),
+            str(r["tool_calls"]),
+            f"${r['usd']:.4f}",
         )
     out.print(table)
 

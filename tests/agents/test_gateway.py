@@ -153,7 +153,9 @@ def test_async_calls_in_parallel_never_overspend() -> None:
 def test_cached_tokens_are_priced_at_the_cached_rate() -> None:
     from thrifty.agents.scripted import ScriptedReply
 
-    script = ScriptedModel([ScriptedReply(content="x", prompt_tokens=100, completion_tokens=0, cached_tokens=60)])
+    script = ScriptedModel(
+        [ScriptedReply(content="x", prompt_tokens=100, completion_tokens=0, cached_tokens=60)]
+    )
     price = ModelPrice(input_per_token=0.01, output_per_token=0.0, cached_input_per_token=0.001)
     ledger = Ledger()
     out = Gateway(ledger, Pricing(models={script.model: price})).complete(script.model, MSG)

@@ -51,7 +51,8 @@ def test_answers_and_completes(search_tools: list) -> None:
 
 def test_budget_block_and_policy_follow_the_spend(search_tools: list) -> None:
     script = ScriptedModel(
-        [call("search", query=q) for q in ("paris", "berlin", "france", "germany", "nolan")] + [reply("Paris")]
+        [call("search", query=q) for q in ("paris", "berlin", "france", "germany", "nolan")]
+        + [reply("Paris")]
     )
     _agent(script, search_tools, budget=Budget(per_tool={"search": 10})).run("Q?")
     system = script.requests[0].messages[0]["content"]
@@ -93,7 +94,9 @@ def test_tool_budget_exhaustion_forces_an_answer(search_tools: list) -> None:
 
 
 def test_token_budget_that_allows_only_an_answer_forces_it(search_tools: list) -> None:
-    script = ScriptedModel([call("search", query="paris", prompt_tokens=100), reply("Paris", prompt_tokens=100)])
+    script = ScriptedModel(
+        [call("search", query="paris", prompt_tokens=100), reply("Paris", prompt_tokens=100)]
+    )
     # A round needs 2 x 100 + 200 prompt + 256 + 64 completion = 720 tokens: affordable at first (800 left),
     # not after the first call spent 105 (695 left), so the second call must answer.
     result = _agent(script, search_tools, budget=Budget(total_tokens=800), max_tokens=256).run("Q?")
@@ -106,7 +109,9 @@ def test_token_budget_that_allows_only_an_answer_forces_it(search_tools: list) -
 def test_budget_too_small_for_any_call_keeps_the_best_answer(search_tools: list) -> None:
     script = ScriptedModel(
         [
-            ScriptedReply(content="Maybe Paris", tool_calls=[("search", {"query": "paris"})], prompt_tokens=10),
+            ScriptedReply(
+                content="Maybe Paris", tool_calls=[("search", {"query": "paris"})], prompt_tokens=10
+            ),
             reply("never reached", prompt_tokens=10),
         ]
     )

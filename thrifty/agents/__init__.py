@@ -3,4 +3,13 @@
 from thrifty.agents.gateway import Gateway, ModelError, ModelReply, ToolCall
 from thrifty.agents.scripted import ScriptedModel, ScriptedReply, call, reply
 
-__all__ = ["Gateway", "ModelError", "ModelReply", "ScriptedModel", "ScriptedReply", "ToolCall", "call", "reply"]
+__all__ = [
+    "Gateway",
+    "ModelError",
+    "ModelReply",
+    "ScriptedModel",
+    "ScriptedReply",
+    "ToolCall",
+    "call",
+    "reply",
+]

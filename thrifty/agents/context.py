@@ -7,7 +7,7 @@ share a budget.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from thrifty.agents.gateway import Gateway
@@ -68,3 +68,21 @@ class RunContext:
         if self.settings.seed is not None:
             kw["seed"] = self.settings.seed
         return kw
+
+    def fork(self, ledger: Ledger, *, seed_offset: int = 0) -> RunContext:
+        """The same run settings on another ledger (a branch, a sample, a sub-agent), with its own tool cache."""
+        gateway = Gateway(
+            ledger,
+            self.gateway.pricing,
+            retries=self.gateway.retries,
+            backoff=self.gateway.backoff,
+            default_max_tokens=self.gateway.default_max_tokens,
+        )
+        seed = None if self.settings.seed is None else self.settings.seed + seed_offset
+        return replace(
+            self,
+            ledger=ledger,
+            gateway=gateway,
+            runner=ToolRunner(self.tools, ledger, self.runner.pricing),
+            settings=replace(self.settings, seed=seed),
+        )

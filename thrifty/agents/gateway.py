@@ -163,7 +163,9 @@ class Gateway:
                     "openai, anthropic, gemini, ollama, hosted_vllm, openrouter, local"
                 )
             if os.environ.get(BLOCK_REMOTE_ENV) == "1":
-                raise ModelError(f"remote model '{model}' blocked: {BLOCK_REMOTE_ENV}=1 (tests never call remote models)")
+                raise ModelError(
+                    f"remote model '{model}' blocked: {BLOCK_REMOTE_ENV}=1 (tests never call remote models)"
+                )
         price = self.pricing.model_price(model)
         if price is None:
             if "usd" in self.ledger.remaining():
@@ -178,7 +180,9 @@ class Gateway:
         return self._prices[model]
 
     # ---------------------------------------------------------------------------------- counting
-    def count_prompt_tokens(self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[dict] | None) -> int:
+    def count_prompt_tokens(
+        self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[dict] | None
+    ) -> int:
         provider = provider_of(model)
         if provider == "scripted":
             from thrifty.agents.scripted import get_script
@@ -194,7 +198,11 @@ class Gateway:
             return count_tokens(model.split("/", 1)[1], msgs)
         litellm = get_litellm()
         try:
-            return int(litellm.token_counter(model=model, messages=list(messages), tools=list(tools) if tools else None))
+            return int(
+                litellm.token_counter(
+                    model=model, messages=list(messages), tools=list(tools) if tools else None
+                )
+            )
         except Exception:
             text = json.dumps(list(messages)) + (json.dumps(list(tools)) if tools else "")
             return len(text) // 3 + 1
@@ -207,7 +215,9 @@ class Gateway:
             return context_window(model.split("/", 1)[1])
         if provider == "scripted":
             return None
-        info = get_litellm().model_cost.get(model) or get_litellm().model_cost.get(model.split("/", 1)[-1]) or {}
+        info = (
+            get_litellm().model_cost.get(model) or get_litellm().model_cost.get(model.split("/", 1)[-1]) or {}
+        )
         return info.get("max_input_tokens") or info.get("max_tokens")
 
     def plan(self, model: str, prompt_tokens: int, max_tokens: int | None) -> tuple[int, dict[str, float]]:
@@ -250,15 +260,24 @@ class Gateway:
         return cap, amounts
 
     # ------------------------------------------------------------------------------------- calls
-    def _request(self, model: str, messages: Sequence[dict[str, Any]], cap: int, kwargs: dict[str, Any]) -> dict:
-        request: dict[str, Any] = {"model": model, "messages": list(messages), "max_tokens": cap, "num_retries": 0}
+    def _request(
+        self, model: str, messages: Sequence[dict[str, Any]], cap: int, kwargs: dict[str, Any]
+    ) -> dict:
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": list(messages),
+            "max_tokens": cap,
+            "num_retries": 0,
+        }
         seconds_left = self.ledger.available("seconds")
         if seconds_left != float("inf"):
             request["timeout"] = max(seconds_left, 0.001)
         request.update({k: v for k, v in kwargs.items() if v is not None})
         return request
 
-    def _settle(self, res: Any, model: str, response: Any, started: float, attempts: int, cap: int) -> ModelReply:
+    def _settle(
+        self, res: Any, model: str, response: Any, started: float, attempts: int, cap: int
+    ) -> ModelReply:
         usage_obj = getattr(response, "usage", None)
         prompt = int(getattr(usage_obj, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage_obj, "completion_tokens", 0) or 0)
@@ -280,7 +299,9 @@ class Gateway:
         message = choice.message
         calls = [
             ToolCall(
-                id=str(tc.id or f"call_{i}"), name=str(tc.function.name or ""), arguments=tc.function.arguments or "{}"
+                id=str(tc.id or f"call_{i}"),
+                name=str(tc.function.name or ""),
+                arguments=tc.function.arguments or "{}",
             )
             for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
         ]
@@ -298,7 +319,9 @@ class Gateway:
 
     def _fail(self, res: Any, exc: BaseException) -> None:
         """A failed attempt still counts as a request (providers may bill it); tokens are released."""
-        self.ledger.settle(res, {"model_requests": 1}, ok=False, detail=_scrub(f"{type(exc).__name__}: {exc}")[:300])
+        self.ledger.settle(
+            res, {"model_requests": 1}, ok=False, detail=_scrub(f"{type(exc).__name__}: {exc}")[:300]
+        )
 
     def _retrying_kwargs(self, model: str) -> dict[str, Any]:
         in_process = provider_of(model) in ("local", "scripted", "sim", "hf")

@@ -24,3 +24,46 @@ def react_system(tracker: bool, extra: str | None = None) -> str:
     if extra:
         parts.append(extra.strip())
     return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- planner
+PLANNER_SYSTEM = """You plan how to answer a question with a search tool.
+Split the question into clues:
+- exploration: 1 to 3 short search clues that find candidate answers (names, titles, keywords); the most distinctive first.
+- verification: 0 to 3 conditions a correct answer must meet (check these only on candidates).
+Reply with JSON only: {"exploration": ["..."], "verification": ["..."]}"""
+
+PLANNER_TASK = "Question: {question}"
+
+REPLANNER_TASK = """Question: {question}
+Checklist so far:
+{checklist}
+The last line of search failed: {summary}
+Give 1 or 2 NEW exploration clues, different from the failed ones, and any missing verification conditions.
+Reply with JSON only: {{"exploration": ["..."], "verification": ["..."]}}"""
+
+# ------------------------------------------------------------------------------------------ verifier
+VERIFIER_SYSTEM = """You check a proposed answer using only the evidence found so far.
+For each condition say satisfied, contradicted or unverifiable. Then decide:
+- SUCCESS: the evidence supports the answer and no condition is contradicted.
+- CONTINUE: the search is on the right track, the error can be fixed, and the budget is enough to dig deeper.
+- PIVOT: a dead end, repeated failed searches, or too little budget for this line: try a different line.
+The trajectory_summary (2-3 sentences) replaces the search history in the next attempt: keep the facts found.
+Reply with JSON only: {"verification": [{"constraint": "...", "status": "satisfied"}], "decision": "SUCCESS", "justification": "...", "trajectory_summary": "..."}"""
+
+VERIFIER_TASK = """Question: {question}
+Conditions:
+{conditions}
+Proposed answer: {answer}
+Evidence:
+{evidence}
+{budget}"""
+
+# --------------------------------------------------------------------------------------------- judge
+JUDGE_SYSTEM = """You pick the best answer to a question among candidates found by earlier attempts.
+Prefer candidates the verifier accepted and answers supported by evidence.
+Reply with JSON only: {"index": 0, "reason": "..."}"""
+
+JUDGE_TASK = """Question: {question}
+Candidates:
+{candidates}"""

@@ -57,7 +57,9 @@ def register_providers(litellm: ModuleType) -> None:
     """Add the in-process providers to LiteLLM's custom provider map (idempotent)."""
     existing = {item.get("provider") for item in litellm.custom_provider_map}
     if "scripted" not in existing:
-        litellm.custom_provider_map.append({"provider": "scripted", "custom_handler": _scripted_handler(litellm)})
+        litellm.custom_provider_map.append(
+            {"provider": "scripted", "custom_handler": _scripted_handler(litellm)}
+        )
     if "local" not in existing:
         lazy = _LazyLocal()
 

@@ -65,7 +65,9 @@ def reply(content: str, *, prompt_tokens: int = 10, completion_tokens: int = 5) 
     return ScriptedReply(content=content, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
-def call(tool: str, *, prompt_tokens: int = 10, completion_tokens: int = 5, **arguments: Any) -> ScriptedReply:
+def call(
+    tool: str, *, prompt_tokens: int = 10, completion_tokens: int = 5, **arguments: Any
+) -> ScriptedReply:
     """A reply that calls one tool with keyword arguments."""
     return ScriptedReply(
         tool_calls=[(tool, arguments)], prompt_tokens=prompt_tokens, completion_tokens=completion_tokens

@@ -25,15 +25,34 @@ from thrifty.agents.gateway import ModelError, ModelReply
 from thrifty.budget import BudgetExceeded, StopKind, budget_block, regime, stop_reason
 
 
+def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
 class SolverState(TypedDict, total=False):
+    """The state every built-in graph shares (react, bats, self-consistency, custom workflows).
+
+    ``messages`` only grows (the full trajectory stays for the record); ``window_start`` marks where the
+    current attempt's context begins, so a verifier's summary can replace the raw trajectory in the prompt.
+    """
+
     question: str
     messages: Annotated[list[dict[str, Any]], operator.add]
+    window_start: int
+    context_note: str | None  # plan / earlier-attempt summaries shown with the question
     step: int
     answer: str | None
     candidate: str | None  # best answer so far (anytime)
     stop_reason: str | None
     error: str | None
     trace: Annotated[list[dict[str, Any]], operator.add]
+    # planner / verifier / judge
+    plan: list[dict[str, Any]]
+    attempt: int
+    decision: str | None
+    summaries: list[str]
+    candidates: list[dict[str, Any]]
+    extra: Annotated[dict[str, Any], _merge]  # free space for user-defined nodes
 
 
 _ANSWER_PREFIX = re.compile(r"^\s*(final answer|answer)\s*[:\-]\s*", re.IGNORECASE)
@@ -69,9 +88,15 @@ def snapshot(ctx: RunContext) -> dict[str, Any]:
 
 
 def _conversation(state: SolverState, ctx: RunContext) -> list[dict[str, Any]]:
-    system = {"role": "system", "content": prompts.react_system(ctx.tracker and bool(ctx.tools), ctx.system_extra)}
-    task = {"role": "user", "content": prompts.REACT_TASK.format(question=state["question"])}
-    history = list(state.get("messages") or [])
+    system = {
+        "role": "system",
+        "content": prompts.react_system(ctx.tracker and bool(ctx.tools), ctx.system_extra),
+    }
+    task_text = prompts.REACT_TASK.format(question=state["question"])
+    if state.get("context_note"):
+        task_text = f"{task_text}\n\n{state['context_note']}"
+    task = {"role": "user", "content": task_text}
+    history = list(state.get("messages") or [])[int(state.get("window_start") or 0) :]
     if ctx.keep_observations is not None:
         tool_idx = [i for i, m in enumerate(history) if m.get("role") == "tool"]
         for i in tool_idx[: max(0, len(tool_idx) - ctx.keep_observations)]:
@@ -169,7 +194,9 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     return _answer(state, ctx, step, reply, final_stop if final_reason else None)
 
 
-def _answer(state: SolverState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None) -> dict[str, Any]:
+def _answer(
+    state: SolverState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None
+) -> dict[str, Any]:
     answer = clean_answer(reply.content) or state.get("candidate") or "unknown"
     reason = forced_stop or stop_reason(StopKind.COMPLETED)
     entry = {
@@ -194,7 +221,14 @@ def _answer(state: SolverState, ctx: RunContext, step: int, reply: ModelReply, f
 def _stop(
     state: SolverState, ctx: RunContext, step: int, reason: str, detail: str, error: str | None = None
 ) -> dict[str, Any]:
-    entry = {"step": step, "node": "act", "action": "stop", "stop_reason": reason, "detail": detail, **snapshot(ctx)}
+    entry = {
+        "step": step,
+        "node": "act",
+        "action": "stop",
+        "stop_reason": reason,
+        "detail": detail,
+        **snapshot(ctx),
+    }
     update: dict[str, Any] = {
         "step": step,
         "answer": state.get("candidate"),
@@ -223,7 +257,9 @@ def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             info = {"ok": False, "cached": False, "usd": 0.0, "budget": exc.dimension}
         if ctx.tracker:
             content = f"{content}\n{budget_block(ctx.ledger, ctx.tool_names)}"
-        new_messages.append({"role": "tool", "tool_call_id": call.get("id", ""), "name": name, "content": content})
+        new_messages.append(
+            {"role": "tool", "tool_call_id": call.get("id", ""), "name": name, "content": content}
+        )
         entries.append(
             ctx.emit(
                 {
@@ -247,3 +283,39 @@ def route_after_act(state: SolverState) -> str:
         return "end"
     last = (state.get("messages") or [{}])[-1]
     return "observe" if last.get("tool_calls") else "end"
+
+
+def _apply(state: dict[str, Any], update: dict[str, Any]) -> None:
+    """Fold a node's update into a local state copy, honouring the add-reducers."""
+    for key, value in update.items():
+        if key in ("messages", "trace"):
+            state[key] = list(state.get(key) or []) + list(value)
+        else:
+            state[key] = value
+
+
+def solve(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+    """The whole solver loop as one node: act / observe until the model proposes an answer or must stop.
+
+    Used by graphs that treat one attempt as a step (bats, self-consistency, custom workflows).
+    Returns the update (new messages and trace entries, answer, stop reason) for the outer graph.
+    """
+    local: dict[str, Any] = dict(state)
+    local["answer"] = None
+    local["stop_reason"] = None
+    start_messages = len(local.get("messages") or [])
+    start_trace = len(local.get("trace") or [])
+    while True:
+        _apply(local, act(local, ctx))  # type: ignore[arg-type]
+        if route_after_act(local) != "observe":  # type: ignore[arg-type]
+            break
+        _apply(local, observe(local, ctx))  # type: ignore[arg-type]
+    return {
+        "messages": local["messages"][start_messages:],
+        "trace": local["trace"][start_trace:],
+        "step": local.get("step", 0),
+        "answer": local.get("answer"),
+        "candidate": local.get("candidate"),
+        "stop_reason": local.get("stop_reason"),
+        "error": local.get("error"),
+    }

@@ -28,9 +28,13 @@ class ModelPrice(BaseModel):
     cached_input_per_token: NonNegativeFloat | None = None
     per_second: NonNegativeFloat = 0.0
 
-    def cost(self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0, seconds: float = 0) -> float:
+    def cost(
+        self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0, seconds: float = 0
+    ) -> float:
         cached = min(cached_tokens, prompt_tokens)
-        cached_rate = self.input_per_token if self.cached_input_per_token is None else self.cached_input_per_token
+        cached_rate = (
+            self.input_per_token if self.cached_input_per_token is None else self.cached_input_per_token
+        )
         return (
             (prompt_tokens - cached) * self.input_per_token
             + cached * cached_rate

@@ -118,9 +118,18 @@ class RunStore:
 
     def charges(self, run_id: str) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
-            rows = session.scalars(select(ChargeRow).where(ChargeRow.run_id == run_id).order_by(ChargeRow.seq))
+            rows = session.scalars(
+                select(ChargeRow).where(ChargeRow.run_id == run_id).order_by(ChargeRow.seq)
+            )
             return [
-                {"seq": r.seq, "kind": r.kind, "name": r.name, "units": r.units, "usd": r.usd, "ok": bool(r.ok)}
+                {
+                    "seq": r.seq,
+                    "kind": r.kind,
+                    "name": r.name,
+                    "units": r.units,
+                    "usd": r.usd,
+                    "ok": bool(r.ok),
+                }
                 for r in rows
             ]
 

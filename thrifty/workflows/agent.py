@@ -1,17 +1,17 @@
 """The Python API: an Agent is a model, tools, a budget and a strategy; ``run`` returns a RunResult.
 
-    from thrifty import Agent, Budget
-    from thrifty.tools import load_corpus, make_search_tools
+from thrifty import Agent, Budget
+from thrifty.tools import load_corpus, make_search_tools
 
-    agent = Agent(tools=make_search_tools(load_corpus("passages.jsonl")), budget=Budget(tool_calls=5))
-    result = agent.run("Which magazine was started first, Arthur's Magazine or First for Women?")
-    print(result.answer, result.stop_reason, result.usage.usd)
+agent = Agent(tools=make_search_tools(load_corpus("passages.jsonl")), budget=Budget(tool_calls=5))
+result = agent.run("Which magazine was started first, Arthur's Magazine or First for Women?")
+print(result.answer, result.stop_reason, result.usage.usd)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class Agent:
         *,
         tools: Sequence[Tool] = (),
         budget: Budget | None = None,
-        strategy: str | StrategySpec = "react",
+        strategy: str | StrategySpec | Callable[[dict[str, Any]], Any] = "react",
         tracker: bool = True,
         max_steps: int = 12,
         pricing: Pricing | None = None,
@@ -47,8 +47,15 @@ class Agent:
         self.model = model
         self.tools = list(tools)
         self.budget = budget or Budget()
+        self.builder: Callable[[dict[str, Any]], Any] | None = None
+        if callable(strategy) and not isinstance(strategy, StrategySpec):
+            # A Workflow, or any function building a graph: run it like a built-in strategy.
+            self.builder = strategy
+            strategy = getattr(strategy, "name", getattr(strategy, "__name__", "custom"))
         if isinstance(strategy, str):
-            strategy = StrategySpec(name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options)
+            strategy = StrategySpec(
+                name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options
+            )
         self.strategy = strategy
         self.pricing = pricing or Pricing()
         self.settings = ModelSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
@@ -56,7 +63,9 @@ class Agent:
         self.system_prompt = system_prompt
         self.store = store
 
-    def run(self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None) -> RunResult:
+    def run(
+        self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None
+    ) -> RunResult:
         """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run)."""
         return execute(
             question,
@@ -70,6 +79,7 @@ class Agent:
             system_prompt=self.system_prompt,
             on_trace=on_trace,
             store=self.store,
+            builder=self.builder,
         )
 
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:

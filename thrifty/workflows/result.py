@@ -55,7 +55,9 @@ class Cost(BaseModel):
     def from_ledger(cls, ledger: Ledger) -> Cost:
         tokens = sum(e.usd for e in ledger.events if e.kind == "model")
         tools = sum(e.usd for e in ledger.events if e.kind == "tool")
-        return cls(tokens_usd=round(tokens, 8), tools_usd=round(tools, 8), total_usd=round(ledger.usd_spent, 8))
+        return cls(
+            tokens_usd=round(tokens, 8), tools_usd=round(tools, 8), total_usd=round(ledger.usd_spent, 8)
+        )
 
 
 class RunResult(BaseModel):

@@ -66,6 +66,7 @@ def execute(
     ledger: Ledger | None = None,
     store: str | Path | None = None,
     keep_trace: bool = True,
+    builder: Callable[[dict[str, Any]], Any] | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -77,7 +78,8 @@ def execute(
     gateway = Gateway(ledger, pricing, retries=retries)
     try:
         gateway.check_model(model)
-        builder = get_builder(strategy.name)
+        builder = builder or get_builder(strategy.name)
+        graph = builder(strategy.options)
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
     runner = ToolRunner(list(tools), ledger, pricing)
@@ -94,7 +96,6 @@ def execute(
         system_extra=system_prompt,
         on_trace=on_trace,
     )
-    graph = builder(strategy.options)
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
     error: str | None = None
     reason: str | None = None

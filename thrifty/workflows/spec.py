@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from thrifty.budget import Budget, Pricing
 
@@ -25,7 +33,9 @@ class TaskFileError(ValueError):
 class ToolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="A built-in tool (search, read, calculator) or 'module:function' of a @tool.")
+    name: str = Field(
+        description="A built-in tool (search, read, calculator) or 'module:function' of a @tool."
+    )
     k: PositiveInt | None = Field(None, description="search only: passages returned per query.")
     price: float | None = Field(None, ge=0, description="Dollars per call (overrides the default).")
 
@@ -55,16 +65,21 @@ class ModelSettingsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     temperature: float | None = Field(0.7, ge=0, le=2)
-    max_tokens: PositiveInt = Field(256, description="Completion tokens per call (the budget may cap it lower).")
+    max_tokens: PositiveInt = Field(
+        256, description="Completion tokens per call (the budget may cap it lower)."
+    )
     seed: int | None = None
-    retries: int = Field(2, ge=0, le=10, description="Extra attempts on transient provider errors (each charged).")
+    retries: int = Field(
+        2, ge=0, le=10, description="Extra attempts on transient provider errors (each charged)."
+    )
 
 
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store: str | None = Field(
-        ".thrifty/runs.db", description="SQLite file (or SQLAlchemy URL) where runs are recorded; null to skip."
+        ".thrifty/runs.db",
+        description="SQLite file (or SQLAlchemy URL) where runs are recorded; null to skip.",
     )
     trace: bool = Field(True, description="Include the step trace in the result.")
 
@@ -78,10 +93,13 @@ class TaskSpec(BaseModel):
     question: str = Field(description="The question; may use {placeholders} filled from `inputs`.")
     inputs: dict[str, str] = Field(default_factory=dict, description="Values for placeholders in `question`.")
     expected_answer: str | None = Field(None, description="Gold answer, shown next to the result if given.")
-    model: str = Field(DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2.")
+    model: str = Field(
+        DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
+    )
     tools: list[ToolSpec] = Field(default_factory=list)
     corpus: str | None = Field(
-        None, description="Passages for search/read: builtin:hotpotqa, or a .jsonl/.json path relative to this file."
+        None,
+        description="Passages for search/read: builtin:hotpotqa, or a .jsonl/.json path relative to this file.",
     )
     budget: Budget = Field(default_factory=Budget)
     pricing: Pricing = Field(default_factory=Pricing)
@@ -117,7 +135,9 @@ class TaskSpec(BaseModel):
     def _consistent(self) -> TaskSpec:
         names = [t.name for t in self.tools]
         if any(n in CORPUS_TOOLS for n in names) and not self.corpus:
-            raise ValueError("tools search/read need a `corpus:` (builtin:hotpotqa or a path to a .jsonl file)")
+            raise ValueError(
+                "tools search/read need a `corpus:` (builtin:hotpotqa or a path to a .jsonl file)"
+            )
         missing = sorted(set(re.findall(r"{(\w+)}", self.question)) - set(self.inputs))
         if missing:
             raise ValueError(f"question uses {{{missing[0]}}} but `inputs` has no '{missing[0]}'")
@@ -208,7 +228,9 @@ def load_task(path: str | Path, **overrides: Any) -> TaskSpec:
         context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if context and cmark:
             problem += f", {context} that starts at line {cmark.line + 1}"
-        raise TaskFileError(f"{where}: invalid YAML: {problem} (fix: check indentation and quoting)") from None
+        raise TaskFileError(
+            f"{where}: invalid YAML: {problem} (fix: check indentation and quoting)"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -7,11 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from thrifty.workflows.bats import build_bats
 from thrifty.workflows.react import build_react
+from thrifty.workflows.self_consistency import build_self_consistency
 
 GraphBuilder = Callable[[dict[str, Any]], Any]
 
-STRATEGIES: dict[str, GraphBuilder] = {"react": build_react}
+STRATEGIES: dict[str, GraphBuilder] = {
+    "react": build_react,
+    "bats": build_bats,
+    "self_consistency": build_self_consistency,
+}
 
 
 class UnknownStrategy(ValueError):
@@ -28,4 +34,6 @@ def get_builder(name: str) -> GraphBuilder:
         if not callable(builder):
             raise UnknownStrategy(f"strategy '{name}' is not callable")
         return builder  # type: ignore[no-any-return]
-    raise UnknownStrategy(f"unknown strategy '{name}': use one of {', '.join(STRATEGIES)} or 'module:function'")
+    raise UnknownStrategy(
+        f"unknown strategy '{name}': use one of {', '.join(STRATEGIES)} or 'module:function'"
+    )

@@ -1,0 +1,83 @@
+"""Self-consistency: exact budget split over carved child ledgers, majority vote, ties."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from thrifty import Agent, Budget
+from thrifty.agents import ScriptedModel, call, reply
+from thrifty.agents.answers import majority_vote, normalize_answer
+from thrifty.tools import Corpus, make_search_tools
+
+TOOLS = make_search_tools(
+    Corpus([("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is in Germany.")]), k=1
+)
+
+
+def sc(script: ScriptedModel, budget: Budget, samples: int = 3) -> Agent:
+    return Agent(
+        script.model,
+        tools=TOOLS,
+        budget=budget,
+        strategy="self_consistency",
+        samples=samples,
+        temperature=0.0,
+    )
+
+
+def test_exact_budget_split_and_majority_vote() -> None:
+    script = ScriptedModel(
+        [
+            call("search", query="a"),
+            reply("Paris"),
+            call("search", query="b"),
+            reply("paris."),
+            call("search", query="c"),
+            reply("Berlin"),
+        ]
+    )
+    result = sc(script, Budget(tool_calls=9, total_tokens=3000)).run("Capital of France?")
+    assert result.answer == "Paris"
+    assert result.stop_reason == "completed"
+    vote = result.trace[-1]
+    assert vote["action"] == "vote" and vote["votes"] == 2
+    per_sample = Counter(e["ledger"] for e in result.events if e["kind"] == "tool")
+    assert per_sample == {"run/sample-1": 1, "run/sample-2": 1, "run/sample-3": 1}
+    # every model call was capped by its sample's slice: 1000 tokens - 10 prompt
+    assert all(r.max_tokens <= 990 for r in script.requests)
+    # unused slices returned: the run's remaining budget is exactly what was not spent
+    assert result.usage.tool_calls == 3 and result.usage.total_tokens == 6 * 15
+
+
+def test_slices_round_down_and_each_sample_is_capped() -> None:
+    # 10 tool calls over 3 samples: 3 each (1 never handed out); a sample that wants a 4th call is refused.
+    replies = []
+    for _ in range(3):
+        replies += [call("search", query=f"q{i}") for i in range(3)] + [reply("Paris")]
+    script = ScriptedModel(replies)
+    result = sc(script, Budget(tool_calls=10)).run("Capital of France?")
+    assert result.usage.tool_calls == 9
+    stops = result.trace[-1]["sample_stops"]
+    assert stops == ["budget_exhausted:tool_calls"] * 3
+    assert result.answer == "Paris" and result.stop_reason == "completed"
+
+
+def test_tie_goes_to_the_earliest_sample_and_unknown_does_not_vote() -> None:
+    script = ScriptedModel([reply("Berlin"), reply("unknown"), reply("Paris")])
+    result = sc(script, Budget(tool_calls=3)).run("Q?")
+    assert result.answer == "Berlin"
+    assert result.trace[-1]["answers"] == ["Berlin", "unknown", "Paris"]
+
+
+def test_majority_vote_unit() -> None:
+    assert majority_vote(["The Paris", "paris", "Berlin"]) == ("The Paris", 2)
+    assert majority_vote(["B", "A", "A", "B"]) == ("B", 2)  # tie -> first seen
+    assert majority_vote(["unknown", "", None]) == (None, 0)
+    assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
+
+
+def test_budget_too_small_to_split_stops_cleanly() -> None:
+    script = ScriptedModel([reply("x")])
+    result = sc(script, Budget(tool_calls=2), samples=3).run("Q?")
+    assert result.stop_reason == "budget_exhausted:tool_calls"
+    assert result.usage.model_requests == 0

@@ -1,0 +1,187 @@
+"""The verifier node (BATS): check a proposed answer constraint by constraint and decide what to do next.
+
+Decisions: SUCCESS (accept), CONTINUE (dig deeper on this line), PIVOT (change line). The verifier weighs
+the remaining budget — in its prompt, and again in code: CONTINUE with a LOW or CRITICAL budget becomes a
+PIVOT, as the paper prescribes for insufficient budget. Its trajectory summary replaces the raw
+trajectory in the next attempt's context, which keeps prompts short.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from thrifty.agents import prompts
+from thrifty.agents.context import RunContext
+from thrifty.agents.planner import context_note, current_item
+from thrifty.agents.solver import SolverState, snapshot
+from thrifty.agents.structured import structured_call
+from thrifty.budget import BudgetExceeded, Regime, budget_block, regime
+
+Decision = Literal["SUCCESS", "CONTINUE", "PIVOT"]
+
+
+class ConstraintCheck(BaseModel):
+    constraint: str
+    status: Literal["satisfied", "contradicted", "unverifiable"] = "unverifiable"
+
+
+class Verdict(BaseModel):
+    verification: list[ConstraintCheck] | str = Field(default_factory=list)
+    decision: Decision
+    justification: str = ""
+    trajectory_summary: str = ""
+
+    @field_validator("decision", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    def checks(self) -> list[ConstraintCheck]:
+        return self.verification if isinstance(self.verification, list) else []
+
+
+def evidence_text(messages: list[dict[str, Any]], limit: int = 2400) -> str:
+    """The attempt's tool calls and results as short text (budget blocks removed), newest kept."""
+    lines: list[str] = []
+    for m in messages:
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            for c in m["tool_calls"]:
+                lines.append(f"> {c['function']['name']}({c['function'].get('arguments', '')})")
+        elif m.get("role") == "tool":
+            text = str(m.get("content") or "").split("\n<budget>")[0]
+            lines.append(text[:700])
+    text = "\n".join(lines) or "(no evidence: no tool was used)"
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _auto_summary(answer: str | None, messages: list[dict[str, Any]]) -> str:
+    calls = [
+        f"{c['function']['name']}({c['function'].get('arguments', '')})"
+        for m in messages
+        if m.get("role") == "assistant"
+        for c in m.get("tool_calls") or []
+    ]
+    return f"Tried {', '.join(calls) or 'no tools'}; proposed '{answer}'."
+
+
+def _mark(plan: list[dict[str, Any]], verdict: Verdict, spent: dict[str, float]) -> list[dict[str, Any]]:
+    """Update checklist statuses from the verdict (never deleting an item)."""
+    items = [dict(i) for i in plan]
+    item = current_item(items)
+    if item is not None:
+        item["status"] = {"SUCCESS": "done", "CONTINUE": "partial", "PIVOT": "failed"}[verdict.decision]
+        item["spent"] = {k: round(item["spent"].get(k, 0) + v, 6) for k, v in spent.items()}
+    checks = verdict.checks()
+    verification_items = [i for i in items if i["kind"] == "verification"]
+    for check in checks:
+        best = max(
+            verification_items,
+            key=lambda i: difflib.SequenceMatcher(None, i["text"].lower(), check.constraint.lower()).ratio(),
+            default=None,
+        )
+        if best is None:
+            continue
+        ratio = difflib.SequenceMatcher(None, best["text"].lower(), check.constraint.lower()).ratio()
+        if ratio >= 0.5 or len(checks) == len(verification_items):
+            best["status"] = {"satisfied": "done", "contradicted": "failed", "unverifiable": "partial"}[
+                check.status
+            ]
+    return items
+
+
+def spent_since(ctx: RunContext, mark: dict[str, float] | None) -> dict[str, float]:
+    used = ctx.ledger.used()
+    keys = ("tool_calls", "total_tokens", "usd")
+    return {k: round(used.get(k, 0.0) - (mark or {}).get(k, 0.0), 6) for k in keys}
+
+
+def verify(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+    """Check the proposed answer; record the candidate; set up the next attempt's context."""
+    answer = state.get("answer")
+    question = state["question"]
+    window = list(state.get("messages") or [])[int(state.get("window_start") or 0) :]
+    plan = list(state.get("plan") or [])
+    conditions = [i["text"] for i in plan if i["kind"] == "verification"]
+    extra = dict(state.get("extra") or {})
+    spent = spent_since(ctx, extra.get("mark"))
+    messages = [
+        {"role": "system", "content": prompts.VERIFIER_SYSTEM},
+        {
+            "role": "user",
+            "content": prompts.VERIFIER_TASK.format(
+                question=question,
+                conditions="\n".join(f"- {c}" for c in conditions) or "- (none given)",
+                answer=answer,
+                evidence=evidence_text(window),
+                budget=budget_block(ctx.ledger, ctx.tool_names),
+            ),
+        },
+    ]
+    fallback = Verdict(
+        decision="PIVOT",
+        justification="the verifier's reply was not valid JSON twice; keeping the answer as an unverified candidate",
+        trajectory_summary=_auto_summary(answer, window),
+    )
+    stop: str | None = None
+    try:
+        verdict, ok = structured_call(
+            ctx, "verdict", Verdict, messages, default=fallback, node="verify", temperature=0.0
+        )
+    except BudgetExceeded as exc:
+        verdict, ok, stop = (
+            fallback.model_copy(update={"justification": f"no budget to verify: {exc}"}),
+            False,
+            exc.stop_reason,
+        )
+    now = regime(ctx.ledger, ctx.tool_names)
+    overridden = None
+    if verdict.decision == "CONTINUE" and now in (Regime.LOW, Regime.CRITICAL):
+        overridden = f"CONTINUE needs budget, but the regime is {now.value}: pivoting"
+        verdict = verdict.model_copy(update={"decision": "PIVOT"})
+    summary = verdict.trajectory_summary.strip() or _auto_summary(answer, window)
+    candidates = [
+        *list(state.get("candidates") or []),
+        {
+            "answer": answer,
+            "decision": verdict.decision if stop is None else "UNVERIFIED",
+            "attempt": state.get("attempt", 1),
+            "justification": verdict.justification[:300],
+        },
+    ]
+    items = _mark(plan, verdict, spent)
+    summaries = [*list(state.get("summaries") or []), f"answer '{answer}' -> {verdict.decision}: {summary}"]
+    entry = ctx.emit(
+        {
+            "step": state.get("step", 0),
+            "node": "verify",
+            "action": "verdict",
+            "attempt": state.get("attempt", 1),
+            "answer": answer,
+            "decision": verdict.decision,
+            "valid": ok,
+            "overridden": overridden,
+            "checks": [c.model_dump() for c in verdict.checks()],
+            "justification": verdict.justification[:400],
+            "summary": summary[:400],
+            "attempt_spent": spent,
+            "items": [dict(i) for i in items],
+            **snapshot(ctx),
+        }
+    )
+    update: dict[str, Any] = {
+        "decision": verdict.decision,
+        "candidates": candidates,
+        "candidate": answer if verdict.decision == "SUCCESS" else (state.get("candidate") or answer),
+        "plan": items,
+        "summaries": summaries,
+        "context_note": context_note(items, summaries),
+        "window_start": len(state.get("messages") or []),
+        "answer": None,
+        "stop_reason": stop,
+        "trace": [entry],
+        "extra": {"mark": ctx.ledger.used()},
+    }
+    return update

@@ -1,0 +1,110 @@
+"""The ``self_consistency`` strategy: N independent solver runs, then a majority vote.
+
+Budget-matched by construction: each sample runs on a child ledger *carved* from what the run has left,
+in equal slices (integer limits round down), so no sample can starve another and the total can never
+exceed the run's budget; each child hands back what it did not use when it closes. This is the baseline
+of the BAVT paper (parallel sampling with majority vote).
+
+Options: ``samples`` (default 3), ``parallel`` (run samples in threads; default false, which keeps
+scripted tests deterministic — a local llama.cpp model is serialised anyway).
+Votes are over normalised answers; non-answers ("unknown") do not vote; ties go to the earliest sample.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from thrifty.agents.answers import majority_vote
+from thrifty.agents.context import RunContext
+from thrifty.agents.solver import SolverState, snapshot, solve
+from thrifty.budget import Budget, BudgetExceeded, StopKind, stop_reason
+from thrifty.workflows.graph import END, Workflow
+
+DEFAULT_SAMPLES = 3
+
+
+def split_budget(ctx: RunContext, samples: int) -> Budget | None:
+    """An equal slice of what the run has left (None when the run is unlimited)."""
+    remaining = ctx.ledger.remaining()
+    if not remaining:
+        return None
+    slice_: dict[str, float] = {}
+    for dim, left in remaining.items():
+        share = left / samples
+        slice_[dim] = share if dim in ("usd", "seconds") else float(int(share))
+    if any(v < (1 if d not in ("usd", "seconds") else 1e-12) for d, v in slice_.items()):
+        raise BudgetExceeded(min(slice_, key=slice_.__getitem__), 1, 0, ctx.ledger.path)
+    return Budget.from_limits(slice_)
+
+
+def build_self_consistency(options: dict[str, Any] | None = None) -> Any:
+    options = options or {}
+    samples = int(options.get("samples", DEFAULT_SAMPLES))
+    parallel = bool(options.get("parallel", False))
+    if samples < 1:
+        raise ValueError("self_consistency needs samples >= 1")
+
+    def sample_and_vote(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+        try:
+            slice_budget = split_budget(ctx, samples)
+        except BudgetExceeded as exc:
+            return {"answer": None, "stop_reason": exc.stop_reason}
+        children = []
+        for i in range(samples):
+            child = ctx.ledger.child(slice_budget, name=f"sample-{i + 1}", carve=slice_budget is not None)
+            children.append((i, child, ctx.fork(child, seed_offset=i)))
+
+        def run_one(item: tuple[int, Any, RunContext]) -> dict[str, Any]:
+            i, child, sub = item
+            try:
+                start = {"question": state["question"], "messages": [], "trace": [], "step": 0}
+                out = solve(start, sub)  # type: ignore[arg-type]
+            finally:
+                child.close()  # unused slice returns to the run
+            for entry in out.get("trace", []):
+                entry["sample"] = i + 1
+            return out
+
+        if parallel and samples > 1:
+            with ThreadPoolExecutor(max_workers=samples) as pool:
+                outs = list(pool.map(run_one, children))
+        else:
+            outs = [run_one(c) for c in children]
+
+        answers = [o.get("answer") for o in outs]
+        winner, votes = majority_vote(answers)
+        trace = [entry for o in outs for entry in o.get("trace", [])]
+        reasons = [o.get("stop_reason") or stop_reason(StopKind.COMPLETED) for o in outs]
+        if winner is not None:
+            reason = stop_reason(StopKind.COMPLETED)
+        else:
+            reason = next((r for r in reasons if r != StopKind.COMPLETED.value), reasons[-1])
+        trace.append(
+            ctx.emit(
+                {
+                    "step": sum(int(o.get("step") or 0) for o in outs),
+                    "node": "vote",
+                    "action": "vote",
+                    "answers": answers,
+                    "answer": winner,
+                    "votes": votes,
+                    "sample_stops": reasons,
+                    **snapshot(ctx),
+                }
+            )
+        )
+        return {
+            "answer": winner,
+            "candidate": winner,
+            "stop_reason": reason,
+            "step": sum(int(o.get("step") or 0) for o in outs),
+            "trace": trace,
+            "candidates": [
+                {"answer": a, "decision": "SAMPLE", "attempt": i + 1} for i, a in enumerate(answers)
+            ],
+        }
+
+    wf = Workflow("self_consistency")
+    wf.node("sample_and_vote", sample_and_vote).edge("sample_and_vote", END)
+    return wf.compile()
