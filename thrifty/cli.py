@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -68,31 +69,22 @@ class LiveView:
         self.last = "starting…"
         self.regime = "HIGH"
         self.lines: deque[str] = deque(maxlen=6)
+        self.plan: list[dict[str, Any]] = []
+        self.decisions: deque[str] = deque(maxlen=4)
         self._lock = threading.Lock()
 
     def on_trace(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.step = int(entry.get("step") or self.step)
             self.regime = entry.get("regime", self.regime)
-            action = entry.get("action")
-            if action == "tool_calls":
-                calls = ", ".join(
-                    f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", [])
+            if entry.get("items"):
+                self.plan = list(entry["items"])
+            if entry.get("action") == "verdict":
+                self.decisions.append(
+                    f"#{entry.get('attempt')} {entry.get('answer')!s} → {entry.get('decision')}"
                 )
-                self.last = f"calls {calls}"
-            elif action == "observation":
-                tag = " [cached, free]" if entry.get("cached") else ""
-                first = _short(entry.get("observation", "").split("\n<budget>")[0], 90)
-                self.last = f"{entry.get('tool')} → {first}{tag}"
-            elif action == "answer":
-                self.last = ("forced answer: " if entry.get("forced") else "answer: ") + str(
-                    entry.get("answer")
-                )
-            elif action == "stop":
-                self.last = f"stopped: {entry.get('stop_reason')}"
-            else:
-                self.last = str(entry.get("detail") or action)
-            self.lines.append(f"[dim]#{self.step}[/dim] {self.last}")
+            self.last = describe(entry)
+            self.lines.append(f"[dim]#{self.step}[/dim] {escape(self.last)}")
 
     def __rich__(self) -> Panel:
         with self._lock:
@@ -115,8 +107,22 @@ class LiveView:
                 f"step [bold]{self.step}[/bold]   regime [bold]{self.regime}[/bold]   "
                 f"spent [bold]${self.ledger.usd_spent:.4f}[/bold]   {self.ledger.elapsed():.1f}s"
             )
-            recent = Text.from_markup("\n".join(self.lines) or "[dim]thinking…[/dim]")
-            return Panel(Group(head, table, recent), title=self.title, border_style="cyan")
+            parts: list[Any] = [head, table]
+            if self.plan:
+                marks = {
+                    "pending": "[ ]",
+                    "done": "[green][x][/green]",
+                    "failed": "[red][!][/red]",
+                    "partial": "[yellow][~][/yellow]",
+                }
+                plan = "\n".join(
+                    f"{marks[i['status']]} {escape(i['text'])} [dim]({i['kind']})[/dim]" for i in self.plan
+                )
+                parts.append(Text.from_markup("[bold]plan[/bold]\n" + plan))
+            if self.decisions:
+                parts.append(Text.from_markup("[bold]verifier[/bold] " + escape("; ".join(self.decisions))))
+            parts.append(Text.from_markup("\n".join(self.lines) or "[dim]thinking…[/dim]"))
+            return Panel(Group(*parts), title=self.title, border_style="cyan")
 
 
 def _short(text: str, n: int) -> str:
@@ -240,25 +246,42 @@ def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
     return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger)
 
 
+def describe(entry: dict[str, Any]) -> str:
+    """One line for a trace entry: what the agent just did."""
+    action = entry.get("action")
+    if action == "tool_calls":
+        return "calls " + ", ".join(
+            f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", [])
+        )
+    if action == "observation":
+        first = _short(str(entry.get("observation", "")).split("\n<budget>")[0], 80)
+        return f"{entry.get('tool')} → {first}" + (" [cached, free]" if entry.get("cached") else "")
+    if action == "answer":
+        return ("forced answer: " if entry.get("forced") else "proposes: ") + str(entry.get("answer"))
+    if action == "plan":
+        items = entry.get("items", [])
+        return ("re-plan: " if entry.get("replan") else "plan: ") + "; ".join(
+            f"[{i['status']}] {i['text']}" for i in items
+        )
+    if action == "verdict":
+        extra = f" ({entry['overridden']})" if entry.get("overridden") else ""
+        return f"verifier: '{entry.get('answer')}' → {entry.get('decision')}{extra}: {_short(str(entry.get('justification', '')), 80)}"
+    if action == "judge":
+        return f"judge picks '{entry.get('answer')}' ({_short(str(entry.get('method', '')), 60)})"
+    if action == "vote":
+        return f"vote {entry.get('answers')} → '{entry.get('answer')}' ({entry.get('votes')} votes)"
+    if action == "stop":
+        return f"stopped: {entry.get('stop_reason')}"
+    return str(entry.get("detail") or action)
+
+
 def _plain_printer() -> Any:
     """Progress lines for a non-terminal stderr (CI logs, pipes): one line per step."""
-    view_lines: list[str] = []
 
     def on_trace(entry: dict[str, Any]) -> None:
-        action = entry.get("action")
         left = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in entry.get("remaining", {}).items())
-        if action == "tool_calls":
-            what = ", ".join(f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", []))
-        elif action == "observation":
-            what = f"{entry.get('tool')} → {_short(entry.get('observation', '').split(chr(10) + '<budget>')[0], 70)}"
-            what += " [cached]" if entry.get("cached") else ""
-        elif action == "answer":
-            what = ("forced answer: " if entry.get("forced") else "answer: ") + str(entry.get("answer"))
-        else:
-            what = f"{action}: {entry.get('stop_reason', '')}"
-        line = f"[step {entry.get('step')}] {what}  | left: {left or 'unlimited'} | {entry.get('regime', '')}"
-        view_lines.append(line)
-        err.print(Text(line), highlight=False)
+        line = f"[step {entry.get('step')}] {describe(entry)}  | left: {left or 'unlimited'} | {entry.get('regime', '')}"
+        err.print(Text(line), highlight=False, soft_wrap=True)
 
     return on_trace
 
