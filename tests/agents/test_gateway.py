@@ -161,3 +161,22 @@ def test_cached_tokens_are_priced_at_the_cached_rate() -> None:
     out = Gateway(ledger, Pricing(models={script.model: price})).complete(script.model, MSG)
     assert out.usd == pytest.approx(40 * 0.01 + 60 * 0.001)
     assert ledger.spent["cached_tokens"] == 60
+
+
+def test_a_call_the_time_left_cannot_pay_for_is_not_started() -> None:
+    now = [0.0]
+    script = ScriptedModel()
+
+    def slow(request: object) -> object:
+        now[0] += 5.0  # each call takes five seconds
+        return reply("x")
+
+    script.add(slow, slow, slow)
+    ledger = Ledger(Budget(seconds=12), clock=lambda: now[0])
+    gw = Gateway(ledger)
+    gw.complete(script.model, MSG)
+    gw.complete(script.model, MSG)  # 7 s left, calls take 5: fine
+    with pytest.raises(BudgetExceeded) as info:
+        gw.complete(script.model, MSG)  # 2 s left: refused before starting
+    assert info.value.dimension == "seconds"
+    assert script.remaining == 1

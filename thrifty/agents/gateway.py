@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,6 +128,7 @@ class Gateway:
         self.backoff = backoff
         self.default_max_tokens = default_max_tokens
         self._prices: dict[str, ModelPrice] = {}
+        self._call_seconds: dict[str, float] = {}  # moving average of call durations, per model
 
     # ------------------------------------------------------------------------------------ checks
     def check_model(self, model: str) -> ModelPrice:
@@ -140,10 +140,10 @@ class Gateway:
             )
         provider = provider_of(model)
         if provider == "local":
-            from thrifty.agents.local import resolve_local_model
-
             try:
-                resolve_local_model(model.split("/", 1)[1])
+                from thrifty.agents.local import resolve_model_path
+
+                resolve_model_path(model.split("/", 1)[1])
             except (ValueError, ImportError) as exc:
                 raise ModelError(str(exc)) from None
         elif provider == "scripted":
@@ -193,9 +193,7 @@ class Gateway:
         if provider == "local":
             from thrifty.agents.local import count_tokens
 
-            extra = json.dumps(list(tools)) if tools else ""
-            msgs = list(messages) + ([{"role": "system", "content": extra}] if extra else [])
-            return count_tokens(model.split("/", 1)[1], msgs)
+            return count_tokens(model.split("/", 1)[1], list(messages), tools=list(tools) if tools else None)
         litellm = get_litellm()
         try:
             return int(
@@ -243,6 +241,11 @@ class Gateway:
             caps.append((window - prompt_tokens, "context_window"))
         if av("model_requests") < 1:
             raise BudgetExceeded("model_requests", 1, av("model_requests"), self.ledger.path)
+        typical = self._call_seconds.get(model)
+        if typical is not None and av("seconds") < typical:
+            # A call cannot be interrupted half-way (a local model least of all): do not start one that the
+            # time left cannot pay for, judging by how long this model's calls have taken.
+            raise BudgetExceeded("seconds", typical, av("seconds"), self.ledger.path)
         cap_value, cap_dim = min(caps, key=lambda c: c[0])
         cap = int(cap_value + 1e-9)  # float error must not cost a token
         if cap < 1:
@@ -283,7 +286,9 @@ class Gateway:
         completion = int(getattr(usage_obj, "completion_tokens", 0) or 0)
         details = getattr(usage_obj, "prompt_tokens_details", None)
         cached = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
-        elapsed = time.monotonic() - started
+        elapsed = self.ledger.clock() - started
+        previous = self._call_seconds.get(model)
+        self._call_seconds[model] = elapsed if previous is None else 0.7 * previous + 0.3 * elapsed
         usd = self.price(model).cost(prompt, completion, cached, elapsed)
         actual = {
             "input_tokens": prompt,
@@ -360,7 +365,7 @@ class Gateway:
                     prompt = self.count_prompt_tokens(model, messages, tools)
                     cap, amounts = self.plan(model, prompt, max_tokens)
                     res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
-                    started = time.monotonic()
+                    started = self.ledger.clock()
                     try:
                         response = litellm.completion(**self._request(model, messages, cap, kwargs))
                     except BaseException as exc:
@@ -396,7 +401,7 @@ class Gateway:
                     prompt = self.count_prompt_tokens(model, messages, tools)
                     cap, amounts = self.plan(model, prompt, max_tokens)
                     res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
-                    started = time.monotonic()
+                    started = self.ledger.clock()
                     try:
                         response = await litellm.acompletion(**self._request(model, messages, cap, kwargs))
                     except BaseException as exc:

@@ -55,6 +55,17 @@ class SolverState(TypedDict, total=False):
     extra: Annotated[dict[str, Any], _merge]  # free space for user-defined nodes
 
 
+FINAL_ANSWER_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "final_answer",
+        "schema": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]},
+    },
+}
+REPEATED_CALL_NOTE = (
+    "(You already made this exact call: same result as before. Try a different query, or answer.)"
+)
+
 _ANSWER_PREFIX = re.compile(r"^\s*(final answer|answer)\s*[:\-]\s*", re.IGNORECASE)
 
 
@@ -66,10 +77,13 @@ def clean_answer(text: str | None) -> str:
     if text.startswith("{"):
         try:
             data = json.loads(text)
-            if isinstance(data, dict) and isinstance(data.get("answer"), str):
-                text = data["answer"]
         except json.JSONDecodeError:
-            pass
+            data = None
+        if isinstance(data, dict):
+            if isinstance(data.get("answer"), str):
+                text = data["answer"]
+            elif "tool" in data or "arguments" in data:
+                return ""  # a tool call written as text is not an answer
     text = _ANSWER_PREFIX.sub("", text.strip()).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     text = lines[0].strip() if lines else ""
@@ -157,6 +171,10 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=final_reason, question=question)}
         )
     tools = None if final_reason is not None or not visible else [t.openai_schema() for t in visible]
+    extra: dict[str, Any] = {}
+    if final_reason is not None and ctx.model.startswith("local/"):
+        # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
+        extra["response_format"] = FINAL_ANSWER_FORMAT
     hidden = [name for name in ctx.tool_names if name not in {t.name for t in visible}]
     try:
         reply = ctx.gateway.complete(
@@ -166,6 +184,7 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             max_tokens=ctx.settings.max_tokens if final_reason is None else min(ctx.settings.max_tokens, 64),
             node="final" if final_reason else "act",
             **ctx.model_kwargs(),
+            **extra,
         )
     except BudgetExceeded as exc:
         return _stop(state, ctx, step, exc.stop_reason, f"budget exhausted: {exc}")
@@ -250,7 +269,7 @@ def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         arguments = call["function"].get("arguments") or "{}"
         try:
             obs = ctx.runner.run(name, arguments, node="observe")
-            content = obs.content
+            content = f"{REPEATED_CALL_NOTE}\n{obs.content}" if obs.cached else obs.content
             info = {"ok": obs.ok, "cached": obs.cached, "usd": obs.usd}
         except BudgetExceeded as exc:
             content = f"Not run: the budget for {exc.dimension} is spent. Use another tool or answer."

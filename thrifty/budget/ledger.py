@@ -16,6 +16,7 @@ the same lock is safe for asyncio tasks on one loop.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections import defaultdict
@@ -29,6 +30,20 @@ from thrifty.budget.limits import Budget
 
 _EPS = 1e-9
 _ids = itertools.count(1)
+
+
+def _unhold(hold: Reservation | None, dim: str, amount: float) -> None:
+    """Give ``amount`` of ``dim`` back through carve holds whose ledgers have closed.
+
+    While a carved child is open its hold keeps the whole slice; once it has closed, the hold covers only
+    the reservations that were still open, and each one hands its unused part on up as it ends.
+    """
+    while hold is not None and not hold.open and amount:
+        hold.amounts[dim] = hold.amounts.get(dim, 0.0) - amount
+        chain, up_hold = hold.routes[dim]
+        for lg in chain:
+            lg.reserved[dim] -= amount
+        hold = up_hold
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,7 @@ class Ledger:
 
     >>> ledger = Ledger(Budget(tool_calls=3))
     >>> r = ledger.reserve({"tool_calls": 1, "tool:search": 1}, kind="tool", name="search")
-    >>> ledger.settle(r)
+    >>> event = ledger.settle(r)
     >>> ledger.remaining()["tool_calls"]
     2.0
     """
@@ -159,13 +174,27 @@ class Ledger:
             return kid
 
     def close(self) -> None:
-        """Close a child: give back what a carved slice did not use. Idempotent."""
+        """Close a child: give back what a carved slice did not use. Idempotent.
+
+        Reservations still open in the child (or in its own children) stay held in the parent chain until
+        they are settled or released; only the part of the slice that nothing holds goes back now.
+        """
         with self._lock:
             if self.closed:
                 return
             self.closed = True
-            if self._hold is not None and self.parent is not None:
-                self.parent.release(self._hold)
+            hold = self._hold
+            if hold is not None and hold.open:
+                hold.open = False
+                for dim, amount in hold.amounts.items():
+                    outstanding = max(0.0, self.reserved[dim])
+                    unused = amount - outstanding
+                    hold.amounts[dim] = outstanding
+                    if unused:
+                        chain, up_hold = hold.routes[dim]
+                        for lg in chain:
+                            lg.reserved[dim] -= unused
+                        _unhold(up_hold, dim, unused)
 
     def __enter__(self) -> Ledger:
         return self
@@ -177,6 +206,10 @@ class Ledger:
     def _check_open(self) -> None:
         if self.closed:
             raise RuntimeError(f"ledger '{self.path}' is closed")
+
+    def clock(self) -> float:
+        """The ledger's clock (monotonic seconds; injectable for tests)."""
+        return self._clock()
 
     def elapsed(self) -> float:
         return self._clock() - self.started
@@ -217,12 +250,13 @@ class Ledger:
     ) -> Reservation:
         """Hold ``amounts`` against every limit that applies, or raise BudgetExceeded and hold nothing."""
         with self._lock:
-            self._check_open()
+            for lg in self._ancestors():
+                lg._check_open()
             self.check_time()
             clean = {dim: float(v) for dim, v in amounts.items() if v}
             for dim, amount in clean.items():
-                if amount < 0:
-                    raise ValueError(f"cannot reserve a negative amount of {dim}")
+                if amount < 0 or math.isnan(amount):
+                    raise ValueError(f"cannot reserve {amount} of {dim}")
                 chain, _hold = self._route(dim)
                 for lg in chain:
                     if dim in lg.limits:
@@ -257,6 +291,7 @@ class Ledger:
             spent = dict(reservation.amounts if actual is None else {k: float(v) for k, v in actual.items()})
             for dim in set(reservation.amounts) | set(spent):
                 chain, hold = reservation.routes.get(dim) or reservation.ledger._route(dim)
+                first_hold = hold
                 held = reservation.amounts.get(dim, 0.0)
                 used = spent.get(dim, 0.0)
                 for lg in chain:
@@ -270,6 +305,8 @@ class Ledger:
                         lg.reserved[dim] -= used
                         lg.spent[dim] += used
                     hold = up_hold
+                # What was held but not used goes back past any carve hold whose ledger has closed.
+                _unhold(first_hold, dim, held - used)
             return self._record(reservation, spent, ok, detail)
 
     def release(self, reservation: Reservation) -> None:
@@ -279,9 +316,10 @@ class Ledger:
                 return
             reservation.open = False
             for dim, amount in reservation.amounts.items():
-                chain, _hold = reservation.routes[dim]
+                chain, hold = reservation.routes[dim]
                 for lg in chain:
                     lg.reserved[dim] -= amount
+                _unhold(hold, dim, amount)
 
     def charge(
         self,
@@ -352,10 +390,19 @@ class Ledger:
         """Remaining fraction per limited dimension, judged by each ledger against its own limit."""
         with self._lock:
             out: dict[str, float] = {}
+            dims: set[str] = set()
             for lg in self._ancestors():
-                for dim, lim in lg.limits.items():
-                    left = lim - lg.spent[dim] - lg.reserved[dim]
-                    out[dim] = min(out.get(dim, 1.0), max(0.0, left / lim))
+                dims.update(lg.limits)
+            for dim in sorted(dims):
+                # Judged along the same route as `available`: a carved slice answers for its own dimensions
+                # (its hold in the parent is not "used up" from the child's point of view).
+                chain, _hold = self._route(dim)
+                for lg in chain:
+                    if dim in lg.limits:
+                        lim = lg.limits[dim]
+                        left = lim - lg.spent[dim] - lg.reserved[dim]
+                        out[dim] = min(out.get(dim, 1.0), max(0.0, left / lim))
+            for lg in self._ancestors():
                 if lg._seconds_limit:
                     left = lg._seconds_limit - lg.elapsed()
                     out["seconds"] = min(out.get("seconds", 1.0), max(0.0, left / lg._seconds_limit))
