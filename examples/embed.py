@@ -14,4 +14,6 @@ agent = Agent(
 result = agent.run("Which has the larger population, Shanghai or Hanggin Rear Banner?")
 print(f"answer: {result.answer}")
 print(f"stopped: {result.stop_reason}")
-print(f"spent: {result.usage.total_tokens} tokens, {result.usage.tool_calls} tool calls, ${result.usage.usd:.4f}")
+print(
+    f"spent: {result.usage.total_tokens} tokens, {result.usage.tool_calls} tool calls, ${result.usage.usd:.4f}"
+)

@@ -15,6 +15,7 @@ from thrifty.agents.context import ModelSettings, RunContext
 from thrifty.agents.gateway import Gateway, ModelError
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
 from thrifty.tools import Tool, ToolRunner
+from thrifty.workflows.graph import Workflow
 from thrifty.workflows.result import Cost, RunResult, Usage
 from thrifty.workflows.spec import StrategySpec, TaskSpec, import_object
 from thrifty.workflows.strategies import get_builder
@@ -36,7 +37,7 @@ def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
     prices = dict(spec.pricing.tools)
     for ts in spec.tools:
         if ":" in ts.name:
-            obj = import_object(ts.name)
+            obj = import_object(ts.name, spec.base_dir)
             if not isinstance(obj, Tool):
                 raise SetupError(f"tool '{ts.name}' is not a @tool-decorated function")
             tools.append(obj)
@@ -80,6 +81,8 @@ def execute(
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
         graph = builder(strategy.options)
+        if isinstance(graph, Workflow):
+            graph = graph.compile()
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
     runner = ToolRunner(list(tools), ledger, pricing)
@@ -149,6 +152,7 @@ def run_task(
     """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches)."""
     try:
         tools, pricing = resolve_tools(spec)
+        builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
     settings = ModelSettings(
@@ -175,4 +179,5 @@ def run_task(
         store=target,
         keep_trace=spec.output.trace,
         ledger=ledger,
+        builder=builder,
     )

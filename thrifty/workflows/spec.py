@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -256,25 +257,27 @@ def check_resources(spec: TaskSpec, file: str = "task", root: yaml.Node | None =
     from thrifty.workflows.strategies import get_builder
 
     try:
-        get_builder(spec.strategy.name)
+        get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         line = _line_of(root, ("strategy",))
         raise TaskFileError(f"{file}:{line or 1}: field 'strategy': {exc}") from None
     for i, tool in enumerate(spec.tools):
         if ":" in tool.name:
             try:
-                import_object(tool.name)
+                import_object(tool.name, spec.base_dir)
             except (ImportError, AttributeError, ValueError) as exc:
                 line = _line_of(root, ("tools", i))
                 raise TaskFileError(f"{file}:{line or 1}: field 'tools.{i}': {exc}") from None
 
 
-def import_object(ref: str) -> Any:
-    """Import ``package.module:attribute``."""
+def import_object(ref: str, search_path: Path | None = None) -> Any:
+    """Import ``package.module:attribute``; ``search_path`` (a task file's folder) is tried too."""
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise ValueError(f"'{ref}' is not of the form package.module:function")
     try:
+        if search_path is not None and str(search_path) not in sys.path:
+            sys.path.append(str(search_path))
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(f"cannot import module '{module_name}': {exc}") from None

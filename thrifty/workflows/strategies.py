@@ -5,6 +5,7 @@ state, run with a RunContext. Built-ins are registered by name; a task file may 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from thrifty.workflows.bats import build_bats
@@ -24,13 +25,13 @@ class UnknownStrategy(ValueError):
     pass
 
 
-def get_builder(name: str) -> GraphBuilder:
+def get_builder(name: str, search_path: Path | None = None) -> GraphBuilder:
     if name in STRATEGIES:
         return STRATEGIES[name]
     if ":" in name:
         from thrifty.workflows.spec import import_object
 
-        builder = import_object(name)
+        builder = import_object(name, search_path)
         if not callable(builder):
             raise UnknownStrategy(f"strategy '{name}' is not callable")
         return builder  # type: ignore[no-any-return]

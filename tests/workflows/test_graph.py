@@ -1,0 +1,90 @@
+"""The Python workflow API: custom graphs of built-in and user nodes, run with the same budget guarantees."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from thrifty import Agent, Budget
+from thrifty.agents import ScriptedModel, call, reply
+from thrifty.agents.solver import solve
+from thrifty.tools import Corpus, make_search_tools
+from thrifty.workflows import load_task, run_task
+from thrifty.workflows.graph import END, Workflow, WorkflowError
+
+TOOLS = make_search_tools(Corpus([("Paris", "Paris is the capital of France.")]), k=1)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_custom_plan_solve_verify_loop_from_the_example() -> None:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from custom_workflow import build
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    script = ScriptedModel(
+        [
+            reply(json.dumps({"exploration": ["France capital"], "verification": []})),
+            call("search", query="France capital"),
+            reply("Paris"),
+            reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "Paris is the capital"})),
+        ]
+    )
+    result = Agent(script.model, tools=TOOLS, budget=Budget(tool_calls=3), strategy=build()).run(
+        "Capital of France?"
+    )
+    assert result.answer == "Paris" and result.stop_reason == "completed"
+    assert result.strategy == "plan-solve-verify"
+    assert [t["action"] for t in result.trace] == [
+        "plan",
+        "tool_calls",
+        "observation",
+        "answer",
+        "verdict",
+        "judge",
+    ]
+
+
+def test_user_defined_nodes_share_the_budget() -> None:
+    def rewrite(state: dict, ctx: object) -> dict:
+        return {"question": state["question"].upper(), "extra": {"rewritten": True}}
+
+    def shout(state: dict, ctx: object) -> dict:
+        return {"answer": f"{state['answer']}!", "extra": {"shouted": True}}
+
+    wf = Workflow("custom").node("rewrite", rewrite).node("solve", solve).node("shout", shout)
+    wf.edge("rewrite", "solve").edge("solve", "shout").edge("shout", END)
+    script = ScriptedModel([call("search", query="x"), reply("Paris")])
+    result = Agent(script.model, tools=TOOLS, budget=Budget(tool_calls=1), strategy=wf).run("capital?")
+    assert result.answer == "Paris!"
+    assert "CAPITAL?" in script.requests[0].messages[1]["content"]
+    assert result.usage.tool_calls == 1
+
+
+def test_bad_graphs_are_refused_clearly() -> None:
+    with pytest.raises(WorkflowError, match="no node named 'missing'"):
+        Workflow().node("a", solve).edge("a", "missing").compile()
+    with pytest.raises(WorkflowError, match="no nodes"):
+        Workflow().compile()
+    with pytest.raises(WorkflowError, match="twice"):
+        Workflow().node("a", solve).node("a", solve)
+
+
+def test_task_file_can_name_a_module_function_strategy(tmp_path: Path) -> None:
+    (tmp_path / "mygraph.py").write_text(
+        "from thrifty.agents.solver import solve\n"
+        "from thrifty.workflows.graph import END, Workflow\n"
+        "def build(options):\n"
+        "    return Workflow('mine').node('solve', solve).edge('solve', END)\n"
+    )
+    script = ScriptedModel([reply("Paris")])
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f"question: Capital?\nmodel: {script.model}\nstrategy:\n  name: mygraph:build\noutput:\n  store: null\n"
+    )
+    result = run_task(load_task(task))
+    assert result.answer == "Paris"
+    assert result.strategy == "mygraph:build"
