@@ -46,6 +46,16 @@ replies = st.one_of(
                 json.dumps({"decision": "CONTINUE"}),
                 json.dumps({"decision": "PIVOT", "trajectory_summary": "no"}),
                 json.dumps({"index": 0}),
+                json.dumps(
+                    {
+                        "actions": [
+                            {"tool": "search", "arguments": {"query": "paris"}},
+                            {"tool": "read", "arguments": {"title": "Paris"}},
+                        ]
+                    }
+                ),
+                json.dumps({"actions": [{"tool": "answer", "arguments": {"answer": "Paris"}}]}),
+                json.dumps({"progress": 0.7}),
             ]
         ),
         st.integers(1, 400),
@@ -65,7 +75,7 @@ budgets = st.builds(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    strategy=st.sampled_from(["react", "bats", "self_consistency"]),
+    strategy=st.sampled_from(["react", "bats", "self_consistency", "value_tree"]),
     tracker=st.booleans(),
     script=st.lists(replies, min_size=1, max_size=30),
     budget=budgets,
@@ -73,8 +83,11 @@ budgets = st.builds(
 def test_spend_never_exceeds_a_hard_limit(strategy: str, tracker: bool, script: list, budget: Budget) -> None:
     fallback = ScriptedReply(content="Paris", prompt_tokens=50, completion_tokens=20)
     model = ScriptedModel(script, default=fallback)
+    options: dict = {"samples": 2} if strategy == "self_consistency" else {}
+    if strategy == "value_tree":
+        options = {"k": 3, "parallel": True, "max_expansions": 5}
     agent = Agent(
-        model.model, tools=TOOLS, budget=budget, strategy=strategy, tracker=tracker, max_steps=10, samples=2
+        model.model, tools=TOOLS, budget=budget, strategy=strategy, tracker=tracker, max_steps=10, **options
     )
     result = agent.run("What is the capital of France?")
     spent = {

@@ -67,3 +67,29 @@ Reply with JSON only: {"index": 0, "reason": "..."}"""
 JUDGE_TASK = """Question: {question}
 Candidates:
 {candidates}"""
+
+# ------------------------------------------------------------------------- value tree: expansion + critic
+EXPAND_SYSTEM = """You search for the answer to a question along several lines at once.
+Propose up to {k} DIFFERENT next actions for the line of search shown. Each action is a tool call
+{{"tool": "<name>", "arguments": {{...}}}}, or, when the evidence already gives the answer,
+{{"tool": "answer", "arguments": {{"answer": "<short answer>"}}}}.
+Tools:
+{tools}
+Reply with JSON only: {{"thought": "...", "actions": [{{"tool": "...", "arguments": {{}}}}]}}"""
+
+EXPAND_TASK = """Question: {question}
+This line of search so far:
+{evidence}
+{budget}"""
+
+CRITIC_SYSTEM = """You judge the progress made by the LAST step of a search, not the whole search.
+progress = 1.0 if the last result adds new, relevant evidence toward the answer; 0.5 if partly useful;
+0.0 if it is redundant, off-topic or empty. Be strict: most steps add little.
+Reply with JSON only: {"progress": 0.0, "reason": "..."}"""
+
+CRITIC_TASK = """Question: {question}
+Known before this step:
+{before}
+Last step: {action}
+Its result:
+{observation}"""

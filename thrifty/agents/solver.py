@@ -52,6 +52,7 @@ class SolverState(TypedDict, total=False):
     decision: str | None
     summaries: list[str]
     candidates: list[dict[str, Any]]
+    tree: list[dict[str, Any]]  # value-tree search nodes
     extra: Annotated[dict[str, Any], _merge]  # free space for user-defined nodes
 
 
@@ -166,26 +167,19 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             final_reason = "The budget is nearly spent."
             final_stop = stop_reason(StopKind.BUDGET_EXHAUSTED, short)
 
-    if final_reason is not None:
-        messages.append(
-            {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=final_reason, question=question)}
-        )
-    tools = None if final_reason is not None or not visible else [t.openai_schema() for t in visible]
-    extra: dict[str, Any] = {}
-    if final_reason is not None and ctx.model.startswith("local/"):
-        # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
-        extra["response_format"] = FINAL_ANSWER_FORMAT
     hidden = [name for name in ctx.tool_names if name not in {t.name for t in visible}]
     try:
-        reply = ctx.gateway.complete(
-            ctx.model,
-            messages,
-            tools=tools,
-            max_tokens=ctx.settings.max_tokens if final_reason is None else min(ctx.settings.max_tokens, 64),
-            node="final" if final_reason else "act",
-            **ctx.model_kwargs(),
-            **extra,
-        )
+        if final_reason is not None:
+            reply = final_answer_call(ctx, messages, question, final_reason)
+        else:
+            reply = ctx.gateway.complete(
+                ctx.model,
+                messages,
+                tools=[t.openai_schema() for t in visible] or None,
+                max_tokens=ctx.settings.max_tokens,
+                node="act",
+                **ctx.model_kwargs(),
+            )
     except BudgetExceeded as exc:
         return _stop(state, ctx, step, exc.stop_reason, f"budget exhausted: {exc}")
     except ModelError as exc:
@@ -211,6 +205,21 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             update["candidate"] = clean_answer(reply.content)
         return update
     return _answer(state, ctx, step, reply, final_stop if final_reason else None)
+
+
+def final_answer_call(ctx: RunContext, messages: list[dict[str, Any]], question: str, reason: str) -> ModelReply:
+    """The last call of a run: no tools, a short completion, and it must answer.
+
+    Raises BudgetExceeded when even that cannot be paid for.
+    """
+    extra: dict[str, Any] = {}
+    if ctx.model.startswith("local/"):
+        # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
+        extra["response_format"] = FINAL_ANSWER_FORMAT
+    final = [*messages, {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=reason, question=question)}]
+    return ctx.gateway.complete(
+        ctx.model, final, max_tokens=min(ctx.settings.max_tokens, 64), node="final", **ctx.model_kwargs(), **extra
+    )
 
 
 def _answer(

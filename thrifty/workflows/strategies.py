@@ -11,6 +11,7 @@ from typing import Any
 from thrifty.workflows.bats import build_bats
 from thrifty.workflows.react import build_react
 from thrifty.workflows.self_consistency import build_self_consistency
+from thrifty.workflows.value_tree import build_value_tree
 
 GraphBuilder = Callable[[dict[str, Any]], Any]
 
@@ -18,6 +19,7 @@ STRATEGIES: dict[str, GraphBuilder] = {
     "react": build_react,
     "bats": build_bats,
     "self_consistency": build_self_consistency,
+    "value_tree": build_value_tree,
 }
 
 
