@@ -141,3 +141,25 @@ def test_runs_lists_recorded_runs(tmp_path: Path) -> None:
     run_id = json.loads(res.stdout)["run_id"]
     res = runner.invoke(app, ["runs", "--store", str(tmp_path / "runs.db")])
     assert res.exit_code == 0 and run_id in res.stdout
+
+
+def test_tree_out_writes_the_value_tree(tmp_path: Path) -> None:
+    from thrifty.cli import render_tree
+
+    script = ScriptedModel(
+        [
+            reply(json.dumps({"actions": [{"tool": "search", "arguments": {"query": "France capital"}}]})),
+            reply(json.dumps({"progress": 0.9, "reason": "found Paris"})),
+            reply(json.dumps({"actions": [{"tool": "answer", "arguments": {"answer": "Paris"}}]})),
+            reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "ok"})),
+        ]
+    )
+    task = write_task(tmp_path, script.model, extra="strategy:\n  name: value_tree\n  options:\n    k: 1\n")
+    out_file = tmp_path / "tree.json"
+    res = runner.invoke(app, ["run", str(task), "--tree-out", str(out_file)])
+    assert res.exit_code == 0, res.output
+    assert "expand node 0" in res.stderr
+    tree = json.loads(out_file.read_text())
+    assert tree["answer"] == "Paris" and tree["path"] == [0, 1, 2]
+    text = render_tree(tree["nodes"], tree["path"])
+    assert "answer 'Paris' [SUCCESS]" in text and "search(" in text

@@ -71,6 +71,10 @@ class LiveView:
         self.lines: deque[str] = deque(maxlen=6)
         self.plan: list[dict[str, Any]] = []
         self.decisions: deque[str] = deque(maxlen=4)
+        self.tree_nodes: list[dict[str, Any]] = [
+            {"id": 0, "parent": None, "value": 0.5, "tool": None, "pruned": False, "answer": None}
+        ]
+        self.tree_path: list[int] = []
         self._lock = threading.Lock()
 
     def on_trace(self, entry: dict[str, Any]) -> None:
@@ -79,6 +83,14 @@ class LiveView:
             self.regime = entry.get("regime", self.regime)
             if entry.get("items"):
                 self.plan = list(entry["items"])
+            if entry.get("action") == "expand":
+                self.tree_nodes.extend(
+                    {**c, "parent": entry["selected"], "value": c.get("value") or 0.0}
+                    for c in entry.get("children", [])
+                )
+            if entry.get("action") == "tree":
+                self.tree_nodes = list(entry.get("nodes", []))
+                self.tree_path = list(entry.get("path", []))
             if entry.get("action") == "verdict":
                 self.decisions.append(
                     f"#{entry.get('attempt')} {entry.get('answer')!s} → {entry.get('decision')}"
@@ -119,6 +131,10 @@ class LiveView:
                     f"{marks[i['status']]} {escape(i['text'])} [dim]({i['kind']})[/dim]" for i in self.plan
                 )
                 parts.append(Text.from_markup("[bold]plan[/bold]\n" + plan))
+            if len(self.tree_nodes) > 1:
+                parts.append(
+                    Text.from_markup("[bold]tree[/bold]\n" + render_tree(self.tree_nodes, self.tree_path))
+                )
             if self.decisions:
                 parts.append(Text.from_markup("[bold]verifier[/bold] " + escape("; ".join(self.decisions))))
             parts.append(Text.from_markup("\n".join(self.lines) or "[dim]thinking…[/dim]"))
@@ -191,6 +207,10 @@ def run(
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Do not record the run in the run store.")
     ] = False,
+    tree_out: Annotated[
+        Path | None,
+        typer.Option("--tree-out", help="value_tree: write the search tree as JSON to this file."),
+    ] = None,
 ) -> None:
     """Run a task file and print the answer, why it stopped and what it spent."""
     from thrifty.workflows.runner import SetupError
@@ -233,11 +253,53 @@ def run(
             EXIT_INTERNAL,
         ) from None
 
+    if tree_out is not None:
+        write_tree(result, tree_out)
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         render_result(result, out)
     raise typer.Exit(result.exit_code)
+
+
+def write_tree(result: RunResult, path: Path) -> None:
+    """Write the value-tree search tree (nodes, values, pruned branches, chosen path) as JSON."""
+    tree = next((t for t in reversed(result.trace) if t.get("action") == "tree"), None)
+    if tree is None:
+        err.print(Text(f"note: --tree-out: strategy '{result.strategy}' builds no tree; nothing written"))
+        return
+    payload = {"run_id": result.run_id, "question": result.question, "answer": result.answer, **tree}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def render_tree(nodes: list[dict[str, Any]], path: list[int] | None = None, limit: int = 14) -> str:
+    """The search tree as indented text: value, action, pruned or chosen (rich markup)."""
+    children: dict[int | None, list[dict[str, Any]]] = {}
+    for n in nodes:
+        children.setdefault(n["parent"], []).append(n)
+    chosen = set(path or [])
+    lines: list[str] = []
+
+    def walk(node: dict[str, Any], indent: int) -> None:
+        if len(lines) >= limit:
+            return
+        if node["parent"] is None:
+            label = "root"
+        elif node["tool"] == "answer":
+            label = f"answer '{escape(str(node['answer']))}' [{node.get('verdict') or 'unverified'}]"
+        else:
+            label = f"{node['tool']}({escape(_short(str(node['arguments']), 40))})"
+        style = "red" if node["pruned"] else ("bold green" if node["id"] in chosen else "")
+        mark = " ✗ pruned" if node["pruned"] else ""
+        text = f"{'  ' * indent}{node['id']}. V={node['value']:.2f} {label}{mark}"
+        lines.append(f"[{style}]{text}[/{style}]" if style else text)
+        for kid in children.get(node["id"], []):
+            walk(kid, indent + 1)
+
+    for root in children.get(None, []):
+        walk(root, 0)
+    return "\n".join(lines)
 
 
 def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
@@ -268,6 +330,16 @@ def describe(entry: dict[str, Any]) -> str:
         return f"verifier: '{entry.get('answer')}' → {entry.get('decision')}{extra}: {_short(str(entry.get('justification', '')), 80)}"
     if action == "judge":
         return f"judge picks '{entry.get('answer')}' ({_short(str(entry.get('method', '')), 60)})"
+    if action == "expand":
+        kids = ", ".join(
+            f"{c['tool']}{' ✗' if c['pruned'] else ''} V={c.get('value') or 0:.2f}"
+            for c in entry.get("children", [])
+        )
+        return f"expand node {entry.get('selected')} (r={entry.get('r')}): {kids or 'no new actions'}"
+    if action == "tree":
+        return (
+            f"tree of {len(entry.get('nodes', []))} nodes → '{entry.get('answer')}' ({entry.get('method')})"
+        )
     if action == "vote":
         return f"vote {entry.get('answers')} → '{entry.get('answer')}' ({entry.get('votes')} votes)"
     if action == "stop":
