@@ -180,3 +180,12 @@ def test_runs_are_recorded_in_the_store(tmp_path: Path, search_tools: list) -> N
     assert [c["kind"] for c in store.charges(result.run_id)] == ["model", "tool", "model"]
     assert store.recent()[0]["run_id"] == result.run_id
     json.dumps(saved)  # the stored result is plain JSON
+
+
+def test_a_model_stuck_repeating_itself_is_asked_to_answer(search_tools: list) -> None:
+    script = ScriptedModel([call("search", query="paris")] * 3 + [reply("Paris")])
+    result = _agent(script, search_tools, budget=Budget(tool_calls=5)).run("Q?")
+    assert result.answer == "Paris" and result.stop_reason == "completed"
+    assert result.usage.tool_calls == 1
+    assert script.requests[3].tool_names == []  # the 4th call had to answer
+    assert "repeating" in script.requests[3].last_text

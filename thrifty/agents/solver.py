@@ -102,6 +102,22 @@ def snapshot(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+STUCK_AFTER_REPEATS = 2
+
+
+def repeated_calls(state: SolverState) -> int:
+    """How many of the latest tool results in this attempt were repeats served from the cache."""
+    start = int(state.get("window_start") or 0)
+    count = 0
+    for message in reversed(list(state.get("messages") or [])[start:]):
+        if message.get("role") != "tool":
+            continue
+        if not str(message.get("content", "")).startswith(REPEATED_CALL_NOTE):
+            break
+        count += 1
+    return count
+
+
 def _conversation(state: SolverState, ctx: RunContext) -> list[dict[str, Any]]:
     system = {
         "role": "system",
@@ -156,6 +172,9 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         final_reason, final_stop = "The tool budget is spent.", stop_reason(StopKind.BUDGET_EXHAUSTED, dim)
     elif step >= ctx.max_steps:
         final_reason, final_stop = "This is the last step.", stop_reason(StopKind.MAX_STEPS)
+    elif repeated_calls(state) >= STUCK_AFTER_REPEATS:
+        # The model keeps asking for results it already has: more steps would only spend tokens.
+        final_reason, final_stop = "You are repeating the same call.", stop_reason(StopKind.COMPLETED)
     elif visible:
         try:
             schemas = [t.openai_schema() for t in visible]
