@@ -60,13 +60,18 @@ FINAL_ANSWER_FORMAT = {
     "type": "json_schema",
     "json_schema": {
         "name": "final_answer",
-        "schema": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]},
+        "schema": {
+            "type": "object",
+            "properties": {"answer": {"type": "string", "maxLength": 120}},
+            "required": ["answer"],
+        },
     },
 }
 REPEATED_CALL_NOTE = (
     "(You already made this exact call: same result as before. Try a different query, or answer.)"
 )
 
+_PARTIAL_ANSWER = re.compile(r'^\{\s*"answer"\s*:\s*"((?:[^"\\]|\\.)*)')
 _ANSWER_PREFIX = re.compile(r"^\s*(final answer|answer)\s*[:\-]\s*", re.IGNORECASE)
 
 
@@ -79,7 +84,11 @@ def clean_answer(text: str | None) -> str:
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
-            data = None
+            # Cut off by max_tokens mid-JSON: keep what the answer field had so far.
+            cut = _PARTIAL_ANSWER.match(text)
+            data = {"answer": cut.group(1)} if cut else None
+            if re.match(r'^\{\s*"(tool|arguments)"', text):
+                return ""  # a cut-off tool call is not an answer either
         if isinstance(data, dict):
             if isinstance(data.get("answer"), str):
                 text = data["answer"]
