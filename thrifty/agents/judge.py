@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from thrifty.agents import prompts
 from thrifty.agents.answers import is_non_answer, majority_vote, normalize_answer
@@ -21,7 +21,7 @@ from thrifty.budget import BudgetExceeded, StopKind, stop_reason
 
 class JudgeChoice(BaseModel):
     index: int
-    reason: str = ""
+    reason: str = Field("", json_schema_extra={"maxLength": 200})
 
 
 def candidate_pool(state: SolverState) -> list[dict[str, Any]]:

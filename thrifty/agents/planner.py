@@ -7,7 +7,7 @@ recorded in the trace), never deleted or silently rewritten, so the run's reason
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -21,10 +21,21 @@ ItemStatus = Literal["pending", "done", "failed", "partial"]
 STATUS_MARK = {"pending": " ", "done": "x", "failed": "!", "partial": "~"}
 
 
+Clue = Annotated[str, Field(json_schema_extra={"maxLength": 100})]
+
+
 class Plan(BaseModel):
-    exploration: list[str] = Field(default_factory=list, description="Search clues, most distinctive first.")
-    verification: list[str] = Field(
-        default_factory=list, description="Conditions a correct answer must meet."
+    """Bounded sizes keep grammar-constrained local generation short (and a rambling model in check)."""
+
+    exploration: list[Clue] = Field(
+        default_factory=list,
+        json_schema_extra={"maxItems": 3},
+        description="Search clues, most distinctive first.",
+    )
+    verification: list[Clue] = Field(
+        default_factory=list,
+        json_schema_extra={"maxItems": 3},
+        description="Conditions a correct answer must meet.",
     )
 
     @field_validator("exploration", "verification", mode="before")
@@ -33,7 +44,7 @@ class Plan(BaseModel):
         if isinstance(value, str):
             value = [value]
         if isinstance(value, list):
-            return [str(v).strip() for v in value if str(v).strip()][:4]
+            return [str(v).strip()[:100] for v in value if str(v).strip()][:3]
         return value
 
 

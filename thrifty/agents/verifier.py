@@ -24,15 +24,23 @@ Decision = Literal["SUCCESS", "CONTINUE", "PIVOT"]
 
 
 class ConstraintCheck(BaseModel):
-    constraint: str
+    constraint: str = Field(json_schema_extra={"maxLength": 120})
     status: Literal["satisfied", "contradicted", "unverifiable"] = "unverifiable"
 
 
 class Verdict(BaseModel):
-    verification: list[ConstraintCheck] | str = Field(default_factory=list)
+    """Bounded sizes keep grammar-constrained local generation short; the decision follows its checks."""
+
+    verification: list[ConstraintCheck] = Field(default_factory=list, json_schema_extra={"maxItems": 4})
     decision: Decision
-    justification: str = ""
-    trajectory_summary: str = ""
+    justification: str = Field("", json_schema_extra={"maxLength": 240})
+    trajectory_summary: str = Field("", json_schema_extra={"maxLength": 400})
+
+    @field_validator("verification", mode="before")
+    @classmethod
+    def _prose(cls, value: Any) -> Any:
+        """A verifier that wrote its checks as prose still gave a decision: keep it, without checks."""
+        return [] if isinstance(value, str) else value
 
     @field_validator("decision", mode="before")
     @classmethod
@@ -40,7 +48,7 @@ class Verdict(BaseModel):
         return value.strip().upper() if isinstance(value, str) else value
 
     def checks(self) -> list[ConstraintCheck]:
-        return self.verification if isinstance(self.verification, list) else []
+        return self.verification
 
 
 def evidence_text(messages: list[dict[str, Any]], limit: int = 2400) -> str:
