@@ -235,7 +235,9 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     return _answer(state, ctx, step, reply, final_stop if final_reason else None)
 
 
-def final_answer_call(ctx: RunContext, messages: list[dict[str, Any]], question: str, reason: str) -> ModelReply:
+def final_answer_call(
+    ctx: RunContext, messages: list[dict[str, Any]], question: str, reason: str
+) -> ModelReply:
     """The last call of a run: no tools, a short completion, and it must answer.
 
     Raises BudgetExceeded when even that cannot be paid for.
@@ -244,9 +246,17 @@ def final_answer_call(ctx: RunContext, messages: list[dict[str, Any]], question:
     if ctx.model.startswith("local/"):
         # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
         extra["response_format"] = FINAL_ANSWER_FORMAT
-    final = [*messages, {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=reason, question=question)}]
+    final = [
+        *messages,
+        {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=reason, question=question)},
+    ]
     return ctx.gateway.complete(
-        ctx.model, final, max_tokens=min(ctx.settings.max_tokens, 64), node="final", **ctx.model_kwargs(), **extra
+        ctx.model,
+        final,
+        max_tokens=min(ctx.settings.max_tokens, 64),
+        node="final",
+        **ctx.model_kwargs(),
+        **extra,
     )
 
 
