@@ -146,6 +146,13 @@ class Gateway:
                 resolve_model_path(model.split("/", 1)[1])
             except (ValueError, ImportError) as exc:
                 raise ModelError(str(exc)) from None
+        elif provider == "hf":
+            try:
+                from thrifty.agents.hf import ensure_available
+
+                ensure_available(model.split("/", 1)[1])
+            except (ValueError, ImportError) as exc:
+                raise ModelError(str(exc)) from None
         elif provider == "scripted":
             from thrifty.agents.scripted import get_script
 
@@ -160,7 +167,7 @@ class Gateway:
             if provider not in litellm.provider_list:
                 raise ModelError(
                     f"unknown provider '{provider}' in model '{model}'. Known providers include: "
-                    "openai, anthropic, gemini, ollama, hosted_vllm, openrouter, local"
+                    "openai, anthropic, gemini, ollama, hosted_vllm, openrouter, local, hf"
                 )
             if os.environ.get(BLOCK_REMOTE_ENV) == "1":
                 raise ModelError(
@@ -190,6 +197,12 @@ class Gateway:
             peeked = get_script(model.split("/", 1)[1]).peek_prompt_tokens()
             if peeked is not None:
                 return peeked
+        if provider == "hf":
+            from thrifty.agents.hf import count_tokens as hf_count_tokens
+
+            return hf_count_tokens(
+                model.split("/", 1)[1], list(messages), tools=list(tools) if tools else None
+            )
         if provider == "local":
             from thrifty.agents.local import count_tokens
 
@@ -211,6 +224,10 @@ class Gateway:
             from thrifty.agents.local import context_window
 
             return context_window(model.split("/", 1)[1])
+        if provider == "hf":
+            from thrifty.agents.hf import context_window as hf_context_window
+
+            return hf_context_window(model.split("/", 1)[1])
         if provider == "scripted":
             return None
         info = (

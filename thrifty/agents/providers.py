@@ -1,4 +1,5 @@
-"""thrifty's in-process LiteLLM providers: ``local/...`` (llama.cpp), ``scripted/...`` (tests), ``sim/...``
+"""thrifty's in-process LiteLLM providers: ``local/...`` (llama.cpp), ``hf/...`` (transformers),
+``scripted/...`` (tests), ``sim/...``
 (benchmarks only).
 
 Registering them as LiteLLM custom providers means the Gateway has one call path for every model:
@@ -12,7 +13,7 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
-IN_PROCESS = ("local", "scripted", "sim")
+IN_PROCESS = ("local", "hf", "scripted", "sim")
 
 
 def _scripted_handler(litellm: ModuleType) -> Any:
@@ -71,6 +72,24 @@ def register_providers(litellm: ModuleType) -> None:
                 return await lazy.get().acompletion(*args, **kwargs)
 
         litellm.custom_provider_map.append({"provider": "local", "custom_handler": LocalProxy()})
+    if "hf" not in existing:
+        hf_box: dict[str, Any] = {}
+
+        def hf_handler() -> Any:
+            if "h" not in hf_box:
+                from thrifty.agents.hf import HFProvider  # torch/transformers load on the first call only
+
+                hf_box["h"] = HFProvider()
+            return hf_box["h"]
+
+        class HFProxy(litellm.CustomLLM):  # type: ignore[name-defined,misc]
+            def completion(self, *args: Any, **kwargs: Any) -> Any:
+                return hf_handler().completion(*args, **kwargs)
+
+            async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+                return await hf_handler().acompletion(*args, **kwargs)
+
+        litellm.custom_provider_map.append({"provider": "hf", "custom_handler": HFProxy()})
     if "sim" not in existing:
         sim: dict[str, Any] = {}
 
