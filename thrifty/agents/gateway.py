@@ -28,8 +28,8 @@ from tenacity import (
 )
 
 from thrifty.agents._litellm import get_litellm
-from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, UnpricedModelError
-from thrifty.budget.pricing import provider_of
+from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservation, UnpricedModelError
+from thrifty.budget.pricing import IN_PROCESS_PROVIDERS, provider_of
 
 DEFAULT_MAX_TOKENS = 512
 BLOCK_REMOTE_ENV = "THRIFTY_BLOCK_REMOTE"
@@ -339,14 +339,14 @@ class Gateway:
             max_tokens=cap,
         )
 
-    def _fail(self, res: Any, exc: BaseException) -> None:
+    def _fail(self, res: Reservation, exc: BaseException) -> None:
         """A failed attempt still counts as a request (providers may bill it); tokens are released."""
         self.ledger.settle(
             res, {"model_requests": 1}, ok=False, detail=_scrub(f"{type(exc).__name__}: {exc}")[:300]
         )
 
     def _retrying_kwargs(self, model: str) -> dict[str, Any]:
-        in_process = provider_of(model) in ("local", "scripted", "sim", "hf")
+        in_process = provider_of(model) in IN_PROCESS_PROVIDERS
 
         def before_sleep(state: RetryCallState) -> None:
             self.ledger.check_time()
@@ -358,6 +358,22 @@ class Gateway:
             "reraise": True,
             "before_sleep": before_sleep,
         }
+
+    def _begin(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+        node: str | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[Reservation, int, dict[str, Any]]:
+        """One attempt's count, cap and reservation, and the LiteLLM request to make with it."""
+        prompt = self.count_prompt_tokens(model, messages, tools)
+        cap, amounts = self.plan(model, prompt, max_tokens)
+        res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
+        request = self._request(model, messages, cap, {**kwargs, "tools": list(tools) if tools else None})
+        return res, cap, request
 
     def complete(
         self,
@@ -372,19 +388,15 @@ class Gateway:
         """One charged model call. Raises BudgetExceeded (nothing spent) or ModelError."""
         litellm = get_litellm()
         self.price(model)
-        if tools:
-            kwargs["tools"] = list(tools)
         attempts = 0
         try:
             for attempt in Retrying(**self._retrying_kwargs(model)):
                 with attempt:
                     attempts += 1
-                    prompt = self.count_prompt_tokens(model, messages, tools)
-                    cap, amounts = self.plan(model, prompt, max_tokens)
-                    res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
+                    res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs)
                     started = self.ledger.clock()
                     try:
-                        response = litellm.completion(**self._request(model, messages, cap, kwargs))
+                        response = litellm.completion(**request)
                     except BaseException as exc:
                         self._fail(res, exc)
                         raise
@@ -408,19 +420,15 @@ class Gateway:
         """The asyncio twin of :meth:`complete`; reservations make concurrent calls safe."""
         litellm = get_litellm()
         self.price(model)
-        if tools:
-            kwargs["tools"] = list(tools)
         attempts = 0
         try:
             async for attempt in AsyncRetrying(**self._retrying_kwargs(model)):
                 with attempt:
                     attempts += 1
-                    prompt = self.count_prompt_tokens(model, messages, tools)
-                    cap, amounts = self.plan(model, prompt, max_tokens)
-                    res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
+                    res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs)
                     started = self.ledger.clock()
                     try:
-                        response = await litellm.acompletion(**self._request(model, messages, cap, kwargs))
+                        response = await litellm.acompletion(**request)
                     except BaseException as exc:
                         self._fail(res, exc)
                         raise

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 from types import ModuleType
 from typing import Any
-
-IN_PROCESS = ("local", "hf", "scripted", "sim")
-
 
 def _scripted_handler(litellm: ModuleType) -> Any:
     from thrifty.agents.scripted import ScriptedRequest, build_response, get_script
@@ -40,18 +38,30 @@ def _scripted_handler(litellm: ModuleType) -> Any:
     return ScriptedProvider()
 
 
-class _LazyLocal:
-    """Defers importing llama.cpp until a ``local/`` model is first used."""
+def _lazy_provider(litellm: ModuleType, module: str, cls: str) -> Any:
+    """A provider that imports its real handler (llama.cpp, torch, the simulator) on first use only."""
+    box: dict[str, Any] = {}
 
-    def __init__(self) -> None:
-        self._handler: Any = None
+    def handler() -> Any:
+        if "h" not in box:
+            box["h"] = getattr(importlib.import_module(module), cls)()
+        return box["h"]
 
-    def get(self) -> Any:
-        if self._handler is None:
-            from thrifty.agents.local import LocalProvider
+    class LazyProvider(litellm.CustomLLM):  # type: ignore[name-defined,misc]
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            return handler().completion(*args, **kwargs)
 
-            self._handler = LocalProvider()
-        return self._handler
+        async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            return await handler().acompletion(*args, **kwargs)
+
+    return LazyProvider()
+
+
+LAZY_PROVIDERS = {
+    "local": ("thrifty.agents.local", "LocalProvider"),
+    "hf": ("thrifty.agents.hf", "HFProvider"),
+    "sim": ("thrifty.bench.sim", "SimProvider"),  # benchmark-only simulated model
+}
 
 
 def register_providers(litellm: ModuleType) -> None:
@@ -61,53 +71,11 @@ def register_providers(litellm: ModuleType) -> None:
         litellm.custom_provider_map.append(
             {"provider": "scripted", "custom_handler": _scripted_handler(litellm)}
         )
-    if "local" not in existing:
-        lazy = _LazyLocal()
-
-        class LocalProxy(litellm.CustomLLM):  # type: ignore[name-defined,misc]
-            def completion(self, *args: Any, **kwargs: Any) -> Any:
-                return lazy.get().completion(*args, **kwargs)
-
-            async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-                return await lazy.get().acompletion(*args, **kwargs)
-
-        litellm.custom_provider_map.append({"provider": "local", "custom_handler": LocalProxy()})
-    if "hf" not in existing:
-        hf_box: dict[str, Any] = {}
-
-        def hf_handler() -> Any:
-            if "h" not in hf_box:
-                from thrifty.agents.hf import HFProvider  # torch/transformers load on the first call only
-
-                hf_box["h"] = HFProvider()
-            return hf_box["h"]
-
-        class HFProxy(litellm.CustomLLM):  # type: ignore[name-defined,misc]
-            def completion(self, *args: Any, **kwargs: Any) -> Any:
-                return hf_handler().completion(*args, **kwargs)
-
-            async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-                return await hf_handler().acompletion(*args, **kwargs)
-
-        litellm.custom_provider_map.append({"provider": "hf", "custom_handler": HFProxy()})
-    if "sim" not in existing:
-        sim: dict[str, Any] = {}
-
-        def sim_handler() -> Any:
-            if "h" not in sim:
-                from thrifty.bench.sim import SimProvider  # benchmark-only simulated model
-
-                sim["h"] = SimProvider()
-            return sim["h"]
-
-        class SimProxy(litellm.CustomLLM):  # type: ignore[name-defined,misc]
-            def completion(self, *args: Any, **kwargs: Any) -> Any:
-                return sim_handler().completion(*args, **kwargs)
-
-            async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-                return await sim_handler().acompletion(*args, **kwargs)
-
-        litellm.custom_provider_map.append({"provider": "sim", "custom_handler": SimProxy()})
+    for provider, (module, cls) in LAZY_PROVIDERS.items():
+        if provider not in existing:
+            litellm.custom_provider_map.append(
+                {"provider": provider, "custom_handler": _lazy_provider(litellm, module, cls)}
+            )
     # LiteLLM reads the map into its provider list at import; refresh it for providers added later.
     from litellm.utils import custom_llm_setup
 
