@@ -14,6 +14,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+
 def _scripted_handler(litellm: ModuleType) -> Any:
     from thrifty.agents.scripted import ScriptedRequest, build_response, get_script
 
