@@ -70,7 +70,9 @@ def tool_status(ledger: Ledger, tools: Iterable[str]) -> dict[str, tuple[float, 
 
 def spent_tools(ledger: Ledger, tools: Iterable[str]) -> list[str]:
     """Tools that cannot pay for one more call (to be hidden from the model)."""
-    return [name for name, (_used, left) in tool_status(ledger, tools).items() if left is not None and left < 1]
+    return [
+        name for name, (_used, left) in tool_status(ledger, tools).items() if left is not None and left < 1
+    ]
 
 
 def regime(ledger: Ledger, tools: Iterable[str] = ()) -> Regime:
