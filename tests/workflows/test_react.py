@@ -189,3 +189,28 @@ def test_a_model_stuck_repeating_itself_is_asked_to_answer(search_tools: list) -
     assert result.usage.tool_calls == 1
     assert script.requests[3].tool_names == []  # the 4th call had to answer
     assert "repeating" in script.requests[3].last_text
+
+
+def test_time_running_out_forces_the_answer_while_one_still_fits(search_tools: list) -> None:
+    from thrifty.budget import Ledger
+
+    now = [0.0]
+
+    def slow(step):  # each model call takes 10 "seconds" on the ledger's clock
+        def run(request: object) -> object:
+            now[0] += 10.0
+            return step
+
+        return run
+
+    script = ScriptedModel(
+        [slow(call("search", query="paris")), slow(call("search", query="x")), slow(reply("Paris"))]
+    )
+    ledger = Ledger(Budget(seconds=40), clock=lambda: now[0])
+    from thrifty.workflows.runner import execute
+
+    result = execute("Q?", model=script.model, tools=search_tools, ledger=ledger)
+    # after 2 calls (20 s) only 20 s remain < 2.5 x 10 s: the third call must answer, and fits
+    assert result.answer == "Paris"
+    assert result.stop_reason == "budget_exhausted:seconds"
+    assert script.requests[2].tool_names == []

@@ -181,6 +181,10 @@ class Gateway:
         self._prices[model] = price
         return price
 
+    def typical_call_seconds(self, model: str) -> float | None:
+        """How long this model's calls have been taking (a moving average), or None before the first."""
+        return self._call_seconds.get(model)
+
     def price(self, model: str) -> ModelPrice:
         if model not in self._prices:
             self.check_model(model)

@@ -161,6 +161,10 @@ def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | No
     price = ctx.gateway.price(ctx.model)
     usd_need = need_prompt * price.input_per_token + (cap + answer_out) * price.output_per_token
     checks["usd"] = (usd_need, av("usd"))
+    typical = ctx.gateway.typical_call_seconds(ctx.model)
+    if typical is not None:
+        # This call, a tool, and an answer after it: keep time for the answer, or it is lost.
+        checks["seconds"] = (2.5 * typical, av("seconds"))
     for dim, (need, left) in checks.items():
         if need > left:
             return dim
