@@ -148,13 +148,36 @@ def test_exhaustion_mid_expansion_still_answers() -> None:
             reply("Paris"),  # forced final answer from the best branch
         ]
     )
-    result = tree_agent(script, budget=Budget(tool_calls=2), k=3).run("What is the capital of France?")
+    search_only = [t for t in TOOLS if t.name == "search"]
+    agent = Agent(
+        script.model,
+        tools=search_only,
+        budget=Budget(per_tool={"search": 2}),
+        strategy="value_tree",
+        k=3,
+        parallel=False,
+        seed=3,
+    )
+    result = agent.run("What is the capital of France?")
     assert result.answer == "Paris"
-    assert result.stop_reason == "budget_exhausted:tool_calls"
+    assert result.stop_reason == "budget_exhausted:tool:search"
     assert result.usage.tool_calls == 2
     nodes = result.trace[-1]["nodes"]
     assert any("not run" in (n["prune_reason"] or "") for n in nodes)
     assert result.trace[-1]["method"].startswith("forced from branch 1")
+
+
+def test_expansion_narrows_as_the_budget_depletes() -> None:
+    from thrifty.workflows.value_tree import expansion_width
+
+    class Ctx:
+        def __init__(self, calls: float) -> None:
+            self.ledger = type("L", (), {"available": staticmethod(lambda dim: calls)})()
+
+    assert expansion_width(Ctx(float("inf")), 3, 1.0) == 3  # type: ignore[arg-type]
+    assert expansion_width(Ctx(float("inf")), 3, 0.4) == 1  # type: ignore[arg-type]
+    assert expansion_width(Ctx(5), 3, 1.0) == 2  # type: ignore[arg-type]  # half the calls left, at most
+    assert expansion_width(Ctx(1), 3, 1.0) == 1  # type: ignore[arg-type]
 
 
 def test_same_seed_same_tree() -> None:

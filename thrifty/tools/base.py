@@ -11,6 +11,7 @@ as in BATS.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 import typing
@@ -206,7 +207,13 @@ class Tool:
         return schema
 
     def openai_schema(self) -> dict[str, Any]:
-        """The OpenAI / LiteLLM ``tools=[...]`` entry for this tool."""
+        """The OpenAI / LiteLLM ``tools=[...]`` entry for this tool (built once: it is on every model call)."""
+        cached = self.__dict__.get("_openai_schema")
+        if cached is None:
+            cached = self.__dict__["_openai_schema"] = self._build_openai_schema()
+        return copy.deepcopy(cached)
+
+    def _build_openai_schema(self) -> dict[str, Any]:
         return {
             "type": "function",
             "function": {

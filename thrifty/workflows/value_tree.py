@@ -65,6 +65,20 @@ def budget_stop(ctx: RunContext) -> str | None:
     return None
 
 
+def expansion_width(ctx: RunContext, k: int, r: float) -> int:
+    """How many actions to ask for: k while the budget is full, fewer as it depletes, and never more than
+    half the tool calls left (one expansion must not spend what the next hop needs). At least 1.
+
+    (Ours: the paper varies selection greediness with r; narrowing the width too keeps a small tool budget
+    from being spent in one broad step.)
+    """
+    width = max(1, round(k * r))
+    calls_left = ctx.ledger.available("tool_calls")
+    if calls_left != float("inf"):
+        width = min(width, max(1, int(calls_left // 2)))
+    return min(width, k)
+
+
 def _verify_terminal(
     ctx: RunContext, question: str, tree: list[dict[str, Any]], node: dict[str, Any]
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -130,8 +144,10 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
         children: list[dict[str, Any]] = []
         decision: str | None = None
         valid = True
+        width = k
         try:
-            actions, thought, valid = propose_actions(sub, question, tree, chosen["id"], k)
+            width = expansion_width(ctx, k, r)
+            actions, thought, valid = propose_actions(sub, question, tree, chosen["id"], width)
             seen_obs = {n["observation"] for n in tree if n["observation"]}
             before = evidence_text(path_messages(tree, chosen["id"]), limit=900)
             next_id = max(n["id"] for n in tree) + 1
@@ -206,6 +222,7 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
                 "action": "expand",
                 "expansion": expansions + 1,
                 "selected": chosen["id"],
+                "width": width,
                 "r": round(r, 4),
                 "probabilities": {n["id"]: round(p, 4) for n, p in zip(nodes, probs, strict=True)},
                 "children": [
