@@ -410,6 +410,15 @@ def runs(
     out.print(table)
 
 
+def _mount_bench() -> None:
+    from thrifty.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench")
+
+
+_mount_bench()
+
+
 def main() -> None:
     app()
 

@@ -4,6 +4,7 @@ state, run with a RunContext. Built-ins are registered by name; a task file may 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,26 @@ class UnknownStrategy(ValueError):
     pass
 
 
+_compiled: dict[tuple[str, str], Any] = {}
+
+
+def _cached(name: str, builder: GraphBuilder) -> GraphBuilder:
+    """Built-in graphs are compiled once per options: a compiled LangGraph graph holds no run state (the
+    run's Ledger, Gateway and tools travel in its context), so runs can share it; this saves milliseconds
+    per run."""
+
+    def build(options: dict[str, Any] | None = None) -> Any:
+        key = (name, json.dumps(options or {}, sort_keys=True, default=str))
+        if key not in _compiled:
+            _compiled[key] = builder(options or {})
+        return _compiled[key]
+
+    return build
+
+
 def get_builder(name: str, search_path: Path | None = None) -> GraphBuilder:
     if name in STRATEGIES:
-        return STRATEGIES[name]
+        return _cached(name, STRATEGIES[name])
     if ":" in name:
         from thrifty.workflows.spec import import_object
 

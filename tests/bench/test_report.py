@@ -1,0 +1,148 @@
+"""Summaries, files and the `agent bench` commands (mounted here the way the main CLI mounts them)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from thrifty.bench.cli import bench_app
+from thrifty.bench.report import summarize, write_report
+
+app = typer.Typer()
+app.add_typer(bench_app, name="bench")
+cli = CliRunner()
+
+
+def rec(
+    strategy: str, em: float, f1: float, usd: float, tokens: int, calls: int, stop: str, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "strategy": strategy,
+        "budget": kw.get("budget", 3),
+        "question_id": kw.get("qid", "q"),
+        "seed": 0,
+        "em": em,
+        "f1": f1,
+        "stop_reason": stop,
+        "usage": {"usd": usd, "total_tokens": tokens, "tool_calls": calls, "seconds": kw.get("seconds", 1.0)},
+        "model": kw.get("model", "sim/default"),
+        "simulated": kw.get("model", "sim/default").startswith("sim/"),
+        "dataset": "mini",
+    }
+
+
+RECORDS = [
+    rec("A", 1.0, 1.0, 0.002, 100, 2, "completed", qid="q1", seconds=1.0),
+    rec("A", 0.0, 0.5, 0.004, 300, 3, "budget_exhausted:tool_calls", qid="q2", seconds=3.0),
+    rec("B", 0.0, 0.0, 0.001, 50, 1, "completed", qid="q1"),
+    rec("A", 1.0, 1.0, 0.010, 900, 9, "completed", qid="q1", budget=10),
+]
+
+
+def test_summary_by_hand() -> None:
+    a3, a10, b3 = summarize(RECORDS)
+    assert (a3.strategy, a3.budget, a10.budget, b3.strategy) == (
+        "A",
+        3,
+        10,
+        "B",
+    )  # first-seen order, budgets up
+    assert a3.n == 2 and a3.em == 0.5 and a3.f1 == 0.75
+    assert a3.em_se == pytest.approx(0.5)  # stdev([1, 0]) / sqrt(2)
+    assert a3.tool_calls == 2.5 and a3.tokens == 200 and a3.usd == pytest.approx(0.003) and a3.seconds == 2.0
+    assert a3.cost_of_pass == pytest.approx(0.006)
+    assert a3.e3 == pytest.approx(0.25 / 200)
+    assert a3.budget_stop_share == 0.5 and a3.errors == 0
+    assert math.isinf(b3.cost_of_pass) and b3.e3 == 0.0
+
+
+def test_files_and_simulated_labels(tmp_path: Path) -> None:
+    _rows, files = write_report(RECORDS, tmp_path)
+    assert set(files) == {"csv", "json", "md", "plot"}
+    assert "| A | 3 | 2 | 0.500 ± 0.500 |" in files["md"].read_text()
+    assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = list(csv.DictReader(files["csv"].open()))
+    assert [(r["strategy"], r["budget"]) for r in table] == [("A", "3"), ("A", "10"), ("B", "3")]
+    assert table[2]["cost_of_pass"] == "inf"
+    doc = json.loads(files["json"].read_text())
+    assert doc["simulated"] is True and doc["title"].startswith("SIMULATED model")
+    assert doc["rows"][2]["cost_of_pass"] is None and doc["rows"][0]["em"] == 0.5
+
+    real = [rec("A", 1.0, 1.0, 0.002, 100, 2, "completed", model="local/smollm2")]
+    doc = json.loads(write_report(real, tmp_path / "real", plot=False)[1]["json"].read_text())
+    assert doc["simulated"] is False and "SIMULATED" not in doc["title"]
+
+
+def test_report_command(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n{truncated line\n")
+    res = cli.invoke(app, ["bench", "report", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "SIMULATED model" in res.stdout and "cost-of-pass" in res.stdout
+    assert (tmp_path / "out" / "plot.png").exists() and (tmp_path / "out" / "summary.csv").exists()
+    assert cli.invoke(app, ["bench", "report", str(tmp_path / "nope.jsonl")]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategies", "react,nope"], "unknown strategy 'nope'"),
+        (["--budgets", "3,0"], "at least 1"),
+        (["--budgets", "x"], "not a whole number"),
+        (["--data", "missing.jsonl"], "not found"),
+        (["--model", "sim/x=1"], "unknown parameter 'x'"),
+        (["--model", "nosuchprovider/m"], "unknown provider"),
+    ],
+)
+def test_bad_input_exits_2(args: list[str], message: str) -> None:
+    res = cli.invoke(app, ["bench", "hotpotqa", "--model", "sim/default", *args])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+
+
+def test_sim_run_writes_everything_and_resumes(hotpot_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [
+        "bench", "hotpotqa", "--model", "sim/p=0.9", "--data", str(hotpot_file), "--strategies",
+        "react,react_tracker", "--budgets", "2,4", "--out", str(out), "--quiet", "--price-in", "1", "--price-out", "4",
+    ]  # fmt: skip
+    res = cli.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.iterdir()} == {
+        "results.jsonl",
+        "summary.csv",
+        "summary.json",
+        "summary.md",
+        "plot.png",
+    }
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and all(json.loads(line)["simulated"] for line in lines)
+    assert all(json.loads(line)["usage"]["tokens_usd"] > 0 for line in lines)
+    assert "SIMULATED model" in res.stdout
+    again = cli.invoke(app, args)
+    assert again.exit_code == 0 and (out / "results.jsonl").read_text().splitlines() == lines
+
+
+def test_overhead_runs_and_reports(tmp_path: Path) -> None:
+    from thrifty.bench.overhead import run_overhead
+
+    result = run_overhead(steps=3, repeats=1, warmup=0)
+    assert set(result.us_per_step) == {"thrifty", "thrifty_no_tracker", "langgraph", "loop"}
+    assert all(v > 0 for v in result.us_per_step.values()) and result.ledger_us > 0
+    data = result.to_dict()
+    assert set(data["goals"]) == {"adds < 1 ms/step", "<= 1.5x bare LangGraph"}
+    assert any("goal" in line for line in result.lines())
+
+
+def test_inference_needs_a_local_model() -> None:
+    from thrifty.bench.inference import run_inference
+
+    with pytest.raises(ValueError, match="local/"):
+        run_inference("sim/default")

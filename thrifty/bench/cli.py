@@ -1,0 +1,265 @@
+"""``agent bench``: accuracy against cost for every strategy and budget, and the framework's own costs.
+
+Mounted by the main CLI as ``app.add_typer(bench_app, name="bench")``. Exit codes: 0 done, 2 bad input
+(unknown strategy, bad budget, missing data file, bad model name), 130 interrupted (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+__all__ = ["bench_app"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Benchmarks: accuracy against cost per strategy and budget; framework overhead; local inference speed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "model"
+
+
+def _parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise typer.BadParameter(f"seed {part!r} is not an integer", param_hint="--seed") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise typer.BadParameter(
+            "give one or more distinct integer seeds, e.g. 0 or 0,1,2", param_hint="--seed"
+        )
+    return seeds
+
+
+def _show_report(records: list[dict[str, Any]], out_dir: Path, plot: bool) -> None:
+    from thrifty.bench.report import render_table, title_for, write_report
+
+    rows, files = write_report(records, out_dir, plot=plot)
+    # Piped or redirected output gets a wide page, so that the table stays one line per row.
+    console = out if out.is_terminal else Console(width=max(out.width, 160))
+    console.print(render_table(rows, title_for(records)))
+    written = ", ".join(str(p) for p in files.values())
+    err.print(f"[dim]wrote {written}[/dim]")
+
+
+@bench_app.command("hotpotqa")
+def hotpotqa(
+    strategies: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: react (tracker off), react_tracker, or any registered strategy; "
+            "name:key=val,key=val passes options."
+        ),
+    ] = "react,react_tracker",
+    budgets: Annotated[str, typer.Option(help="Tool-call budgets B, comma-separated.")] = "3,5,10,20",
+    model: Annotated[
+        str, typer.Option(help="LiteLLM model, local/smollm2, or sim/p=..,q=.. (simulated, benchmark only).")
+    ] = "local/smollm2",
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N questions.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="HotpotQA .jsonl (or question/answer .json); default: the bundled 50.")
+    ] = None,
+    corpus: Annotated[
+        Path | None, typer.Option(help="Corpus for search/read (default: the data file's own paragraphs).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default .thrifty/bench/<dataset>-<model>).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Questions run at once (threads).")] = 1,
+    seed: Annotated[str, typer.Option(help="Seed, or comma-separated seeds (each is a full pass).")] = "0",
+    timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="Seconds per question (a seconds budget on the run).")
+    ] = None,
+    tokens_per_call: Annotated[
+        int,
+        typer.Option(min=0, help="Token budget per tool call: total_tokens = N x B (0: no token limit)."),
+    ] = 2000,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Completion tokens per model call.")] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")] = 0.7,
+    price_in: Annotated[
+        float | None, typer.Option(min=0.0, help="Model price, USD per 1M input tokens (sim/local are free).")
+    ] = None,
+    price_out: Annotated[
+        float | None, typer.Option(min=0.0, help="Model price, USD per 1M output tokens.")
+    ] = None,
+    tool_price: Annotated[
+        float | None, typer.Option(min=0.0, help="USD per search/read call (default 0.001).")
+    ] = None,
+    k: Annotated[int, typer.Option(min=1, help="Passages per search.")] = 3,
+    plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run strategies x budgets x questions, print the table, write results.jsonl, summaries and a plot.
+
+    Rerun the same command to resume after an interruption: finished runs are skipped.
+    """
+    from thrifty.bench.datasets import DatasetError, load_dataset
+    from thrifty.bench.runner import (
+        BenchConfig,
+        BenchError,
+        BudgetRule,
+        make_pricing,
+        parse_budgets,
+        parse_strategies,
+        run_grid,
+    )
+    from thrifty.tools import CorpusError, load_corpus
+    from thrifty.workflows.runner import SetupError
+
+    try:
+        choices = parse_strategies(strategies)
+        budget_values = parse_budgets(budgets)
+        seeds = _parse_seeds(seed)
+        dataset = load_dataset(data or "hotpotqa").head(limit)
+        if data and corpus is None and dataset.corpus_path is None:
+            raise BenchError(f"{data}: question/answer file without passages: give --corpus for search/read")
+        corpus_obj = load_corpus(corpus) if corpus is not None else None
+        pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
+        _check_model(model, pricing)
+    except (BenchError, DatasetError, CorpusError, SetupError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except typer.BadParameter as exc:
+        raise _fail(str(exc)) from None
+
+    target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}"
+    config = BenchConfig(
+        dataset=dataset,
+        strategies=choices,
+        budgets=budget_values,
+        model=model,
+        seeds=seeds,
+        concurrency=concurrency,
+        rule=BudgetRule(tokens_per_call=tokens_per_call or None, timeout=timeout),
+        pricing=pricing,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        search_k=k,
+        corpus=corpus_obj,
+    )
+    results = target / "results.jsonl"
+    if model.startswith("sim/"):
+        err.print("[bold yellow]SIMULATED model[/bold yellow]: results measure strategies, not a real model.")
+    try:
+        records = run_grid(config, results, progress=not quiet)
+    except (BenchError, SetupError, DatasetError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail(
+            f"interrupted: finished runs are saved in {results}; rerun the same command to resume",
+            EXIT_INTERRUPTED,
+        ) from None
+    wanted = {c.label for c in choices}
+    shown = [r for r in records if r["strategy"] in wanted and int(r["budget"]) in budget_values]
+    _show_report(shown, target, plot)
+
+
+def _check_model(model: str, pricing: Any) -> None:
+    """Refuse a model that cannot run before any question is asked (bad sim/ name, missing local model)."""
+    from thrifty.workflows.runner import SetupError
+
+    if model.startswith("sim/"):
+        from thrifty.bench.sim import SimParams
+
+        SimParams.parse(model)
+        return
+    from thrifty.agents.gateway import Gateway, ModelError
+    from thrifty.budget import Ledger, UnpricedModelError
+
+    try:
+        Gateway(Ledger(), pricing).check_model(model)
+    except (ModelError, UnpricedModelError) as exc:
+        raise SetupError(str(exc)) from None
+
+
+@bench_app.command("report")
+def report(
+    results: Annotated[Path, typer.Argument(help="A results.jsonl written by `agent bench hotpotqa`.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: next to the file).")
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
+) -> None:
+    """Re-render the table, summary.csv, summary.json and plot.png from saved results."""
+    from thrifty.bench.runner import load_results
+
+    if not results.is_file():
+        raise _fail(f"{results}: results file not found")
+    records = load_results(results)
+    if not records:
+        raise _fail(f"{results}: no benchmark results in this file")
+    _show_report(records, out_dir or results.parent, plot)
+
+
+@bench_app.command("overhead")
+def overhead(
+    steps: Annotated[
+        int, typer.Option(min=2, help="Model calls in the react run (tool calls = steps - 1).")
+    ] = 20,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Timed runs per variant (the median is reported).")
+    ] = 30,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Also write overhead.json here.")] = None,
+) -> None:
+    """Framework overhead per step: thrifty react vs a bare LangGraph graph vs a plain loop, plus the Ledger."""
+    from thrifty.bench.overhead import run_overhead
+
+    result = run_overhead(steps=steps, repeats=repeats)
+    for line in result.lines():
+        out.print(Text(line), highlight=False)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "overhead.json"
+        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        err.print(f"[dim]wrote {path}[/dim]")
+
+
+@bench_app.command("inference")
+def inference(
+    model: Annotated[str, typer.Option(help="A local/ model.")] = "local/smollm2",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Completion tokens per call.")] = 128,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per path (the median is reported).")] = 5,
+    threads: Annotated[int | None, typer.Option(min=1, help="llama.cpp threads on both paths.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="The user message to complete.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Also write inference.json here.")] = None,
+) -> None:
+    """Local inference: tokens/second through the Gateway vs raw llama-cpp-python (goal >= 0.9x)."""
+    from thrifty.bench.inference import DEFAULT_PROMPT, run_inference
+
+    try:
+        result = run_inference(
+            model, prompt=prompt or DEFAULT_PROMPT, max_tokens=max_tokens, repeats=repeats, threads=threads
+        )
+    except (ValueError, ImportError) as exc:
+        raise _fail(str(exc)) from None
+    for line in result.lines():
+        out.print(Text(line), highlight=False)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "inference.json"
+        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        err.print(f"[dim]wrote {path}[/dim]")

@@ -1,0 +1,249 @@
+"""QA datasets for benchmarks: one item type, one loader entry point, formats that plug in.
+
+Two formats ship:
+
+* ``hotpotqa`` — HotpotQA JSON lines (``id, question, answer, type, supporting_facts, context``), in the
+  RPT form (``context: {title: [...], sentences: [[...]]}``) or the original (``context: [[title, [...]]]``).
+  The closed corpus searched by the agent is the union of the file's context paragraphs, loaded with
+  :func:`thrifty.tools.load_corpus` from the same file. ``load_dataset("hotpotqa")`` is the 50-question
+  sample bundled with the package (CC BY-SA 4.0).
+* ``qa`` — Bamboogle-style question/answer files: a JSON list (or JSON lines) of objects with a question
+  (``question`` or ``Question``), an answer (a string or a list of strings, ``answer`` / ``answers``) and
+  optionally an ``id``. They carry no passages: a run needs a corpus or search tool given by the user.
+
+More formats plug in with :func:`register_format` (a detector and a loader).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thrifty.tools import Corpus, bundled_dataset_path, load_corpus
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "Dataset",
+    "DatasetError",
+    "QAItem",
+    "load_dataset",
+    "register_format",
+]
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be found or read; the message names the file and the record."""
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question with its gold answers.
+
+    ``gold_titles`` are the titles of the supporting paragraphs in reasoning order (HotpotQA's
+    ``supporting_facts``), empty for datasets without passages. ``supporting`` maps each gold title to its
+    supporting sentences and ``context`` maps every context title of the item to its paragraph text; both
+    are empty when the format has no passages (the simulated model needs them).
+    """
+
+    id: str
+    question: str
+    answers: list[str]
+    gold_titles: list[str] = field(default_factory=list)
+    type: str = ""
+    supporting: dict[str, list[str]] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    """Items plus where their closed corpus comes from (``corpus_path`` is None when there is none)."""
+
+    name: str
+    items: list[QAItem]
+    source: Path | None = None
+    corpus_path: Path | None = None
+    format: str = ""
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def corpus(self) -> Corpus | None:
+        """The closed corpus (loaded from ``corpus_path``), or None when the dataset has no passages."""
+        return load_corpus(self.corpus_path) if self.corpus_path is not None else None
+
+    def head(self, limit: int | None) -> Dataset:
+        """The first ``limit`` items (all when ``limit`` is None)."""
+        if limit is None:
+            return self
+        if limit < 1:
+            raise DatasetError(f"limit must be >= 1 (got {limit})")
+        return Dataset(self.name, self.items[:limit], self.source, self.corpus_path, self.format)
+
+
+BUILTIN_DATASETS: dict[str, Callable[[], Path]] = {"hotpotqa": lambda: bundled_dataset_path("hotpotqa")}
+
+Detector = Callable[[Mapping[str, Any]], bool]
+Loader = Callable[[Path, list[tuple[str, Any]]], Dataset]
+_FORMATS: dict[str, tuple[Detector, Loader]] = {}
+
+
+def register_format(name: str, detect: Detector, load: Loader) -> None:
+    """Add a file format: ``detect(first_record)`` says whether it applies, ``load(path, records)`` builds
+    the Dataset from ``(where, record)`` pairs ('line N' / 'item N'). Later registrations are tried first."""
+    _FORMATS[name] = (detect, load)
+
+
+# --------------------------------------------------------------------------------------------- reading
+def _records(path: Path) -> list[tuple[str, Any]]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: data file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from None
+    stripped = raw.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        return [(f"item {i}", rec) for i, rec in enumerate(data)]
+    out: list[tuple[str, Any]] = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((f"line {lineno}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(
+                f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
+    return out
+
+
+def _get(record: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        for k in (key, key.capitalize(), key.upper()):
+            if k in record:
+                return record[k]
+    return None
+
+
+def _answers(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("the answer must be a string or a non-empty list of strings")
+
+
+def _hotpot_context(context: Any) -> list[tuple[str, list[str]]]:
+    if isinstance(context, Mapping):
+        titles, sentences = context.get("title") or [], context.get("sentences") or []
+        return list(zip(titles, sentences, strict=False))
+    if isinstance(context, list):
+        return [(item[0], item[1]) for item in context]
+    raise ValueError("'context' must be {title, sentences} or a list of [title, sentences]")
+
+
+def _hotpot_item(record: Mapping[str, Any], index: int) -> QAItem:
+    question = record.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("'question' must be a non-empty string")
+    context = _hotpot_context(record.get("context"))
+    paragraphs = {title: list(sents) for title, sents in context}
+    facts = record.get("supporting_facts") or {}
+    if isinstance(facts, Mapping):
+        pairs = list(zip(facts.get("title") or [], facts.get("sent_id") or [], strict=False))
+    else:
+        pairs = [(f[0], f[1]) for f in facts]
+    gold_titles: list[str] = []
+    supporting: dict[str, list[str]] = {}
+    for title, sent_id in pairs:
+        if title not in gold_titles:
+            gold_titles.append(title)
+        sents = paragraphs.get(title) or []
+        if isinstance(sent_id, int) and 0 <= sent_id < len(sents):
+            supporting.setdefault(title, []).append(sents[sent_id].strip())
+        else:
+            supporting.setdefault(title, [])
+    return QAItem(
+        id=str(record.get("id") or record.get("_id") or f"q{index}"),
+        question=question.strip(),
+        answers=_answers(record.get("answer")),
+        gold_titles=gold_titles,
+        type=str(record.get("type") or ""),
+        supporting=supporting,
+        context={title: "".join(sents) for title, sents in paragraphs.items()},
+    )
+
+
+def _load_hotpot(path: Path, records: list[tuple[str, Any]]) -> Dataset:
+    items = []
+    for index, (where, record) in enumerate(records):
+        try:
+            items.append(_hotpot_item(record, index))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise DatasetError(f"{path}: {where}: not a HotpotQA record: {exc}") from None
+    return Dataset(path.stem, items, source=path, corpus_path=path, format="hotpotqa")
+
+
+def _load_qa(path: Path, records: list[tuple[str, Any]]) -> Dataset:
+    items = []
+    for index, (where, record) in enumerate(records):
+        try:
+            if not isinstance(record, Mapping):
+                raise ValueError(f"expected an object, got {type(record).__name__}")
+            question = _get(record, "question")
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError("needs a non-empty 'question'")
+            answers = _answers(_get(record, "answer", "answers"))
+            qid = _get(record, "id", "_id", "qid")
+            items.append(QAItem(id=str(qid or f"q{index}"), question=question.strip(), answers=answers))
+        except (ValueError, TypeError) as exc:
+            raise DatasetError(f"{path}: {where}: {exc}") from None
+    return Dataset(path.stem, items, source=path, corpus_path=None, format="qa")
+
+
+register_format(
+    "qa", lambda r: _get(r, "question") is not None and _get(r, "answer", "answers") is not None, _load_qa
+)
+register_format("hotpotqa", lambda r: "context" in r and "question" in r, _load_hotpot)
+
+
+def load_dataset(name_or_path: str | os.PathLike[str]) -> Dataset:
+    """Load a built-in dataset by name (``hotpotqa``) or a file in any registered format.
+
+    Raises DatasetError naming the file and the record when something is wrong.
+    """
+    key = str(name_or_path)
+    if key in BUILTIN_DATASETS:
+        path = BUILTIN_DATASETS[key]()
+        dataset = load_dataset(path)
+        dataset.name = key
+        return dataset
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        builtins = ", ".join(BUILTIN_DATASETS)
+        raise DatasetError(f"{path}: data file not found (give a path, or a built-in dataset: {builtins})")
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a directory; give a .jsonl or .json file")
+    records = _records(path)
+    if not records:
+        raise DatasetError(f"{path}: no records")
+    first = records[0][1]
+    if not isinstance(first, Mapping):
+        raise DatasetError(f"{path}: {records[0][0]}: expected a JSON object, got {type(first).__name__}")
+    for name in reversed(list(_FORMATS)):
+        detect, load = _FORMATS[name]
+        if detect(first):
+            return load(path, records)
+    keys = ", ".join(sorted(map(str, first))) or "none"
+    raise DatasetError(
+        f"{path}: {records[0][0]}: unknown record format (keys: {keys}); expected HotpotQA records "
+        f"(question, answer, context, supporting_facts) or question/answer pairs"
+    )

@@ -1,0 +1,345 @@
+"""Framework overhead: what thrifty's accounting costs per agent step, against bare LangGraph and a loop.
+
+One 20-step react run (19 tool calls, then an answer) with an instant scripted model and an instant tool,
+timed three ways in one process:
+
+* **thrifty** — ``execute(...)`` with the react strategy: graph build, Gateway (count, cap, reserve,
+  call, settle), ToolRunner (validate, reserve, run, settle, cache), Budget Tracker block, RunResult;
+* **bare LangGraph** — a two-node graph (compiled once) making the same ``litellm.completion`` calls on
+  the same scripted provider and calling the tool function directly, with no Ledger and no ToolRunner;
+* **plain loop** — the same calls from a Python ``for`` loop: the floor, LiteLLM's own cost.
+
+Reported: the median over repeats of microseconds per step (one model call and its tool call), the
+ratios, thrifty's added time per step over the loop, and a tight-loop timing of ``Ledger.reserve`` +
+``Ledger.settle``. Goal: thrifty adds under 1 ms per step and stays within 1.5x bare LangGraph.
+
+The scripted model reports its prompt size, so no tokenizer runs; with an API model the Gateway also
+counts prompt tokens with LiteLLM's counter, timed separately here for reference.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import operator
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, TypedDict
+
+__all__ = ["OverheadResult", "ledger_us_per_call", "run_overhead"]
+
+QUESTION = "What does the lookup tool say about item 19?"
+SYSTEM = "You answer questions by looking things up with tools."
+
+
+class _BareState(TypedDict):
+    messages: Annotated[list[dict[str, Any]], operator.add]
+
+
+@dataclass
+class OverheadResult:
+    steps: int
+    repeats: int
+    us_per_step: dict[str, float]  # variant -> median microseconds per step
+    spread: dict[str, tuple[float, float]]  # variant -> (min, max) microseconds per step
+    ledger_us: float  # one reserve + settle
+    compile_us: float  # building thrifty's react graph once
+    token_counter_us: float | None = None  # LiteLLM token counting of the last prompt, for reference
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before and after (other processes)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def added_us_per_step(self) -> float:
+        """thrifty's time per step above the plain loop."""
+        return self.us_per_step["thrifty"] - self.us_per_step["loop"]
+
+    @property
+    def ratio_vs_langgraph(self) -> float:
+        return self.us_per_step["thrifty"] / self.us_per_step["langgraph"]
+
+    @property
+    def ratio_vs_loop(self) -> float:
+        return self.us_per_step["thrifty"] / self.us_per_step["loop"]
+
+    @property
+    def goals(self) -> dict[str, bool]:
+        """The goals judged on the medians."""
+        return {
+            "adds < 1 ms/step": self.added_us_per_step < 1000.0,
+            "<= 1.5x bare LangGraph": self.ratio_vs_langgraph <= 1.5,
+        }
+
+    @property
+    def goals_on_minimums(self) -> dict[str, bool]:
+        """The goals judged on the fastest repeat of each variant (least disturbed by other processes)."""
+        lo = {k: v[0] for k, v in self.spread.items()}
+        return {
+            "adds < 1 ms/step": lo["thrifty"] - lo["loop"] < 1000.0,
+            "<= 1.5x bare LangGraph": lo["thrifty"] / lo["langgraph"] <= 1.5,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(
+            added_us_per_step=self.added_us_per_step,
+            ratio_vs_langgraph=self.ratio_vs_langgraph,
+            ratio_vs_loop=self.ratio_vs_loop,
+            goals=self.goals,
+            goals_on_minimums=self.goals_on_minimums,
+        )
+        return data
+
+    def lines(self) -> list[str]:
+        names = {
+            "thrifty": "thrifty react (Budget Tracker on)",
+            "thrifty_no_tracker": "thrifty react (tracker off)",
+            "langgraph": "bare LangGraph graph",
+            "loop": "plain Python loop (floor)",
+        }
+        out = [f"framework overhead: {self.steps}-step react run, median of {self.repeats} repeats"]
+        for key, label in names.items():
+            if key in self.us_per_step:
+                fastest, slowest = self.spread[key]
+                out.append(
+                    f"  {label:<36} {self.us_per_step[key]:9.1f} µs/step  (min {fastest:.1f}, max {slowest:.1f})"
+                )
+        out.append(f"  thrifty adds over the loop            {self.added_us_per_step:9.1f} µs/step")
+        out.append(f"  ratio thrifty / bare LangGraph        {self.ratio_vs_langgraph:9.2f}x")
+        out.append(f"  ratio thrifty / plain loop            {self.ratio_vs_loop:9.2f}x")
+        out.append(f"  Ledger reserve + settle               {self.ledger_us:9.2f} µs/call")
+        out.append(f"  react graph build (once per run)      {self.compile_us:9.1f} µs")
+        if self.token_counter_us is not None:
+            out.append(
+                f"  (LiteLLM token count, last prompt     {self.token_counter_us:9.1f} µs — API models only)"
+            )
+        lo = {k: v[0] for k, v in self.spread.items()}
+        out.append(
+            f"  on minimums: thrifty adds {lo['thrifty'] - lo['loop']:.1f} µs/step, "
+            f"{lo['thrifty'] / lo['langgraph']:.2f}x bare LangGraph"
+        )
+        for goal, ok in self.goals.items():
+            on_min = self.goals_on_minimums[goal]
+            out.append(
+                f"  goal {goal}: {'PASS' if ok else 'FAIL'} (medians), {'PASS' if on_min else 'FAIL'} (minimums)"
+            )
+        out.append(
+            f"  machine load average {self.load_average[0]:.2f} before, {self.load_average[1]:.2f} after"
+        )
+        out.extend(f"  note: {n}" for n in self.notes)
+        return out
+
+
+def ledger_us_per_call(n: int = 20000) -> float:
+    """Microseconds for one ``reserve`` + ``settle`` of a model call's amounts (tight loop)."""
+    from thrifty.budget import Budget, Ledger
+
+    ledger = Ledger(Budget(total_tokens=10**12, tool_calls=10**9, usd=1e9, model_requests=10**9))
+    amounts = {
+        "input_tokens": 120,
+        "output_tokens": 256,
+        "total_tokens": 376,
+        "model_requests": 1,
+        "usd": 0.001,
+    }
+    actual = {
+        "input_tokens": 120,
+        "output_tokens": 12,
+        "total_tokens": 132,
+        "model_requests": 1,
+        "usd": 0.0005,
+    }
+    for _ in range(200):  # warm up
+        ledger.settle(ledger.reserve(amounts, kind="model", name="m"), actual)
+    started = time.perf_counter()
+    for _ in range(n):
+        ledger.settle(ledger.reserve(amounts, kind="model", name="m"), actual)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def _script_steps(steps: int) -> list[Any]:
+    from thrifty.agents import call, reply
+
+    return [call("lookup", query=f"item {i}") for i in range(steps - 1)] + [reply("fact 19")]
+
+
+def _assistant(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant", "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": tc.id,
+                "type": "function",
+                "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+            }
+            for tc in message.tool_calls
+        ]
+    return out
+
+
+def run_overhead(steps: int = 20, repeats: int = 30, warmup: int = 3) -> OverheadResult:
+    """Time the three variants (interleaved, ``repeats`` times each after ``warmup``) and the Ledger."""
+    from langgraph.graph import END, START, StateGraph
+
+    from thrifty.agents import ScriptedModel
+    from thrifty.agents._litellm import get_litellm
+    from thrifty.budget import Budget
+    from thrifty.tools import tool
+    from thrifty.workflows.react import build_react
+    from thrifty.workflows.runner import execute
+    from thrifty.workflows.spec import StrategySpec
+
+    if steps < 2:
+        raise ValueError("steps must be >= 2")
+    litellm = get_litellm()
+
+    @tool(name="lookup")
+    def lookup(query: str) -> str:
+        """Look something up (instant).
+
+        Args:
+            query: What to look up.
+        """
+        return f"fact about {query}"
+
+    script = ScriptedModel(name="overhead-bench")
+    schemas = [lookup.openai_schema()]
+
+    def complete(messages: list[dict[str, Any]], with_tools: bool) -> Any:
+        kwargs: dict[str, Any] = {"tools": schemas} if with_tools else {}
+        return (
+            litellm.completion(
+                model=script.model,
+                messages=messages,
+                max_tokens=256,
+                temperature=0.0,
+                num_retries=0,
+                **kwargs,
+            )
+            .choices[0]
+            .message
+        )
+
+    def run_thrifty(tracker: bool) -> None:
+        result = execute(
+            QUESTION,
+            model=script.model,
+            tools=[lookup],
+            budget=Budget(tool_calls=100),
+            strategy=StrategySpec(name="react", tracker=tracker, max_steps=steps + 5),
+            settings=_settings(),
+            keep_trace=True,
+        )
+        assert result.usage.model_requests == steps, result.stop_reason
+
+    def act(state: _BareState) -> dict[str, Any]:
+        head = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
+        return {"messages": [_assistant(complete(head + state["messages"], True))]}
+
+    def observe(state: _BareState) -> dict[str, Any]:
+        out = []
+        for tc in state["messages"][-1].get("tool_calls") or []:
+            args = json.loads(tc["function"]["arguments"])
+            content = lookup.fn(**args)
+            out.append(
+                {"role": "tool", "tool_call_id": tc["id"], "name": tc["function"]["name"], "content": content}
+            )
+        return {"messages": out}
+
+    def route(state: _BareState) -> str:
+        return "observe" if state["messages"][-1].get("tool_calls") else "end"
+
+    graph = StateGraph(_BareState)
+    graph.add_node("act", act)
+    graph.add_node("observe", observe)
+    graph.add_edge(START, "act")
+    graph.add_conditional_edges("act", route, {"observe": "observe", "end": END})
+    graph.add_edge("observe", "act")
+    bare = graph.compile()
+
+    def run_langgraph() -> None:
+        final: dict[str, Any] = {}
+        for values in bare.stream(
+            {"messages": []}, stream_mode="values", config={"recursion_limit": steps * 3}
+        ):
+            final = values
+        assert len(final["messages"]) == 2 * steps - 1
+
+    def run_loop() -> None:
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": QUESTION},
+        ]
+        for _ in range(steps):
+            message = complete(messages, True)
+            messages.append(_assistant(message))
+            if not message.tool_calls:
+                break
+            for tc in message.tool_calls:
+                content = lookup.fn(**json.loads(tc.function.arguments))
+                messages.append(
+                    {"role": "tool", "tool_call_id": tc.id, "name": tc.function.name, "content": content}
+                )
+        assert len(messages) == 2 * steps + 1
+
+    variants: dict[str, Callable[[], None]] = {
+        "thrifty": lambda: run_thrifty(True),
+        "thrifty_no_tracker": lambda: run_thrifty(False),
+        "langgraph": run_langgraph,
+        "loop": run_loop,
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    load_before = os.getloadavg()[0]
+    for round_ in range(warmup + repeats):
+        for name, fn in variants.items():
+            script.add(*_script_steps(steps))
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - started
+            if script.remaining:
+                raise RuntimeError(
+                    f"{name}: {script.remaining} scripted replies left (expected {steps} calls)"
+                )
+            if round_ >= warmup:
+                times[name].append(elapsed / steps * 1e6)
+
+    started = time.perf_counter()
+    for _ in range(20):
+        build_react({})
+    compile_us = (time.perf_counter() - started) / 20 * 1e6
+
+    token_us: float | None = None
+    try:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
+        messages += [{"role": "tool", "content": f"fact about item {i}"} for i in range(steps)]
+        litellm.token_counter(model="gpt-4o-mini", messages=messages)
+        started = time.perf_counter()
+        for _ in range(50):
+            litellm.token_counter(model="gpt-4o-mini", messages=messages)
+        token_us = (time.perf_counter() - started) / 50 * 1e6
+    except Exception:  # pragma: no cover - tokenizer unavailable offline
+        token_us = None
+
+    return OverheadResult(
+        steps=steps,
+        repeats=repeats,
+        us_per_step={k: statistics.median(v) for k, v in times.items()},
+        spread={k: (min(v), max(v)) for k, v in times.items()},
+        ledger_us=ledger_us_per_call(),
+        compile_us=compile_us,
+        token_counter_us=token_us,
+        load_average=(load_before, os.getloadavg()[0]),
+        notes=[
+            "per step = one model call and its tool call; thrifty's time includes building its graph per run",
+            "the scripted model is instant, so these figures are pure framework + LiteLLM time",
+        ],
+    )
+
+
+def _settings() -> Any:
+    from thrifty.agents.context import ModelSettings
+
+    return ModelSettings(temperature=0.0, max_tokens=256)

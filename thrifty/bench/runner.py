@@ -1,0 +1,557 @@
+"""The benchmark grid: strategies x budgets x questions (x seeds), resumable, one JSON line per run.
+
+A budget value ``B`` becomes ``Budget(tool_calls=B, total_tokens=tokens_per_call * B)`` (``tokens_per_call``
+defaults to 2,000 — roomy for react's prompts with a small local model or an API model, so the tool calls
+are what binds; set it to 0 for no token limit) plus ``seconds=timeout`` when a per-question timeout is
+set; see :class:`BudgetRule`.
+
+Results are appended to a JSON-lines file as each run finishes; a rerun on the same file skips every
+``(strategy, budget, question_id, seed)`` already there, so an interrupted benchmark resumes where it
+stopped. Each line holds the strategy, budget, question, answer, gold answers, EM, F1, stop reason, usage
+(tokens, tool calls, model requests, USD, seconds), the model, and ``"simulated": true`` for ``sim/`` models.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thrifty.agents.context import ModelSettings
+from thrifty.bench.datasets import Dataset, QAItem
+from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
+from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
+from thrifty.tools import Corpus, Tool, make_search_tools
+from thrifty.workflows.spec import StrategySpec
+
+__all__ = [
+    "DEFAULT_TOKENS_PER_CALL",
+    "BenchConfig",
+    "BenchError",
+    "BudgetRule",
+    "StrategyChoice",
+    "load_results",
+    "make_pricing",
+    "parse_budgets",
+    "parse_strategies",
+    "run_grid",
+]
+
+DEFAULT_TOKENS_PER_CALL = 2000
+_SPEC_FIELDS = {"tracker", "max_steps", "keep_observations"}
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked (unknown strategy, bad budget, mixed results file...)."""
+
+
+# ------------------------------------------------------------------------------------------ strategies
+@dataclass(frozen=True)
+class StrategyChoice:
+    """A strategy as the benchmark runs it: the label it is reported under and the StrategySpec.
+
+    ``max_steps`` is None when the spec should get the budget-scaled default (2B + 2 model calls).
+    """
+
+    label: str
+    name: str
+    tracker: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    max_steps: int | None = None
+    keep_observations: int | None = None
+
+    def spec(self, budget: int) -> StrategySpec:
+        return StrategySpec(
+            name=self.name,
+            tracker=self.tracker,
+            max_steps=self.max_steps or 2 * budget + 2,
+            keep_observations=self.keep_observations,
+            options=dict(self.options),
+        )
+
+
+def _value(raw: str) -> Any:
+    low = raw.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _split_strategies(text: str) -> list[str]:
+    """Split on commas, except before ``key=value`` pieces, which continue the previous strategy's options
+    (``react,self_consistency:k=5,temperature=0.7,bats``)."""
+    out: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if "=" in piece and ":" not in piece and out and ":" in out[-1]:
+            out[-1] = f"{out[-1]},{piece}"
+        else:
+            out.append(piece)
+    return out
+
+
+def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
+    """Parse ``react,react_tracker,bats,value_tree:width=3`` against the live STRATEGIES registry.
+
+    ``react`` is react with the Budget Tracker off (the plain ReAct baseline), ``react_tracker`` react with
+    it on; any other name must be registered in ``thrifty.workflows.strategies.STRATEGIES`` (or be a
+    ``package.module:function`` builder). ``name:key=val,key=val`` passes options: ``tracker``,
+    ``max_steps`` and ``keep_observations`` set the StrategySpec fields, other keys go to its ``options``.
+    """
+    from thrifty.workflows.strategies import STRATEGIES, get_builder
+
+    pieces = (
+        _split_strategies(text) if isinstance(text, str) else [p for t in text for p in _split_strategies(t)]
+    )
+    if not pieces:
+        raise BenchError("no strategies given (example: --strategies react,react_tracker)")
+    choices: list[StrategyChoice] = []
+    for piece in pieces:
+        head, _, tail = piece.partition(":")
+        options: dict[str, Any] = {}
+        if tail and "=" not in tail:  # package.module:function
+            head, tail = piece, ""
+        for item in filter(None, (t.strip() for t in tail.split(","))):
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise BenchError(f"strategy '{piece}': option '{item}' is not key=value")
+            options[key.strip()] = _value(raw.strip())
+        if head == "react_tracker":
+            name, tracker = "react", True
+        elif head == "react":
+            name, tracker = "react", False
+        else:
+            name, tracker = head, True
+            try:
+                get_builder(name)
+            except (ValueError, ImportError, AttributeError) as exc:
+                known = ", ".join(["react", "react_tracker", *[s for s in STRATEGIES if s != "react"]])
+                raise BenchError(f"unknown strategy '{head}': use one of {known} ({exc})") from None
+        spec_fields = {k: options.pop(k) for k in list(options) if k in _SPEC_FIELDS}
+        if "tracker" in spec_fields:
+            tracker = bool(spec_fields["tracker"])
+        for key in ("max_steps", "keep_observations"):
+            value = spec_fields.get(key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise BenchError(f"strategy '{piece}': {key} must be a positive integer")
+        choice = StrategyChoice(
+            label=piece,
+            name=name,
+            tracker=tracker,
+            options=options,
+            max_steps=spec_fields.get("max_steps"),
+            keep_observations=spec_fields.get("keep_observations"),
+        )
+        if any(c.label == choice.label for c in choices):
+            raise BenchError(f"strategy '{piece}' given twice")
+        choices.append(choice)
+    return choices
+
+
+def parse_budgets(text: str | Iterable[int]) -> list[int]:
+    """``"3,5,10"`` -> [3, 5, 10]: positive whole numbers of tool calls, no repeats."""
+    raw = [p.strip() for p in text.split(",") if p.strip()] if isinstance(text, str) else list(text)
+    if not raw:
+        raise BenchError("no budgets given (example: --budgets 3,5,10,20)")
+    out: list[int] = []
+    for value in raw:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise BenchError(f"budget {value!r} is not a whole number of tool calls") from None
+        if isinstance(value, float) and value != number:
+            raise BenchError(f"budget {value!r} is not a whole number of tool calls")
+        if number < 1:
+            raise BenchError(f"budget {value!r} must be at least 1 tool call")
+        if number in out:
+            raise BenchError(f"budget {number} given twice")
+        out.append(number)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class BudgetRule:
+    """How a budget value B becomes a Budget: ``tool_calls=B``, ``total_tokens=tokens_per_call * B``
+    (omitted when ``tokens_per_call`` is 0 or None), ``seconds=timeout`` when a timeout is set."""
+
+    tokens_per_call: int | None = DEFAULT_TOKENS_PER_CALL
+    timeout: float | None = None
+
+    def budget(self, b: int) -> Budget:
+        limits: dict[str, Any] = {"tool_calls": b}
+        if self.tokens_per_call:
+            limits["total_tokens"] = int(self.tokens_per_call) * b
+        if self.timeout:
+            limits["seconds"] = float(self.timeout)
+        return Budget(**limits)
+
+
+def make_pricing(
+    model: str,
+    *,
+    price_in: float | None = None,
+    price_out: float | None = None,
+    tool_price: float | None = None,
+) -> Pricing:
+    """Pricing for a benchmark: model prices in dollars per million tokens (in / out), search and read
+    at ``tool_price`` dollars per call (default $0.001, the BATS setting)."""
+    models: dict[str, ModelPrice] = {}
+    if price_in is not None or price_out is not None:
+        for value in (price_in, price_out):
+            if value is not None and value < 0:
+                raise BenchError("prices must be >= 0")
+        models[model] = ModelPrice(
+            input_per_token=(price_in or 0.0) / 1e6, output_per_token=(price_out or 0.0) / 1e6
+        )
+    tools: dict[str, float] = {}
+    if tool_price is not None:
+        if tool_price < 0:
+            raise BenchError("--tool-price must be >= 0")
+        tools = {"search": tool_price, "read": tool_price}
+    return Pricing(models=models, tools=tools)
+
+
+@dataclass
+class BenchConfig:
+    """Everything one grid needs. ``tools`` default to BM25 ``search`` / ``read`` over ``corpus`` (or the
+    dataset's own corpus)."""
+
+    dataset: Dataset
+    strategies: list[StrategyChoice]
+    budgets: list[int]
+    model: str
+    seeds: list[int] = field(default_factory=lambda: [0])
+    concurrency: int = 1
+    rule: BudgetRule = field(default_factory=BudgetRule)
+    pricing: Pricing = field(default_factory=Pricing)
+    temperature: float | None = 0.7
+    max_tokens: int = 256
+    search_k: int = 3
+    corpus: Corpus | None = None
+    tools: list[Tool] | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.model.startswith("sim/")
+
+
+Key = tuple[str, int, str, int]
+
+
+def _key(record: dict[str, Any]) -> Key:
+    return (
+        str(record["strategy"]),
+        int(record["budget"]),
+        str(record["question_id"]),
+        int(record.get("seed", 0)),
+    )
+
+
+def load_results(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a results file (unreadable lines, e.g. one cut by a crash, are skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and {"strategy", "budget", "question_id"} <= record.keys():
+            records.append(record)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def _record(
+    config: BenchConfig, choice: StrategyChoice, b: int, item: QAItem, seed: int, result: Any
+) -> dict[str, Any]:
+    from thrifty import __version__
+
+    usage = result.usage
+    return {
+        "strategy": choice.label,
+        "strategy_name": choice.name,
+        "tracker": choice.tracker,
+        "options": choice.options,
+        "budget": b,
+        "limits": result.budget,
+        "question_id": item.id,
+        "question": item.question,
+        "type": item.type,
+        "seed": seed,
+        "answer": result.answer,
+        "gold": item.answers,
+        "em": exact_match(result.answer, item.answers),
+        "f1": round(f1_score(result.answer, item.answers), 6),
+        "stop_reason": result.stop_reason,
+        "budget_stop": is_budget_stop(result.stop_reason),
+        "error": result.error,
+        "steps": result.steps,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "tool_calls": usage.tool_calls,
+            "per_tool": usage.per_tool,
+            "model_requests": usage.model_requests,
+            "usd": usage.usd,
+            "tokens_usd": result.cost.tokens_usd,
+            "tools_usd": result.cost.tools_usd,
+            "seconds": usage.seconds,
+        },
+        "model": config.model,
+        "simulated": config.simulated,
+        "dataset": config.dataset.name,
+        "run_id": result.run_id,
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "thrifty": __version__,
+    }
+
+
+class _Writer:
+    """Appends records to the results file, one flushed line each, from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size:
+            with path.open("rb") as fh:
+                fh.seek(-1, 2)
+                needs_newline = fh.read(1) != b"\n"
+            if needs_newline:  # a line cut by a crash: start a fresh one
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write("\n")
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class _Progress:
+    """A rich progress bar with ETA on a terminal; plain periodic lines (for logs) otherwise."""
+
+    def __init__(self, total: int, done: int, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.total, self.done, self.label = total, done, label
+        self.started, self.start_done = time.monotonic(), done
+        self.last_line = 0.0
+        self.bar: Any = None
+        if self.console.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("EM {task.fields[em]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.task = self.bar.add_task(label, total=total, completed=done, em="-")
+            self.bar.start()
+        else:
+            self.console.print(f"{label}: {done}/{total} runs already done", highlight=False)
+
+    def advance(self, em: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, em=em)
+            return
+        now = time.monotonic()
+        step = max(1, self.total // 20)
+        if self.done == self.total or self.done % step == 0 or now - self.last_line > 30:
+            self.last_line = now
+            rate = (now - self.started) / max(1, self.done - self.start_done)
+            eta = rate * (self.total - self.done)
+            self.console.print(
+                f"{self.label}: {self.done}/{self.total} runs, EM {em}, "
+                f"{now - self.started:.0f}s elapsed, ETA {eta:.0f}s",
+                highlight=False,
+            )
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_grid(
+    config: BenchConfig,
+    results_path: str | Path,
+    *,
+    progress: bool = True,
+    on_result: ProgressCallback | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (seed, question, strategy, budget) not yet in ``results_path`` and append its record.
+
+    Returns all the records of the file (earlier ones included). Raises BenchError before running anything
+    if the file holds runs of another model; SetupError (from the runner) if the model or tools cannot be
+    used; KeyboardInterrupt after saving what finished.
+    """
+    from thrifty.workflows.runner import execute
+
+    if config.concurrency < 1:
+        raise BenchError("concurrency must be >= 1")
+    path = Path(results_path)
+    existing = load_results(path)
+    other = sorted({str(r.get("model")) for r in existing} - {config.model})
+    if other:
+        raise BenchError(
+            f"{path} holds results of model {other[0]}, not {config.model}: use another --out directory"
+        )
+    done = {_key(r) for r in existing}
+    corpus = config.corpus if config.corpus is not None else config.dataset.corpus()
+    tools = config.tools
+    if tools is None:
+        if corpus is None:
+            raise BenchError(
+                f"dataset '{config.dataset.name}' has no passages: give a corpus (--corpus) for its search tools"
+            )
+        tools = make_search_tools(corpus, k=config.search_k)
+    if config.simulated:
+        from thrifty.bench import sim
+
+        try:
+            sim.SimParams.parse(config.model)
+            sim.register_items(config.dataset.items, corpus)
+        except sim.SimModelError as exc:
+            raise BenchError(str(exc)) from None
+
+    grid = [
+        (choice, b, item, seed)
+        for seed in config.seeds
+        for item in config.dataset.items
+        for choice in config.strategies
+        for b in config.budgets
+    ]
+    jobs = [job for job in grid if (job[0].label, job[1], job[2].id, job[3]) not in done]
+    total = len(grid)
+    writer = _Writer(path)
+    records = list(existing)
+    lock = threading.Lock()
+    em_sum = [sum(float(r.get("em", 0)) for r in existing), len(existing)]
+
+    def run_one(choice: StrategyChoice, b: int, item: QAItem, seed: int) -> dict[str, Any] | None:
+        settings = ModelSettings(temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
+        scope_key = f"{choice.label}|{b}|{item.id}|{seed}"
+
+        def go() -> Any:
+            return execute(
+                item.question,
+                model=config.model,
+                tools=tools,
+                budget=config.rule.budget(b),
+                pricing=config.pricing,
+                strategy=choice.spec(b),
+                settings=settings,
+                task=f"bench:{config.dataset.name}",
+                expected_answer=item.answers[0],
+                keep_trace=False,
+            )
+
+        if config.simulated:
+            from thrifty.bench import sim
+
+            with sim.run_scope(scope_key):
+                result = go()
+        else:
+            result = go()
+        if result.stop_reason == StopKind.CANCELLED.value:
+            return None  # interrupted: not a result, rerun it next time
+        record = _record(config, choice, b, item, seed, result)
+        writer.write(record)
+        with lock:
+            records.append(record)
+            em_sum[0] += record["em"]
+            em_sum[1] += 1
+        if on_result is not None:
+            on_result(record)
+        return record
+
+    bar = (
+        _Progress(total, total - len(jobs), f"{config.dataset.name} · {config.model}")
+        if progress and jobs
+        else None
+    )
+
+    def tick() -> None:
+        if bar is not None:
+            with lock:
+                em = f"{em_sum[0] / em_sum[1]:.3f}" if em_sum[1] else "-"
+            bar.advance(em)
+
+    try:
+        if config.concurrency == 1:
+            for job in jobs:
+                if run_one(*job) is None:
+                    raise KeyboardInterrupt
+                tick()
+        else:
+            _run_parallel(jobs, run_one, tick, config.concurrency)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return records
+
+
+def _run_parallel(
+    jobs: list[tuple[StrategyChoice, int, QAItem, int]],
+    run_one: Callable[..., dict[str, Any] | None],
+    tick: Callable[[], None],
+    concurrency: int,
+) -> None:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench")
+    pending: set[Future[dict[str, Any] | None]] = set()
+    queue = list(reversed(jobs))
+    try:
+        while queue or pending:
+            while queue and len(pending) < concurrency:
+                pending.add(pool.submit(run_one, *queue.pop()))
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                fut.result()  # re-raise a harness error
+                tick()
+    except BaseException:
+        # Ctrl-C or an error: schedule nothing more; runs in flight finish and are saved on the way out.
+        queue.clear()
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
