@@ -721,45 +721,9 @@ class HFProvider(litellm.CustomLLM):
         model_response.model = f"hf/{_strip_prefix(model)}"
         return model_response
 
-    async def acompletion(  # type: ignore[override]
-        self,
-        model: str,
-        messages: list,
-        api_base: str,
-        custom_prompt_dict: dict,
-        model_response: litellm.ModelResponse,
-        print_verbose: Callable,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict,
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: dict | None = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> litellm.ModelResponse:
-        """Async variant: ``generate`` blocks (and holds the GIL between kernels), so run it in a thread."""
-        return await asyncio.to_thread(
-            self.completion,
-            model,
-            messages,
-            api_base,
-            custom_prompt_dict,
-            model_response,
-            print_verbose,
-            encoding,
-            api_key,
-            logging_obj,
-            optional_params,
-            acompletion,
-            litellm_params,
-            logger_fn,
-            headers,
-            timeout,
-            client,
-        )
+    async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:  # type: ignore[override]
+        """Async variant: generation is blocking native code, so it runs in a worker thread."""
+        return await asyncio.to_thread(self.completion, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
