@@ -18,6 +18,7 @@ this module itself is only imported lazily by :mod:`thrifty.agents.providers`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import copy
 import functools
@@ -293,8 +294,20 @@ def _load(model_name: str) -> _Loaded:
                 lock=threading.Lock(),
                 count_formatter=_make_count_formatter(llama, spec.chat_format),
             )
+            if not _models:
+                atexit.register(close_models)
             _models[key] = loaded
     return loaded
+
+
+def close_models() -> None:
+    """Free every loaded model now. Registered at exit: llama-cpp-python's own finaliser runs too late
+    (during interpreter teardown) and prints an ignored TypeError traceback."""
+    with _models_lock:
+        for loaded in _models.values():
+            with contextlib.suppress(Exception):
+                loaded.llama.close()
+        _models.clear()
 
 
 # --------------------------------------------------------------------------------------------------

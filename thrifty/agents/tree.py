@@ -78,7 +78,7 @@ def node_dict(node_id: int, parent: int | None, depth: int, **fields: Any) -> di
         "terminal": False,
         "answer": None,
         "verdict": None,
-        "expanded": False,
+        "expanded": 0,  # how many times this node was expanded
         "spent": {},
     }
     base.update(fields)
@@ -120,9 +120,19 @@ def path_messages(tree: list[dict[str, Any]], node_id: int) -> list[dict[str, An
     return messages
 
 
-def frontier(tree: list[dict[str, Any]], max_depth: int) -> list[dict[str, Any]]:
-    """Nodes that may still be expanded: not pruned, not terminal, not expanded, not too deep."""
-    return [n for n in tree if not (n["pruned"] or n["terminal"] or n["expanded"]) and n["depth"] < max_depth]
+def frontier(tree: list[dict[str, Any]], max_depth: int, per_node: int = 2) -> list[dict[str, Any]]:
+    """Nodes that may still be expanded: not pruned, not terminal, not too deep, and expanded fewer than
+    ``per_node`` times (a node whose first children all failed may be asked again for different ones)."""
+    return [
+        n
+        for n in tree
+        if not (n["pruned"] or n["terminal"]) and n["depth"] < max_depth and int(n["expanded"]) < per_node
+    ]
+
+
+def child_keys(tree: list[dict[str, Any]], node_id: int) -> set[str]:
+    """The actions already tried from ``node_id`` (so a re-expansion asks for new ones)."""
+    return {n["key"] for n in tree if n["parent"] == node_id and n.get("key")}
 
 
 def best_terminal(tree: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -197,7 +207,7 @@ def propose_actions(
     fallback = Candidates(actions=[Action(tool="search", arguments={"query": question})] if ctx.tools else [])
     cands, ok = structured_call(ctx, "candidates", Candidates, messages, default=fallback, node="expand")
     allowed = {t.name for t in ctx.visible_tools()} | {ANSWER_TOOL}
-    seen: set[str] = set()
+    seen: set[str] = child_keys(tree, node_id)  # on a re-expansion, only new actions count
     distinct: list[Action] = []
     for action in cands.actions:
         if action.tool not in allowed or action.key() in seen:

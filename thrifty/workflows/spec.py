@@ -92,7 +92,9 @@ class TaskSpec(BaseModel):
 
     name: str | None = Field(None, description="A label for the run.")
     question: str = Field(description="The question; may use {name} fields filled from `inputs`.")
-    inputs: dict[str, str] = Field(default_factory=dict, description="Values for the {name} fields in `question`.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="Values for the {name} fields in `question`."
+    )
     expected_answer: str | None = Field(None, description="Gold answer, shown next to the result if given.")
     model: str = Field(
         DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."

@@ -12,7 +12,8 @@ answer forced from the best branch, else the best unverified proposal.
 Options: ``k`` (3), ``max_depth`` (4), ``max_expansions`` (12), ``prune_below`` (0.1), ``stop_on_verified``
 (true), ``verify`` (true), ``parallel`` (true), ``branch_budget`` (None, or a fraction of what remains that
 one expansion may spend, carved so that a branch cannot starve the others; unused parts are refunded),
-``seed`` (the run's seed by default).
+``seed`` (the run's seed by default), ``expansions_per_node`` (2: a node whose children all failed may be
+asked once more, for different actions).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "parallel": True,
     "branch_budget": None,
     "seed": None,
+    "expansions_per_node": 2,
 }
 
 
@@ -113,7 +115,7 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
         tree = [dict(n) for n in (state.get("tree") or [new_root(question)])]
         expansions = int((state.get("extra") or {}).get("expansions", 0))
         stop = budget_stop(ctx)
-        nodes = frontier(tree, max_depth)
+        nodes = frontier(tree, max_depth, int(opts["expansions_per_node"]))
         if stop or not nodes or expansions >= int(opts["max_expansions"]):
             reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
             return {"tree": tree, "decision": "DONE", "stop_reason": reason}
@@ -124,7 +126,7 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
         values = [n["value"] for n in nodes]
         probs = selection_probabilities(values, r)
         chosen = nodes[select(values, r, rng)]
-        chosen["expanded"] = True
+        chosen["expanded"] = int(chosen["expanded"]) + 1
 
         sub, branch = ctx, None
         if opts["branch_budget"]:
@@ -164,6 +166,7 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
                     arguments=str(action.arguments),
                     terminal=True,
                     answer=answer,
+                    key=action.key(),
                     value=chosen["value"],
                     progress_sum=chosen.get("progress_sum", 0.0),
                 )
@@ -178,6 +181,7 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
                     thought=thought,
                     tool=action.tool,
                     arguments=json.dumps(action.arguments),
+                    key=action.key(),
                 )
                 next_id += 1
                 if isinstance(obs, BudgetExceeded):
