@@ -53,13 +53,17 @@ def structured_call(
     node: str,
     max_tokens: int = 320,
     temperature: float | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> tuple[T, bool]:
     """Call the model for a ``model_cls`` object. Returns (object, ok); ok is False when the default was used.
+
+    ``schema`` overrides the JSON Schema sent to the model (e.g. one that spells out each tool's arguments,
+    so that a grammar-constrained local model cannot leave them empty).
 
     BudgetExceeded propagates (the graph decides what a budget stop means); a provider error gives the
     default.
     """
-    schema = schema_for(model_cls)
+    schema = schema or schema_for(model_cls)  # a tighter schema may be asked for; validation stays lenient
     response_format = {
         "type": "json_schema",
         "json_schema": {"name": role, "schema": schema, "strict": False},

@@ -190,6 +190,45 @@ def describe_tools(ctx: RunContext) -> str:
     return "\n".join(lines)
 
 
+def candidates_schema(ctx: RunContext, k: int, allow_answer: bool = True) -> dict[str, Any]:
+    """The candidates reply with each tool's own argument schema spelled out (one ``anyOf`` branch per
+    tool, plus ``answer`` when allowed), so a grammar-constrained model must fill in real arguments."""
+    branches = []
+    for t in ctx.visible_tools():
+        params = t.openai_schema()["function"].get("parameters") or {"type": "object"}
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": t.name}, "arguments": params},
+                "required": ["tool", "arguments"],
+            }
+        )
+    if allow_answer or not branches:
+        branches.append(_ANSWER_BRANCH)
+    return {
+        "type": "object",
+        "properties": {
+            "thought": {"type": "string", "maxLength": 200},
+            "actions": {"type": "array", "items": {"anyOf": branches}, "minItems": 1, "maxItems": max(1, k)},
+        },
+        "required": ["thought", "actions"],
+    }
+
+
+_ANSWER_BRANCH: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tool": {"const": ANSWER_TOOL},
+        "arguments": {
+            "type": "object",
+            "properties": {"answer": {"type": "string", "maxLength": 120}},
+            "required": ["answer"],
+        },
+    },
+    "required": ["tool", "arguments"],
+}
+
+
 def propose_actions(
     ctx: RunContext, question: str, tree: list[dict[str, Any]], node_id: int, k: int
 ) -> tuple[list[Action], str, bool]:
@@ -205,8 +244,18 @@ def propose_actions(
         },
     ]
     fallback = Candidates(actions=[Action(tool="search", arguments={"query": question})] if ctx.tools else [])
-    cands, ok = structured_call(ctx, "candidates", Candidates, messages, default=fallback, node="expand")
-    allowed = {t.name for t in ctx.visible_tools()} | {ANSWER_TOOL}
+    cands, ok = structured_call(
+        ctx,
+        "candidates",
+        Candidates,
+        messages,
+        default=fallback,
+        node="expand",
+        schema=candidates_schema(ctx, k),
+    )
+    allowed = {t.name for t in ctx.visible_tools()}
+    if node_id != 0 or not allowed:
+        allowed.add(ANSWER_TOOL)
     seen: set[str] = child_keys(tree, node_id)  # on a re-expansion, only new actions count
     distinct: list[Action] = []
     for action in cands.actions:

@@ -82,7 +82,7 @@ def expansion_width(ctx: RunContext, k: int, r: float) -> int:
 
 
 def _verify_terminal(
-    ctx: RunContext, question: str, tree: list[dict[str, Any]], node: dict[str, Any]
+    ctx: RunContext, question: str, tree: list[dict[str, Any]], node: dict[str, Any], step: int = 0
 ) -> tuple[str, list[dict[str, Any]]]:
     pseudo: dict[str, Any] = {
         "question": question,
@@ -94,7 +94,7 @@ def _verify_terminal(
         "summaries": [],
         "extra": {},
         "attempt": node["id"],
-        "step": 0,
+        "step": step,
     }
     update = verify(pseudo, ctx)  # type: ignore[arg-type]
     decision = "UNVERIFIED" if update.get("stop_reason") else update["decision"]
@@ -207,7 +207,9 @@ def build_value_tree(options: dict[str, Any] | None = None) -> Any:
                     child.update(pruned=True, prune_reason=f"no progress ({progress:.2f}): {why[:120]}")
             for child in children:
                 if child["terminal"] and opts["verify"]:
-                    verdict, entries = _verify_terminal(sub, question, tree, child)
+                    verdict, entries = _verify_terminal(
+                        sub, question, tree, child, int(state.get("step") or 0) + 1
+                    )
                     child["verdict"] = verdict
                     trace.extend(entries)
                     if verdict == "SUCCESS" and opts["stop_on_verified"]:
