@@ -41,7 +41,7 @@ if __name__ == "__main__":
         seed=7,
         max_tokens=96,
     )
-    result = agent.run("Which has the larger population, Shanghai or Hanggin Rear Banner?")
+    result = agent.run("Who was born first, Morgan Llywelyn or Robert Jordan?")
     for entry in result.trace:
         if entry["action"] in ("plan", "verdict", "judge"):
             print(

@@ -11,7 +11,7 @@ agent = Agent(
     temperature=0.2,
     seed=7,
 )
-result = agent.run("Which has the larger population, Shanghai or Hanggin Rear Banner?")
+result = agent.run("Who was born first, Morgan Llywelyn or Robert Jordan?")
 print(f"answer: {result.answer}")
 print(f"stopped: {result.stop_reason}")
 print(
