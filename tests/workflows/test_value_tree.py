@@ -217,7 +217,9 @@ def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> No
         [
             reply(actions(("search", {"query": "Berlin"}))),
             reply(progress(0.0)),  # pruned: root's only child added nothing
-            reply(actions(("search", {"query": "Berlin"}), ("search", {"query": "Paris"}))),  # Berlin already tried
+            reply(
+                actions(("search", {"query": "Berlin"}), ("search", {"query": "Paris"}))
+            ),  # Berlin already tried
             reply(progress(0.9)),
             reply(actions(("answer", {"answer": "Paris"}))),
             reply(verdict("SUCCESS")),
@@ -226,6 +228,9 @@ def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> No
     result = tree_agent(script).run("What is the capital of France?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
     nodes = result.trace[-1]["nodes"]
-    assert [n["arguments"] for n in nodes if n["tool"] == "search"] == ['{"query": "Berlin"}', '{"query": "Paris"}']
+    assert [n["arguments"] for n in nodes if n["tool"] == "search"] == [
+        '{"query": "Berlin"}',
+        '{"query": "Paris"}',
+    ]
     assert nodes[0]["expanded"] == 2
     assert result.usage.tool_calls == 2
