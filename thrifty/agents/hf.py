@@ -29,19 +29,20 @@ level because this module itself is only imported lazily by :mod:`thrifty.agents
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import json
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import litellm
+
+from thrifty.agents.inprocess import Generation, InProcessProvider
 
 # The OpenAI-message flattening and the tool descriptions are shared with the llama.cpp provider on
 # purpose: both providers must show a model the same conversation and the same tool-call format.
@@ -677,53 +678,24 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
 # --------------------------------------------------------------------------------------------------
 
 
-class HFProvider(litellm.CustomLLM):
+class HFProvider(InProcessProvider):
     """LiteLLM custom provider ``hf``: ``litellm.completion(model="hf/<dir or id>", ...)`` runs in-process.
 
     Registered by :mod:`thrifty.agents.providers` via ``litellm.custom_provider_map``.
     """
 
-    def completion(
-        self,
-        model: str,
-        messages: list,
-        api_base: str,
-        custom_prompt_dict: dict,
-        model_response: litellm.ModelResponse,
-        print_verbose: Callable,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict,
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: dict | None = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> litellm.ModelResponse:
-        """Generate with the model and fill ``model_response`` in OpenAI format (incl. usage)."""
-        try:
-            out = _generate(model, messages, optional_params or {})
-        except (HFModelError, HFExtraMissingError) as exc:
-            if isinstance(exc, litellm.BadRequestError):
-                raise
-            raise HFModelRequestError(str(exc), _strip_prefix(model)) from exc
-        choice = model_response.choices[0]
-        choice.message = out["message"]  # type: ignore[union-attr]
-        choice.finish_reason = out["finish_reason"]
-        prompt_tokens, completion_tokens = out["prompt_tokens"], out["completion_tokens"]
-        model_response.usage = litellm.Usage(  # type: ignore[attr-defined]
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt_tokens + completion_tokens,
-        )
-        model_response.model = f"hf/{_strip_prefix(model)}"
-        return model_response
+    prefix = "hf"
+    model_errors = (HFModelError, HFExtraMissingError)
+    request_error = HFModelRequestError
 
-    async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:  # type: ignore[override]
-        """Async variant: generation is blocking native code, so it runs in a worker thread."""
-        return await asyncio.to_thread(self.completion, *args, **kwargs)
+    def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
+        out = _generate(model, messages, params)
+        return {
+            "message": out["message"],
+            "finish_reason": out["finish_reason"],
+            "prompt_tokens": out["prompt_tokens"],
+            "completion_tokens": out["completion_tokens"],
+        }
 
 
 # --------------------------------------------------------------------------------------------------

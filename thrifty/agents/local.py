@@ -17,7 +17,6 @@ this module itself is only imported lazily by :mod:`thrifty.agents.providers`.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import copy
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import litellm
+
+from thrifty.agents.inprocess import Generation, InProcessProvider
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llama_cpp import Llama, LlamaGrammar
@@ -683,56 +684,25 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
     }
 
 
-class LocalProvider(litellm.CustomLLM):
+class LocalProvider(InProcessProvider):
     """LiteLLM custom provider ``local``: ``litellm.completion(model="local/smollm2", ...)`` runs in-process.
 
     Registered by :mod:`thrifty.agents.providers` via ``litellm.custom_provider_map``.
     """
 
-    def completion(
-        self,
-        model: str,
-        messages: list,
-        api_base: str,
-        custom_prompt_dict: dict,
-        model_response: litellm.ModelResponse,
-        print_verbose: Callable,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict,
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: dict | None = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> litellm.ModelResponse:
-        """Generate with the local model and fill ``model_response`` in OpenAI format (incl. usage)."""
-        try:
-            out = _generate(model, messages, optional_params or {})
-        except (LocalModelError, LocalExtraMissingError) as exc:
-            if isinstance(exc, litellm.BadRequestError):
-                raise
-            raise LocalModelRequestError(str(exc), _strip_prefix(model)) from exc
-        result = out["result"]
-        choice = model_response.choices[0]
-        choice.message = out["message"]  # type: ignore[union-attr]
-        choice.finish_reason = out["finish_reason"]
-        usage = result.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens", 0))
-        completion_tokens = int(usage.get("completion_tokens", 0))
-        model_response.usage = litellm.Usage(  # type: ignore[attr-defined]
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=int(usage.get("total_tokens", prompt_tokens + completion_tokens)),
-        )
-        model_response.model = f"local/{_strip_prefix(model)}"
-        return model_response
+    prefix = "local"
+    model_errors = (LocalModelError, LocalExtraMissingError)
+    request_error = LocalModelRequestError
 
-    async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:  # type: ignore[override]
-        """Async variant: generation is blocking native code, so it runs in a worker thread."""
-        return await asyncio.to_thread(self.completion, *args, **kwargs)
+    def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
+        out = _generate(model, messages, params)
+        usage = out["result"].get("usage") or {}
+        return {
+            "message": out["message"],
+            "finish_reason": out["finish_reason"],
+            "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+            "completion_tokens": int(usage.get("completion_tokens", 0)),
+        }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""The shared shell of thrifty's in-process LiteLLM providers (``local/`` llama.cpp, ``hf/`` transformers).
+
+A provider only says how to generate; this class turns the generation into LiteLLM's OpenAI-shaped
+response, maps "bad model / missing extra" errors to ``BadRequestError`` (so LiteLLM does not wrap them as
+retryable connection errors), and runs the blocking generation in a worker thread for ``acompletion``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypedDict
+
+import litellm
+
+
+class Generation(TypedDict):
+    message: Any  # a litellm.Message (content and/or tool_calls)
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class InProcessProvider(litellm.CustomLLM, ABC):
+    """Subclasses set ``prefix``, ``model_errors`` and ``request_error`` and implement :meth:`generate`."""
+
+    prefix: ClassVar[str]
+    model_errors: ClassVar[tuple[type[Exception], ...]]
+    request_error: ClassVar[type[Exception]]
+
+    @abstractmethod
+    def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
+        """One blocking generation for ``model`` (with or without the provider prefix)."""
+
+    def completion(  # type: ignore[override]
+        self,
+        model: str,
+        messages: list,
+        model_response: litellm.ModelResponse,
+        optional_params: dict | None = None,
+        **_: Any,
+    ) -> litellm.ModelResponse:
+        """Generate and fill ``model_response`` in OpenAI format, usage included (LiteLLM passes keywords)."""
+        name = model.removeprefix(f"{self.prefix}/")
+        try:
+            out = self.generate(model, messages, optional_params or {})
+        except self.model_errors as exc:
+            if isinstance(exc, litellm.BadRequestError):
+                raise
+            raise self.request_error(str(exc), name) from exc
+        choice = model_response.choices[0]
+        choice.message = out["message"]  # type: ignore[union-attr]
+        choice.finish_reason = out["finish_reason"]
+        model_response.usage = litellm.Usage(  # type: ignore[attr-defined]
+            prompt_tokens=out["prompt_tokens"],
+            completion_tokens=out["completion_tokens"],
+            total_tokens=out["prompt_tokens"] + out["completion_tokens"],
+        )
+        model_response.model = f"{self.prefix}/{name}"
+        return model_response
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:  # type: ignore[override]
+        """Generation is blocking native code, so it runs in a worker thread."""
+        return await asyncio.to_thread(self.completion, *args, **kwargs)
