@@ -20,8 +20,9 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -363,6 +364,28 @@ class ToolRunner:
             "reraise": True,
         }
 
+    @contextmanager
+    def _charged(self, state: _Attempts) -> Iterator[Reservation | None]:
+        """One attempt's budget: reserve before (None when a retry cannot be paid), settle after — as a
+        failure if the tool raised, back in full if the attempt was interrupted."""
+        res = self._reserve(state.ledger, state.call, state.node, state.attempts + 1)
+        if res is None:
+            yield None
+            return
+        state.attempts += 1
+        self._count("attempts")
+        try:
+            yield res
+        except Exception as exc:
+            state.failure = exc
+            self._settle_failed(res, exc)
+            raise
+        except BaseException:  # interrupted or cancelled: the attempt never completed, give it back
+            res.ledger.release(res)
+            raise
+        res.ledger.settle(res, ok=True)
+        state.failure = None
+
     def run(
         self,
         name: str,
@@ -383,34 +406,18 @@ class ToolRunner:
         hit = self._cached(call)
         if hit is not None:
             return hit
-        started = time.monotonic()
-        attempts = 0
-        outcome: Any = None
-        failure: BaseException | None = None
+        state = _Attempts(call, ledger or self.ledger, node)
         try:
             for attempt in Retrying(**self._retry_policy(call.tool)):
-                with attempt:
-                    res = self._reserve(ledger or self.ledger, call, node, attempts + 1)
+                with attempt, self._charged(state) as res:
                     if res is None:  # a retry the budget cannot pay: report the last failure
                         break
-                    attempts += 1
-                    self._count("attempts")
-                    try:
-                        outcome = self._attempt_sync(call)
-                    except Exception as exc:
-                        failure = exc
-                        self._settle_failed(res, exc)
-                        raise
-                    except BaseException:  # interrupted: the attempt never completed, give it back
-                        res.ledger.release(res)
-                        raise
-                    res.ledger.settle(res, ok=True)
-                    failure = None
+                    state.outcome = self._attempt_sync(call)
         except BudgetExceeded:
             raise
         except Exception as exc:
-            failure = exc
-        return self._finish(call, outcome, failure, attempts, started)
+            state.failure = exc
+        return self._finish(call, state.outcome, state.failure, state.attempts, state.started)
 
     async def arun(
         self,
@@ -428,34 +435,31 @@ class ToolRunner:
         hit = self._cached(call)
         if hit is not None:
             return hit
-        started = time.monotonic()
-        attempts = 0
-        outcome: Any = None
-        failure: BaseException | None = None
+        state = _Attempts(call, ledger or self.ledger, node)
         try:
             async for attempt in AsyncRetrying(**self._retry_policy(call.tool)):
-                with attempt:
-                    res = self._reserve(ledger or self.ledger, call, node, attempts + 1)
+                with attempt, self._charged(state) as res:
                     if res is None:
                         break
-                    attempts += 1
-                    self._count("attempts")
-                    try:
-                        outcome = await self._attempt_async(call)
-                    except Exception as exc:
-                        failure = exc
-                        self._settle_failed(res, exc)
-                        raise
-                    except BaseException:  # cancelled: the attempt never completed, give it back
-                        res.ledger.release(res)
-                        raise
-                    res.ledger.settle(res, ok=True)
-                    failure = None
+                    state.outcome = await self._attempt_async(call)
         except BudgetExceeded:
             raise
         except Exception as exc:
-            failure = exc
-        return self._finish(call, outcome, failure, attempts, started)
+            state.failure = exc
+        return self._finish(call, state.outcome, state.failure, state.attempts, state.started)
+
+
+@dataclass
+class _Attempts:
+    """What the attempts of one call have produced so far."""
+
+    call: _Call
+    ledger: Ledger
+    node: str | None
+    attempts: int = 0
+    outcome: Any = None
+    failure: BaseException | None = None
+    started: float = field(default_factory=time.monotonic)
 
 
 def _describe(exc: BaseException) -> str:
