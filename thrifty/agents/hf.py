@@ -690,12 +690,7 @@ class HFProvider(InProcessProvider):
 
     def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
         out = _generate(model, messages, params)
-        return {
-            "message": out["message"],
-            "finish_reason": out["finish_reason"],
-            "prompt_tokens": out["prompt_tokens"],
-            "completion_tokens": out["completion_tokens"],
-        }
+        return {key: out[key] for key in ("message", "finish_reason", "prompt_tokens", "completion_tokens")}  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------

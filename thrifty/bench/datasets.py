@@ -16,7 +16,6 @@ More formats plug in with :func:`register_format` (a detector and a loader).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.tools import Corpus, bundled_dataset_path, load_corpus
+from thrifty.tools.corpus import read_json_records
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -99,30 +99,7 @@ def register_format(name: str, detect: Detector, load: Loader) -> None:
 
 # --------------------------------------------------------------------------------------------- reading
 def _records(path: Path) -> list[tuple[str, Any]]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: data file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from None
-    stripped = raw.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
-        return [(f"item {i}", rec) for i, rec in enumerate(data)]
-    out: list[tuple[str, Any]] = []
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append((f"line {lineno}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})"
-            ) from None
-    return out
+    return list(read_json_records(path, error=DatasetError, what="data file", sniff=True))
 
 
 def _get(record: Mapping[str, Any], *keys: str) -> Any:

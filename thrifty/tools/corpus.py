@@ -149,21 +149,27 @@ def _record_passages(record: Any) -> tuple[list[tuple[str, str]], bool]:
     raise ValueError(f"expected {{title, text}} or a HotpotQA record with 'context' (keys: {keys})")
 
 
-def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(where, record) pairs: 'line N' for JSONL, 'item N' for a .json list."""
+def read_json_records(
+    path: Path, *, error: type[ValueError] = CorpusError, what: str = "corpus file", sniff: bool = False
+) -> Iterator[tuple[str, Any]]:
+    """(where, record) pairs from a JSONL file ('line N') or a JSON list ('item N': a ``.json`` file, or with
+    ``sniff`` any file whose text starts with ``[``).
+
+    Every problem raises ``error`` naming the file and the line; shared by corpora and benchmark datasets.
+    """
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CorpusError(f"{path}: corpus file not found") from None
+        raise error(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"{path}: cannot read corpus file: {exc}") from None
-    if path.suffix.lower() == ".json":
+        raise error(f"{path}: cannot read {what}: {exc}") from None
+    if path.suffix.lower() == ".json" or (sniff and raw.lstrip().startswith("[")):
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise _fail(path, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
+            raise error(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
         if not isinstance(data, list):
-            raise _fail(path, "top level", f"a .json corpus must be a list, got {type(data).__name__}")
+            raise error(f"{path}: top level: a .json {what} must be a list, got {type(data).__name__}")
         for index, record in enumerate(data):
             yield f"item {index}", record
         return
@@ -173,7 +179,7 @@ def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise _fail(path, f"line {lineno}", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+            raise error(f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
         yield f"line {lineno}", record
 
 
@@ -186,7 +192,7 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
     path = Path(path)
     passages: list[tuple[str, str]] = []
     hotpot_titles: set[str] = set()
-    for where, record in _read_records(path):
+    for where, record in read_json_records(path):
         try:
             found, is_hotpot = _record_passages(record)
         except (ValueError, KeyError, TypeError) as exc:
