@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from thrifty.budget import Ledger
+from thrifty.console import err, fail, out
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_INTERNAL, RunResult
 
 app = typer.Typer(
@@ -33,8 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
 
 _DIM_LABELS = {
     "input_tokens": "input tokens",
@@ -187,11 +186,6 @@ def render_result(result: RunResult, console: Console) -> None:
     )
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    err.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
-    return typer.Exit(code)
-
-
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Task file (YAML).")],
@@ -231,7 +225,7 @@ def run(
                     raise TaskFileError(f"--max-{dim.replace('_', '-')}: must be positive (got {value:g})")
             spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
     except TaskFileError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
 
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
@@ -246,9 +240,9 @@ def run(
             printer = _plain_printer() if view is not None else None
             result = _run(spec, ledger, printer, no_store)
     except SetupError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # pragma: no cover - last resort: never a traceback
-        raise _fail(
+        raise fail(
             f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}",
             EXIT_INTERNAL,
         ) from None
@@ -366,7 +360,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Task file (YAML).")]) ->
     try:
         spec = load_task(file)
     except TaskFileError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
     limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
     out.print(
         Text(
@@ -395,7 +389,7 @@ def runs(
     from thrifty.memory.store import RunStore
 
     if "://" not in store and not Path(store).exists():
-        raise _fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
+        raise fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
     table = Table("run", "task", "answer", "stop", "tokens", "tools", "USD")
     for r in RunStore(store).recent(limit):
         table.add_row(

@@ -15,9 +15,10 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from thrifty.console import err, fail, out
+
 __all__ = ["bench_app"]
 
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 bench_app = typer.Typer(
@@ -27,13 +28,6 @@ bench_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _slug(text: str) -> str:
@@ -142,9 +136,9 @@ def hotpotqa(
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
         _check_model(model, pricing)
     except (BenchError, DatasetError, CorpusError, SetupError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except typer.BadParameter as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
     target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}"
     config = BenchConfig(
@@ -167,9 +161,9 @@ def hotpotqa(
     try:
         records = run_grid(config, results, progress=not quiet)
     except (BenchError, SetupError, DatasetError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise _fail(
+        raise fail(
             f"interrupted: finished runs are saved in {results}; rerun the same command to resume",
             EXIT_INTERRUPTED,
         ) from None
@@ -208,10 +202,10 @@ def report(
     from thrifty.bench.runner import load_results
 
     if not results.is_file():
-        raise _fail(f"{results}: results file not found")
+        raise fail(f"{results}: results file not found")
     records = load_results(results)
     if not records:
-        raise _fail(f"{results}: no benchmark results in this file")
+        raise fail(f"{results}: no benchmark results in this file")
     _show_report(records, out_dir or results.parent, plot)
 
 
@@ -255,7 +249,7 @@ def inference(
             model, prompt=prompt or DEFAULT_PROMPT, max_tokens=max_tokens, repeats=repeats, threads=threads
         )
     except (ValueError, ImportError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for line in result.lines():
         out.print(Text(line), highlight=False)
     if out_dir is not None:
