@@ -35,6 +35,15 @@ class RunContext:
     keep_observations: int | None = None  # keep only the N most recent tool results in context (BATS)
     system_extra: str | None = None
     on_trace: Callable[[dict[str, Any]], None] | None = None
+    _schemas: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def tool_schemas(self, tools: list[Tool]) -> list[dict[str, Any]]:
+        """The ``tools=[...]`` entries for ``tools``, built once per run and set of tools (every model call
+        sends them; treat the list as read-only)."""
+        key = tuple(t.name for t in tools)
+        if key not in self._schemas:
+            self._schemas[key] = [t.openai_schema() for t in tools]
+        return self._schemas[key]
 
     def emit(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Report a trace entry to the live view (if any) and return it for the state."""

@@ -32,6 +32,7 @@ from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservat
 from thrifty.budget.pricing import IN_PROCESS_PROVIDERS, provider_of
 
 DEFAULT_MAX_TOKENS = 512
+_INF = float("inf")
 BLOCK_REMOTE_ENV = "THRIFTY_BLOCK_REMOTE"
 
 
@@ -247,7 +248,11 @@ class Gateway:
         price = self.price(model)
         want = max_tokens or self.default_max_tokens
         caps: list[tuple[float, str]] = [(want, "")]
-        av = self.ledger.available
+        left = self.ledger.availability()
+
+        def av(dim: str) -> float:
+            return left.get(dim, _INF)
+
         if prompt_tokens > av("input_tokens"):
             raise BudgetExceeded("input_tokens", prompt_tokens, av("input_tokens"), self.ledger.path)
         caps.append((av("output_tokens"), "output_tokens"))
@@ -371,9 +376,11 @@ class Gateway:
         max_tokens: int | None,
         node: str | None,
         kwargs: dict[str, Any],
+        prompt_tokens: int | None = None,
     ) -> tuple[Reservation, int, dict[str, Any]]:
-        """One attempt's count, cap and reservation, and the LiteLLM request to make with it."""
-        prompt = self.count_prompt_tokens(model, messages, tools)
+        """One attempt's count (``prompt_tokens`` if the caller has it), cap and reservation, and the
+        LiteLLM request to make with it."""
+        prompt = self.count_prompt_tokens(model, messages, tools) if prompt_tokens is None else prompt_tokens
         cap, amounts = self.plan(model, prompt, max_tokens)
         res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
         request = self._request(model, messages, cap, {**kwargs, "tools": list(tools) if tools else None})
@@ -387,9 +394,15 @@ class Gateway:
         tools: Sequence[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         node: str | None = None,
+        prompt_tokens: int | None = None,
         **kwargs: Any,
     ) -> ModelReply:
-        """One charged model call. Raises BudgetExceeded (nothing spent) or ModelError."""
+        """One charged model call. Raises BudgetExceeded (nothing spent) or ModelError.
+
+        ``prompt_tokens``: the prompt's token count when the caller has just counted these very messages
+        and tools (saves tokenizing the prompt twice; a wrong count only shifts the reservation, the
+        provider's reported usage is what is charged).
+        """
         litellm = get_litellm()
         self.price(model)
         attempts = 0
@@ -397,7 +410,9 @@ class Gateway:
             for attempt in Retrying(**self._retrying_kwargs(model)):
                 with attempt:
                     attempts += 1
-                    res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs)
+                    res, cap, request = self._begin(
+                        model, messages, tools, max_tokens, node, kwargs, prompt_tokens
+                    )
                     started = self.ledger.clock()
                     try:
                         response = litellm.completion(**request)
@@ -419,6 +434,7 @@ class Gateway:
         tools: Sequence[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         node: str | None = None,
+        prompt_tokens: int | None = None,
         **kwargs: Any,
     ) -> ModelReply:
         """The asyncio twin of :meth:`complete`; reservations make concurrent calls safe."""
@@ -429,7 +445,9 @@ class Gateway:
             async for attempt in AsyncRetrying(**self._retrying_kwargs(model)):
                 with attempt:
                     attempts += 1
-                    res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs)
+                    res, cap, request = self._begin(
+                        model, messages, tools, max_tokens, node, kwargs, prompt_tokens
+                    )
                     started = self.ledger.clock()
                     try:
                         response = await litellm.acompletion(**request)

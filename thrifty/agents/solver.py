@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypedDict
 from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
 from thrifty.agents.gateway import ModelError, ModelReply
-from thrifty.budget import BudgetExceeded, StopKind, budget_block, regime, stop_reason
+from thrifty.budget import BudgetExceeded, BudgetView, StopKind, stop_reason
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -100,14 +100,14 @@ def clean_answer(text: str | None) -> str:
     return text.strip(" \"'`*").rstrip(".").strip()
 
 
-def snapshot(ctx: RunContext) -> dict[str, Any]:
-    """The budget at this moment, for the trace and the live view."""
-    remaining = ctx.ledger.remaining()
+def snapshot(ctx: RunContext, view: BudgetView | None = None) -> dict[str, Any]:
+    """The budget at this moment, for the trace and the live view (``view``: a reading already made)."""
+    view = view or BudgetView.read(ctx.ledger, ctx.tool_names)
     return {
-        "remaining": {k: round(v, 6) for k, v in remaining.items()},
-        "ratio": round(ctx.ledger.remaining_ratio(), 4),
-        "regime": regime(ctx.ledger, ctx.tool_names).value,
-        "usd_spent": round(ctx.ledger.usd_spent, 6),
+        "remaining": {k: round(v, 6) for k, v in view.remaining.items()},
+        "ratio": round(view.ratio, 4),
+        "regime": view.regime.value,
+        "usd_spent": round(view.usd_spent, 6),
     }
 
 
@@ -149,7 +149,11 @@ def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | No
 
     A round is this call plus the answer call after the next observation, which will be at least as long.
     """
-    av = ctx.ledger.available
+    left = ctx.ledger.availability()
+
+    def av(dim: str) -> float:
+        return left.get(dim, float("inf"))
+
     need_prompt = prompt_tokens * 2 + 200
     answer_out = min(cap, 64)
     checks = {
@@ -179,6 +183,7 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     visible = ctx.visible_tools()
     final_reason: str | None = None
     final_stop: str | None = None
+    prompt_tokens: int | None = None  # counted once, for the affordability check and the Gateway
 
     if ctx.tools and not visible:
         dim = ctx.exhausted_tool_dimension()
@@ -190,11 +195,10 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         final_reason, final_stop = "You are repeating the same call.", stop_reason(StopKind.COMPLETED)
     elif visible:
         try:
-            schemas = [t.openai_schema() for t in visible]
-            prompt_tokens = ctx.gateway.count_prompt_tokens(ctx.model, messages, schemas)
+            prompt_tokens = ctx.gateway.count_prompt_tokens(ctx.model, messages, ctx.tool_schemas(visible))
         except Exception:
-            prompt_tokens = 0
-        short = _round_affordable(ctx, prompt_tokens, ctx.settings.max_tokens)
+            prompt_tokens = None
+        short = _round_affordable(ctx, prompt_tokens or 0, ctx.settings.max_tokens)
         if short:
             final_reason = "The budget is nearly spent."
             final_stop = stop_reason(StopKind.BUDGET_EXHAUSTED, short)
@@ -207,9 +211,10 @@ def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             reply = ctx.gateway.complete(
                 ctx.model,
                 messages,
-                tools=[t.openai_schema() for t in visible] or None,
+                tools=ctx.tool_schemas(visible) or None,
                 max_tokens=ctx.settings.max_tokens,
                 node="act",
+                prompt_tokens=prompt_tokens,
                 **ctx.model_kwargs(),
             )
     except BudgetExceeded as exc:
@@ -325,8 +330,9 @@ def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         except BudgetExceeded as exc:
             content = f"Not run: the budget for {exc.dimension} is spent. Use another tool or answer."
             info = {"ok": False, "cached": False, "usd": 0.0, "budget": exc.dimension}
+        view = BudgetView.read(ctx.ledger, ctx.tool_names)
         if ctx.tracker:
-            content = f"{content}\n{budget_block(ctx.ledger, ctx.tool_names)}"
+            content = f"{content}\n{view.block()}"
         new_messages.append(
             {"role": "tool", "tool_call_id": call.get("id", ""), "name": name, "content": content}
         )
@@ -340,7 +346,7 @@ def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
                     "arguments": arguments,
                     "observation": content[:600],
                     **info,
-                    **snapshot(ctx),
+                    **snapshot(ctx, view),
                 }
             )
         )
@@ -355,6 +361,22 @@ def route_after_act(state: SolverState) -> str:
     return "observe" if last.get("tool_calls") else "end"
 
 
+def agent_step(state: SolverState, ctx: RunContext) -> tuple[dict[str, Any], bool]:
+    """One agent step: the model call (:func:`act`) and, if it asked for tools, their results (:func:`observe`).
+
+    Returns the state update and whether the loop goes on (False once there is an answer or a stop).
+    """
+    update = act(state, ctx)
+    messages = update.get("messages") or []
+    if update.get("stop_reason") or not (messages and messages[-1].get("tool_calls")):
+        return update, False
+    seen = {**state, "messages": [*(state.get("messages") or []), *messages], "step": update["step"]}
+    observed = observe(seen, ctx)  # type: ignore[arg-type]
+    update["messages"] = [*messages, *observed["messages"]]
+    update["trace"] = [*update.get("trace", []), *observed["trace"]]
+    return update, True
+
+
 def _apply(state: dict[str, Any], update: dict[str, Any]) -> None:
     """Fold a node's update into a local state copy, honouring the add-reducers."""
     for key, value in update.items():
@@ -365,7 +387,7 @@ def _apply(state: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def solve(state: SolverState, ctx: RunContext) -> dict[str, Any]:
-    """The whole solver loop as one node: act / observe until the model proposes an answer or must stop.
+    """The whole solver loop as one node: agent steps until the model proposes an answer or must stop.
 
     Used by graphs that treat one attempt as a step (bats, self-consistency, custom workflows).
     Returns the update (new messages and trace entries, answer, stop reason) for the outer graph.
@@ -375,11 +397,10 @@ def solve(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     local["stop_reason"] = None
     start_messages = len(local.get("messages") or [])
     start_trace = len(local.get("trace") or [])
-    while True:
-        _apply(local, act(local, ctx))  # type: ignore[arg-type]
-        if route_after_act(local) != "observe":  # type: ignore[arg-type]
-            break
-        _apply(local, observe(local, ctx))  # type: ignore[arg-type]
+    go_on = True
+    while go_on:
+        update, go_on = agent_step(local, ctx)  # type: ignore[arg-type]
+        _apply(local, update)
     return {
         "messages": local["messages"][start_messages:],
         "trace": local["trace"][start_trace:],

@@ -1,6 +1,6 @@
 """Budgets, the Ledger, prices and budget awareness. Knows nothing of graphs, prompts or the CLI."""
 
-from thrifty.budget.awareness import POLICY, Regime, budget_block, regime, regime_for, spent_tools
+from thrifty.budget.awareness import POLICY, BudgetView, Regime, budget_block, regime, regime_for, spent_tools
 from thrifty.budget.errors import BudgetExceeded, StopKind, stop_reason
 from thrifty.budget.ledger import ChargeEvent, Ledger, Reservation
 from thrifty.budget.limits import DIMENSIONS, Budget, tool_dimension
@@ -12,6 +12,7 @@ __all__ = [
     "POLICY",
     "Budget",
     "BudgetExceeded",
+    "BudgetView",
     "ChargeEvent",
     "Ledger",
     "ModelPrice",

@@ -18,6 +18,7 @@ CRITICAL      < 10% or a   avoid the depleted tool; answer now (or say "unknown"
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from thrifty.budget.ledger import Ledger
@@ -53,19 +54,72 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if value != int(value) else str(int(value))
 
 
-def tool_status(ledger: Ledger, tools: Iterable[str]) -> dict[str, tuple[float, float | None]]:
-    """Per tool: (calls used, calls remaining or None when unlimited)."""
+def tool_status(
+    ledger: Ledger, tools: Iterable[str], remaining: dict[str, float] | None = None
+) -> dict[str, tuple[float, float | None]]:
+    """Per tool: (calls used, calls remaining or None when unlimited). ``remaining``: a fresh
+    ``ledger.remaining()`` when the caller already has one."""
     out: dict[str, tuple[float, float | None]] = {}
-    remaining = ledger.remaining()
+    if remaining is None:
+        remaining = ledger.remaining()
     total_left = remaining.get("tool_calls")
+    spent = ledger.root.spent
     for name in tools:
         dim = tool_dimension(name)
-        used = ledger.root.spent.get(dim, 0.0)
+        used = spent.get(dim, 0.0)
         left = remaining.get(dim)
         if total_left is not None:
             left = total_left if left is None else min(left, total_left)
         out[name] = (used, left)
     return out
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """One reading of a ledger, as the agent is shown it: what remains, per tool, and the regime.
+
+    Reading walks the ledger tree under its lock; a node reads once and uses the view for both the
+    ``<budget>`` block and its trace entry.
+    """
+
+    remaining: dict[str, float]
+    ratio: float  # the minimum remaining fraction over every limit
+    tools: dict[str, tuple[float, float | None]]  # (used, remaining or None) per tool
+    spent: dict[str, float]  # what the whole run has spent, per dimension
+    regime: Regime
+    usd_spent: float = 0.0  # dollars spent by this ledger (a branch's own spend, for a child)
+
+    @classmethod
+    def read(cls, ledger: Ledger, tools: Iterable[str] = ()) -> BudgetView:
+        with ledger._lock:
+            remaining = ledger.remaining()
+            status = tool_status(ledger, tools, remaining)
+            ratio = ledger.remaining_ratio()
+            spent = dict(ledger.root.spent)
+            usd_spent = ledger.usd_spent
+        depleted = any(left is not None and left < 1 for _used, left in status.values())
+        return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent)
+
+    @property
+    def spent_tools(self) -> list[str]:
+        """Tools that cannot pay for one more call (to be hidden from the model)."""
+        return [name for name, (_used, left) in self.tools.items() if left is not None and left < 1]
+
+    def block(self) -> str:
+        """The ``<budget>`` block the model sees after each tool result."""
+        parts: list[str] = []
+        for name, (used, left) in self.tools.items():
+            parts.append(f"{name} used: {_fmt(used)}")
+            parts.append(f"{name} remaining: {'unlimited' if left is None else _fmt(left)}")
+        remaining = self.remaining
+        for dim, label in (("total_tokens", "tokens"), ("output_tokens", "output tokens"), ("usd", "usd")):
+            if dim in remaining:
+                parts.append(f"{label} used: {_fmt(round(self.spent.get(dim, 0.0), 4))}")
+                parts.append(f"{label} remaining: {_fmt(round(remaining[dim], 4))}")
+        if "seconds" in remaining:
+            parts.append(f"seconds remaining: {remaining['seconds']:.0f}")
+        parts.append(f"regime: {self.regime.value}")
+        return "<budget>" + ", ".join(parts) + "</budget>"
 
 
 def spent_tools(ledger: Ledger, tools: Iterable[str]) -> list[str]:
@@ -76,26 +130,12 @@ def spent_tools(ledger: Ledger, tools: Iterable[str]) -> list[str]:
 
 
 def regime(ledger: Ledger, tools: Iterable[str] = ()) -> Regime:
-    return regime_for(ledger.remaining_ratio(), bool(spent_tools(ledger, tools)))
+    return BudgetView.read(ledger, tools).regime
 
 
 def budget_block(ledger: Ledger, tools: Iterable[str]) -> str:
     """The ``<budget>`` block the model sees after each tool result."""
-    tools = list(tools)
-    parts: list[str] = []
-    for name, (used, left) in tool_status(ledger, tools).items():
-        parts.append(f"{name} used: {_fmt(used)}")
-        parts.append(f"{name} remaining: {'unlimited' if left is None else _fmt(left)}")
-    remaining = ledger.remaining()
-    root = ledger.root
-    for dim, label in (("total_tokens", "tokens"), ("output_tokens", "output tokens"), ("usd", "usd")):
-        if dim in remaining:
-            parts.append(f"{label} used: {_fmt(round(root.spent.get(dim, 0.0), 4))}")
-            parts.append(f"{label} remaining: {_fmt(round(remaining[dim], 4))}")
-    if "seconds" in remaining:
-        parts.append(f"seconds remaining: {remaining['seconds']:.0f}")
-    parts.append(f"regime: {regime(ledger, tools).value}")
-    return "<budget>" + ", ".join(parts) + "</budget>"
+    return BudgetView.read(ledger, tools).block()
 
 
 def is_tool_dimension(dim: str) -> bool:

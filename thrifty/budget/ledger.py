@@ -29,6 +29,7 @@ from thrifty.budget.errors import BudgetExceeded
 from thrifty.budget.limits import Budget
 
 _EPS = 1e-9
+_INF = float("inf")
 _ids = itertools.count(1)
 
 
@@ -236,7 +237,10 @@ class Ledger:
                 default=float("inf"),
             )
 
-    def can_afford(self, amounts: Mapping[str, float]) -> bool:
+    def can_afford(self, amounts: Mapping[str, float], left: Mapping[str, float] | None = None) -> bool:
+        """Whether ``amounts`` could be reserved now (``left``: an :meth:`availability` reading to judge by)."""
+        if left is not None:
+            return all(amount <= left.get(dim, _INF) + _EPS for dim, amount in amounts.items() if amount > 0)
         with self._lock:
             return all(amount <= self.available(dim) + _EPS for dim, amount in amounts.items() if amount > 0)
 
@@ -367,17 +371,22 @@ class Ledger:
         return event
 
     # ------------------------------------------------------------------------------------- reading
-    def remaining(self) -> dict[str, float]:
-        """What is left in every dimension limited here or above (seconds included)."""
+    def availability(self) -> dict[str, float]:
+        """:meth:`available` for every dimension limited here or above, read at once (seconds included
+        when limited; a dimension not in the dict is unlimited). May be negative after an overrun."""
         with self._lock:
             dims: set[str] = set()
             for lg in self._ancestors():
                 dims.update(lg.limits)
-            out = {dim: max(0.0, self.available(dim)) for dim in sorted(dims)}
+            out = {dim: self.available(dim) for dim in sorted(dims)}
             seconds = self.available("seconds")
             if seconds != float("inf"):
-                out["seconds"] = max(0.0, seconds)
+                out["seconds"] = seconds
             return out
+
+    def remaining(self) -> dict[str, float]:
+        """What is left in every dimension limited here or above (seconds included)."""
+        return {dim: max(0.0, left) for dim, left in self.availability().items()}
 
     def limit(self, dim: str) -> float | None:
         """The tightest limit on ``dim`` that applies here (own or an ancestor's)."""

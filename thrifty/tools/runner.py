@@ -169,10 +169,11 @@ class ToolRunner:
     def available(self, ledger: Ledger | None = None) -> list[Tool]:
         """The tools whose budget can still pay one call, so an agent can hide the spent ones."""
         ledger = ledger or self.ledger
+        left = ledger.availability()
         return [
             t
             for t in self.tools.values()
-            if ledger.can_afford({"tool_calls": 1, tool_dimension(t.name): 1, "usd": self.price(t)})
+            if ledger.can_afford({"tool_calls": 1, tool_dimension(t.name): 1, "usd": self.price(t)}, left)
         ]
 
     @property

@@ -1,4 +1,12 @@
-"""The ``react`` strategy: a two-node LangGraph loop (act -> observe -> act ...) with the Budget Tracker.
+"""The ``react`` strategy: a LangGraph loop of agent steps (act, then observe its tool calls) with the Budget
+Tracker.
+
+One agent step is one LangGraph node (``step``) that routes itself with ``Command``: the model call and the
+tool calls it asked for run in the same superstep, and the state (every message, trace entry and the best
+answer so far) is committed after each step. A superstep costs LangGraph several hundred microseconds on a
+small machine, so splitting a step into an ``act`` node and an ``observe`` node doubled the framework's
+per-step cost for nothing a run uses. The ``act`` / ``observe`` functions stay available for custom graphs
+(see :mod:`thrifty.workflows.graph`); ``agent_step`` is the step itself.
 
 With ``tracker: false`` the same loop runs without the budget block and policy, which is the plain ReAct
 baseline the BATS paper compares against.
@@ -10,25 +18,20 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from thrifty.agents.context import RunContext
-from thrifty.agents.solver import SolverState, act, observe, route_after_act
+from thrifty.agents.solver import SolverState, agent_step
 
 
-def _act(state: SolverState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    return act(state, runtime.context)
-
-
-def _observe(state: SolverState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    return observe(state, runtime.context)
+def _step(state: SolverState, runtime: Runtime[RunContext]) -> Command[Any]:
+    update, go_on = agent_step(state, runtime.context)
+    return Command(update=update, goto="step" if go_on else END)
 
 
 def build_react(options: dict[str, Any] | None = None) -> Any:
     """Compile the react graph. ``options`` is unused: react's knobs live on the RunContext."""
     graph = StateGraph(SolverState, context_schema=RunContext)
-    graph.add_node("act", _act)
-    graph.add_node("observe", _observe)
-    graph.add_edge(START, "act")
-    graph.add_conditional_edges("act", route_after_act, {"observe": "observe", "end": END})
-    graph.add_edge("observe", "act")
+    graph.add_node("step", _step, destinations=("step", END))
+    graph.add_edge(START, "step")
     return graph.compile()
