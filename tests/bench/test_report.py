@@ -134,7 +134,15 @@ def test_overhead_runs_and_reports(tmp_path: Path) -> None:
     from thrifty.bench.overhead import run_overhead
 
     result = run_overhead(steps=3, repeats=1, warmup=0)
-    assert set(result.us_per_step) == {"thrifty", "thrifty_no_tracker", "langgraph", "loop"}
+    assert set(result.us_per_step) == {
+        "thrifty",
+        "thrifty_no_tracker",
+        "thrifty_tool_timeout",
+        "langgraph",
+        "langgraph_one_node",
+        "loop",
+    }
+    assert result.bare_langgraph in ("langgraph", "langgraph_one_node")
     assert all(v > 0 for v in result.us_per_step.values()) and result.ledger_us > 0
     data = result.to_dict()
     assert set(data["goals"]) == {"adds < 1 ms/step", "<= 1.5x bare LangGraph"}

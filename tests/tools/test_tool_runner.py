@@ -290,6 +290,48 @@ def test_async_tool_runs_from_sync_run() -> None:
     runner.close()
 
 
+def test_tool_without_timeout_runs_on_the_callers_thread_sync_and_async() -> None:
+    seen: list[str] = []
+
+    @tool(timeout=None, retries=1)
+    def where(fail: bool = False) -> str:
+        """Report the thread it ran on.
+
+        Args:
+            fail: Raise a refusal instead.
+        """
+        seen.append(threading.current_thread().name)
+        if fail:
+            raise ToolError("refused here")
+        return "ok"
+
+    ledger = Ledger()
+    runner = ToolRunner([where], ledger, cache=False)
+    assert runner.run("where").content == "ok"
+    refused = runner.run("where", {"fail": True})
+    assert refused.error == "refused here" and refused.attempts == 1  # a refusal is not retried
+    assert asyncio.run(runner.arun("where")).content == "ok"
+    assert seen == [threading.current_thread().name] * 3
+    assert runner._pool is None  # no worker thread was ever started
+    assert [e.ok for e in ledger.events] == [True, False, True]
+
+
+def test_tool_timeout_must_be_positive_or_none() -> None:
+    def fn() -> str:
+        """Nothing."""
+        return ""
+
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        tool(timeout=0)(fn)
+    assert tool(timeout=None)(fn).timeout is None
+
+
+def test_builtin_in_memory_tools_run_inline() -> None:
+    from thrifty.tools.calculator import calculator
+
+    assert calculator.timeout is None
+
+
 def test_available_hides_a_spent_tool() -> None:
     runner, ledger = make_runner(Budget(per_tool={"echo": 1}))
     assert {t.name for t in runner.available()} == {"echo", "upper", "structured"}

@@ -152,7 +152,7 @@ class Tool:
     args_model: type[BaseModel]
     fn: Callable[..., Any]
     price: float | None = None  # declared $/call; Pricing config overrides it, DEFAULT_TOOL_PRICES backs it
-    timeout: float = 30.0
+    timeout: float | None = 30.0  # None: run on the caller's thread, no hand-off and no timeout
     retries: int = 1
     batch_arg: str | None = None
     _params: dict[str, str] = field(default_factory=dict, repr=False)  # field name -> parameter name
@@ -162,8 +162,8 @@ class Tool:
             raise ValueError(f"tool name {self.name!r} must match {_NAME_RE.pattern} (OpenAI function names)")
         if self.price is not None and self.price < 0:
             raise ValueError(f"tool '{self.name}': price must be >= 0")
-        if self.timeout <= 0:
-            raise ValueError(f"tool '{self.name}': timeout must be > 0 seconds")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"tool '{self.name}': timeout must be > 0 seconds (or None)")
         if self.retries < 0:
             raise ValueError(f"tool '{self.name}': retries must be >= 0")
         if not self._params:
@@ -242,7 +242,7 @@ def _make_tool(
     name: str | None,
     description: str | None,
     price: float | None,
-    timeout: float,
+    timeout: float | None,
     retries: int,
     batch_arg: str | None,
 ) -> Tool:
@@ -271,7 +271,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     price: float | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = 30.0,
     retries: int = 1,
     batch_arg: str | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
@@ -284,7 +284,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     price: float | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = 30.0,
     retries: int = 1,
     batch_arg: str | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
@@ -295,7 +295,9 @@ def tool(
         name: Tool name shown to the model (default: the function's name).
         description: What the model is told the tool does (default: the docstring's first paragraph).
         price: Declared dollars per call (unit); a configured Pricing overrides it.
-        timeout: Seconds one attempt may run before it is abandoned.
+        timeout: Seconds one attempt may run before it is abandoned (the call runs on a worker thread so
+            that it can be). ``None`` runs a sync tool on the caller's thread with no timeout: for fast
+            in-memory tools (a corpus search, a calculator), where the thread hand-off is pure cost.
         retries: Extra attempts after an exception (each attempt is charged).
         batch_arg: A list parameter whose length is the number of units a call costs.
     """

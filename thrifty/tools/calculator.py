@@ -172,7 +172,7 @@ def format_number(value: Number) -> str:
     return f"{value:.12g}"
 
 
-@tool(price=0.0)
+@tool(price=0.0, timeout=None)  # sizes are bounded above, so it cannot hang: no thread hand-off
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression exactly, e.g. "(1969 - 1912) * 2" or "sqrt(2) / 3".
 

@@ -324,6 +324,11 @@ class ToolRunner:
     # ---------------------------------------------------------------------------------- running
     def _attempt_sync(self, call: _Call) -> Any:
         tool = call.tool
+        if tool.timeout is None and not tool.is_async:  # a fast in-memory tool: no thread hand-off
+            try:
+                return tool.fn(**call.kwargs)
+            except ToolError as exc:
+                raise _Refused(exc) from exc
         if tool.is_async:
             future = self._executor().submit(_run_coroutine, tool.fn, call.kwargs, tool.timeout)
         else:
@@ -344,6 +349,11 @@ class ToolRunner:
         awaitable: Awaitable[Any]
         if tool.is_async:
             awaitable = tool.fn(**call.kwargs)
+        elif tool.timeout is None:  # a fast in-memory tool: run it on the loop's thread
+            try:
+                return tool.fn(**call.kwargs)
+            except ToolError as exc:
+                raise _Refused(exc) from exc
         else:
             loop = asyncio.get_running_loop()
             awaitable = loop.run_in_executor(self._executor(), lambda: tool.fn(**call.kwargs))
@@ -471,7 +481,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
+async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> Any:
     """Await with a timeout, telling our timeout apart from a TimeoutError the tool raised itself."""
     scope = asyncio.timeout(timeout)
     try:
@@ -492,7 +502,7 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _run_coroutine(fn: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], timeout: float) -> Any:
+def _run_coroutine(fn: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], timeout: float | None) -> Any:
     """Run an async tool to completion in a worker thread (for the sync :meth:`ToolRunner.run`).
 
     The coroutine gets its own timeout so that it is cancelled, not just abandoned, when it runs over.

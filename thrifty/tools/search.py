@@ -113,7 +113,8 @@ def make_search_tools(corpus: Corpus, k: int = 3, *, snippet_chars: int = 300) -
         raise ValueError("k must be >= 1")
     index = BM25Index.for_corpus(corpus)
 
-    @tool(name="search")
+    # In-memory and bounded (a BM25 lookup, a dict read): run on the caller's thread, with no hand-off.
+    @tool(name="search", timeout=None)
     def search(query: str) -> str:
         """Search the document collection by keywords. Returns the best passages: each title and the
         beginning of its text. Use read(title) to get a passage in full.
@@ -128,7 +129,7 @@ def make_search_tools(corpus: Corpus, k: int = 3, *, snippet_chars: int = 300) -
             return f"no results for {query!r}; try different keywords."
         return "\n\n".join(f"Title: {p.title}\n{_snippet(p.text, snippet_chars)}" for p, _ in hits)
 
-    @tool(name="read")
+    @tool(name="read", timeout=None)
     def read(title: str) -> str:
         """Read the full text of one passage, by its title (as shown by search).
 
