@@ -23,6 +23,17 @@ def test_max_tokens_capped_to_what_the_budget_can_pay() -> None:
     assert ledger.reserved["total_tokens"] == 0
 
 
+def test_a_prompt_count_the_caller_already_made_is_used_as_is() -> None:
+    script = ScriptedModel([reply("hi", prompt_tokens=20, completion_tokens=5)] * 2)
+    ledger = Ledger(Budget(total_tokens=100))
+    Gateway(ledger).complete(script.model, MSG, max_tokens=1000, prompt_tokens=60)
+    assert script.requests[0].max_tokens == 40  # capped by the caller's count (100 - 60), not the model's 20
+    assert ledger.spent["total_tokens"] == 25  # the provider's usage is what is charged
+    with pytest.raises(BudgetExceeded) as info:
+        Gateway(Ledger(Budget(input_tokens=50))).complete(script.model, MSG, prompt_tokens=60)
+    assert info.value.dimension == "input_tokens" and len(script.requests) == 1
+
+
 def test_output_and_usd_limits_cap_too() -> None:
     script = ScriptedModel([reply("a", prompt_tokens=10, completion_tokens=3)] * 2)
     pricing = Pricing(models={script.model: ModelPrice(input_per_token=0.001, output_per_token=0.01)})

@@ -149,6 +149,32 @@ def test_overhead_runs_and_reports(tmp_path: Path) -> None:
     assert any("goal" in line for line in result.lines())
 
 
+def test_overhead_differences_and_ratios_are_paired_by_round() -> None:
+    from thrifty.bench.overhead import OverheadResult
+
+    result = OverheadResult(
+        steps=20,
+        repeats=3,
+        samples={
+            "thrifty": [1500.0, 3000.0, 2400.0],
+            "langgraph": [1400.0, 2000.0, 2500.0],
+            "langgraph_one_node": [1000.0, 2000.0, 1600.0],
+            "loop": [1000.0, 1500.0, 2000.0],
+        },
+        ledger_us=20.0,
+        compile_us=1000.0,
+    )
+    # Medians would say 2400 - 1500 = 900; paired by round the differences are 500, 1500, 400.
+    assert result.added_us_per_step == 500.0
+    assert result.bare_langgraph == "langgraph_one_node"  # medians 1600 < 2000
+    assert result.ratio_vs_langgraph == 1.5  # 1.5, 1.5, 1.5
+    assert result.spread["thrifty"] == (1500.0, 3000.0)
+    assert result.goals == {"adds < 1 ms/step": True, "<= 1.5x bare LangGraph": True}
+    assert result.goals_on_minimums == {"adds < 1 ms/step": True, "<= 1.5x bare LangGraph": True}
+    data = result.to_dict()
+    assert data["added_us_per_step"] == 500.0 and data["us_per_step"]["thrifty"] == 2400.0
+
+
 def test_inference_needs_a_local_model() -> None:
     from thrifty.bench.inference import run_inference
 

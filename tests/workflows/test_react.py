@@ -214,3 +214,42 @@ def test_time_running_out_forces_the_answer_while_one_still_fits(search_tools: l
     assert result.answer == "Paris"
     assert result.stop_reason == "budget_exhausted:seconds"
     assert script.requests[2].tool_names == []
+
+
+def test_one_superstep_per_agent_step_commits_the_call_and_its_results_together(search_tools: list) -> None:
+    from thrifty.agents.context import RunContext
+    from thrifty.agents.gateway import Gateway
+    from thrifty.budget import Ledger
+    from thrifty.tools import ToolRunner
+    from thrifty.workflows.react import build_react
+
+    script = ScriptedModel(
+        [call("search", query="capital of France"), call("read", title="Paris"), reply("Paris")]
+    )
+    ledger = Ledger(Budget(tool_calls=5))
+    ctx = RunContext(
+        ledger=ledger,
+        gateway=Gateway(ledger),
+        runner=ToolRunner(search_tools, ledger),
+        model=script.model,
+        tools=search_tools,
+    )
+    graph = build_react({})
+    assert set(graph.nodes) == {"__start__", "step"}
+    updates = list(
+        graph.stream(
+            {"question": "Capital of France?", "messages": [], "trace": []},
+            context=ctx,
+            stream_mode="updates",
+        )
+    )
+    assert [list(u) for u in updates] == [["step"]] * 3
+    roles = [[m["role"] for m in u["step"]["messages"]] for u in updates]
+    assert roles == [["assistant", "tool"], ["assistant", "tool"], ["assistant"]]
+    assert [u["step"]["step"] for u in updates] == [1, 2, 3]
+    assert updates[-1]["step"]["answer"] == "Paris"
+    assert [[t["action"] for t in u["step"]["trace"]] for u in updates] == [
+        ["tool_calls", "observation"],
+        ["tool_calls", "observation"],
+        ["answer"],
+    ]
