@@ -1,6 +1,6 @@
 """Framework overhead: thrifty react vs a bare LangGraph graph vs a plain loop (= `agent bench overhead`).
 
-python benchmarks/overhead.py [--steps 20] [--repeats 30] [--out benchmarks/results/overhead]
+python benchmarks/overhead.py [--steps 20] [--repeats 30] [--without-litellm] [--out benchmarks/results/overhead]
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=20, help="model calls in the react run")
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs per variant (median reported)")
+    parser.add_argument("--repeats", type=int, default=30, help="rounds (each variant once per round)")
     parser.add_argument("--out", type=Path, default=None, help="folder for overhead.json and overhead.txt")
+    parser.add_argument(
+        "--without-litellm",
+        action="store_true",
+        help="framework-only reading: model calls bypass LiteLLM in every variant",
+    )
     args = parser.parse_args()
-    result = run_overhead(steps=args.steps, repeats=args.repeats)
+    result = run_overhead(steps=args.steps, repeats=args.repeats, with_litellm=not args.without_litellm)
     text = "\n".join(result.lines())
     print(text)
     if args.out is not None:

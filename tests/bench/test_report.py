@@ -149,6 +149,29 @@ def test_overhead_runs_and_reports(tmp_path: Path) -> None:
     assert any("goal" in line for line in result.lines())
 
 
+def test_overhead_framework_only_reading_bypasses_litellm_and_restores_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from thrifty.agents._litellm import get_litellm
+    from thrifty.bench.overhead import run_overhead
+
+    litellm = get_litellm()
+    original = litellm.completion
+    calls: list[str] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(str(kwargs.get("model")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "completion", counting)
+    result = run_overhead(steps=2, repeats=1, warmup=0, with_litellm=False)
+    assert calls == []  # no variant went through LiteLLM
+    assert litellm.completion is counting  # put back afterwards
+    assert not result.with_litellm and any("FRAMEWORK ONLY" in line for line in result.lines())
+    run_overhead(steps=2, repeats=1, warmup=0)
+    assert len(calls) == 2 * 6  # 2 calls per variant, 6 variants
+
+
 def test_overhead_differences_and_ratios_are_paired_by_round() -> None:
     from thrifty.bench.overhead import OverheadResult
 

@@ -218,11 +218,18 @@ def overhead(
         int, typer.Option(min=1, help="Timed runs per variant (the median is reported).")
     ] = 30,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Also write overhead.json here.")] = None,
+    without_litellm: Annotated[
+        bool,
+        typer.Option(
+            "--without-litellm",
+            help="Framework-only reading: every variant calls the scripted provider directly, not via LiteLLM.",
+        ),
+    ] = False,
 ) -> None:
-    """Framework overhead per step: thrifty react vs a bare LangGraph graph vs a plain loop, plus the Ledger."""
+    """Framework overhead per step: thrifty react vs bare LangGraph graphs vs a plain loop, plus the Ledger."""
     from thrifty.bench.overhead import run_overhead
 
-    result = run_overhead(steps=steps, repeats=repeats)
+    result = run_overhead(steps=steps, repeats=repeats, with_litellm=not without_litellm)
     for line in result.lines():
         out.print(Text(line), highlight=False)
     if out_dir is not None:

@@ -35,7 +35,8 @@ import operator
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, TypedDict
 
@@ -69,6 +70,7 @@ class OverheadResult:
     token_counter_us: float | None = None  # LiteLLM token counting of the last prompt, for reference
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before and after (other processes)
     notes: list[str] = field(default_factory=list)
+    with_litellm: bool = True  # False: the framework-only reading (model calls bypass LiteLLM everywhere)
 
     @property
     def us_per_step(self) -> dict[str, float]:
@@ -148,6 +150,10 @@ class OverheadResult:
             "loop": "plain Python loop (floor)",
         }
         out = [f"framework overhead: {self.steps}-step react run, {self.repeats} rounds (median, min, max)"]
+        if not self.with_litellm:
+            out.append(
+                "  FRAMEWORK ONLY: every variant's model call bypasses LiteLLM (scripted provider called directly)"
+            )
         medians, spread = self.us_per_step, self.spread
         for key, label in names.items():
             if key in medians:
@@ -248,8 +254,38 @@ def _assistant(message: Any) -> dict[str, Any]:
     return out
 
 
-def run_overhead(steps: int = 20, repeats: int = 30, warmup: int = 3) -> OverheadResult:
-    """Time the variants (interleaved, ``repeats`` times each after ``warmup``) and the Ledger."""
+@contextmanager
+def _without_litellm(litellm: Any) -> Iterator[None]:
+    """Replace ``litellm.completion`` by a direct call of the scripted provider, for every variant alike.
+
+    The framework-only reading: LiteLLM's own per-call work (~2.5 ms here) and the background logging
+    threads it starts for every call (which contend for the GIL with whatever runs next) are taken out.
+    """
+    handler = next(p["custom_handler"] for p in litellm.custom_provider_map if p["provider"] == "scripted")
+    original = litellm.completion
+
+    def direct(*, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+        return handler.completion(
+            model.split("/", 1)[1],
+            messages,
+            model_response=litellm.ModelResponse(),
+            optional_params={k: v for k, v in params.items() if k in ("max_tokens", "temperature", "tools")},
+        )
+
+    litellm.completion = direct
+    try:
+        yield
+    finally:
+        litellm.completion = original
+
+
+def run_overhead(
+    steps: int = 20, repeats: int = 30, warmup: int = 3, *, with_litellm: bool = True
+) -> OverheadResult:
+    """Time the variants (interleaved, ``repeats`` times each after ``warmup``) and the Ledger.
+
+    ``with_litellm=False`` gives the framework-only reading (see :func:`_without_litellm`).
+    """
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import Command
 
@@ -379,20 +415,8 @@ def run_overhead(steps: int = 20, repeats: int = 30, warmup: int = 3) -> Overhea
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     load_before = os.getloadavg()[0]
-    for round_ in range(warmup + repeats):
-        for name, fn in variants.items():
-            script.add(*_script_steps(steps))
-            gc.collect()
-            started = time.perf_counter()
-            fn()
-            _drain_litellm_logging(litellm)
-            elapsed = time.perf_counter() - started
-            if script.remaining:
-                raise RuntimeError(
-                    f"{name}: {script.remaining} scripted replies left (expected {steps} calls)"
-                )
-            if round_ >= warmup:
-                times[name].append(elapsed / steps * 1e6)
+    with nullcontext() if with_litellm else _without_litellm(litellm):
+        _time_rounds(variants, times, script, steps, warmup + repeats, warmup, litellm)
 
     started = time.perf_counter()
     for _ in range(20):
@@ -419,11 +443,38 @@ def run_overhead(steps: int = 20, repeats: int = 30, warmup: int = 3) -> Overhea
         compile_us=compile_us,
         token_counter_us=token_us,
         load_average=(load_before, os.getloadavg()[0]),
+        with_litellm=with_litellm,
         notes=[
             "per step = one model call and its tool call; thrifty's react graph is compiled once a process",
             "the scripted model is instant, so these figures are pure framework + LiteLLM time",
         ],
     )
+
+
+def _time_rounds(
+    variants: dict[str, Callable[[], None]],
+    times: dict[str, list[float]],
+    script: Any,
+    steps: int,
+    rounds: int,
+    warmup: int,
+    litellm: Any,
+) -> None:
+    """Run every variant once per round, in order, and record µs per step after the warm-up rounds."""
+    for round_ in range(rounds):
+        for name, fn in variants.items():
+            script.add(*_script_steps(steps))
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            _drain_litellm_logging(litellm)
+            elapsed = time.perf_counter() - started
+            if script.remaining:
+                raise RuntimeError(
+                    f"{name}: {script.remaining} scripted replies left (expected {steps} calls)"
+                )
+            if round_ >= warmup:
+                times[name].append(elapsed / steps * 1e6)
 
 
 def _settings() -> Any:
