@@ -446,7 +446,9 @@ def run_overhead(
         with_litellm=with_litellm,
         notes=[
             "per step = one model call and its tool call; thrifty's react graph is compiled once a process",
-            "the scripted model is instant, so these figures are pure framework + LiteLLM time",
+            "the scripted model is instant, so these figures are pure framework + LiteLLM time"
+            if with_litellm
+            else "the scripted model is instant and LiteLLM is bypassed: these figures are framework time only",
         ],
     )
 
