@@ -111,17 +111,34 @@ def test_budget_block_unlimited_tool() -> None:
     assert spent_tools(ledger, ["read"]) == []
 
 
-def test_budget_block_of_a_child_sees_the_run() -> None:
-    root = Ledger(Budget(per_tool={"search": 10}))
+def test_budget_block_of_a_child_counts_use_against_the_limit_that_binds() -> None:
+    root = Ledger(Budget(per_tool={"search": 10}, total_tokens=1000))
     kid = root.child(Budget(per_tool={"search": 5}), name="kid")
     call(root, "search", 2)
     call(kid, "search", 1)
+    root.charge({"total_tokens": 300}, kind="model", name="m")
+    # The kid's own cap binds (4 left of 5, the run has 7 of 10): its own call counts, so 1 + 4 = 5.
+    # Tokens have no limit in the kid: the run's limit binds, and the run's spend is shown.
     assert budget_block(kid, ["search"]) == (
-        "<budget>search used: 3, search remaining: 4, regime: HIGH</budget>"  # kid 4/5, root 7/10
+        "<budget>search used: 1, search remaining: 4, tokens used: 300, tokens remaining: 700, "
+        "regime: HIGH</budget>"
     )
-    assert (
-        budget_block(root, ["search"]) == "<budget>search used: 3, search remaining: 7, regime: HIGH</budget>"
+    assert budget_block(root, ["search"]) == (
+        "<budget>search used: 3, search remaining: 7, tokens used: 300, tokens remaining: 700, "
+        "regime: HIGH</budget>"
     )
+    call(root, "search", 5)  # now the run's limit binds for the kid too (2 left of 10, the kid has 4)
+    assert budget_block(kid, ["search"]).startswith("<budget>search used: 8, search remaining: 2,")
+
+
+def test_budget_block_of_a_carved_branch_adds_up_to_its_slice() -> None:
+    root = Ledger(Budget(tool_calls=10))
+    call(root, "search", 4)
+    branch = root.child(Budget(tool_calls=3), name="branch", carve=True)
+    call(branch, "search", 1)
+    assert budget_block(branch, ["search"]).startswith("<budget>search used: 1, search remaining: 2,")
+    branch.close()
+    assert budget_block(root, ["search"]).startswith("<budget>search used: 5, search remaining: 5,")
 
 
 def test_spent_tools_lists_a_tool_at_zero() -> None:

@@ -54,23 +54,34 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if value != int(value) else str(int(value))
 
 
+def _used(ledger: Ledger, dim: str, limit_dim: str | None = None) -> float:
+    """What was spent on ``dim`` within the scope whose limit on ``limit_dim`` (default ``dim``) binds here;
+    the whole run's spend when nothing limits it."""
+    binding = ledger.binding(limit_dim or dim)
+    return (binding or ledger.root).spent.get(dim, 0.0)
+
+
 def tool_status(
     ledger: Ledger, tools: Iterable[str], remaining: dict[str, float] | None = None
 ) -> dict[str, tuple[float, float | None]]:
     """Per tool: (calls used, calls remaining or None when unlimited). ``remaining``: a fresh
-    ``ledger.remaining()`` when the caller already has one."""
+    ``ledger.remaining()`` when the caller already has one.
+
+    "Used" is counted against the limit that "remaining" comes from (the tool's own, or all tool calls), in
+    the ledger where it binds — a branch's own calls in a branch with its own budget — so that used and
+    remaining add up to a budget the agent can reason about.
+    """
     out: dict[str, tuple[float, float | None]] = {}
     if remaining is None:
         remaining = ledger.remaining()
     total_left = remaining.get("tool_calls")
-    spent = ledger.root.spent
     for name in tools:
         dim = tool_dimension(name)
-        used = spent.get(dim, 0.0)
         left = remaining.get(dim)
-        if total_left is not None:
-            left = total_left if left is None else min(left, total_left)
-        out[name] = (used, left)
+        by = dim
+        if total_left is not None and (left is None or total_left < left):
+            left, by = total_left, "tool_calls"
+        out[name] = (_used(ledger, dim, by), left)
     return out
 
 
@@ -85,7 +96,7 @@ class BudgetView:
     remaining: dict[str, float]
     ratio: float  # the minimum remaining fraction over every limit
     tools: dict[str, tuple[float, float | None]]  # (used, remaining or None) per tool
-    spent: dict[str, float]  # what the whole run has spent, per dimension
+    spent: dict[str, float]  # per limited dimension: spent within the scope whose limit binds here
     regime: Regime
     usd_spent: float = 0.0  # dollars spent by this ledger (a branch's own spend, for a child)
 
@@ -95,7 +106,7 @@ class BudgetView:
             remaining = ledger.remaining()
             status = tool_status(ledger, tools, remaining)
             ratio = ledger.remaining_ratio()
-            spent = dict(ledger.root.spent)
+            spent = {dim: _used(ledger, dim) for dim in remaining}
             usd_spent = ledger.usd_spent
         depleted = any(left is not None and left < 1 for _used, left in status.values())
         return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent)

@@ -388,6 +388,19 @@ class Ledger:
         """What is left in every dimension limited here or above (seconds included)."""
         return {dim: max(0.0, left) for dim, left in self.availability().items()}
 
+    def binding(self, dim: str) -> Ledger | None:
+        """The ledger whose limit on ``dim`` leaves the least for a charge made here (None: unlimited).
+
+        What "used" means next to :meth:`available`: that ledger's spend on ``dim`` plus what is
+        available here make up its limit, so an agent shown both can tell how big its budget was.
+        """
+        with self._lock:
+            chain, _hold = self._route(dim)
+            limited = [lg for lg in chain if dim in lg.limits]
+            if not limited:
+                return None
+            return min(limited, key=lambda lg: lg.limits[dim] - lg.spent[dim] - lg.reserved[dim])
+
     def limit(self, dim: str) -> float | None:
         """The tightest limit on ``dim`` that applies here (own or an ancestor's)."""
         if dim == "seconds":
