@@ -64,6 +64,17 @@ def test_user_defined_nodes_share_the_budget() -> None:
     assert result.usage.tool_calls == 1
 
 
+def test_act_and_observe_as_separate_nodes_routed_by_route_after_act() -> None:
+    from thrifty.agents.solver import act, observe, route_after_act
+
+    wf = Workflow("two-node-react").node("act", act).node("observe", observe)
+    wf.route("act", route_after_act, {"observe": "observe", "end": END}).edge("observe", "act")
+    script = ScriptedModel([call("search", query="France"), reply("Paris")])
+    result = Agent(script.model, tools=TOOLS, budget=Budget(tool_calls=2), strategy=wf).run("Capital?")
+    assert result.answer == "Paris" and result.stop_reason == "completed"
+    assert [t["action"] for t in result.trace] == ["tool_calls", "observation", "answer"]
+
+
 def test_bad_graphs_are_refused_clearly() -> None:
     with pytest.raises(WorkflowError, match="no node named 'missing'"):
         Workflow().node("a", solve).edge("a", "missing").compile()

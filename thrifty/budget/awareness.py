@@ -111,11 +111,6 @@ class BudgetView:
         depleted = any(left is not None and left < 1 for _used, left in status.values())
         return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent)
 
-    @property
-    def spent_tools(self) -> list[str]:
-        """Tools that cannot pay for one more call (to be hidden from the model)."""
-        return [name for name, (_used, left) in self.tools.items() if left is not None and left < 1]
-
     def block(self) -> str:
         """The ``<budget>`` block the model sees after each tool result."""
         parts: list[str] = []
