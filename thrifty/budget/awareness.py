@@ -54,6 +54,9 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if value != int(value) else str(int(value))
 
 
+_SHOWN = {"total_tokens": "tokens", "output_tokens": "output tokens", "usd": "usd"}  # in the block, in order
+
+
 def _used(ledger: Ledger, dim: str, limit_dim: str | None = None) -> float:
     """What was spent on ``dim`` within the scope whose limit on ``limit_dim`` (default ``dim``) binds here;
     the whole run's spend when nothing limits it."""
@@ -96,7 +99,7 @@ class BudgetView:
     remaining: dict[str, float]
     ratio: float  # the minimum remaining fraction over every limit
     tools: dict[str, tuple[float, float | None]]  # (used, remaining or None) per tool
-    spent: dict[str, float]  # per limited dimension: spent within the scope whose limit binds here
+    spent: dict[str, float]  # per dimension the block shows: spent within the scope whose limit binds here
     regime: Regime
     usd_spent: float = 0.0  # dollars spent by this ledger (a branch's own spend, for a child)
 
@@ -106,7 +109,7 @@ class BudgetView:
             remaining = ledger.remaining()
             status = tool_status(ledger, tools, remaining)
             ratio = ledger.remaining_ratio()
-            spent = {dim: _used(ledger, dim) for dim in remaining}
+            spent = {dim: _used(ledger, dim) for dim in _SHOWN if dim in remaining}
             usd_spent = ledger.usd_spent
         depleted = any(left is not None and left < 1 for _used, left in status.values())
         return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent)
@@ -118,7 +121,7 @@ class BudgetView:
             parts.append(f"{name} used: {_fmt(used)}")
             parts.append(f"{name} remaining: {'unlimited' if left is None else _fmt(left)}")
         remaining = self.remaining
-        for dim, label in (("total_tokens", "tokens"), ("output_tokens", "output tokens"), ("usd", "usd")):
+        for dim, label in _SHOWN.items():
             if dim in remaining:
                 parts.append(f"{label} used: {_fmt(round(self.spent.get(dim, 0.0), 4))}")
                 parts.append(f"{label} remaining: {_fmt(round(remaining[dim], 4))}")
