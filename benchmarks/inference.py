@@ -7,11 +7,11 @@ python benchmarks/inference.py [--model local/smollm2] [--max-tokens 128] [--rep
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import thrifty  # noqa: F401  (sets the offline environment before LiteLLM is imported)
 from thrifty.bench.inference import DEFAULT_PROMPT, run_inference
+from thrifty.bench.report import save_result
 
 
 def main() -> None:
@@ -28,12 +28,9 @@ def main() -> None:
     result = run_inference(
         args.model, prompt=args.prompt, max_tokens=args.max_tokens, repeats=args.repeats, threads=args.threads
     )
-    text = "\n".join(result.lines())
-    print(text)
+    print("\n".join(result.lines()))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "inference.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        (args.out / "inference.txt").write_text(text + "\n")
+        save_result(result, args.out, "inference", text=True)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ python benchmarks/overhead.py [--steps 20] [--repeats 30] [--without-litellm] [-
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import thrifty  # noqa: F401  (sets the offline environment before LiteLLM is imported)
 from thrifty.bench.overhead import run_overhead
+from thrifty.bench.report import save_result
 
 
 def main() -> None:
@@ -27,12 +27,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = run_overhead(steps=args.steps, repeats=args.repeats, with_litellm=not args.without_litellm)
-    text = "\n".join(result.lines())
-    print(text)
+    print("\n".join(result.lines()))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "overhead.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        (args.out / "overhead.txt").write_text(text + "\n")
+        save_result(result, args.out, "overhead", text=True)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,20 @@ def test_inference_needs_a_local_model() -> None:
 
     with pytest.raises(ValueError, match="local/"):
         run_inference("sim/default")
+
+
+def test_save_result_writes_json_and_optionally_the_printed_lines(tmp_path: Path) -> None:
+    from thrifty.bench.report import save_result
+
+    class Result:
+        def to_dict(self) -> dict:
+            return {"x": 1}
+
+        def lines(self) -> list[str]:
+            return ["a", "b"]
+
+    path = save_result(Result(), tmp_path / "new", "bench")
+    assert path == tmp_path / "new" / "bench.json" and json.loads(path.read_text()) == {"x": 1}
+    assert not (tmp_path / "new" / "bench.txt").exists()
+    save_result(Result(), tmp_path / "new", "bench", text=True)
+    assert (tmp_path / "new" / "bench.txt").read_text() == "a\nb\n"

@@ -42,14 +42,13 @@ from typing import Any
 
 import litellm
 
-from thrifty.agents.inprocess import Generation, InProcessProvider
+from thrifty.agents.inprocess import Generation, InProcessProvider, message_field
 
 # The OpenAI-message flattening and the tool descriptions are shared with the llama.cpp provider on
 # purpose: both providers must show a model the same conversation and the same tool-call format.
 from thrifty.agents.local import (
     _describe_tool,
     _functions,
-    _get,
     _new_call_id,
     _render_messages,
     _response_schema,
@@ -469,7 +468,9 @@ def _tool_plan(tools: Sequence[Any], tool_choice: Any, answer_schema: dict[str, 
         return None
     forced: str | None = None
     if isinstance(tool_choice, Mapping):
-        forced = _get(_get(tool_choice, "function") or {}, "name") or _get(tool_choice, "name")
+        forced = message_field(message_field(tool_choice, "function") or {}, "name") or message_field(
+            tool_choice, "name"
+        )
     if forced is not None:
         functions = [f for f in functions if f["name"] == forced]
         if not functions:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import litellm
 
-from thrifty.agents.inprocess import Generation, InProcessProvider
+from thrifty.agents.inprocess import Generation, InProcessProvider, content_text, message_field
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llama_cpp import Llama, LlamaGrammar
@@ -316,30 +316,6 @@ def close_models() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _text(content: Any) -> str:
-    """Flatten OpenAI content (str, None, or a list of parts) to text; chat templates need plain strings."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
-        return "\n".join(parts)
-    return str(content)
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """Read a field from a dict or a pydantic-ish object (LiteLLM passes either)."""
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
 def _call_json(name: str, arguments: Any) -> str:
     """A tool call written in the same JSON shape the model is asked to produce (a consistent few-shot)."""
     if isinstance(arguments, str):
@@ -359,27 +335,32 @@ def _render_messages(messages: Sequence[Any], system_extra: str | None = None) -
     calls: dict[str, str] = {}
     out: list[dict[str, str]] = []
     for message in messages:
-        role = _get(message, "role", "user")
-        content = _text(_get(message, "content"))
+        role = message_field(message, "role", "user")
+        content = content_text(message_field(message, "content"))
         if role == "developer":
             role = "system"
         if role == "assistant":
             lines = [content] if content else []
-            for call in _get(message, "tool_calls") or []:
-                function = _get(call, "function") or {}
-                name = str(_get(function, "name", "tool"))
-                arguments = _get(function, "arguments", "{}")
+            for call in message_field(message, "tool_calls") or []:
+                function = message_field(call, "function") or {}
+                name = str(message_field(function, "name", "tool"))
+                arguments = message_field(function, "arguments", "{}")
                 args_text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-                calls[str(_get(call, "id", ""))] = f"{name}({args_text})"
+                calls[str(message_field(call, "id", ""))] = f"{name}({args_text})"
                 lines.append(_call_json(name, arguments))
-            function_call = _get(message, "function_call")
+            function_call = message_field(message, "function_call")
             if function_call:
                 lines.append(
-                    _call_json(str(_get(function_call, "name", "tool")), _get(function_call, "arguments"))
+                    _call_json(
+                        str(message_field(function_call, "name", "tool")),
+                        message_field(function_call, "arguments"),
+                    )
                 )
             content = "\n".join(lines)
         elif role in ("tool", "function"):
-            call = calls.get(str(_get(message, "tool_call_id", ""))) or str(_get(message, "name") or "tool")
+            call = calls.get(str(message_field(message, "tool_call_id", ""))) or str(
+                message_field(message, "name") or "tool"
+            )
             content = f"Result of {call}: {content}"
             role = "user"
         elif role not in ("system", "user"):
@@ -416,15 +397,15 @@ def _functions(tools: Sequence[Any]) -> list[dict[str, Any]]:
     """OpenAI ``tools`` entries reduced to plain function dicts with a parameters schema."""
     functions = []
     for tool in tools:
-        function = _get(tool, "function") or tool
-        name = _get(function, "name")
+        function = message_field(tool, "function") or tool
+        name = message_field(function, "name")
         if not name:
             continue
-        parameters = _get(function, "parameters") or {"type": "object", "properties": {}}
+        parameters = message_field(function, "parameters") or {"type": "object", "properties": {}}
         functions.append(
             {
                 "name": str(name),
-                "description": str(_get(function, "description") or ""),
+                "description": str(message_field(function, "description") or ""),
                 "parameters": parameters,
             }
         )
@@ -510,7 +491,9 @@ def _tool_plan(
         return None
     forced: str | None = None
     if isinstance(tool_choice, Mapping):
-        forced = _get(_get(tool_choice, "function") or {}, "name") or _get(tool_choice, "name")
+        forced = message_field(message_field(tool_choice, "function") or {}, "name") or message_field(
+            tool_choice, "name"
+        )
     if forced is not None:
         functions = [f for f in functions if f["name"] == forced]
         if not functions:
@@ -561,13 +544,13 @@ def _response_schema(response_format: Any) -> dict[str, Any] | bool | None:
     """Schema asked for by an OpenAI ``response_format``: a dict, ``True`` for any JSON, ``None`` for text."""
     if not response_format:
         return None
-    kind = _get(response_format, "type")
+    kind = message_field(response_format, "type")
     if kind == "json_schema":
-        spec = _get(response_format, "json_schema") or {}
-        schema = _get(spec, "schema")
+        spec = message_field(response_format, "json_schema") or {}
+        schema = message_field(spec, "schema")
         return dict(schema) if isinstance(schema, Mapping) else True
     if kind == "json_object":
-        schema = _get(response_format, "schema")
+        schema = message_field(response_format, "schema")
         return dict(schema) if isinstance(schema, Mapping) else True
     return None
 

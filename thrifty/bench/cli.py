@@ -6,7 +6,6 @@ Mounted by the main CLI as ``app.add_typer(bench_app, name="bench")``. Exit code
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,15 +227,13 @@ def overhead(
 ) -> None:
     """Framework overhead per step: thrifty react vs bare LangGraph graphs vs a plain loop, plus the Ledger."""
     from thrifty.bench.overhead import run_overhead
+    from thrifty.bench.report import save_result
 
     result = run_overhead(steps=steps, repeats=repeats, with_litellm=not without_litellm)
     for line in result.lines():
         out.print(Text(line), highlight=False)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "overhead.json"
-        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-        err.print(f"[dim]wrote {path}[/dim]")
+        err.print(f"[dim]wrote {save_result(result, out_dir, 'overhead')}[/dim]")
 
 
 @bench_app.command("inference")
@@ -250,6 +247,7 @@ def inference(
 ) -> None:
     """Local inference: tokens/second through the Gateway vs raw llama-cpp-python (goal >= 0.9x)."""
     from thrifty.bench.inference import DEFAULT_PROMPT, run_inference
+    from thrifty.bench.report import save_result
 
     try:
         result = run_inference(
@@ -260,7 +258,4 @@ def inference(
     for line in result.lines():
         out.print(Text(line), highlight=False)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "inference.json"
-        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-        err.print(f"[dim]wrote {path}[/dim]")
+        err.print(f"[dim]wrote {save_result(result, out_dir, 'inference')}[/dim]")

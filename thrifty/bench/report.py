@@ -202,6 +202,18 @@ def write_json(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]], pa
     return path
 
 
+def save_result(result: Any, out_dir: str | Path, name: str, *, text: bool = False) -> Path:
+    """Write a timing benchmark's result (anything with ``to_dict()`` and ``lines()``) as ``NAME.json`` in
+    ``out_dir`` (created), and its printed lines as ``NAME.txt`` with ``text``. Returns the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if text:
+        (out / f"{name}.txt").write_text("\n".join(result.lines()) + "\n", encoding="utf-8")
+    return path
+
+
 def write_plot(rows: Sequence[SummaryRow], title: str, path: str | Path) -> Path:
     """EM and F1 (with standard errors) against mean USD per question: one line per strategy, points
     labelled by budget. Needs matplotlib (the ``bench`` extra)."""

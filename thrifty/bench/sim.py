@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thrifty.agents._litellm import get_litellm
+from thrifty.agents.inprocess import content_text, message_field
 from thrifty.bench.datasets import QAItem
 from thrifty.bench.metrics import exact_match, normalize_answer
 from thrifty.tools import Corpus
@@ -235,22 +236,6 @@ _SECONDS = re.compile(r"seconds remaining: \d+")
 _RENDERED_CALL = re.compile(r"\b(\w+)\((\{[^\n]*?\})\)")
 
 
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content)
-    return str(content)
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
 @dataclass
 class _Request:
     messages: list[dict[str, Any]]  # role, content (raw), calls [(name, args dict)]
@@ -290,7 +275,10 @@ class _Request:
 
     @property
     def tool_names(self) -> list[str]:
-        return [str(_get(_get(t, "function") or {}, "name") or "") for t in self.params.get("tools") or []]
+        return [
+            str(message_field(message_field(t, "function") or {}, "name") or "")
+            for t in self.params.get("tools") or []
+        ]
 
     def last_user_index(self) -> int | None:
         for i in range(len(self.messages) - 1, -1, -1):
@@ -307,18 +295,18 @@ def _parse_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for message in messages:
         calls = []
-        for call in _get(message, "tool_calls") or []:
-            function = _get(call, "function") or {}
-            raw = _get(function, "arguments") or "{}"
+        for call in message_field(message, "tool_calls") or []:
+            function = message_field(call, "function") or {}
+            raw = message_field(function, "arguments") or "{}"
             try:
                 args = json.loads(raw) if isinstance(raw, str) else dict(raw)
             except (json.JSONDecodeError, TypeError, ValueError):
                 args = {}
-            calls.append((str(_get(function, "name") or ""), args if isinstance(args, dict) else {}))
+            calls.append((str(message_field(function, "name") or ""), args if isinstance(args, dict) else {}))
         out.append(
             {
-                "role": str(_get(message, "role") or "user"),
-                "content": _text(_get(message, "content")),
+                "role": str(message_field(message, "role") or "user"),
+                "content": content_text(message_field(message, "content")),
                 "calls": calls,
             }
         )
@@ -344,7 +332,9 @@ def _request_hash(model: str, messages: list[dict[str, Any]], params: Mapping[st
         "messages": [
             [m["role"], _SECONDS.sub("seconds remaining: -", m["content"]), m["calls"]] for m in messages
         ],
-        "tools": sorted(str(_get(_get(t, "function") or {}, "name")) for t in params.get("tools") or []),
+        "tools": sorted(
+            str(message_field(message_field(t, "function") or {}, "name")) for t in params.get("tools") or []
+        ),
         "format": json.dumps(rf, sort_keys=True, default=str) if rf else None,
         "seed": params.get("seed"),
     }
@@ -409,9 +399,9 @@ class _Sim:
 
     def _generic_move(self, title: str) -> tuple[str, dict[str, Any]]:
         for spec in self.req.params.get("tools") or []:
-            function = _get(spec, "function") or {}
-            props = (_get(function, "parameters") or {}).get("properties") or {}
-            name = str(_get(function, "name") or "")
+            function = message_field(spec, "function") or {}
+            props = (message_field(function, "parameters") or {}).get("properties") or {}
+            name = str(message_field(function, "name") or "")
             for arg, schema in props.items():
                 if isinstance(schema, Mapping) and schema.get("type") == "string":
                     return name, {arg: title}
@@ -651,9 +641,11 @@ class SimProvider(litellm.CustomLLM):
         out: _Out
         rf = params.get("response_format")
         if rf:
-            spec = _get(rf, "json_schema") or {}
-            role = str(_get(spec, "name") or "") if _get(rf, "type") == "json_schema" else ""
-            schema = _get(spec, "schema") or {}
+            spec = message_field(rf, "json_schema") or {}
+            role = (
+                str(message_field(spec, "name") or "") if message_field(rf, "type") == "json_schema" else ""
+            )
+            schema = message_field(spec, "schema") or {}
             if role == "critic":
                 obj = sim.critic()
             elif role == "verdict":
