@@ -18,18 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from thrifty.agents._litellm import get_litellm
 from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservation, UnpricedModelError
 from thrifty.budget.pricing import IN_PROCESS_PROVIDERS, provider_of
+from thrifty.budget.retry import RetryPolicy
 
 DEFAULT_MAX_TOKENS = 512
 _INF = float("inf")
@@ -130,6 +123,7 @@ class Gateway:
         self.default_max_tokens = default_max_tokens
         self._prices: dict[str, ModelPrice] = {}
         self._call_seconds: dict[str, float] = {}  # moving average of call durations, per model
+        self._policies: dict[str, RetryPolicy] = {}
 
     # ------------------------------------------------------------------------------------ checks
     def check_model(self, model: str) -> ModelPrice:
@@ -354,19 +348,20 @@ class Gateway:
             res, {"model_requests": 1}, ok=False, detail=_scrub(f"{type(exc).__name__}: {exc}")[:300]
         )
 
-    def _retrying_kwargs(self, model: str) -> dict[str, Any]:
-        in_process = provider_of(model) in IN_PROCESS_PROVIDERS
-
-        def before_sleep(state: RetryCallState) -> None:
-            self.ledger.check_time()
-
-        return {
-            "stop": stop_after_attempt(self.retries + 1),
-            "retry": retry_if_exception(lambda exc: _is_transient(exc, in_process)),
-            "wait": wait_exponential(multiplier=self.backoff, max=max(self.backoff * 8, 0.0)),
-            "reraise": True,
-            "before_sleep": before_sleep,
-        }
+    def _retry_policy(self, model: str) -> RetryPolicy:
+        """Transient provider errors are retried with exponential backoff, never past the time budget."""
+        policy = self._policies.get(model)
+        if policy is None:
+            in_process = provider_of(model) in IN_PROCESS_PROVIDERS
+            policy = RetryPolicy(
+                attempts=self.retries + 1,
+                retry=lambda exc: _is_transient(exc, in_process),
+                backoff=self.backoff,
+                max_wait=max(self.backoff * 8, 0.0),
+                before_sleep=self.ledger.check_time,
+            )
+            self._policies[model] = policy
+        return policy
 
     def _begin(
         self,
@@ -406,25 +401,25 @@ class Gateway:
         litellm = get_litellm()
         self.price(model)
         attempts = 0
+
+        def attempt() -> ModelReply:
+            nonlocal attempts
+            attempts += 1
+            res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
+            started = self.ledger.clock()
+            try:
+                response = litellm.completion(**request)
+            except BaseException as exc:
+                self._fail(res, exc)
+                raise
+            return self._settle(res, model, response, started, attempts, cap)
+
         try:
-            for attempt in Retrying(**self._retrying_kwargs(model)):
-                with attempt:
-                    attempts += 1
-                    res, cap, request = self._begin(
-                        model, messages, tools, max_tokens, node, kwargs, prompt_tokens
-                    )
-                    started = self.ledger.clock()
-                    try:
-                        response = litellm.completion(**request)
-                    except BaseException as exc:
-                        self._fail(res, exc)
-                        raise
-                    return self._settle(res, model, response, started, attempts, cap)
+            return self._retry_policy(model).call(attempt)
         except BudgetExceeded:
             raise
         except Exception as exc:
             raise self._model_error(model, exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def acomplete(
         self,
@@ -441,25 +436,25 @@ class Gateway:
         litellm = get_litellm()
         self.price(model)
         attempts = 0
+
+        async def attempt() -> ModelReply:
+            nonlocal attempts
+            attempts += 1
+            res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
+            started = self.ledger.clock()
+            try:
+                response = await litellm.acompletion(**request)
+            except BaseException as exc:
+                self._fail(res, exc)
+                raise
+            return self._settle(res, model, response, started, attempts, cap)
+
         try:
-            async for attempt in AsyncRetrying(**self._retrying_kwargs(model)):
-                with attempt:
-                    attempts += 1
-                    res, cap, request = self._begin(
-                        model, messages, tools, max_tokens, node, kwargs, prompt_tokens
-                    )
-                    started = self.ledger.clock()
-                    try:
-                        response = await litellm.acompletion(**request)
-                    except BaseException as exc:
-                        self._fail(res, exc)
-                        raise
-                    return self._settle(res, model, response, started, attempts, cap)
+            return await self._retry_policy(model).acall(attempt)
         except BudgetExceeded:
             raise
         except Exception as exc:
             raise self._model_error(model, exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _model_error(model: str, exc: BaseException) -> ModelError:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_none
 
 from thrifty.budget import BudgetExceeded, Ledger, Pricing, Reservation, tool_dimension
+from thrifty.budget.retry import RetryPolicy
 from thrifty.tools.base import Tool, ToolError
 
 __all__ = ["Observation", "ToolRunner", "to_text"]
@@ -362,18 +362,13 @@ class ToolRunner:
         except ToolError as exc:
             raise _Refused(exc) from exc
 
-    def _retry_policy(self, tool: Tool) -> dict[str, Any]:
+    def _retry_policy(self, tool: Tool) -> RetryPolicy:
         def should_retry(exc: BaseException) -> bool:
             if isinstance(exc, _ToolTimeout):
                 return self.retry_timeouts
             return _retryable(exc)
 
-        return {
-            "stop": stop_after_attempt(tool.retries + 1),
-            "retry": retry_if_exception(should_retry),
-            "wait": wait_none(),
-            "reraise": True,
-        }
+        return RetryPolicy(attempts=tool.retries + 1, retry=should_retry)
 
     @contextmanager
     def _charged(self, state: _Attempts) -> Iterator[Reservation | None]:
@@ -418,12 +413,14 @@ class ToolRunner:
         if hit is not None:
             return hit
         state = _Attempts(call, ledger or self.ledger, node)
-        try:
-            for attempt in Retrying(**self._retry_policy(call.tool)):
-                with attempt, self._charged(state) as res:
-                    if res is None:  # a retry the budget cannot pay: report the last failure
-                        break
+
+        def attempt() -> None:
+            with self._charged(state) as res:
+                if res is not None:  # None: a retry the budget cannot pay; the last failure is reported
                     state.outcome = self._attempt_sync(call)
+
+        try:
+            self._retry_policy(call.tool).call(attempt)
         except BudgetExceeded:
             raise
         except Exception as exc:
@@ -447,12 +444,14 @@ class ToolRunner:
         if hit is not None:
             return hit
         state = _Attempts(call, ledger or self.ledger, node)
-        try:
-            async for attempt in AsyncRetrying(**self._retry_policy(call.tool)):
-                with attempt, self._charged(state) as res:
-                    if res is None:
-                        break
+
+        async def attempt() -> None:
+            with self._charged(state) as res:
+                if res is not None:
                     state.outcome = await self._attempt_async(call)
+
+        try:
+            await self._retry_policy(call.tool).acall(attempt)
         except BudgetExceeded:
             raise
         except Exception as exc:

@@ -1,0 +1,99 @@
+"""Retries that the budget pays for: tenacity's schedule, entered only once an attempt has failed.
+
+Every attempt of a model or tool call is reserved and charged by the caller (the function passed in), so
+retrying never overspends. Most calls succeed the first time, and tenacity's machinery (a retry state, a
+future and an attempt manager per attempt: ~20-30 µs here) is not needed for them: the first attempt runs
+directly, and only when it fails with an error worth retrying does tenacity take over. It then sees that
+failure as its own attempt 1 (the exception is replayed, not re-run), so the waits, the stop rule and the
+``before_sleep`` hook behave exactly as if tenacity had run every attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_none,
+)
+
+T = TypeVar("T")
+
+
+def _never(exc: BaseException) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Up to ``attempts`` tries while ``retry(exc)`` says the failure is worth another one.
+
+    ``backoff``: the first wait in seconds, doubling after each failure up to ``max_wait`` (0: no wait).
+    ``before_sleep``: called before each wait (e.g. to stop when the time budget is spent: whatever it
+    raises ends the retries).
+    """
+
+    attempts: int = 1
+    retry: Callable[[BaseException], bool] = _never
+    backoff: float = 0.0
+    max_wait: float = 0.0
+    before_sleep: Callable[[], None] | None = None
+
+    def _again(self, exc: Exception) -> bool:
+        return self.attempts > 1 and self.retry(exc)
+
+    def _tenacity(self) -> dict[str, Any]:
+        hook = self.before_sleep
+
+        def before_sleep(state: RetryCallState) -> None:
+            if hook is not None:
+                hook()
+
+        return {
+            "stop": stop_after_attempt(self.attempts),
+            "retry": retry_if_exception(self.retry),
+            "wait": wait_exponential(multiplier=self.backoff, max=self.max_wait)
+            if self.backoff > 0
+            else wait_none(),
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()``, retried under this policy; the last failure is raised as is."""
+        try:
+            return fn()
+        except Exception as exc:
+            if not self._again(exc):
+                raise
+            failed: list[Exception] = [exc]
+
+        def attempt() -> T:
+            if failed:  # tenacity's attempt 1 is the one that already failed
+                raise failed.pop()
+            return fn()
+
+        return Retrying(**self._tenacity())(attempt)
+
+    async def acall(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """The asyncio twin of :meth:`call` (waits with ``asyncio.sleep``)."""
+        try:
+            return await fn()
+        except Exception as exc:
+            if not self._again(exc):
+                raise
+            failed: list[Exception] = [exc]
+
+        async def attempt() -> T:
+            if failed:
+                raise failed.pop()
+            return await fn()
+
+        return await AsyncRetrying(**self._tenacity())(attempt)
