@@ -173,6 +173,16 @@ class LedgerMachine(RuleBasedStateMachine):
     def limits_hold(self) -> None:
         check_invariants(self.ledgers)
 
+    @invariant()
+    def readings_are_current(self) -> None:
+        # Readings are reused until the tree changes: one made now must equal one made from scratch, so
+        # any change that forgot to invalidate them shows up here (the previous check read every ledger).
+        for lg in self.ledgers:
+            dims = sorted(set(lg.availability()) - {"seconds"})
+            reused = (lg.availability(), lg.ratios(), [lg.binding(d) for d in dims])
+            lg._reading = None
+            assert reused == (lg.availability(), lg.ratios(), [lg.binding(d) for d in dims]), lg.path
+
     def teardown(self) -> None:
         if not self.ledgers:
             return

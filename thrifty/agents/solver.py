@@ -29,11 +29,12 @@ def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[st
     return {**(left or {}), **(right or {})}
 
 
-class SolverState(TypedDict, total=False):
-    """The state every built-in graph shares (react, bats, self-consistency, custom workflows).
+class StepState(TypedDict, total=False):
+    """What the agent loop itself reads and writes (react's whole state).
 
     ``messages`` only grows (the full trajectory stays for the record); ``window_start`` marks where the
     current attempt's context begins, so a verifier's summary can replace the raw trajectory in the prompt.
+    LangGraph does work per state channel at every superstep, so react's graph carries only these.
     """
 
     question: str
@@ -46,7 +47,12 @@ class SolverState(TypedDict, total=False):
     stop_reason: str | None
     error: str | None
     trace: Annotated[list[dict[str, Any]], operator.add]
-    # planner / verifier / judge
+
+
+class SolverState(StepState, total=False):
+    """The state the other built-in graphs share (bats, self-consistency, value tree, custom workflows):
+    the agent loop's, plus the planner's, verifier's and judge's."""
+
     plan: list[dict[str, Any]]
     attempt: int
     decision: str | None
@@ -114,7 +120,7 @@ def snapshot(ctx: RunContext, view: BudgetView | None = None) -> dict[str, Any]:
 STUCK_AFTER_REPEATS = 2
 
 
-def repeated_calls(state: SolverState) -> int:
+def repeated_calls(state: StepState) -> int:
     """How many of the latest tool results in this attempt were repeats served from the cache."""
     start = int(state.get("window_start") or 0)
     count = 0
@@ -127,7 +133,7 @@ def repeated_calls(state: SolverState) -> int:
     return count
 
 
-def _conversation(state: SolverState, ctx: RunContext) -> list[dict[str, Any]]:
+def _conversation(state: StepState, ctx: RunContext) -> list[dict[str, Any]]:
     system = {
         "role": "system",
         "content": prompts.react_system(ctx.tracker and bool(ctx.tools), ctx.system_extra),
@@ -175,7 +181,7 @@ def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | No
     return None
 
 
-def act(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
     """Ask the model for the next tool call or the answer."""
     step = int(state.get("step") or 0) + 1
     question = state["question"]
@@ -270,7 +276,7 @@ def final_answer_call(
 
 
 def _answer(
-    state: SolverState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None
+    state: StepState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None
 ) -> dict[str, Any]:
     answer = clean_answer(reply.content) or state.get("candidate") or "unknown"
     reason = forced_stop or stop_reason(StopKind.COMPLETED)
@@ -294,7 +300,7 @@ def _answer(
 
 
 def _stop(
-    state: SolverState, ctx: RunContext, step: int, reason: str, detail: str, error: str | None = None
+    state: StepState, ctx: RunContext, step: int, reason: str, detail: str, error: str | None = None
 ) -> dict[str, Any]:
     entry = {
         "step": step,
@@ -315,7 +321,7 @@ def _stop(
     return update
 
 
-def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+def observe(state: StepState, ctx: RunContext) -> dict[str, Any]:
     """Run the tool calls of the last assistant message; each result carries the budget block."""
     last = (state.get("messages") or [])[-1]
     new_messages: list[dict[str, Any]] = []
@@ -353,7 +359,7 @@ def observe(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     return {"messages": new_messages, "trace": entries}
 
 
-def route_after_act(state: SolverState) -> str:
+def route_after_act(state: StepState) -> str:
     """'observe' when the model asked for tools, 'end' once there is an answer or a stop."""
     if state.get("stop_reason"):
         return "end"
@@ -361,7 +367,7 @@ def route_after_act(state: SolverState) -> str:
     return "observe" if last.get("tool_calls") else "end"
 
 
-def agent_step(state: SolverState, ctx: RunContext) -> tuple[dict[str, Any], bool]:
+def agent_step(state: StepState, ctx: RunContext) -> tuple[dict[str, Any], bool]:
     """One agent step: the model call (:func:`act`) and, if it asked for tools, their results (:func:`observe`).
 
     Returns the state update and whether the loop goes on (False once there is an answer or a stop).

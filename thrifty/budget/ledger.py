@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from thrifty.budget.errors import BudgetExceeded
 from thrifty.budget.limits import Budget
@@ -45,6 +45,12 @@ def _unhold(hold: Reservation | None, dim: str, amount: float) -> None:
         for lg in chain:
             lg.reserved[dim] -= amount
         hold = up_hold
+
+
+class _DimReading(NamedTuple):
+    left: float  # what can still be reserved here (the least over the route's limits)
+    ratio: float  # the least remaining fraction over the route's limits, each against its own limit
+    binding: Ledger  # the ledger whose limit leaves ``left``
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,11 @@ class Ledger:
         self._clock = clock
         self._lock: threading.RLock = _parent._lock if _parent else threading.RLock()
         self._seq = _parent._seq if _parent else itertools.count(1)
+        # Bumped (under the lock) by every change anywhere in the tree: readings made at the same version
+        # are reused (an agent step reads the budget several times between two charges).
+        self._version: list[int] = _parent._version if _parent else [0]
+        self._reading: tuple[int, dict[str, _DimReading]] | None = None
+        self._routes: dict[str, tuple[list[Ledger], Reservation | None]] = {}
         self.limits: dict[str, float] = self.budget.limits()
         self._seconds_limit = self.limits.pop("seconds", None)
         self.spent: defaultdict[str, float] = defaultdict(float)
@@ -142,16 +153,28 @@ class Ledger:
             cur = cur.parent
 
     def _route(self, dim: str) -> tuple[list[Ledger], Reservation | None]:
-        """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from."""
-        chain: list[Ledger] = []
-        cur: Ledger = self
-        while True:
-            chain.append(cur)
-            if cur._hold is not None and dim in cur._hold.amounts:
-                return chain, cur._hold
-            if cur.parent is None:
-                return chain, None
-            cur = cur.parent
+        """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from.
+
+        Fixed once the ledger is open (its parent and its carve hold never change), so computed once per
+        dimension."""
+        route = self._routes.get(dim)
+        if route is None:
+            chain: list[Ledger] = []
+            cur: Ledger = self
+            while True:
+                chain.append(cur)
+                if cur._hold is not None and dim in cur._hold.amounts:
+                    route = (chain, cur._hold)
+                    break
+                if cur.parent is None:
+                    route = (chain, None)
+                    break
+                cur = cur.parent
+            self._routes[dim] = route
+        return route
+
+    def _changed(self) -> None:
+        self._version[0] += 1
 
     def child(self, budget: Budget | None = None, *, name: str = "child", carve: bool = False) -> Ledger:
         """Open a child ledger for a node, branch or sub-agent.
@@ -172,6 +195,8 @@ class Ledger:
                     slice_[dim] = min(want, left)
                 kid.limits = dict(slice_)
                 kid._hold = self.reserve(slice_, kind="carve", name=name)
+                kid._routes.clear()
+            self._changed()
             return kid
 
     def close(self) -> None:
@@ -184,6 +209,7 @@ class Ledger:
             if self.closed:
                 return
             self.closed = True
+            self._changed()
             hold = self._hold
             if hold is not None and hold.open:
                 hold.open = False
@@ -227,15 +253,47 @@ class Ledger:
         """What can still be reserved in ``dim`` here (``inf`` if nothing limits it)."""
         with self._lock:
             if dim == "seconds":
-                return min(
-                    (lg._seconds_limit - lg.elapsed() for lg in self._ancestors() if lg._seconds_limit),
-                    default=float("inf"),
-                )
-            chain, _hold = self._route(dim)
-            return min(
-                (lg.limits[dim] - lg.spent[dim] - lg.reserved[dim] for lg in chain if dim in lg.limits),
-                default=float("inf"),
-            )
+                return self._seconds_left()
+            reading = self._scan().get(dim)
+            return _INF if reading is None else reading.left
+
+    def _seconds_left(self) -> float:
+        return min(
+            (lg._seconds_limit - lg.elapsed() for lg in self._ancestors() if lg._seconds_limit),
+            default=_INF,
+        )
+
+    def _scan(self) -> dict[str, _DimReading]:
+        """Every dimension limited here or above, read in one pass along its route (seconds excepted: they
+        change without a charge). Reused until the tree next changes; call under the lock."""
+        version = self._version[0]
+        if self._reading is not None and self._reading[0] == version:
+            return self._reading[1]
+        dims: set[str] = set()
+        for lg in self._ancestors():
+            dims.update(lg.limits)
+        out: dict[str, _DimReading] = {}
+        for dim in sorted(dims):
+            best: _DimReading | None = None
+            for lg in self._route(dim)[0]:
+                lim = lg.limits.get(dim)
+                if lim is None:
+                    continue
+                left = lim - lg.spent[dim] - lg.reserved[dim]
+                ratio = min(1.0, max(0.0, left / lim))
+                if best is None:
+                    best = _DimReading(left, ratio, lg)
+                else:
+                    # A carved slice answers for its own dimensions: only its route's limits count.
+                    best = _DimReading(
+                        min(best.left, left),
+                        min(best.ratio, ratio),
+                        lg if left < best.left else best.binding,
+                    )
+            if best is not None:
+                out[dim] = best
+        self._reading = (version, out)
+        return out
 
     def can_afford(self, amounts: Mapping[str, float], left: Mapping[str, float] | None = None) -> bool:
         """Whether ``amounts`` could be reserved now (``left``: an :meth:`availability` reading to judge by)."""
@@ -268,6 +326,7 @@ class Ledger:
                         if amount > left + _EPS:
                             raise BudgetExceeded(dim, amount, left, lg.path)
             res = Reservation(self, clean, kind, name, node)
+            self._changed()
             for dim, amount in clean.items():
                 route = self._route(dim)
                 res.routes[dim] = route
@@ -292,6 +351,7 @@ class Ledger:
             if not reservation.open:
                 raise RuntimeError("reservation already settled or released")
             reservation.open = False
+            self._changed()
             spent = dict(reservation.amounts if actual is None else {k: float(v) for k, v in actual.items()})
             for dim in set(reservation.amounts) | set(spent):
                 chain, hold = reservation.routes.get(dim) or reservation.ledger._route(dim)
@@ -319,6 +379,7 @@ class Ledger:
             if not reservation.open:
                 return
             reservation.open = False
+            self._changed()
             for dim, amount in reservation.amounts.items():
                 chain, hold = reservation.routes[dim]
                 for lg in chain:
@@ -375,12 +436,9 @@ class Ledger:
         """:meth:`available` for every dimension limited here or above, read at once (seconds included
         when limited; a dimension not in the dict is unlimited). May be negative after an overrun."""
         with self._lock:
-            dims: set[str] = set()
-            for lg in self._ancestors():
-                dims.update(lg.limits)
-            out = {dim: self.available(dim) for dim in sorted(dims)}
-            seconds = self.available("seconds")
-            if seconds != float("inf"):
+            out = {dim: reading.left for dim, reading in self._scan().items()}
+            seconds = self._seconds_left()
+            if seconds != _INF:
                 out["seconds"] = seconds
             return out
 
@@ -395,11 +453,8 @@ class Ledger:
         available here make up its limit, so an agent shown both can tell how big its budget was.
         """
         with self._lock:
-            chain, _hold = self._route(dim)
-            limited = [lg for lg in chain if dim in lg.limits]
-            if not limited:
-                return None
-            return min(limited, key=lambda lg: lg.limits[dim] - lg.spent[dim] - lg.reserved[dim])
+            reading = self._scan().get(dim)
+            return None if reading is None else reading.binding
 
     def limit(self, dim: str) -> float | None:
         """The tightest limit on ``dim`` that applies here (own or an ancestor's)."""
@@ -409,21 +464,11 @@ class Ledger:
         return min((lg.limits[dim] for lg in chain if dim in lg.limits), default=None)
 
     def ratios(self) -> dict[str, float]:
-        """Remaining fraction per limited dimension, judged by each ledger against its own limit."""
+        """Remaining fraction per limited dimension, judged by each ledger against its own limit (along
+        the same route as :meth:`available`: a carved slice answers for its own dimensions, its hold in the
+        parent is not "used up" from the child's point of view)."""
         with self._lock:
-            out: dict[str, float] = {}
-            dims: set[str] = set()
-            for lg in self._ancestors():
-                dims.update(lg.limits)
-            for dim in sorted(dims):
-                # Judged along the same route as `available`: a carved slice answers for its own dimensions
-                # (its hold in the parent is not "used up" from the child's point of view).
-                chain, _hold = self._route(dim)
-                for lg in chain:
-                    if dim in lg.limits:
-                        lim = lg.limits[dim]
-                        left = lim - lg.spent[dim] - lg.reserved[dim]
-                        out[dim] = min(out.get(dim, 1.0), max(0.0, left / lim))
+            out = {dim: reading.ratio for dim, reading in self._scan().items()}
             for lg in self._ancestors():
                 if lg._seconds_limit:
                     left = lg._seconds_limit - lg.elapsed()

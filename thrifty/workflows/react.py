@@ -21,17 +21,17 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from thrifty.agents.context import RunContext
-from thrifty.agents.solver import SolverState, agent_step
+from thrifty.agents.solver import StepState, agent_step
 
 
-def _step(state: SolverState, runtime: Runtime[RunContext]) -> Command[Any]:
+def _step(state: StepState, runtime: Runtime[RunContext]) -> Command[Any]:
     update, go_on = agent_step(state, runtime.context)
     return Command(update=update, goto="step" if go_on else END)
 
 
 def build_react(options: dict[str, Any] | None = None) -> Any:
     """Compile the react graph. ``options`` is unused: react's knobs live on the RunContext."""
-    graph = StateGraph(SolverState, context_schema=RunContext)
+    graph = StateGraph(StepState, context_schema=RunContext)
     graph.add_node("step", _step, destinations=("step", END))
     graph.add_edge(START, "step")
     return graph.compile()
