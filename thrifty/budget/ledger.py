@@ -136,21 +136,22 @@ class Ledger:
         self.started = clock()
         self._hold: Reservation | None = None
         self.closed = False
+        # The tree above never changes: this ledger and its ancestors, nearest first; the path; the root.
+        self._lineage: tuple[Ledger, ...] = (self, *_parent._lineage) if _parent else (self,)
+        self._path = f"{_parent.path}/{name}" if _parent else name
+        self._timed = any(lg._seconds_limit is not None for lg in self._lineage)
 
     # ----------------------------------------------------------------------------------------- tree
     @property
     def path(self) -> str:
-        return f"{self.parent.path}/{self.name}" if self.parent else self.name
+        return self._path
 
     @property
     def root(self) -> Ledger:
-        return self.parent.root if self.parent else self
+        return self._lineage[-1]
 
-    def _ancestors(self) -> Iterator[Ledger]:
-        cur: Ledger | None = self
-        while cur is not None:
-            yield cur
-            cur = cur.parent
+    def _ancestors(self) -> tuple[Ledger, ...]:
+        return self._lineage
 
     def _route(self, dim: str) -> tuple[list[Ledger], Reservation | None]:
         """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from.
@@ -243,7 +244,9 @@ class Ledger:
 
     def check_time(self) -> None:
         """Raise BudgetExceeded('seconds') if this ledger or an ancestor is out of time."""
-        for ledger in self._ancestors():
+        if not self._timed:
+            return
+        for ledger in self._lineage:
             if ledger._seconds_limit is not None:
                 left = ledger._seconds_limit - ledger.elapsed()
                 if left <= 0:
@@ -258,6 +261,8 @@ class Ledger:
             return _INF if reading is None else reading.left
 
     def _seconds_left(self) -> float:
+        if not self._timed:
+            return _INF
         return min(
             (lg._seconds_limit - lg.elapsed() for lg in self._ancestors() if lg._seconds_limit),
             default=_INF,

@@ -20,8 +20,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +157,7 @@ class ToolRunner:
         self._cache: dict[tuple[str, str], Observation] = {}
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
+        self._policies: dict[str, RetryPolicy] = {}
         self._max_workers = max_workers
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -209,7 +209,8 @@ class ToolRunner:
 
     def _count(self, *keys: str) -> None:
         with self._lock:
-            self._counters.update(keys)
+            for key in keys:
+                self._counters[key] += 1
 
     # ------------------------------------------------------------------------------ preparation
     def _reject(self, name: str, arguments: dict[str, Any], error: str, content: str) -> Observation:
@@ -266,7 +267,7 @@ class ToolRunner:
                 f"error: invalid arguments for {name}: {detail}. Expected {tool.signature_hint()}.",
             )
         canonical = validated.model_dump(mode="json", by_alias=True)
-        key = (name, json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str))
+        key = (name, validated.model_dump_json(by_alias=True))  # fields in the model's fixed order
         units = tool.units(validated)
         return _Call(tool, tool.kwargs(validated), canonical, key, units, self.price(tool))
 
@@ -363,34 +364,21 @@ class ToolRunner:
             raise _Refused(exc) from exc
 
     def _retry_policy(self, tool: Tool) -> RetryPolicy:
-        def should_retry(exc: BaseException) -> bool:
-            if isinstance(exc, _ToolTimeout):
-                return self.retry_timeouts
-            return _retryable(exc)
+        policy = self._policies.get(tool.name)
+        if policy is None or policy.attempts != tool.retries + 1:
 
-        return RetryPolicy(attempts=tool.retries + 1, retry=should_retry)
+            def should_retry(exc: BaseException) -> bool:
+                if isinstance(exc, _ToolTimeout):
+                    return self.retry_timeouts
+                return _retryable(exc)
 
-    @contextmanager
-    def _charged(self, state: _Attempts) -> Iterator[Reservation | None]:
-        """One attempt's budget: reserve before (None when a retry cannot be paid), settle after — as a
-        failure if the tool raised, back in full if the attempt was interrupted."""
-        res = self._reserve(state.ledger, state.call, state.node, state.attempts + 1)
-        if res is None:
-            yield None
-            return
-        state.attempts += 1
-        self._count("attempts")
-        try:
-            yield res
-        except Exception as exc:
-            state.failure = exc
-            self._settle_failed(res, exc)
-            raise
-        except BaseException:  # interrupted or cancelled: the attempt never completed, give it back
-            res.ledger.release(res)
-            raise
-        res.ledger.settle(res, ok=True)
-        state.failure = None
+            policy = self._policies[tool.name] = RetryPolicy(attempts=tool.retries + 1, retry=should_retry)
+        return policy
+
+    def _charged(self, state: _Attempts) -> _Charge:
+        """One attempt's budget: reserve before (the ``with`` gets None when a retry cannot be paid), settle
+        after — as a failure if the tool raised, back in full if the attempt was interrupted."""
+        return _Charge(self, state)
 
     def run(
         self,
@@ -457,6 +445,39 @@ class ToolRunner:
         except Exception as exc:
             state.failure = exc
         return self._finish(call, state.outcome, state.failure, state.attempts, state.started)
+
+
+class _Charge:
+    """The context manager behind :meth:`ToolRunner._charged` (a class: a generator-based one costs more
+    than the instant tool it wraps)."""
+
+    __slots__ = ("res", "runner", "state")
+
+    def __init__(self, runner: ToolRunner, state: _Attempts) -> None:
+        self.runner = runner
+        self.state = state
+        self.res: Reservation | None = None
+
+    def __enter__(self) -> Reservation | None:
+        state = self.state
+        self.res = self.runner._reserve(state.ledger, state.call, state.node, state.attempts + 1)
+        if self.res is not None:
+            state.attempts += 1
+            self.runner._count("attempts")
+        return self.res
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        res = self.res
+        if res is None:
+            return
+        if exc is None:
+            res.ledger.settle(res, ok=True)
+            self.state.failure = None
+        elif isinstance(exc, Exception):
+            self.state.failure = exc
+            self.runner._settle_failed(res, exc)
+        else:  # interrupted or cancelled: the attempt never completed, give it back
+            res.ledger.release(res)
 
 
 @dataclass
