@@ -391,3 +391,38 @@ def test_a_call_can_charge_a_child_ledger() -> None:
     with pytest.raises(BudgetExceeded):
         runner.run("echo", {"text": "b"}, ledger=branch)
     assert runner.run("echo", {"text": "b"}).ok
+
+
+def test_an_interrupted_attempt_is_given_back_and_the_interrupt_propagates() -> None:
+    @tool(timeout=None)
+    def stuck(x: int) -> str:
+        """Interrupted while running."""
+        raise KeyboardInterrupt
+
+    ledger = Ledger(Budget(tool_calls=3))
+    runner = ToolRunner([stuck], ledger)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run("stuck", {"x": 1})
+    assert ledger.spent["tool_calls"] == 0 and ledger.reserved["tool_calls"] == 0
+    assert ledger.available("tool_calls") == 3
+
+
+def test_a_cancelled_async_attempt_is_given_back() -> None:
+    @tool
+    async def slow(x: int) -> str:
+        """Cancelled while running."""
+        await asyncio.sleep(10)
+        return "never"
+
+    ledger = Ledger(Budget(tool_calls=3))
+    runner = ToolRunner([slow], ledger)
+
+    async def main() -> None:
+        task = asyncio.create_task(runner.arun("slow", {"x": 1}))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert ledger.spent["tool_calls"] == 0 and ledger.reserved["tool_calls"] == 0
