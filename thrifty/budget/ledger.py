@@ -474,11 +474,20 @@ class Ledger:
         parent is not "used up" from the child's point of view)."""
         with self._lock:
             out = {dim: reading.ratio for dim, reading in self._scan().items()}
-            for lg in self._ancestors():
-                if lg._seconds_limit:
-                    left = lg._seconds_limit - lg.elapsed()
-                    out["seconds"] = min(out.get("seconds", 1.0), max(0.0, left / lg._seconds_limit))
+            seconds = self._seconds_ratio()
+            if seconds is not None:
+                out["seconds"] = seconds
             return out
+
+    def _seconds_ratio(self) -> float | None:
+        """The least remaining fraction of time over the limits here and above (None: no time limit)."""
+        if not self._timed:
+            return None
+        return min(
+            max(0.0, (lg._seconds_limit - lg.elapsed()) / lg._seconds_limit)
+            for lg in self._lineage
+            if lg._seconds_limit
+        )
 
     def remaining_ratio(self) -> float:
         """The minimum remaining fraction over every limit that applies (1.0 when unlimited)."""
