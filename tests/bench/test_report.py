@@ -190,12 +190,15 @@ def test_overhead_differences_and_ratios_are_paired_by_round() -> None:
     # Medians would say 2400 - 1500 = 900; paired by round the differences are 500, 1500, 400.
     assert result.added_us_per_step == 500.0
     assert result.bare_langgraph == "langgraph_one_node"  # medians 1600 < 2000
+    assert result.bare_added_us_per_step == 0.0  # one-node graph minus loop by round: 0, 500, -400
     assert result.ratio_vs_langgraph == 1.5  # 1.5, 1.5, 1.5
     assert result.spread["thrifty"] == (1500.0, 3000.0)
     assert result.goals == {"adds < 1 ms/step": True, "<= 1.5x bare LangGraph": True}
     assert result.goals_on_minimums == {"adds < 1 ms/step": True, "<= 1.5x bare LangGraph": True}
     data = result.to_dict()
     assert data["added_us_per_step"] == 500.0 and data["us_per_step"]["thrifty"] == 2400.0
+    assert data["bare_added_us_per_step"] == 0.0
+    assert any(line.startswith("  bare LangGraph adds over the loop") for line in result.lines())
 
 
 def test_inference_needs_a_local_model() -> None:

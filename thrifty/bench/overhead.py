@@ -98,6 +98,13 @@ class OverheadResult:
         return self._paired(lambda i: s["thrifty"][i] - s["loop"][i])
 
     @property
+    def bare_added_us_per_step(self) -> float:
+        """The faster bare LangGraph graph's time per step above the plain loop (paired median): what
+        LangGraph's superstep costs on this machine, with no accounting at all."""
+        s, bare = self.samples, self.bare_langgraph
+        return self._paired(lambda i: s[bare][i] - s["loop"][i])
+
+    @property
     def ratio_vs_langgraph(self) -> float:
         """thrifty / the faster bare LangGraph graph (paired median)."""
         s, bare = self.samples, self.bare_langgraph
@@ -132,6 +139,7 @@ class OverheadResult:
             us_per_step=self.us_per_step,
             spread=self.spread,
             added_us_per_step=self.added_us_per_step,
+            bare_added_us_per_step=self.bare_added_us_per_step,
             bare_langgraph=self.bare_langgraph,
             ratio_vs_langgraph=self.ratio_vs_langgraph,
             ratio_vs_loop=self.ratio_vs_loop,
@@ -161,6 +169,10 @@ class OverheadResult:
                 out.append(f"  {label:<36} {medians[key]:7.0f} µs/step  ({fastest:.0f} .. {slowest:.0f})")
         out.append(
             f"  thrifty adds over the loop           {self.added_us_per_step:7.0f} µs/step  (paired median)"
+        )
+        out.append(
+            f"  bare LangGraph adds over the loop    {self.bare_added_us_per_step:7.0f} µs/step  "
+            f"(paired median, {self.bare_langgraph})"
         )
         out.append(
             f"  thrifty / bare LangGraph             {self.ratio_vs_langgraph:7.2f}x        "
