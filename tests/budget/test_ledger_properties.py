@@ -116,7 +116,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def usable(self) -> list[Ledger]:
         """Ledgers that may still reserve or open children (no closed ledger on the way up)."""
-        return [lg for lg in self.ledgers if not any(a.closed for a in lg._ancestors())]
+        return [lg for lg in self.ledgers if not any(a.closed for a in lg._lineage)]
 
     @initialize(budget=budgets())
     def open_root(self, budget: Budget) -> None:

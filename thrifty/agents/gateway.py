@@ -123,7 +123,6 @@ class Gateway:
         self.default_max_tokens = default_max_tokens
         self._prices: dict[str, ModelPrice] = {}
         self._call_seconds: dict[str, float] = {}  # moving average of call durations, per model
-        self._policies: dict[str, RetryPolicy] = {}
 
     # ------------------------------------------------------------------------------------ checks
     def check_model(self, model: str) -> ModelPrice:
@@ -350,18 +349,14 @@ class Gateway:
 
     def _retry_policy(self, model: str) -> RetryPolicy:
         """Transient provider errors are retried with exponential backoff, never past the time budget."""
-        policy = self._policies.get(model)
-        if policy is None:
-            in_process = provider_of(model) in IN_PROCESS_PROVIDERS
-            policy = RetryPolicy(
-                attempts=self.retries + 1,
-                retry=lambda exc: _is_transient(exc, in_process),
-                backoff=self.backoff,
-                max_wait=max(self.backoff * 8, 0.0),
-                before_sleep=self.ledger.check_time,
-            )
-            self._policies[model] = policy
-        return policy
+        in_process = provider_of(model) in IN_PROCESS_PROVIDERS
+        return RetryPolicy(
+            attempts=self.retries + 1,
+            retry=lambda exc: _is_transient(exc, in_process),
+            backoff=self.backoff,
+            max_wait=max(self.backoff * 8, 0.0),
+            before_sleep=self.ledger.check_time,
+        )
 
     def _begin(
         self,

@@ -105,16 +105,11 @@ class BudgetView:
 
     @classmethod
     def read(cls, ledger: Ledger, tools: Iterable[str] = ()) -> BudgetView:
-        with ledger._lock:
-            scan = ledger._scan()  # one pass over the tree (reused until the next charge)
-            remaining = {dim: max(0.0, reading.left) for dim, reading in scan.items()}
-            ratio = min((reading.ratio for reading in scan.values()), default=1.0)
-            time_ratio = ledger._seconds_ratio()
-            if time_ratio is not None:
-                remaining["seconds"] = max(0.0, ledger._seconds_left())
-                ratio = min(ratio, time_ratio)
+        with ledger._lock:  # the ledger's readings below share one pass over the tree until it changes
+            remaining = ledger.remaining()
             status = tool_status(ledger, tools, remaining)
-            spent = {dim: scan[dim].binding.spent.get(dim, 0.0) for dim in _SHOWN if dim in scan}
+            ratio = ledger.remaining_ratio()
+            spent = {dim: _used(ledger, dim) for dim in _SHOWN if dim in remaining}
             usd_spent = ledger.usd_spent
         depleted = any(left is not None and left < 1 for _used, left in status.values())
         return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent)

@@ -150,14 +150,11 @@ class Ledger:
     def root(self) -> Ledger:
         return self._lineage[-1]
 
-    def _ancestors(self) -> tuple[Ledger, ...]:
-        return self._lineage
-
     def _route(self, dim: str) -> tuple[list[Ledger], Reservation | None]:
         """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from.
 
-        Fixed once the ledger is open (its parent and its carve hold never change), so computed once per
-        dimension."""
+        Fixed once the ledger is open (its parent never changes and a carved child's hold is set before
+        anything charges it), so computed once per dimension."""
         route = self._routes.get(dim)
         if route is None:
             chain: list[Ledger] = []
@@ -196,7 +193,6 @@ class Ledger:
                     slice_[dim] = min(want, left)
                 kid.limits = dict(slice_)
                 kid._hold = self.reserve(slice_, kind="carve", name=name)
-                kid._routes.clear()
             self._changed()
             return kid
 
@@ -264,7 +260,7 @@ class Ledger:
         if not self._timed:
             return _INF
         return min(
-            (lg._seconds_limit - lg.elapsed() for lg in self._ancestors() if lg._seconds_limit),
+            (lg._seconds_limit - lg.elapsed() for lg in self._lineage if lg._seconds_limit),
             default=_INF,
         )
 
@@ -275,7 +271,7 @@ class Ledger:
         if self._reading is not None and self._reading[0] == version:
             return self._reading[1]
         dims: set[str] = set()
-        for lg in self._ancestors():
+        for lg in self._lineage:
             dims.update(lg.limits)
         out: dict[str, _DimReading] = {}
         for dim in sorted(dims):
@@ -317,7 +313,7 @@ class Ledger:
     ) -> Reservation:
         """Hold ``amounts`` against every limit that applies, or raise BudgetExceeded and hold nothing."""
         with self._lock:
-            for lg in self._ancestors():
+            for lg in self._lineage:
                 lg._check_open()
             self.check_time()
             clean = {dim: float(v) for dim, v in amounts.items() if v}
@@ -430,7 +426,7 @@ class Ledger:
             ok=ok,
             detail=detail,
         )
-        for lg in res.ledger._ancestors():
+        for lg in res.ledger._lineage:
             lg.events.append(event)
             for listener in lg.listeners:
                 listener(event)
@@ -464,7 +460,7 @@ class Ledger:
     def limit(self, dim: str) -> float | None:
         """The tightest limit on ``dim`` that applies here (own or an ancestor's)."""
         if dim == "seconds":
-            return min((lg._seconds_limit for lg in self._ancestors() if lg._seconds_limit), default=None)
+            return min((lg._seconds_limit for lg in self._lineage if lg._seconds_limit), default=None)
         chain, _ = self._route(dim)
         return min((lg.limits[dim] for lg in chain if dim in lg.limits), default=None)
 

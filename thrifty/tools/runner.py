@@ -157,7 +157,6 @@ class ToolRunner:
         self._cache: dict[tuple[str, str], Observation] = {}
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
-        self._policies: dict[str, RetryPolicy] = {}
         self._max_workers = max_workers
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -363,17 +362,13 @@ class ToolRunner:
         except ToolError as exc:
             raise _Refused(exc) from exc
 
+    def _should_retry(self, exc: BaseException) -> bool:
+        if isinstance(exc, _ToolTimeout):
+            return self.retry_timeouts
+        return _retryable(exc)
+
     def _retry_policy(self, tool: Tool) -> RetryPolicy:
-        policy = self._policies.get(tool.name)
-        if policy is None or policy.attempts != tool.retries + 1:
-
-            def should_retry(exc: BaseException) -> bool:
-                if isinstance(exc, _ToolTimeout):
-                    return self.retry_timeouts
-                return _retryable(exc)
-
-            policy = self._policies[tool.name] = RetryPolicy(attempts=tool.retries + 1, retry=should_retry)
-        return policy
+        return RetryPolicy(attempts=tool.retries + 1, retry=self._should_retry)
 
     def _charged(self, state: _Attempts) -> _Charge:
         """One attempt's budget: reserve before (the ``with`` gets None when a retry cannot be paid), settle
