@@ -99,6 +99,8 @@ def test_report_command(tmp_path: Path) -> None:
         (["--data", "missing.jsonl"], "not found"),
         (["--model", "sim/x=1"], "unknown parameter 'x'"),
         (["--model", "nosuchprovider/m"], "unknown provider"),
+        (["--shard", "2/2"], "K must be 0 .. N-1"),
+        (["--shard", "half"], "is not K/N"),
     ],
 )
 def test_bad_input_exits_2(args: list[str], message: str) -> None:

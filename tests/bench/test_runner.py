@@ -18,6 +18,7 @@ from thrifty.bench.runner import (
     load_results,
     make_pricing,
     parse_budgets,
+    parse_shard,
     parse_strategies,
     run_grid,
 )
@@ -176,3 +177,41 @@ def test_sim_grid_in_parallel_is_labelled_simulated(hotpot_file: Path, tmp_path:
     )
     key = lambda r: (r["strategy"], r["budget"], r["question_id"], r["seed"])  # noqa: E731
     assert {key(r): r["answer"] for r in records} == {key(r): r["answer"] for r in again}
+
+
+def test_shards_split_the_questions_and_share_one_file(hotpot_file: Path, tmp_path: Path) -> None:
+    import threading
+
+    assert parse_shard("1/3") == (1, 3) and parse_shard(" 0 / 1 ") == (0, 1)
+    for bad in ("3/3", "-1/2", "1/0", "1", "a/b"):
+        with pytest.raises(BenchError):
+            parse_shard(bad)
+    whole = run_grid(grid(hotpot_file, "sim/p=0.9,q=1"), tmp_path / "whole.jsonl", progress=False)
+    key = lambda r: (r["strategy"], r["budget"], r["question_id"], r["seed"])  # noqa: E731
+
+    shared = tmp_path / "shared.jsonl"
+    results: dict[int, list[dict[str, Any]]] = {}
+
+    def shard(k: int) -> None:
+        config = grid(hotpot_file, "sim/p=0.9,q=1", shard=(k, 2))
+        results[k] = run_grid(config, shared, progress=False)
+
+    threads = [threading.Thread(target=shard, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = load_results(shared)
+    assert sorted(map(key, lines)) == sorted(map(key, whole))  # every run once, no line lost or mixed
+    # The same answers as the unsharded grid (each run's draws do not depend on the shard).
+    assert {key(r): r["answer"] for r in lines} == {key(r): r["answer"] for r in whole}
+    # Alone, a shard runs only its questions: K, K + N, ... of the file.
+    order = list(dict.fromkeys(r["question_id"] for r in whole))
+    alone = run_grid(grid(hotpot_file, "sim/p=0.9,q=1", shard=(1, 2)), tmp_path / "one.jsonl", progress=False)
+    assert {r["question_id"] for r in alone} == set(order[1::2]) and len(order) > 2
+    # A shard returns the whole shared file at its end; a rerun has nothing left to do.
+    assert len(run_grid(grid(hotpot_file, "sim/p=0.9,q=1", shard=(1, 2)), shared, progress=False)) == len(
+        whole
+    )
+    with pytest.raises(BenchError, match="shard"):
+        run_grid(grid(hotpot_file, "sim/p=0.9,q=1", shard=(2, 2)), shared, progress=False)

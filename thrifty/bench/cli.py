@@ -84,6 +84,13 @@ def hotpotqa(
         Path | None, typer.Option("--out", help="Output folder (default .thrifty/bench/<dataset>-<model>).")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Questions run at once (threads).")] = 1,
+    shard: Annotated[
+        str,
+        typer.Option(
+            help="K/N: run only questions K, K+N, K+2N, ... (0-based), so N processes share one grid "
+            "and --out folder (e.g. one per core with a local model)."
+        ),
+    ] = "0/1",
     seed: Annotated[str, typer.Option(help="Seed, or comma-separated seeds (each is a full pass).")] = "0",
     timeout: Annotated[
         float | None, typer.Option(min=0.001, help="Seconds per question (a seconds budget on the run).")
@@ -118,6 +125,7 @@ def hotpotqa(
         BudgetRule,
         make_pricing,
         parse_budgets,
+        parse_shard,
         parse_strategies,
         run_grid,
     )
@@ -128,6 +136,7 @@ def hotpotqa(
         choices = parse_strategies(strategies)
         budget_values = parse_budgets(budgets)
         seeds = _parse_seeds(seed)
+        shard_kn = parse_shard(shard)
         dataset = load_dataset(data or "hotpotqa").head(limit)
         if data and corpus is None and dataset.corpus_path is None:
             raise BenchError(f"{data}: question/answer file without passages: give --corpus for search/read")
@@ -153,6 +162,7 @@ def hotpotqa(
         max_tokens=max_tokens,
         search_k=k,
         corpus=corpus_obj,
+        shard=shard_kn,
     )
     results = target / "results.jsonl"
     if model.startswith("sim/"):

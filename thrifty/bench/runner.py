@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,11 @@ from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "DEFAULT_TOKENS_PER_CALL",
     "BenchConfig",
@@ -39,6 +45,7 @@ __all__ = [
     "load_results",
     "make_pricing",
     "parse_budgets",
+    "parse_shard",
     "parse_strategies",
     "run_grid",
 ]
@@ -246,6 +253,9 @@ class BenchConfig:
     search_k: int = 3
     corpus: Corpus | None = None
     tools: list[Tool] | None = None
+    #: ``(k, n)``: run only questions k, k + n, k + 2n, ... (0-based) so that n processes or machines share
+    #: one grid, each writing to the same results file; the corpus stays the whole dataset's.
+    shard: tuple[int, int] = (0, 1)
 
     @property
     def simulated(self) -> bool:
@@ -262,6 +272,17 @@ def _key(record: dict[str, Any]) -> Key:
         str(record["question_id"]),
         int(record.get("seed", 0)),
     )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (0 <= K < N) as ``(K, N)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise BenchError(f"shard {text!r} is not K/N, e.g. 0/2 and 1/2 for two processes")
+    k, n = int(match.group(1)), int(match.group(2))
+    if n < 1 or k >= n:
+        raise BenchError(f"shard {text!r}: K must be 0 .. N-1 and N at least 1, e.g. 0/2 and 1/2")
+    return k, n
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
@@ -330,7 +351,8 @@ def _record(
 
 
 class _Writer:
-    """Appends records to the results file, one flushed line each, from any thread."""
+    """Appends records to the results file, one flushed line each, from any thread or process (shards
+    of one grid share the file: each line is written whole under an exclusive ``flock``)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,6 +369,8 @@ class _Writer:
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n"
         with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
             fh.write(line)
             fh.flush()
 
@@ -428,6 +452,9 @@ def run_grid(
 
     if config.concurrency < 1:
         raise BenchError("concurrency must be >= 1")
+    shard_k, shard_n = config.shard
+    if shard_n < 1 or not 0 <= shard_k < shard_n:
+        raise BenchError(f"shard {shard_k}/{shard_n}: K must be 0 .. N-1 and N at least 1")
     path = Path(results_path)
     existing = load_results(path)
     other = sorted({str(r.get("model")) for r in existing} - {config.model})
@@ -456,7 +483,7 @@ def run_grid(
     grid = [
         (choice, b, item, seed)
         for seed in config.seeds
-        for item in config.dataset.items
+        for item in config.dataset.items[shard_k::shard_n]
         for choice in config.strategies
         for b in config.budgets
     ]
@@ -527,6 +554,8 @@ def run_grid(
     finally:
         if bar is not None:
             bar.stop()
+    if shard_n > 1:  # other shards may have added to the file meanwhile: return all of it
+        return load_results(path)
     return records
 
 
