@@ -23,12 +23,14 @@ import litellm
 from thrifty.agents.local import (
     LocalModelError,
     LocalProvider,
+    _load,
     _render_messages,
     _schema_grammar,
     _tool_plan,
     context_window,
     count_tokens,
     resolve_model_path,
+    thread_count,
 )
 
 pytestmark = pytest.mark.local_model
@@ -183,6 +185,18 @@ def test_count_tokens_matches_reported_prompt_tokens() -> None:
     with_tools = count_tokens(MODEL, messages, tools=[SEARCH_TOOL])
     assert with_tools > counted
     assert context_window(MODEL) >= 2048
+
+
+def test_prompt_processing_uses_the_same_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generation and prompt processing both leave a core free (the batch default would take every CPU)."""
+    llama = _load(MODEL).llama
+    assert llama.n_threads == llama.n_threads_batch
+    monkeypatch.delenv("THRIFTY_LOCAL_N_THREADS", raising=False)
+    assert thread_count() == max(1, len(os.sched_getaffinity(0)) - 1)
+    monkeypatch.setenv("THRIFTY_LOCAL_N_THREADS", "3")
+    assert thread_count() == 3
+    monkeypatch.setenv("THRIFTY_LOCAL_N_THREADS", "zero")
+    assert thread_count() == max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 async def test_acompletion_runs_in_a_thread() -> None:

@@ -219,12 +219,14 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
-def _thread_count() -> int:
+def thread_count() -> int:
     """Threads for llama.cpp: ``THRIFTY_LOCAL_N_THREADS`` if set, else one fewer than the usable CPUs.
 
     llama.cpp's threads spin-wait on each other, so asking for more threads than are actually free makes
     generation many times slower (measured on a busy 2-core machine: 69 tokens/s with 1 thread, 5-8 with 2).
-    Leaving a core free costs a little peak speed and avoids that cliff.
+    Leaving a core free costs a little peak speed and avoids that cliff. The count is used for prompt
+    processing too (llama-cpp-python's ``n_threads_batch`` otherwise defaults to every CPU, which brought the
+    same cliff back whenever two processes each ran a model, e.g. two benchmark shards).
     """
     override = os.environ.get("THRIFTY_LOCAL_N_THREADS", "").strip()
     if override.isdigit() and int(override) > 0:
@@ -286,7 +288,8 @@ def _load(model_name: str) -> _Loaded:
             llama = llama_cpp.Llama(
                 model_path=key,
                 n_ctx=spec.n_ctx,
-                n_threads=_thread_count(),
+                n_threads=thread_count(),
+                n_threads_batch=thread_count(),
                 chat_format=spec.chat_format,
                 verbose=False,
             )

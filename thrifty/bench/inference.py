@@ -84,17 +84,6 @@ class InferenceResult:
         ]
 
 
-def _threads() -> int:
-    """The thread count thrifty's local provider uses (THRIFTY_LOCAL_N_THREADS, else the usable CPUs)."""
-    override = os.environ.get("THRIFTY_LOCAL_N_THREADS", "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def run_inference(
     model: str = "local/smollm2",
     *,
@@ -126,12 +115,13 @@ def run_inference(
         if threads < 1:
             raise ValueError("threads must be >= 1")
         os.environ["THRIFTY_LOCAL_N_THREADS"] = str(threads)
-    threads = _threads()
+    threads = local.thread_count()
     load_before = os.getloadavg()[0]
     raw = llama_cpp.Llama(
         model_path=str(path),
         n_ctx=local.context_window(name),
         n_threads=threads,
+        n_threads_batch=threads,
         chat_format=spec.chat_format if spec else None,
         verbose=False,
     )
