@@ -215,3 +215,22 @@ def test_shards_split_the_questions_and_share_one_file(hotpot_file: Path, tmp_pa
     )
     with pytest.raises(BenchError, match="shard"):
         run_grid(grid(hotpot_file, "sim/p=0.9,q=1", shard=(2, 2)), shared, progress=False)
+
+
+def test_load_results_skips_bad_lines_and_counts_a_run_once(tmp_path: Path) -> None:
+    def line(budget: Any, answer: str, seed: int = 0) -> str:
+        record = {"strategy": "react", "budget": budget, "question_id": "q1", "seed": seed, "answer": answer}
+        return json.dumps(record)
+
+    path = tmp_path / "results.jsonl"
+    rows = [
+        line(3, "a"),
+        line(5, "b"),
+        '{"strategy": "react", "bud',
+        line("x", "bad"),
+        line(3, "c"),
+        line(3, "d", 1),
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    records = load_results(path)
+    assert [(r["budget"], r["answer"], r["seed"]) for r in records] == [(3, "c", 0), (5, "b", 0), (3, "d", 1)]

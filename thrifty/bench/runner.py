@@ -286,11 +286,15 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a results file (unreadable lines, e.g. one cut by a crash, are skipped)."""
+    """The records of a results file (unreadable lines, e.g. one cut by a crash, are skipped).
+
+    A run recorded twice (two processes that raced on the same file without ``--shard``) counts once: the
+    last line wins, in the place of the first.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    records = []
+    records: dict[Key, dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
@@ -299,8 +303,11 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict) and {"strategy", "budget", "question_id"} <= record.keys():
-            records.append(record)
-    return records
+            try:
+                records[_key(record)] = record
+            except (TypeError, ValueError):  # a budget or seed that is not a number: not our line
+                continue
+    return list(records.values())
 
 
 # ---------------------------------------------------------------------------------------------- runs
