@@ -253,3 +253,37 @@ def test_one_superstep_per_agent_step_commits_the_call_and_its_results_together(
         ["tool_calls", "observation"],
         ["answer"],
     ]
+
+
+def test_older_observations_make_way_when_the_context_window_is_full(
+    search_tools: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long run on a small context window goes on and answers instead of stopping with an error."""
+    from thrifty.agents.gateway import Gateway
+    from thrifty.agents.solver import OLDER_RESULT_NOTE, REPLY_ROOM
+
+    def count(messages: list[dict]) -> int:
+        return sum(len(str(m.get("content") or "")) for m in messages) // 4
+
+    monkeypatch.setattr(
+        Gateway, "count_prompt_tokens", lambda self, model, messages, tools=None: count(messages)
+    )
+
+    def run(window: int | None) -> tuple[ScriptedModel, object]:
+        monkeypatch.setattr(Gateway, "context_window", lambda self, model: window)
+        queries = ("paris", "berlin", "prestige film", "capital of germany")
+        script = ScriptedModel([*(call("search", query=q) for q in queries), reply("Paris")])
+        return script, _agent(script, search_tools, budget=Budget(tool_calls=10)).run("Q?")
+
+    roomy, _ = run(None)
+    sizes = [count(r.messages) for r in roomy.requests]
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[3] > sizes[2]
+    window = sizes[3] + REPLY_ROOM - 10  # the third prompt fits as it is; the fourth and fifth do not
+    script, result = run(window)
+    assert result.answer == "Paris" and result.stop_reason == "completed", result.error
+    assert result.usage.tool_calls == 4
+    assert all(count(r.messages) + REPLY_ROOM <= window for r in script.requests)
+    last = tool_messages(script, 4)
+    assert last[0]["content"] == OLDER_RESULT_NOTE and last[-1]["content"] != OLDER_RESULT_NOTE
+    contents = lambda s, i: [m["content"] for m in tool_messages(s, i)]  # noqa: E731
+    assert contents(script, 2) == contents(roomy, 2)  # nothing removed while it fits

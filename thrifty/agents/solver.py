@@ -73,6 +73,7 @@ FINAL_ANSWER_FORMAT = {
         },
     },
 }
+OLDER_RESULT_NOTE = "(older result removed to save budget)"
 REPEATED_CALL_NOTE = (
     "(You already made this exact call: same result as before. Try a different query, or answer.)"
 )
@@ -146,8 +147,38 @@ def _conversation(state: StepState, ctx: RunContext) -> list[dict[str, Any]]:
     if ctx.keep_observations is not None:
         tool_idx = [i for i, m in enumerate(history) if m.get("role") == "tool"]
         for i in tool_idx[: max(0, len(tool_idx) - ctx.keep_observations)]:
-            history[i] = {**history[i], "content": "(older result removed to save budget)"}
+            history[i] = {**history[i], "content": OLDER_RESULT_NOTE}
     return [system, task, *history]
+
+
+#: Room kept in the context window for the reply when older observations must make way (tokens).
+REPLY_ROOM = 128
+
+
+def _fit_context(
+    ctx: RunContext, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The messages with room left in the model's context window for a reply, and their token count.
+
+    When the prompt would not fit, the oldest tool results are replaced by a short note, one at a time,
+    until it does (the latest result always stays): a long run goes on, or answers, instead of stopping
+    with an error. The count is None when the window is unknown or the prompt cannot be counted.
+    """
+    window = ctx.gateway.context_window(ctx.model)
+    if not window:
+        return messages, None
+    room = min(ctx.settings.max_tokens, REPLY_ROOM)
+    try:
+        count = ctx.gateway.count_prompt_tokens(ctx.model, messages, tools)
+        tool_idx = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
+        for i in tool_idx[:-1]:  # the latest result is what the model needs next: it stays
+            if count + room <= window:
+                break
+            messages = [*messages[:i], {**messages[i], "content": OLDER_RESULT_NOTE}, *messages[i + 1 :]]
+            count = ctx.gateway.count_prompt_tokens(ctx.model, messages, tools)
+    except Exception:
+        return messages, None
+    return messages, count
 
 
 def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | None:
@@ -185,11 +216,11 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
     """Ask the model for the next tool call or the answer."""
     step = int(state.get("step") or 0) + 1
     question = state["question"]
-    messages = _conversation(state, ctx)
     visible = ctx.visible_tools()
+    # Counted once, for the affordability check and the Gateway.
+    messages, prompt_tokens = _fit_context(ctx, _conversation(state, ctx), ctx.tool_schemas(visible) or None)
     final_reason: str | None = None
     final_stop: str | None = None
-    prompt_tokens: int | None = None  # counted once, for the affordability check and the Gateway
 
     if ctx.tools and not visible:
         dim = ctx.exhausted_tool_dimension()
@@ -200,10 +231,13 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
         # The model keeps asking for results it already has: more steps would only spend tokens.
         final_reason, final_stop = "You are repeating the same call.", stop_reason(StopKind.COMPLETED)
     elif visible:
-        try:
-            prompt_tokens = ctx.gateway.count_prompt_tokens(ctx.model, messages, ctx.tool_schemas(visible))
-        except Exception:
-            prompt_tokens = None
+        if prompt_tokens is None:
+            try:
+                prompt_tokens = ctx.gateway.count_prompt_tokens(
+                    ctx.model, messages, ctx.tool_schemas(visible)
+                )
+            except Exception:
+                prompt_tokens = None
         short = _round_affordable(ctx, prompt_tokens or 0, ctx.settings.max_tokens)
         if short:
             final_reason = "The budget is nearly spent."
