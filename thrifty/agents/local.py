@@ -285,11 +285,12 @@ def _load(model_name: str) -> _Loaded:
         loaded = _models.get(key)
         if loaded is None:
             # verbose=False also routes llama.cpp's C-level log through a logger set to ERROR.
+            threads = thread_count()
             llama = llama_cpp.Llama(
                 model_path=key,
                 n_ctx=spec.n_ctx,
-                n_threads=thread_count(),
-                n_threads_batch=thread_count(),
+                n_threads=threads,
+                n_threads_batch=threads,
                 chat_format=spec.chat_format,
                 verbose=False,
             )

@@ -217,8 +217,9 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
     step = int(state.get("step") or 0) + 1
     question = state["question"]
     visible = ctx.visible_tools()
+    schemas = ctx.tool_schemas(visible) or None
     # Counted once, for the affordability check and the Gateway.
-    messages, prompt_tokens = _fit_context(ctx, _conversation(state, ctx), ctx.tool_schemas(visible) or None)
+    messages, prompt_tokens = _fit_context(ctx, _conversation(state, ctx), schemas)
     final_reason: str | None = None
     final_stop: str | None = None
 
@@ -231,11 +232,9 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
         # The model keeps asking for results it already has: more steps would only spend tokens.
         final_reason, final_stop = "You are repeating the same call.", stop_reason(StopKind.COMPLETED)
     elif visible:
-        if prompt_tokens is None:
+        if prompt_tokens is None:  # the window is unknown, so _fit_context did not count
             try:
-                prompt_tokens = ctx.gateway.count_prompt_tokens(
-                    ctx.model, messages, ctx.tool_schemas(visible)
-                )
+                prompt_tokens = ctx.gateway.count_prompt_tokens(ctx.model, messages, schemas)
             except Exception:
                 prompt_tokens = None
         short = _round_affordable(ctx, prompt_tokens or 0, ctx.settings.max_tokens)
@@ -251,7 +250,7 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
             reply = ctx.gateway.complete(
                 ctx.model,
                 messages,
-                tools=ctx.tool_schemas(visible) or None,
+                tools=schemas,
                 max_tokens=ctx.settings.max_tokens,
                 node="act",
                 prompt_tokens=prompt_tokens,

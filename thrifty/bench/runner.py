@@ -279,9 +279,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
         raise BenchError(f"shard {text!r} is not K/N, e.g. 0/2 and 1/2 for two processes")
-    k, n = int(match.group(1)), int(match.group(2))
-    if n < 1 or k >= n:
-        raise BenchError(f"shard {text!r}: K must be 0 .. N-1 and N at least 1, e.g. 0/2 and 1/2")
+    return _checked_shard(int(match.group(1)), int(match.group(2)))
+
+
+def _checked_shard(k: int, n: int) -> tuple[int, int]:
+    if n < 1 or not 0 <= k < n:
+        raise BenchError(f"shard {k}/{n}: K must be 0 .. N-1 and N at least 1, e.g. 0/2 and 1/2")
     return k, n
 
 
@@ -459,9 +462,7 @@ def run_grid(
 
     if config.concurrency < 1:
         raise BenchError("concurrency must be >= 1")
-    shard_k, shard_n = config.shard
-    if shard_n < 1 or not 0 <= shard_k < shard_n:
-        raise BenchError(f"shard {shard_k}/{shard_n}: K must be 0 .. N-1 and N at least 1")
+    shard_k, shard_n = _checked_shard(*config.shard)
     path = Path(results_path)
     existing = load_results(path)
     other = sorted({str(r.get("model")) for r in existing} - {config.model})
