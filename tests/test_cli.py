@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from thrifty.agents import ScriptedModel, call, reply
 from thrifty.cli import app
+from thrifty.testing import ScriptedModel, call, reply
 from thrifty.workflows.result import RunResult
 
 runner = CliRunner()

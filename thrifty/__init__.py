@@ -2,29 +2,37 @@
 
 Every model call, tool call and memory operation is charged to a Ledger that reserves before and settles
 after, so a run never spends past its budget and always returns its best answer with a typed stop reason.
+
+Importing thrifty changes nothing in the host process (no environment variable, no ``sys.path`` entry).
 """
 
-from thrifty.agents._litellm import offline_env
-
-offline_env()
-
-from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing  # noqa: E402
-from thrifty.tools import Tool, tool  # noqa: E402
-from thrifty.workflows import Agent, RunResult, TaskSpec, load_task, run_task  # noqa: E402
+from thrifty.agents.context import ModelSettings, RunContext
+from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind
+from thrifty.models import Provider, register_provider
+from thrifty.tools import Tool, tool
+from thrifty.workflows import Agent, RunResult, TaskSpec, load_task, run_task
+from thrifty.workflows.graph import END, Workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "END",
     "Agent",
     "Budget",
     "BudgetExceeded",
     "Ledger",
+    "ModelSettings",
     "Pricing",
+    "Provider",
+    "RunContext",
     "RunResult",
+    "StopKind",
     "TaskSpec",
     "Tool",
+    "Workflow",
     "__version__",
     "load_task",
+    "register_provider",
     "run_task",
     "tool",
 ]

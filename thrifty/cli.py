@@ -414,6 +414,11 @@ _mount_bench()
 
 
 def main() -> None:
+    # The `agent` command owns its process: make it offline for LiteLLM and Hugging Face (an application
+    # that imports thrifty keeps its own environment).
+    from thrifty.models._litellm import apply_offline_env
+
+    apply_offline_env()
     app()
 
 

@@ -154,8 +154,8 @@ def test_overhead_runs_and_reports(tmp_path: Path) -> None:
 def test_overhead_framework_only_reading_bypasses_litellm_and_restores_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from thrifty.agents._litellm import get_litellm
     from thrifty.bench.overhead import run_overhead
+    from thrifty.models._litellm import get_litellm
 
     litellm = get_litellm()
     original = litellm.completion

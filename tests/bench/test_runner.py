@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from thrifty.agents import ScriptedModel, call, reply
-from thrifty.agents.scripted import ScriptedReply, ScriptedRequest
 from thrifty.bench.datasets import load_dataset
 from thrifty.bench.runner import (
     BenchConfig,
@@ -22,6 +20,8 @@ from thrifty.bench.runner import (
     parse_strategies,
     run_grid,
 )
+from thrifty.models.scripted import ScriptedReply, ScriptedRequest
+from thrifty.testing import ScriptedModel, call, reply
 from thrifty.workflows import strategies as registry
 from thrifty.workflows.react import build_react
 

@@ -1,29 +1,11 @@
-"""Prices: ModelPrice.cost, tool prices, in-process models and LiteLLM's bundled price map."""
+"""Prices: ModelPrice.cost, tool prices, configured model prices (defaults per provider: tests/models)."""
 
 from __future__ import annotations
-
-import importlib.util
-import os
 
 import pytest
 from pydantic import ValidationError
 
 from thrifty.budget import DEFAULT_TOOL_PRICES, ModelPrice, Pricing, UnpricedModelError
-
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch the price map
-
-
-def _providers_missing() -> bool:
-    try:
-        return importlib.util.find_spec("thrifty.agents.providers") is None
-    except ImportError:
-        return True
-
-
-needs_litellm = pytest.mark.skipif(
-    _providers_missing(),
-    reason="thrifty.agents.providers (imported by thrifty.agents._litellm.get_litellm) does not exist yet",
-)
 
 
 # ----------------------------------------------------------------------------------------- ModelPrice
@@ -97,22 +79,13 @@ def test_declared_tool_price_beats_the_default() -> None:
 
 
 # ------------------------------------------------------------------------------------------- models
-@pytest.mark.parametrize(
-    "model", ["local/smollm2", "hf/HuggingFaceTB/SmolLM2-135M-Instruct", "scripted/x", "sim/m"]
-)
-def test_in_process_models_are_free(model: str) -> None:
-    price = Pricing().model_price(model)
-    assert price == ModelPrice()
-    assert price is not None
-    assert price.cost(10_000, 10_000, seconds=100) == 0
-
-
 def test_configured_model_price_wins() -> None:
     mine = ModelPrice(input_per_token=1e-3, output_per_token=2e-3)
     local = ModelPrice(per_second=0.5)
     pricing = Pricing(models={"gpt-4o-mini": mine, "local/smollm2": local})
     assert pricing.model_price("gpt-4o-mini") is mine  # without ever importing LiteLLM
     assert pricing.model_price("local/smollm2") is local
+    assert pricing.model_price("openai/gpt-4o") is None  # the provider's default applies (thrifty.models)
 
 
 def test_unpriced_model_error_message() -> None:
@@ -120,23 +93,3 @@ def test_unpriced_model_error_message() -> None:
     assert err.model == "acme/brain-1"
     assert isinstance(err, ValueError)
     assert "pricing.models.acme/brain-1" in str(err)
-
-
-@needs_litellm
-def test_model_price_from_litellm_bundled_map() -> None:
-    from thrifty.agents._litellm import get_litellm
-
-    info = get_litellm().model_cost["gpt-4o-mini"]
-    price = Pricing().model_price("gpt-4o-mini")
-    assert price is not None
-    assert price.input_per_token == info["input_cost_per_token"] > 0
-    assert price.output_per_token == info["output_cost_per_token"] > price.input_per_token
-    assert price.cached_input_per_token == info.get("cache_read_input_token_cost")
-    # a provider prefix falls back to the bare name
-    assert Pricing().model_price("openai/gpt-4o-mini") == price
-
-
-@needs_litellm
-@pytest.mark.parametrize("model", ["no-such-model-xyz-123", "acme/no-such-model-xyz-123"])
-def test_unknown_model_has_no_price(model: str) -> None:
-    assert Pricing().model_price(model) is None

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from thrifty import Agent, Budget
-from thrifty.agents import ScriptedModel, call, reply
+from thrifty.testing import ScriptedModel, call, reply
 from thrifty.tools import Corpus, make_search_tools
 
 PASSAGES = [

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thrifty import Agent, Budget
-from thrifty.agents import ScriptedModel
-from thrifty.agents.scripted import ScriptedReply
+from thrifty.models.scripted import ScriptedReply
+from thrifty.testing import ScriptedModel
 from thrifty.tools import Corpus, make_search_tools
 
 TOOLS = make_search_tools(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from thrifty import Agent, Budget
-from thrifty.agents import ScriptedModel, call, reply
 from thrifty.agents.solver import solve
+from thrifty.testing import ScriptedModel, call, reply
 from thrifty.tools import Corpus, make_search_tools
 from thrifty.workflows import load_task, run_task
 from thrifty.workflows.graph import END, Workflow, WorkflowError

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from thrifty import Agent, Budget, tool
-from thrifty.agents import ScriptedModel, call, reply
-from thrifty.agents.scripted import ScriptedReply
 from thrifty.memory import RunStore
+from thrifty.models.scripted import ScriptedReply
+from thrifty.testing import ScriptedModel, call, reply
 from thrifty.tools import Corpus, make_search_tools
 from thrifty.workflows.result import EXIT_ANSWERED, EXIT_BUDGET, EXIT_INTERNAL
 
@@ -218,8 +218,8 @@ def test_time_running_out_forces_the_answer_while_one_still_fits(search_tools: l
 
 def test_one_superstep_per_agent_step_commits_the_call_and_its_results_together(search_tools: list) -> None:
     from thrifty.agents.context import RunContext
-    from thrifty.agents.gateway import Gateway
     from thrifty.budget import Ledger
+    from thrifty.models.gateway import Gateway
     from thrifty.tools import ToolRunner
     from thrifty.workflows.react import build_react
 
@@ -259,8 +259,8 @@ def test_older_observations_make_way_when_the_context_window_is_full(
     search_tools: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A long run on a small context window goes on and answers instead of stopping with an error."""
-    from thrifty.agents.gateway import Gateway
     from thrifty.agents.solver import OLDER_RESULT_NOTE, REPLY_ROOM
+    from thrifty.models.gateway import Gateway
 
     def count(messages: list[dict]) -> int:
         return sum(len(str(m.get("content") or "")) for m in messages) // 4

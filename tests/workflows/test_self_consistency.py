@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from thrifty import Agent, Budget
-from thrifty.agents import ScriptedModel, call, reply
 from thrifty.agents.answers import majority_vote, normalize_answer
+from thrifty.testing import ScriptedModel, call, reply
 from thrifty.tools import Corpus, make_search_tools
 
 TOOLS = make_search_tools(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from thrifty import Agent, Budget
-from thrifty.agents import ScriptedModel, reply
 from thrifty.agents.tree import select, selection_probabilities
+from thrifty.testing import ScriptedModel, reply
 from thrifty.tools import Corpus, make_search_tools
 
 TOOLS = make_search_tools(

@@ -1,15 +1,7 @@
-"""Model access (the Gateway, local and scripted providers) and the node logic of strategies."""
+"""The agent's node logic: planner, solver, verifier, judge, value-tree expansion and critic, structured
+calls, prompts, and the run context every node receives. Models are reached only through the Gateway
+(:mod:`thrifty.models`)."""
 
-from thrifty.agents.gateway import Gateway, ModelError, ModelReply, ToolCall
-from thrifty.agents.scripted import ScriptedModel, ScriptedReply, call, reply
+from thrifty.agents.context import ModelSettings, RunContext
 
-__all__ = [
-    "Gateway",
-    "ModelError",
-    "ModelReply",
-    "ScriptedModel",
-    "ScriptedReply",
-    "ToolCall",
-    "call",
-    "reply",
-]
+__all__ = ["ModelSettings", "RunContext"]

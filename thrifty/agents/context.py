@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from thrifty.agents.gateway import Gateway
 from thrifty.budget import Ledger, tool_dimension
+from thrifty.models.gateway import Gateway
 from thrifty.tools import Tool, ToolRunner
 
 

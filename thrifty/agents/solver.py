@@ -21,8 +21,8 @@ from typing import Annotated, Any, TypedDict
 
 from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
-from thrifty.agents.gateway import ModelError, ModelReply
 from thrifty.budget import BudgetExceeded, BudgetView, StopKind, stop_reason
+from thrifty.models.gateway import ModelError, ModelReply
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -291,7 +291,7 @@ def final_answer_call(
     Raises BudgetExceeded when even that cannot be paid for.
     """
     extra: dict[str, Any] = {}
-    if ctx.model.startswith("local/"):
+    if ctx.gateway.provider(ctx.model).grammar:
         # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
         extra["response_format"] = FINAL_ANSWER_FORMAT
     final = [

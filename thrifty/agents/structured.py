@@ -9,19 +9,16 @@ models turn into a grammar and API models into structured output.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from thrifty.agents.context import RunContext
-from thrifty.agents.gateway import ModelError
+from thrifty.models.gateway import ModelError
+from thrifty.models.protocol import first_json_object
 
 T = TypeVar("T", bound=BaseModel)
-
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
-
 
 def extract_json(text: str | None) -> Any:
     """The first JSON object in ``text`` (models sometimes wrap it in prose or code fences)."""
@@ -31,10 +28,10 @@ def extract_json(text: str | None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        match = _JSON_OBJECT.search(text)
-        if not match:
+        found = first_json_object(text)
+        if found is None:
             raise ValueError("no JSON object in the reply") from None
-        return json.loads(match.group(0))
+        return found
 
 
 def schema_for(model_cls: type[BaseModel]) -> dict[str, Any]:

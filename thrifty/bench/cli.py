@@ -190,8 +190,8 @@ def _check_model(model: str, pricing: Any) -> None:
 
         SimParams.parse(model)
         return
-    from thrifty.agents.gateway import Gateway, ModelError
     from thrifty.budget import Ledger, UnpricedModelError
+    from thrifty.models.gateway import Gateway, ModelError
 
     try:
         Gateway(Ledger(), pricing).check_model(model)

@@ -1,6 +1,6 @@
 """Local inference throughput: tokens per second through thrifty's Gateway against raw llama-cpp-python.
 
-Both sides run the same GGUF file (found with :mod:`thrifty.agents.local`), loaded with the same context
+Both sides run the same GGUF file (found with :mod:`thrifty.models.local`), loaded with the same context
 size and thread count, on the same chat prompt, with the same ``max_tokens`` and temperature 0; calls
 alternate between the two so that machine load affects both alike. The Gateway side includes everything
 thrifty adds: prompt token counting with the model's tokenizer, budget planning, the Ledger reservation and
@@ -98,9 +98,9 @@ def run_inference(
     ``threads`` sets llama.cpp's thread count on both paths (through ``THRIFTY_LOCAL_N_THREADS`` for the
     Gateway's provider, so it must be given before the local model is first loaded in this process).
     """
-    from thrifty.agents import local
-    from thrifty.agents.gateway import Gateway
     from thrifty.budget import Ledger
+    from thrifty.models import local
+    from thrifty.models.gateway import Gateway
 
     if not model.startswith("local/"):
         raise ValueError(f"the inference benchmark needs a local/ model (got {model!r})")

@@ -247,7 +247,7 @@ def _drain_litellm_logging(litellm: Any, limit: float = 5.0) -> None:
 
 
 def _script_steps(steps: int) -> list[Any]:
-    from thrifty.agents import call, reply
+    from thrifty.testing import call, reply
 
     return [call("lookup", query=f"item {i}") for i in range(steps - 1)] + [reply("fact 19")]
 
@@ -301,9 +301,9 @@ def run_overhead(
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import Command
 
-    from thrifty.agents import ScriptedModel
-    from thrifty.agents._litellm import get_litellm
     from thrifty.budget import Budget
+    from thrifty.models._litellm import get_litellm
+    from thrifty.testing import ScriptedModel
     from thrifty.tools import tool
     from thrifty.workflows.react import build_react
     from thrifty.workflows.runner import execute

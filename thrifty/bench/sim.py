@@ -69,13 +69,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from thrifty.agents._litellm import get_litellm
-from thrifty.agents.inprocess import content_text, message_field
 from thrifty.bench.datasets import QAItem
 from thrifty.bench.metrics import exact_match, normalize_answer
+from thrifty.models import Provider, register_provider
+from thrifty.models._litellm import get_litellm
+from thrifty.models.protocol import content_text, message_field
 from thrifty.tools import Corpus
 
-get_litellm()  # the offline environment and thrifty's providers come first
+get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
 
 __all__ = [
@@ -715,3 +716,7 @@ class SimProvider(litellm.CustomLLM):
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         await asyncio.sleep(0)
         return self.completion(*args, **kwargs)
+
+
+# The simulated model is a provider like any other, registered by the bench (the core never names it).
+SIM_PROVIDER = register_provider(Provider("sim", handler=SimProvider, in_process=True, free=True))

@@ -2,10 +2,9 @@
 
 Unified cost (BATS): ``C = tokens at the provider's input / output / cached-input rates + sum_i calls_i * p_i``.
 
-* Remote models are priced from LiteLLM's price map (loaded from the copy bundled with LiteLLM:
-  ``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set before LiteLLM is imported, so it never fetches it).
-* In-process models (``local/...``, ``hf/...``) cost nothing unless configured, per token or per second.
-* The scripted test model is free unless the test sets a price.
+* Configured model prices live here; a model with none gets its provider's default (``thrifty.models``:
+  LiteLLM's bundled price map for remote models, free for in-process ones). This package knows no model
+  code.
 * Tools: $0.001 per call for ``search`` and ``read`` (the BATS setting for search and browse), free otherwise,
   unless configured.
 """
@@ -15,7 +14,6 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 DEFAULT_TOOL_PRICES: dict[str, float] = {"search": 0.001, "read": 0.001}
-IN_PROCESS_PROVIDERS = ("local", "hf", "scripted", "sim")
 
 
 class ModelPrice(BaseModel):
@@ -43,29 +41,6 @@ class ModelPrice(BaseModel):
         )
 
 
-def provider_of(model: str) -> str:
-    return model.split("/", 1)[0] if "/" in model else ""
-
-
-def litellm_price(model: str) -> ModelPrice | None:
-    """The price LiteLLM's bundled map gives for ``model``, or None if it does not know it."""
-    from thrifty.agents._litellm import get_litellm
-
-    litellm = get_litellm()
-    candidates = [model]
-    if "/" in model:
-        candidates.append(model.split("/", 1)[1])
-    for name in candidates:
-        info = litellm.model_cost.get(name)
-        if info and ("input_cost_per_token" in info or "output_cost_per_token" in info):
-            return ModelPrice(
-                input_per_token=info.get("input_cost_per_token") or 0.0,
-                output_per_token=info.get("output_cost_per_token") or 0.0,
-                cached_input_per_token=info.get("cache_read_input_token_cost"),
-            )
-    return None
-
-
 class Pricing(BaseModel):
     """Model and tool prices for a run. Configured prices override the defaults."""
 
@@ -75,12 +50,9 @@ class Pricing(BaseModel):
     tools: dict[str, NonNegativeFloat] = Field(default_factory=dict, description="Dollars per tool call.")
 
     def model_price(self, model: str) -> ModelPrice | None:
-        """The model's price, or None when it is unknown (a USD budget then refuses to start)."""
-        if model in self.models:
-            return self.models[model]
-        if provider_of(model) in IN_PROCESS_PROVIDERS:
-            return ModelPrice()
-        return litellm_price(model)
+        """The price configured for ``model``, or None (the model's provider then gives its default:
+        free for in-process models, LiteLLM's bundled map for remote ones; see ``thrifty.models``)."""
+        return self.models.get(model)
 
     def tool_price(self, tool: str, declared: float | None = None) -> float:
         """Per-call price: configured, else the tool's own declared price, else the default."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from thrifty.agents.context import ModelSettings
 from thrifty.budget import Budget, Pricing
+from thrifty.models import NamedModel, model_name
 from thrifty.tools import Tool
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute
@@ -28,7 +29,7 @@ class Agent:
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
+        model: str | NamedModel = DEFAULT_MODEL,
         *,
         tools: Sequence[Tool] = (),
         budget: Budget | None = None,
@@ -44,7 +45,7 @@ class Agent:
         store: str | Path | None = None,
         **strategy_options: Any,
     ) -> None:
-        self.model = model
+        self.model = model_name(model)  # a name, or a model object such as a ScriptedModel
         self.tools = list(tools)
         self.budget = budget or Budget()
         self.builder: Callable[[dict[str, Any]], Any] | None = None

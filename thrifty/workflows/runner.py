@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import ModelSettings, RunContext
-from thrifty.agents.gateway import Gateway, ModelError
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
+from thrifty.models.gateway import Gateway, ModelError
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
+from thrifty.workflows.imports import import_object
 from thrifty.workflows.result import Cost, RunResult, Usage
-from thrifty.workflows.spec import StrategySpec, TaskSpec, import_object
+from thrifty.workflows.spec import StrategySpec, TaskSpec
 from thrifty.workflows.strategies import get_builder
 
 TraceCallback = Callable[[dict[str, Any]], None]
@@ -112,7 +113,7 @@ def execute(
     except BudgetExceeded as exc:
         reason = exc.stop_reason
     except Exception as exc:  # a node crashed: keep what was found, report the error
-        from thrifty.agents.gateway import _scrub
+        from thrifty.models.gateway import _scrub
 
         error = _scrub(f"{type(exc).__name__}: {exc}")[:1000]
         reason = stop_reason(StopKind.ERROR)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,8 @@ from pydantic import (
 )
 
 from thrifty.budget import Budget, Pricing
+from thrifty.workflows.imports import import_object
+from thrifty.workflows.strategies import get_builder
 
 BUILTIN_TOOLS = ("search", "read", "calculator")
 CORPUS_TOOLS = ("search", "read")
@@ -256,8 +256,6 @@ def check_resources(spec: TaskSpec, file: str = "task", root: yaml.Node | None =
             f"{file}:{line or 1}: field 'corpus': file not found: {corpus} "
             "(fix: give a path relative to the task file, or builtin:hotpotqa)"
         )
-    from thrifty.workflows.strategies import get_builder
-
     try:
         get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
@@ -270,20 +268,3 @@ def check_resources(spec: TaskSpec, file: str = "task", root: yaml.Node | None =
             except (ImportError, AttributeError, ValueError) as exc:
                 line = _line_of(root, ("tools", i))
                 raise TaskFileError(f"{file}:{line or 1}: field 'tools.{i}': {exc}") from None
-
-
-def import_object(ref: str, search_path: Path | None = None) -> Any:
-    """Import ``package.module:attribute``; ``search_path`` (a task file's folder) is tried too."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"'{ref}' is not of the form package.module:function")
-    try:
-        if search_path is not None and str(search_path) not in sys.path:
-            sys.path.append(str(search_path))
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(f"cannot import module '{module_name}': {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise AttributeError(f"module '{module_name}' has no '{attr}'") from None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.workflows.bats import build_bats
+from thrifty.workflows.imports import import_object
 from thrifty.workflows.react import build_react
 from thrifty.workflows.self_consistency import build_self_consistency
 from thrifty.workflows.value_tree import build_value_tree
@@ -49,8 +50,6 @@ def get_builder(name: str, search_path: Path | None = None) -> GraphBuilder:
     if name in STRATEGIES:
         return _cached(name, STRATEGIES[name])
     if ":" in name:
-        from thrifty.workflows.spec import import_object
-
         builder = import_object(name, search_path)
         if not callable(builder):
             raise UnknownStrategy(f"strategy '{name}' is not callable")

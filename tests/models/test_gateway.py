@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from thrifty.agents import Gateway, ModelError, ScriptedModel, call, reply
-from thrifty.agents._litellm import get_litellm
 from thrifty.budget import Budget, BudgetExceeded, Ledger, ModelPrice, Pricing, UnpricedModelError
+from thrifty.models import Gateway, ModelError
+from thrifty.models._litellm import get_litellm
+from thrifty.testing import ScriptedModel, call, reply
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -162,7 +163,7 @@ def test_async_calls_in_parallel_never_overspend() -> None:
 
 
 def test_cached_tokens_are_priced_at_the_cached_rate() -> None:
-    from thrifty.agents.scripted import ScriptedReply
+    from thrifty.models.scripted import ScriptedReply
 
     script = ScriptedModel(
         [ScriptedReply(content="x", prompt_tokens=100, completion_tokens=0, cached_tokens=60)]

@@ -24,7 +24,7 @@ Device: CUDA when available (bfloat16, or float16 on GPUs without bf16), else CP
 (directory, device) and shared; generation on it is serialised by a per-model lock.
 
 torch and transformers are imported lazily (the optional ``hf`` extra); LiteLLM is imported at module
-level because this module itself is only imported lazily by :mod:`thrifty.agents.providers`.
+level because this module itself is only imported lazily by :mod:`thrifty.models.providers`.
 """
 
 from __future__ import annotations
@@ -40,19 +40,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import litellm
-
-from thrifty.agents.inprocess import Generation, InProcessProvider, message_field
-
-# The OpenAI-message flattening and the tool descriptions are shared with the llama.cpp provider on
-# purpose: both providers must show a model the same conversation and the same tool-call format.
-from thrifty.agents.local import (
-    _describe_tool,
-    _functions,
-    _new_call_id,
-    _render_messages,
-    _response_schema,
+from thrifty.models._litellm import get_litellm
+from thrifty.models.inprocess import Generation, InProcessProvider
+from thrifty.models.protocol import (
+    describe_tool,
+    first_json_object,
+    message_field,
+    new_call_id,
+    render_messages,
+    response_schema,
+    tool_functions,
 )
+
+get_litellm()  # offline: LiteLLM must not fetch its price map
+import litellm  # noqa: E402
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOW",
@@ -463,7 +464,7 @@ def _tool_plan(tools: Sequence[Any], tool_choice: Any, answer_schema: dict[str, 
     The wording matches ``local/`` so a conversation moved between the two providers stays consistent;
     a forced or required call drops the ``answer`` option from the instructions (it cannot be enforced).
     """
-    functions = _functions(tools)
+    functions = tool_functions(tools)
     if tool_choice == "none" or not functions:
         return None
     forced: str | None = None
@@ -476,7 +477,7 @@ def _tool_plan(tools: Sequence[Any], tool_choice: Any, answer_schema: dict[str, 
         if not functions:
             raise HFModelError(f"tool_choice names {forced!r}, which is not among the given tools")
     allow_answer = forced is None and tool_choice != "required"
-    listing = "\n".join(_describe_tool(f) for f in functions)
+    listing = "\n".join(describe_tool(f) for f in functions)
     if allow_answer:
         fmt = (
             'Reply with one JSON object: {"tool": "<name>", "arguments": {...}} to call a tool, '
@@ -500,19 +501,6 @@ def _json_instructions(schema: dict[str, Any] | bool) -> str:
     return text
 
 
-def _first_json_object(text: str) -> dict[str, Any] | None:
-    """The first ``{...}`` in ``text`` that parses as a JSON object (prose and code fences around it ok)."""
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            value, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
-
-
 def _to_message(text: str, plan: _Plan | None, wants_json: bool) -> tuple[litellm.Message, str | None]:
     """Translate the model's text into an OpenAI message; a ``None`` finish reason means "keep generate's".
 
@@ -520,11 +508,11 @@ def _to_message(text: str, plan: _Plan | None, wants_json: bool) -> tuple[litell
     """
     if plan is None:
         if wants_json:
-            data = _first_json_object(text)
+            data = first_json_object(text)
             if data is not None:
                 return litellm.Message(content=json.dumps(data, ensure_ascii=False), role="assistant"), None
         return litellm.Message(content=text, role="assistant"), None
-    data = _first_json_object(text)
+    data = first_json_object(text)
     if data is None:
         return litellm.Message(content=text, role="assistant"), None
     name = data.get("tool")
@@ -535,7 +523,7 @@ def _to_message(text: str, plan: _Plan | None, wants_json: bool) -> tuple[litell
                 arguments = json.loads(arguments) if arguments.strip() else {}
         if isinstance(arguments, dict):
             call = {
-                "id": _new_call_id(),
+                "id": new_call_id(),
                 "type": "function",
                 "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
             }
@@ -553,7 +541,7 @@ def _prepare(
     messages: Sequence[Any], optional_params: Mapping[str, Any]
 ) -> tuple[list[dict[str, str]], _Plan | None, bool]:
     """Rendered messages (instructions folded into the system message), tool plan, and whether JSON is wanted."""
-    schema = _response_schema(optional_params.get("response_format"))
+    schema = response_schema(optional_params.get("response_format"))
     answer_schema = schema if isinstance(schema, dict) else None
     plan = _tool_plan(optional_params.get("tools") or [], optional_params.get("tool_choice"), answer_schema)
     if plan is not None:
@@ -562,7 +550,7 @@ def _prepare(
         extra = _json_instructions(schema)
     else:
         extra = None
-    return _render_messages(messages, extra), plan, schema is not None
+    return render_messages(messages, extra), plan, schema is not None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -682,7 +670,7 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
 class HFProvider(InProcessProvider):
     """LiteLLM custom provider ``hf``: ``litellm.completion(model="hf/<dir or id>", ...)`` runs in-process.
 
-    Registered by :mod:`thrifty.agents.providers` via ``litellm.custom_provider_map``.
+    Registered by :mod:`thrifty.models.providers` via ``litellm.custom_provider_map``.
     """
 
     prefix = "hf"
@@ -709,5 +697,5 @@ def count_tokens(model_name: str, messages: list[dict], *, tools: Sequence[Any] 
     """
     tok = _load_tokenizer(model_name)
     plan = _tool_plan(tools or [], None, None) if tools else None
-    rendered = _render_messages(messages, plan.instructions if plan is not None else None)
+    rendered = render_messages(messages, plan.instructions if plan is not None else None)
     return len(_prompt_ids(tok, rendered))

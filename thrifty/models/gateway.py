@@ -13,20 +13,19 @@ For every call it
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from thrifty.agents._litellm import get_litellm
 from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservation, UnpricedModelError
-from thrifty.budget.pricing import IN_PROCESS_PROVIDERS, provider_of
 from thrifty.budget.retry import RetryPolicy
+from thrifty.models._litellm import get_litellm
+from thrifty.models.registry import BLOCK_REMOTE_ENV, Provider, provider_for
 
 DEFAULT_MAX_TOKENS = 512
 _INF = float("inf")
-BLOCK_REMOTE_ENV = "THRIFTY_BLOCK_REMOTE"
+__all__ = ["BLOCK_REMOTE_ENV", "DEFAULT_MAX_TOKENS", "Gateway", "ModelError", "ModelReply", "ToolCall"]
 
 
 class ModelError(RuntimeError):
@@ -132,42 +131,12 @@ class Gateway:
                 f"model '{model}' has no provider prefix: write it the LiteLLM way, e.g. "
                 f"'openai/{model}', or 'local/smollm2' for the embedded local model"
             )
-        provider = provider_of(model)
-        if provider == "local":
-            try:
-                from thrifty.agents.local import resolve_model_path
-
-                resolve_model_path(model.split("/", 1)[1])
-            except (ValueError, ImportError) as exc:
-                raise ModelError(str(exc)) from None
-        elif provider == "hf":
-            try:
-                from thrifty.agents.hf import ensure_available
-
-                ensure_available(model.split("/", 1)[1])
-            except (ValueError, ImportError) as exc:
-                raise ModelError(str(exc)) from None
-        elif provider == "scripted":
-            from thrifty.agents.scripted import get_script
-
-            try:
-                get_script(model.split("/", 1)[1])
-            except ValueError as exc:
-                raise ModelError(str(exc)) from None
-        elif provider == "sim":
-            pass  # the benchmark's simulated model: in process, validated by thrifty.bench.sim
-        else:
-            litellm = get_litellm()
-            if provider not in litellm.provider_list:
-                raise ModelError(
-                    f"unknown provider '{provider}' in model '{model}'. Known providers include: "
-                    "openai, anthropic, gemini, ollama, hosted_vllm, openrouter, local, hf"
-                )
-            if os.environ.get(BLOCK_REMOTE_ENV) == "1":
-                raise ModelError(
-                    f"remote model '{model}' blocked: {BLOCK_REMOTE_ENV}=1 (tests never call remote models)"
-                )
-        price = self.pricing.model_price(model)
+        provider = provider_for(model)
+        try:
+            provider.validate(model)
+        except (ValueError, ImportError) as exc:
+            raise ModelError(str(exc)) from None
+        price = self.pricing.model_price(model) or provider.default_price(model)
         if price is None:
             if "usd" in self.ledger.remaining():
                 raise UnpricedModelError(model)
@@ -188,23 +157,9 @@ class Gateway:
     def count_prompt_tokens(
         self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[dict] | None
     ) -> int:
-        provider = provider_of(model)
-        if provider == "scripted":
-            from thrifty.agents.scripted import get_script
-
-            peeked = get_script(model.split("/", 1)[1]).peek_prompt_tokens()
-            if peeked is not None:
-                return peeked
-        if provider == "hf":
-            from thrifty.agents.hf import count_tokens as hf_count_tokens
-
-            return hf_count_tokens(
-                model.split("/", 1)[1], list(messages), tools=list(tools) if tools else None
-            )
-        if provider == "local":
-            from thrifty.agents.local import count_tokens
-
-            return count_tokens(model.split("/", 1)[1], list(messages), tools=list(tools) if tools else None)
+        counted = provider_for(model).tokens(model, messages, tools)
+        if counted is not None:
+            return counted
         litellm = get_litellm()
         try:
             return int(
@@ -217,21 +172,11 @@ class Gateway:
             return len(text) // 3 + 1
 
     def context_window(self, model: str) -> int | None:
-        provider = provider_of(model)
-        if provider == "local":
-            from thrifty.agents.local import context_window
+        return provider_for(model).window(model)
 
-            return context_window(model.split("/", 1)[1])
-        if provider == "hf":
-            from thrifty.agents.hf import context_window as hf_context_window
-
-            return hf_context_window(model.split("/", 1)[1])
-        if provider == "scripted":
-            return None
-        info = (
-            get_litellm().model_cost.get(model) or get_litellm().model_cost.get(model.split("/", 1)[-1]) or {}
-        )
-        return info.get("max_input_tokens") or info.get("max_tokens")
+    def provider(self, model: str) -> Provider:
+        """What the registry knows about ``model``'s provider (in process? grammar? ...)."""
+        return provider_for(model)
 
     def plan(self, model: str, prompt_tokens: int, max_tokens: int | None) -> tuple[int, dict[str, float]]:
         """The capped ``max_tokens`` and the worst-case reservation for one call.
@@ -349,7 +294,7 @@ class Gateway:
 
     def _retry_policy(self, model: str) -> RetryPolicy:
         """Transient provider errors are retried with exponential backoff, never past the time budget."""
-        in_process = provider_of(model) in IN_PROCESS_PROVIDERS
+        in_process = provider_for(model).in_process
         return RetryPolicy(
             attempts=self.retries + 1,
             retry=lambda exc: _is_transient(exc, in_process),

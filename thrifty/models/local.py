@@ -12,7 +12,7 @@ then translated into an OpenAI-format reply. The only way to get unparseable out
 short with ``max_tokens``; that text is returned as plain content and never raises.
 
 ``llama_cpp`` is imported lazily (it is an optional extra); LiteLLM is imported at module level because
-this module itself is only imported lazily by :mod:`thrifty.agents.providers`.
+this module itself is only imported lazily by :mod:`thrifty.models.providers`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,25 @@ import functools
 import importlib.util
 import json
 import os
-import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import litellm
+from thrifty.models._litellm import get_litellm
+from thrifty.models.inprocess import Generation, InProcessProvider
+from thrifty.models.protocol import (
+    describe_tool,
+    message_field,
+    new_call_id,
+    render_messages,
+    response_schema,
+    tool_functions,
+)
 
-from thrifty.agents.inprocess import Generation, InProcessProvider, content_text, message_field
+get_litellm()  # offline: LiteLLM must not fetch its price map
+import litellm  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llama_cpp import Llama, LlamaGrammar
@@ -175,7 +184,7 @@ def _spec_for(model_name: str) -> LocalModelSpec:
     known = ", ".join(sorted(LOCAL_MODELS)) or "(none)"
     raise LocalModelError(
         f"unknown local model {name!r}. Known local models: {known}. Use local/<path/to/model.gguf>, or "
-        "register a name with thrifty.agents.local.register_local_model(name, path)."
+        "register a name with thrifty.models.local.register_local_model(name, path)."
     )
 
 
@@ -320,69 +329,6 @@ def close_models() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _call_json(name: str, arguments: Any) -> str:
-    """A tool call written in the same JSON shape the model is asked to produce (a consistent few-shot)."""
-    if isinstance(arguments, str):
-        with contextlib.suppress(json.JSONDecodeError):
-            arguments = json.loads(arguments) if arguments.strip() else {}
-    return json.dumps({"tool": name, "arguments": arguments}, ensure_ascii=False)
-
-
-def _render_messages(messages: Sequence[Any], system_extra: str | None = None) -> list[dict[str, str]]:
-    """Turn OpenAI chat messages (with tool calls/results) into what a plain chat template accepts.
-
-    SmolLM2's template knows only system/user/assistant and string content, so assistant tool calls become
-    their JSON text and tool results become user messages ("Result of search({...}): ...").
-    Consecutive messages with the same role are merged, since some templates demand alternation.
-    ``system_extra`` (the tool instructions) is appended to the leading system message.
-    """
-    calls: dict[str, str] = {}
-    out: list[dict[str, str]] = []
-    for message in messages:
-        role = message_field(message, "role", "user")
-        content = content_text(message_field(message, "content"))
-        if role == "developer":
-            role = "system"
-        if role == "assistant":
-            lines = [content] if content else []
-            for call in message_field(message, "tool_calls") or []:
-                function = message_field(call, "function") or {}
-                name = str(message_field(function, "name", "tool"))
-                arguments = message_field(function, "arguments", "{}")
-                args_text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-                calls[str(message_field(call, "id", ""))] = f"{name}({args_text})"
-                lines.append(_call_json(name, arguments))
-            function_call = message_field(message, "function_call")
-            if function_call:
-                lines.append(
-                    _call_json(
-                        str(message_field(function_call, "name", "tool")),
-                        message_field(function_call, "arguments"),
-                    )
-                )
-            content = "\n".join(lines)
-        elif role in ("tool", "function"):
-            call = calls.get(str(message_field(message, "tool_call_id", ""))) or str(
-                message_field(message, "name") or "tool"
-            )
-            content = f"Result of {call}: {content}"
-            role = "user"
-        elif role not in ("system", "user"):
-            role = "user"
-        if out and out[-1]["role"] == role:
-            out[-1]["content"] = f"{out[-1]['content']}\n\n{content}"
-        else:
-            out.append({"role": role, "content": content})
-    if system_extra:
-        if out and out[0]["role"] == "system":
-            out[0]["content"] = (
-                f"{out[0]['content']}\n\n{system_extra}" if out[0]["content"] else system_extra
-            )
-        else:
-            out.insert(0, {"role": "system", "content": system_extra})
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # Tools -> JSON Schema -> grammar
 # --------------------------------------------------------------------------------------------------
@@ -395,62 +341,6 @@ class _ToolPlan:
     schema: dict[str, Any]
     instructions: str
     tool_names: frozenset[str]
-
-
-def _functions(tools: Sequence[Any]) -> list[dict[str, Any]]:
-    """OpenAI ``tools`` entries reduced to plain function dicts with a parameters schema."""
-    functions = []
-    for tool in tools:
-        function = message_field(tool, "function") or tool
-        name = message_field(function, "name")
-        if not name:
-            continue
-        parameters = message_field(function, "parameters") or {"type": "object", "properties": {}}
-        functions.append(
-            {
-                "name": str(name),
-                "description": str(message_field(function, "description") or ""),
-                "parameters": parameters,
-            }
-        )
-    return functions
-
-
-def _type_label(schema: Any) -> str:
-    """Short human-readable type for the tool description (``string``, ``array of string``, enum values)."""
-    if not isinstance(schema, Mapping):
-        return "any"
-    if "enum" in schema:
-        return " | ".join(json.dumps(v) for v in schema["enum"])
-    kind = schema.get("type")
-    if kind == "array":
-        return f"array of {_type_label(schema.get('items', {}))}"
-    if isinstance(kind, list):
-        return " | ".join(str(k) for k in kind)
-    if kind:
-        return str(kind)
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " | ".join(_type_label(s) for s in schema[key])
-    return "any"
-
-
-def _describe_tool(function: dict[str, Any]) -> str:
-    """One compact block per tool: a tiny model needs to *see* names, purposes and argument names."""
-    params = function["parameters"] if isinstance(function["parameters"], Mapping) else {}
-    props: Mapping[str, Any] = params.get("properties") or {}
-    required = set(params.get("required") or [])
-    signature = ", ".join(
-        f"{arg}{'' if arg in required else '?'}: {_type_label(schema)}" for arg, schema in props.items()
-    )
-    lines = [
-        f"- {function['name']}({signature})"
-        + (f": {function['description']}" if function["description"] else "")
-    ]
-    for arg, schema in props.items():
-        if isinstance(schema, Mapping) and schema.get("description"):
-            lines.append(f"    {arg}: {schema['description']}")
-    return "\n".join(lines)
 
 
 def _hoist_defs(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
@@ -490,7 +380,7 @@ def _tool_plan(
     ``permissive`` replaces every parameters schema with a bare object: the fallback when a tool's schema
     uses features llama.cpp's converter rejects, so that a call is still grammar-guaranteed to be JSON.
     """
-    functions = _functions(tools)
+    functions = tool_functions(tools)
     if tool_choice == "none" or not functions:
         return None
     forced: str | None = None
@@ -530,7 +420,7 @@ def _tool_plan(
     if defs:
         schema = {**schema, "$defs": defs}
 
-    listing = "\n".join(_describe_tool(f) for f in functions)
+    listing = "\n".join(describe_tool(f) for f in functions)
     if allow_answer:
         fmt = (
             'Reply with one JSON object: {"tool": "<name>", "arguments": {...}} to call a tool, '
@@ -542,21 +432,6 @@ def _tool_plan(
     return _ToolPlan(
         schema=schema, instructions=instructions, tool_names=frozenset(f["name"] for f in functions)
     )
-
-
-def _response_schema(response_format: Any) -> dict[str, Any] | bool | None:
-    """Schema asked for by an OpenAI ``response_format``: a dict, ``True`` for any JSON, ``None`` for text."""
-    if not response_format:
-        return None
-    kind = message_field(response_format, "type")
-    if kind == "json_schema":
-        spec = message_field(response_format, "json_schema") or {}
-        schema = message_field(spec, "schema")
-        return dict(schema) if isinstance(schema, Mapping) else True
-    if kind == "json_object":
-        schema = message_field(response_format, "schema")
-        return dict(schema) if isinstance(schema, Mapping) else True
-    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -583,16 +458,11 @@ def _schema_grammar(schema: dict[str, Any]) -> LlamaGrammar | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _new_call_id() -> str:
-    """OpenAI-style tool call id; random so ids stay unique across resumed conversations."""
-    return f"call_{secrets.token_hex(12)}"
-
-
 def _prepare(
     messages: Sequence[Any], optional_params: Mapping[str, Any]
 ) -> tuple[list[dict[str, str]], LlamaGrammar | None, _ToolPlan | None, bool]:
     """Rendered messages, grammar, tool plan, and whether a plain ``response_format`` is being enforced."""
-    schema = _response_schema(optional_params.get("response_format"))
+    schema = response_schema(optional_params.get("response_format"))
     answer_schema = schema if isinstance(schema, dict) else None
     tools = optional_params.get("tools") or []
     tool_choice = optional_params.get("tool_choice")
@@ -607,7 +477,7 @@ def _prepare(
         grammar = _schema_grammar(answer_schema) if answer_schema is not None else None
         if grammar is None:
             grammar = _grammar(None)
-    rendered = _render_messages(messages, plan.instructions if plan is not None else None)
+    rendered = render_messages(messages, plan.instructions if plan is not None else None)
     return rendered, grammar, plan, schema is not None
 
 
@@ -621,7 +491,7 @@ def _to_message(text: str, plan: _ToolPlan | None, wants_json: bool) -> tuple[li
         return litellm.Message(content=text, role="assistant"), None
     if isinstance(data, dict) and data.get("tool") in plan.tool_names and "arguments" in data:
         call = {
-            "id": _new_call_id(),
+            "id": new_call_id(),
             "type": "function",
             "function": {
                 "name": data["tool"],
@@ -674,7 +544,7 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
 class LocalProvider(InProcessProvider):
     """LiteLLM custom provider ``local``: ``litellm.completion(model="local/smollm2", ...)`` runs in-process.
 
-    Registered by :mod:`thrifty.agents.providers` via ``litellm.custom_provider_map``.
+    Registered by :mod:`thrifty.models.providers` via ``litellm.custom_provider_map``.
     """
 
     prefix = "local"
@@ -706,7 +576,7 @@ def count_tokens(model_name: str, messages: list[dict], *, tools: Sequence[Any] 
     """
     loaded = _load(model_name)
     plan = _tool_plan(tools or [], None, None) if tools else None
-    rendered = _render_messages(messages, plan.instructions if plan is not None else None)
+    rendered = render_messages(messages, plan.instructions if plan is not None else None)
     prompt, added_special = loaded.count_formatter(rendered)
     # Tokenizing only reads the vocabulary, so it does not need the generation lock.
     return len(loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True))

@@ -20,11 +20,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
 
-from thrifty.agents.local import (
+from thrifty.models.local import (
     LocalModelError,
     LocalProvider,
     _load,
-    _render_messages,
     _schema_grammar,
     _tool_plan,
     context_window,
@@ -32,6 +31,7 @@ from thrifty.agents.local import (
     resolve_model_path,
     thread_count,
 )
+from thrifty.models.protocol import render_messages
 
 pytestmark = pytest.mark.local_model
 
@@ -212,7 +212,7 @@ async def test_acompletion_runs_in_a_thread() -> None:
 
 def test_render_flattens_tool_traffic_for_plain_templates() -> None:
     """No model needed: tool calls become the JSON the model is asked to emit, results become user text."""
-    rendered = _render_messages(
+    rendered = render_messages(
         [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "Who wrote Hamlet?"}]},

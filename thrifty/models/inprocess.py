@@ -12,32 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypedDict
 
-import litellm
+from thrifty.models._litellm import get_litellm
 
-
-def message_field(obj: Any, key: str, default: Any = None) -> Any:
-    """Read a field from a dict or a pydantic-ish object (LiteLLM passes messages as either)."""
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
-def content_text(content: Any) -> str:
-    """Flatten OpenAI message content (str, None, or a list of parts) to text: chat templates and the
-    simulated model read plain strings."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
-        return "\n".join(parts)
-    return str(content)
+get_litellm()  # offline: LiteLLM must not fetch its price map
+import litellm  # noqa: E402
 
 
 class Generation(TypedDict):

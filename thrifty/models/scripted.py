@@ -12,6 +12,8 @@ test retries) or a function of the request (returning a reply), for behaviour th
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import json
 import threading
@@ -20,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from thrifty.models._litellm import get_litellm
 
 _registry: dict[str, ScriptedModel] = {}
 _registry_lock = threading.Lock()
@@ -138,8 +142,6 @@ def get_script(name: str) -> ScriptedModel:
 
 def build_response(reply_: ScriptedReply, model_response: Any, model: str) -> Any:
     """Fill a LiteLLM ModelResponse from a scripted reply (OpenAI shapes)."""
-    from thrifty.agents._litellm import get_litellm
-
     litellm = get_litellm()
     choice = model_response.choices[0]
     message = choice.message
@@ -171,3 +173,26 @@ def build_response(reply_: ScriptedReply, model_response: Any, model: str) -> An
     model_response.usage = usage
     model_response.model = f"scripted/{model}"
     return model_response
+
+
+def make_handler() -> Any:
+    """The LiteLLM custom handler that serves ``scripted/<name>`` from the ScriptedModel of that name."""
+    litellm = get_litellm()
+
+    class ScriptedProvider(litellm.CustomLLM):  # type: ignore[name-defined,misc]
+        def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+            params = dict(kwargs.get("optional_params") or (args[7] if len(args) > 7 else {}))
+            model_response = kwargs.get("model_response") or args[2]
+            script = get_script(model)
+            reply = script.next_reply(ScriptedRequest(messages=list(messages), params=params))
+            cap = params.get("max_tokens")
+            if cap is not None and reply.completion_tokens > cap:
+                # A real model stops at max_tokens: report what it could have produced.
+                reply = dataclasses.replace(reply, completion_tokens=int(cap))
+            return build_response(reply, model_response, model)
+
+        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return self.completion(model, messages, *args, **kwargs)
+
+    return ScriptedProvider()

@@ -28,20 +28,20 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm
 import torch
 
-from thrifty.agents import hf
-from thrifty.agents.hf import (
+from thrifty.models import hf
+from thrifty.models.hf import (
     HF_EXTRA_HINT,
     HFExtraMissingError,
     HFModelError,
     HFProvider,
     _context_from_config,
-    _first_json_object,
     _prompt_ids,
     _to_message,
     _tool_plan,
     context_window,
     count_tokens,
 )
+from thrifty.models.protocol import first_json_object
 
 MAX_TOKENS = 6
 CONTEXT = 256
@@ -313,7 +313,7 @@ def test_parser_answer_and_json_response_format() -> None:
     assert json.loads(message.content) == {"city": "Paris", "n": 1}
     message, _ = _to_message("no json here", None, wants_json=True)
     assert message.content == "no json here"
-    assert _first_json_object('[1] {"a": {"b": 2}} {"c": 3}') == {"a": {"b": 2}}
+    assert first_json_object('[1] {"a": {"b": 2}} {"c": 3}') == {"a": {"b": 2}}
 
 
 def test_tool_call_end_to_end(tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,8 +367,8 @@ def test_context_window_reads_the_config(tiny_model_dir: str) -> None:
 
 
 def test_through_the_gateway_the_budget_caps_and_settles(tiny_model_dir: str) -> None:
-    from thrifty.agents.gateway import Gateway
     from thrifty.budget import Budget, Ledger
+    from thrifty.models.gateway import Gateway
 
     prompt = hf.count_tokens(tiny_model_dir, MESSAGES)
     ledger = Ledger(Budget(total_tokens=prompt + 5))
