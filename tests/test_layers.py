@@ -25,6 +25,7 @@ _MODULE_IN_STRING = re.compile(r"^thrifty(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 CLI = {"cli", "console"}
 LIBRARY = {"budget", "models", "tools", "memory", "agents", "workflows", "testing", "__init__"}
 FORBIDDEN: dict[str, set[str]] = {
+    "redact": {"budget", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
     "budget": {"models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
     "models": {"tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
     "tools": {"models", "memory", "agents", "workflows", "testing", "bench", *CLI},
