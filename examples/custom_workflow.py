@@ -4,14 +4,10 @@ Run it: `python examples/custom_workflow.py` (embedded local model, no API key).
 The same `build` function can be named from a task file: `strategy: {name: "custom_workflow:build"}`.
 """
 
-from thrifty import Agent, Budget
-from thrifty.agents.judge import judge
-from thrifty.agents.planner import plan
-from thrifty.agents.solver import solve
-from thrifty.agents.verifier import verify
+from thrifty import END, Agent, Budget, Workflow
+from thrifty.agents import judge, plan, solve, verify
 from thrifty.tools import bundled_dataset_path, load_corpus, make_search_tools
 from thrifty.workflows.bats import after_solve
-from thrifty.workflows.graph import END, Workflow
 
 
 def next_after_verify(state: dict) -> str:
