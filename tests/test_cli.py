@@ -116,7 +116,7 @@ def test_unknown_model_and_remote_block_are_bad_input(tmp_path: Path) -> None:
 def test_negative_cli_limit_is_bad_input(tmp_path: Path) -> None:
     script = ScriptedModel([reply("x")])
     res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--max-usd", "-1"])
-    assert res.exit_code == 2 and "must be positive" in res.stderr
+    assert res.exit_code == 2 and "must be a positive finite number" in res.stderr
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -163,3 +163,14 @@ def test_tree_out_writes_the_value_tree(tmp_path: Path) -> None:
     assert tree["answer"] == "Paris" and tree["path"] == [0, 1, 2]
     text = render_tree(tree["nodes"], tree["path"])
     assert "answer 'Paris' [SUCCESS]" in text and "search(" in text
+
+
+@pytest.mark.parametrize(
+    "option", ["--max-usd=nan", "--max-seconds=nan", "--max-usd=inf", "--max-seconds=-1", "--max-tool-calls=0"]
+)
+def test_non_finite_or_non_positive_command_line_limits_exit_2(tmp_path: Path, option: str) -> None:
+    script = ScriptedModel([reply("Paris")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), option, "--json"])
+    assert res.exit_code == 2, res.output
+    assert option.split("=")[0] in res.output and "positive" in res.output
+    assert script.requests == []  # nothing was spent

@@ -7,6 +7,7 @@ Exit codes: 0 answered, 4 stopped by the budget or the step limit (the answer is
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -23,7 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from thrifty.budget import Ledger
+from thrifty.budget import Budget, Ledger
 from thrifty.console import err, fail, out
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_INTERNAL, RunResult
 
@@ -220,10 +222,7 @@ def run(
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides:
-            for dim, value in overrides.items():
-                if value <= 0:
-                    raise TaskFileError(f"--max-{dim.replace('_', '-')}: must be positive (got {value:g})")
-            spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
+            spec = spec.model_copy(update={"budget": _override_budget(spec.budget, overrides)})
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
 
@@ -254,6 +253,23 @@ def run(
     else:
         render_result(result, out)
     raise typer.Exit(result.exit_code)
+
+
+def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
+    """The task's budget with the command line's limits, validated like the file's (NaN, infinity, zero
+    and negative limits are refused: NaN would stop a run at once or silently lift a limit)."""
+    from thrifty.workflows.spec import TaskFileError
+
+    for dim, value in overrides.items():
+        if not math.isfinite(value) or value <= 0:
+            raise TaskFileError(
+                f"--max-{dim.replace('_', '-')}: must be a positive finite number (got {value:g}); "
+                "fix: give a positive limit, or drop the option for the task file's"
+            )
+    try:
+        return Budget.model_validate({**budget.model_dump(exclude_none=True), **overrides})
+    except ValidationError as exc:
+        raise TaskFileError(f"command-line limit: {exc.errors()[0]['msg']}") from None
 
 
 def write_tree(result: RunResult, path: Path) -> None:
