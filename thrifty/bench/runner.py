@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thrifty.agents.context import ModelSettings
 from thrifty.bench.datasets import Dataset, QAItem
 from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
+from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
@@ -248,8 +248,8 @@ class BenchConfig:
     concurrency: int = 1
     rule: BudgetRule = field(default_factory=BudgetRule)
     pricing: Pricing = field(default_factory=Pricing)
-    temperature: float | None = 0.7
-    max_tokens: int = 256
+    temperature: float | None = DEFAULT_TEMPERATURE
+    max_tokens: int = DEFAULT_REPLY_TOKENS
     search_k: int = 3
     corpus: Corpus | None = None
     tools: list[Tool] | None = None

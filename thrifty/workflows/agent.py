@@ -15,13 +15,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from thrifty.agents.context import ModelSettings
+from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
 from thrifty.models import NamedModel, model_name
+from thrifty.models.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_REPLY_TOKENS,
+    DEFAULT_RETRIES,
+    DEFAULT_TEMPERATURE,
+    ModelSettings,
+)
 from thrifty.tools import Tool
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute
-from thrifty.workflows.spec import DEFAULT_MODEL, StrategySpec
+from thrifty.workflows.spec import StrategySpec
 
 
 class Agent:
@@ -35,12 +42,12 @@ class Agent:
         budget: Budget | None = None,
         strategy: str | StrategySpec | Callable[[dict[str, Any]], Any] = "react",
         tracker: bool = True,
-        max_steps: int = 12,
+        max_steps: int = DEFAULT_MAX_STEPS,
         pricing: Pricing | None = None,
-        temperature: float | None = 0.7,
-        max_tokens: int = 256,
+        temperature: float | None = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_REPLY_TOKENS,
         seed: int | None = None,
-        retries: int = 2,
+        retries: int = DEFAULT_RETRIES,
         system_prompt: str | None = None,
         store: str | Path | None = None,
         **strategy_options: Any,
@@ -59,8 +66,9 @@ class Agent:
             )
         self.strategy = strategy
         self.pricing = pricing or Pricing()
-        self.settings = ModelSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
-        self.retries = retries
+        self.settings = ModelSettings(
+            temperature=temperature, max_tokens=max_tokens, seed=seed, retries=retries
+        )
         self.system_prompt = system_prompt
         self.store = store
 
@@ -76,12 +84,15 @@ class Agent:
             pricing=self.pricing,
             strategy=self.strategy,
             settings=self.settings,
-            retries=self.retries,
             system_prompt=self.system_prompt,
             on_trace=on_trace,
             store=self.store,
             builder=self.builder,
         )
+
+    @property
+    def retries(self) -> int:
+        return self.settings.retries
 
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""

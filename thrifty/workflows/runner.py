@@ -60,7 +60,7 @@ def execute(
     pricing: Pricing | None = None,
     strategy: StrategySpec | None = None,
     settings: ModelSettings | None = None,
-    retries: int = 2,
+    retries: int | None = None,
     system_prompt: str | None = None,
     task: str = "",
     expected_answer: str | None = None,
@@ -72,12 +72,14 @@ def execute(
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
-    Raises SetupError before spending anything if the model or tools cannot be used.
+    ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model
+    or tools cannot be used.
     """
     strategy = strategy or StrategySpec()
+    settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway = Gateway(ledger, pricing, retries=retries)
+    gateway = Gateway(ledger, pricing, retries=settings.retries if retries is None else retries)
     try:
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
@@ -93,7 +95,7 @@ def execute(
         runner=runner,
         model=model,
         tools=list(tools),
-        settings=settings or ModelSettings(),
+        settings=settings,
         tracker=strategy.tracker,
         max_steps=strategy.max_steps,
         keep_observations=strategy.keep_observations,
@@ -156,11 +158,6 @@ def run_task(
         builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
-    settings = ModelSettings(
-        temperature=spec.model_settings.temperature,
-        max_tokens=spec.model_settings.max_tokens,
-        seed=spec.model_settings.seed,
-    )
     target = spec.output.store if store else None
     if target and "://" not in target and not Path(target).is_absolute():
         target = str(Path.cwd() / target)
@@ -171,8 +168,7 @@ def run_task(
         budget=spec.budget,
         pricing=pricing,
         strategy=spec.strategy,
-        settings=settings,
-        retries=spec.model_settings.retries,
+        settings=spec.model_settings,
         system_prompt=spec.system_prompt,
         task=spec.name or "",
         expected_answer=spec.expected_answer,

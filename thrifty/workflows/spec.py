@@ -17,14 +17,15 @@ from pydantic import (
     model_validator,
 )
 
+from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
+from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 from thrifty.workflows.imports import import_object
 from thrifty.workflows.strategies import get_builder
 
 BUILTIN_TOOLS = ("search", "read", "calculator")
 CORPUS_TOOLS = ("search", "read")
 BUILTIN_CORPORA = {"builtin:hotpotqa": "hotpotqa"}
-DEFAULT_MODEL = "local/smollm2"
 
 
 class TaskFileError(ValueError):
@@ -55,24 +56,13 @@ class StrategySpec(BaseModel):
 
     name: str = Field("react", description="Strategy: react, or 'module:function' returning a graph builder.")
     tracker: bool = Field(True, description="Show the model its remaining budget (BATS Budget Tracker).")
-    max_steps: PositiveInt = Field(12, description="Model calls allowed before a forced answer.")
+    max_steps: PositiveInt = Field(
+        DEFAULT_MAX_STEPS, description="Model calls allowed before a forced answer."
+    )
     keep_observations: PositiveInt | None = Field(
         None, description="Keep only the N most recent tool results in the prompt (BATS keeps 1)."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Strategy-specific settings.")
-
-
-class ModelSettingsSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float | None = Field(0.7, ge=0, le=2)
-    max_tokens: PositiveInt = Field(
-        256, description="Completion tokens per call (the budget may cap it lower)."
-    )
-    seed: int | None = None
-    retries: int = Field(
-        2, ge=0, le=10, description="Extra attempts on transient provider errors (each charged)."
-    )
 
 
 class OutputSpec(BaseModel):
@@ -107,7 +97,7 @@ class TaskSpec(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     pricing: Pricing = Field(default_factory=Pricing)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
-    model_settings: ModelSettingsSpec = Field(default_factory=ModelSettingsSpec)
+    model_settings: ModelSettings = Field(default_factory=ModelSettings)
     system_prompt: str | None = Field(None, description="Extra instructions appended to the system prompt.")
     output: OutputSpec = Field(default_factory=OutputSpec)
 
