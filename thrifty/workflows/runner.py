@@ -17,6 +17,7 @@ from thrifty.models.gateway import Gateway, ModelError
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
+from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, RunResult, Usage
 from thrifty.workflows.spec import StrategySpec, TaskSpec
 from thrifty.workflows.strategies import get_builder
@@ -72,8 +73,8 @@ def execute(
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
-    ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model
-    or tools cannot be used.
+    ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model,
+    the tools or the strategy's options cannot be used.
     """
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
@@ -83,7 +84,7 @@ def execute(
     try:
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
-        graph = builder(strategy.options)
+        graph = builder(parse_options(strategy.name, builder, strategy.options))
         if isinstance(graph, Workflow):
             graph = graph.compile()
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
