@@ -91,6 +91,22 @@ def test_progress_lines_without_a_terminal(tmp_path: Path) -> None:
         ("model: local/smollm2\n", ["question", "add it"]),
         ("- just\n- a list\n", ["must be a mapping"]),
         ("question: hi\nstrategy: nosuch\n", ["unknown strategy"]),
+        (
+            "question: hi\nstrategy: {name: bats, options: {max_attemps: 2}}\n",
+            ["task.yaml:2", "field 'strategy.options.max_attemps'", "not an option of strategy 'bats'"],
+        ),
+        (
+            "question: hi\nstrategy:\n  name: value_tree\n  options:\n    k: 0\n",
+            ["task.yaml:5: field 'strategy.options.k'", "greater than 0", "the default: 3"],
+        ),
+        (
+            "question: hi\nstrategy:\n  options:\n    max_steps: 3\n",
+            [
+                "task.yaml:4",
+                "'max_steps' is not an option of strategy 'react'",
+                "field of the strategy itself",
+            ],
+        ),
     ],
 )
 def test_bad_task_files_get_a_clear_message_and_exit_2(
@@ -104,6 +120,32 @@ def test_bad_task_files_get_a_clear_message_and_exit_2(
         assert "Traceback" not in res.output
         for part in expected:
             assert part in res.stderr, (part, res.stderr)
+
+
+def test_a_misspelt_strategy_option_names_the_line_field_and_valid_options(tmp_path: Path) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "question: hi\nstrategy:\n  name: bats\n  options:\n    max_attempts: 2\n    max_attemps: 2\n"
+    )
+    for command in (["validate", str(task)], ["run", str(task), "--quiet"]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 2, (command, res.output)
+        assert " ".join(res.stderr.split()) == (
+            f"error: {task}:6: field 'strategy.options.max_attemps': 'max_attemps' is not an option of "
+            "strategy 'bats' (fix: check the spelling; the options of bats are: max_attempts)"
+        )
+
+
+def test_valid_strategy_options_reach_the_strategy(tmp_path: Path) -> None:
+    plan = json.dumps({"exploration": ["France"], "verification": []})
+    verdict = json.dumps({"decision": "CONTINUE", "justification": "-", "trajectory_summary": "-"})
+    script = ScriptedModel([reply(plan), reply("Berlin"), reply(verdict), reply("Paris")])
+    task = write_task(tmp_path, script.model, extra="strategy:\n  name: bats\n  options: {max_attempts: 1}\n")
+    res = runner.invoke(app, ["run", str(task), "--json"])
+    assert res.exit_code == 4, res.output  # stopped after one attempt: max_steps
+    result = RunResult.model_validate_json(res.stdout)
+    assert result.stop_reason == "max_steps" and result.answer == "Berlin"
+    assert script.remaining == 1
 
 
 def test_unknown_model_and_remote_block_are_bad_input(tmp_path: Path) -> None:
@@ -133,6 +175,9 @@ def test_validate_ok_and_schema() -> None:
     assert schema["title"] == "thrifty task"
     assert {"question", "model", "budget", "tools", "strategy"} <= set(schema["properties"])
     assert "base_dir" not in schema["properties"]
+    options = schema["$defs"]["ValueTreeOptions"]["properties"]
+    assert options["k"]["default"] == 3 and options["k"]["description"]
+    assert schema["$defs"]["BatsOptions"]["properties"]["max_attempts"]["default"] == 4
 
 
 def test_runs_lists_recorded_runs(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ after, so a run never spends past its budget and always returns its best answer 
 Importing thrifty changes nothing in the host process (no environment variable, no ``sys.path`` entry).
 """
 
-from thrifty.agents.context import ModelSettings, RunContext
+from thrifty.agents.context import RunContext
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind
 from thrifty.models import Provider, register_provider
+from thrifty.models.settings import ModelSettings
 from thrifty.tools import Tool, tool
 from thrifty.workflows import Agent, RunResult, TaskSpec, load_task, run_task
 from thrifty.workflows.graph import END, Workflow

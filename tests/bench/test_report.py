@@ -94,6 +94,12 @@ def test_report_command(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--strategies", "react,nope"], "unknown strategy 'nope'"),
+        (
+            ["--strategies", "react,bats:max_attemps=2"],
+            "strategy 'bats:max_attemps=2': 'max_attemps' is not an option of strategy 'bats' "
+            "(fix: check the spelling; the options of bats are: max_attempts)",
+        ),
+        (["--strategies", "value_tree:k=0"], "option 'k' of strategy 'value_tree'"),
         (["--budgets", "3,0"], "at least 1"),
         (["--budgets", "x"], "not a whole number"),
         (["--data", "missing.jsonl"], "not found"),

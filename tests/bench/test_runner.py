@@ -28,23 +28,46 @@ from thrifty.workflows.react import build_react
 
 # ------------------------------------------------------------------------------------------- parsing
 def test_strategy_aliases_and_options() -> None:
-    react, tracker, opts = parse_strategies(
-        "react,react_tracker,react_tracker:keep_observations=1,max_steps=9,x=0.5"
+    react, tracker, opts, tree = parse_strategies(
+        "react,react_tracker,react_tracker:keep_observations=1,max_steps=9,value_tree:k=2,branch_budget=0.5"
     )
     assert (react.name, react.tracker, react.label) == ("react", False, "react")
     assert (tracker.name, tracker.tracker) == ("react", True)
-    assert opts.label == "react_tracker:keep_observations=1,max_steps=9,x=0.5"
-    assert opts.keep_observations == 1 and opts.max_steps == 9 and opts.options == {"x": 0.5}
+    assert opts.label == "react_tracker:keep_observations=1,max_steps=9"
+    assert opts.keep_observations == 1 and opts.max_steps == 9 and opts.options == {}
     spec = opts.spec(5)
-    assert spec.max_steps == 9 and spec.keep_observations == 1 and spec.options == {"x": 0.5}
+    assert spec.max_steps == 9 and spec.keep_observations == 1 and spec.options == {}
     assert tracker.spec(5).max_steps == 12  # 2B + 2 by default
     assert parse_strategies("react:tracker=true")[0].tracker is True
+    # The options as written (the results file records them so), checked against the strategy's model.
+    assert tree.options == {"k": 2, "branch_budget": 0.5} and tree.spec(3).options == tree.options
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "bats:max_attemps=2",
+            "strategy 'bats:max_attemps=2': 'max_attemps' is not an option of strategy 'bats' "
+            "(fix: check the spelling; the options of bats are: max_attempts)",
+        ),
+        ("react_tracker:x=0.5", "'x' is not an option of strategy 'react' (fix: remove it; react takes no"),
+        ("value_tree:k=0", "option 'k' of strategy 'value_tree': Input should be greater than 0"),
+        ("self_consistency:samples=two", "option 'samples' of strategy 'self_consistency'"),
+        ("value_tree:branch_budget=1.5", "option 'branch_budget' of strategy 'value_tree'"),
+    ],
+)
+def test_strategy_options_are_checked(text: str, message: str) -> None:
+    with pytest.raises(BenchError) as info:
+        parse_strategies(f"react,{text}")
+    assert message in str(info.value)
 
 
 def test_strategies_come_from_the_registry_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BenchError, match="unknown strategy 'my_search'"):
         parse_strategies("react,my_search")
-    monkeypatch.setitem(registry.STRATEGIES, "my_search", build_react)
+    # A builder that declares no options model gets its options as a plain dict, unchecked.
+    monkeypatch.setitem(registry.STRATEGIES, "my_search", lambda options: build_react())
     (choice,) = parse_strategies("my_search:width=3")
     assert choice.name == "my_search" and choice.tracker and choice.options == {"width": 3}
     assert {c.name for c in parse_strategies(",".join(registry.STRATEGIES))} == set(registry.STRATEGIES)

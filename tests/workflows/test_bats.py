@@ -202,3 +202,35 @@ def test_continue_with_a_low_budget_becomes_pivot(tools: list) -> None:
     first = next(t for t in result.trace if t["action"] == "verdict")
     assert first["decision"] == "PIVOT" and "LOW" in first["overridden"]
     assert result.answer == "Paris"
+
+
+def test_max_attempts_reaches_the_strategy(tools: list) -> None:
+    """The same CONTINUE verdict: with the default (4) a second attempt follows; with max_attempts=1 the
+    judge answers after the first."""
+    replies = [
+        reply(plan_json(["capital of France"])),
+        call("search", query="France"),
+        reply("Berlin"),
+        reply(verdict("CONTINUE")),
+        call("search", query="Paris"),
+        reply("Paris"),
+        reply(verdict("SUCCESS")),
+    ]
+    script = ScriptedModel(replies)
+    assert bats(script, tools).run("What is the capital of France?").answer == "Paris"
+    script = ScriptedModel(replies)
+    result = bats(script, tools, max_attempts=1).run("What is the capital of France?")
+    assert result.stop_reason == "max_steps" and result.answer == "Berlin"
+    assert [t["decision"] for t in result.trace if t["action"] == "verdict"] == ["CONTINUE"]
+    assert roles(script) == ["plan", "act", "act", "verdict"]
+
+
+def test_a_misspelt_option_is_refused_with_the_valid_ones(tools: list) -> None:
+    with pytest.raises(ValueError) as info:
+        bats(ScriptedModel([]), tools, max_attemps=2)
+    assert str(info.value) == (
+        "'max_attemps' is not an option of strategy 'bats' "
+        "(fix: check the spelling; the options of bats are: max_attempts)"
+    )
+    with pytest.raises(ValueError, match="option 'max_attempts' of strategy 'bats': Input should be"):
+        bats(ScriptedModel([]), tools, max_attempts=0)

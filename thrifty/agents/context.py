@@ -12,14 +12,12 @@ from typing import Any
 
 from thrifty.budget import Ledger, tool_dimension
 from thrifty.models.gateway import Gateway
+from thrifty.models.settings import ModelSettings
 from thrifty.tools import Tool, ToolRunner
 
+__all__ = ["DEFAULT_MAX_STEPS", "ModelSettings", "RunContext"]
 
-@dataclass
-class ModelSettings:
-    temperature: float | None = 0.7
-    max_tokens: int = 256  # per call, before the budget caps it further
-    seed: int | None = None
+DEFAULT_MAX_STEPS = 12  # model calls a run may make before it must answer (``strategy.max_steps``)
 
 
 @dataclass
@@ -31,7 +29,7 @@ class RunContext:
     tools: list[Tool] = field(default_factory=list)
     settings: ModelSettings = field(default_factory=ModelSettings)
     tracker: bool = True
-    max_steps: int = 12
+    max_steps: int = DEFAULT_MAX_STEPS
     keep_observations: int | None = None  # keep only the N most recent tool results in context (BATS)
     system_extra: str | None = None
     on_trace: Callable[[dict[str, Any]], None] | None = None
@@ -93,5 +91,5 @@ class RunContext:
             ledger=ledger,
             gateway=gateway,
             runner=ToolRunner(self.tools, ledger, self.runner.pricing),
-            settings=replace(self.settings, seed=seed),
+            settings=self.settings.model_copy(update={"seed": seed}),
         )

@@ -14,7 +14,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from thrifty.bench.runner import DEFAULT_TOKENS_PER_CALL
 from thrifty.console import err, fail, out
+from thrifty.models.settings import DEFAULT_MODEL, DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE
 
 __all__ = ["bench_app"]
 
@@ -72,7 +74,7 @@ def hotpotqa(
     budgets: Annotated[str, typer.Option(help="Tool-call budgets B, comma-separated.")] = "3,5,10,20",
     model: Annotated[
         str, typer.Option(help="LiteLLM model, local/smollm2, or sim/p=..,q=.. (simulated, benchmark only).")
-    ] = "local/smollm2",
+    ] = DEFAULT_MODEL,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N questions.")] = None,
     data: Annotated[
         str | None, typer.Option(help="HotpotQA .jsonl (or question/answer .json); default: the bundled 50.")
@@ -98,9 +100,13 @@ def hotpotqa(
     tokens_per_call: Annotated[
         int,
         typer.Option(min=0, help="Token budget per tool call: total_tokens = N x B (0: no token limit)."),
-    ] = 2000,
-    max_tokens: Annotated[int, typer.Option(min=1, help="Completion tokens per model call.")] = 256,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")] = 0.7,
+    ] = DEFAULT_TOKENS_PER_CALL,
+    max_tokens: Annotated[
+        int, typer.Option(min=1, help="Completion tokens per model call.")
+    ] = DEFAULT_REPLY_TOKENS,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")
+    ] = DEFAULT_TEMPERATURE,
     price_in: Annotated[
         float | None, typer.Option(min=0.0, help="Model price, USD per 1M input tokens (sim/local are free).")
     ] = None,

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thrifty.agents.context import ModelSettings
 from thrifty.bench.datasets import Dataset, QAItem
 from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
+from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
@@ -101,7 +101,7 @@ def _value(raw: str) -> Any:
 
 def _split_strategies(text: str) -> list[str]:
     """Split on commas, except before ``key=value`` pieces, which continue the previous strategy's options
-    (``react,self_consistency:k=5,temperature=0.7,bats``)."""
+    (``react,self_consistency:samples=5,parallel=true,bats``)."""
     out: list[str] = []
     for piece in (p.strip() for p in text.split(",")):
         if not piece:
@@ -114,13 +114,15 @@ def _split_strategies(text: str) -> list[str]:
 
 
 def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
-    """Parse ``react,react_tracker,bats,value_tree:width=3`` against the live STRATEGIES registry.
+    """Parse ``react,react_tracker,bats,value_tree:k=2`` against the live STRATEGIES registry.
 
     ``react`` is react with the Budget Tracker off (the plain ReAct baseline), ``react_tracker`` react with
     it on; any other name must be registered in ``thrifty.workflows.strategies.STRATEGIES`` (or be a
     ``package.module:function`` builder). ``name:key=val,key=val`` passes options: ``tracker``,
-    ``max_steps`` and ``keep_observations`` set the StrategySpec fields, other keys go to its ``options``.
+    ``max_steps`` and ``keep_observations`` set the StrategySpec fields, other keys go to its ``options``,
+    which are checked against the strategy's options model (an unknown key or a bad value is a BenchError).
     """
+    from thrifty.workflows.options import StrategyOptionsError, parse_options
     from thrifty.workflows.strategies import STRATEGIES, get_builder
 
     pieces = (
@@ -145,12 +147,16 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
             name, tracker = "react", False
         else:
             name, tracker = head, True
-            try:
-                get_builder(name)
-            except (ValueError, ImportError, AttributeError) as exc:
-                known = ", ".join(["react", "react_tracker", *[s for s in STRATEGIES if s != "react"]])
-                raise BenchError(f"unknown strategy '{head}': use one of {known} ({exc})") from None
+        try:
+            builder = get_builder(name)
+        except (ValueError, ImportError, AttributeError) as exc:
+            known = ", ".join(["react", "react_tracker", *[s for s in STRATEGIES if s != "react"]])
+            raise BenchError(f"unknown strategy '{head}': use one of {known} ({exc})") from None
         spec_fields = {k: options.pop(k) for k in list(options) if k in _SPEC_FIELDS}
+        try:
+            parse_options(name, builder, options)
+        except StrategyOptionsError as exc:
+            raise BenchError(f"strategy '{piece}': {exc}") from None
         if "tracker" in spec_fields:
             tracker = bool(spec_fields["tracker"])
         for key in ("max_steps", "keep_observations"):
@@ -248,8 +254,8 @@ class BenchConfig:
     concurrency: int = 1
     rule: BudgetRule = field(default_factory=BudgetRule)
     pricing: Pricing = field(default_factory=Pricing)
-    temperature: float | None = 0.7
-    max_tokens: int = 256
+    temperature: float | None = DEFAULT_TEMPERATURE
+    max_tokens: int = DEFAULT_REPLY_TOKENS
     search_k: int = 3
     corpus: Corpus | None = None
     tools: list[Tool] | None = None

@@ -17,12 +17,15 @@ from thrifty.models.registry import (
     register_provider,
     registered_providers,
 )
+from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 
 __all__ = [
+    "DEFAULT_MODEL",
     "REMOTE",
     "Gateway",
     "ModelError",
     "ModelReply",
+    "ModelSettings",
     "NamedModel",
     "Provider",
     "TokenUsage",

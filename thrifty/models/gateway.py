@@ -22,6 +22,7 @@ from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservat
 from thrifty.budget.retry import RetryPolicy
 from thrifty.models._litellm import get_litellm
 from thrifty.models.registry import BLOCK_REMOTE_ENV, Provider, provider_for
+from thrifty.models.settings import DEFAULT_RETRIES
 
 DEFAULT_MAX_TOKENS = 512
 _INF = float("inf")
@@ -111,7 +112,7 @@ class Gateway:
         ledger: Ledger,
         pricing: Pricing | None = None,
         *,
-        retries: int = 2,
+        retries: int = DEFAULT_RETRIES,
         backoff: float = 0.5,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:

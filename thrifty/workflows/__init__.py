@@ -1,6 +1,7 @@
 """Task files, strategies (graph builders), the runner and the Python Agent API."""
 
 from thrifty.workflows.agent import Agent
+from thrifty.workflows.options import StrategyOptions, StrategyOptionsError, takes_options
 from thrifty.workflows.result import Cost, RunResult, Usage
 from thrifty.workflows.runner import SetupError, execute, run_task
 from thrifty.workflows.spec import TaskFileError, TaskSpec, json_schema, load_task
@@ -12,6 +13,8 @@ __all__ = [
     "Cost",
     "RunResult",
     "SetupError",
+    "StrategyOptions",
+    "StrategyOptionsError",
     "TaskFileError",
     "TaskSpec",
     "Usage",
@@ -19,4 +22,5 @@ __all__ = [
     "json_schema",
     "load_task",
     "run_task",
+    "takes_options",
 ]

@@ -15,17 +15,30 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from thrifty.agents.context import ModelSettings
+from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
 from thrifty.models import NamedModel, model_name
+from thrifty.models.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_REPLY_TOKENS,
+    DEFAULT_RETRIES,
+    DEFAULT_TEMPERATURE,
+    ModelSettings,
+)
 from thrifty.tools import Tool
+from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute
-from thrifty.workflows.spec import DEFAULT_MODEL, StrategySpec
+from thrifty.workflows.spec import StrategySpec
+from thrifty.workflows.strategies import STRATEGIES
 
 
 class Agent:
-    """A reusable agent configuration. Each :meth:`run` gets a fresh Ledger for its budget."""
+    """A reusable agent configuration. Each :meth:`run` gets a fresh Ledger for its budget.
+
+    Extra keyword arguments are the strategy's options (``Agent(strategy="bats", max_attempts=2)``); a
+    built-in strategy refuses one it does not have, here, with a ValueError that names the valid ones.
+    """
 
     def __init__(
         self,
@@ -33,14 +46,14 @@ class Agent:
         *,
         tools: Sequence[Tool] = (),
         budget: Budget | None = None,
-        strategy: str | StrategySpec | Callable[[dict[str, Any]], Any] = "react",
+        strategy: str | StrategySpec | Callable[[Any], Any] = "react",
         tracker: bool = True,
-        max_steps: int = 12,
+        max_steps: int = DEFAULT_MAX_STEPS,
         pricing: Pricing | None = None,
-        temperature: float | None = 0.7,
-        max_tokens: int = 256,
+        temperature: float | None = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_REPLY_TOKENS,
         seed: int | None = None,
-        retries: int = 2,
+        retries: int = DEFAULT_RETRIES,
         system_prompt: str | None = None,
         store: str | Path | None = None,
         **strategy_options: Any,
@@ -48,7 +61,7 @@ class Agent:
         self.model = model_name(model)  # a name, or a model object such as a ScriptedModel
         self.tools = list(tools)
         self.budget = budget or Budget()
-        self.builder: Callable[[dict[str, Any]], Any] | None = None
+        self.builder: Callable[[Any], Any] | None = None
         if callable(strategy) and not isinstance(strategy, StrategySpec):
             # A Workflow, or any function building a graph: run it like a built-in strategy.
             self.builder = strategy
@@ -57,10 +70,17 @@ class Agent:
             strategy = StrategySpec(
                 name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options
             )
+        elif strategy_options:  # keyword options add to (and override) the StrategySpec's own
+            strategy = strategy.model_copy(update={"options": {**strategy.options, **strategy_options}})
         self.strategy = strategy
+        # Check the options now (a custom 'module:function' strategy is imported, and checked, by run).
+        known = self.builder or STRATEGIES.get(strategy.name)
+        if known is not None:
+            parse_options(strategy.name, known, strategy.options)
         self.pricing = pricing or Pricing()
-        self.settings = ModelSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
-        self.retries = retries
+        self.settings = ModelSettings(
+            temperature=temperature, max_tokens=max_tokens, seed=seed, retries=retries
+        )
         self.system_prompt = system_prompt
         self.store = store
 
@@ -76,12 +96,15 @@ class Agent:
             pricing=self.pricing,
             strategy=self.strategy,
             settings=self.settings,
-            retries=self.retries,
             system_prompt=self.system_prompt,
             on_trace=on_trace,
             store=self.store,
             builder=self.builder,
         )
+
+    @property
+    def retries(self) -> int:
+        return self.settings.retries
 
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""

@@ -9,12 +9,15 @@ trajectory in the next attempt. The loop ends on SUCCESS, when the budget cannot
 (stop reason ``budget_exhausted:<dimension>``), or after ``max_attempts`` (``max_steps``); the judge then
 picks the best verified answer.
 
-Options (``strategy.options`` in YAML, keyword arguments in ``Agent``): ``max_attempts`` (default 4).
+Options (``strategy.options`` in YAML, keyword arguments in ``Agent``): see :class:`BatsOptions`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import Field, PositiveInt
 
 from thrifty.agents.judge import judge
 from thrifty.agents.planner import plan
@@ -22,8 +25,15 @@ from thrifty.agents.solver import SolverState, solve
 from thrifty.agents.verifier import verify
 from thrifty.budget import Regime, StopKind, regime_for, stop_reason
 from thrifty.workflows.graph import END, Workflow
+from thrifty.workflows.options import StrategyOptions, takes_options
 
-DEFAULT_MAX_ATTEMPTS = 4
+
+class BatsOptions(StrategyOptions):
+    """Options of the ``bats`` strategy."""
+
+    max_attempts: PositiveInt = Field(
+        4, description="Plan-solve-verify attempts before the judge picks the best verified answer."
+    )
 
 
 def after_solve(state: SolverState) -> str:
@@ -34,8 +44,9 @@ def after_solve(state: SolverState) -> str:
     return "verify" if state.get("answer") else "judge"
 
 
-def build_bats(options: dict[str, Any] | None = None) -> Any:
-    max_attempts = int((options or {}).get("max_attempts", DEFAULT_MAX_ATTEMPTS))
+@takes_options(BatsOptions)
+def build_bats(options: BatsOptions | Mapping[str, Any] | None = None) -> Any:
+    max_attempts = BatsOptions.of(options).max_attempts
 
     def gate(state: SolverState, ctx: Any) -> dict[str, Any]:
         """After a verdict: stop when budget or attempts are out (recording why), else go on."""

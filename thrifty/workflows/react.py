@@ -10,10 +10,14 @@ per-step cost for nothing a run uses. The ``act`` / ``observe`` functions stay a
 
 With ``tracker: false`` the same loop runs without the budget block and policy, which is the plain ReAct
 baseline the BATS paper compares against.
+
+react has no options of its own (:class:`ReactOptions` is empty, so a stray key is refused): its knobs,
+``tracker``, ``max_steps`` and ``keep_observations``, are fields of the strategy and live on the RunContext.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -22,6 +26,11 @@ from langgraph.types import Command
 
 from thrifty.agents.context import RunContext
 from thrifty.agents.solver import StepState, agent_step
+from thrifty.workflows.options import StrategyOptions, takes_options
+
+
+class ReactOptions(StrategyOptions):
+    """react takes no options: ``tracker``, ``max_steps`` and ``keep_observations`` are strategy fields."""
 
 
 def _step(state: StepState, runtime: Runtime[RunContext]) -> Command[Any]:
@@ -29,8 +38,10 @@ def _step(state: StepState, runtime: Runtime[RunContext]) -> Command[Any]:
     return Command(update=update, goto="step" if go_on else END)
 
 
-def build_react(options: dict[str, Any] | None = None) -> Any:
-    """Compile the react graph. ``options`` is unused: react's knobs live on the RunContext."""
+@takes_options(ReactOptions)
+def build_react(options: ReactOptions | Mapping[str, Any] | None = None) -> Any:
+    """Compile the react graph. ``options`` is checked and unused: react's knobs live on the RunContext."""
+    ReactOptions.of(options)
     graph = StateGraph(StepState, context_schema=RunContext)
     graph.add_node("step", _step, destinations=("step", END))
     graph.add_edge(START, "step")

@@ -17,6 +17,7 @@ from thrifty.models.gateway import Gateway, ModelError
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
+from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, RunResult, Usage
 from thrifty.workflows.spec import StrategySpec, TaskSpec
 from thrifty.workflows.strategies import get_builder
@@ -60,7 +61,7 @@ def execute(
     pricing: Pricing | None = None,
     strategy: StrategySpec | None = None,
     settings: ModelSettings | None = None,
-    retries: int = 2,
+    retries: int | None = None,
     system_prompt: str | None = None,
     task: str = "",
     expected_answer: str | None = None,
@@ -72,16 +73,18 @@ def execute(
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
-    Raises SetupError before spending anything if the model or tools cannot be used.
+    ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model,
+    the tools or the strategy's options cannot be used.
     """
     strategy = strategy or StrategySpec()
+    settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway = Gateway(ledger, pricing, retries=retries)
+    gateway = Gateway(ledger, pricing, retries=settings.retries if retries is None else retries)
     try:
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
-        graph = builder(strategy.options)
+        graph = builder(parse_options(strategy.name, builder, strategy.options))
         if isinstance(graph, Workflow):
             graph = graph.compile()
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
@@ -93,7 +96,7 @@ def execute(
         runner=runner,
         model=model,
         tools=list(tools),
-        settings=settings or ModelSettings(),
+        settings=settings,
         tracker=strategy.tracker,
         max_steps=strategy.max_steps,
         keep_observations=strategy.keep_observations,
@@ -156,11 +159,6 @@ def run_task(
         builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
-    settings = ModelSettings(
-        temperature=spec.model_settings.temperature,
-        max_tokens=spec.model_settings.max_tokens,
-        seed=spec.model_settings.seed,
-    )
     target = spec.output.store if store else None
     if target and "://" not in target and not Path(target).is_absolute():
         target = str(Path.cwd() / target)
@@ -171,8 +169,7 @@ def run_task(
         budget=spec.budget,
         pricing=pricing,
         strategy=spec.strategy,
-        settings=settings,
-        retries=spec.model_settings.retries,
+        settings=spec.model_settings,
         system_prompt=spec.system_prompt,
         task=spec.name or "",
         expected_answer=spec.expected_answer,

@@ -5,23 +5,37 @@ in equal slices (integer limits round down), so no sample can starve another and
 exceed the run's budget; each child hands back what it did not use when it closes. This is the baseline
 of the BAVT paper (parallel sampling with majority vote).
 
-Options: ``samples`` (default 3), ``parallel`` (run samples in threads; default false, which keeps
-scripted tests deterministic — a local llama.cpp model is serialised anyway).
+Options: see :class:`SelfConsistencyOptions`.
 Votes are over normalised answers; non-answers ("unknown") do not vote; ties go to the earliest sample.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from pydantic import Field, PositiveInt
 
 from thrifty.agents.answers import majority_vote
 from thrifty.agents.context import RunContext
 from thrifty.agents.solver import SolverState, snapshot, solve
 from thrifty.budget import Budget, BudgetExceeded, StopKind, stop_reason
 from thrifty.workflows.graph import END, Workflow
+from thrifty.workflows.options import StrategyOptions, takes_options
 
-DEFAULT_SAMPLES = 3
+
+class SelfConsistencyOptions(StrategyOptions):
+    """Options of the ``self_consistency`` strategy."""
+
+    samples: PositiveInt = Field(
+        3, description="Independent solver runs, each on an equal carved slice of the budget."
+    )
+    parallel: bool = Field(
+        False,
+        description="Run the samples in threads (off by default, which keeps scripted runs deterministic; "
+        "a local llama.cpp model is serialised anyway).",
+    )
 
 
 def split_budget(ctx: RunContext, samples: int) -> Budget | None:
@@ -38,12 +52,10 @@ def split_budget(ctx: RunContext, samples: int) -> Budget | None:
     return Budget.from_limits(slice_)
 
 
-def build_self_consistency(options: dict[str, Any] | None = None) -> Any:
-    options = options or {}
-    samples = int(options.get("samples", DEFAULT_SAMPLES))
-    parallel = bool(options.get("parallel", False))
-    if samples < 1:
-        raise ValueError("self_consistency needs samples >= 1")
+@takes_options(SelfConsistencyOptions)
+def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] | None = None) -> Any:
+    opts = SelfConsistencyOptions.of(options)
+    samples, parallel = opts.samples, opts.parallel
 
     def sample_and_vote(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         try:

@@ -17,14 +17,16 @@ from pydantic import (
     model_validator,
 )
 
+from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
+from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 from thrifty.workflows.imports import import_object
-from thrifty.workflows.strategies import get_builder
+from thrifty.workflows.options import StrategyOptionsError, parse_options
+from thrifty.workflows.strategies import STRATEGIES, builtin_options, get_builder
 
 BUILTIN_TOOLS = ("search", "read", "calculator")
 CORPUS_TOOLS = ("search", "read")
 BUILTIN_CORPORA = {"builtin:hotpotqa": "hotpotqa"}
-DEFAULT_MODEL = "local/smollm2"
 
 
 class TaskFileError(ValueError):
@@ -53,25 +55,21 @@ class ToolSpec(BaseModel):
 class StrategySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("react", description="Strategy: react, or 'module:function' returning a graph builder.")
+    name: str = Field(
+        "react",
+        description=f"Strategy: {', '.join(STRATEGIES)}, or 'module:function' returning a graph builder.",
+    )
     tracker: bool = Field(True, description="Show the model its remaining budget (BATS Budget Tracker).")
-    max_steps: PositiveInt = Field(12, description="Model calls allowed before a forced answer.")
+    max_steps: PositiveInt = Field(
+        DEFAULT_MAX_STEPS, description="Model calls allowed before a forced answer."
+    )
     keep_observations: PositiveInt | None = Field(
         None, description="Keep only the N most recent tool results in the prompt (BATS keeps 1)."
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Strategy-specific settings.")
-
-
-class ModelSettingsSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float | None = Field(0.7, ge=0, le=2)
-    max_tokens: PositiveInt = Field(
-        256, description="Completion tokens per call (the budget may cap it lower)."
-    )
-    seed: int | None = None
-    retries: int = Field(
-        2, ge=0, le=10, description="Extra attempts on transient provider errors (each charged)."
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Strategy-specific settings; a built-in strategy refuses keys it does not have "
+        "(see the <Name>Options definitions).",
     )
 
 
@@ -107,7 +105,7 @@ class TaskSpec(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     pricing: Pricing = Field(default_factory=Pricing)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
-    model_settings: ModelSettingsSpec = Field(default_factory=ModelSettingsSpec)
+    model_settings: ModelSettings = Field(default_factory=ModelSettings)
     system_prompt: str | None = Field(None, description="Extra instructions appended to the system prompt.")
     output: OutputSpec = Field(default_factory=OutputSpec)
 
@@ -165,6 +163,17 @@ def json_schema() -> dict[str, Any]:
     """The published JSON Schema of task files (``agent schema``)."""
     schema = TaskSpec.model_json_schema(mode="validation")
     schema["properties"].pop("base_dir", None)
+    # Each built-in strategy's options, checked against its name (JSON Schema if/then): an editor that
+    # reads the schema flags an option the strategy does not have, as `agent validate` does.
+    defs = schema.setdefault("$defs", {})
+    rules = []
+    for name, model in builtin_options().items():
+        defs[model.__name__] = model.model_json_schema()
+        when: dict[str, Any] = {"properties": {"name": {"const": name}}}
+        if name != StrategySpec.model_fields["name"].default:
+            when["required"] = ["name"]
+        rules.append({"if": when, "then": {"properties": {"options": {"$ref": f"#/$defs/{model.__name__}"}}}})
+    defs["StrategySpec"]["allOf"] = rules
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "thrifty task"
     return schema
@@ -257,10 +266,20 @@ def check_resources(spec: TaskSpec, file: str = "task", root: yaml.Node | None =
             "(fix: give a path relative to the task file, or builtin:hotpotqa)"
         )
     try:
-        get_builder(spec.strategy.name, spec.base_dir)
+        builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         line = _line_of(root, ("strategy",))
         raise TaskFileError(f"{file}:{line or 1}: field 'strategy': {exc}") from None
+    try:
+        parse_options(spec.strategy.name, builder, spec.strategy.options)
+    except StrategyOptionsError as exc:
+        lines = []
+        for issue in exc.issues:
+            loc = ("strategy", "options", *issue.loc)
+            line = _line_of(root, loc)
+            field = ".".join(str(p) for p in loc)
+            lines.append(f"{file}:{line or 1}: field '{field}': {issue}")
+        raise TaskFileError("\n".join(lines)) from None
     for i, tool in enumerate(spec.tools):
         if ":" in tool.name:
             try:

@@ -9,18 +9,17 @@ scores each new step with the residual critic, prunes steps that add nothing or 
 and verifies proposed answers. ``finalize`` returns the anytime best answer: a verified one, else an
 answer forced from the best branch, else the best unverified proposal.
 
-Options: ``k`` (3), ``max_depth`` (4), ``max_expansions`` (12), ``prune_below`` (0.1), ``stop_on_verified``
-(true), ``verify`` (true), ``parallel`` (true), ``branch_budget`` (None, or a fraction of what remains that
-one expansion may spend, carved so that a branch cannot starve the others; unused parts are refunded),
-``seed`` (the run's seed by default), ``expansions_per_node`` (2: a node whose children all failed may be
-asked once more, for different actions).
+Options: see :class:`ValueTreeOptions`.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import Field, PositiveInt
 
 from thrifty.agents.context import RunContext
 from thrifty.agents.solver import SolverState, clean_answer, final_answer_call, snapshot
@@ -42,19 +41,32 @@ from thrifty.agents.tree import (
 from thrifty.agents.verifier import evidence_text, verify
 from thrifty.budget import Budget, BudgetExceeded, StopKind, regime_for, stop_reason
 from thrifty.workflows.graph import END, Workflow
+from thrifty.workflows.options import StrategyOptions, takes_options
 
-DEFAULTS: dict[str, Any] = {
-    "k": 3,
-    "max_depth": 4,
-    "max_expansions": 12,
-    "prune_below": 0.1,
-    "stop_on_verified": True,
-    "verify": True,
-    "parallel": True,
-    "branch_budget": None,
-    "seed": None,
-    "expansions_per_node": 2,
-}
+
+class ValueTreeOptions(StrategyOptions):
+    """Options of the ``value_tree`` strategy."""
+
+    k: PositiveInt = Field(3, description="Candidate next actions asked for per expansion.")
+    max_depth: PositiveInt = Field(4, description="Longest path of steps from the root.")
+    max_expansions: PositiveInt = Field(12, description="Expansions before the search stops.")
+    prune_below: float = Field(
+        0.1, ge=0, le=1, description="Prune a step whose critic progress score (0-1) is below this."
+    )
+    stop_on_verified: bool = Field(True, description="Stop at the first answer the verifier accepts.")
+    verify: bool = Field(True, description="Verify proposed answers.")
+    parallel: bool = Field(True, description="Run an expansion's tool calls concurrently.")
+    branch_budget: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Fraction of what remains that one expansion may spend, carved so that a branch cannot "
+        "starve the others (unused parts are refunded); null: no per-branch limit.",
+    )
+    seed: int | None = Field(None, description="Seed of the node selection; null: the run's seed.")
+    expansions_per_node: PositiveInt = Field(
+        2, description="Times a node may be expanded (a node whose children all failed is asked again)."
+    )
 
 
 def budget_stop(ctx: RunContext) -> str | None:
@@ -101,14 +113,10 @@ def _verify_terminal(
     return decision, update["trace"]
 
 
-def build_value_tree(options: dict[str, Any] | None = None) -> Any:
-    opts = {**DEFAULTS, **(options or {})}
-    unknown = set(opts) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"unknown value_tree option(s): {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}"
-        )
-    k, max_depth = int(opts["k"]), int(opts["max_depth"])
+@takes_options(ValueTreeOptions)
+def build_value_tree(options: ValueTreeOptions | Mapping[str, Any] | None = None) -> Any:
+    opts = ValueTreeOptions.of(options).model_dump()
+    k, max_depth = opts["k"], opts["max_depth"]
 
     def expand(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         question = state["question"]
