@@ -1,5 +1,3 @@
-"""Memory and storage. For now: the run store (SQLAlchemy) that keeps every run and its charges."""
+"""Memory: what an agent remembers across runs. (The run store moved to :mod:`thrifty.store`.)"""
 
-from thrifty.memory.store import RunStore
-
-__all__ = ["RunStore"]
+__all__: list[str] = []
