@@ -42,6 +42,7 @@ _DIM_LABELS = {
     "usd": "USD",
     "model_requests": "model calls",
     "tool_calls": "tool calls",
+    "memory_ops": "memory operations",
     "seconds": "seconds",
 }
 
