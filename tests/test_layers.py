@@ -1,5 +1,5 @@
-"""The layers point one way: budget at the bottom, then models, tools and memory, then the agents' nodes,
-then workflows, and the CLI and the bench at the top.
+"""The layers point one way: budget and the run store at the bottom, then models, tools and memory, then the
+agents' nodes, then workflows, and the CLI and the bench at the top.
 
 Every import is read from the source, including imports inside functions, and so is every module named in
 a string (``lazy("thrifty.models.local", ...)``, ``importlib.import_module("...")``), since a layer that
@@ -23,14 +23,17 @@ _MODULE_IN_STRING = re.compile(r"^thrifty(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 # The part of thrifty a module belongs to: its subpackage, or the top-level module's own name.
 CLI = {"cli", "console"}
-LIBRARY = {"budget", "models", "tools", "memory", "agents", "workflows", "testing", "__init__"}
+LIBRARY = {"budget", "store", "models", "tools", "memory", "agents", "workflows", "testing", "__init__"}
 FORBIDDEN: dict[str, set[str]] = {
-    "redact": {"budget", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
-    "budget": {"models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
-    "models": {"tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
-    "tools": {"models", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    "redact": {"budget", "store", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    "budget": {"store", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    # The run store sits just above the budget: the workflows write runs and the CLI reads them; below the
+    # workflows only memory may use it (a memory tier may keep its tables in the same database).
+    "store": {"models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    "models": {"store", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    "tools": {"store", "models", "memory", "agents", "workflows", "testing", "bench", *CLI},
     "memory": {"agents", "workflows", "testing", "bench", *CLI},
-    "agents": {"workflows", "testing", "bench", *CLI},
+    "agents": {"store", "workflows", "testing", "bench", *CLI},
     "workflows": {"testing", "bench", *CLI},
     "testing": {"agents", "workflows", "bench", *CLI},
     "__init__": {"testing", "bench", *CLI},

@@ -44,6 +44,7 @@ _DIM_LABELS = {
     "usd": "USD",
     "model_requests": "model calls",
     "tool_calls": "tool calls",
+    "memory_ops": "memory operations",
     "seconds": "seconds",
 }
 
@@ -402,7 +403,7 @@ def runs(
     ] = ".thrifty/runs.db",
 ) -> None:
     """List recent runs from the run store."""
-    from thrifty.memory.store import RunStore
+    from thrifty.store import RunStore
 
     if "://" not in store and not Path(store).exists():
         raise fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)

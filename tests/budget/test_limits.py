@@ -149,3 +149,12 @@ def test_merged_with_unlimited_is_identity() -> None:
     assert a.merged(Budget()) == a
     assert Budget().merged(a) == a
     assert Budget().merged(Budget()) == Budget()
+
+
+def test_memory_operations_are_a_dimension_like_tool_calls() -> None:
+    budget = Budget(memory_ops=2)
+    assert budget.limits() == {"memory_ops": 2.0}
+    assert Budget.from_limits({"memory_ops": 1.7}).memory_ops == 1
+    assert budget.merged(Budget(memory_ops=5, tool_calls=3)) == Budget(memory_ops=2, tool_calls=3)
+    with pytest.raises(ValidationError):
+        Budget(memory_ops=0)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from thrifty import Agent, Budget, tool
-from thrifty.memory import RunStore
 from thrifty.models.scripted import ScriptedReply
+from thrifty.store import RunStore
 from thrifty.testing import ScriptedModel, call, reply
 from thrifty.tools import Corpus, make_search_tools
 from thrifty.workflows.result import EXIT_ANSWERED, EXIT_BUDGET, EXIT_INTERNAL

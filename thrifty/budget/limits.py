@@ -7,6 +7,7 @@ Dimensions are plain strings so that the Ledger can treat them uniformly:
 * ``model_requests`` — model calls (every retry is a call);
 * ``tool_calls`` — tool calls in total (a batched call costs one unit per item);
 * ``tool:<name>`` — calls of one tool;
+* ``memory_ops`` — memory operations (each write, recall or forget of a memory tier is one);
 * ``seconds`` — wall-clock time since the ledger opened (checked, never reserved).
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "total_tokens")
-DIMENSIONS = (*TOKEN_DIMENSIONS, "usd", "model_requests", "tool_calls", "seconds")
+DIMENSIONS = (*TOKEN_DIMENSIONS, "usd", "model_requests", "tool_calls", "memory_ops", "seconds")
 TOOL_PREFIX = "tool:"
 
 
@@ -41,6 +42,9 @@ class Budget(BaseModel):
     tool_calls: PositiveInt | None = Field(None, description="Tool calls over all tools (batch items count).")
     per_tool: dict[str, PositiveInt] = Field(
         default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
+    )
+    memory_ops: PositiveInt | None = Field(
+        None, description="Memory operations (each write, recall or forget of a memory tier is one)."
     )
     seconds: PositiveFloat | None = Field(None, description="Wall-clock seconds for the whole run.")
 

@@ -144,7 +144,7 @@ def execute(
         events=[e.to_dict() for e in ledger.events],
     )
     if store is not None:
-        from thrifty.memory.store import RunStore
+        from thrifty.store import RunStore
 
         RunStore(store).save(result)
     return result

@@ -1,4 +1,5 @@
-"""Test helpers for applications built on thrifty: the scripted model.
+"""Test helpers for applications built on thrifty: the scripted model, and (in :mod:`thrifty.testing.memory`,
+which needs pytest) the conformance suite a memory tier must pass.
 
 ``ScriptedModel`` is a real provider (``scripted/<name>``) that plays back fixed replies with fixed token
 counts through the real Gateway and Ledger, so an application's tests are exact and never call a remote

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, select
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from thrifty.store.db import database_url, make_engine
 
 
 class _Base(DeclarativeBase):
@@ -56,21 +58,12 @@ class ChargeRow(_Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
-def _url(target: str | Path) -> str:
-    text = str(target)
-    if "://" in text:
-        return text
-    path = Path(text).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
-
 class RunStore:
     """Runs and their charges. ``RunStore(".thrifty/runs.db")`` or ``RunStore("postgresql://...")``."""
 
     def __init__(self, target: str | Path = ".thrifty/runs.db") -> None:
-        self.url = _url(target)
-        self.engine: Engine = create_engine(self.url)
+        self.url = database_url(target)
+        self.engine: Engine = make_engine(self.url)
         _Base.metadata.create_all(self.engine)
 
     def save(self, result: Any) -> None:

@@ -1,0 +1,253 @@
+"""A LOW memory tier: items in a database (SQLAlchemy), recalled by BM25 (bm25s). No model, no embedder.
+
+Why it is the LOW tier: BM25 needs nothing but the text, answers in well under a millisecond once the index
+is built, and is the strongest single retriever measured on LoCoMo (MEMORY.md), so it is the floor every
+richer tier must beat. Each operation costs one ``memory_ops`` (plus ``usd_per_op`` if the store is priced).
+
+Storage: one table of items (``memory_items``) and one version counter (``memory_state``) bumped by every
+write or forget that changes something. Indexes are built per recall scope and kept until the version moves,
+so a recall after another process wrote sees its items. The tables can live in the run store's database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
+
+from thrifty.memory.records import (
+    ForgetRequest,
+    Forgotten,
+    MemoryItem,
+    MemoryRequest,
+    Recalled,
+    RecallRequest,
+    Scope,
+    WriteRequest,
+    Written,
+)
+from thrifty.memory.tier import Estimate, MemoryContext, MemoryTier
+from thrifty.store import make_engine
+from thrifty.store.db import IN_MEMORY
+
+__all__ = ["LexicalTier"]
+
+_STOPWORDS = "en"
+_CACHED_SCOPES = 32
+_IN_CHUNK = 500  # ids per IN (...) clause, well under any database's parameter limit
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _ItemRow(_Base):
+    __tablename__ = "memory_items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(500), default="")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class _StateRow(_Base):
+    __tablename__ = "memory_state"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+_VERSION = "version"
+
+
+def _row(item: MemoryItem) -> _ItemRow:
+    return _ItemRow(
+        id=item.id,
+        **item.scope.fields(),
+        text=item.text,
+        source=item.source,
+        created=item.created,
+        valid_from=item.valid_from,
+        valid_to=item.valid_to,
+        meta=dict(item.meta),
+    )
+
+
+def _item(row: _ItemRow) -> MemoryItem:
+    return MemoryItem(
+        text=row.text,
+        scope=Scope(user_id=row.user_id, agent_id=row.agent_id, run_id=row.run_id),
+        source=row.source,
+        created=row.created,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+        meta=dict(row.meta or {}),
+    )
+
+
+def _within(scope: Scope) -> list[ColumnElement[bool]]:
+    return [getattr(_ItemRow, name) == value for name, value in scope.fields().items()]
+
+
+class _Index:
+    """BM25 over the items of one scope, as they were at one version of the store."""
+
+    def __init__(self, items: list[MemoryItem]) -> None:
+        self.items = items
+        self._retriever: bm25s.BM25 | None = None
+        if items:
+            tokens = bm25s.tokenize([i.text for i in items], stopwords=_STOPWORDS, show_progress=False)
+            if getattr(tokens, "vocab", None):  # items made only of stopwords have nothing to index
+                self._retriever = bm25s.BM25()
+                self._retriever.index(tokens, show_progress=False)
+
+    def search(self, query: str, k: int) -> list[MemoryItem]:
+        if self._retriever is None:
+            return []
+        tokens = bm25s.tokenize([query], stopwords=_STOPWORDS, return_ids=False, show_progress=False)
+        terms = [t for t in tokens[0] if isinstance(t, str) and t] if tokens else []
+        if not terms:
+            return []
+        scores = np.asarray(self._retriever.get_scores(terms), dtype=float)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [
+            self.items[int(i)].model_copy(update={"score": float(scores[i])}) for i in order if scores[i] > 0
+        ]
+
+
+class LexicalTier(MemoryTier):
+    """LOW tier: SQLAlchemy storage (in-memory SQLite by default; a path or any URL), BM25 recall.
+
+    ``LexicalTier(".thrifty/memory.db")`` keeps memories on disk; ``LexicalTier(engine)`` shares an engine.
+    """
+
+    level = "low"
+
+    def __init__(
+        self,
+        store: str | Path | Engine | None = None,
+        *,
+        name: str = "lexical",
+        usd_per_op: float = 0.0,
+    ) -> None:
+        if usd_per_op < 0:
+            raise ValueError("usd_per_op must be >= 0")
+        self.name = name
+        self.usd_per_op = usd_per_op
+        self._own_engine = not isinstance(store, Engine)
+        self.engine: Engine = store if isinstance(store, Engine) else make_engine(store or IN_MEMORY)
+        # One shared connection (in-memory SQLite) has one transaction at a time: take turns on it.
+        self._turn: AbstractContextManager[object] = (
+            threading.RLock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
+        )
+        _Base.metadata.create_all(self.engine)
+        try:
+            with Session(self.engine) as session, session.begin():
+                if session.get(_StateRow, _VERSION) is None:
+                    session.add(_StateRow(key=_VERSION, version=0))
+        except IntegrityError:  # another process created it first
+            pass
+        self._indexes: OrderedDict[str, tuple[int, _Index]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------------- pricing
+    def estimate(self, request: MemoryRequest) -> Estimate:
+        return Estimate.ops(1, usd=self.usd_per_op)
+
+    # ---------------------------------------------------------------------------------- operations
+    def write(self, request: WriteRequest, ctx: MemoryContext) -> Written:
+        rows = {item.id: item for item in request.items}
+        with self._turn:
+            try:
+                added = self._insert_new(rows)
+            except IntegrityError:  # another writer stored some of them between our read and our insert
+                added = self._insert_new(rows)
+        return Written(added=added, skipped=len(rows) - added)
+
+    def _insert_new(self, items: dict[str, MemoryItem]) -> int:
+        """Insert the items not stored yet, in one transaction; how many were new."""
+        ids = list(items)
+        with Session(self.engine) as session, session.begin():
+            stored: set[str] = set()
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                stored.update(session.scalars(select(_ItemRow.id).where(_ItemRow.id.in_(chunk))))
+            new = [_row(item) for id_, item in items.items() if id_ not in stored]
+            if new:
+                session.add_all(new)
+                self._bump(session)
+            return len(new)
+
+    def recall(self, request: RecallRequest, ctx: MemoryContext) -> Recalled:
+        with self._turn:
+            index = self._index(request.scope)
+        return Recalled(items=index.search(request.query, request.k))
+
+    def forget(self, request: ForgetRequest, ctx: MemoryContext) -> Forgotten:
+        with self._turn, Session(self.engine) as session, session.begin():
+            result = session.execute(delete(_ItemRow).where(*_within(request.scope)))
+            removed = int(getattr(result, "rowcount", 0) or 0)
+            if removed:
+                self._bump(session)
+        return Forgotten(removed=removed)
+
+    def close(self) -> None:
+        with self._lock:
+            self._indexes.clear()
+        if self._own_engine:
+            self.engine.dispose()
+
+    # ------------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def _bump(session: Session) -> None:
+        session.execute(
+            update(_StateRow).where(_StateRow.key == _VERSION).values(version=_StateRow.version + 1)
+        )
+
+    def _index(self, scope: Scope) -> _Index:
+        """The scope's index at the store's current version (built again only after a change)."""
+        key = scope.key
+        with Session(self.engine) as session:
+            version = session.scalar(select(_StateRow.version).where(_StateRow.key == _VERSION)) or 0
+            with self._lock:
+                cached = self._indexes.get(key)
+                if cached is not None and cached[0] == version:
+                    self._indexes.move_to_end(key)
+                    return cached[1]
+            # Read after the version: the rows are at least that new, so a later change always rebuilds.
+            rows = session.scalars(
+                select(_ItemRow).where(*_within(scope)).order_by(_ItemRow.created, _ItemRow.id)
+            ).all()
+            index = _Index([_item(row) for row in rows])
+        with self._lock:
+            self._indexes[key] = (version, index)
+            self._indexes.move_to_end(key)
+            while len(self._indexes) > _CACHED_SCOPES:
+                self._indexes.popitem(last=False)
+        return index
+
+    def count(self, scope: Scope | None = None) -> int:
+        """How many items are stored (within ``scope`` if given). Free: a look at the store, not recall."""
+        with self._turn, Session(self.engine) as session:
+            query = select(func.count()).select_from(_ItemRow)
+            if scope is not None:
+                query = query.where(*_within(scope))
+            return int(session.scalar(query) or 0)
