@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from thrifty import Agent, Budget
+from thrifty.agents.events import ExpandEvent, TreeEvent
 from thrifty.agents.tree import select, selection_probabilities
 from thrifty.testing import ScriptedModel, reply
 from thrifty.tools import Corpus, make_search_tools
+from thrifty.workflows.result import RunResult
 
 TOOLS = make_search_tools(
     Corpus([("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is the capital of Germany.")]),
@@ -29,6 +31,13 @@ def progress(p: float) -> str:
 
 def verdict(decision: str) -> str:
     return json.dumps({"decision": decision, "trajectory_summary": "s", "justification": "j"})
+
+
+def final_tree(result: RunResult) -> TreeEvent:
+    """The value tree's last trace event: the whole tree and its answer."""
+    event = result.trace[-1]
+    assert isinstance(event, TreeEvent), event
+    return event
 
 
 def tree_agent(script: ScriptedModel, budget: Budget | None = None, **options) -> Agent:
@@ -94,15 +103,15 @@ def scripted_success() -> ScriptedModel:
 def test_search_prunes_no_progress_and_stops_on_a_verified_answer() -> None:
     result = tree_agent(scripted_success()).run("What is the capital of France?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
-    tree = result.trace[-1]
-    assert tree["action"] == "tree" and tree["method"] == "verified"
-    nodes = {n["id"]: n for n in tree["nodes"]}
-    assert nodes[1]["progress"] == 0.9 and not nodes[1]["pruned"]
-    assert nodes[2]["pruned"] and "no progress" in nodes[2]["prune_reason"]
-    assert nodes[3]["terminal"] and nodes[3]["verdict"] == "SUCCESS"
-    assert tree["path"] == [0, 1, 3]
-    expand = [t for t in result.trace if t["action"] == "expand"]
-    assert expand[1]["selected"] == 1  # the pruned branch is never expanded
+    tree = final_tree(result)
+    assert tree.method == "verified"
+    nodes = {n.id: n for n in tree.nodes}
+    assert nodes[1].progress == 0.9 and not nodes[1].pruned
+    assert nodes[2].pruned and "no progress" in (nodes[2].prune_reason or "")
+    assert nodes[3].terminal and nodes[3].verdict == "SUCCESS"
+    assert tree.path == [0, 1, 3]
+    expand = [t for t in result.trace if isinstance(t, ExpandEvent)]
+    assert expand[1].selected == 1  # the pruned branch is never expanded
     assert result.usage.tool_calls == 2
 
 
@@ -119,17 +128,15 @@ def test_duplicate_observations_are_pruned_without_a_critic_call() -> None:
         default=reply(verdict("SUCCESS")),
     )
     result = tree_agent(script, max_expansions=3).run("What is the capital of France?")
-    nodes = result.trace[-1]["nodes"]
-    dupes = [n for n in nodes if n["prune_reason"] and "repeats" in n["prune_reason"]]
+    nodes = final_tree(result).nodes
+    dupes = [n for n in nodes if n.prune_reason and "repeats" in n.prune_reason]
     assert dupes, nodes
     critic_calls = [
         r
         for r in script.requests
         if (r.params.get("response_format") or {}).get("json_schema", {}).get("name") == "critic"
     ]
-    scored = [
-        n for n in nodes if n["tool"] == "search" and not (n["prune_reason"] or "").startswith("repeats")
-    ]
+    scored = [n for n in nodes if n.tool == "search" and not (n.prune_reason or "").startswith("repeats")]
     assert len(critic_calls) == len(scored)
 
 
@@ -162,9 +169,9 @@ def test_exhaustion_mid_expansion_still_answers() -> None:
     assert result.answer == "Paris"
     assert result.stop_reason == "budget_exhausted:tool:search"
     assert result.usage.tool_calls == 2
-    nodes = result.trace[-1]["nodes"]
-    assert any("not run" in (n["prune_reason"] or "") for n in nodes)
-    assert result.trace[-1]["method"].startswith("forced from branch 1")
+    nodes = final_tree(result).nodes
+    assert any("not run" in (n.prune_reason or "") for n in nodes)
+    assert final_tree(result).method.startswith("forced from branch 1")
 
 
 def test_expansion_narrows_as_the_budget_depletes() -> None:
@@ -182,7 +189,7 @@ def test_expansion_narrows_as_the_budget_depletes() -> None:
 
 def test_same_seed_same_tree() -> None:
     def run() -> list:
-        return tree_agent(scripted_success()).run("What is the capital of France?").trace[-1]["nodes"]
+        return final_tree(tree_agent(scripted_success()).run("What is the capital of France?")).nodes
 
     assert run() == run()
 
@@ -208,8 +215,8 @@ def test_branch_budgets_refund_what_they_do_not_use() -> None:
 def test_tree_json_round_trips(tmp_path: Path) -> None:
     result = tree_agent(scripted_success()).run("What is the capital of France?")
     path = tmp_path / "tree.json"
-    path.write_text(json.dumps(result.trace[-1]))
-    assert json.loads(path.read_text()) == json.loads(json.dumps(result.trace[-1]))
+    path.write_text(final_tree(result).model_dump_json())
+    assert TreeEvent.model_validate_json(path.read_text()) == final_tree(result)
 
 
 def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> None:
@@ -227,10 +234,10 @@ def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> No
     )
     result = tree_agent(script).run("What is the capital of France?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
-    nodes = result.trace[-1]["nodes"]
-    assert [n["arguments"] for n in nodes if n["tool"] == "search"] == [
+    nodes = final_tree(result).nodes
+    assert [n.arguments for n in nodes if n.tool == "search"] == [
         '{"query": "Berlin"}',
         '{"query": "Paris"}',
     ]
-    assert nodes[0]["expanded"] == 2
+    assert nodes[0].expanded == 2
     assert result.usage.tool_calls == 2
