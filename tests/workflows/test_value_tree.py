@@ -1,19 +1,23 @@
-"""BAVT value-tree search: selection math, pruning, exhaustion, determinism, tree JSON."""
+"""BAVT value-tree search: the children, pruning and scoring rules, the forced answer's branch, and whole
+searches (pruning, exhaustion, determinism, tree JSON). The selection math is in tests/agents/test_tree.py."""
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
 from thrifty import Agent, Budget
 from thrifty.agents.events import ExpandEvent, TreeEvent
-from thrifty.agents.tree import select, selection_probabilities
+from thrifty.agents.records import TreeNode
+from thrifty.agents.tree import Action, new_root
+from thrifty.budget import BudgetExceeded
 from thrifty.testing import ScriptedModel, reply
 from thrifty.tools import Corpus, make_search_tools
+from thrifty.tools.runner import Observation
 from thrifty.workflows.result import RunResult
+from thrifty.workflows.value_tree import answer_child, apply_progress, forced_leaf, route, tool_child
 
 TOOLS = make_search_tools(
     Corpus([("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is the capital of Germany.")]),
@@ -53,38 +57,82 @@ def tree_agent(script: ScriptedModel, budget: Budget | None = None, **options) -
     )
 
 
-# ------------------------------------------------------------------------------------------ selection
-def test_r_one_is_proportional_to_value() -> None:
-    assert selection_probabilities([1.0, 3.0], 1.0) == pytest.approx([0.25, 0.75])
+# ------------------------------------------------------------------------------------------ rules
+def parent_node(value: float = 0.6, progress_sum: float | None = 0.6) -> TreeNode:
+    return TreeNode(id=1, parent=0, depth=1, tool="search", value=value, progress_sum=progress_sum)
 
 
-def test_small_r_is_greedy_and_ties_share() -> None:
-    probs = selection_probabilities([0.2, 0.9, 0.5], 0.001)
-    assert probs[1] == pytest.approx(1.0)
-    assert selection_probabilities([0.9, 0.9, 0.1], 0.001) == pytest.approx([0.5, 0.5, 0.0], abs=1e-9)
+def observation(content: str = "Paris is the capital.", **fields: object) -> Observation:
+    base: dict[str, object] = {"tool": "search", "content": content, "ok": True, "units": 1, "usd": 0.001}
+    return Observation.model_validate({**base, **fields})
 
 
-def test_r_in_between_sharpens() -> None:
-    flat = selection_probabilities([0.4, 0.8], 1.0)[1]
-    sharp = selection_probabilities([0.4, 0.8], 0.5)[1]
-    assert flat == pytest.approx(2 / 3) and sharp == pytest.approx(0.8)  # 0.8^2 / (0.4^2 + 0.8^2)
+def test_an_answer_child_is_terminal_and_inherits_its_parents_value() -> None:
+    child = answer_child(
+        5, parent_node(), "sure", Action(tool="answer", arguments={"answer": "Answer: Paris."})
+    )
+    assert child is not None and child.terminal and child.answer == "Paris"
+    assert (child.id, child.parent, child.depth, child.value, child.progress_sum) == (5, 1, 2, 0.6, 0.6)
+    assert child.key == 'answer:{"answer": "answer: paris."}'
+    assert answer_child(5, new_root("q"), "", Action(tool="answer", arguments={"answer": " "})) is None
+    from_root = answer_child(1, new_root("q"), "", Action(tool="answer", arguments={"answer": "x"}))
+    assert from_root is not None and from_root.progress_sum == 0.0  # the root has no progress yet
 
 
-def test_zero_and_negative_values_are_shifted_positive() -> None:
-    probs = selection_probabilities([0.0, 0.0], 1.0)
-    assert probs == pytest.approx([0.5, 0.5])
-    probs = selection_probabilities([-1.0, 0.0, 1.0], 1.0)
-    assert probs[0] < 1e-5 and probs[2] > probs[1] > 0
-    assert sum(selection_probabilities([0.0, 0.3], 0.2)) == pytest.approx(1.0)
+@pytest.mark.parametrize(
+    ("outcome", "seen", "reason"),
+    [
+        (observation(), set(), None),
+        (observation(), {"Paris is the capital."}, "repeats an observation already in the tree"),
+        (observation(cached=True), set(), "repeats an observation already in the tree"),
+        (observation(ok=False, error="boom"), set(), "tool error: boom"),
+        (BudgetExceeded("tool_calls", 1, 0), set(), "not run: tool_calls spent"),
+    ],
+)
+def test_tool_children_that_can_add_nothing_are_pruned_at_once(
+    outcome: Observation | BudgetExceeded, seen: set[str], reason: str | None
+) -> None:
+    action = Action(tool="search", arguments={"query": "France"})
+    child = tool_child(7, parent_node(), "look", action, outcome, seen)
+    assert (child.pruned, child.prune_reason) == (reason is not None, reason)
+    assert child.arguments == '{"query": "France"}' and child.key == action.key()
+    if isinstance(outcome, Observation):
+        assert child.observation == outcome.content and child.spent == {"tool_calls": 1, "usd": 0.001}
+    if reason is None:
+        assert seen == {"Paris is the capital."}  # a new observation joins the seen set
 
 
-def test_select_is_reproducible_and_follows_the_probabilities() -> None:
-    values = [0.2, 0.6, 0.2]
-    picks = [select(values, 1.0, random.Random(i)) for i in range(3000)]
-    assert picks.count(1) / 3000 == pytest.approx(0.6, abs=0.04)
-    assert [select(values, 1.0, random.Random(7)) for _ in range(3)] == [
-        select(values, 1.0, random.Random(7))
-    ] * 3
+def test_a_scored_childs_value_is_the_mean_progress_along_its_path() -> None:
+    parent = parent_node(progress_sum=0.6)
+    child = TreeNode(id=2, parent=1, depth=2)
+    apply_progress(child, parent, 0.8, "found it", prune_below=0.1)
+    assert child.value == pytest.approx(0.7) and child.progress_sum == pytest.approx(1.4)
+    assert (child.progress, child.critic, child.pruned) == (0.8, "found it", False)
+
+    weak = TreeNode(id=3, parent=1, depth=2)
+    apply_progress(weak, parent, 0.05, "nothing new", prune_below=0.1)
+    assert weak.pruned and weak.prune_reason == "no progress (0.05): nothing new"
+
+
+def test_the_forced_answer_comes_from_the_best_open_branch() -> None:
+    root = new_root("q")
+    assert forced_leaf([root]) is root
+    tree = [
+        root,
+        TreeNode(id=1, parent=0, depth=1, value=0.7),
+        TreeNode(id=2, parent=1, depth=2, value=0.7),  # same value, deeper: preferred
+        TreeNode(id=3, parent=0, depth=1, value=0.9, pruned=True),
+        TreeNode(id=4, parent=0, depth=1, value=0.95, terminal=True, answer="x"),
+    ]
+    assert forced_leaf(tree).id == 2
+
+
+def test_route_finalizes_on_a_stop_a_verified_answer_or_a_finished_search() -> None:
+    assert route({"question": "q"}) == "expand"
+    assert route({"question": "q", "decision": None}) == "expand"
+    assert route({"question": "q", "decision": "SUCCESS"}) == "finalize"
+    assert route({"question": "q", "decision": "DONE"}) == "finalize"
+    assert route({"question": "q", "stop_reason": "budget_exhausted:usd"}) == "finalize"
 
 
 # ------------------------------------------------------------------------------------------ search
