@@ -16,8 +16,8 @@ from thrifty.agents.events import (
     JudgeEvent,
     ObservationEvent,
     PlanEvent,
+    RequestedCall,
     StopEvent,
-    ToolCall,
     ToolCallsEvent,
     TraceEvent,
     TreeEvent,
@@ -66,7 +66,8 @@ def child(**fields: Any) -> ExpandedChild:
         (
             ToolCallsEvent(
                 step=1,
-                calls=[ToolCall(tool="search", arguments='{"query": "Paris"}')],
+                calls=[RequestedCall(tool="search", arguments='{"query": "Paris"}')],
+                thought="",
                 hidden_tools=[],
                 tokens=15,
                 **BUDGET,

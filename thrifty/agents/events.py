@@ -90,7 +90,9 @@ class BudgetedEvent(EventBase):
 
 
 # ------------------------------------------------------------------------------------------ solver
-class ToolCall(BaseModel):
+class RequestedCall(BaseModel):
+    """A tool call the model asked for."""
+
     tool: str
     arguments: str  # raw JSON, as the model wrote it
 
@@ -98,8 +100,8 @@ class ToolCall(BaseModel):
 class ToolCallsEvent(BudgetedEvent):
     node: str = "act"
     action: Literal["tool_calls"] = "tool_calls"
-    calls: list[ToolCall]
-    thought: str = ""
+    calls: list[RequestedCall]
+    thought: str  # the text that came with the calls (first 500 characters)
     hidden_tools: list[str]  # tools the budget hid from the model at this step
     tokens: int
 

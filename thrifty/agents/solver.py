@@ -25,8 +25,8 @@ from thrifty.agents.events import (
     AnswerEvent,
     BudgetSnapshot,
     ObservationEvent,
+    RequestedCall,
     StopEvent,
-    ToolCall,
     ToolCallsEvent,
     TraceEvent,
 )
@@ -275,7 +275,7 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
     if reply.tool_calls and final_reason is None:
         entry = ToolCallsEvent(
             step=step,
-            calls=[ToolCall(tool=c.name, arguments=c.arguments) for c in reply.tool_calls],
+            calls=[RequestedCall(tool=c.name, arguments=c.arguments) for c in reply.tool_calls],
             thought=(reply.content or "")[:500],
             hidden_tools=hidden,
             tokens=reply.usage.total_tokens,

@@ -7,7 +7,9 @@ Each ``expand`` step selects a frontier node with probability proportional to ``
 remaining-budget ratio), asks for k distinct next actions, runs them (concurrently if ``parallel``),
 scores each new step with the residual critic, prunes steps that add nothing or repeat an observation,
 and verifies proposed answers. ``finalize`` returns the anytime best answer: a verified one, else an
-answer forced from the best branch, else the best unverified proposal.
+answer forced from the best branch, else the best unverified proposal. Both are module functions
+(:func:`expand` takes the options), and so are the rules they apply: :func:`answer_child` and
+:func:`tool_child` (pruning), :func:`apply_progress` (value and the progress threshold), :func:`forced_leaf`.
 
 Options: ``k`` (3), ``max_depth`` (4), ``max_expansions`` (12), ``prune_below`` (0.1), ``stop_on_verified``
 (true), ``verify`` (true), ``parallel`` (true), ``branch_budget`` (None, or a fraction of what remains that
