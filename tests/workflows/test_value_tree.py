@@ -14,8 +14,7 @@ from thrifty.agents.records import TreeNode
 from thrifty.agents.tree import Action, new_root
 from thrifty.budget import BudgetExceeded
 from thrifty.testing import ScriptedModel, reply
-from thrifty.tools import Corpus, make_search_tools
-from thrifty.tools.runner import Observation
+from thrifty.tools import Corpus, Observation, make_search_tools
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.value_tree import answer_child, apply_progress, forced_leaf, route, tool_child
 

@@ -19,6 +19,7 @@ import math
 import random
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -29,6 +30,7 @@ from thrifty.agents.records import TreeNode
 from thrifty.agents.structured import StructuredRole, structured_call
 from thrifty.agents.verifier import evidence_text
 from thrifty.budget import BudgetExceeded, budget_block
+from thrifty.tools import Observation
 
 ANSWER_TOOL = "answer"
 ROOT_VALUE = 0.5
@@ -244,20 +246,23 @@ def propose_actions(
     return distinct[:k], cands.thought, ok
 
 
-def run_actions(ctx: RunContext, actions: Sequence[Action], parallel: bool) -> list[tuple[Action, Any]]:
-    """Run the tool actions (concurrently if asked); the Ledger keeps the budget exact either way."""
+def run_action(ctx: RunContext, action: Action) -> tuple[Action, Observation | BudgetExceeded]:
+    """Run one tool action: its observation, or the BudgetExceeded that refused it."""
+    try:
+        return action, ctx.runner.run(action.tool, action.arguments, node="expand")
+    except BudgetExceeded as exc:
+        return action, exc
+
+
+def run_actions(
+    ctx: RunContext, actions: Sequence[Action], parallel: bool
+) -> list[tuple[Action, Observation | BudgetExceeded]]:
+    """Run the tool actions (concurrently if asked), in order; the Ledger keeps the budget exact either way."""
     tool_actions = [a for a in actions if a.tool != ANSWER_TOOL]
-
-    def one(action: Action) -> tuple[Action, Any]:
-        try:
-            return action, ctx.runner.run(action.tool, action.arguments, node="expand")
-        except BudgetExceeded as exc:
-            return action, exc
-
     if parallel and len(tool_actions) > 1:
         with ThreadPoolExecutor(max_workers=len(tool_actions)) as pool:
-            return list(pool.map(one, tool_actions))
-    return [one(a) for a in tool_actions]
+            return list(pool.map(partial(run_action, ctx), tool_actions))
+    return [run_action(ctx, a) for a in tool_actions]
 
 
 def score_progress(

@@ -45,7 +45,7 @@ from thrifty.agents.tree import (
 )
 from thrifty.agents.verifier import evidence_text, verify
 from thrifty.budget import Budget, BudgetExceeded, Ledger, StopKind, regime_for, stop_reason
-from thrifty.tools.runner import Observation
+from thrifty.tools import Observation
 from thrifty.workflows.graph import END, Workflow
 
 DEFAULTS: dict[str, Any] = {
