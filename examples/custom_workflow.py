@@ -6,6 +6,7 @@ The same `build` function can be named from a task file: `strategy: {name: "cust
 
 from thrifty import END, Agent, Budget, Workflow
 from thrifty.agents import judge, plan, solve, verify
+from thrifty.agents.events import JudgeEvent, PlanEvent, VerdictEvent
 from thrifty.tools import bundled_dataset_path, load_corpus, make_search_tools
 from thrifty.workflows.bats import after_solve
 
@@ -38,13 +39,14 @@ if __name__ == "__main__":
         max_tokens=96,
     )
     result = agent.run("Who was born first, Morgan Llywelyn or Robert Jordan?")
-    for entry in result.trace:
-        if entry["action"] in ("plan", "verdict", "judge"):
-            print(
-                entry["action"],
-                "->",
-                entry.get("decision") or entry.get("answer") or [i["text"] for i in entry["items"]],
-            )
+    for event in result.trace:  # typed events (thrifty.agents.events)
+        match event:
+            case PlanEvent(items=items):
+                print("plan ->", [i.text for i in items])
+            case VerdictEvent(decision=decision):
+                print("verdict ->", decision)
+            case JudgeEvent(answer=answer):
+                print("judge ->", answer)
     print(
         f"answer: {result.answer} | stopped: {result.stop_reason} | {result.usage.tool_calls} tool calls, {result.usage.total_tokens} tokens"
     )

@@ -189,6 +189,7 @@ def test_runs_lists_recorded_runs(tmp_path: Path) -> None:
 
 
 def test_tree_out_writes_the_value_tree(tmp_path: Path) -> None:
+    from thrifty.agents.records import TreeNode
     from thrifty.cli import render_tree
 
     script = ScriptedModel(
@@ -206,7 +207,7 @@ def test_tree_out_writes_the_value_tree(tmp_path: Path) -> None:
     assert "expand node 0" in res.stderr
     tree = json.loads(out_file.read_text())
     assert tree["answer"] == "Paris" and tree["path"] == [0, 1, 2]
-    text = render_tree(tree["nodes"], tree["path"])
+    text = render_tree([TreeNode.model_validate(n) for n in tree["nodes"]], tree["path"])
     assert "answer 'Paris' [SUCCESS]" in text and "search(" in text
 
 

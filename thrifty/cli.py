@@ -25,6 +25,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from thrifty.agents.events import (
+    ExpandEvent,
+    PlanEvent,
+    TraceEvent,
+    TreeEvent,
+    VerdictEvent,
+    shorten,
+)
+from thrifty.agents.records import ChecklistItem, TreeNode
 from thrifty.budget import Budget, Ledger
 from thrifty.console import err, fail, out
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_INTERNAL, RunResult
@@ -71,33 +80,29 @@ class LiveView:
         self.last = "starting…"
         self.regime = "HIGH"
         self.lines: deque[str] = deque(maxlen=6)
-        self.plan: list[dict[str, Any]] = []
+        self.plan: list[ChecklistItem] = []
         self.decisions: deque[str] = deque(maxlen=4)
-        self.tree_nodes: list[dict[str, Any]] = [
-            {"id": 0, "parent": None, "value": 0.5, "tool": None, "pruned": False, "answer": None}
-        ]
+        self.tree_nodes: list[TreeNode] = [TreeNode(id=0, parent=None, depth=0, value=0.5)]
         self.tree_path: list[int] = []
         self._lock = threading.Lock()
 
-    def on_trace(self, entry: dict[str, Any]) -> None:
+    def on_trace(self, event: TraceEvent) -> None:
         with self._lock:
-            self.step = int(entry.get("step") or self.step)
-            self.regime = entry.get("regime", self.regime)
-            if entry.get("items"):
-                self.plan = list(entry["items"])
-            if entry.get("action") == "expand":
+            self.step = event.step or self.step
+            self.regime = event.regime or self.regime
+            if isinstance(event, (PlanEvent, VerdictEvent)) and event.items:
+                self.plan = list(event.items)
+            if isinstance(event, ExpandEvent):
+                depth = next((n.depth + 1 for n in self.tree_nodes if n.id == event.selected), 1)
                 self.tree_nodes.extend(
-                    {**c, "parent": entry["selected"], "value": c.get("value") or 0.0}
-                    for c in entry.get("children", [])
+                    TreeNode(parent=event.selected, depth=depth, **c.model_dump()) for c in event.children
                 )
-            if entry.get("action") == "tree":
-                self.tree_nodes = list(entry.get("nodes", []))
-                self.tree_path = list(entry.get("path", []))
-            if entry.get("action") == "verdict":
-                self.decisions.append(
-                    f"#{entry.get('attempt')} {entry.get('answer')!s} → {entry.get('decision')}"
-                )
-            self.last = describe(entry)
+            if isinstance(event, TreeEvent):
+                self.tree_nodes = list(event.nodes)
+                self.tree_path = list(event.path)
+            if isinstance(event, VerdictEvent):
+                self.decisions.append(f"#{event.attempt} {event.answer!s} → {event.decision}")
+            self.last = event.describe()
             self.lines.append(f"[dim]#{self.step}[/dim] {escape(self.last)}")
 
     def __rich__(self) -> Panel:
@@ -130,7 +135,7 @@ class LiveView:
                     "partial": "[yellow][~][/yellow]",
                 }
                 plan = "\n".join(
-                    f"{marks[i['status']]} {escape(i['text'])} [dim]({i['kind']})[/dim]" for i in self.plan
+                    f"{marks[i.status]} {escape(i.text)} [dim]({i.kind})[/dim]" for i in self.plan
                 )
                 parts.append(Text.from_markup("[bold]plan[/bold]\n" + plan))
             if len(self.tree_nodes) > 1:
@@ -141,11 +146,6 @@ class LiveView:
                 parts.append(Text.from_markup("[bold]verifier[/bold] " + escape("; ".join(self.decisions))))
             parts.append(Text.from_markup("\n".join(self.lines) or "[dim]thinking…[/dim]"))
             return Panel(Group(*parts), title=self.title, border_style="cyan")
-
-
-def _short(text: str, n: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def render_result(result: RunResult, console: Console) -> None:
@@ -275,37 +275,42 @@ def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
 
 def write_tree(result: RunResult, path: Path) -> None:
     """Write the value-tree search tree (nodes, values, pruned branches, chosen path) as JSON."""
-    tree = next((t for t in reversed(result.trace) if t.get("action") == "tree"), None)
+    tree = next((t for t in reversed(result.trace) if isinstance(t, TreeEvent)), None)
     if tree is None:
         err.print(Text(f"note: --tree-out: strategy '{result.strategy}' builds no tree; nothing written"))
         return
-    payload = {"run_id": result.run_id, "question": result.question, "answer": result.answer, **tree}
+    payload = {
+        "run_id": result.run_id,
+        "question": result.question,
+        "answer": result.answer,
+        **tree.model_dump(),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
 
 
-def render_tree(nodes: list[dict[str, Any]], path: list[int] | None = None, limit: int = 14) -> str:
+def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int = 14) -> str:
     """The search tree as indented text: value, action, pruned or chosen (rich markup)."""
-    children: dict[int | None, list[dict[str, Any]]] = {}
+    children: dict[int | None, list[TreeNode]] = {}
     for n in nodes:
-        children.setdefault(n["parent"], []).append(n)
+        children.setdefault(n.parent, []).append(n)
     chosen = set(path or [])
     lines: list[str] = []
 
-    def walk(node: dict[str, Any], indent: int) -> None:
+    def walk(node: TreeNode, indent: int) -> None:
         if len(lines) >= limit:
             return
-        if node["parent"] is None:
+        if node.parent is None:
             label = "root"
-        elif node["tool"] == "answer":
-            label = f"answer '{escape(str(node['answer']))}' [{node.get('verdict') or 'unverified'}]"
+        elif node.tool == "answer":
+            label = f"answer '{escape(str(node.answer))}' [{node.verdict or 'unverified'}]"
         else:
-            label = f"{node['tool']}({escape(_short(str(node['arguments']), 40))})"
-        style = "red" if node["pruned"] else ("bold green" if node["id"] in chosen else "")
-        mark = " ✗ pruned" if node["pruned"] else ""
-        text = f"{'  ' * indent}{node['id']}. V={node['value']:.2f} {label}{mark}"
+            label = f"{node.tool}({escape(shorten(node.arguments, 40))})"
+        style = "red" if node.pruned else ("bold green" if node.id in chosen else "")
+        mark = " ✗ pruned" if node.pruned else ""
+        text = f"{'  ' * indent}{node.id}. V={node.value:.2f} {label}{mark}"
         lines.append(f"[{style}]{text}[/{style}]" if style else text)
-        for kid in children.get(node["id"], []):
+        for kid in children.get(node.id, []):
             walk(kid, indent + 1)
 
     for root in children.get(None, []):
@@ -319,51 +324,12 @@ def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
     return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger)
 
 
-def describe(entry: dict[str, Any]) -> str:
-    """One line for a trace entry: what the agent just did."""
-    action = entry.get("action")
-    if action == "tool_calls":
-        return "calls " + ", ".join(
-            f"{c['tool']}({_short(c['arguments'], 60)})" for c in entry.get("calls", [])
-        )
-    if action == "observation":
-        first = _short(str(entry.get("observation", "")).split("\n<budget>")[0], 80)
-        return f"{entry.get('tool')} → {first}" + (" [cached, free]" if entry.get("cached") else "")
-    if action == "answer":
-        return ("forced answer: " if entry.get("forced") else "proposes: ") + str(entry.get("answer"))
-    if action == "plan":
-        items = entry.get("items", [])
-        return ("re-plan: " if entry.get("replan") else "plan: ") + "; ".join(
-            f"[{i['status']}] {i['text']}" for i in items
-        )
-    if action == "verdict":
-        extra = f" ({entry['overridden']})" if entry.get("overridden") else ""
-        return f"verifier: '{entry.get('answer')}' → {entry.get('decision')}{extra}: {_short(str(entry.get('justification', '')), 80)}"
-    if action == "judge":
-        return f"judge picks '{entry.get('answer')}' ({_short(str(entry.get('method', '')), 60)})"
-    if action == "expand":
-        kids = ", ".join(
-            f"{c['tool']}{' ✗' if c['pruned'] else ''} V={c.get('value') or 0:.2f}"
-            for c in entry.get("children", [])
-        )
-        return f"expand node {entry.get('selected')} (r={entry.get('r')}): {kids or 'no new actions'}"
-    if action == "tree":
-        return (
-            f"tree of {len(entry.get('nodes', []))} nodes → '{entry.get('answer')}' ({entry.get('method')})"
-        )
-    if action == "vote":
-        return f"vote {entry.get('answers')} → '{entry.get('answer')}' ({entry.get('votes')} votes)"
-    if action == "stop":
-        return f"stopped: {entry.get('stop_reason')}"
-    return str(entry.get("detail") or action)
-
-
 def _plain_printer() -> Any:
     """Progress lines for a non-terminal stderr (CI logs, pipes): one line per step."""
 
-    def on_trace(entry: dict[str, Any]) -> None:
-        left = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in entry.get("remaining", {}).items())
-        line = f"[step {entry.get('step')}] {describe(entry)}  | left: {left or 'unlimited'} | {entry.get('regime', '')}"
+    def on_trace(event: TraceEvent) -> None:
+        left = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in (event.remaining or {}).items())
+        line = f"[step {event.step}] {event.describe()}  | left: {left or 'unlimited'} | {event.regime or ''}"
         err.print(Text(line), highlight=False, soft_wrap=True)
 
     return on_trace
@@ -412,7 +378,7 @@ def runs(
         table.add_row(
             r["run_id"],
             r["task"],
-            _short(str(r["answer"]), 40),
+            shorten(str(r["answer"]), 40),
             r["stop_reason"],
             str(r["total_tokens"]),
             str(r["tool_calls"]),

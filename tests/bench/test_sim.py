@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from thrifty.agents.structured import StructuredRole
 from thrifty.bench import sim
 from thrifty.bench.datasets import load_dataset
 from thrifty.bench.sim import SimModelError, SimParams, SimProvider
@@ -237,6 +238,21 @@ def test_plan_judge_candidates_and_unknown_schemas(items: dict[str, Any]) -> Non
         "required": ["n", "tag"],
     }
     assert structured("sim/default", ask(Q1), "mystery", odd) == {"n": 2, "tag": "a"}
+
+
+def test_every_structured_role_is_played(items: dict[str, Any]) -> None:
+    """The nodes and the simulator share one enum of roles: each gets its own reply, not a minimal object."""
+    keys = {
+        StructuredRole.PLAN: {"exploration", "verification"},
+        StructuredRole.VERDICT: {"verification", "decision", "justification", "trajectory_summary"},
+        StructuredRole.JUDGE: {"index", "reason"},
+        StructuredRole.CANDIDATES: {"actions"},
+        StructuredRole.CRITIC: {"progress", "reason"},
+        StructuredRole.FINAL_ANSWER: {"answer"},
+    }
+    assert set(keys) == set(StructuredRole)
+    for role, expected in keys.items():
+        assert expected <= set(structured("sim/default", ask(Q1, observations=[BLUE]), role)), role
 
 
 def test_usage_and_unknown_questions(items: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from thrifty import Agent, Budget
+from thrifty.agents.events import VerdictEvent
 from thrifty.testing import ScriptedModel, call, reply
 from thrifty.tools import Corpus, make_search_tools
 
@@ -68,13 +69,13 @@ def test_success_on_first_attempt(tools: list) -> None:
     assert result.answer == "Paris"
     assert result.stop_reason == "completed"
     assert roles(script) == ["plan", "act", "act", "verdict"]  # no judge call for a single verified answer
-    plan_entry = next(t for t in result.trace if t["action"] == "plan")
-    assert [i["status"] for i in plan_entry["items"]] == ["pending", "pending"]
-    verdict_entry = next(t for t in result.trace if t["action"] == "verdict")
-    assert verdict_entry["decision"] == "SUCCESS"
-    assert [i["status"] for i in verdict_entry["items"]] == ["done", "done"]
-    assert verdict_entry["attempt_spent"]["tool_calls"] == 1
-    assert result.trace[-1]["action"] == "judge" and result.trace[-1]["method"] == "verified"
+    plan_entry = next(t for t in result.trace if t.action == "plan")
+    assert [i.status for i in plan_entry.items] == ["pending", "pending"]
+    verdict_entry = next(t for t in result.trace if t.action == "verdict")
+    assert verdict_entry.decision == "SUCCESS"
+    assert [i.status for i in verdict_entry.items] == ["done", "done"]
+    assert verdict_entry.attempt_spent["tool_calls"] == 1
+    assert result.trace[-1].action == "judge" and result.trace[-1].method == "verified"
     # the solver saw the plan with the question
     assert "Work on item 1 now: capital of France" in script.requests[1].messages[1]["content"]
 
@@ -97,9 +98,9 @@ def test_continue_then_success_replaces_the_trajectory_by_its_summary(tools: lis
     second_attempt = script.requests[4].messages
     assert "SUMMARY-ONE" in second_attempt[1]["content"]
     assert not any(m.get("role") == "tool" for m in second_attempt)  # raw trajectory gone from context
-    decisions = [t["decision"] for t in result.trace if t["action"] == "verdict"]
+    decisions = [t.decision for t in result.trace if t.action == "verdict"]
     assert decisions == ["CONTINUE", "SUCCESS"]
-    assert [t["items"][0]["status"] for t in result.trace if t["action"] == "verdict"] == ["partial", "done"]
+    assert [t.items[0].status for t in result.trace if t.action == "verdict"] == ["partial", "done"]
 
 
 def test_pivot_replans_and_keeps_the_checklist(tools: list) -> None:
@@ -119,9 +120,9 @@ def test_pivot_replans_and_keeps_the_checklist(tools: list) -> None:
     assert result.answer == "Paris"
     assert roles(script) == ["plan", "act", "act", "verdict", "plan", "act", "act", "verdict"]
     assert "wrong country" in script.requests[4].last_text  # the re-planner saw why
-    replan = [t for t in result.trace if t["action"] == "plan"][1]
-    assert replan["replan"] is True
-    assert [(i["text"], i["status"]) for i in replan["items"]] == [
+    replan = [t for t in result.trace if t.action == "plan"][1]
+    assert replan.replan is True
+    assert [(i.text, i.status) for i in replan.items] == [
         ("capital of Germany", "failed"),
         ("capital of France", "pending"),
     ]
@@ -146,8 +147,8 @@ def test_budget_exhausted_mid_attempt_the_judge_still_answers(tools: list) -> No
     assert result.usage.tool_calls == 2
     assert roles(script)[-2:] == ["answer", "judge"]
     judge_entry = result.trace[-1]
-    assert [c["answer"] for c in judge_entry["candidates"]] == ["Berlin", "Paris"]
-    assert judge_entry["method"].startswith("judge")
+    assert [c["answer"] for c in judge_entry.candidates] == ["Berlin", "Paris"]
+    assert judge_entry.method.startswith("judge")
 
 
 def test_malformed_verifier_output_is_retried_once_with_the_error(tools: list) -> None:
@@ -169,8 +170,8 @@ def test_verifier_that_never_gives_json_falls_back_safely(tools: list) -> None:
     result = bats(script, tools, max_attempts=1).run("What is the capital of France?")
     assert result.answer == "Paris"  # kept as an unverified candidate
     assert result.stop_reason == "max_steps"
-    entry = next(t for t in result.trace if t["action"] == "verdict")
-    assert entry["valid"] is False and entry["decision"] == "PIVOT"
+    entry = next(t for t in result.trace if t.action == "verdict")
+    assert entry.valid is False and entry.decision == "PIVOT"
 
 
 def test_malformed_plan_falls_back_to_searching_the_question(tools: list) -> None:
@@ -179,9 +180,9 @@ def test_malformed_plan_falls_back_to_searching_the_question(tools: list) -> Non
     )
     result = bats(script, tools).run("What is the capital of France?")
     assert result.answer == "Paris"
-    plan_entry = next(t for t in result.trace if t["action"] == "plan")
-    assert plan_entry["valid"] is False
-    assert plan_entry["items"][0]["text"] == "What is the capital of France"
+    plan_entry = next(t for t in result.trace if t.action == "plan")
+    assert plan_entry.valid is False
+    assert plan_entry.items[0].text == "What is the capital of France"
 
 
 def test_continue_with_a_low_budget_becomes_pivot(tools: list) -> None:
@@ -199,8 +200,8 @@ def test_continue_with_a_low_budget_becomes_pivot(tools: list) -> None:
         ]
     )
     result = bats(script, tools, budget=Budget(tool_calls=4)).run("What is the capital of France?")
-    first = next(t for t in result.trace if t["action"] == "verdict")
-    assert first["decision"] == "PIVOT" and "LOW" in first["overridden"]
+    first = next(t for t in result.trace if t.action == "verdict")
+    assert first.decision == "PIVOT" and "LOW" in (first.overridden or "")
     assert result.answer == "Paris"
 
 
@@ -221,7 +222,7 @@ def test_max_attempts_reaches_the_strategy(tools: list) -> None:
     script = ScriptedModel(replies)
     result = bats(script, tools, max_attempts=1).run("What is the capital of France?")
     assert result.stop_reason == "max_steps" and result.answer == "Berlin"
-    assert [t["decision"] for t in result.trace if t["action"] == "verdict"] == ["CONTINUE"]
+    assert [t.decision for t in result.trace if isinstance(t, VerdictEvent)] == ["CONTINUE"]
     assert roles(script) == ["plan", "act", "act", "verdict"]
 
 

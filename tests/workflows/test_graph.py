@@ -38,7 +38,7 @@ def test_custom_plan_solve_verify_loop_from_the_example() -> None:
     )
     assert result.answer == "Paris" and result.stop_reason == "completed"
     assert result.strategy == "plan-solve-verify"
-    assert [t["action"] for t in result.trace] == [
+    assert [t.action for t in result.trace] == [
         "plan",
         "tool_calls",
         "observation",
@@ -72,7 +72,7 @@ def test_act_and_observe_as_separate_nodes_routed_by_route_after_act() -> None:
     script = ScriptedModel([call("search", query="France"), reply("Paris")])
     result = Agent(script.model, tools=TOOLS, budget=Budget(tool_calls=2), strategy=wf).run("Capital?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
-    assert [t["action"] for t in result.trace] == ["tool_calls", "observation", "answer"]
+    assert [t.action for t in result.trace] == ["tool_calls", "observation", "answer"]
 
 
 def test_bad_graphs_are_refused_clearly() -> None:

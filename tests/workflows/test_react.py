@@ -46,7 +46,7 @@ def test_answers_and_completes(search_tools: list) -> None:
     assert result.usage.total_tokens == 30  # 2 calls x (10 prompt + 5 completion)
     assert result.cost.tools_usd == pytest.approx(0.001)
     assert [e["kind"] for e in result.events] == ["model", "tool", "model"]
-    assert [t["action"] for t in result.trace] == ["tool_calls", "observation", "answer"]
+    assert [t.action for t in result.trace] == ["tool_calls", "observation", "answer"]
 
 
 def test_budget_block_and_policy_follow_the_spend(search_tools: list) -> None:
@@ -90,7 +90,7 @@ def test_tool_budget_exhaustion_forces_an_answer(search_tools: list) -> None:
     final = script.requests[2]
     assert final.tool_names == []  # no tools on the forced final call
     assert "cannot use tools" in final.last_text
-    assert result.trace[-1]["forced"] is True
+    assert result.trace[-1].forced is True
 
 
 def test_token_budget_that_allows_only_an_answer_forces_it(search_tools: list) -> None:
@@ -136,8 +136,8 @@ def test_malformed_tool_json_goes_back_to_the_model(search_tools: list) -> None:
     result = _agent(script, search_tools, budget=Budget(tool_calls=3)).run("Q?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
     assert result.usage.tool_calls == 0  # invalid calls cost nothing
-    observations = [t for t in result.trace if t["action"] == "observation"]
-    assert [o["ok"] for o in observations] == [False, False]
+    observations = [t for t in result.trace if t.action == "observation"]
+    assert [o.ok for o in observations] == [False, False]
     assert "query" in tool_messages(script, 2)[-1]["content"]
 
 
@@ -158,7 +158,7 @@ def test_identical_repeated_call_is_served_from_cache(search_tools: list) -> Non
     script = ScriptedModel([call("search", query="paris"), call("search", query="paris"), reply("Paris")])
     result = _agent(script, search_tools, budget=Budget(tool_calls=5)).run("Q?")
     assert result.usage.tool_calls == 1
-    assert [t.get("cached") for t in result.trace if t["action"] == "observation"] == [False, True]
+    assert [t.cached for t in result.trace if t.action == "observation"] == [False, True]
 
 
 def test_provider_error_stops_with_error_but_keeps_records(search_tools: list) -> None:
@@ -248,7 +248,7 @@ def test_one_superstep_per_agent_step_commits_the_call_and_its_results_together(
     assert roles == [["assistant", "tool"], ["assistant", "tool"], ["assistant"]]
     assert [u["step"]["step"] for u in updates] == [1, 2, 3]
     assert updates[-1]["step"]["answer"] == "Paris"
-    assert [[t["action"] for t in u["step"]["trace"]] for u in updates] == [
+    assert [[t.action for t in u["step"]["trace"]] for u in updates] == [
         ["tool_calls", "observation"],
         ["tool_calls", "observation"],
         ["answer"],

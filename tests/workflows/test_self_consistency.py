@@ -40,7 +40,7 @@ def test_exact_budget_split_and_majority_vote() -> None:
     assert result.answer == "Paris"
     assert result.stop_reason == "completed"
     vote = result.trace[-1]
-    assert vote["action"] == "vote" and vote["votes"] == 2
+    assert vote.action == "vote" and vote.votes == 2
     per_sample = Counter(e["ledger"] for e in result.events if e["kind"] == "tool")
     assert per_sample == {"run/sample-1": 1, "run/sample-2": 1, "run/sample-3": 1}
     # every model call was capped by its sample's slice: 1000 tokens - 10 prompt
@@ -57,7 +57,7 @@ def test_slices_round_down_and_each_sample_is_capped() -> None:
     script = ScriptedModel(replies)
     result = sc(script, Budget(tool_calls=10)).run("Capital of France?")
     assert result.usage.tool_calls == 9
-    stops = result.trace[-1]["sample_stops"]
+    stops = result.trace[-1].sample_stops
     assert stops == ["budget_exhausted:tool_calls"] * 3
     assert result.answer == "Paris" and result.stop_reason == "completed"
 
@@ -66,7 +66,7 @@ def test_tie_goes_to_the_earliest_sample_and_unknown_does_not_vote() -> None:
     script = ScriptedModel([reply("Berlin"), reply("unknown"), reply("Paris")])
     result = sc(script, Budget(tool_calls=3)).run("Q?")
     assert result.answer == "Berlin"
-    assert result.trace[-1]["answers"] == ["Berlin", "unknown", "Paris"]
+    assert result.trace[-1].answers == ["Berlin", "unknown", "Paris"]
 
 
 def test_majority_vote_unit() -> None:

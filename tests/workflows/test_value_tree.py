@@ -1,17 +1,22 @@
-"""BAVT value-tree search: selection math, pruning, exhaustion, determinism, tree JSON."""
+"""BAVT value-tree search: the children, pruning and scoring rules, the forced answer's branch, and whole
+searches (pruning, exhaustion, determinism, tree JSON). The selection math is in tests/agents/test_tree.py."""
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
 from thrifty import Agent, Budget
-from thrifty.agents.tree import select, selection_probabilities
+from thrifty.agents.events import ExpandEvent, TreeEvent
+from thrifty.agents.records import TreeNode
+from thrifty.agents.tree import Action, new_root
+from thrifty.budget import BudgetExceeded
 from thrifty.testing import ScriptedModel, reply
-from thrifty.tools import Corpus, make_search_tools
+from thrifty.tools import Corpus, Observation, make_search_tools
+from thrifty.workflows.result import RunResult
+from thrifty.workflows.value_tree import answer_child, apply_progress, forced_leaf, route, tool_child
 
 TOOLS = make_search_tools(
     Corpus([("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is the capital of Germany.")]),
@@ -31,6 +36,13 @@ def verdict(decision: str) -> str:
     return json.dumps({"decision": decision, "trajectory_summary": "s", "justification": "j"})
 
 
+def final_tree(result: RunResult) -> TreeEvent:
+    """The value tree's last trace event: the whole tree and its answer."""
+    event = result.trace[-1]
+    assert isinstance(event, TreeEvent), event
+    return event
+
+
 def tree_agent(script: ScriptedModel, budget: Budget | None = None, **options) -> Agent:
     options.setdefault("k", 2)
     options.setdefault("parallel", False)
@@ -44,38 +56,82 @@ def tree_agent(script: ScriptedModel, budget: Budget | None = None, **options) -
     )
 
 
-# ------------------------------------------------------------------------------------------ selection
-def test_r_one_is_proportional_to_value() -> None:
-    assert selection_probabilities([1.0, 3.0], 1.0) == pytest.approx([0.25, 0.75])
+# ------------------------------------------------------------------------------------------ rules
+def parent_node(value: float = 0.6, progress_sum: float | None = 0.6) -> TreeNode:
+    return TreeNode(id=1, parent=0, depth=1, tool="search", value=value, progress_sum=progress_sum)
 
 
-def test_small_r_is_greedy_and_ties_share() -> None:
-    probs = selection_probabilities([0.2, 0.9, 0.5], 0.001)
-    assert probs[1] == pytest.approx(1.0)
-    assert selection_probabilities([0.9, 0.9, 0.1], 0.001) == pytest.approx([0.5, 0.5, 0.0], abs=1e-9)
+def observation(content: str = "Paris is the capital.", **fields: object) -> Observation:
+    base: dict[str, object] = {"tool": "search", "content": content, "ok": True, "units": 1, "usd": 0.001}
+    return Observation.model_validate({**base, **fields})
 
 
-def test_r_in_between_sharpens() -> None:
-    flat = selection_probabilities([0.4, 0.8], 1.0)[1]
-    sharp = selection_probabilities([0.4, 0.8], 0.5)[1]
-    assert flat == pytest.approx(2 / 3) and sharp == pytest.approx(0.8)  # 0.8^2 / (0.4^2 + 0.8^2)
+def test_an_answer_child_is_terminal_and_inherits_its_parents_value() -> None:
+    child = answer_child(
+        5, parent_node(), "sure", Action(tool="answer", arguments={"answer": "Answer: Paris."})
+    )
+    assert child is not None and child.terminal and child.answer == "Paris"
+    assert (child.id, child.parent, child.depth, child.value, child.progress_sum) == (5, 1, 2, 0.6, 0.6)
+    assert child.key == 'answer:{"answer": "answer: paris."}'
+    assert answer_child(5, new_root("q"), "", Action(tool="answer", arguments={"answer": " "})) is None
+    from_root = answer_child(1, new_root("q"), "", Action(tool="answer", arguments={"answer": "x"}))
+    assert from_root is not None and from_root.progress_sum == 0.0  # the root has no progress yet
 
 
-def test_zero_and_negative_values_are_shifted_positive() -> None:
-    probs = selection_probabilities([0.0, 0.0], 1.0)
-    assert probs == pytest.approx([0.5, 0.5])
-    probs = selection_probabilities([-1.0, 0.0, 1.0], 1.0)
-    assert probs[0] < 1e-5 and probs[2] > probs[1] > 0
-    assert sum(selection_probabilities([0.0, 0.3], 0.2)) == pytest.approx(1.0)
+@pytest.mark.parametrize(
+    ("outcome", "seen", "reason"),
+    [
+        (observation(), set(), None),
+        (observation(), {"Paris is the capital."}, "repeats an observation already in the tree"),
+        (observation(cached=True), set(), "repeats an observation already in the tree"),
+        (observation(ok=False, error="boom"), set(), "tool error: boom"),
+        (BudgetExceeded("tool_calls", 1, 0), set(), "not run: tool_calls spent"),
+    ],
+)
+def test_tool_children_that_can_add_nothing_are_pruned_at_once(
+    outcome: Observation | BudgetExceeded, seen: set[str], reason: str | None
+) -> None:
+    action = Action(tool="search", arguments={"query": "France"})
+    child = tool_child(7, parent_node(), "look", action, outcome, seen)
+    assert (child.pruned, child.prune_reason) == (reason is not None, reason)
+    assert child.arguments == '{"query": "France"}' and child.key == action.key()
+    if isinstance(outcome, Observation):
+        assert child.observation == outcome.content and child.spent == {"tool_calls": 1, "usd": 0.001}
+    if reason is None:
+        assert seen == {"Paris is the capital."}  # a new observation joins the seen set
 
 
-def test_select_is_reproducible_and_follows_the_probabilities() -> None:
-    values = [0.2, 0.6, 0.2]
-    picks = [select(values, 1.0, random.Random(i)) for i in range(3000)]
-    assert picks.count(1) / 3000 == pytest.approx(0.6, abs=0.04)
-    assert [select(values, 1.0, random.Random(7)) for _ in range(3)] == [
-        select(values, 1.0, random.Random(7))
-    ] * 3
+def test_a_scored_childs_value_is_the_mean_progress_along_its_path() -> None:
+    parent = parent_node(progress_sum=0.6)
+    child = TreeNode(id=2, parent=1, depth=2)
+    apply_progress(child, parent, 0.8, "found it", prune_below=0.1)
+    assert child.value == pytest.approx(0.7) and child.progress_sum == pytest.approx(1.4)
+    assert (child.progress, child.critic, child.pruned) == (0.8, "found it", False)
+
+    weak = TreeNode(id=3, parent=1, depth=2)
+    apply_progress(weak, parent, 0.05, "nothing new", prune_below=0.1)
+    assert weak.pruned and weak.prune_reason == "no progress (0.05): nothing new"
+
+
+def test_the_forced_answer_comes_from_the_best_open_branch() -> None:
+    root = new_root("q")
+    assert forced_leaf([root]) is root
+    tree = [
+        root,
+        TreeNode(id=1, parent=0, depth=1, value=0.7),
+        TreeNode(id=2, parent=1, depth=2, value=0.7),  # same value, deeper: preferred
+        TreeNode(id=3, parent=0, depth=1, value=0.9, pruned=True),
+        TreeNode(id=4, parent=0, depth=1, value=0.95, terminal=True, answer="x"),
+    ]
+    assert forced_leaf(tree).id == 2
+
+
+def test_route_finalizes_on_a_stop_a_verified_answer_or_a_finished_search() -> None:
+    assert route({"question": "q"}) == "expand"
+    assert route({"question": "q", "decision": None}) == "expand"
+    assert route({"question": "q", "decision": "SUCCESS"}) == "finalize"
+    assert route({"question": "q", "decision": "DONE"}) == "finalize"
+    assert route({"question": "q", "stop_reason": "budget_exhausted:usd"}) == "finalize"
 
 
 # ------------------------------------------------------------------------------------------ search
@@ -94,15 +150,15 @@ def scripted_success() -> ScriptedModel:
 def test_search_prunes_no_progress_and_stops_on_a_verified_answer() -> None:
     result = tree_agent(scripted_success()).run("What is the capital of France?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
-    tree = result.trace[-1]
-    assert tree["action"] == "tree" and tree["method"] == "verified"
-    nodes = {n["id"]: n for n in tree["nodes"]}
-    assert nodes[1]["progress"] == 0.9 and not nodes[1]["pruned"]
-    assert nodes[2]["pruned"] and "no progress" in nodes[2]["prune_reason"]
-    assert nodes[3]["terminal"] and nodes[3]["verdict"] == "SUCCESS"
-    assert tree["path"] == [0, 1, 3]
-    expand = [t for t in result.trace if t["action"] == "expand"]
-    assert expand[1]["selected"] == 1  # the pruned branch is never expanded
+    tree = final_tree(result)
+    assert tree.method == "verified"
+    nodes = {n.id: n for n in tree.nodes}
+    assert nodes[1].progress == 0.9 and not nodes[1].pruned
+    assert nodes[2].pruned and "no progress" in (nodes[2].prune_reason or "")
+    assert nodes[3].terminal and nodes[3].verdict == "SUCCESS"
+    assert tree.path == [0, 1, 3]
+    expand = [t for t in result.trace if isinstance(t, ExpandEvent)]
+    assert expand[1].selected == 1  # the pruned branch is never expanded
     assert result.usage.tool_calls == 2
 
 
@@ -119,17 +175,15 @@ def test_duplicate_observations_are_pruned_without_a_critic_call() -> None:
         default=reply(verdict("SUCCESS")),
     )
     result = tree_agent(script, max_expansions=3).run("What is the capital of France?")
-    nodes = result.trace[-1]["nodes"]
-    dupes = [n for n in nodes if n["prune_reason"] and "repeats" in n["prune_reason"]]
+    nodes = final_tree(result).nodes
+    dupes = [n for n in nodes if n.prune_reason and "repeats" in n.prune_reason]
     assert dupes, nodes
     critic_calls = [
         r
         for r in script.requests
         if (r.params.get("response_format") or {}).get("json_schema", {}).get("name") == "critic"
     ]
-    scored = [
-        n for n in nodes if n["tool"] == "search" and not (n["prune_reason"] or "").startswith("repeats")
-    ]
+    scored = [n for n in nodes if n.tool == "search" and not (n.prune_reason or "").startswith("repeats")]
     assert len(critic_calls) == len(scored)
 
 
@@ -162,9 +216,9 @@ def test_exhaustion_mid_expansion_still_answers() -> None:
     assert result.answer == "Paris"
     assert result.stop_reason == "budget_exhausted:tool:search"
     assert result.usage.tool_calls == 2
-    nodes = result.trace[-1]["nodes"]
-    assert any("not run" in (n["prune_reason"] or "") for n in nodes)
-    assert result.trace[-1]["method"].startswith("forced from branch 1")
+    nodes = final_tree(result).nodes
+    assert any("not run" in (n.prune_reason or "") for n in nodes)
+    assert final_tree(result).method.startswith("forced from branch 1")
 
 
 def test_expansion_narrows_as_the_budget_depletes() -> None:
@@ -182,7 +236,7 @@ def test_expansion_narrows_as_the_budget_depletes() -> None:
 
 def test_same_seed_same_tree() -> None:
     def run() -> list:
-        return tree_agent(scripted_success()).run("What is the capital of France?").trace[-1]["nodes"]
+        return final_tree(tree_agent(scripted_success()).run("What is the capital of France?")).nodes
 
     assert run() == run()
 
@@ -207,8 +261,8 @@ def test_branch_budgets_refund_what_they_do_not_use() -> None:
 def test_tree_json_round_trips(tmp_path: Path) -> None:
     result = tree_agent(scripted_success()).run("What is the capital of France?")
     path = tmp_path / "tree.json"
-    path.write_text(json.dumps(result.trace[-1]))
-    assert json.loads(path.read_text()) == json.loads(json.dumps(result.trace[-1]))
+    path.write_text(final_tree(result).model_dump_json())
+    assert TreeEvent.model_validate_json(path.read_text()) == final_tree(result)
 
 
 def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> None:
@@ -226,10 +280,10 @@ def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> No
     )
     result = tree_agent(script).run("What is the capital of France?")
     assert result.answer == "Paris" and result.stop_reason == "completed"
-    nodes = result.trace[-1]["nodes"]
-    assert [n["arguments"] for n in nodes if n["tool"] == "search"] == [
+    nodes = final_tree(result).nodes
+    assert [n.arguments for n in nodes if n.tool == "search"] == [
         '{"query": "Berlin"}',
         '{"query": "Paris"}',
     ]
-    assert nodes[0]["expanded"] == 2
+    assert nodes[0].expanded == 2
     assert result.usage.tool_calls == 2

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from thrifty.agents.events import TraceEvent, as_event
 from thrifty.budget import Ledger, tool_dimension
 from thrifty.models.gateway import Gateway
 from thrifty.models.settings import ModelSettings
@@ -32,7 +33,7 @@ class RunContext:
     max_steps: int = DEFAULT_MAX_STEPS
     keep_observations: int | None = None  # keep only the N most recent tool results in context (BATS)
     system_extra: str | None = None
-    on_trace: Callable[[dict[str, Any]], None] | None = None
+    on_trace: Callable[[TraceEvent], None] | None = None
     _schemas: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def tool_schemas(self, tools: list[Tool]) -> list[dict[str, Any]]:
@@ -43,11 +44,13 @@ class RunContext:
             self._schemas[key] = [t.openai_schema() for t in tools]
         return self._schemas[key]
 
-    def emit(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Report a trace entry to the live view (if any) and return it for the state."""
+    def emit(self, entry: TraceEvent | dict[str, Any]) -> TraceEvent:
+        """Report a trace event to the live view (if any) and return it for the state (a dict from a
+        custom node becomes its typed event, or a CustomEvent)."""
+        event = as_event(entry)
         if self.on_trace is not None:
-            self.on_trace(entry)
-        return entry
+            self.on_trace(event)
+        return event
 
     @property
     def tool_names(self) -> list[str]:

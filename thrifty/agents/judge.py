@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 from thrifty.agents import prompts
 from thrifty.agents.answers import is_non_answer, majority_vote, normalize_answer
 from thrifty.agents.context import RunContext
+from thrifty.agents.events import JudgeEvent
 from thrifty.agents.solver import SolverState, snapshot
-from thrifty.agents.structured import structured_call
+from thrifty.agents.structured import StructuredRole, structured_call
 from thrifty.budget import BudgetExceeded, StopKind, stop_reason
 
 
@@ -62,7 +63,7 @@ def judge(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         try:
             choice, _ok = structured_call(
                 ctx,
-                "judge",
+                StructuredRole.JUDGE,
                 JudgeChoice,
                 messages,
                 default=fallback,
@@ -81,14 +82,6 @@ def judge(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     if not reason or reason == StopKind.COMPLETED.value:
         reason = stop_reason(StopKind.COMPLETED)
     entry = ctx.emit(
-        {
-            "step": state.get("step", 0),
-            "node": "judge",
-            "action": "judge",
-            "answer": chosen,
-            "method": method,
-            "candidates": pool,
-            **snapshot(ctx),
-        }
+        JudgeEvent(step=state.get("step", 0), answer=chosen, method=method, candidates=pool, **snapshot(ctx))
     )
     return {"answer": chosen, "candidate": chosen, "stop_reason": reason, "trace": [entry]}

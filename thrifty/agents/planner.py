@@ -1,24 +1,25 @@
 """The planner node (BATS): split the question into exploration and verification clues, keep a checklist.
 
-The checklist is a list of items ``{id, text, kind, status, spent, attempt}``; ``status`` is one of
-pending / done / failed / partial. Items are only ever added or moved between states (each change is
+The checklist is a list of :class:`~thrifty.agents.records.ChecklistItem` ``(id, text, kind, status, spent,
+attempt)``; ``status`` is one of pending / done / failed / partial. Items are only ever added or moved between states (each change is
 recorded in the trace), never deleted or silently rewritten, so the run's reasoning stays auditable.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
+from thrifty.agents.events import PlanEvent
+from thrifty.agents.records import ChecklistItem, ItemKind, ItemStatus
 from thrifty.agents.solver import SolverState, snapshot
-from thrifty.agents.structured import structured_call
+from thrifty.agents.structured import StructuredRole, structured_call
 from thrifty.budget import BudgetExceeded
 
-ItemStatus = Literal["pending", "done", "failed", "partial"]
-STATUS_MARK = {"pending": " ", "done": "x", "failed": "!", "partial": "~"}
+STATUS_MARK: dict[ItemStatus, str] = {"pending": " ", "done": "x", "failed": "!", "partial": "~"}
 
 
 Clue = Annotated[str, Field(json_schema_extra={"maxLength": 100})]
@@ -48,45 +49,37 @@ class Plan(BaseModel):
         return value
 
 
-def add_items(plan: list[dict[str, Any]], new: Plan, attempt: int) -> list[dict[str, Any]]:
+def add_items(plan: list[ChecklistItem], new: Plan, attempt: int) -> list[ChecklistItem]:
     """The checklist with the new clues appended (duplicates of existing items are skipped)."""
-    items = [dict(i) for i in plan]
-    seen = {i["text"].lower() for i in items}
-    for kind, clues in (("exploration", new.exploration), ("verification", new.verification)):
+    items = [i.model_copy() for i in plan]
+    seen = {i.text.lower() for i in items}
+    kinds: tuple[tuple[ItemKind, list[str]], ...] = (
+        ("exploration", new.exploration),
+        ("verification", new.verification),
+    )
+    for kind, clues in kinds:
         for clue in clues:
             if clue.lower() in seen:
                 continue
             seen.add(clue.lower())
-            items.append(
-                {
-                    "id": len(items) + 1,
-                    "text": clue,
-                    "kind": kind,
-                    "status": "pending",
-                    "spent": {},
-                    "attempt": attempt,
-                }
-            )
+            items.append(ChecklistItem(id=len(items) + 1, text=clue, kind=kind, attempt=attempt))
     return items
 
 
-def current_item(plan: list[dict[str, Any]]) -> dict[str, Any] | None:
+def current_item(plan: list[ChecklistItem]) -> ChecklistItem | None:
     """The exploration item being worked on: the first pending or partial one."""
     for status in ("partial", "pending"):
         for item in plan:
-            if item["kind"] == "exploration" and item["status"] == status:
+            if item.kind == "exploration" and item.status == status:
                 return item
     return None
 
 
-def render_checklist(plan: list[dict[str, Any]]) -> str:
-    return (
-        "\n".join(f"[{STATUS_MARK[i['status']]}] {i['id']}. ({i['kind']}) {i['text']}" for i in plan)
-        or "(empty)"
-    )
+def render_checklist(plan: list[ChecklistItem]) -> str:
+    return "\n".join(f"[{STATUS_MARK[i.status]}] {i.id}. ({i.kind}) {i.text}" for i in plan) or "(empty)"
 
 
-def context_note(plan: list[dict[str, Any]], summaries: list[str]) -> str:
+def context_note(plan: list[ChecklistItem], summaries: list[str]) -> str:
     """What the solver sees with the question: the checklist, the focus, and earlier attempts' summaries."""
     lines = []
     if plan:
@@ -94,7 +87,7 @@ def context_note(plan: list[dict[str, Any]], summaries: list[str]) -> str:
         lines.append(render_checklist(plan))
         item = current_item(plan)
         if item:
-            lines.append(f"Work on item {item['id']} now: {item['text']}")
+            lines.append(f"Work on item {item.id} now: {item.text}")
     if summaries:
         lines.append("Earlier attempts:")
         lines.extend(f"{n}. {s}" for n, s in enumerate(summaries, 1))
@@ -122,26 +115,26 @@ def plan(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         task = prompts.PLANNER_TASK.format(question=question)
     messages = [{"role": "system", "content": prompts.PLANNER_SYSTEM}, {"role": "user", "content": task}]
     try:
-        new, ok = structured_call(ctx, "plan", Plan, messages, default=fallback_plan(question), node="plan")
+        new, ok = structured_call(
+            ctx, StructuredRole.PLAN, Plan, messages, default=fallback_plan(question), node="plan"
+        )
     except BudgetExceeded:
         new, ok = (Plan() if existing else fallback_plan(question)), False
     items = add_items(existing, new, attempt)
-    if not any(i["kind"] == "exploration" and i["status"] in ("pending", "partial") for i in items):
+    if not any(i.kind == "exploration" and i.status in ("pending", "partial") for i in items):
         # Every clue failed and nothing new came: search the question itself once more, phrased plainly.
         items = add_items(
             items, Plan(exploration=[f"{question.strip().rstrip('?')} (new angle {attempt})"]), attempt
         )
     entry = ctx.emit(
-        {
-            "step": state.get("step", 0),
-            "node": "plan",
-            "action": "plan",
-            "attempt": attempt,
-            "replan": bool(existing),
-            "valid": ok,
-            "items": [dict(i) for i in items],
+        PlanEvent(
+            step=state.get("step", 0),
+            attempt=attempt,
+            replan=bool(existing),
+            valid=ok,
+            items=[i.model_copy() for i in items],
             **snapshot(ctx),
-        }
+        )
     )
     return {
         "plan": items,

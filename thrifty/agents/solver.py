@@ -21,6 +21,17 @@ from typing import Annotated, Any, TypedDict
 
 from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
+from thrifty.agents.events import (
+    AnswerEvent,
+    BudgetSnapshot,
+    ObservationEvent,
+    RequestedCall,
+    StopEvent,
+    ToolCallsEvent,
+    TraceEvent,
+)
+from thrifty.agents.records import ChecklistItem, TreeNode
+from thrifty.agents.structured import StructuredRole
 from thrifty.budget import BudgetExceeded, BudgetView, StopKind, stop_reason
 from thrifty.models.gateway import ModelError, ModelReply
 
@@ -46,26 +57,26 @@ class StepState(TypedDict, total=False):
     candidate: str | None  # best answer so far (anytime)
     stop_reason: str | None
     error: str | None
-    trace: Annotated[list[dict[str, Any]], operator.add]
+    trace: Annotated[list[TraceEvent], operator.add]
 
 
 class SolverState(StepState, total=False):
     """The state the other built-in graphs share (bats, self-consistency, value tree, custom workflows):
     the agent loop's, plus the planner's, verifier's and judge's."""
 
-    plan: list[dict[str, Any]]
+    plan: list[ChecklistItem]
     attempt: int
     decision: str | None
     summaries: list[str]
     candidates: list[dict[str, Any]]
-    tree: list[dict[str, Any]]  # value-tree search nodes
+    tree: list[TreeNode]  # value-tree search nodes
     extra: Annotated[dict[str, Any], _merge]  # free space for user-defined nodes
 
 
 FINAL_ANSWER_FORMAT = {
     "type": "json_schema",
     "json_schema": {
-        "name": "final_answer",
+        "name": StructuredRole.FINAL_ANSWER.value,
         "schema": {
             "type": "object",
             "properties": {"answer": {"type": "string", "maxLength": 120}},
@@ -107,15 +118,15 @@ def clean_answer(text: str | None) -> str:
     return text.strip(" \"'`*").rstrip(".").strip()
 
 
-def snapshot(ctx: RunContext, view: BudgetView | None = None) -> dict[str, Any]:
+def snapshot(ctx: RunContext, view: BudgetView | None = None) -> BudgetSnapshot:
     """The budget at this moment, for the trace and the live view (``view``: a reading already made)."""
     view = view or BudgetView.read(ctx.ledger, ctx.tool_names)
-    return {
-        "remaining": {k: round(v, 6) for k, v in view.remaining.items()},
-        "ratio": round(view.ratio, 4),
-        "regime": view.regime.value,
-        "usd_spent": round(view.usd_spent, 6),
-    }
+    return BudgetSnapshot(
+        remaining={k: round(v, 6) for k, v in view.remaining.items()},
+        ratio=round(view.ratio, 4),
+        regime=view.regime.value,
+        usd_spent=round(view.usd_spent, 6),
+    )
 
 
 STUCK_AFTER_REPEATS = 2
@@ -262,16 +273,14 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
         return _stop(state, ctx, step, stop_reason(StopKind.ERROR), str(exc), error=str(exc))
 
     if reply.tool_calls and final_reason is None:
-        entry = {
-            "step": step,
-            "node": "act",
-            "action": "tool_calls",
-            "calls": [{"tool": c.name, "arguments": c.arguments} for c in reply.tool_calls],
-            "thought": (reply.content or "")[:500],
-            "hidden_tools": hidden,
-            "tokens": reply.usage.total_tokens,
+        entry = ToolCallsEvent(
+            step=step,
+            calls=[RequestedCall(tool=c.name, arguments=c.arguments) for c in reply.tool_calls],
+            thought=(reply.content or "")[:500],
+            hidden_tools=hidden,
+            tokens=reply.usage.total_tokens,
             **snapshot(ctx),
-        }
+        )
         update: dict[str, Any] = {
             "step": step,
             "messages": [reply.assistant_message()],
@@ -313,15 +322,14 @@ def _answer(
 ) -> dict[str, Any]:
     answer = clean_answer(reply.content) or state.get("candidate") or "unknown"
     reason = forced_stop or stop_reason(StopKind.COMPLETED)
-    entry = {
-        "step": step,
-        "node": "final" if forced_stop else "act",
-        "action": "answer",
-        "answer": answer,
-        "forced": forced_stop is not None,
-        "tokens": reply.usage.total_tokens,
+    entry = AnswerEvent(
+        step=step,
+        node="final" if forced_stop else "act",
+        answer=answer,
+        forced=forced_stop is not None,
+        tokens=reply.usage.total_tokens,
         **snapshot(ctx),
-    }
+    )
     return {
         "step": step,
         "messages": [{"role": "assistant", "content": reply.content or ""}],
@@ -335,14 +343,7 @@ def _answer(
 def _stop(
     state: StepState, ctx: RunContext, step: int, reason: str, detail: str, error: str | None = None
 ) -> dict[str, Any]:
-    entry = {
-        "step": step,
-        "node": "act",
-        "action": "stop",
-        "stop_reason": reason,
-        "detail": detail,
-        **snapshot(ctx),
-    }
+    entry = StopEvent(step=step, stop_reason=reason, detail=detail, **snapshot(ctx))
     update: dict[str, Any] = {
         "step": step,
         "answer": state.get("candidate"),
@@ -358,17 +359,17 @@ def observe(state: StepState, ctx: RunContext) -> dict[str, Any]:
     """Run the tool calls of the last assistant message; each result carries the budget block."""
     last = (state.get("messages") or [])[-1]
     new_messages: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
+    entries: list[TraceEvent] = []
     for call in last.get("tool_calls") or []:
         name = call["function"]["name"]
         arguments = call["function"].get("arguments") or "{}"
         try:
             obs = ctx.runner.run(name, arguments, node="observe")
             content = f"{REPEATED_CALL_NOTE}\n{obs.content}" if obs.cached else obs.content
-            info = {"ok": obs.ok, "cached": obs.cached, "usd": obs.usd}
+            ok, cached, usd, refused_by = obs.ok, obs.cached, obs.usd, None
         except BudgetExceeded as exc:
             content = f"Not run: the budget for {exc.dimension} is spent. Use another tool or answer."
-            info = {"ok": False, "cached": False, "usd": 0.0, "budget": exc.dimension}
+            ok, cached, usd, refused_by = False, False, 0.0, exc.dimension
         view = BudgetView.read(ctx.ledger, ctx.tool_names)
         if ctx.tracker:
             content = f"{content}\n{view.block()}"
@@ -377,16 +378,17 @@ def observe(state: StepState, ctx: RunContext) -> dict[str, Any]:
         )
         entries.append(
             ctx.emit(
-                {
-                    "step": state.get("step", 0),
-                    "node": "observe",
-                    "action": "observation",
-                    "tool": name,
-                    "arguments": arguments,
-                    "observation": content[:600],
-                    **info,
+                ObservationEvent(
+                    step=state.get("step", 0),
+                    tool=name,
+                    arguments=arguments,
+                    observation=content[:600],
+                    ok=ok,
+                    cached=cached,
+                    usd=usd,
+                    budget=refused_by,
                     **snapshot(ctx, view),
-                }
+                )
             )
         )
     return {"messages": new_messages, "trace": entries}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,19 @@ from thrifty.models.gateway import ModelError
 from thrifty.models.protocol import first_json_object
 
 T = TypeVar("T", bound=BaseModel)
+
+
+class StructuredRole(StrEnum):
+    """What a structured call asks for; its value is the ``json_schema`` name sent to the model (which the
+    simulated model reads to know which role to play)."""
+
+    PLAN = "plan"  # the planner's clues (Plan)
+    VERDICT = "verdict"  # the verifier's decision (Verdict)
+    JUDGE = "judge"  # the judge's pick among candidates (JudgeChoice)
+    CANDIDATES = "candidates"  # the value tree's next actions (Candidates)
+    CRITIC = "critic"  # the value tree's residual critic (Progress)
+    FINAL_ANSWER = "final_answer"  # the grammar of a forced last answer (the solver's final call)
+
 
 def extract_json(text: str | None) -> Any:
     """The first JSON object in ``text`` (models sometimes wrap it in prose or code fences)."""
@@ -42,7 +56,7 @@ def schema_for(model_cls: type[BaseModel]) -> dict[str, Any]:
 
 def structured_call(
     ctx: RunContext,
-    role: str,
+    role: StructuredRole | str,
     model_cls: type[T],
     messages: Sequence[dict[str, Any]],
     *,
@@ -54,6 +68,8 @@ def structured_call(
 ) -> tuple[T, bool]:
     """Call the model for a ``model_cls`` object. Returns (object, ok); ok is False when the default was used.
 
+    ``role`` names the request (a :class:`StructuredRole`, or a name of your own for a custom node).
+
     ``schema`` overrides the JSON Schema sent to the model (e.g. one that spells out each tool's arguments,
     so that a grammar-constrained local model cannot leave them empty).
 
@@ -63,7 +79,7 @@ def structured_call(
     schema = schema or schema_for(model_cls)  # a tighter schema may be asked for; validation stays lenient
     response_format = {
         "type": "json_schema",
-        "json_schema": {"name": role, "schema": schema, "strict": False},
+        "json_schema": {"name": str(role), "schema": schema, "strict": False},
     }
     convo = list(messages)
     kwargs = ctx.model_kwargs()

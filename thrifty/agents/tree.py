@@ -19,15 +19,18 @@ import math
 import random
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
-from thrifty.agents.structured import structured_call
+from thrifty.agents.records import TreeNode
+from thrifty.agents.structured import StructuredRole, structured_call
 from thrifty.agents.verifier import evidence_text
 from thrifty.budget import BudgetExceeded, budget_block
+from thrifty.tools import Observation
 
 ANSWER_TOOL = "answer"
 ROOT_VALUE = 0.5
@@ -58,90 +61,67 @@ def select(values: Sequence[float], r: float, rng: random.Random) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ tree
-def new_root(question: str) -> dict[str, Any]:
-    return node_dict(0, None, 0, thought=f"question: {question}", value=ROOT_VALUE)
+def new_root(question: str) -> TreeNode:
+    return TreeNode(id=0, parent=None, depth=0, thought=f"question: {question}", value=ROOT_VALUE)
 
 
-def node_dict(node_id: int, parent: int | None, depth: int, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": node_id,
-        "parent": parent,
-        "depth": depth,
-        "thought": "",
-        "tool": None,
-        "arguments": None,
-        "observation": "",
-        "progress": 0.0,
-        "value": 0.0,
-        "pruned": False,
-        "prune_reason": None,
-        "terminal": False,
-        "answer": None,
-        "verdict": None,
-        "expanded": 0,  # how many times this node was expanded
-        "spent": {},
-    }
-    base.update(fields)
-    return base
-
-
-def path_to(tree: list[dict[str, Any]], node_id: int) -> list[dict[str, Any]]:
-    by_id = {n["id"]: n for n in tree}
+def path_to(tree: list[TreeNode], node_id: int) -> list[TreeNode]:
+    """The nodes from the root to ``node_id``."""
+    by_id = {n.id: n for n in tree}
     path = []
     cur: int | None = node_id
     while cur is not None:
         path.append(by_id[cur])
-        cur = by_id[cur]["parent"]
+        cur = by_id[cur].parent
     return list(reversed(path))
 
 
-def path_messages(tree: list[dict[str, Any]], node_id: int) -> list[dict[str, Any]]:
+def path_messages(tree: list[TreeNode], node_id: int) -> list[dict[str, Any]]:
     """The OpenAI-format trajectory from the root to ``node_id`` (for prompts and the verifier)."""
     messages: list[dict[str, Any]] = []
     for n in path_to(tree, node_id)[1:]:
-        if n["tool"] and n["tool"] != ANSWER_TOOL:
-            call_id = f"tree_{n['id']}"
+        if n.tool and n.tool != ANSWER_TOOL:
+            call_id = f"tree_{n.id}"
             messages.append(
                 {
                     "role": "assistant",
-                    "content": n["thought"] or None,
+                    "content": n.thought or None,
                     "tool_calls": [
                         {
                             "id": call_id,
                             "type": "function",
-                            "function": {"name": n["tool"], "arguments": n["arguments"]},
+                            "function": {"name": n.tool, "arguments": n.arguments},
                         }
                     ],
                 }
             )
             messages.append(
-                {"role": "tool", "tool_call_id": call_id, "name": n["tool"], "content": n["observation"]}
+                {"role": "tool", "tool_call_id": call_id, "name": n.tool, "content": n.observation}
             )
     return messages
 
 
-def frontier(tree: list[dict[str, Any]], max_depth: int, per_node: int = 2) -> list[dict[str, Any]]:
+def frontier(tree: list[TreeNode], max_depth: int, per_node: int = 2) -> list[TreeNode]:
     """Nodes that may still be expanded: not pruned, not terminal, not too deep, and expanded fewer than
     ``per_node`` times (a node whose first children all failed may be asked again for different ones)."""
-    return [
-        n
-        for n in tree
-        if not (n["pruned"] or n["terminal"]) and n["depth"] < max_depth and int(n["expanded"]) < per_node
-    ]
+    return [n for n in tree if not (n.pruned or n.terminal) and n.depth < max_depth and n.expanded < per_node]
 
 
-def child_keys(tree: list[dict[str, Any]], node_id: int) -> set[str]:
+def child_keys(tree: list[TreeNode], node_id: int) -> set[str]:
     """The actions already tried from ``node_id`` (so a re-expansion asks for new ones)."""
-    return {n["key"] for n in tree if n["parent"] == node_id and n.get("key")}
+    return {n.key for n in tree if n.parent == node_id and n.key}
 
 
-def best_terminal(tree: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The anytime best answer: verified SUCCESS first, then unrefuted, then by value."""
-    terminals = [n for n in tree if n["terminal"] and n["answer"]]
+# A verified answer first, then an unrefuted one, then a refuted one.
+_VERDICT_RANK = {"SUCCESS": 2, None: 1, "CONTINUE": 1, "UNVERIFIED": 1, "PIVOT": 0}
+
+
+def best_terminal(tree: list[TreeNode]) -> TreeNode | None:
+    """The anytime best answer: verified SUCCESS first, then unrefuted, then by value (ties: the earliest)."""
+    terminals = [n for n in tree if n.terminal and n.answer]
     if not terminals:
         return None
-    rank = {"SUCCESS": 2, None: 1, "CONTINUE": 1, "UNVERIFIED": 1, "PIVOT": 0}
-    return max(terminals, key=lambda n: (rank.get(n["verdict"], 1), n["value"], -n["id"]))
+    return max(terminals, key=lambda n: (_VERDICT_RANK.get(n.verdict, 1), n.value, -n.id))
 
 
 # ------------------------------------------------------------------------------------------- expansion
@@ -230,7 +210,7 @@ _ANSWER_BRANCH: dict[str, Any] = {
 
 
 def propose_actions(
-    ctx: RunContext, question: str, tree: list[dict[str, Any]], node_id: int, k: int
+    ctx: RunContext, question: str, tree: list[TreeNode], node_id: int, k: int
 ) -> tuple[list[Action], str, bool]:
     """Ask for k candidate next actions from ``node_id``; returns (distinct actions, thought, valid)."""
     evidence = evidence_text(path_messages(tree, node_id), limit=1800)
@@ -246,7 +226,7 @@ def propose_actions(
     fallback = Candidates(actions=[Action(tool="search", arguments={"query": question})] if ctx.tools else [])
     cands, ok = structured_call(
         ctx,
-        "candidates",
+        StructuredRole.CANDIDATES,
         Candidates,
         messages,
         default=fallback,
@@ -266,20 +246,23 @@ def propose_actions(
     return distinct[:k], cands.thought, ok
 
 
-def run_actions(ctx: RunContext, actions: Sequence[Action], parallel: bool) -> list[tuple[Action, Any]]:
-    """Run the tool actions (concurrently if asked); the Ledger keeps the budget exact either way."""
+def run_action(ctx: RunContext, action: Action) -> tuple[Action, Observation | BudgetExceeded]:
+    """Run one tool action: its observation, or the BudgetExceeded that refused it."""
+    try:
+        return action, ctx.runner.run(action.tool, action.arguments, node="expand")
+    except BudgetExceeded as exc:
+        return action, exc
+
+
+def run_actions(
+    ctx: RunContext, actions: Sequence[Action], parallel: bool
+) -> list[tuple[Action, Observation | BudgetExceeded]]:
+    """Run the tool actions (concurrently if asked), in order; the Ledger keeps the budget exact either way."""
     tool_actions = [a for a in actions if a.tool != ANSWER_TOOL]
-
-    def one(action: Action) -> tuple[Action, Any]:
-        try:
-            return action, ctx.runner.run(action.tool, action.arguments, node="expand")
-        except BudgetExceeded as exc:
-            return action, exc
-
     if parallel and len(tool_actions) > 1:
         with ThreadPoolExecutor(max_workers=len(tool_actions)) as pool:
-            return list(pool.map(one, tool_actions))
-    return [one(a) for a in tool_actions]
+            return list(pool.map(partial(run_action, ctx), tool_actions))
+    return [run_action(ctx, a) for a in tool_actions]
 
 
 def score_progress(
@@ -300,7 +283,7 @@ def score_progress(
     ]
     score, ok = structured_call(
         ctx,
-        "critic",
+        StructuredRole.CRITIC,
         Progress,
         messages,
         default=Progress(progress=0.0, reason="invalid critic reply"),

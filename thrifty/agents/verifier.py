@@ -15,17 +15,20 @@ from pydantic import BaseModel, Field, field_validator
 
 from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
+from thrifty.agents.events import VerdictEvent
 from thrifty.agents.planner import context_note, current_item
+from thrifty.agents.records import ChecklistItem, ItemStatus
 from thrifty.agents.solver import SolverState, snapshot
-from thrifty.agents.structured import structured_call
+from thrifty.agents.structured import StructuredRole, structured_call
 from thrifty.budget import BudgetExceeded, Regime, budget_block, regime
 
 Decision = Literal["SUCCESS", "CONTINUE", "PIVOT"]
+CheckStatus = Literal["satisfied", "contradicted", "unverifiable"]
 
 
 class ConstraintCheck(BaseModel):
     constraint: str = Field(json_schema_extra={"maxLength": 120})
-    status: Literal["satisfied", "contradicted", "unverifiable"] = "unverifiable"
+    status: CheckStatus = "unverifiable"
 
 
 class Verdict(BaseModel):
@@ -75,28 +78,35 @@ def _auto_summary(answer: str | None, messages: list[dict[str, Any]]) -> str:
     return f"Tried {', '.join(calls) or 'no tools'}; proposed '{answer}'."
 
 
-def _mark(plan: list[dict[str, Any]], verdict: Verdict, spent: dict[str, float]) -> list[dict[str, Any]]:
+# The checklist status an item moves to: the item worked on, after the decision; a condition, after its check.
+_STATUS_AFTER: dict[Decision, ItemStatus] = {"SUCCESS": "done", "CONTINUE": "partial", "PIVOT": "failed"}
+_STATUS_AFTER_CHECK: dict[CheckStatus, ItemStatus] = {
+    "satisfied": "done",
+    "contradicted": "failed",
+    "unverifiable": "partial",
+}
+
+
+def _mark(plan: list[ChecklistItem], verdict: Verdict, spent: dict[str, float]) -> list[ChecklistItem]:
     """Update checklist statuses from the verdict (never deleting an item)."""
-    items = [dict(i) for i in plan]
+    items = [i.model_copy() for i in plan]
     item = current_item(items)
     if item is not None:
-        item["status"] = {"SUCCESS": "done", "CONTINUE": "partial", "PIVOT": "failed"}[verdict.decision]
-        item["spent"] = {k: round(item["spent"].get(k, 0) + v, 6) for k, v in spent.items()}
+        item.status = _STATUS_AFTER[verdict.decision]
+        item.spent = {k: round(item.spent.get(k, 0) + v, 6) for k, v in spent.items()}
     checks = verdict.checks()
-    verification_items = [i for i in items if i["kind"] == "verification"]
+    verification_items = [i for i in items if i.kind == "verification"]
     for check in checks:
         best = max(
             verification_items,
-            key=lambda i: difflib.SequenceMatcher(None, i["text"].lower(), check.constraint.lower()).ratio(),
+            key=lambda i: difflib.SequenceMatcher(None, i.text.lower(), check.constraint.lower()).ratio(),
             default=None,
         )
         if best is None:
             continue
-        ratio = difflib.SequenceMatcher(None, best["text"].lower(), check.constraint.lower()).ratio()
+        ratio = difflib.SequenceMatcher(None, best.text.lower(), check.constraint.lower()).ratio()
         if ratio >= 0.5 or len(checks) == len(verification_items):
-            best["status"] = {"satisfied": "done", "contradicted": "failed", "unverifiable": "partial"}[
-                check.status
-            ]
+            best.status = _STATUS_AFTER_CHECK[check.status]
     return items
 
 
@@ -112,7 +122,7 @@ def verify(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     question = state["question"]
     window = list(state.get("messages") or [])[int(state.get("window_start") or 0) :]
     plan = list(state.get("plan") or [])
-    conditions = [i["text"] for i in plan if i["kind"] == "verification"]
+    conditions = [i.text for i in plan if i.kind == "verification"]
     extra = dict(state.get("extra") or {})
     spent = spent_since(ctx, extra.get("mark"))
     messages = [
@@ -136,7 +146,7 @@ def verify(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     stop: str | None = None
     try:
         verdict, ok = structured_call(
-            ctx, "verdict", Verdict, messages, default=fallback, node="verify", temperature=0.0
+            ctx, StructuredRole.VERDICT, Verdict, messages, default=fallback, node="verify", temperature=0.0
         )
     except BudgetExceeded as exc:
         verdict, ok, stop = (
@@ -162,22 +172,20 @@ def verify(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     items = _mark(plan, verdict, spent)
     summaries = [*list(state.get("summaries") or []), f"answer '{answer}' -> {verdict.decision}: {summary}"]
     entry = ctx.emit(
-        {
-            "step": state.get("step", 0),
-            "node": "verify",
-            "action": "verdict",
-            "attempt": state.get("attempt", 1),
-            "answer": answer,
-            "decision": verdict.decision,
-            "valid": ok,
-            "overridden": overridden,
-            "checks": [c.model_dump() for c in verdict.checks()],
-            "justification": verdict.justification[:400],
-            "summary": summary[:400],
-            "attempt_spent": spent,
-            "items": [dict(i) for i in items],
+        VerdictEvent(
+            step=state.get("step", 0),
+            attempt=state.get("attempt", 1),
+            answer=answer,
+            decision=verdict.decision,
+            valid=ok,
+            overridden=overridden,
+            checks=[c.model_dump() for c in verdict.checks()],
+            justification=verdict.justification[:400],
+            summary=summary[:400],
+            attempt_spent=spent,
+            items=[i.model_copy() for i in items],
             **snapshot(ctx),
-        }
+        )
     )
     update: dict[str, Any] = {
         "decision": verdict.decision,

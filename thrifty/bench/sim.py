@@ -35,7 +35,8 @@ prompt). The role is read from the request:
 * **answerer** (no tools, no ``response_format``): the gold answer with probability ``q`` if both gold
   paragraphs were observed; otherwise a guess: a title seen in a result (``yes``/``no`` at random for yes/no
   questions), or ``unknown``.
-* **structured roles** (``response_format`` of type ``json_schema``, by ``json_schema.name``):
+* **structured roles** (``response_format`` of type ``json_schema``, by ``json_schema.name``: a
+  ``thrifty.agents.structured.StructuredRole``):
   ``critic`` ``{"progress", "reason"}`` — 1 if the last step's observation showed a gold paragraph not seen
   before, else 0, plus N(0, noise) plus bias, clipped to [0, 1]; ``verdict`` — SUCCESS if the proposed answer
   is right (also, with probability ``bias``, when it is wrong), else CONTINUE if a gold paragraph was
@@ -69,6 +70,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from thrifty.agents.structured import StructuredRole
 from thrifty.bench.datasets import QAItem
 from thrifty.bench.metrics import exact_match, normalize_answer
 from thrifty.models import Provider, register_provider
@@ -550,6 +552,14 @@ class _Sim:
         return {"thought": "next moves", "actions": actions}
 
 
+def _role(name: str) -> StructuredRole | None:
+    """The built-in role a structured request names (its ``json_schema`` name), or None."""
+    try:
+        return StructuredRole(name)
+    except ValueError:
+        return None
+
+
 def minimal_json(schema: Any) -> Any:
     """A minimal value valid for a (simple) JSON schema: required fields only, first enum values."""
     if not isinstance(schema, Mapping):
@@ -643,25 +653,26 @@ class SimProvider(litellm.CustomLLM):
         rf = params.get("response_format")
         if rf:
             spec = message_field(rf, "json_schema") or {}
-            role = (
+            name = (
                 str(message_field(spec, "name") or "") if message_field(rf, "type") == "json_schema" else ""
             )
             schema = message_field(spec, "schema") or {}
-            if role == "critic":
-                obj = sim.critic()
-            elif role == "verdict":
-                obj = sim.verdict()
-            elif role == "plan":
-                obj = sim.plan()
-            elif role == "judge":
-                obj = sim.judge()
-            elif role == "final_answer":
-                obj = {"answer": sim.answer()}
-            elif role == "candidates":
-                obj = sim.candidates(schema if isinstance(schema, Mapping) else {})
-            else:
-                minimal = minimal_json(schema)
-                obj = minimal if isinstance(minimal, dict) else {}
+            match _role(name):
+                case StructuredRole.CRITIC:
+                    obj = sim.critic()
+                case StructuredRole.VERDICT:
+                    obj = sim.verdict()
+                case StructuredRole.PLAN:
+                    obj = sim.plan()
+                case StructuredRole.JUDGE:
+                    obj = sim.judge()
+                case StructuredRole.FINAL_ANSWER:
+                    obj = {"answer": sim.answer()}
+                case StructuredRole.CANDIDATES:
+                    obj = sim.candidates(schema if isinstance(schema, Mapping) else {})
+                case _:  # a role of a custom node: the smallest object the schema allows
+                    minimal = minimal_json(schema)
+                    obj = minimal if isinstance(minimal, dict) else {}
             out = _Out(content=json.dumps(_conform(obj, schema)))
         elif params.get("tools"):
             out = sim.actor()

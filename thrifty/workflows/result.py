@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from thrifty.agents.events import TraceEvent
 from thrifty.budget import Ledger, StopKind
 from thrifty.budget.limits import TOOL_PREFIX
 
@@ -76,7 +77,9 @@ class RunResult(BaseModel):
     steps: int = 0
     error: str | None = None
     expected_answer: str | None = None
-    trace: list[dict[str, Any]] = Field(default_factory=list)
+    trace: list[TraceEvent] = Field(
+        default_factory=list, description="What each node did, in order (thrifty.agents.events)."
+    )
     events: list[dict[str, Any]] = Field(default_factory=list, description="Every settled charge.")
 
     @property

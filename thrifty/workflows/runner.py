@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import ModelSettings, RunContext
+from thrifty.agents.events import TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
 from thrifty.models.gateway import Gateway, ModelError
 from thrifty.tools import Tool, ToolRunner
@@ -22,7 +23,7 @@ from thrifty.workflows.result import Cost, RunResult, Usage
 from thrifty.workflows.spec import StrategySpec, TaskSpec
 from thrifty.workflows.strategies import get_builder
 
-TraceCallback = Callable[[dict[str, Any]], None]
+TraceCallback = Callable[[TraceEvent], None]
 
 
 class SetupError(ValueError):

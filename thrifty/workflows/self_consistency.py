@@ -19,6 +19,7 @@ from pydantic import Field, PositiveInt
 
 from thrifty.agents.answers import majority_vote
 from thrifty.agents.context import RunContext
+from thrifty.agents.events import VoteEvent
 from thrifty.agents.solver import SolverState, snapshot, solve
 from thrifty.budget import Budget, BudgetExceeded, StopKind, stop_reason
 from thrifty.workflows.graph import END, Workflow
@@ -75,7 +76,7 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
             finally:
                 child.close()  # unused slice returns to the run
             for entry in out.get("trace", []):
-                entry["sample"] = i + 1
+                entry.sample = i + 1
             return out
 
         if parallel and samples > 1:
@@ -94,16 +95,14 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
             reason = next((r for r in reasons if r != StopKind.COMPLETED.value), reasons[-1])
         trace.append(
             ctx.emit(
-                {
-                    "step": sum(int(o.get("step") or 0) for o in outs),
-                    "node": "vote",
-                    "action": "vote",
-                    "answers": answers,
-                    "answer": winner,
-                    "votes": votes,
-                    "sample_stops": reasons,
+                VoteEvent(
+                    step=sum(int(o.get("step") or 0) for o in outs),
+                    answers=answers,
+                    answer=winner,
+                    votes=votes,
+                    sample_stops=reasons,
                     **snapshot(ctx),
-                }
+                )
             )
         )
         return {

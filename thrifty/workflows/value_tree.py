@@ -7,7 +7,9 @@ Each ``expand`` step selects a frontier node with probability proportional to ``
 remaining-budget ratio), asks for k distinct next actions, runs them (concurrently if ``parallel``),
 scores each new step with the residual critic, prunes steps that add nothing or repeat an observation,
 and verifies proposed answers. ``finalize`` returns the anytime best answer: a verified one, else an
-answer forced from the best branch, else the best unverified proposal.
+answer forced from the best branch, else the best unverified proposal. Both are module functions
+(:func:`expand` takes the options), and so are the rules they apply: :func:`answer_child` and
+:func:`tool_child` (pruning), :func:`apply_progress` (value and the progress threshold), :func:`forced_leaf`.
 
 Options: see :class:`ValueTreeOptions`.
 """
@@ -17,11 +19,14 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from pydantic import Field, PositiveInt
 
 from thrifty.agents.context import RunContext
+from thrifty.agents.events import ExpandedChild, ExpandEvent, TraceEvent, TreeEvent
+from thrifty.agents.records import TreeNode
 from thrifty.agents.solver import SolverState, clean_answer, final_answer_call, snapshot
 from thrifty.agents.tree import (
     ANSWER_TOOL,
@@ -29,7 +34,6 @@ from thrifty.agents.tree import (
     best_terminal,
     frontier,
     new_root,
-    node_dict,
     path_messages,
     path_to,
     propose_actions,
@@ -39,7 +43,8 @@ from thrifty.agents.tree import (
     selection_probabilities,
 )
 from thrifty.agents.verifier import evidence_text, verify
-from thrifty.budget import Budget, BudgetExceeded, StopKind, regime_for, stop_reason
+from thrifty.budget import Budget, BudgetExceeded, Ledger, StopKind, regime_for, stop_reason
+from thrifty.tools import Observation
 from thrifty.workflows.graph import END, Workflow
 from thrifty.workflows.options import StrategyOptions, takes_options
 
@@ -93,19 +98,114 @@ def expansion_width(ctx: RunContext, k: int, r: float) -> int:
     return min(width, k)
 
 
+def open_branch(ctx: RunContext, node_id: int, fraction: float | None) -> tuple[RunContext, Ledger | None]:
+    """The context one expansion of ``node_id`` spends from, and its branch ledger (None: the run's own).
+
+    With ``fraction`` (the ``branch_budget`` option), the branch is carved from ``fraction`` of what the
+    run has left, so one branch cannot starve the others; closing it hands back what it did not spend.
+    Raises BudgetExceeded when too little is left to carve a branch.
+    """
+    if not fraction:
+        return ctx, None
+    left = ctx.ledger.remaining()
+    share = {d: v * float(fraction) for d, v in left.items() if d != "seconds"}
+    branch = ctx.ledger.child(
+        Budget.from_limits(share) if share else None, name=f"branch-{node_id}", carve=bool(share)
+    )
+    return ctx.fork(branch), branch
+
+
+# ------------------------------------------------------------------------------------------- children
+def answer_child(node_id: int, parent: TreeNode, thought: str, action: Action) -> TreeNode | None:
+    """The terminal child for an ``answer`` action (None when the answer is empty). It inherits its
+    parent's value until the verifier has spoken."""
+    answer = clean_answer(str(action.arguments.get("answer", "")))
+    if not answer:
+        return None
+    return TreeNode(
+        id=node_id,
+        parent=parent.id,
+        depth=parent.depth + 1,
+        thought=thought,
+        tool=ANSWER_TOOL,
+        arguments=str(action.arguments),
+        terminal=True,
+        answer=answer,
+        key=action.key(),
+        value=parent.value,
+        progress_sum=parent.progress_sum or 0.0,
+    )
+
+
+def tool_child(
+    node_id: int,
+    parent: TreeNode,
+    thought: str,
+    action: Action,
+    outcome: Observation | BudgetExceeded,
+    seen: set[str],
+) -> TreeNode:
+    """The child for a tool action that ran (or was refused), pruned at once when it can add nothing.
+
+    The pruning rule: a call the budget refused, a tool error, a cached repeat, or an observation already
+    in the tree (``seen``, which a new observation joins) is never scored or expanded.
+    """
+    child = TreeNode(
+        id=node_id,
+        parent=parent.id,
+        depth=parent.depth + 1,
+        thought=thought,
+        tool=action.tool,
+        arguments=json.dumps(action.arguments),
+        key=action.key(),
+    )
+    if isinstance(outcome, BudgetExceeded):
+        return _pruned(child, f"not run: {outcome.dimension} spent")
+    child.observation = outcome.content
+    child.spent = {"tool_calls": outcome.units, "usd": outcome.usd}
+    if not outcome.ok:
+        return _pruned(child, f"tool error: {outcome.error}")
+    if outcome.cached or outcome.content in seen:
+        return _pruned(child, "repeats an observation already in the tree")
+    seen.add(outcome.content)
+    return child
+
+
+def _pruned(node: TreeNode, reason: str) -> TreeNode:
+    node.pruned, node.prune_reason = True, reason
+    return node
+
+
+def apply_progress(child: TreeNode, parent: TreeNode, progress: float, why: str, prune_below: float) -> None:
+    """Record the critic's score of ``child``'s step: its value is the mean progress along its path; a
+    step that added less than ``prune_below`` is pruned."""
+    total = (parent.progress_sum or 0.0) + progress
+    child.progress, child.progress_sum, child.value, child.critic = progress, total, total / child.depth, why
+    if progress < prune_below:
+        _pruned(child, f"no progress ({progress:.2f}): {why[:120]}")
+
+
+def forced_leaf(tree: list[TreeNode]) -> TreeNode:
+    """The branch to force an answer from when no answer was verified: the open node of highest value
+    (deepest on ties), or the root."""
+    leaves = [n for n in tree if not n.pruned and not n.terminal]
+    return max(leaves, key=lambda n: (n.value, n.depth), default=tree[0])
+
+
 def _verify_terminal(
-    ctx: RunContext, question: str, tree: list[dict[str, Any]], node: dict[str, Any], step: int = 0
-) -> tuple[str, list[dict[str, Any]]]:
+    ctx: RunContext, question: str, tree: list[TreeNode], node: TreeNode, step: int = 0
+) -> tuple[str, list[TraceEvent]]:
+    """The verifier's decision on an answer node (UNVERIFIED when the budget stopped it), and its trace."""
     pseudo: dict[str, Any] = {
         "question": question,
-        "answer": node["answer"],
-        "messages": path_messages(tree, node["parent"]),
+        "answer": node.answer,
+        "messages": path_messages(tree, node.parent) if node.parent is not None else [],
         "window_start": 0,
         "plan": [],
         "candidates": [],
         "summaries": [],
         "extra": {},
-        "attempt": node["id"],
+        "attempt": node.id,
         "step": step,
     }
     update = verify(pseudo, ctx)  # type: ignore[arg-type]
@@ -113,214 +213,149 @@ def _verify_terminal(
     return decision, update["trace"]
 
 
+def _action_of(node: TreeNode) -> Action:
+    return Action(tool=node.tool or "", arguments=node.arguments)
+
+
+# ------------------------------------------------------------------------------------------- nodes
+def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[str, Any]:
+    """One expansion: select a frontier node (P ∝ V ** (1 / r)), ask for actions, run them, score and prune
+    the children, and verify proposed answers. ``opts``: the strategy's options (:class:`ValueTreeOptions`, as a dict)."""
+    question = state["question"]
+    tree = [n.model_copy() for n in (state.get("tree") or [new_root(question)])]
+    expansions = int((state.get("extra") or {}).get("expansions", 0))
+    stop = budget_stop(ctx)
+    nodes = frontier(tree, int(opts["max_depth"]), int(opts["expansions_per_node"]))
+    if stop or not nodes or expansions >= int(opts["max_expansions"]):
+        reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
+        return {"tree": tree, "decision": "DONE", "stop_reason": reason}
+
+    step = int(state.get("step") or 0) + 1
+    r = ctx.ledger.remaining_ratio()
+    seed = opts["seed"] if opts["seed"] is not None else ctx.settings.seed
+    rng = random.Random(f"{seed}-{expansions}")
+    values = [n.value for n in nodes]
+    probs = selection_probabilities(values, r)
+    chosen = nodes[select(values, r, rng)]
+    chosen.expanded += 1
+    try:
+        sub, branch = open_branch(ctx, chosen.id, opts["branch_budget"])
+    except BudgetExceeded as exc:
+        return {"tree": tree, "decision": "DONE", "stop_reason": exc.stop_reason}
+
+    trace: list[TraceEvent] = []
+    children: list[TreeNode] = []  # added to the tree as they are made: a budget stop keeps them
+    decision: str | None = None
+    valid = True
+    k = int(opts["k"])
+    width = k
+    try:
+        width = expansion_width(ctx, k, r)
+        actions, thought, valid = propose_actions(sub, question, tree, chosen.id, width)
+        seen = {n.observation for n in tree if n.observation}
+        before = evidence_text(path_messages(tree, chosen.id), limit=900)
+        next_id = max(n.id for n in tree) + 1
+        for action in [a for a in actions if a.tool == ANSWER_TOOL]:
+            answered = answer_child(next_id, chosen, thought, action)
+            if answered is not None:
+                next_id += 1
+                tree.append(answered)
+                children.append(answered)
+        for action, outcome in run_actions(sub, actions, bool(opts["parallel"])):
+            child = tool_child(next_id, chosen, thought, action, outcome, seen)
+            next_id += 1
+            tree.append(child)
+            children.append(child)
+        for child in children:
+            if not (child.pruned or child.terminal):
+                progress, why = score_progress(sub, question, before, _action_of(child), child.observation)
+                apply_progress(child, chosen, progress, why, float(opts["prune_below"]))
+        for child in children:
+            if child.terminal and opts["verify"]:
+                child.verdict, entries = _verify_terminal(sub, question, tree, child, step)
+                trace.extend(entries)
+                if child.verdict == "SUCCESS" and opts["stop_on_verified"]:
+                    decision = "SUCCESS"
+    except BudgetExceeded as exc:
+        stop = exc.stop_reason
+    finally:
+        if branch is not None:
+            branch.close()  # what the branch did not spend returns to the run
+
+    best = best_terminal(tree)
+    entry = ctx.emit(
+        ExpandEvent(
+            step=step,
+            expansion=expansions + 1,
+            selected=chosen.id,
+            width=width,
+            r=round(r, 4),
+            probabilities={n.id: round(p, 4) for n, p in zip(nodes, probs, strict=True)},
+            children=[ExpandedChild.of(c) for c in children],
+            tree_size=len(tree),
+            valid=valid,
+            **snapshot(ctx),
+        )
+    )
+    return {
+        "tree": tree,
+        "step": step,
+        "decision": decision,
+        "stop_reason": stop,
+        "candidate": best.answer if best else state.get("candidate"),
+        "extra": {"expansions": expansions + 1},
+        "trace": [*trace, entry],
+    }
+
+
+def route(state: SolverState) -> str:
+    """Finalize on a verified answer, a stop, or a search that is done; expand again otherwise."""
+    if state.get("stop_reason") or state.get("decision") in ("SUCCESS", "DONE"):
+        return "finalize"
+    return "expand"
+
+
+def finalize(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+    """The anytime best answer: a verified one, else one forced from the best open branch, else the best
+    unverified proposal."""
+    question = state["question"]
+    tree = list(state.get("tree") or [new_root(question)])
+    best = best_terminal(tree)
+    reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
+    answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
+    if answer is None:
+        leaf = forced_leaf(tree)
+        try:
+            why = (
+                "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
+            )
+            reply = final_answer_call(ctx, path_messages(tree, leaf.id), question, why)
+            answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
+        except BudgetExceeded as exc:
+            if reason == StopKind.COMPLETED.value:
+                reason = exc.stop_reason
+        if answer is None and best is not None:
+            answer, method = best.answer, "best unverified proposal"
+    chosen_path = [n.id for n in path_to(tree, best.id)] if best and best.answer == answer else []
+    entry = ctx.emit(
+        TreeEvent(
+            step=state.get("step", 0),
+            answer=answer,
+            method=method,
+            path=chosen_path,
+            nodes=tree,
+            **snapshot(ctx),
+        )
+    )
+    return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [entry]}
+
+
 @takes_options(ValueTreeOptions)
 def build_value_tree(options: ValueTreeOptions | Mapping[str, Any] | None = None) -> Any:
     opts = ValueTreeOptions.of(options).model_dump()
-    k, max_depth = opts["k"], opts["max_depth"]
-
-    def expand(state: SolverState, ctx: RunContext) -> dict[str, Any]:
-        question = state["question"]
-        tree = [dict(n) for n in (state.get("tree") or [new_root(question)])]
-        expansions = int((state.get("extra") or {}).get("expansions", 0))
-        stop = budget_stop(ctx)
-        nodes = frontier(tree, max_depth, int(opts["expansions_per_node"]))
-        if stop or not nodes or expansions >= int(opts["max_expansions"]):
-            reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
-            return {"tree": tree, "decision": "DONE", "stop_reason": reason}
-
-        r = ctx.ledger.remaining_ratio()
-        seed = opts["seed"] if opts["seed"] is not None else ctx.settings.seed
-        rng = random.Random(f"{seed}-{expansions}")
-        values = [n["value"] for n in nodes]
-        probs = selection_probabilities(values, r)
-        chosen = nodes[select(values, r, rng)]
-        chosen["expanded"] = int(chosen["expanded"]) + 1
-
-        sub, branch = ctx, None
-        if opts["branch_budget"]:
-            left = ctx.ledger.remaining()
-            share = {d: v * float(opts["branch_budget"]) for d, v in left.items() if d != "seconds"}
-            try:
-                branch = ctx.ledger.child(
-                    Budget.from_limits(share) if share else None,
-                    name=f"branch-{chosen['id']}",
-                    carve=bool(share),
-                )
-                sub = ctx.fork(branch)
-            except BudgetExceeded as exc:
-                return {"tree": tree, "decision": "DONE", "stop_reason": exc.stop_reason}
-
-        trace: list[dict[str, Any]] = []
-        children: list[dict[str, Any]] = []
-        decision: str | None = None
-        valid = True
-        width = k
-        try:
-            width = expansion_width(ctx, k, r)
-            actions, thought, valid = propose_actions(sub, question, tree, chosen["id"], width)
-            seen_obs = {n["observation"] for n in tree if n["observation"]}
-            before = evidence_text(path_messages(tree, chosen["id"]), limit=900)
-            next_id = max(n["id"] for n in tree) + 1
-            for action in [a for a in actions if a.tool == ANSWER_TOOL]:
-                answer = clean_answer(str(action.arguments.get("answer", "")))
-                if not answer:
-                    continue
-                child = node_dict(
-                    next_id,
-                    chosen["id"],
-                    chosen["depth"] + 1,
-                    thought=thought,
-                    tool=ANSWER_TOOL,
-                    arguments=str(action.arguments),
-                    terminal=True,
-                    answer=answer,
-                    key=action.key(),
-                    value=chosen["value"],
-                    progress_sum=chosen.get("progress_sum", 0.0),
-                )
-                next_id += 1
-                tree.append(child)
-                children.append(child)
-            for action, obs in run_actions(sub, actions, bool(opts["parallel"])):
-                child = node_dict(
-                    next_id,
-                    chosen["id"],
-                    chosen["depth"] + 1,
-                    thought=thought,
-                    tool=action.tool,
-                    arguments=json.dumps(action.arguments),
-                    key=action.key(),
-                )
-                next_id += 1
-                if isinstance(obs, BudgetExceeded):
-                    child.update(pruned=True, prune_reason=f"not run: {obs.dimension} spent")
-                else:
-                    child["observation"] = obs.content
-                    child["spent"] = {"tool_calls": obs.units, "usd": obs.usd}
-                    if not obs.ok:
-                        child.update(pruned=True, prune_reason=f"tool error: {obs.error}")
-                    elif obs.cached or obs.content in seen_obs:
-                        child.update(pruned=True, prune_reason="repeats an observation already in the tree")
-                    else:
-                        seen_obs.add(obs.content)
-                tree.append(child)
-                children.append(child)
-            for child in children:
-                if child["pruned"] or child["terminal"]:
-                    continue
-                progress, why = score_progress(sub, question, before, _action_of(child), child["observation"])
-                total = chosen.get("progress_sum", 0.0) + progress
-                child.update(progress=progress, progress_sum=total, value=total / child["depth"], critic=why)
-                if progress < float(opts["prune_below"]):
-                    child.update(pruned=True, prune_reason=f"no progress ({progress:.2f}): {why[:120]}")
-            for child in children:
-                if child["terminal"] and opts["verify"]:
-                    verdict, entries = _verify_terminal(
-                        sub, question, tree, child, int(state.get("step") or 0) + 1
-                    )
-                    child["verdict"] = verdict
-                    trace.extend(entries)
-                    if verdict == "SUCCESS" and opts["stop_on_verified"]:
-                        decision = "SUCCESS"
-        except BudgetExceeded as exc:
-            stop = exc.stop_reason
-        finally:
-            if branch is not None:
-                branch.close()  # what the branch did not spend returns to the run
-
-        best = best_terminal(tree)
-        entry = ctx.emit(
-            {
-                "step": int(state.get("step") or 0) + 1,
-                "node": "expand",
-                "action": "expand",
-                "expansion": expansions + 1,
-                "selected": chosen["id"],
-                "width": width,
-                "r": round(r, 4),
-                "probabilities": {n["id"]: round(p, 4) for n, p in zip(nodes, probs, strict=True)},
-                "children": [
-                    {
-                        k_: c[k_]
-                        for k_ in (
-                            "id",
-                            "tool",
-                            "arguments",
-                            "answer",
-                            "progress",
-                            "value",
-                            "pruned",
-                            "prune_reason",
-                            "verdict",
-                        )
-                    }
-                    for c in children
-                ],
-                "tree_size": len(tree),
-                "valid": valid,
-                **snapshot(ctx),
-            }
-        )
-        return {
-            "tree": tree,
-            "step": int(state.get("step") or 0) + 1,
-            "decision": decision,
-            "stop_reason": stop,
-            "candidate": best["answer"] if best else state.get("candidate"),
-            "extra": {"expansions": expansions + 1},
-            "trace": [*trace, entry],
-        }
-
-    def route(state: SolverState) -> str:
-        if state.get("stop_reason") or state.get("decision") in ("SUCCESS", "DONE"):
-            return "finalize"
-        return "expand"
-
-    def finalize(state: SolverState, ctx: RunContext) -> dict[str, Any]:
-        question = state["question"]
-        tree = list(state.get("tree") or [new_root(question)])
-        best = best_terminal(tree)
-        reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
-        answer, method = (best["answer"], "verified") if best and best["verdict"] == "SUCCESS" else (None, "")
-        if answer is None:
-            leaves = [n for n in tree if not n["pruned"] and not n["terminal"]]
-            leaf = max(leaves, key=lambda n: (n["value"], n["depth"]), default=tree[0])
-            try:
-                why = (
-                    "The search is over."
-                    if reason == StopKind.COMPLETED.value
-                    else "The budget is nearly spent."
-                )
-                reply = final_answer_call(ctx, path_messages(tree, leaf["id"]), question, why)
-                answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf['id']}"
-            except BudgetExceeded as exc:
-                if reason == StopKind.COMPLETED.value:
-                    reason = exc.stop_reason
-            if answer is None and best is not None:
-                answer, method = best["answer"], "best unverified proposal"
-        chosen_path = (
-            [n["id"] for n in path_to(tree, best["id"])] if best and best["answer"] == answer else []
-        )
-        entry = ctx.emit(
-            {
-                "step": state.get("step", 0),
-                "node": "finalize",
-                "action": "tree",
-                "answer": answer,
-                "method": method,
-                "path": chosen_path,
-                "nodes": tree,
-                **snapshot(ctx),
-            }
-        )
-        return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [entry]}
 
     wf = Workflow("value_tree")
-    wf.node("expand", expand).node("finalize", finalize)
+    wf.node("expand", partial(expand, opts=opts)).node("finalize", finalize)
     wf.route("expand", route, ["expand", "finalize"])
     wf.edge("finalize", END)
     return wf.compile()
-
-
-def _action_of(node: dict[str, Any]) -> Action:
-    return Action(tool=node["tool"], arguments=node["arguments"])
