@@ -11,7 +11,16 @@ from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind
 from thrifty.models import Provider, register_provider
 from thrifty.models.settings import ModelSettings
 from thrifty.tools import Tool, tool
-from thrifty.workflows import Agent, RunResult, TaskSpec, load_task, run_task
+from thrifty.workflows import (
+    Agent,
+    RunResult,
+    StrategyOptions,
+    TaskSpec,
+    load_task,
+    register_strategy,
+    run_task,
+    takes_options,
+)
 from thrifty.workflows.graph import END, Workflow
 
 __version__ = "0.1.0"
@@ -28,12 +37,15 @@ __all__ = [
     "RunContext",
     "RunResult",
     "StopKind",
+    "StrategyOptions",
     "TaskSpec",
     "Tool",
     "Workflow",
     "__version__",
     "load_task",
     "register_provider",
+    "register_strategy",
     "run_task",
+    "takes_options",
     "tool",
 ]

@@ -5,7 +5,7 @@ from thrifty.workflows.options import StrategyOptions, StrategyOptionsError, tak
 from thrifty.workflows.result import Cost, RunResult, Usage
 from thrifty.workflows.runner import SetupError, execute, run_task
 from thrifty.workflows.spec import TaskFileError, TaskSpec, json_schema, load_task
-from thrifty.workflows.strategies import STRATEGIES
+from thrifty.workflows.strategies import STRATEGIES, register_strategy
 
 __all__ = [
     "STRATEGIES",
@@ -21,6 +21,7 @@ __all__ = [
     "execute",
     "json_schema",
     "load_task",
+    "register_strategy",
     "run_task",
     "takes_options",
 ]

@@ -57,6 +57,24 @@ def _cached(name: str, builder: GraphBuilder) -> GraphBuilder:
     return build
 
 
+def register_strategy(name: str, builder: GraphBuilder, *, replace: bool = False) -> GraphBuilder:
+    """Make ``builder`` a named strategy: ``Agent(strategy=name)``, ``strategy: {name: ...}`` in a task file
+    and ``agent bench --strategies name`` then find it (with its options model, if it declares one).
+
+    Registering a taken name is refused unless ``replace=True``.
+    """
+    if not name or ":" in name or "," in name or name == "react_tracker":
+        raise ValueError(f"strategy name {name!r} must be a plain word (no ':' or ','; react_tracker is taken)")
+    if not callable(builder):
+        raise TypeError(f"strategy '{name}' must be a graph builder (a callable), got {type(builder).__name__}")
+    if name in STRATEGIES and STRATEGIES[name] is not builder and not replace:
+        raise ValueError(f"strategy '{name}' is already registered (pass replace=True to swap it)")
+    STRATEGIES[name] = builder
+    for key in [k for k in _compiled if k[0] == name]:
+        del _compiled[key]  # graphs compiled by a builder this name no longer means
+    return builder
+
+
 def get_builder(name: str, search_path: Path | None = None) -> GraphBuilder:
     if name in STRATEGIES:
         return _cached(name, STRATEGIES[name])
