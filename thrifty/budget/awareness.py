@@ -105,7 +105,7 @@ class BudgetView:
 
     @classmethod
     def read(cls, ledger: Ledger, tools: Iterable[str] = ()) -> BudgetView:
-        with ledger._lock:  # the ledger's readings below share one pass over the tree until it changes
+        with ledger.lock:  # the ledger's readings below share one pass over the tree until it changes
             remaining = ledger.remaining()
             status = tool_status(ledger, tools, remaining)
             ratio = ledger.remaining_ratio()

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -83,6 +83,10 @@ class ChargeEvent:
         }
 
 
+def _no_routes() -> dict[str, tuple[list[Ledger], Reservation | None]]:
+    return {}
+
+
 @dataclass(eq=False)
 class Reservation:
     """Amounts held against a ledger until settled or released."""
@@ -93,7 +97,7 @@ class Reservation:
     name: str
     node: str | None
     # dimension -> (ledgers whose `reserved` holds the amount, the carve hold it draws from or None)
-    routes: dict[str, tuple[list[Ledger], Reservation | None]] = field(default_factory=dict)
+    routes: dict[str, tuple[list[Ledger], Reservation | None]] = field(default_factory=_no_routes)
     open: bool = True
     id: int = field(default_factory=lambda: next(_ids))
 
@@ -149,6 +153,11 @@ class Ledger:
     @property
     def root(self) -> Ledger:
         return self._lineage[-1]
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock the whole tree shares (re-entrant): hold it to take several readings as one."""
+        return self._lock
 
     def _route(self, dim: str) -> tuple[list[Ledger], Reservation | None]:
         """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from.
@@ -404,7 +413,7 @@ class Ledger:
     @contextmanager
     def reserving(
         self, amounts: Mapping[str, float], *, kind: str, name: str, node: str | None = None
-    ) -> Iterator[Reservation]:
+    ) -> Generator[Reservation, None, None]:
         """Reserve for the ``with`` body; release if it raises and did not settle."""
         res = self.reserve(amounts, kind=kind, name=name, node=node)
         try:

@@ -34,19 +34,19 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_tokens: PositiveInt | None = Field(None, description="Prompt tokens over all model calls.")
-    output_tokens: PositiveInt | None = Field(None, description="Completion tokens over all model calls.")
-    total_tokens: PositiveInt | None = Field(None, description="Prompt + completion tokens.")
-    usd: PositiveFloat | None = Field(None, description="Dollars: tokens at their prices plus tool calls.")
-    model_requests: PositiveInt | None = Field(None, description="Model calls, retries included.")
-    tool_calls: PositiveInt | None = Field(None, description="Tool calls over all tools (batch items count).")
+    input_tokens: PositiveInt | None = Field(default=None, description="Prompt tokens over all model calls.")
+    output_tokens: PositiveInt | None = Field(default=None, description="Completion tokens over all model calls.")
+    total_tokens: PositiveInt | None = Field(default=None, description="Prompt + completion tokens.")
+    usd: PositiveFloat | None = Field(default=None, description="Dollars: tokens at their prices plus tool calls.")
+    model_requests: PositiveInt | None = Field(default=None, description="Model calls, retries included.")
+    tool_calls: PositiveInt | None = Field(default=None, description="Tool calls over all tools (batch items count).")
     per_tool: dict[str, PositiveInt] = Field(
         default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
     )
     memory_ops: PositiveInt | None = Field(
-        None, description="Memory operations (each write, recall or forget of a memory tier is one)."
+        default=None, description="Memory operations (each write, recall or forget of a memory tier is one)."
     )
-    seconds: PositiveFloat | None = Field(None, description="Wall-clock seconds for the whole run.")
+    seconds: PositiveFloat | None = Field(default=None, description="Wall-clock seconds for the whole run.")
 
     @field_validator("per_tool")
     @classmethod
@@ -79,7 +79,8 @@ class Budget(BaseModel):
                 fields[dim] = value
             else:
                 fields[dim] = max(1, int(value))
-        return cls(**fields, per_tool=per_tool)  # type: ignore[arg-type]
+        fields["per_tool"] = per_tool
+        return cls.model_validate(fields)
 
     def scaled(self, fraction: float) -> Budget:
         """This budget times ``fraction`` (integer limits round down, but never below 1)."""
