@@ -35,11 +35,17 @@ class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_tokens: PositiveInt | None = Field(default=None, description="Prompt tokens over all model calls.")
-    output_tokens: PositiveInt | None = Field(default=None, description="Completion tokens over all model calls.")
+    output_tokens: PositiveInt | None = Field(
+        default=None, description="Completion tokens over all model calls."
+    )
     total_tokens: PositiveInt | None = Field(default=None, description="Prompt + completion tokens.")
-    usd: PositiveFloat | None = Field(default=None, description="Dollars: tokens at their prices plus tool calls.")
+    usd: PositiveFloat | None = Field(
+        default=None, description="Dollars: tokens at their prices plus tool calls."
+    )
     model_requests: PositiveInt | None = Field(default=None, description="Model calls, retries included.")
-    tool_calls: PositiveInt | None = Field(default=None, description="Tool calls over all tools (batch items count).")
+    tool_calls: PositiveInt | None = Field(
+        default=None, description="Tool calls over all tools (batch items count)."
+    )
     per_tool: dict[str, PositiveInt] = Field(
         default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
     )
