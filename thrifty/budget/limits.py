@@ -21,7 +21,11 @@ TOOL_PREFIX = "tool:"
 
 
 def tool_dimension(tool_name: str) -> str:
-    """The ledger dimension that counts calls of one tool."""
+    """The ledger dimension that counts calls of one tool.
+
+    >>> tool_dimension("search")
+    'tool:search'
+    """
     return f"{TOOL_PREFIX}{tool_name}"
 
 
@@ -30,6 +34,16 @@ class Budget(BaseModel):
 
     Every limit must be positive: a zero budget is almost always a typo, and a run that can spend
     nothing cannot even answer.
+
+    >>> budget = Budget(tool_calls=10, usd=0.5, per_tool={"search": 4})
+    >>> budget.limits()
+    {'usd': 0.5, 'tool_calls': 10.0, 'tool:search': 4.0}
+    >>> budget.scaled(0.25).limits()  # integer limits round down, never below 1
+    {'usd': 0.125, 'tool_calls': 2.0, 'tool:search': 1.0}
+    >>> budget.merged(Budget(tool_calls=5, seconds=60)).limits()  # the tighter of each
+    {'usd': 0.5, 'tool_calls': 5.0, 'seconds': 60.0, 'tool:search': 4.0}
+    >>> Budget().is_unlimited()
+    True
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
