@@ -33,6 +33,13 @@ class Regime(StrEnum):
 
 
 def regime_for(ratio: float, any_tool_spent: bool = False) -> Regime:
+    """The regime for a remaining fraction (CRITICAL as soon as any tool is at 0).
+
+    >>> [regime_for(r).value for r in (0.85, 0.5, 0.2, 0.05)]
+    ['HIGH', 'MEDIUM', 'LOW', 'CRITICAL']
+    >>> regime_for(0.9, any_tool_spent=True).value
+    'CRITICAL'
+    """
     if ratio < 0.10 or any_tool_spent:
         return Regime.CRITICAL
     if ratio < 0.30:
@@ -105,7 +112,7 @@ class BudgetView:
 
     @classmethod
     def read(cls, ledger: Ledger, tools: Iterable[str] = ()) -> BudgetView:
-        with ledger._lock:  # the ledger's readings below share one pass over the tree until it changes
+        with ledger.lock:  # the ledger's readings below share one pass over the tree until it changes
             remaining = ledger.remaining()
             status = tool_status(ledger, tools, remaining)
             ratio = ledger.remaining_ratio()
@@ -139,11 +146,26 @@ def spent_tools(ledger: Ledger, tools: Iterable[str]) -> list[str]:
 
 
 def regime(ledger: Ledger, tools: Iterable[str] = ()) -> Regime:
+    """The regime a ledger is in now (the least remaining fraction over its limits, and the tools').
+
+    >>> from thrifty.budget import Budget
+    >>> ledger = Ledger(Budget(tool_calls=10))
+    >>> _ = ledger.charge({"tool_calls": 8, "tool:search": 8}, kind="tool", name="search")
+    >>> regime(ledger, ["search"]).value
+    'LOW'
+    """
     return BudgetView.read(ledger, tools).regime
 
 
 def budget_block(ledger: Ledger, tools: Iterable[str]) -> str:
-    """The ``<budget>`` block the model sees after each tool result."""
+    """The ``<budget>`` block the model sees after each tool result.
+
+    >>> from thrifty.budget import Budget
+    >>> ledger = Ledger(Budget(tool_calls=10, per_tool={"read": 2}))
+    >>> _ = ledger.charge({"tool_calls": 4, "tool:search": 4}, kind="tool", name="search")
+    >>> budget_block(ledger, ["search", "read"])
+    '<budget>search used: 4, search remaining: 6, read used: 0, read remaining: 2, regime: MEDIUM</budget>'
+    """
     return BudgetView.read(ledger, tools).block()
 
 

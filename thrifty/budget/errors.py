@@ -14,7 +14,11 @@ class StopKind(StrEnum):
 
 
 def stop_reason(kind: StopKind | str, dimension: str | None = None) -> str:
-    """The typed stop reason string: ``completed`` or ``budget_exhausted:<dimension>`` and so on."""
+    """The typed stop reason string: ``completed`` or ``budget_exhausted:<dimension>`` and so on.
+
+    >>> stop_reason("completed"), stop_reason(StopKind.BUDGET_EXHAUSTED, "usd")
+    ('completed', 'budget_exhausted:usd')
+    """
     kind = StopKind(kind)
     if kind is StopKind.BUDGET_EXHAUSTED:
         return f"{kind.value}:{dimension or 'unknown'}"

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -83,6 +83,10 @@ class ChargeEvent:
         }
 
 
+def _no_routes() -> dict[str, tuple[list[Ledger], Reservation | None]]:
+    return {}
+
+
 @dataclass(eq=False)
 class Reservation:
     """Amounts held against a ledger until settled or released."""
@@ -93,7 +97,7 @@ class Reservation:
     name: str
     node: str | None
     # dimension -> (ledgers whose `reserved` holds the amount, the carve hold it draws from or None)
-    routes: dict[str, tuple[list[Ledger], Reservation | None]] = field(default_factory=dict)
+    routes: dict[str, tuple[list[Ledger], Reservation | None]] = field(default_factory=_no_routes)
     open: bool = True
     id: int = field(default_factory=lambda: next(_ids))
 
@@ -150,6 +154,11 @@ class Ledger:
     def root(self) -> Ledger:
         return self._lineage[-1]
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock the whole tree shares (re-entrant): hold it to take several readings as one."""
+        return self._lock
+
     def _route(self, dim: str) -> tuple[list[Ledger], Reservation | None]:
         """Ledgers that account ``dim`` for a charge made here, and the carve hold it draws from.
 
@@ -180,6 +189,18 @@ class Ledger:
         Without ``carve`` the child's limits are caps: it spends straight from its ancestors, and what it
         leaves unused was never taken. With ``carve`` its slice is held in this ledger at once (clamped to
         what is left here, and raising BudgetExceeded if nothing is), and returned on :meth:`close`.
+
+        >>> run = Ledger(Budget(tool_calls=10))
+        >>> branch = run.child(Budget(tool_calls=4), name="branch")
+        >>> _ = branch.charge({"tool_calls": 3}, kind="tool", name="search")
+        >>> branch.path, branch.available("tool_calls"), run.available("tool_calls")
+        ('run/branch', 1.0, 7.0)
+        >>> carved = run.child(Budget(tool_calls=5), name="carved", carve=True)
+        >>> run.available("tool_calls")  # the slice is held in the parent at once
+        2.0
+        >>> carved.close()
+        >>> run.available("tool_calls")  # and handed back, unused, when the child closes
+        7.0
         """
         with self._lock:
             self._check_open()
@@ -311,7 +332,23 @@ class Ledger:
         name: str,
         node: str | None = None,
     ) -> Reservation:
-        """Hold ``amounts`` against every limit that applies, or raise BudgetExceeded and hold nothing."""
+        """Hold ``amounts`` against every limit that applies, or raise BudgetExceeded and hold nothing.
+
+        A model call reserves its worst case (prompt + ``max_tokens``); :meth:`settle` then charges what it
+        really used and frees the rest.
+
+        >>> ledger = Ledger(Budget(total_tokens=1000))
+        >>> r = ledger.reserve({"total_tokens": 600}, kind="model", name="m")
+        >>> ledger.available("total_tokens")
+        400.0
+        >>> event = ledger.settle(r, {"total_tokens": 250})
+        >>> ledger.available("total_tokens"), event.units
+        (750.0, {'total_tokens': 250.0})
+        >>> ledger.reserve({"total_tokens": 800}, kind="model", name="m")
+        Traceback (most recent call last):
+        ...
+        thrifty.budget.errors.BudgetExceeded: budget 'run' cannot pay 800 total_tokens: only 750 left
+        """
         with self._lock:
             for lg in self._lineage:
                 lg._check_open()
@@ -404,7 +441,7 @@ class Ledger:
     @contextmanager
     def reserving(
         self, amounts: Mapping[str, float], *, kind: str, name: str, node: str | None = None
-    ) -> Iterator[Reservation]:
+    ) -> Generator[Reservation, None, None]:
         """Reserve for the ``with`` body; release if it raises and did not settle."""
         res = self.reserve(amounts, kind=kind, name=name, node=node)
         try:

@@ -21,7 +21,11 @@ TOOL_PREFIX = "tool:"
 
 
 def tool_dimension(tool_name: str) -> str:
-    """The ledger dimension that counts calls of one tool."""
+    """The ledger dimension that counts calls of one tool.
+
+    >>> tool_dimension("search")
+    'tool:search'
+    """
     return f"{TOOL_PREFIX}{tool_name}"
 
 
@@ -30,23 +34,39 @@ class Budget(BaseModel):
 
     Every limit must be positive: a zero budget is almost always a typo, and a run that can spend
     nothing cannot even answer.
+
+    >>> budget = Budget(tool_calls=10, usd=0.5, per_tool={"search": 4})
+    >>> budget.limits()
+    {'usd': 0.5, 'tool_calls': 10.0, 'tool:search': 4.0}
+    >>> budget.scaled(0.25).limits()  # integer limits round down, never below 1
+    {'usd': 0.125, 'tool_calls': 2.0, 'tool:search': 1.0}
+    >>> budget.merged(Budget(tool_calls=5, seconds=60)).limits()  # the tighter of each
+    {'usd': 0.5, 'tool_calls': 5.0, 'seconds': 60.0, 'tool:search': 4.0}
+    >>> Budget().is_unlimited()
+    True
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_tokens: PositiveInt | None = Field(None, description="Prompt tokens over all model calls.")
-    output_tokens: PositiveInt | None = Field(None, description="Completion tokens over all model calls.")
-    total_tokens: PositiveInt | None = Field(None, description="Prompt + completion tokens.")
-    usd: PositiveFloat | None = Field(None, description="Dollars: tokens at their prices plus tool calls.")
-    model_requests: PositiveInt | None = Field(None, description="Model calls, retries included.")
-    tool_calls: PositiveInt | None = Field(None, description="Tool calls over all tools (batch items count).")
+    input_tokens: PositiveInt | None = Field(default=None, description="Prompt tokens over all model calls.")
+    output_tokens: PositiveInt | None = Field(
+        default=None, description="Completion tokens over all model calls."
+    )
+    total_tokens: PositiveInt | None = Field(default=None, description="Prompt + completion tokens.")
+    usd: PositiveFloat | None = Field(
+        default=None, description="Dollars: tokens at their prices plus tool calls."
+    )
+    model_requests: PositiveInt | None = Field(default=None, description="Model calls, retries included.")
+    tool_calls: PositiveInt | None = Field(
+        default=None, description="Tool calls over all tools (batch items count)."
+    )
     per_tool: dict[str, PositiveInt] = Field(
         default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
     )
     memory_ops: PositiveInt | None = Field(
-        None, description="Memory operations (each write, recall or forget of a memory tier is one)."
+        default=None, description="Memory operations (each write, recall or forget of a memory tier is one)."
     )
-    seconds: PositiveFloat | None = Field(None, description="Wall-clock seconds for the whole run.")
+    seconds: PositiveFloat | None = Field(default=None, description="Wall-clock seconds for the whole run.")
 
     @field_validator("per_tool")
     @classmethod
@@ -79,7 +99,8 @@ class Budget(BaseModel):
                 fields[dim] = value
             else:
                 fields[dim] = max(1, int(value))
-        return cls(**fields, per_tool=per_tool)  # type: ignore[arg-type]
+        fields["per_tool"] = per_tool
+        return cls.model_validate(fields)
 
     def scaled(self, fraction: float) -> Budget:
         """This budget times ``fraction`` (integer limits round down, but never below 1)."""

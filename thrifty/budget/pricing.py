@@ -29,6 +29,17 @@ class ModelPrice(BaseModel):
     def cost(
         self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0, seconds: float = 0
     ) -> float:
+        """Dollars for one call. Cached prompt tokens (at most all of them) go at the cached rate, which
+        defaults to the input rate.
+
+        >>> price = ModelPrice(input_per_token=1e-6, output_per_token=4e-6, cached_input_per_token=2.5e-7)
+        >>> round(price.cost(prompt_tokens=1000, completion_tokens=200), 9)
+        0.0018
+        >>> round(price.cost(prompt_tokens=1000, completion_tokens=200, cached_tokens=800), 9)
+        0.0012
+        >>> ModelPrice(per_second=0.01).cost(0, 0, seconds=3)
+        0.03
+        """
         cached = min(cached_tokens, prompt_tokens)
         cached_rate = (
             self.input_per_token if self.cached_input_per_token is None else self.cached_input_per_token
@@ -55,7 +66,14 @@ class Pricing(BaseModel):
         return self.models.get(model)
 
     def tool_price(self, tool: str, declared: float | None = None) -> float:
-        """Per-call price: configured, else the tool's own declared price, else the default."""
+        """Per-call price: configured, else the tool's own declared price, else the default.
+
+        >>> pricing = Pricing(tools={"search": 0.002})
+        >>> pricing.tool_price("search", declared=0.005), pricing.tool_price("read"), pricing.tool_price("calc")
+        (0.002, 0.001, 0.0)
+        >>> pricing.tool_price("calc", declared=0.01)
+        0.01
+        """
         if tool in self.tools:
             return self.tools[tool]
         if declared is not None:

@@ -38,6 +38,15 @@ class RetryPolicy:
     ``backoff``: the first wait in seconds, doubling after each failure up to ``max_wait`` (0: no wait).
     ``before_sleep``: called before each wait (e.g. to stop when the time budget is spent: whatever it
     raises ends the retries).
+
+    >>> attempts = []
+    >>> def flaky() -> str:
+    ...     attempts.append(1)
+    ...     if len(attempts) < 3:
+    ...         raise ConnectionError("try again")
+    ...     return "ok"
+    >>> RetryPolicy(attempts=3, retry=lambda exc: isinstance(exc, ConnectionError)).call(flaky), len(attempts)
+    ('ok', 3)
     """
 
     attempts: int = 1

@@ -71,7 +71,8 @@ def get_litellm() -> ModuleType:
                 import litellm
 
             litellm.suppress_debug_info = True
-            litellm.telemetry = False
+            # A flag older LiteLLM releases read (and newer ones ignore): kept so that no release phones home.
+            litellm.telemetry = False  # pyright: ignore[reportAttributeAccessIssue]
             litellm.drop_params = True
             _module = litellm
             hooks, _hooks[:] = list(_hooks), []

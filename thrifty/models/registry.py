@@ -221,7 +221,7 @@ def _lazy_handler(litellm: Any, factory: Callable[[], Any]) -> Any:
                     box["h"] = factory()
         return box["h"]
 
-    class LazyProvider(litellm.CustomLLM):  # type: ignore[name-defined,misc]
+    class LazyProvider(litellm.CustomLLM):
         def completion(self, *args: Any, **kwargs: Any) -> Any:
             return handler().completion(*args, **kwargs)
 

@@ -175,13 +175,18 @@ def build_response(reply_: ScriptedReply, model_response: Any, model: str) -> An
     return model_response
 
 
+def _positional(args: tuple[Any, ...], index: int, default: Any) -> Any:
+    """``args[index]``, or ``default`` when fewer arguments were passed."""
+    return args[index] if len(args) > index else default
+
+
 def make_handler() -> Any:
     """The LiteLLM custom handler that serves ``scripted/<name>`` from the ScriptedModel of that name."""
     litellm = get_litellm()
 
-    class ScriptedProvider(litellm.CustomLLM):  # type: ignore[name-defined,misc]
+    class ScriptedProvider(litellm.CustomLLM):
         def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-            params = dict(kwargs.get("optional_params") or (args[7] if len(args) > 7 else {}))
+            params = dict(kwargs.get("optional_params") or _positional(args, 7, {}))
             model_response = kwargs.get("model_response") or args[2]
             script = get_script(model)
             reply = script.next_reply(ScriptedRequest(messages=list(messages), params=params))

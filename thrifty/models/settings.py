@@ -30,15 +30,22 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Defaults go in as ``default=``: pyright reads a pydantic field's default only from that keyword.
+
     temperature: float | None = Field(
-        DEFAULT_TEMPERATURE, ge=0, le=2, description="Sampling temperature; null for the provider's default."
+        default=DEFAULT_TEMPERATURE,
+        ge=0,
+        le=2,
+        description="Sampling temperature; null for the provider's default.",
     )
     max_tokens: PositiveInt = Field(
-        DEFAULT_REPLY_TOKENS, description="Completion tokens per call (the budget may cap it lower)."
+        default=DEFAULT_REPLY_TOKENS, description="Completion tokens per call (the budget may cap it lower)."
     )
-    seed: int | None = Field(None, description="Sampling seed (branches and samples add their index to it).")
+    seed: int | None = Field(
+        default=None, description="Sampling seed (branches and samples add their index to it)."
+    )
     retries: int = Field(
-        DEFAULT_RETRIES,
+        default=DEFAULT_RETRIES,
         ge=0,
         le=10,
         description="Extra attempts on transient provider errors (each charged).",

@@ -15,9 +15,9 @@ import copy
 import inspect
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -76,8 +76,9 @@ def _parse_docstring(doc: str | None) -> _Docstring:
             base_indent = indent
         match = _ARG_LINE_RE.match(stripped)
         if indent <= base_indent and match:
-            current = match.group("name").lstrip("*")
-            params[current] = match.group("desc").strip()
+            arg: str = match.group("name").lstrip("*")
+            params[arg] = match.group("desc").strip()
+            current = arg
         elif current is not None:  # continuation of the previous entry
             params[current] = f"{params[current]} {stripped}".strip()
     return _Docstring(" ".join(summary_lines), params)
@@ -116,7 +117,7 @@ def _build_args_model(fn: Callable[..., Any], name: str, param_docs: Mapping[str
             Field(default, description=param_docs.get(param.name), alias=alias),
         )
     model_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part) + "Args"
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         model_name or "ToolArgs",
         __config__=ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True),
         **fields,
@@ -127,16 +128,16 @@ def _clean_schema(node: Any) -> Any:
     """Drop pydantic's auto-generated ``title`` keys (noise for the model), never a property named title."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
-        for key, value in node.items():
+        for key, value in cast("dict[str, Any]", node).items():
             if key == "title" and isinstance(value, str):
                 continue
             if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(value, dict):
-                out[key] = {name: _clean_schema(sub) for name, sub in value.items()}
+                out[key] = {name: _clean_schema(sub) for name, sub in cast("dict[str, Any]", value).items()}
             else:
                 out[key] = _clean_schema(value)
         return out
     if isinstance(node, list):
-        return [_clean_schema(item) for item in node]
+        return [_clean_schema(item) for item in cast("list[Any]", node)]
     return node
 
 
@@ -155,7 +156,8 @@ class Tool:
     timeout: float | None = 30.0  # None: run on the caller's thread, no hand-off and no timeout
     retries: int = 1
     batch_arg: str | None = None
-    _params: dict[str, str] = field(default_factory=dict, repr=False)  # field name -> parameter name
+    # field name -> parameter name
+    _params: dict[str, str] = field(default_factory=dict[str, str], repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -197,7 +199,7 @@ class Tool:
         else:
             value = args.get(self.batch_arg)
         if isinstance(value, list | tuple | set | frozenset):
-            return max(1, len(value))
+            return max(1, len(cast("Collection[Any]", value)))
         return 1
 
     def parameters_schema(self) -> dict[str, Any]:

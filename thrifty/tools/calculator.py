@@ -25,12 +25,21 @@ MAX_DEPTH = 50
 
 Number = int | float
 
+
+def _truediv(a: Number, b: Number) -> Number:
+    return a / b  # typeshed leaves operator.truediv unannotated
+
+
+def _floordiv(a: Number, b: Number) -> Number:
+    return a // b  # likewise operator.floordiv
+
+
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
+    ast.Div: _truediv,
+    ast.FloorDiv: _floordiv,
     ast.Mod: operator.mod,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
@@ -43,12 +52,16 @@ def _check_int(value: Number) -> Number:
     return value
 
 
+def _too_many_bits(base: int, exponent: int) -> bool:
+    """Whether ``base ** exponent`` would have more than MAX_INT_BITS bits (judged without computing it)."""
+    return abs(base) > 1 and exponent > 0 and (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS
+
+
 def _power(base: Number, exponent: Number) -> Number:
     """``base ** exponent`` with its size bounded before it is computed."""
     if abs(exponent) > MAX_EXPONENT:
         raise ToolError(f"exponent {exponent:g} too large (limit {MAX_EXPONENT})")
-    whole = isinstance(base, int) and isinstance(exponent, int)
-    if whole and abs(base) > 1 and exponent > 0 and (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS:
+    if isinstance(base, int) and isinstance(exponent, int) and _too_many_bits(base, exponent):
         raise ToolError(f"result too large (more than {MAX_INT_BITS} bits)")
     if base == 0 and exponent < 0:
         raise ToolError("division by zero (0 to a negative power)")
@@ -62,7 +75,7 @@ def _log(x: Number, base: Number | None = None) -> float:
     return math.log(x) if base is None else math.log(x, base)
 
 
-def _round(x: Number, digits: int | None = None) -> Number:
+def _round(x: Number, digits: Number | None = None) -> Number:
     if digits is not None and not isinstance(digits, int):
         raise ToolError("round() digits must be an integer")
     return round(x) if digits is None else round(x, digits)
@@ -76,7 +89,9 @@ def _factorial(n: Number) -> int:
     return math.factorial(n)
 
 
-_FUNCTIONS: dict[str, Callable[..., Number]] = {
+# Callable[..., Any]: the generic builtins (abs, min, max) are typed to return what they are given, and
+# _eval gives them only numbers.
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "log": _log,
     "log10": math.log10,
@@ -106,15 +121,7 @@ def _eval(node: ast.AST, depth: int = 0) -> Number:
             raise ToolError(f"only numbers are allowed, not {node.value!r}")
         return _check_int(node.value)
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
-        if isinstance(node.op, ast.Pow):
-            return _check_int(_power(left, right))
-        op = _BINARY.get(type(node.op))
-        if op is None:
-            raise ToolError(f"operator {type(node.op).__name__} is not allowed; use + - * / // % **")
-        if isinstance(node.op, ast.Mod | ast.FloorDiv | ast.Div) and right == 0:
-            raise ToolError("division by zero")
-        return _check_int(op(left, right))
+        return _eval_binop(node, depth)
     if isinstance(node, ast.UnaryOp):
         unary = _UNARY.get(type(node.op))
         if unary is None:
@@ -125,17 +132,33 @@ def _eval(node: ast.AST, depth: int = 0) -> Number:
             return _CONSTANTS[node.id]
         raise ToolError(f"unknown name {node.id!r}; only numbers, pi, e, tau and math functions are allowed")
     if isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-            shown = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
-            raise ToolError(f"function {shown!r} is not allowed; allowed: {', '.join(sorted(_FUNCTIONS))}")
-        if node.keywords:
-            raise ToolError("keyword arguments are not allowed")
-        args = [_eval(arg, depth + 1) for arg in node.args]
-        try:
-            return _check_int(_FUNCTIONS[node.func.id](*args))
-        except TypeError as exc:
-            raise ToolError(f"{node.func.id}(): {exc}") from None
+        return _eval_call(node, depth)
     raise ToolError(f"{type(node).__name__} is not allowed in a calculation")
+
+
+def _eval_binop(node: ast.BinOp, depth: int) -> Number:
+    left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
+    if isinstance(node.op, ast.Pow):
+        return _check_int(_power(left, right))
+    op = _BINARY.get(type(node.op))
+    if op is None:
+        raise ToolError(f"operator {type(node.op).__name__} is not allowed; use + - * / // % **")
+    if isinstance(node.op, ast.Mod | ast.FloorDiv | ast.Div) and right == 0:
+        raise ToolError("division by zero")
+    return _check_int(op(left, right))
+
+
+def _eval_call(node: ast.Call, depth: int) -> Number:
+    if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
+        shown = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+        raise ToolError(f"function {shown!r} is not allowed; allowed: {', '.join(sorted(_FUNCTIONS))}")
+    if node.keywords:
+        raise ToolError("keyword arguments are not allowed")
+    args = [_eval(arg, depth + 1) for arg in node.args]
+    try:
+        return _check_int(_FUNCTIONS[node.func.id](*args))
+    except TypeError as exc:
+        raise ToolError(f"{node.func.id}(): {exc}") from None
 
 
 def evaluate(expression: str) -> Number:

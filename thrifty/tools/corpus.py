@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 __all__ = ["Corpus", "CorpusError", "Passage", "bundled_dataset_path", "load_corpus"]
 
@@ -104,39 +104,50 @@ def _fail(path: Path, where: str, problem: str) -> CorpusError:
     return CorpusError(f"{path}: {where}: {problem}")
 
 
-def _hotpot_passages(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _is_list(value: object) -> TypeGuard[list[object]]:
+    """``isinstance(value, list)``, telling the type checker the items are yet to be checked."""
+    return isinstance(value, list)
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
+    """``isinstance(value, Mapping)``, telling the type checker the keys and values are yet to be checked."""
+    return isinstance(value, Mapping)
+
+
+def _hotpot_passages(record: Mapping[object, object]) -> list[tuple[str, str]]:
     """Paragraphs of a HotpotQA record, either the RPT form ``{title: [...], sentences: [[...]]}``
     or the original ``[[title, [sentences]], ...]``. Raises ValueError saying what is wrong."""
     context = record["context"]
-    pairs: list[tuple[Any, Any]]
-    if isinstance(context, Mapping):
+    pairs: list[tuple[object, object]]
+    if _is_mapping(context):
         titles, sentences = context.get("title"), context.get("sentences")
-        if not isinstance(titles, list) or not isinstance(sentences, list):
+        if not _is_list(titles) or not _is_list(sentences):
             raise ValueError("'context' must have a 'title' list and a 'sentences' list")
         if len(titles) != len(sentences):
             raise ValueError(f"'context' has {len(titles)} titles but {len(sentences)} sentence lists")
         pairs = list(zip(titles, sentences, strict=True))
-    elif isinstance(context, list):
+    elif _is_list(context):
         pairs = []
         for item in context:
-            if not (isinstance(item, list | tuple) and len(item) == 2):
+            pair = cast("Sequence[object]", item) if isinstance(item, list | tuple) else None
+            if pair is None or len(pair) != 2:
                 raise ValueError("'context' list items must be [title, [sentences]] pairs")
-            pairs.append((item[0], item[1]))
+            pairs.append((pair[0], pair[1]))
     else:
         raise ValueError("'context' must be an object {title, sentences} or a list of [title, sentences]")
     out: list[tuple[str, str]] = []
     for position, (title, sents) in enumerate(pairs):
         if not isinstance(title, str) or not title.strip():
             raise ValueError(f"context title #{position} is not a non-empty string")
-        if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
+        if not _is_list(sents) or not all(isinstance(s, str) for s in sents):
             raise ValueError(f"context sentences of {title!r} must be a list of strings")
-        out.append((title, "".join(sents)))
+        out.append((title, "".join(cast("list[str]", sents))))
     return out
 
 
-def _record_passages(record: Any) -> tuple[list[tuple[str, str]], bool]:
+def _record_passages(record: object) -> tuple[list[tuple[str, str]], bool]:
     """Passages of one record, and whether it was a HotpotQA record. Raises ValueError."""
-    if not isinstance(record, Mapping):
+    if not _is_mapping(record):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if "context" in record:
         return _hotpot_passages(record), True
@@ -168,7 +179,7 @@ def read_json_records(
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise error(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(data, list):
+        if not _is_list(data):
             raise error(f"{path}: top level: a .json {what} must be a list, got {type(data).__name__}")
         for index, record in enumerate(data):
             yield f"item {index}", record

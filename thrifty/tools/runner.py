@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -53,8 +53,8 @@ class Observation(BaseModel):
 class _ToolTimeout(Exception):
     """An attempt ran past the tool's timeout (internal: retried only when the runner is told to)."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"timed out after {seconds:g}s")
+    def __init__(self, seconds: float | None) -> None:
+        super().__init__("timed out" if seconds is None else f"timed out after {seconds:g}s")
         self.seconds = seconds
 
 
@@ -95,10 +95,11 @@ def to_text(result: Any) -> str:
     if isinstance(result, BaseModel):
         return result.model_dump_json()
     if isinstance(result, Mapping | list | tuple):
+        data = cast(object, result)  # items of any type: json.dumps and _json_default take them as they are
         try:
-            return json.dumps(result, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
         except (TypeError, ValueError):
-            return str(result)
+            return str(data)
     return str(result)
 
 
@@ -106,7 +107,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
+        return sorted(cast("set[Any] | frozenset[Any]", value), key=str)
     return str(value)
 
 
@@ -249,11 +250,11 @@ class ToolRunner:
                 f"error: arguments must be a JSON object, got {type(raw).__name__}. "
                 f"Expected {tool.signature_hint()}.",
             )
-        given = dict(raw)
+        given: dict[str, Any] = dict(cast("Mapping[str, Any]", raw))
         try:
             validated = tool.validate(given)
         except ValidationError as exc:
-            problems = []
+            problems: list[str] = []
             for err in exc.errors()[:_MAX_ERRORS_SHOWN]:
                 where = ".".join(str(part) for part in err["loc"]) or "arguments"
                 problems.append(f"{where}: {err['msg']}")
@@ -281,19 +282,6 @@ class ToolRunner:
         return hit.model_copy(
             deep=True, update={"cached": True, "units": 0, "usd": 0.0, "elapsed": 0.0, "attempts": 0}
         )
-
-    def _reserve(self, ledger: Ledger, call: _Call, node: str | None, attempt: int) -> Reservation | None:
-        """Reserve one attempt. The first attempt's BudgetExceeded propagates; a retry's returns None."""
-        try:
-            return ledger.reserve(call.amounts, kind="tool", name=call.tool.name, node=node)
-        except BudgetExceeded:
-            if attempt == 1:
-                raise
-            return None
-
-    def _settle_failed(self, res: Reservation, exc: BaseException) -> None:
-        res.ledger.settle(res, ok=False, detail=_short(_describe(exc)))
-        self._count("failed_attempts")
 
     def _finish(
         self, call: _Call, outcome: Any, failure: BaseException | None, attempts: int, started: float
@@ -373,7 +361,7 @@ class ToolRunner:
     def _charged(self, state: _Attempts) -> _Charge:
         """One attempt's budget: reserve before (the ``with`` gets None when a retry cannot be paid), settle
         after — as a failure if the tool raised, back in full if the attempt was interrupted."""
-        return _Charge(self, state)
+        return _Charge(self._count, state)
 
     def run(
         self,
@@ -444,21 +432,21 @@ class ToolRunner:
 
 class _Charge:
     """The context manager behind :meth:`ToolRunner._charged` (a class: a generator-based one costs more
-    than the instant tool it wraps)."""
+    than the instant tool it wraps). ``count`` bumps the runner's counters."""
 
-    __slots__ = ("res", "runner", "state")
+    __slots__ = ("count", "res", "state")
 
-    def __init__(self, runner: ToolRunner, state: _Attempts) -> None:
-        self.runner = runner
+    def __init__(self, count: Callable[[str], None], state: _Attempts) -> None:
+        self.count = count
         self.state = state
         self.res: Reservation | None = None
 
     def __enter__(self) -> Reservation | None:
         state = self.state
-        self.res = self.runner._reserve(state.ledger, state.call, state.node, state.attempts + 1)
+        self.res = _reserve(state.ledger, state.call, state.node, state.attempts + 1)
         if self.res is not None:
             state.attempts += 1
-            self.runner._count("attempts")
+            self.count("attempts")
         return self.res
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -470,9 +458,20 @@ class _Charge:
             self.state.failure = None
         elif isinstance(exc, Exception):
             self.state.failure = exc
-            self.runner._settle_failed(res, exc)
+            res.ledger.settle(res, ok=False, detail=_short(_describe(exc)))
+            self.count("failed_attempts")
         else:  # interrupted or cancelled: the attempt never completed, give it back
             res.ledger.release(res)
+
+
+def _reserve(ledger: Ledger, call: _Call, node: str | None, attempt: int) -> Reservation | None:
+    """Reserve one attempt. The first attempt's BudgetExceeded propagates; a retry's returns None."""
+    try:
+        return ledger.reserve(call.amounts, kind="tool", name=call.tool.name, node=node)
+    except BudgetExceeded:
+        if attempt == 1:
+            raise
+        return None
 
 
 @dataclass
