@@ -81,12 +81,13 @@ class EventBase(Record):
 
 
 class BudgetedEvent(EventBase):
-    """A built-in kind: the budget fields are always there."""
+    """A built-in kind: the budget fields are always there (pydantic lets a subclass make an optional
+    field required; pyright's dataclass rule does not know that, hence the ignores)."""
 
-    remaining: dict[str, float]
-    ratio: float
-    regime: str
-    usd_spent: float
+    remaining: dict[str, float]  # pyright: ignore[reportGeneralTypeIssues]
+    ratio: float  # pyright: ignore[reportGeneralTypeIssues]
+    regime: str  # pyright: ignore[reportGeneralTypeIssues]
+    usd_spent: float  # pyright: ignore[reportGeneralTypeIssues]
 
 
 # ------------------------------------------------------------------------------------------ solver

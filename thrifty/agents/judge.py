@@ -22,7 +22,7 @@ from thrifty.budget import BudgetExceeded, StopKind, stop_reason
 
 class JudgeChoice(BaseModel):
     index: int
-    reason: str = Field("", json_schema_extra={"maxLength": 200})
+    reason: str = Field(default="", json_schema_extra={"maxLength": 200})
 
 
 def candidate_pool(state: SolverState) -> list[dict[str, Any]]:

@@ -36,8 +36,8 @@ class Verdict(BaseModel):
 
     verification: list[ConstraintCheck] = Field(default_factory=list, json_schema_extra={"maxItems": 4})
     decision: Decision
-    justification: str = Field("", json_schema_extra={"maxLength": 240})
-    trajectory_summary: str = Field("", json_schema_extra={"maxLength": 400})
+    justification: str = Field(default="", json_schema_extra={"maxLength": 240})
+    trajectory_summary: str = Field(default="", json_schema_extra={"maxLength": 400})
 
     @field_validator("verification", mode="before")
     @classmethod

@@ -115,10 +115,11 @@ def _money(x: float) -> str:
 
 def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
     """A rich Table of the summary."""
+    from rich.console import JustifyMethod
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", title_style="bold")
-    for col, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("strategy", "left"),
         ("budget", "right"),
         ("n", "right"),
@@ -131,8 +132,9 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
         ("cost-of-pass", "right"),
         ("E^3", "right"),
         ("budget stop", "right"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    )
+    for col, justify in columns:
+        table.add_column(col, justify=justify)
     for r in rows:
         table.add_row(
             r.strategy,

@@ -80,6 +80,8 @@ from thrifty.tools import Corpus
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
+from litellm.exceptions import BadRequestError  # noqa: E402
+from litellm.llms.custom_llm import CustomLLM  # noqa: E402
 
 __all__ = [
     "SIM_DEFAULTS",
@@ -100,7 +102,7 @@ class SimModelError(ValueError):
     """A ``sim/`` model name that cannot be parsed, or a request the simulated model cannot serve."""
 
 
-class SimRequestError(litellm.BadRequestError, SimModelError):
+class SimRequestError(BadRequestError, SimModelError):
     """What ``litellm.completion`` raises for a bad sim request: a clean message, never retried."""
 
     def __init__(self, message: str, model: str) -> None:
@@ -617,7 +619,7 @@ def _usage_tokens(messages: list[dict[str, Any]], output: str) -> tuple[int, int
     return len(prompt_text) // 4, len(output) // 4 + 1
 
 
-class SimProvider(litellm.CustomLLM):
+class SimProvider(CustomLLM):
     """LiteLLM custom provider ``sim``: ``litellm.completion(model="sim/p=0.7", ...)`` (benchmarks only)."""
 
     def respond(

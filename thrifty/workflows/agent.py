@@ -66,17 +66,19 @@ class Agent:
             # A Workflow, or any function building a graph: run it like a built-in strategy.
             self.builder = strategy
             strategy = getattr(strategy, "name", getattr(strategy, "__name__", "custom"))
+        spec: StrategySpec
         if isinstance(strategy, str):
-            strategy = StrategySpec(
-                name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options
-            )
-        elif strategy_options:  # keyword options add to (and override) the StrategySpec's own
-            strategy = strategy.model_copy(update={"options": {**strategy.options, **strategy_options}})
-        self.strategy = strategy
+            spec = StrategySpec(name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options)
+        elif isinstance(strategy, StrategySpec):
+            # keyword options add to (and override) the StrategySpec's own
+            spec = strategy.model_copy(update={"options": {**strategy.options, **strategy_options}})
+        else:
+            raise TypeError(f"strategy must be a name, a StrategySpec or a graph builder, got {strategy!r}")
+        self.strategy = spec
         # Check the options now (a custom 'module:function' strategy is imported, and checked, by run).
-        known = self.builder or STRATEGIES.get(strategy.name)
+        known = self.builder or STRATEGIES.get(spec.name)
         if known is not None:
-            parse_options(strategy.name, known, strategy.options)
+            parse_options(spec.name, known, spec.options)
         self.pricing = pricing or Pricing()
         self.settings = ModelSettings(
             temperature=temperature, max_tokens=max_tokens, seed=seed, retries=retries

@@ -32,7 +32,7 @@ class BatsOptions(StrategyOptions):
     """Options of the ``bats`` strategy."""
 
     max_attempts: PositiveInt = Field(
-        4, description="Plan-solve-verify attempts before the judge picks the best verified answer."
+        default=4, description="Plan-solve-verify attempts before the judge picks the best verified answer."
     )
 
 

@@ -80,10 +80,14 @@ class Workflow:
         self, source: str, router: Router, paths: dict[Hashable, str] | Sequence[str] | None = None
     ) -> Workflow:
         """After ``source``, go where ``router(state)`` says (a node name or END, or a key of ``paths``)."""
-        mapping = (
-            {p: p for p in paths} if isinstance(paths, Sequence) and not isinstance(paths, str) else paths
-        )
-        self._routes.append((source, router, mapping))  # type: ignore[arg-type]
+        mapping: dict[Hashable, str] | None
+        if paths is None or isinstance(paths, dict):
+            mapping = paths
+        elif isinstance(paths, str):
+            mapping = {paths: paths}
+        else:
+            mapping = {p: p for p in paths}
+        self._routes.append((source, router, mapping))
         return self
 
     def _check(self) -> None:
@@ -110,7 +114,8 @@ class Workflow:
         graph = StateGraph(SolverState, context_schema=RunContext)
         for name, fn in self._nodes.items():
             graph.add_node(name, _as_langgraph_node(fn))
-        graph.add_edge(START, self._entry)  # type: ignore[arg-type]
+        assert self._entry is not None  # _check() refused a workflow without an entry node
+        graph.add_edge(START, self._entry)
         for source, target in self._edges:
             graph.add_edge(source, target)
         for source, router, paths in self._routes:

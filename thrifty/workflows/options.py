@@ -5,7 +5,7 @@ A builder declares its options with :func:`takes_options`; it is then called wit
 ``strategy.options`` or ``agent bench --strategies name:key=val``::
 
     class WidthOptions(StrategyOptions):
-        width: int = Field(3, ge=1, description="Actions per step.")
+        width: int = Field(default=3, ge=1, description="Actions per step.")
 
     @takes_options(WidthOptions)
     def build(options: WidthOptions) -> Workflow: ...
@@ -71,7 +71,7 @@ def takes_options(model: type[StrategyOptions]) -> Callable[[F], F]:
 def options_model(builder: Any) -> type[StrategyOptions] | None:
     """The options model a builder declared with :func:`takes_options`, or None (it takes a plain dict)."""
     model = getattr(builder, "options_model", None)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return model if isinstance(model, type) and issubclass(model, StrategyOptions) else None
 
 
 @dataclass(frozen=True)

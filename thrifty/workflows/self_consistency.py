@@ -30,10 +30,10 @@ class SelfConsistencyOptions(StrategyOptions):
     """Options of the ``self_consistency`` strategy."""
 
     samples: PositiveInt = Field(
-        3, description="Independent solver runs, each on an equal carved slice of the budget."
+        default=3, description="Independent solver runs, each on an equal carved slice of the budget."
     )
     parallel: bool = Field(
-        False,
+        default=False,
         description="Run the samples in threads (off by default, which keeps scripted runs deterministic; "
         "a local llama.cpp model is serialised anyway).",
     )
@@ -71,8 +71,8 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
         def run_one(item: tuple[int, Any, RunContext]) -> dict[str, Any]:
             i, child, sub = item
             try:
-                start = {"question": state["question"], "messages": [], "trace": [], "step": 0}
-                out = solve(start, sub)  # type: ignore[arg-type]
+                start = SolverState(question=state.get("question", ""), messages=[], trace=[], step=0)
+                out = solve(start, sub)
             finally:
                 child.close()  # unused slice returns to the run
             for entry in out.get("trace", []):

@@ -39,8 +39,8 @@ class ToolSpec(BaseModel):
     name: str = Field(
         description="A built-in tool (search, read, calculator) or 'module:function' of a @tool."
     )
-    k: PositiveInt | None = Field(None, description="search only: passages returned per query.")
-    price: float | None = Field(None, ge=0, description="Dollars per call (overrides the default).")
+    k: PositiveInt | None = Field(default=None, description="search only: passages returned per query.")
+    price: float | None = Field(default=None, ge=0, description="Dollars per call (overrides the default).")
 
     @field_validator("name")
     @classmethod
@@ -56,15 +56,15 @@ class StrategySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        "react",
+        default="react",
         description=f"Strategy: {', '.join(STRATEGIES)}, or 'module:function' returning a graph builder.",
     )
-    tracker: bool = Field(True, description="Show the model its remaining budget (BATS Budget Tracker).")
+    tracker: bool = Field(default=True, description="Show the model its remaining budget (BATS Budget Tracker).")
     max_steps: PositiveInt = Field(
-        DEFAULT_MAX_STEPS, description="Model calls allowed before a forced answer."
+        default=DEFAULT_MAX_STEPS, description="Model calls allowed before a forced answer."
     )
     keep_observations: PositiveInt | None = Field(
-        None, description="Keep only the N most recent tool results in the prompt (BATS keeps 1)."
+        default=None, description="Keep only the N most recent tool results in the prompt (BATS keeps 1)."
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -77,10 +77,10 @@ class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store: str | None = Field(
-        ".thrifty/runs.db",
+        default=".thrifty/runs.db",
         description="SQLite file (or SQLAlchemy URL) where runs are recorded; null to skip.",
     )
-    trace: bool = Field(True, description="Include the step trace in the result.")
+    trace: bool = Field(default=True, description="Include the step trace in the result.")
 
 
 class TaskSpec(BaseModel):
@@ -88,25 +88,25 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, description="A label for the run.")
+    name: str | None = Field(default=None, description="A label for the run.")
     question: str = Field(description="The question; may use {name} fields filled from `inputs`.")
     inputs: dict[str, str] = Field(
         default_factory=dict, description="Values for the {name} fields in `question`."
     )
-    expected_answer: str | None = Field(None, description="Gold answer, shown next to the result if given.")
+    expected_answer: str | None = Field(default=None, description="Gold answer, shown next to the result if given.")
     model: str = Field(
-        DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
+        default=DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
     )
     tools: list[ToolSpec] = Field(default_factory=list)
     corpus: str | None = Field(
-        None,
+        default=None,
         description="Passages for search/read: builtin:hotpotqa, or a .jsonl/.json path relative to this file.",
     )
     budget: Budget = Field(default_factory=Budget)
     pricing: Pricing = Field(default_factory=Pricing)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     model_settings: ModelSettings = Field(default_factory=ModelSettings)
-    system_prompt: str | None = Field(None, description="Extra instructions appended to the system prompt.")
+    system_prompt: str | None = Field(default=None, description="Extra instructions appended to the system prompt.")
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths start.")
