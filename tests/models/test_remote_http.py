@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -65,45 +65,51 @@ def server() -> Iterator[str]:
     except ImportError as exc:
         pytest.skip(str(exc))
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path), "--model_alias", "smollm2",
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1", "--verbose", "False",
     ]  # fmt: skip
-    log = open(os.devnull, "wb")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{err}")
-            try:
-                urllib.request.urlopen(f"{base}/v1/models", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not answer within 60 s")
-                time.sleep(0.1)
-        # The first completion warms the model up (seconds on CPU); keep that out of the timed tests.
-        warm = json.dumps({"model": "smollm2", "messages": MSG, "max_tokens": 1}).encode()
-        request = urllib.request.Request(
-            f"{base}/v1/chat/completions", data=warm, headers={"Content-Type": "application/json"}
-        )
-        urllib.request.urlopen(request, timeout=60).close()
-        yield base
-    finally:
-        proc.terminate()
+    # Loopback traffic must never go through an HTTP proxy the environment may name (httpx and urllib
+    # honour HTTP_PROXY unless NO_PROXY lists the host).
+    # The server's log goes to a file (a pipe nobody reads could fill and stall it), read back on failure.
+    with pytest.MonkeyPatch.context() as env, tempfile.TemporaryFile() as log:
+        for name in ("NO_PROXY", "no_proxy"):
+            env.setenv(name, "127.0.0.1,localhost,::1")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def fail(why: str) -> None:
+            log.seek(0)
+            pytest.fail(f"llama_cpp.server {why}:\n{log.read().decode(errors='replace')[-2000:]}")
+
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
-        log.close()
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    fail(f"exited with {proc.returncode}")
+                try:
+                    urllib.request.urlopen(f"{base}/v1/models", timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        fail("did not answer within 60 s")
+                    time.sleep(0.1)
+            # The first completion warms the model up (seconds on CPU); keep that out of the timed tests.
+            warm = json.dumps({"model": "smollm2", "messages": MSG, "max_tokens": 1}).encode()
+            request = urllib.request.Request(
+                f"{base}/v1/chat/completions", data=warm, headers={"Content-Type": "application/json"}
+            )
+            urllib.request.urlopen(request, timeout=60).close()
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +160,14 @@ def assert_within_limits(ledger: Ledger, proxy: FaultProxy | None = None, second
         posts = [r for r in proxy.requests if r.method == "POST"]
         assert ledger.spent["model_requests"] == len(posts)
         assert all(r.authorization == f"Bearer {KEY}" for r in posts)  # the key did reach the server
+
+
+def result_within_limits(result: Any, seconds_slack: float = 0.5) -> None:
+    """What a RunResult reports spent is within every limit of its budget."""
+    assert result.budget
+    for dim, limit in result.budget.items():
+        used = getattr(result.usage, dim)
+        assert used <= limit + (seconds_slack if dim == "seconds" else 1e-9), (dim, used, limit)
 
 
 def no_key(*texts: str) -> None:
@@ -376,7 +390,7 @@ def test_an_agent_run_through_the_server_survives_faults_and_leaks_nothing(
     assert result.usage.model_requests == len(proxy.requests) >= 3
     assert sum(e["units"].get("model_requests", 0) for e in result.events) == result.usage.model_requests
     assert sum(e["usd"] for e in result.events) == pytest.approx(result.cost.total_usd)
-    assert result.cost.total_usd <= 0.01 and result.usage.model_requests <= 4
+    result_within_limits(result)
     saved = RunStore(store)
     no_key(
         result.model_dump_json(),
@@ -414,7 +428,7 @@ def test_agent_run_ends_typed_never_a_traceback(proxy: FaultProxy, tmp_path: Pat
         assert result.stop_reason == "error" and result.error
         assert result.error.startswith(f"model '{MODEL}' failed: ")
         assert result.usage.model_requests == len(proxy.requests) == len(faults)
-        assert result.cost.total_usd <= 0.01
+        result_within_limits(result)
         no_key((tmp_path / "runs.db").read_bytes().decode("latin-1"))
     # A server that never answers: the run stops on its time budget (exit 4), on time.
     proxy.reset()
@@ -423,4 +437,5 @@ def test_agent_run_ends_typed_never_a_traceback(proxy: FaultProxy, tmp_path: Pat
     assert res.exit_code == 4 and "Traceback" not in res.output, res.output
     result = RunResult.model_validate_json(res.stdout)
     assert result.stop_reason == "budget_exhausted:seconds"
-    assert result.usage.seconds <= 2.5 and result.usage.model_requests == len(proxy.requests) == 1
+    assert result.usage.model_requests == len(proxy.requests) == 1
+    result_within_limits(result)
