@@ -137,3 +137,36 @@ def test_async_twin_raises_non_retryable_at_once() -> None:
     with pytest.raises(Fatal):
         asyncio.run(RetryPolicy(attempts=3, retry=lambda e: isinstance(e, Flaky)).acall(fn))
     assert len(calls) == 1
+
+
+def test_a_failure_that_asks_for_a_longer_wait_gets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(tenacity.Retrying, "__init__", _with_sleep(tenacity.Retrying.__init__, waits.append))
+    fn, _calls = failing([Flaky(), Fatal(), Flaky()])
+    policy = RetryPolicy(
+        attempts=4,
+        retry=lambda e: True,
+        backoff=0.5,
+        max_wait=4,
+        wait_hint=lambda e: 3.0 if isinstance(e, Fatal) else None,  # e.g. a 429's Retry-After
+    )
+    assert policy.call(fn) == "ok"
+    assert waits == [0.5, 3.0, 2.0]  # the hint raises a wait, never lowers one
+
+
+def test_before_wait_sees_each_wait_and_can_refuse_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(tenacity.Retrying, "__init__", _with_sleep(tenacity.Retrying.__init__, waits.append))
+    seen: list[float] = []
+
+    def time_left(seconds: float) -> None:
+        seen.append(seconds)
+        if seconds > 1:
+            raise TimeoutError("the wait would end past the time budget")
+
+    fn, calls = failing([Flaky(), Flaky(), Flaky()])
+    policy = RetryPolicy(attempts=4, retry=lambda e: True, backoff=1, max_wait=8, before_wait=time_left)
+    with pytest.raises(TimeoutError):
+        policy.call(fn)
+    assert seen == [1.0, 2.0] and waits == [1.0]  # the 2 s wait was refused, not slept
+    assert len(calls) == 2

@@ -192,3 +192,35 @@ def test_a_call_the_time_left_cannot_pay_for_is_not_started() -> None:
         gw.complete(script.model, MSG)  # 2 s left: refused before starting
     assert info.value.dimension == "seconds"
     assert script.remaining == 1
+
+
+def test_a_reply_without_usage_is_charged_the_reserved_worst_case() -> None:
+    # LiteLLM reports 0 and 0 when a provider sends no usage; charging that would let spend pass unseen.
+    script = ScriptedModel([reply("hi", prompt_tokens=0, completion_tokens=0)])
+    pricing = Pricing(models={script.model: ModelPrice(input_per_token=0.001, output_per_token=0.002)})
+    ledger = Ledger(Budget(usd=1, total_tokens=100))
+    out = Gateway(ledger, pricing).complete(script.model, MSG, max_tokens=7, prompt_tokens=20)
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (20, 7)
+    assert ledger.spent["total_tokens"] == 27 and ledger.reserved["total_tokens"] == 0
+    assert out.usd == pytest.approx(20 * 0.001 + 7 * 0.002) == ledger.spent["usd"]
+    assert "no usage reported" in ledger.events[0].detail
+
+
+def test_a_reply_without_choices_is_a_model_error_and_releases_its_reservation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = ScriptedModel([reply("hi")])
+    ledger = Ledger(Budget(model_requests=3, total_tokens=1000))
+    litellm = get_litellm()
+    real = litellm.completion
+
+    def no_choices(**kwargs: object) -> object:
+        response = real(**kwargs)
+        response.choices = []
+        return response
+
+    monkeypatch.setattr(litellm, "completion", no_choices)
+    with pytest.raises(ModelError, match="no choices"):
+        Gateway(ledger, retries=0).complete(script.model, MSG, max_tokens=5)
+    assert ledger.spent["model_requests"] == 1 and ledger.spent["total_tokens"] == 0
+    assert all(v == 0 for v in ledger.reserved.values())

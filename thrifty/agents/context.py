@@ -87,6 +87,7 @@ class RunContext:
             retries=self.gateway.retries,
             backoff=self.gateway.backoff,
             default_max_tokens=self.gateway.default_max_tokens,
+            api_base=self.gateway.api_base,
         )
         seed = None if self.settings.seed is None else self.settings.seed + seed_offset
         return replace(

@@ -38,6 +38,10 @@ class RetryPolicy:
     ``backoff``: the first wait in seconds, doubling after each failure up to ``max_wait`` (0: no wait).
     ``before_sleep``: called before each wait (e.g. to stop when the time budget is spent: whatever it
     raises ends the retries).
+    ``wait_hint``: how long the failure itself asks to wait (a 429's ``Retry-After``), or None; the wait
+    is at least that long.
+    ``before_wait``: like ``before_sleep``, but given the wait about to start (seconds), so that a wait the
+    time budget cannot pay for is refused instead of slept through.
 
     >>> attempts = []
     >>> def flaky() -> str:
@@ -54,23 +58,34 @@ class RetryPolicy:
     backoff: float = 0.0
     max_wait: float = 0.0
     before_sleep: Callable[[], None] | None = None
+    wait_hint: Callable[[BaseException], float | None] | None = None
+    before_wait: Callable[[float], None] | None = None
 
     def _again(self, exc: Exception) -> bool:
         return self.attempts > 1 and self.retry(exc)
 
     def _tenacity(self) -> dict[str, Any]:
-        hook = self.before_sleep
+        hook, wait_hook, hint = self.before_sleep, self.before_wait, self.wait_hint
+        base = (
+            wait_exponential(multiplier=self.backoff, max=self.max_wait) if self.backoff > 0 else wait_none()
+        )
+
+        def wait(state: RetryCallState) -> float:
+            seconds = float(base(state))
+            if hint is not None and state.outcome is not None and state.outcome.failed:
+                seconds = max(seconds, hint(state.outcome.exception()) or 0.0)
+            return seconds
 
         def before_sleep(state: RetryCallState) -> None:
             if hook is not None:
                 hook()
+            if wait_hook is not None:
+                wait_hook(state.upcoming_sleep)
 
         return {
             "stop": stop_after_attempt(self.attempts),
             "retry": retry_if_exception(self.retry),
-            "wait": wait_exponential(multiplier=self.backoff, max=self.max_wait)
-            if self.backoff > 0
-            else wait_none(),
+            "wait": wait,
             "before_sleep": before_sleep,
             "reraise": True,
         }

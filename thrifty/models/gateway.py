@@ -6,14 +6,26 @@ For every call it
 2. caps ``max_tokens`` to what the budget can still pay for (output / total tokens, dollars, context);
 3. reserves the worst case (prompt + capped completion, one request, its dollar price) on the Ledger;
 4. calls LiteLLM, retrying transient provider errors with tenacity — every attempt is a request and is
-   charged, so retries can never overspend;
+   charged, so retries can never overspend; a wait (backoff or the server's ``Retry-After``) that the
+   time left cannot pay for is not started;
 5. settles the usage the provider reports and releases the rest.
+
+What a call is charged when it does not end with a readable reply with usage:
+
+* an error the server answered (429, 5xx, 401...): one request, no tokens (the provider did no work);
+* a reply lost after the server may have done the work (a read timeout, a connection dropped mid-answer,
+  a body that is not JSON): the reserved worst case, as the provider may bill it;
+* a reply without usage: the reserved worst case (counted prompt + capped completion), never zero.
+
+Every text that leaves the Gateway (an error, an event's detail) passes :func:`thrifty.redact.redact`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -23,8 +35,10 @@ from thrifty.budget.retry import RetryPolicy
 from thrifty.models._litellm import get_litellm
 from thrifty.models.registry import BLOCK_REMOTE_ENV, Provider, provider_for
 from thrifty.models.settings import DEFAULT_RETRIES
+from thrifty.redact import redact
 
 DEFAULT_MAX_TOKENS = 512
+MAX_RETRY_AFTER = 60.0  # a server asking for a longer wait than this (seconds) is not retried
 _INF = float("inf")
 __all__ = ["BLOCK_REMOTE_ENV", "DEFAULT_MAX_TOKENS", "Gateway", "ModelError", "ModelReply", "ToolCall"]
 
@@ -93,18 +107,52 @@ def _is_transient(exc: BaseException, in_process: bool = False) -> bool:
     return True
 
 
-def _scrub(text: str) -> str:
-    """Remove anything that looks like an API key from an error message before it is logged or stored."""
-    import re
+def _retry_after(exc: BaseException) -> float | None:
+    """The wait (seconds) the server asked for with this error (``Retry-After`` / ``retry-after-ms``)."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    if not headers:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(float(ms) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
-    return re.sub(r"(sk|key|token)[-_][A-Za-z0-9_\-]{8,}", r"\1-***", text)
+
+# Raised under the provider's error when the request reached the server but its answer was lost: the
+# provider may have done (and may bill) the work.
+_LOST_ANSWER = ("ReadTimeout", "ReadError", "RemoteProtocolError", "JSONDecodeError")
+
+
+def _answer_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the reply was lost after the server may have done the work (a read timeout, a
+    connection dropped mid-answer, a body that does not parse), not an error status the server answered."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__name__ in _LOST_ANSWER:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class Gateway:
     """Model calls charged to a Ledger.
 
     ``retries`` is the number of extra attempts on transient errors; ``backoff`` the base of the
-    exponential wait between them (seconds; tests use 0).
+    exponential wait between them (seconds; tests use 0). ``api_base``: the server that remote (not
+    in-process) models are called at, e.g. ``http://127.0.0.1:8080/v1`` for an OpenAI-compatible server.
     """
 
     def __init__(
@@ -115,12 +163,14 @@ class Gateway:
         retries: int = DEFAULT_RETRIES,
         backoff: float = 0.5,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        api_base: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.pricing = pricing or Pricing()
         self.retries = retries
         self.backoff = backoff
         self.default_max_tokens = default_max_tokens
+        self.api_base = api_base
         self._prices: dict[str, ModelPrice] = {}
         self._call_seconds: dict[str, float] = {}  # moving average of call durations, per model
 
@@ -133,8 +183,12 @@ class Gateway:
                 f"'openai/{model}', or 'local/smollm2' for the embedded local model"
             )
         provider = provider_for(model)
+        if self.api_base and provider.in_process:
+            raise ModelError(
+                f"api_base is for remote models (e.g. 'openai/<name>'); '{model}' runs in this process"
+            )
         try:
-            provider.validate(model)
+            provider.validate(model, self.api_base)
         except (ValueError, ImportError) as exc:
             raise ModelError(str(exc)) from None
         price = self.pricing.model_price(model) or provider.default_price(model)
@@ -240,12 +294,28 @@ class Gateway:
         seconds_left = self.ledger.available("seconds")
         if seconds_left != float("inf"):
             request["timeout"] = max(seconds_left, 0.001)
+        if self.api_base and not provider_for(model).in_process:
+            request["api_base"] = self.api_base
         request.update({k: v for k, v in kwargs.items() if v is not None})
         return request
 
+    def _check_call(self, model: str, kwargs: dict[str, Any]) -> None:
+        """Before anything is reserved: the model is usable, and a server named for this call only (an
+        ``api_base`` / ``base_url`` keyword the model check never saw) is allowed too."""
+        self.price(model)
+        endpoint = kwargs.get("api_base") or kwargs.get("base_url")
+        if endpoint and endpoint != self.api_base:
+            try:
+                provider_for(model).validate(model, endpoint)
+            except (ValueError, ImportError) as exc:
+                raise ModelError(str(exc)) from None
+
     def _settle(
-        self, res: Any, model: str, response: Any, started: float, attempts: int, cap: int
+        self, res: Reservation, model: str, response: Any, started: float, attempts: int, cap: int
     ) -> ModelReply:
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise ValueError("the provider's reply has no choices")  # _fail charges it
         usage_obj = getattr(response, "usage", None)
         prompt = int(getattr(usage_obj, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage_obj, "completion_tokens", 0) or 0)
@@ -254,6 +324,14 @@ class Gateway:
         elapsed = self.ledger.clock() - started
         previous = self._call_seconds.get(model)
         self._call_seconds[model] = elapsed if previous is None else 0.7 * previous + 0.3 * elapsed
+        detail = ""
+        if prompt <= 0 and completion <= 0:
+            # No usage reported (LiteLLM then says 0 and 0; a real prompt is never 0 tokens). Charging 0 would
+            # let the spend pass the limit unseen; the reservation is what the call can have cost at most.
+            prompt = int(res.amounts.get("input_tokens", 0))
+            completion = int(res.amounts.get("output_tokens", 0))
+            cached = 0
+            detail = "no usage reported: charged the reserved worst case"
         usd = self.price(model).cost(prompt, completion, cached, elapsed)
         actual = {
             "input_tokens": prompt,
@@ -264,8 +342,8 @@ class Gateway:
         }
         if cached:
             actual["cached_tokens"] = cached
-        self.ledger.settle(res, actual)
-        choice = response.choices[0]
+        self.ledger.settle(res, actual, detail=detail)
+        choice = choices[0]
         message = choice.message
         calls = [
             ToolCall(
@@ -287,21 +365,40 @@ class Gateway:
             max_tokens=cap,
         )
 
-    def _fail(self, res: Reservation, exc: BaseException) -> None:
-        """A failed attempt still counts as a request (providers may bill it); tokens are released."""
-        self.ledger.settle(
-            res, {"model_requests": 1}, ok=False, detail=_scrub(f"{type(exc).__name__}: {exc}")[:300]
-        )
+    def _fail(self, res: Reservation, exc: BaseException, model: str) -> None:
+        """A failed attempt still counts as a request (providers may bill it). Its tokens are released,
+        unless a remote reply was lost after the server may have done the work: then the reserved worst
+        case is charged, as the provider may bill it and a limit must not be crossed unseen."""
+        text = redact(f"{type(exc).__name__}: {exc}")[:300]
+        if not provider_for(model).in_process and _answer_lost(exc):
+            detail = f"reply lost, charged the reserved worst case: {text}"
+            self.ledger.settle(res, None, ok=False, detail=detail[:300])
+        else:
+            self.ledger.settle(res, {"model_requests": 1}, ok=False, detail=text)
+
+    def _check_wait(self, seconds: float) -> None:
+        """Before a wait between attempts: refuse one that would end past the time budget."""
+        self.ledger.check_time()
+        left = self.ledger.available("seconds")
+        if seconds > 0 and seconds >= left:
+            raise BudgetExceeded("seconds", seconds, left, self.ledger.path)
 
     def _retry_policy(self, model: str) -> RetryPolicy:
-        """Transient provider errors are retried with exponential backoff, never past the time budget."""
+        """Transient provider errors are retried with exponential backoff (at least the server's
+        ``Retry-After``), never past the time budget; a server asking for more than MAX_RETRY_AFTER
+        seconds is not retried."""
         in_process = provider_for(model).in_process
+
+        def retry(exc: BaseException) -> bool:
+            return _is_transient(exc, in_process) and (_retry_after(exc) or 0.0) <= MAX_RETRY_AFTER
+
         return RetryPolicy(
             attempts=self.retries + 1,
-            retry=lambda exc: _is_transient(exc, in_process),
+            retry=retry,
             backoff=self.backoff,
             max_wait=max(self.backoff * 8, 0.0),
-            before_sleep=self.ledger.check_time,
+            wait_hint=_retry_after,
+            before_wait=self._check_wait,
         )
 
     def _begin(
@@ -340,7 +437,7 @@ class Gateway:
         provider's reported usage is what is charged).
         """
         litellm = get_litellm()
-        self.price(model)
+        self._check_call(model, kwargs)
         attempts = 0
 
         def attempt() -> ModelReply:
@@ -350,10 +447,11 @@ class Gateway:
             started = self.ledger.clock()
             try:
                 response = litellm.completion(**request)
+                return self._settle(res, model, response, started, attempts, cap)
             except BaseException as exc:
-                self._fail(res, exc)
+                if res.open:
+                    self._fail(res, exc, model)
                 raise
-            return self._settle(res, model, response, started, attempts, cap)
 
         try:
             return self._retry_policy(model).call(attempt)
@@ -375,7 +473,7 @@ class Gateway:
     ) -> ModelReply:
         """The asyncio twin of :meth:`complete`; reservations make concurrent calls safe."""
         litellm = get_litellm()
-        self.price(model)
+        self._check_call(model, kwargs)
         attempts = 0
 
         async def attempt() -> ModelReply:
@@ -385,10 +483,11 @@ class Gateway:
             started = self.ledger.clock()
             try:
                 response = await litellm.acompletion(**request)
+                return self._settle(res, model, response, started, attempts, cap)
             except BaseException as exc:
-                self._fail(res, exc)
+                if res.open:
+                    self._fail(res, exc, model)
                 raise
-            return self._settle(res, model, response, started, attempts, cap)
 
         try:
             return await self._retry_policy(model).acall(attempt)
@@ -397,10 +496,12 @@ class Gateway:
         except Exception as exc:
             raise self._model_error(model, exc) from None
 
-    @staticmethod
-    def _model_error(model: str, exc: BaseException) -> ModelError:
+    def _model_error(self, model: str, exc: BaseException) -> ModelError:
+        """The error a caller sees (redacted); a timeout with the time budget spent is a budget stop."""
         if isinstance(exc, ModelError):
             return exc
-        text = _scrub(str(exc)).strip().splitlines()
+        if isinstance(exc, get_litellm().Timeout):
+            self.ledger.check_time()  # raises BudgetExceeded('seconds'): the request ran out of the time left
+        text = redact(str(exc)).strip().splitlines()
         first = text[0] if text else type(exc).__name__
         return ModelError(f"model '{model}' failed: {type(exc).__name__}: {first[:400]}")

@@ -9,7 +9,9 @@ caller names no ``max_tokens`` at all.)
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -50,3 +52,33 @@ class ModelSettings(BaseModel):
         le=10,
         description="Extra attempts on transient provider errors (each charged).",
     )
+    api_base: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible server for a remote model, e.g. "
+        "http://127.0.0.1:8080/v1 (the key comes from the provider's environment variable, never from here).",
+    )
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host and no secret in it: keys come only from the environment."""
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(
+                f"api_base is not a valid URL: {exc} (fix: e.g. http://127.0.0.1:8080/v1)"
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "api_base must be an http:// or https:// URL with a host (fix: e.g. http://127.0.0.1:8080/v1)"
+            )
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(
+                "api_base must not hold credentials, a query or a fragment (fix: put the key in the "
+                "provider's environment variable, e.g. OPENAI_API_KEY, and give only scheme://host:port/path)"
+            )
+        return value

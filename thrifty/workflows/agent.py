@@ -36,6 +36,9 @@ from thrifty.workflows.strategies import STRATEGIES
 class Agent:
     """A reusable agent configuration. Each :meth:`run` gets a fresh Ledger for its budget.
 
+    ``api_base``: the OpenAI-compatible server a remote model is called at (``model="openai/<name>"``, the key
+    from ``OPENAI_API_KEY``).
+
     Extra keyword arguments are the strategy's options (``Agent(strategy="bats", max_attempts=2)``); a
     built-in strategy refuses one it does not have, here, with a ValueError that names the valid ones.
     """
@@ -54,6 +57,7 @@ class Agent:
         max_tokens: int = DEFAULT_REPLY_TOKENS,
         seed: int | None = None,
         retries: int = DEFAULT_RETRIES,
+        api_base: str | None = None,
         system_prompt: str | None = None,
         store: str | Path | None = None,
         **strategy_options: Any,
@@ -81,7 +85,7 @@ class Agent:
             parse_options(spec.name, known, spec.options)
         self.pricing = pricing or Pricing()
         self.settings = ModelSettings(
-            temperature=temperature, max_tokens=max_tokens, seed=seed, retries=retries
+            temperature=temperature, max_tokens=max_tokens, seed=seed, retries=retries, api_base=api_base
         )
         self.system_prompt = system_prompt
         self.store = store

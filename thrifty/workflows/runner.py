@@ -81,7 +81,9 @@ def execute(
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway = Gateway(ledger, pricing, retries=settings.retries if retries is None else retries)
+    gateway = Gateway(
+        ledger, pricing, retries=settings.retries if retries is None else retries, api_base=settings.api_base
+    )
     try:
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
@@ -117,9 +119,9 @@ def execute(
     except BudgetExceeded as exc:
         reason = exc.stop_reason
     except Exception as exc:  # a node crashed: keep what was found, report the error
-        from thrifty.models.gateway import _scrub
+        from thrifty.redact import redact
 
-        error = _scrub(f"{type(exc).__name__}: {exc}")[:1000]
+        error = redact(f"{type(exc).__name__}: {exc}")[:1000]
         reason = stop_reason(StopKind.ERROR)
     finally:
         runner.close()
