@@ -394,7 +394,7 @@ def test_an_agent_run_through_the_server_survives_faults_and_leaks_nothing(
     saved = RunStore(store)
     no_key(
         result.model_dump_json(),
-        json.dumps(result.trace),
+        json.dumps([e.model_dump(mode="json") for e in result.trace]),
         json.dumps(saved.get(result.run_id), default=str),
         json.dumps(saved.charges(result.run_id), default=str),
         store.read_bytes().decode("latin-1"),
