@@ -470,29 +470,9 @@ def run_grid(
         raise BenchError("concurrency must be >= 1")
     shard_k, shard_n = _checked_shard(*config.shard)
     path = Path(results_path)
-    existing = load_results(path)
-    other = sorted({str(r.get("model")) for r in existing} - {config.model})
-    if other:
-        raise BenchError(
-            f"{path} holds results of model {other[0]}, not {config.model}: use another --out directory"
-        )
+    existing = _existing_results(path, config.model)
     done = {_key(r) for r in existing}
-    corpus = config.corpus if config.corpus is not None else config.dataset.corpus()
-    tools = config.tools
-    if tools is None:
-        if corpus is None:
-            raise BenchError(
-                f"dataset '{config.dataset.name}' has no passages: give a corpus (--corpus) for its search tools"
-            )
-        tools = make_search_tools(corpus, k=config.search_k)
-    if config.simulated:
-        from thrifty.bench import sim
-
-        try:
-            sim.SimParams.parse(config.model)
-            sim.register_items(config.dataset.items, corpus)
-        except sim.SimModelError as exc:
-            raise BenchError(str(exc)) from None
+    tools = _grid_tools(config)
 
     grid = [
         (choice, b, item, seed)
@@ -571,6 +551,37 @@ def run_grid(
     if shard_n > 1:  # other shards may have added to the file meanwhile: return all of it
         return load_results(path)
     return records
+
+
+def _existing_results(path: Path, model: str) -> list[dict[str, Any]]:
+    """The runs already in ``path`` (to skip); refuses a file that holds another model's runs."""
+    existing = load_results(path)
+    other = sorted({str(r.get("model")) for r in existing} - {model})
+    if other:
+        raise BenchError(f"{path} holds results of model {other[0]}, not {model}: use another --out directory")
+    return existing
+
+
+def _grid_tools(config: BenchConfig) -> list[Tool]:
+    """The grid's tools (search and read over the corpus unless given); registers the questions with the
+    simulated model when it is the one benchmarked."""
+    corpus = config.corpus if config.corpus is not None else config.dataset.corpus()
+    tools = config.tools
+    if tools is None:
+        if corpus is None:
+            raise BenchError(
+                f"dataset '{config.dataset.name}' has no passages: give a corpus (--corpus) for its search tools"
+            )
+        tools = make_search_tools(corpus, k=config.search_k)
+    if config.simulated:
+        from thrifty.bench import sim
+
+        try:
+            sim.SimParams.parse(config.model)
+            sim.register_items(config.dataset.items, corpus)
+        except sim.SimModelError as exc:
+            raise BenchError(str(exc)) from None
+    return list(tools)
 
 
 def _run_parallel(
