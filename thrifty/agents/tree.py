@@ -129,10 +129,24 @@ def pooled_messages(tree: list[TreeNode], node_id: int, min_progress: float) -> 
     return messages
 
 
-def frontier(tree: list[TreeNode], max_depth: int, per_node: int = 2) -> list[TreeNode]:
+def frontier(
+    tree: list[TreeNode], max_depth: int, per_node: int = 2, dead_ends_only: bool = False
+) -> list[TreeNode]:
     """Nodes that may still be expanded: not pruned, not terminal, not too deep, and expanded fewer than
-    ``per_node`` times (a node whose first children all failed may be asked again for different ones)."""
-    return [n for n in tree if not (n.pruned or n.terminal) and n.depth < max_depth and n.expanded < per_node]
+    ``per_node`` times (a node whose first children all failed may be asked again for different ones).
+
+    ``dead_ends_only``: a node already expanded is asked again only while none of its children is still
+    open (pruned or answered children only), so the search goes on from what it found instead of paying
+    for a sibling of a step that is still alive."""
+    open_parents = {n.parent for n in tree if not (n.pruned or n.terminal)} if dead_ends_only else set()
+    return [
+        n
+        for n in tree
+        if not (n.pruned or n.terminal)
+        and n.depth < max_depth
+        and n.expanded < per_node
+        and not (n.expanded and n.id in open_parents)
+    ]
 
 
 def reopened(tree: list[TreeNode], max_depth: int) -> list[TreeNode]:
@@ -193,6 +207,24 @@ def compact_evidence(tree: list[TreeNode], node_id: int, limit: int, full_above:
             titles = [line for line in text.splitlines() if line.startswith("Title:")]
             lines.append("\n".join(titles) if titles else text[:160])
     text = "\n".join(lines) or "(no evidence: no tool was used)"
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def shared_text(tree: list[TreeNode], node_id: int, min_progress: float, limit: int = 1400) -> str:
+    """What other branches found: the observations of steps off the path to ``node_id`` that the critic
+    credited with at least ``min_progress``, each once (empty when none). A branch builds on them instead
+    of paying again for what a sibling already found."""
+    on_path = path_to(tree, node_id)
+    seen = {n.observation for n in on_path if n.observation}
+    ids = {n.id for n in on_path}
+    lines: list[str] = []
+    for n in tree:
+        if n.id in ids or n.terminal or not n.tool or n.progress < min_progress or n.observation in seen:
+            continue
+        seen.add(n.observation)
+        lines.append(f"> {n.tool}({n.arguments})")
+        lines.append(n.observation.split("\n<budget>")[0][:700])
+    text = "\n".join(lines)
     return text if len(text) <= limit else "…" + text[-limit:]
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
+from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import ExpandedChild, ExpandEvent, TraceEvent, TreeEvent
 from thrifty.agents.records import TreeNode
@@ -44,6 +45,7 @@ from thrifty.agents.tree import (
     score_progress,
     select,
     selection_probabilities,
+    shared_text,
     wide_needed,
 )
 from thrifty.agents.verifier import evidence_text, verify
@@ -56,7 +58,12 @@ from thrifty.workflows.options import StrategyOptions, takes_options
 class ValueTreeOptions(StrategyOptions):
     """Options of the ``value_tree`` strategy."""
 
-    k: PositiveInt = Field(3, description="Candidate next actions asked for per expansion (at most).")
+    k: PositiveInt = Field(
+        1,
+        description="Candidate next actions asked for per expansion, at most (adaptive_width asks for one where "
+        "the search is sure). 1: a line search that branches only where a step failed; measured best with the "
+        "simulated model, whose k candidates are no better than one move (benchmarks/README.md).",
+    )
     max_depth: PositiveInt = Field(
         8, description="Longest path of steps from the root (a hop often takes a search and a read)."
     )
@@ -81,6 +88,11 @@ class ValueTreeOptions(StrategyOptions):
     expansions_per_node: PositiveInt = Field(
         2, description="Times a node may be expanded (a node whose children all failed is asked again)."
     )
+    dead_ends_only: bool = Field(
+        True,
+        description="Re-expand a node only when none of its children is still open (the second expansion is "
+        "for a node whose children all failed), so the search does not pay for siblings of a live step.",
+    )
     adaptive_width: bool = Field(
         True,
         description="Ask for one action where the search is sure (first expansion of the root, a step that "
@@ -103,6 +115,18 @@ class ValueTreeOptions(StrategyOptions):
         True,
         description="Never finish 'completed' while budget remains: when the frontier empties, go on from the "
         "open nodes whatever their expansion count, else from the nodes pruned for no progress.",
+    )
+    credited: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Progress at which a step counts as having found something: its text stays in compact "
+        "prompts and is shared with other branches and with a forced answer.",
+    )
+    share_evidence: bool = Field(
+        True,
+        description="A branch's prompts (expansion and critic) also show what the critic credited on other "
+        "branches (progress >= credited), so evidence one branch paid for is not paid for again.",
     )
     compact_evidence: bool = Field(
         True,
@@ -289,7 +313,9 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     tree = [n.model_copy() for n in (state.get("tree") or [new_root(question)])]
     expansions = int((state.get("extra") or {}).get("expansions", 0))
     stop = budget_stop(ctx)
-    nodes = frontier(tree, int(opts["max_depth"]), int(opts["expansions_per_node"]))
+    nodes = frontier(
+        tree, int(opts["max_depth"]), int(opts["expansions_per_node"]), bool(opts.get("dead_ends_only"))
+    )
     if not nodes and not stop and opts.get("reopen"):
         nodes = reopened(tree, int(opts["max_depth"]))
     if stop or not nodes or expansions >= max_expansions(ctx, opts.get("max_expansions")):
@@ -318,10 +344,15 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     try:
         width = expansion_plan(chosen, expansion_width(ctx, k, r), opts)
         evidence = (
-            compact_evidence(tree, chosen.id, 3600, float(opts["widen_below"]))
+            compact_evidence(tree, chosen.id, 3600, float(opts["credited"]))
             if opts.get("compact_evidence")
             else None
         )
+        shared = shared_text(tree, chosen.id, float(opts["credited"])) if opts.get("share_evidence") else ""
+        if shared:
+            evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + (
+                "\n" + prompts.EXPAND_SHARED.format(shared=shared)
+            )
         actions, thought, valid = propose_actions(
             sub, question, tree, chosen.id, width, show_tried=bool(opts.get("show_tried")), evidence=evidence
         )
@@ -332,10 +363,12 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
             else None
         )
         before = (
-            compact_evidence(tree, chosen.id, 1800, float(opts["widen_below"]))
+            compact_evidence(tree, chosen.id, 1800, float(opts["credited"]))
             if opts.get("compact_evidence")
             else evidence_text(path_messages(tree, chosen.id), limit=900)
         )
+        if shared:
+            before = f"{before}\n{prompts.EXPAND_SHARED.format(shared=shared)}"
         next_id = max(n.id for n in tree) + 1
         for action in [a for a in actions if a.tool == ANSWER_TOOL]:
             answered = answer_child(next_id, chosen, thought, action)
@@ -413,7 +446,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
             )
             messages = (
-                pooled_messages(tree, leaf.id, float(opts.get("widen_below", 0.5)))
+                pooled_messages(tree, leaf.id, float(opts.get("credited", 0.5)))
                 if opts.get("final_evidence") == "tree"
                 else path_messages(tree, leaf.id)
             )
