@@ -97,7 +97,7 @@ def test_progress_lines_without_a_terminal(tmp_path: Path) -> None:
         ),
         (
             "question: hi\nstrategy:\n  name: value_tree\n  options:\n    k: 0\n",
-            ["task.yaml:5: field 'strategy.options.k'", "greater than 0", "the default: 3"],
+            ["task.yaml:5: field 'strategy.options.k'", "greater than 0", "the default: 1"],
         ),
         (
             "question: hi\nstrategy:\n  options:\n    max_steps: 3\n",
