@@ -11,6 +11,19 @@ answer forced from the best branch, else the best unverified proposal. Both are 
 (:func:`expand` takes the options), and so are the rules they apply: :func:`answer_child` and
 :func:`tool_child` (pruning), :func:`apply_progress` (value and the progress threshold), :func:`forced_leaf`.
 
+Where the budget went before (issue 13, ``benchmarks/vtree_diag.py``): k = 3 siblings per expansion of which
+the simulated actor makes at most one useful (the others were wasted calls); a search that listed the right
+page without its evidence was pruned as "no progress", and the branch that would have read it died with it;
+a branch that repeated another branch's observation was pruned although the repeat was a free cache hit, so
+no branch could combine two hops found on different lines; an interior node was re-expanded while its
+children were alive; and an empty frontier ended the search "completed" with budget left (a forced
+"unknown"). The rules added for it, each an option (defaults on): ``adaptive_width`` (one action where the
+search is sure), ``dead_ends_only`` (re-expand a node only when all its children failed), ``show_tried``
+(a re-expansion sees what was tried from the node), ``reuse_repeats``, ``share_evidence`` and
+``final_evidence: tree`` (what one branch found, every branch and the forced answer can use),
+``compact_evidence`` (long 3-4 hop paths keep the text of the steps that found something), ``reopen`` (no
+early "completed" while budget remains), ``max_depth`` 8 and a budget-scaled ``max_expansions``.
+
 Options: see :class:`ValueTreeOptions`.
 """
 
