@@ -176,7 +176,7 @@ def test_validate_ok_and_schema() -> None:
     assert {"question", "model", "budget", "tools", "strategy"} <= set(schema["properties"])
     assert "base_dir" not in schema["properties"]
     options = schema["$defs"]["ValueTreeOptions"]["properties"]
-    assert options["k"]["default"] == 3 and options["k"]["description"]
+    assert options["k"]["default"] == 1 and options["k"]["description"]
     assert schema["$defs"]["BatsOptions"]["properties"]["max_attempts"]["default"] == 4
 
 
