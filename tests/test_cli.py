@@ -97,7 +97,7 @@ def test_progress_lines_without_a_terminal(tmp_path: Path) -> None:
         ),
         (
             "question: hi\nstrategy:\n  name: value_tree\n  options:\n    k: 0\n",
-            ["task.yaml:5: field 'strategy.options.k'", "greater than 0", "the default: 3"],
+            ["task.yaml:5: field 'strategy.options.k'", "greater than 0", "the default: 1"],
         ),
         (
             "question: hi\nstrategy:\n  options:\n    max_steps: 3\n",
@@ -176,7 +176,7 @@ def test_validate_ok_and_schema() -> None:
     assert {"question", "model", "budget", "tools", "strategy"} <= set(schema["properties"])
     assert "base_dir" not in schema["properties"]
     options = schema["$defs"]["ValueTreeOptions"]["properties"]
-    assert options["k"]["default"] == 3 and options["k"]["description"]
+    assert options["k"]["default"] == 1 and options["k"]["description"]
     assert schema["$defs"]["BatsOptions"]["properties"]["max_attempts"]["default"] == 4
 
 

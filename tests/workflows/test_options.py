@@ -32,9 +32,9 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
     assert BatsOptions().max_attempts == 4
     assert SelfConsistencyOptions().model_dump() == {"samples": 3, "parallel": False}
     assert ValueTreeOptions().model_dump() == {
-        "k": 3,
-        "max_depth": 4,
-        "max_expansions": 12,
+        "k": 1,
+        "max_depth": 8,
+        "max_expansions": None,
         "prune_below": 0.1,
         "stop_on_verified": True,
         "verify": True,
@@ -42,6 +42,16 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
         "branch_budget": None,
         "seed": None,
         "expansions_per_node": 2,
+        "dead_ends_only": True,
+        "adaptive_width": True,
+        "widen_below": 0.5,
+        "credited": 0.5,
+        "share_evidence": True,
+        "show_tried": True,
+        "reuse_repeats": True,
+        "reopen": True,
+        "compact_evidence": True,
+        "final_evidence": "tree",
     }
     for name, model in builtin_options().items():
         assert model.model_config["extra"] == "forbid", name

@@ -46,6 +46,7 @@ def final_tree(result: RunResult) -> TreeEvent:
 def tree_agent(script: ScriptedModel, budget: Budget | None = None, **options) -> Agent:
     options.setdefault("k", 2)
     options.setdefault("parallel", False)
+    options.setdefault("adaptive_width", False)  # these scripts offer k actions at every expansion
     return Agent(
         script.model,
         tools=TOOLS,
@@ -210,6 +211,7 @@ def test_exhaustion_mid_expansion_still_answers() -> None:
         strategy="value_tree",
         k=3,
         parallel=False,
+        adaptive_width=False,
         seed=3,
     )
     result = agent.run("What is the capital of France?")

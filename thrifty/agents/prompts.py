@@ -82,6 +82,12 @@ This line of search so far:
 {evidence}
 {budget}"""
 
+EXPAND_TRIED = """Already tried from this point (do not repeat these; build on what they listed):
+{tried}"""
+
+EXPAND_SHARED = """Found on other lines of search (use it; do not search for it again):
+{shared}"""
+
 CRITIC_SYSTEM = """You judge the progress made by the LAST step of a search, not the whole search.
 progress = 1.0 if the last result adds new, relevant evidence toward the answer; 0.5 if partly useful;
 0.0 if it is redundant, off-topic or empty. Be strict: most steps add little.

@@ -101,10 +101,131 @@ def path_messages(tree: list[TreeNode], node_id: int) -> list[dict[str, Any]]:
     return messages
 
 
-def frontier(tree: list[TreeNode], max_depth: int, per_node: int = 2) -> list[TreeNode]:
+def pooled_messages(tree: list[TreeNode], node_id: int, min_progress: float) -> list[dict[str, Any]]:
+    """The path to ``node_id`` followed by every other step of the tree the critic credited with at least
+    ``min_progress`` (what another branch found is evidence too), each once, in tree order."""
+    messages = path_messages(tree, node_id)
+    on_path = {n.id for n in path_to(tree, node_id)}
+    seen = {n.observation for n in tree if n.id in on_path and n.observation}
+    for n in tree:
+        if n.id in on_path or n.terminal or not n.tool or n.progress < min_progress or n.observation in seen:
+            continue
+        seen.add(n.observation)
+        call_id = f"tree_{n.id}"
+        messages.append(
+            {
+                "role": "assistant",
+                "content": n.thought or None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": n.tool, "arguments": n.arguments},
+                    }
+                ],
+            }
+        )
+        messages.append({"role": "tool", "tool_call_id": call_id, "name": n.tool, "content": n.observation})
+    return messages
+
+
+def frontier(
+    tree: list[TreeNode], max_depth: int, per_node: int = 2, dead_ends_only: bool = False
+) -> list[TreeNode]:
     """Nodes that may still be expanded: not pruned, not terminal, not too deep, and expanded fewer than
-    ``per_node`` times (a node whose first children all failed may be asked again for different ones)."""
-    return [n for n in tree if not (n.pruned or n.terminal) and n.depth < max_depth and n.expanded < per_node]
+    ``per_node`` times (a node whose first children all failed may be asked again for different ones).
+
+    ``dead_ends_only``: a node already expanded is asked again only while none of its children is still
+    open (pruned or answered children only), so the search goes on from what it found instead of paying
+    for a sibling of a step that is still alive."""
+    open_parents = {n.parent for n in tree if not (n.pruned or n.terminal)} if dead_ends_only else set()
+    return [
+        n
+        for n in tree
+        if not (n.pruned or n.terminal)
+        and n.depth < max_depth
+        and n.expanded < per_node
+        and not (n.expanded and n.id in open_parents)
+    ]
+
+
+def reopened(tree: list[TreeNode], max_depth: int) -> list[TreeNode]:
+    """The nodes to go on from when the frontier is empty but budget remains: every open node not too
+    deep, whatever its expansion count; else the nodes pruned only for lack of progress (their observation
+    was new to the tree: a later step may build on it). Empty when neither exists."""
+    open_nodes = [n for n in tree if not (n.pruned or n.terminal) and n.depth < max_depth]
+    if open_nodes:
+        return open_nodes
+    return [
+        n
+        for n in tree
+        if n.pruned
+        and not n.terminal
+        and n.depth < max_depth
+        and (n.prune_reason or "").startswith("no progress")
+    ]
+
+
+def wide_needed(node: TreeNode, widen_below: float) -> bool:
+    """Widen an expansion only where the search is unsure: a node whose own step made less than
+    ``widen_below`` progress (the critic was unsure or saw none), or a node expanded before (its first
+    children did not get anywhere). A first expansion of the root, or of a step that clearly made
+    progress, asks for one action."""
+    if node.expanded > 1:
+        return True
+    return node.parent is not None and node.progress < widen_below
+
+
+def tried_text(tree: list[TreeNode], node_id: int, chars: int = 300) -> str:
+    """What was already tried from ``node_id`` (its children's calls, each with the start of its result and
+    what became of it), so a re-expansion builds on it (e.g. reads a page a pruned search listed) instead
+    of repeating it. Empty when nothing was tried."""
+    lines = []
+    for n in tree:
+        if n.parent != node_id or n.terminal or not n.tool:
+            continue
+        fate = f"pruned: {n.prune_reason}" if n.pruned else f"progress {n.progress:.2f}"
+        lines.append(f"> {n.tool}({n.arguments}) [{fate[:80]}]")
+        if n.observation:
+            lines.append(n.observation[:chars])
+    return "\n".join(lines)
+
+
+def compact_evidence(tree: list[TreeNode], node_id: int, limit: int, full_above: float) -> str:
+    """The path's evidence with each step that made less than ``full_above`` progress cut to its call and
+    the titles it listed, so that the steps that found something keep their text on long (3-4 hop) paths.
+    Newest kept when still over ``limit``."""
+    lines: list[str] = []
+    for n in path_to(tree, node_id)[1:]:
+        if not n.tool or n.tool == ANSWER_TOOL:
+            continue
+        lines.append(f"> {n.tool}({n.arguments})")
+        text = n.observation.split("\n<budget>")[0]
+        if n.progress >= full_above:
+            lines.append(text[:700])
+        else:
+            titles = [line for line in text.splitlines() if line.startswith("Title:")]
+            lines.append("\n".join(titles) if titles else text[:160])
+    text = "\n".join(lines) or "(no evidence: no tool was used)"
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def shared_text(tree: list[TreeNode], node_id: int, min_progress: float, limit: int = 1400) -> str:
+    """What other branches found: the observations of steps off the path to ``node_id`` that the critic
+    credited with at least ``min_progress``, each once (empty when none). A branch builds on them instead
+    of paying again for what a sibling already found."""
+    on_path = path_to(tree, node_id)
+    seen = {n.observation for n in on_path if n.observation}
+    ids = {n.id for n in on_path}
+    lines: list[str] = []
+    for n in tree:
+        if n.id in ids or n.terminal or not n.tool or n.progress < min_progress or n.observation in seen:
+            continue
+        seen.add(n.observation)
+        lines.append(f"> {n.tool}({n.arguments})")
+        lines.append(n.observation.split("\n<budget>")[0][:700])
+    text = "\n".join(lines)
+    return text if len(text) <= limit else "…" + text[-limit:]
 
 
 def child_keys(tree: list[TreeNode], node_id: int) -> set[str]:
@@ -210,10 +331,25 @@ _ANSWER_BRANCH: dict[str, Any] = {
 
 
 def propose_actions(
-    ctx: RunContext, question: str, tree: list[TreeNode], node_id: int, k: int
+    ctx: RunContext,
+    question: str,
+    tree: list[TreeNode],
+    node_id: int,
+    k: int,
+    *,
+    show_tried: bool = False,
+    evidence: str | None = None,
 ) -> tuple[list[Action], str, bool]:
-    """Ask for k candidate next actions from ``node_id``; returns (distinct actions, thought, valid)."""
-    evidence = evidence_text(path_messages(tree, node_id), limit=1800)
+    """Ask for k candidate next actions from ``node_id``; returns (distinct actions, thought, valid).
+
+    ``show_tried``: the prompt also lists what was already tried from this node (:func:`tried_text`).
+    ``evidence``: the path's evidence as text (default: :func:`evidence_text` of the path, 1800 chars).
+    """
+    if evidence is None:
+        evidence = evidence_text(path_messages(tree, node_id), limit=1800)
+    tried = tried_text(tree, node_id) if show_tried else ""
+    if tried:
+        evidence = f"{evidence}\n{prompts.EXPAND_TRIED.format(tried=tried)}"
     messages = [
         {"role": "system", "content": prompts.EXPAND_SYSTEM.format(k=k, tools=describe_tools(ctx))},
         {

@@ -11,6 +11,19 @@ answer forced from the best branch, else the best unverified proposal. Both are 
 (:func:`expand` takes the options), and so are the rules they apply: :func:`answer_child` and
 :func:`tool_child` (pruning), :func:`apply_progress` (value and the progress threshold), :func:`forced_leaf`.
 
+Where the budget went before (issue 13, ``benchmarks/vtree_diag.py``): k = 3 siblings per expansion of which
+the simulated actor makes at most one useful (the others were wasted calls); a search that listed the right
+page without its evidence was pruned as "no progress", and the branch that would have read it died with it;
+a branch that repeated another branch's observation was pruned although the repeat was a free cache hit, so
+no branch could combine two hops found on different lines; an interior node was re-expanded while its
+children were alive; and an empty frontier ended the search "completed" with budget left (a forced
+"unknown"). The rules added for it, each an option (defaults on): ``adaptive_width`` (one action where the
+search is sure), ``dead_ends_only`` (re-expand a node only when all its children failed), ``show_tried``
+(a re-expansion sees what was tried from the node), ``reuse_repeats``, ``share_evidence`` and
+``final_evidence: tree`` (what one branch found, every branch and the forced answer can use),
+``compact_evidence`` (long 3-4 hop paths keep the text of the steps that found something), ``reopen`` (no
+early "completed" while budget remains), ``max_depth`` 8 and a budget-scaled ``max_expansions``.
+
 Options: see :class:`ValueTreeOptions`.
 """
 
@@ -20,10 +33,11 @@ import json
 import random
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
+from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import ExpandedChild, ExpandEvent, TraceEvent, TreeEvent
 from thrifty.agents.records import TreeNode
@@ -32,15 +46,20 @@ from thrifty.agents.tree import (
     ANSWER_TOOL,
     Action,
     best_terminal,
+    compact_evidence,
     frontier,
     new_root,
     path_messages,
     path_to,
+    pooled_messages,
     propose_actions,
+    reopened,
     run_actions,
     score_progress,
     select,
     selection_probabilities,
+    shared_text,
+    wide_needed,
 )
 from thrifty.agents.verifier import evidence_text, verify
 from thrifty.budget import Budget, BudgetExceeded, Ledger, StopKind, regime_for, stop_reason
@@ -52,9 +71,19 @@ from thrifty.workflows.options import StrategyOptions, takes_options
 class ValueTreeOptions(StrategyOptions):
     """Options of the ``value_tree`` strategy."""
 
-    k: PositiveInt = Field(3, description="Candidate next actions asked for per expansion.")
-    max_depth: PositiveInt = Field(4, description="Longest path of steps from the root.")
-    max_expansions: PositiveInt = Field(12, description="Expansions before the search stops.")
+    k: PositiveInt = Field(
+        1,
+        description="Candidate next actions asked for per expansion, at most (adaptive_width asks for one where "
+        "the search is sure). 1: a line search that branches only where a step failed; measured best with the "
+        "simulated model, whose k candidates are no better than one move (benchmarks/README.md).",
+    )
+    max_depth: PositiveInt = Field(
+        8, description="Longest path of steps from the root (a hop often takes a search and a read)."
+    )
+    max_expansions: PositiveInt | None = Field(
+        None,
+        description="Expansions before the search stops; null: 2 x the tool-call budget + 2 (12 without one).",
+    )
     prune_below: float = Field(
         0.1, ge=0, le=1, description="Prune a step whose critic progress score (0-1) is below this."
     )
@@ -71,6 +100,56 @@ class ValueTreeOptions(StrategyOptions):
     seed: int | None = Field(None, description="Seed of the node selection; null: the run's seed.")
     expansions_per_node: PositiveInt = Field(
         2, description="Times a node may be expanded (a node whose children all failed is asked again)."
+    )
+    dead_ends_only: bool = Field(
+        True,
+        description="Re-expand a node only when none of its children is still open (the second expansion is "
+        "for a node whose children all failed), so the search does not pay for siblings of a live step.",
+    )
+    adaptive_width: bool = Field(
+        True,
+        description="Ask for one action where the search is sure (first expansion of the root, a step that "
+        "made progress >= widen_below) and widen to k (narrowed by the budget) only where it is not.",
+    )
+    widen_below: float = Field(
+        0.5, ge=0, le=1, description="With adaptive_width: widen after a step whose progress is below this."
+    )
+    show_tried: bool = Field(
+        True,
+        description="A re-expansion's prompt lists what was already tried from the node and what it listed, "
+        "so the next step builds on a pruned sibling (e.g. reads the page its search found).",
+    )
+    reuse_repeats: bool = Field(
+        True,
+        description="A step whose observation another branch already paid for (a free cache hit) is scored "
+        "for this branch instead of pruned; only a repeat of the branch's own path is pruned.",
+    )
+    reopen: bool = Field(
+        True,
+        description="Never finish 'completed' while budget remains: when the frontier empties, go on from the "
+        "open nodes whatever their expansion count, else from the nodes pruned for no progress.",
+    )
+    credited: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Progress at which a step counts as having found something: its text stays in compact "
+        "prompts and is shared with other branches and with a forced answer.",
+    )
+    share_evidence: bool = Field(
+        True,
+        description="A branch's prompts (expansion and critic) also show what the critic credited on other "
+        "branches (progress >= credited), so evidence one branch paid for is not paid for again.",
+    )
+    compact_evidence: bool = Field(
+        True,
+        description="Prompts show steps without progress as their call and listed titles only, so the "
+        "steps that found something keep their text on long (3-4 hop) paths.",
+    )
+    final_evidence: Literal["path", "tree"] = Field(
+        "tree",
+        description="What a forced answer reads: the best branch ('path'), or the best branch plus every "
+        "step the critic credited anywhere in the tree ('tree').",
     )
 
 
@@ -144,11 +223,14 @@ def tool_child(
     action: Action,
     outcome: Observation | BudgetExceeded,
     seen: set[str],
+    path_seen: set[str] | None = None,
 ) -> TreeNode:
     """The child for a tool action that ran (or was refused), pruned at once when it can add nothing.
 
     The pruning rule: a call the budget refused, a tool error, a cached repeat, or an observation already
-    in the tree (``seen``, which a new observation joins) is never scored or expanded.
+    in the tree (``seen``, which a new observation joins) is never scored or expanded. With ``path_seen``
+    (the ``reuse_repeats`` option: the observations on the child's own path), a repeat is pruned only when
+    its own path already holds it; a repeat of another branch's observation is kept (free evidence reuse).
     """
     child = TreeNode(
         id=node_id,
@@ -165,7 +247,10 @@ def tool_child(
     child.spent = {"tool_calls": outcome.units, "usd": outcome.usd}
     if not outcome.ok:
         return _pruned(child, f"tool error: {outcome.error}")
-    if outcome.cached or outcome.content in seen:
+    if path_seen is not None:
+        if outcome.content in path_seen:
+            return _pruned(child, "repeats an observation already on its path")
+    elif outcome.cached or outcome.content in seen:
         return _pruned(child, "repeats an observation already in the tree")
     seen.add(outcome.content)
     return child
@@ -183,6 +268,22 @@ def apply_progress(child: TreeNode, parent: TreeNode, progress: float, why: str,
     child.progress, child.progress_sum, child.value, child.critic = progress, total, total / child.depth, why
     if progress < prune_below:
         _pruned(child, f"no progress ({progress:.2f}): {why[:120]}")
+
+
+def max_expansions(ctx: RunContext, option: int | None) -> int:
+    """The expansion cap: the option, else 2 x the tool-call budget + 2 (12 without a tool-call limit)."""
+    if option:
+        return int(option)
+    limit = ctx.ledger.limit("tool_calls")
+    return 2 * int(limit) + 2 if limit not in (None, float("inf")) else 12
+
+
+def expansion_plan(node: TreeNode, width: int, opts: Mapping[str, Any]) -> int:
+    """How many actions to ask ``node`` for: the budget-narrowed ``width``, or 1 with ``adaptive_width``
+    where the search is sure (:func:`thrifty.agents.tree.wide_needed`)."""
+    if opts.get("adaptive_width") and not wide_needed(node, float(opts.get("widen_below", 0.5))):
+        return 1
+    return width
 
 
 def forced_leaf(tree: list[TreeNode]) -> TreeNode:
@@ -225,8 +326,12 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     tree = [n.model_copy() for n in (state.get("tree") or [new_root(question)])]
     expansions = int((state.get("extra") or {}).get("expansions", 0))
     stop = budget_stop(ctx)
-    nodes = frontier(tree, int(opts["max_depth"]), int(opts["expansions_per_node"]))
-    if stop or not nodes or expansions >= int(opts["max_expansions"]):
+    nodes = frontier(
+        tree, int(opts["max_depth"]), int(opts["expansions_per_node"]), bool(opts.get("dead_ends_only"))
+    )
+    if not nodes and not stop and opts.get("reopen"):
+        nodes = reopened(tree, int(opts["max_depth"]))
+    if stop or not nodes or expansions >= max_expansions(ctx, opts.get("max_expansions")):
         reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
         return {"tree": tree, "decision": "DONE", "stop_reason": reason}
 
@@ -250,10 +355,33 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     k = int(opts["k"])
     width = k
     try:
-        width = expansion_width(ctx, k, r)
-        actions, thought, valid = propose_actions(sub, question, tree, chosen.id, width)
+        width = expansion_plan(chosen, expansion_width(ctx, k, r), opts)
+        evidence = (
+            compact_evidence(tree, chosen.id, 3600, float(opts["credited"]))
+            if opts.get("compact_evidence")
+            else None
+        )
+        shared = shared_text(tree, chosen.id, float(opts["credited"])) if opts.get("share_evidence") else ""
+        if shared:
+            evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + (
+                "\n" + prompts.EXPAND_SHARED.format(shared=shared)
+            )
+        actions, thought, valid = propose_actions(
+            sub, question, tree, chosen.id, width, show_tried=bool(opts.get("show_tried")), evidence=evidence
+        )
         seen = {n.observation for n in tree if n.observation}
-        before = evidence_text(path_messages(tree, chosen.id), limit=900)
+        path_seen = (
+            {n.observation for n in path_to(tree, chosen.id) if n.observation}
+            if opts.get("reuse_repeats")
+            else None
+        )
+        before = (
+            compact_evidence(tree, chosen.id, 1800, float(opts["credited"]))
+            if opts.get("compact_evidence")
+            else evidence_text(path_messages(tree, chosen.id), limit=900)
+        )
+        if shared:
+            before = f"{before}\n{prompts.EXPAND_SHARED.format(shared=shared)}"
         next_id = max(n.id for n in tree) + 1
         for action in [a for a in actions if a.tool == ANSWER_TOOL]:
             answered = answer_child(next_id, chosen, thought, action)
@@ -262,7 +390,7 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
                 tree.append(answered)
                 children.append(answered)
         for action, outcome in run_actions(sub, actions, bool(opts["parallel"])):
-            child = tool_child(next_id, chosen, thought, action, outcome, seen)
+            child = tool_child(next_id, chosen, thought, action, outcome, seen, path_seen)
             next_id += 1
             tree.append(child)
             children.append(child)
@@ -315,9 +443,10 @@ def route(state: SolverState) -> str:
     return "expand"
 
 
-def finalize(state: SolverState, ctx: RunContext) -> dict[str, Any]:
-    """The anytime best answer: a verified one, else one forced from the best open branch, else the best
-    unverified proposal."""
+def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The anytime best answer: a verified one, else one forced from the best open branch (plus, with
+    ``final_evidence: tree``, every step the critic credited elsewhere), else the best unverified proposal."""
+    opts = opts or {}
     question = state["question"]
     tree = list(state.get("tree") or [new_root(question)])
     best = best_terminal(tree)
@@ -329,7 +458,12 @@ def finalize(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             why = (
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
             )
-            reply = final_answer_call(ctx, path_messages(tree, leaf.id), question, why)
+            messages = (
+                pooled_messages(tree, leaf.id, float(opts.get("credited", 0.5)))
+                if opts.get("final_evidence") == "tree"
+                else path_messages(tree, leaf.id)
+            )
+            reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
         except BudgetExceeded as exc:
             if reason == StopKind.COMPLETED.value:
