@@ -318,6 +318,26 @@ def _action_of(node: TreeNode) -> Action:
     return Action(tool=node.tool or "", arguments=node.arguments)
 
 
+def expansion_evidence(tree: list[TreeNode], chosen: TreeNode, opts: dict[str, Any]) -> tuple[str | None, str]:
+    """What the expansion of ``chosen`` shows the model (None: the path's own messages) and what the critic
+    compares a child's observation against: the path's evidence, compacted to its credited steps if
+    ``compact_evidence``, plus what other branches found if ``share_evidence``."""
+    credited = float(opts["credited"])
+    compact = bool(opts.get("compact_evidence"))
+    evidence = compact_evidence(tree, chosen.id, 3600, credited) if compact else None
+    before = (
+        compact_evidence(tree, chosen.id, 1800, credited)
+        if compact
+        else evidence_text(path_messages(tree, chosen.id), limit=900)
+    )
+    shared = shared_text(tree, chosen.id, credited) if opts.get("share_evidence") else ""
+    if shared:
+        note = prompts.EXPAND_SHARED.format(shared=shared)
+        evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + "\n" + note
+        before = f"{before}\n{note}"
+    return evidence, before
+
+
 # ------------------------------------------------------------------------------------------- nodes
 def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[str, Any]:
     """One expansion: select a frontier node (P ∝ V ** (1 / r)), ask for actions, run them, score and prune
@@ -356,16 +376,7 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     width = k
     try:
         width = expansion_plan(chosen, expansion_width(ctx, k, r), opts)
-        evidence = (
-            compact_evidence(tree, chosen.id, 3600, float(opts["credited"]))
-            if opts.get("compact_evidence")
-            else None
-        )
-        shared = shared_text(tree, chosen.id, float(opts["credited"])) if opts.get("share_evidence") else ""
-        if shared:
-            evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + (
-                "\n" + prompts.EXPAND_SHARED.format(shared=shared)
-            )
+        evidence, before = expansion_evidence(tree, chosen, opts)
         actions, thought, valid = propose_actions(
             sub, question, tree, chosen.id, width, show_tried=bool(opts.get("show_tried")), evidence=evidence
         )
@@ -375,13 +386,6 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
             if opts.get("reuse_repeats")
             else None
         )
-        before = (
-            compact_evidence(tree, chosen.id, 1800, float(opts["credited"]))
-            if opts.get("compact_evidence")
-            else evidence_text(path_messages(tree, chosen.id), limit=900)
-        )
-        if shared:
-            before = f"{before}\n{prompts.EXPAND_SHARED.format(shared=shared)}"
         next_id = max(n.id for n in tree) + 1
         for action in [a for a in actions if a.tool == ANSWER_TOOL]:
             answered = answer_child(next_id, chosen, thought, action)
