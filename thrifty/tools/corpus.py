@@ -145,8 +145,10 @@ def _record_passages(record: Any) -> tuple[list[tuple[str, str]], bool]:
         if not isinstance(title, str) or not isinstance(text, str):
             raise ValueError("'title' and 'text' must be strings")
         return [(title, text)], False
-    keys = ", ".join(sorted(map(str, record))) or "none"
-    raise ValueError(f"expected {{title, text}} or a HotpotQA record with 'context' (keys: {keys})")
+    # The keys are counted, never listed: a mistyped path may point at someone's credentials file.
+    raise ValueError(
+        f"expected {{title, text}} or a HotpotQA record with 'context' (this object has {len(record)} other keys)"
+    )
 
 
 def read_json_records(
