@@ -230,6 +230,8 @@ def run(
             spec = spec.model_copy(update={"budget": _override_budget(spec.budget, overrides)})
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
+    except Exception as exc:  # a bug of ours: still never a traceback
+        raise fail(f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
 
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
@@ -478,6 +480,8 @@ def validate(
         spec = load_task(file, import_references=import_)
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
+    except Exception as exc:  # a bug of ours: still never a traceback
+        raise fail(f"internal error while validating {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
     limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
     refs = [t.name for t in spec.tools if ":" in t.name] + [spec.strategy.name] * (":" in spec.strategy.name)
     how = ""

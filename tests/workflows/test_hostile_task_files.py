@@ -267,6 +267,9 @@ def test_validate_checks_references_without_importing_them(tmp_path: Path, behav
         ("{m}:plain", "not decorated with @tool"),
         ("nosuchmodule_xyz:f", "no module 'nosuchmodule_xyz'"),
         ("{m}.sub:f", "not a package"),
+        ("os:system", "not a @tool"),
+        ("os:sep", "not a @tool"),
+        ("thrifty.tools:Tool", "not a @tool"),
     ],
 )
 def test_static_check_finds_what_import_would(tmp_path: Path, ref: str, why: str) -> None:

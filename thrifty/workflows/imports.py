@@ -152,8 +152,12 @@ def check_reference(ref: str, search_path: Path | None = None, *, kind: str = "t
     spec = _find_spec(module_name, search_path)
     loaded = sys.modules.get(module_name)
     if loaded is not None:  # already imported by this process: looking costs nothing and runs nothing new
-        if attr not in vars(loaded) and "__getattr__" not in vars(loaded):
+        namespace = vars(loaded)
+        if attr not in namespace:
+            if "__getattr__" in namespace:
+                return StaticCheck(module_name, getattr(spec, "origin", None), False)
             raise BadReference(f"module '{module_name}' has no '{attr}'", _attr_fix(module_name, attr))
+        _check_loaded(namespace[attr], ref, kind)
         return StaticCheck(module_name, getattr(spec, "origin", None), True)
     origin = spec.origin if spec.has_location else None
     if spec.submodule_search_locations is not None and origin is None:
@@ -165,6 +169,20 @@ def check_reference(ref: str, search_path: Path | None = None, *, kind: str = "t
         return StaticCheck(module_name, origin, False)  # compiled or built in: only an import can tell
     _check_source(Path(origin), module_name, attr, kind)
     return StaticCheck(module_name, origin, True)
+
+
+def _check_loaded(obj: Any, ref: str, kind: str) -> None:
+    """The object a reference names in a module this process has already imported."""
+    if kind == "tool":
+        from thrifty.tools import Tool
+
+        if not isinstance(obj, Tool):
+            raise BadReference(
+                f"'{ref}' is not a @tool-decorated function",
+                "name a function decorated with @tool from thrifty",
+            )
+    elif not callable(obj):
+        raise BadReference(f"strategy '{ref}' is not callable", "name a function that builds the graph")
 
 
 def _find_spec(module_name: str, search_path: Path | None) -> importlib.machinery.ModuleSpec:

@@ -34,10 +34,12 @@ from thrifty.workflows.strategies import STRATEGIES, builtin_options, get_builde
 from thrifty.workflows.yaml_input import (
     InputError,
     Issue,
+    LineIndex,
     check_regular,
     compose_and_load,
     decode,
     line_of,
+    printable,
     read_capped,
     scan,
     short,
@@ -380,7 +382,9 @@ FIELDS = (
 )
 
 
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+def _line_of(root: yaml.Node | LineIndex | None, loc: tuple[Any, ...]) -> int:
+    if isinstance(root, LineIndex):
+        return root.line(loc)
     return line_of(root, loc)
 
 
@@ -448,9 +452,11 @@ def fix_for(error: dict[str, Any], loc: tuple[Any, ...], field: str) -> str:
 
 
 def validation_issues(
-    err: ValidationError, root: yaml.Node | None, skip_top_level: frozenset[str] = frozenset()
+    err: ValidationError, root: yaml.Node | LineIndex | None, skip_top_level: frozenset[str] = frozenset()
 ) -> list[Issue]:
-    """One Issue per pydantic error (lines looked up for the first MAX_REPORTED only)."""
+    """One Issue per pydantic error, with its line."""
+    if not isinstance(root, LineIndex):
+        root = LineIndex(root)
     issues = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -467,7 +473,7 @@ def validation_issues(
             fix = fix[:-1]
         else:
             fix = fix_for(e, loc, field)
-        line = _line_of(root, loc) if len(issues) < MAX_REPORTED else None
+        line = _line_of(root, loc)
         issues.append(Issue(line, short(field, 80), msg, fix))
     return issues
 
@@ -478,7 +484,7 @@ def format_validation_error(err: ValidationError, file: str, root: yaml.Node | N
 
 def render_issues(issues: list[Issue], file: str) -> str:
     """One line per issue, the first MAX_REPORTED of them, then how many more there are."""
-    shown = short(file, 300)
+    shown = printable(file)
     lines = [i.render(shown) for i in issues[:MAX_REPORTED]]
     rest = len(issues) - MAX_REPORTED
     if rest > 0:
@@ -512,13 +518,14 @@ def load_task(path: str | Path, *, import_references: bool = True, **overrides: 
         raise _fail(found.issues, file)
     issues = list(found.issues)
     try:
-        root, data = compose_and_load(text)
+        node, data = compose_and_load(text)
     except yaml.YAMLError as exc:
         raise _fail([*issues, yaml_issue(exc, "(top level)", text)], file) from None
     except (RecursionError, MemoryError):  # pragma: no cover - the scan bounds depth and size
         raise _fail(
             [*issues, Issue(None, "(top level)", "too deep or too large to read", "simplify the file")], file
         ) from None
+    root = LineIndex(node)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -554,7 +561,7 @@ def load_task(path: str | Path, *, import_references: bool = True, **overrides: 
 
 
 def check_resources(
-    spec: TaskSpec, root: yaml.Node | None = None, *, import_references: bool = False
+    spec: TaskSpec, root: yaml.Node | LineIndex | None = None, *, import_references: bool = False
 ) -> list[Issue]:
     """Checks that need the file system: duplicate tools, the corpus, strategy options, custom references.
 
@@ -637,7 +644,7 @@ def _check_reference(
     return obj
 
 
-def _check_corpus(spec: TaskSpec, root: yaml.Node | None) -> list[Issue]:
+def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
     if not spec.corpus or spec.corpus in BUILTIN_CORPORA:
         return []
     line = _line_of(root, ("corpus",))

@@ -14,6 +14,7 @@ Every problem is an :class:`Issue`: the line where one exists, the field, what i
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 import stat
@@ -56,9 +57,13 @@ class Issue:
     fix: str
 
     def render(self, file: str) -> str:
+        """``file:line: field 'a.b': message (fix: ...)``, on one line whatever the parts hold."""
         where = f"{file}:{self.line}" if self.line else file
-        what = f"field '{self.field}': " if self.field is not None else ""
-        return f"{where}: {what}{self.message} (fix: {self.fix})"
+        what = ""
+        if self.field is not None:
+            name = printable(self.field)
+            what = f"field '{name}': " if "'" not in name else f"field {json.dumps(name)}: "
+        return f"{where}: {what}{printable(self.message)} (fix: {printable(self.fix)})"
 
 
 class InputError(ValueError):
@@ -69,11 +74,22 @@ class InputError(ValueError):
         super().__init__(issues[0].message if issues else "bad task file")
 
 
+#: What a message never prints as is: controls (newlines too: one message, one line), surrogates, and the
+#: invisible or direction-changing characters that could make a message read differently.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ud800-\udfff\ufeff]"
+)
+
+
+def printable(value: Any) -> str:
+    """``value`` with control and invisible characters escaped (a file name can hold a newline or ESC)."""
+    text = str(value)
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
 def short(value: Any, limit: int = 60) -> str:
     """``value`` for a message: one line, at most ``limit`` characters."""
-    text = str(value)
-    text = text.encode("unicode_escape").decode("ascii") if _UNPRINTABLE.search(text) else text
-    text = " ".join(text.split()) if "\n" in text else text
+    text = printable(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -434,9 +450,14 @@ class _BoundedLoader(_Loader):  # type: ignore[misc, valid-type]
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError, TypeError) as exc:
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # "!!bool maybe" is a KeyError, "!!int 1" + 5,000 zeros a ValueError
             raise ConstructorError(
-                None, None, f"cannot read this value: {short(exc, 120)}", node.start_mark
+                None,
+                None,
+                f"cannot read this value: {type(exc).__name__}: {short(exc, 120)}",
+                node.start_mark,
             ) from None
 
 
@@ -451,21 +472,41 @@ def compose_and_load(text: str) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at a pydantic error location (the deepest one that exists)."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
-            if pair is None:
+class LineIndex:
+    """Line of each place in a node tree, built in one pass (looking up N errors is not N passes)."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.root_line = root.start_mark.line + 1 if root is not None else 1
+        self.lines: dict[tuple[str, ...], int] = {}
+        if root is None:
+            return
+        stack: list[tuple[tuple[str, ...], yaml.Node]] = [((), root)]
+        seen = 0
+        while stack and seen <= MAX_NODES:
+            path, node = stack.pop()
+            seen += 1
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    here = (*path, str(getattr(key, "value", "?")))
+                    # Point at the key: for a block value (a nested mapping) that is the line a user looks for.
+                    self.lines.setdefault(here, key.start_mark.line + 1)
+                    stack.append((here, value))
+            elif isinstance(node, yaml.SequenceNode):
+                for index, value in enumerate(node.value):
+                    here = (*path, str(index))
+                    self.lines.setdefault(here, value.start_mark.line + 1)
+                    stack.append((here, value))
+
+    def line(self, loc: tuple[Any, ...]) -> int:
+        """The line of the deepest place of ``loc`` that exists in the file (1 for an empty file)."""
+        parts = tuple(str(p) for p in loc)
+        for n in range(len(parts), 0, -1):
+            line = self.lines.get(parts[:n])
+            if line is not None:
                 return line
-            # Point at the key: for a block value (a nested mapping) that is the line a user looks for.
-            line = pair[0].start_mark.line + 1
-            node = pair[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+        return self.root_line
+
+
+def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """1-based line of the YAML node at a pydantic error location (the deepest one that exists)."""
+    return LineIndex(root).line(loc)
