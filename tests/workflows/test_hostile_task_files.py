@@ -448,6 +448,18 @@ def test_well_formed_model_names_pass(tmp_path: Path, model: str) -> None:
     assert load_task(task(tmp_path, f"question: hi\nmodel: {json.dumps(model)}\n")).model == model
 
 
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_sim_models_serve_only_agent_bench(tmp_path: Path, command: str) -> None:
+    path = task(tmp_path, "question: hi\nmodel: sim/default\noutput: {store: null}\n")
+    res = runner.invoke(app, [command, str(path)])
+    assert_clean_error(res.exit_code, res.stderr, field="model", line=2)
+    assert "only `agent bench`" in res.stderr
+    res = runner.invoke(
+        app, ["run", str(task(tmp_path, "question: hi\n", "t2.yaml")), "--model", "sim/default"]
+    )
+    assert res.exit_code == 2 and "only `agent bench`" in res.stderr
+
+
 def test_a_malformed_model_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", str(task(tmp_path, "question: hi\n")), "--model", "openai/ x"])
     assert res.exit_code == 2 and "field 'model'" in res.stderr and "(fix: " in res.stderr

@@ -195,6 +195,14 @@ def check_model_name(value: str) -> str:
         )
     if not name:
         raise ValueError(_fix(f"model '{shown}' names no model after '{provider}/'", _MODEL_FIX))
+    if provider == "sim":
+        raise ValueError(
+            _fix(
+                f"model '{shown}' is a simulated model: it plays a benchmark's gold annotations and serves "
+                "only `agent bench`",
+                "use a real model here, e.g. local/smollm2 or openai/gpt-4o-mini",
+            )
+        )
     in_path = provider in _PATH_PROVIDERS
     for ch in name:
         if ch == " " and in_path:
