@@ -24,5 +24,13 @@ def test_generated_task_files_never_crash_hang_or_run_code(capsys: pytest.Captur
     assert counts.with_line == counts.line_expected and counts.with_field == counts.field_expected
     assert counts.set_up_failed == 0 and counts.runs_ok == counts.runs > 0
     # Every generator contributed (a refactoring that silently stopped producing a kind shows up here).
-    for kind in ("mutated", "module", "template", "nesting-brackets", "alias-options", "fifo", "encoding-utf-16"):
+    for kind in (
+        "mutated",
+        "module",
+        "template",
+        "nesting-brackets",
+        "alias-options",
+        "fifo",
+        "encoding-utf-16",
+    ):
         assert counts.kinds.get(kind, 0) > 0, (kind, counts.kinds)

@@ -317,6 +317,10 @@ def check_tree_out(path: Path, spec: Any) -> None:
                 raise TaskFileError(
                     f"--tree-out {shown}: {parent} is a file, not a folder (fix: choose a path in a folder)"
                 )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise TaskFileError(
+                    f"--tree-out {shown}: cannot write in {parent} (fix: choose a folder you can write to)"
+                )
             break
     if (path.exists() or path.is_symlink()) and not _is_tree_file(path):
         raise TaskFileError(

@@ -344,7 +344,7 @@ def _flatten(body: list[ast.stmt]) -> list[ast.stmt]:
             blocks = [stmt.body, stmt.orelse]
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             blocks = [stmt.body]
-        elif isinstance(stmt, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+        elif isinstance(stmt, (ast.Try, ast.TryStar)):
             blocks = [stmt.body, *(h.body for h in stmt.handlers), stmt.orelse, stmt.finalbody]
         elif isinstance(stmt, ast.Match):
             blocks = [case.body for case in stmt.cases]

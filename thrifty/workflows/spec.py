@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -436,7 +437,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def fix_for(error: dict[str, Any], loc: tuple[Any, ...], field: str) -> str:
+def fix_for(error: Mapping[str, Any], loc: tuple[Any, ...], field: str) -> str:
     """The fix for one pydantic error: by type, the bound in its context, or the schema."""
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -560,9 +561,10 @@ def load_task(path: str | Path, *, import_references: bool = True, **overrides: 
                     None, issue.field, f"--{issue.field.split('.')[0]}: {issue.message}", issue.fix
                 )
         issues += new
+        spec = None
     else:
         issues += check_resources(spec, root, import_references=import_references)
-    if issues:
+    if issues or spec is None:
         issues.sort(key=lambda i: i.line or 0)
         raise _fail(issues, file)
     return spec
