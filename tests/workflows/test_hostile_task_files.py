@@ -163,14 +163,15 @@ def test_files_with_a_byte_order_mark_are_read(tmp_path: Path, encoding: str) ->
 @pytest.mark.parametrize("count", [10_000, 100_000])
 def test_many_unknown_keys_are_reported_fast_first_ones_and_a_count(tmp_path: Path, count: int) -> None:
     path = task(tmp_path, "question: hi\n" + "".join(f"k{i}: 1\n" for i in range(count)))
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the wall clock of a shared CI machine says little
     code, _, stderr = validate(str(path))
-    elapsed = time.monotonic() - started
+    elapsed = time.process_time() - started
     assert_clean_error(code, stderr, field="k0", line=2)
     lines = error_lines(stderr)
     assert len(lines) <= 21
     assert f"{count - 20:,} more errors" in lines[-1]
-    assert elapsed < (3 if count == 10_000 else 10), elapsed
+    assert "the fields are: name, question" in lines[0] and "listed above" in lines[1]
+    assert elapsed < (2 if count == 10_000 else 10), elapsed  # it took 4.4 s and over 30 s
 
 
 def test_many_bad_values_are_capped_too(tmp_path: Path) -> None:

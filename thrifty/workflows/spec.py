@@ -491,11 +491,12 @@ def format_validation_error(err: ValidationError, file: str, root: yaml.Node | N
     return render_issues(validation_issues(err, root), file)
 
 
-def render_issues(issues: list[Issue], file: str) -> str:
-    """One line per issue, the first MAX_REPORTED of them, then how many more there are."""
+def render_issues(issues: list[Issue], file: str, dropped: int = 0) -> str:
+    """One line per issue, the first MAX_REPORTED of them, then how many more there are (``dropped``:
+    issues counted but not kept)."""
     shown = printable(file)
     lines = [i.render(shown) for i in issues[:MAX_REPORTED]]
-    rest = len(issues) - MAX_REPORTED
+    rest = len(issues) + dropped - MAX_REPORTED
     if rest > 0:
         lines.append(
             f"{shown}: {rest:,} more errors not shown (fix: correct the ones above, then validate again)"
@@ -503,8 +504,8 @@ def render_issues(issues: list[Issue], file: str) -> str:
     return "\n".join(lines)
 
 
-def _fail(issues: list[Issue], file: str) -> TaskFileError:
-    return TaskFileError(render_issues(issues, file), issues)
+def _fail(issues: list[Issue], file: str, dropped: int = 0) -> TaskFileError:
+    return TaskFileError(render_issues(issues, file, dropped), list(issues))
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -523,8 +524,8 @@ def load_task(path: str | Path, *, import_references: bool = True, **overrides: 
     except InputError as exc:
         raise _fail(exc.issues, file) from None
     found = scan(text, FIELDS)
-    if found.fatal or len(found.issues) > MAX_REPORTED:
-        raise _fail(found.issues, file)
+    if found.fatal or len(found.issues) + found.dropped > MAX_REPORTED:
+        raise _fail(found.issues, file, found.dropped)
     issues = list(found.issues)
     try:
         node, data = compose_and_load(text)

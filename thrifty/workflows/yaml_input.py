@@ -250,13 +250,35 @@ class _Frame:
     keys: dict[str, int] = field(default_factory=dict)
 
 
+class IssueList(list[Issue]):
+    """Issues in file order: the first :attr:`KEEP` are kept, the rest only counted (``dropped``)."""
+
+    KEEP = 200
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self.fields_listed = False  # the valid top-level fields were listed in an earlier fix
+
+    def append(self, issue: Issue) -> None:
+        if len(self) < self.KEEP:
+            super().append(issue)
+        else:
+            self.dropped += 1
+
+
 @dataclass
 class Scan:
-    """What the scan found: problems that stop reading (``fatal``), and the others."""
+    """What the scan found: problems that stop reading (``fatal``), and the others (``dropped``: how many
+    more than the issues kept)."""
 
-    issues: list[Issue]
+    issues: IssueList
     fatal: bool
     unknown_top_level: int
+
+    @property
+    def dropped(self) -> int:
+        return self.issues.dropped
 
 
 def _mark_line(mark: Any) -> int | None:
@@ -289,7 +311,7 @@ def yaml_issue(exc: yaml.YAMLError, fallback_field: str, text: str | None = None
 
 def scan(text: str, top_level_fields: Collection[str]) -> Scan:
     """One pass over the YAML events: depth, expanded size, alias loops, duplicate and unknown keys."""
-    issues: list[Issue] = []
+    issues = IssueList()
     frames: list[_Frame] = []
     anchors: dict[str, tuple[int, int]] = {}  # name -> (expanded size, height)
     total = 0
@@ -390,7 +412,7 @@ def _current_field(frames: list[_Frame]) -> str:
 
 
 def _place(
-    frames: list[_Frame], event: Any, line: int, top_level_fields: Collection[str], issues: list[Issue]
+    frames: list[_Frame], event: Any, line: int, top_level_fields: Collection[str], issues: IssueList
 ) -> tuple[Any, ...] | None:
     """The path of the node ``event`` starts; records duplicate and unknown keys. None: unknown key."""
     if not frames:
@@ -417,15 +439,14 @@ def _place(
                 )
             else:
                 parent.keys[key] = line
-            if len(frames) == 1 and key not in top_level_fields:
-                issues.append(
-                    Issue(
-                        line,
-                        short(key),
-                        f"'{short(key)}' is not a field of a task file",
-                        "remove it, or check its spelling; the fields are: " + ", ".join(top_level_fields),
-                    )
-                )
+            if len(frames) == 1 and key not in top_level_fields and key != "<<":
+                if issues.fields_listed:
+                    fix = "remove it, or check its spelling against the fields listed above"
+                else:
+                    fix = "remove it, or check its spelling; the fields are: " + ", ".join(top_level_fields)
+                    issues.fields_listed = True
+                shown = short(key)
+                issues.append(Issue(line, shown, f"'{shown}' is not a field of a task file", fix))
                 return None
         return path
     parent.expecting_key = True
