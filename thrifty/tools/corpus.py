@@ -146,8 +146,9 @@ def _record_passages(record: Any) -> tuple[list[tuple[str, str]], bool]:
             raise ValueError("'title' and 'text' must be strings")
         return [(title, text)], False
     # The keys are counted, never listed: a mistyped path may point at someone's credentials file.
+    count = f"{len(record)} key{'s' if len(record) != 1 else ''}"
     raise ValueError(
-        f"expected {{title, text}} or a HotpotQA record with 'context' (this object has {len(record)} other keys)"
+        f"expected {{title, text}} or a HotpotQA record with 'context' (this object has {count}, none of those)"
     )
 
 
