@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -214,7 +216,9 @@ def run(
     from thrifty.workflows.spec import TaskFileError, load_task
 
     try:
-        spec = load_task(file, **({"model": model} if model else {}))
+        spec = load_task(file, import_references=True, **({"model": model} if model else {}))
+        if tree_out is not None:
+            check_tree_out(tree_out, spec)
         overrides = {
             "usd": max_usd,
             "total_tokens": max_tokens,
@@ -226,6 +230,8 @@ def run(
             spec = spec.model_copy(update={"budget": _override_budget(spec.budget, overrides)})
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
+    except Exception as exc:  # a bug of ours: still never a traceback
+        raise fail(f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
 
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
@@ -247,12 +253,12 @@ def run(
             EXIT_INTERNAL,
         ) from None
 
-    if tree_out is not None:
-        write_tree(result, tree_out)
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         render_result(result, out)
+    if tree_out is not None:  # after the answer is printed: a failure here can only cost the tree
+        write_tree(result, tree_out)
     raise typer.Exit(result.exit_code)
 
 
@@ -273,20 +279,105 @@ def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
         raise TaskFileError(f"command-line limit: {exc.errors()[0]['msg']}") from None
 
 
-def write_tree(result: RunResult, path: Path) -> None:
-    """Write the value-tree search tree (nodes, values, pruned branches, chosen path) as JSON."""
+#: Marks a file written by --tree-out: only such a file is ever replaced by another tree.
+TREE_FORMAT = "thrifty.tree/1"
+_TREE_STRATEGIES = ("value_tree",)
+
+
+def _is_tree_file(path: Path) -> bool:
+    """Whether ``path`` holds a tree written by ``--tree-out`` (read at most 64 MB; never a FIFO)."""
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as handle:
+            data = json.loads(handle.read(64 * 2**20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (
+        data.get("format") == TREE_FORMAT or {"run_id", "question", "nodes", "path"} <= set(data)
+    )
+
+
+def check_tree_out(path: Path, spec: Any) -> None:
+    """Refuse, before the run, a ``--tree-out`` that cannot be written or must not be replaced.
+
+    A file that exists is replaced only if it is a tree written by ``--tree-out`` before: never the task
+    file, its corpus or any other file.
+    """
+    from thrifty.workflows.spec import TaskFileError
+
+    shown = str(path)
+    if path.is_dir():
+        raise TaskFileError(
+            f"--tree-out {shown}: is a directory (fix: give a file path, e.g. {shown}/tree.json)"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TaskFileError(
+                    f"--tree-out {shown}: {parent} is a file, not a folder (fix: choose a path in a folder)"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise TaskFileError(
+                    f"--tree-out {shown}: cannot write in {parent} (fix: choose a folder you can write to)"
+                )
+            break
+    if (path.exists() or path.is_symlink()) and not _is_tree_file(path):
+        raise TaskFileError(
+            f"--tree-out {shown}: the file exists and is not a tree written by --tree-out; it is never "
+            "overwritten (fix: choose another path, or delete the file first)"
+        )
+    protected = {p for p in (getattr(spec, "corpus_path", lambda: None)(),) if p is not None}
+    if path.resolve() in {p.resolve() for p in protected}:
+        raise TaskFileError(f"--tree-out {shown}: is the task's corpus (fix: choose another path)")
+
+
+def write_tree(result: RunResult, path: Path) -> bool:
+    """Write the value-tree search tree (nodes, values, pruned branches, chosen path) as JSON.
+
+    Written to a temporary file then moved into place, so a failure never leaves half a file; a failure
+    is a warning (the run's answer is already printed). Returns whether the file was written.
+    """
     tree = next((t for t in reversed(result.trace) if isinstance(t, TreeEvent)), None)
     if tree is None:
-        err.print(Text(f"note: --tree-out: strategy '{result.strategy}' builds no tree; nothing written"))
-        return
+        base = result.strategy.split("(")[0]
+        if base in _TREE_STRATEGIES:
+            why = f"the run ended ({result.stop_reason}) before its search tree was recorded"
+            if result.error:
+                why = f"the run failed ({result.stop_reason}): no tree was recorded"
+            err.print(Text(f"note: --tree-out: {why}; nothing written"))
+        else:
+            err.print(Text(f"note: --tree-out: strategy '{result.strategy}' builds no tree; nothing written"))
+        return False
     payload = {
+        "format": TREE_FORMAT,
         "run_id": result.run_id,
         "question": result.question,
         "answer": result.answer,
         **tree.model_dump(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2))
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not _is_tree_file(path):  # appeared during the run
+            raise FileExistsError(17, "exists and is not a tree file; not overwritten")
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+        ) as handle:
+            tmp = Path(handle.name)
+            handle.write(json.dumps(payload, indent=2))
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        err.print(
+            Text(f"warning: --tree-out {path}: not written: {exc.strerror or exc} (the answer above stands)"),
+            soft_wrap=True,
+        )
+        return False
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return True
 
 
 def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int = 14) -> str:
@@ -336,20 +427,41 @@ def _plain_printer() -> Any:
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="Task file (YAML).")]) -> None:
-    """Check a task file without running it."""
+def validate(
+    file: Annotated[Path, typer.Argument(help="Task file (YAML).")],
+    import_: Annotated[
+        bool,
+        typer.Option(
+            "--import",
+            help="Import the module:function tools and strategy (runs their module's code) instead of "
+            "reading their source.",
+        ),
+    ] = False,
+) -> None:
+    """Check a task file without running it. Runs no code of the task's own unless --import."""
     from thrifty.workflows.spec import TaskFileError, load_task
 
     try:
-        spec = load_task(file)
+        spec = load_task(file, import_references=import_)
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
+    except Exception as exc:  # a bug of ours: still never a traceback
+        raise fail(f"internal error while validating {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
     limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
+    refs = [t.name for t in spec.tools if ":" in t.name] + [spec.strategy.name] * (":" in spec.strategy.name)
+    how = ""
+    if refs:
+        how = (
+            "; module references imported"
+            if import_
+            else "; module references checked in their source, not imported (--import imports them)"
+        )
     out.print(
         Text(
             f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
-            f"tools [{', '.join(t.name for t in spec.tools)}], budget: {limits}"
-        )
+            f"tools [{', '.join(t.name for t in spec.tools)}], budget: {limits}{how}"
+        ),
+        soft_wrap=True,
     )
 
 

@@ -227,7 +227,25 @@ def _import_llama_cpp() -> Any:
         import llama_cpp
     except ImportError as exc:
         raise LocalExtraMissingError(LOCAL_EXTRA_HINT) from exc
+    _quiet_llama_log(llama_cpp)
     return llama_cpp
+
+
+_log_callback: Any = None
+
+
+def _quiet_llama_log(llama_cpp: Any) -> None:
+    """Drop llama.cpp's own log lines (``llama_context: n_ctx_per_seq ...`` on every load): llama-cpp-python
+    0.3 maps ggml's log levels wrongly and prints warnings despite ``verbose=False``. Failures still raise.
+    ``THRIFTY_LLAMA_LOG=1`` keeps llama.cpp's log."""
+    global _log_callback
+    if _log_callback is not None or os.environ.get("THRIFTY_LLAMA_LOG") == "1":
+        return
+    import ctypes
+
+    # Kept in a global: llama.cpp holds a pointer to it.
+    _log_callback = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
 def thread_count() -> int:

@@ -156,8 +156,11 @@ def _record_passages(record: object) -> tuple[list[tuple[str, str]], bool]:
         if not isinstance(title, str) or not isinstance(text, str):
             raise ValueError("'title' and 'text' must be strings")
         return [(title, text)], False
-    keys = ", ".join(sorted(map(str, record))) or "none"
-    raise ValueError(f"expected {{title, text}} or a HotpotQA record with 'context' (keys: {keys})")
+    # The keys are counted, never listed: a mistyped path may point at someone's credentials file.
+    count = f"{len(record)} key{'s' if len(record) != 1 else ''}"
+    raise ValueError(
+        f"expected {{title, text}} or a HotpotQA record with 'context' (this object has {count}, none of those)"
+    )
 
 
 def read_json_records(

@@ -87,12 +87,19 @@ def execute(
     try:
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
-        graph = builder(parse_options(strategy.name, builder, strategy.options))
-        if isinstance(graph, Workflow):
-            graph = graph.compile()
+        options = parse_options(strategy.name, builder, strategy.options)
+        runner = ToolRunner(list(tools), ledger, pricing)  # refuses duplicate tool names
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
-    runner = ToolRunner(list(tools), ledger, pricing)
+    try:
+        graph = builder(options)
+        if isinstance(graph, Workflow):
+            graph = graph.compile()
+    except (Exception, SystemExit) as exc:  # a custom builder's own failure: bad input, not a crash
+        runner.close()
+        raise SetupError(
+            f"strategy '{strategy.name}' failed to build its graph: {type(exc).__name__}: {exc}"
+        ) from None
     ctx = RunContext(
         ledger=ledger,
         gateway=gateway,
@@ -162,9 +169,7 @@ def run_task(
         builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
-    target = spec.output.store if store else None
-    if target and "://" not in target and not Path(target).is_absolute():
-        target = str(Path.cwd() / target)
+    target = spec.store_target() if store else None
     return execute(
         spec.rendered_question(),
         model=spec.model,

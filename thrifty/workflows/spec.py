@@ -1,8 +1,17 @@
-"""TaskSpec: the schema of ``task.yaml``, and a loader whose errors name the file, line, field and fix."""
+"""TaskSpec: the schema of ``task.yaml``, and a loader whose errors name the file, line, field and fix.
+
+Loading never runs code from the task file's folder: a ``module:function`` tool or strategy is checked by
+reading its module's source (:func:`thrifty.workflows.imports.check_reference`); ``import_references=True``
+(``agent validate --import``) imports it instead. A file that loads is a file that runs: the question's
+template, the model name's syntax, duplicate tools, strategy options and the corpus are all checked here.
+"""
 
 from __future__ import annotations
 
 import re
+import string
+import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +22,49 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
 from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
-from thrifty.workflows.imports import import_object
+from thrifty.workflows.imports import BadReference, check_reference, import_object, split_reference
 from thrifty.workflows.options import StrategyOptionsError, parse_options
 from thrifty.workflows.strategies import STRATEGIES, builtin_options, get_builder
+from thrifty.workflows.yaml_input import (
+    InputError,
+    Issue,
+    LineIndex,
+    check_regular,
+    compose_and_load,
+    decode,
+    line_of,
+    printable,
+    read_capped,
+    scan,
+    short,
+    yaml_issue,
+)
 
 BUILTIN_TOOLS = ("search", "read", "calculator")
 CORPUS_TOOLS = ("search", "read")
 BUILTIN_CORPORA = {"builtin:hotpotqa": "hotpotqa"}
 
+MAX_REPORTED = 20
+"""Errors shown per file; the rest are counted (a file of 100,000 typos gets 20 lines and a count)."""
+
 
 class TaskFileError(ValueError):
-    """A task file that cannot be used; the message says where and how to fix it."""
+    """A task file that cannot be used; the message says where and how to fix it (one line per problem)."""
+
+    def __init__(self, message: str, issues: list[Issue] | None = None) -> None:
+        super().__init__(message)
+        self.issues = issues or []
+
+
+def _fix(message: str, fix: str) -> str:
+    return f"{message} (fix: {fix})"
 
 
 class ToolSpec(BaseModel):
@@ -45,10 +79,16 @@ class ToolSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in BUILTIN_TOOLS and ":" not in value:
+        if value in BUILTIN_TOOLS:
+            return value
+        if ":" not in value:
             raise ValueError(
-                f"unknown tool '{value}': use one of {', '.join(BUILTIN_TOOLS)} or 'package.module:function'"
+                _fix(
+                    f"unknown tool '{short(value)}'",
+                    f"use one of {', '.join(BUILTIN_TOOLS)} or 'package.module:function'",
+                )
             )
+        split_reference(value)
         return value
 
 
@@ -78,9 +118,103 @@ class OutputSpec(BaseModel):
 
     store: str | None = Field(
         default=".thrifty/runs.db",
-        description="SQLite file (or SQLAlchemy URL) where runs are recorded; null to skip.",
+        description="SQLite file (or SQLAlchemy URL) where runs are recorded; null to skip. A relative path "
+        "given here is relative to the task file's folder (the default is relative to the current one).",
     )
     trace: bool = Field(default=True, description="Include the step trace in the result.")
+
+
+def template_fields(question: str) -> list[str]:
+    """The ``{name}`` fields of a question template; ValueError (with its fix) for anything else."""
+    literal_fix = "write {{ and }} for a literal brace, and {name} for a value from `inputs`"
+    try:
+        parsed = list(string.Formatter().parse(question))
+    except ValueError as exc:
+        raise ValueError(_fix(f"the question is not a valid template: {exc}", literal_fix)) from None
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise ValueError(_fix(f"the question has a positional field {{{name}}}", literal_fix))
+        if not name.isidentifier():
+            raise ValueError(
+                _fix(
+                    f"the question has the field {{{short(name, 40)}}}: only plain {{name}} fields",
+                    literal_fix,
+                )
+            )
+        if conversion:
+            raise ValueError(
+                _fix(f"the question's field {{{name}!{conversion}}} has a conversion", literal_fix)
+            )
+        if spec:
+            raise ValueError(
+                _fix(f"the question's field {{{name}:{short(spec, 20)}}} has a format spec", literal_fix)
+            )
+        names.append(name)
+    return names
+
+
+def render_template(question: str, inputs: dict[str, str]) -> str:
+    """The question with each ``{name}`` replaced by its input (no ``str.format``: no attribute lookups,
+    no format specs)."""
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(question):
+        parts.append(literal)
+        if name is not None:
+            parts.append(inputs[name])
+    return "".join(parts)
+
+
+_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_PATH_PROVIDERS = ("local", "hf")  # the rest of the name may be a file path (spaces, '//', './')
+_MODEL_FIX = "write provider/model, e.g. openai/gpt-4o-mini, or local/smollm2 for the embedded model"
+
+
+def check_model_name(value: str) -> str:
+    """Syntax of a model name: ``provider/name``; ValueError (with its fix) for a malformed one."""
+    shown = short(value)
+    if not value.strip():
+        raise ValueError(_fix("the model name is empty", _MODEL_FIX))
+    if value != value.strip():
+        raise ValueError(_fix(f"model '{shown}' has leading or trailing whitespace", "remove it"))
+    if "/" not in value:
+        raise ValueError(
+            _fix(
+                f"model '{shown}' needs a provider prefix",
+                f"write it the LiteLLM way, e.g. 'openai/{shown}', or 'local/smollm2'",
+            )
+        )
+    provider, _, name = value.partition("/")
+    if not _PROVIDER.fullmatch(provider):
+        raise ValueError(
+            _fix(
+                f"model '{shown}': provider '{short(provider)}' is not a name (letters, digits, _ . -)",
+                _MODEL_FIX,
+            )
+        )
+    if not name:
+        raise ValueError(_fix(f"model '{shown}' names no model after '{provider}/'", _MODEL_FIX))
+    if provider == "sim":
+        raise ValueError(
+            _fix(
+                f"model '{shown}' is a simulated model: it plays a benchmark's gold annotations and serves "
+                "only `agent bench`",
+                "use a real model here, e.g. local/smollm2 or openai/gpt-4o-mini",
+            )
+        )
+    in_path = provider in _PATH_PROVIDERS
+    for ch in name:
+        if ch == " " and in_path:
+            continue
+        if unicodedata.category(ch)[0] in "CZ":
+            raise ValueError(
+                _fix(f"model '{shown}' holds a space or an invisible character (U+{ord(ch):04X})", _MODEL_FIX)
+            )
+    if not in_path and "" in name.split("/"):
+        raise ValueError(_fix(f"model '{shown}' has an empty part between slashes", _MODEL_FIX))
+    return value
 
 
 class TaskSpec(BaseModel):
@@ -89,9 +223,13 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, description="A label for the run.")
-    question: str = Field(description="The question; may use {name} fields filled from `inputs`.")
+    # `inputs` comes before `question` so that the question's validator sees it.
     inputs: dict[str, str] = Field(
         default_factory=dict, description="Values for the {name} fields in `question`."
+    )
+    question: str = Field(
+        description="The question; may use {name} fields filled from `inputs` ({{ and }} for literal "
+        "braces). Without inputs it is used as written."
     )
     expected_answer: str | None = Field(default=None, description="Gold answer, shown next to the result if given.")
     model: str = Field(
@@ -100,6 +238,7 @@ class TaskSpec(BaseModel):
     tools: list[ToolSpec] = Field(default_factory=list)
     corpus: str | None = Field(
         default=None,
+        validate_default=True,
         description="Passages for search/read: builtin:hotpotqa, or a .jsonl/.json path relative to this file.",
     )
     budget: Budget = Field(default_factory=Budget)
@@ -123,29 +262,78 @@ class TaskSpec(BaseModel):
     def _strategy_string(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: StrategySpec) -> StrategySpec:
+        # Checked here, not in StrategySpec: Agent(strategy=my_builder) names its spec after the builder.
+        name = value.name
+        if name not in STRATEGIES:
+            if ":" not in name:
+                raise ValueError(
+                    _fix(
+                        f"unknown strategy '{short(name)}'",
+                        f"use one of {', '.join(STRATEGIES)} or 'package.module:function'",
+                    )
+                )
+            split_reference(name)
+        return value
+
     @field_validator("model")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        if "/" not in value:
+        return check_model_name(value)
+
+    @field_validator("question")
+    @classmethod
+    def _template(cls, value: str, info: ValidationInfo) -> str:
+        if "inputs" not in info.data:  # `inputs` itself is invalid: reported there
+            return value
+        inputs = info.data["inputs"]
+        # Without inputs the question is used as written; a lone {name} in it is an input forgotten.
+        names = template_fields(value) if inputs else re.findall(r"(?<!{){(\w+)}(?!})", value)
+        missing = [n for n in names if n not in inputs]
+        if missing:
             raise ValueError(
-                f"model '{value}' needs a provider prefix, e.g. 'openai/{value}' or 'local/smollm2'"
+                _fix(
+                    f"question uses {{{missing[0]}}} but `inputs` has no '{missing[0]}'",
+                    f"add {missing[0]}: ... under inputs, or write {{{{{missing[0]}}}}} for literal braces",
+                )
             )
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> TaskSpec:
-        names = [t.name for t in self.tools]
-        if any(n in CORPUS_TOOLS for n in names) and not self.corpus:
+    @field_validator("corpus")
+    @classmethod
+    def _corpus(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tools = info.data.get("tools") or []
+        if not value:
+            if any(t.name in CORPUS_TOOLS for t in tools):
+                raise ValueError(
+                    _fix(
+                        "tools search/read need a `corpus:` (builtin:hotpotqa or a path to a .jsonl file)",
+                        "add corpus: builtin:hotpotqa, or the path of a .jsonl/.json file of {title, text}",
+                    )
+                )
+            return None
+        if "\x00" in value:
+            raise ValueError(_fix("the corpus path holds a NUL byte", "give a plain file path"))
+        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+        if bad is not None:
             raise ValueError(
-                "tools search/read need a `corpus:` (builtin:hotpotqa or a path to a .jsonl file)"
+                _fix(
+                    f"the corpus path holds a control character (U+{ord(bad):04X})", "give a plain file path"
+                )
             )
-        missing = sorted(set(re.findall(r"{(\w+)}", self.question)) - set(self.inputs))
-        if missing:
-            raise ValueError(f"question uses {{{missing[0]}}} but `inputs` has no '{missing[0]}'")
-        return self
+        if value.startswith("builtin:") and value not in BUILTIN_CORPORA:
+            raise ValueError(
+                _fix(
+                    f"unknown built-in corpus '{short(value)}'",
+                    f"use {', '.join(BUILTIN_CORPORA)} or a file path",
+                )
+            )
+        return value
 
     def rendered_question(self) -> str:
-        return self.question.format(**self.inputs) if self.inputs else self.question
+        return render_template(self.question, self.inputs) if self.inputs else self.question
 
     def corpus_path(self) -> Path | None:
         """The corpus file, resolved against the task file's folder (built-ins from the package)."""
@@ -158,11 +346,26 @@ class TaskSpec(BaseModel):
         path = Path(self.corpus).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
+    def store_target(self) -> str | None:
+        """Where runs are recorded: ``output.store`` as given in the file is relative to the task file's
+        folder (like ``corpus``); the default, ``.thrifty/runs.db``, is relative to the current folder (where
+        ``agent runs`` looks). A URL (``postgresql://...``) is used as it is."""
+        target = self.output.store
+        if not target or "://" in target:
+            return target
+        path = Path(target).expanduser()
+        if path.is_absolute():
+            return str(path)
+        base = self.base_dir if "store" in self.output.model_fields_set else Path.cwd()
+        return str(base / path)
+
 
 def json_schema() -> dict[str, Any]:
     """The published JSON Schema of task files (``agent schema``)."""
     schema = TaskSpec.model_json_schema(mode="validation")
     schema["properties"].pop("base_dir", None)
+    props = schema["properties"]
+    schema["properties"] = {k: props[k] for k in ("name", "question", *props) if k in props}
     # Each built-in strategy's options, checked against its name (JSON Schema if/then): an editor that
     # reads the schema flags an option the strategy does not have, as `agent validate` does.
     defs = schema.setdefault("$defs", {})
@@ -179,111 +382,311 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-# ------------------------------------------------------------------------------------------ loading
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at a pydantic error location (the deepest one that exists)."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
-            if pair is None:
-                return line
-            # Point at the key: for a block value (a nested mapping) that is the line a user looks for.
-            line = pair[0].start_mark.line + 1
-            node = pair[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-    return line
+# ------------------------------------------------------------------------------------------ errors
+#: Fields of a task file (``base_dir`` is the loader's, never the file's).
+FIELDS = (
+    "name",
+    "question",
+    *(f for f in TaskSpec.model_fields if f not in ("name", "question", "base_dir")),
+)
+
+
+def _line_of(root: yaml.Node | LineIndex | None, loc: tuple[Any, ...]) -> int:
+    if isinstance(root, LineIndex):
+        return root.line(loc)
+    return line_of(root, loc)
 
 
 _FIXES = {
     "extra_forbidden": "remove it, or check its spelling against `agent schema`",
-    "greater_than": "use a positive number, or drop the field for no limit",
     "missing": "add it",
     "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
     "float_parsing": "write a number",
+    "float_type": "write a number",
+    "finite_number": "write a finite number (not .nan or .inf)",
     "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write text; quote it if it looks like a number, a date, a list or true/false",
+    "dict_type": "write a mapping: `key: value` lines indented under it, or {key: value}",
+    "model_type": "write a mapping of its fields: `field: value` lines indented under it",
+    "model_attributes_type": "write a mapping of its fields: `field: value` lines indented under it",
+    "list_type": "write a list: [a, b], or `- item` lines indented under it",
+    "invalid_key": "write the key as text",
+    "none_required": "remove it",
+    "recursion_loop": "remove the alias that refers to its own node",
 }
 
 
-def format_validation_error(err: ValidationError, file: str, root: yaml.Node | None) -> str:
-    lines = []
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (for listing the valid fields)."""
+    model: Any = TaskSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return None
+        ann = info.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def fix_for(error: Mapping[str, Any], loc: tuple[Any, ...], field: str) -> str:
+    """The fix for one pydantic error: by type, the bound in its context, or the schema."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        if model is not None:
+            valid = [f for f in model.model_fields if f != "base_dir"]
+            return "remove it, or check its spelling; the fields here are: " + ", ".join(valid)
+    if kind == "greater_than":
+        limit = ctx.get("gt")
+        text = "use a positive number" if limit == 0 else f"use a number greater than {limit}"
+        return text + (", or drop the field for no limit" if loc[:1] == ("budget",) else "")
+    if kind == "greater_than_equal":
+        return f"use a number of at least {ctx.get('ge')}"
+    if kind in ("less_than", "less_than_equal"):
+        return f"use a number of at most {ctx.get('le', ctx.get('lt'))}"
+    if kind in ("literal_error", "enum"):
+        return f"use one of {ctx.get('expected')}"
+    if kind == "missing" and loc == ("question",):
+        return "add it: question: What is ...?"
+    return _FIXES.get(kind, f"see `agent schema` for what '{field}' accepts")
+
+
+def validation_issues(
+    err: ValidationError, root: yaml.Node | LineIndex | None, skip_top_level: frozenset[str] = frozenset()
+) -> list[Issue]:
+    """One Issue per pydantic error, with its line."""
+    if not isinstance(root, LineIndex):
+        root = LineIndex(root)
+    issues = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if (
+            len(loc) == 1
+            and e["type"] in ("extra_forbidden", "invalid_key")
+            and str(loc[0]) in skip_top_level
+        ):
+            continue  # reported by the scan, with its line
         field = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if msg.endswith(")") and " (fix: " in msg:
+            msg, _, fix = msg.rpartition(" (fix: ")
+            fix = fix[:-1]
+        else:
+            fix = fix_for(e, loc, field)
         line = _line_of(root, loc)
-        where = f"{file}:{line}" if line else file
-        msg = e["msg"].removeprefix("Value error, ")
-        fix = _FIXES.get(e["type"])
-        lines.append(f"{where}: field '{field}': {msg}" + (f" (fix: {fix})" if fix else ""))
+        issues.append(Issue(line, short(field, 80), msg, fix))
+    return issues
+
+
+def format_validation_error(err: ValidationError, file: str, root: yaml.Node | None) -> str:
+    return render_issues(validation_issues(err, root), file)
+
+
+def render_issues(issues: list[Issue], file: str, dropped: int = 0) -> str:
+    """One line per issue, the first MAX_REPORTED of them, then how many more there are (``dropped``:
+    issues counted but not kept)."""
+    shown = printable(file)
+    lines = [i.render(shown) for i in issues[:MAX_REPORTED]]
+    rest = len(issues) + dropped - MAX_REPORTED
+    if rest > 0:
+        lines.append(
+            f"{shown}: {rest:,} more errors not shown (fix: correct the ones above, then validate again)"
+        )
     return "\n".join(lines)
 
 
-def load_task(path: str | Path, **overrides: Any) -> TaskSpec:
-    """Read and validate a task file. Raises TaskFileError with file, line, field and a fix."""
+def _fail(issues: list[Issue], file: str, dropped: int = 0) -> TaskFileError:
+    return TaskFileError(render_issues(issues, file, dropped), list(issues))
+
+
+# ------------------------------------------------------------------------------------------ loading
+def load_task(path: str | Path, *, import_references: bool = True, **overrides: Any) -> TaskSpec:
+    """Read and validate a task file. Raises TaskFileError with file, line, field and a fix.
+
+    ``import_references`` (the default, as ``agent run`` needs them) imports the ``module:function``
+    tools and strategy, turning any exception or ``sys.exit`` at import into an error; False checks them
+    in their source without running any code (``agent validate``). ``overrides`` (``model=...``) replace
+    fields of the file and are validated like them.
+    """
     path = Path(path)
-    if not path.exists():
-        raise TaskFileError(f"{path}: no such file (fix: check the path; examples live in examples/)")
+    file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"{path}: cannot read: {exc}") from None
+        text = decode(read_capped(path))
+    except InputError as exc:
+        raise _fail(exc.issues, file) from None
+    found = scan(text, FIELDS)
+    if found.fatal or len(found.issues) + found.dropped > MAX_REPORTED:
+        raise _fail(found.issues, file, found.dropped)
+    issues = list(found.issues)
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node, data = compose_and_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and cmark:
-            problem += f", {context} that starts at line {cmark.line + 1}"
-        raise TaskFileError(
-            f"{where}: invalid YAML: {problem} (fix: check indentation and quoting)"
+        raise _fail([*issues, yaml_issue(exc, "(top level)", text)], file) from None
+    except (RecursionError, MemoryError):  # pragma: no cover - the scan bounds depth and size
+        raise _fail(
+            [*issues, Issue(None, "(top level)", "too deep or too large to read", "simplify the file")], file
         ) from None
+    root = LineIndex(node)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise TaskFileError(f"{path}:1: a task file must be a mapping of fields (question:, model:, ...)")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+        issues.append(
+            Issue(
+                1,
+                "(top level)",
+                f"a task file must be a mapping of fields (question:, model:, ...), not {type(data).__name__}",
+                "write one field per line: question: ..., model: ...",
+            )
+        )
+        raise _fail(issues, file)
+    data.pop("base_dir", None)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
+    unknown = frozenset(i.field for i in found.issues if i.field is not None and "not a field" in i.message)
     try:
         spec = TaskSpec.model_validate({**data, "base_dir": path.resolve().parent})
     except ValidationError as exc:
-        raise TaskFileError(format_validation_error(exc, str(path), root)) from None
-    check_resources(spec, str(path), root)
+        new = validation_issues(exc, root, unknown)
+        for i, issue in enumerate(new):
+            if issue.field is not None and issue.field.split(".")[0] in given:
+                new[i] = Issue(
+                    None, issue.field, f"--{issue.field.split('.')[0]}: {issue.message}", issue.fix
+                )
+        issues += new
+        spec = None
+    else:
+        issues += check_resources(spec, root, import_references=import_references)
+    if issues or spec is None:
+        issues.sort(key=lambda i: i.line or 0)
+        raise _fail(issues, file)
     return spec
 
 
-def check_resources(spec: TaskSpec, file: str = "task", root: yaml.Node | None = None) -> None:
-    """Checks that need the file system: the corpus exists, custom tools import."""
-    corpus = spec.corpus_path()
-    if corpus is not None and not corpus.exists():
-        line = _line_of(root, ("corpus",))
-        raise TaskFileError(
-            f"{file}:{line or 1}: field 'corpus': file not found: {corpus} "
-            "(fix: give a path relative to the task file, or builtin:hotpotqa)"
-        )
-    try:
-        builder = get_builder(spec.strategy.name, spec.base_dir)
-    except (ValueError, ImportError, AttributeError) as exc:
-        line = _line_of(root, ("strategy",))
-        raise TaskFileError(f"{file}:{line or 1}: field 'strategy': {exc}") from None
-    try:
-        parse_options(spec.strategy.name, builder, spec.strategy.options)
-    except StrategyOptionsError as exc:
-        lines = []
-        for issue in exc.issues:
-            loc = ("strategy", "options", *issue.loc)
-            line = _line_of(root, loc)
-            field = ".".join(str(p) for p in loc)
-            lines.append(f"{file}:{line or 1}: field '{field}': {issue}")
-        raise TaskFileError("\n".join(lines)) from None
+def check_resources(
+    spec: TaskSpec, root: yaml.Node | LineIndex | None = None, *, import_references: bool = False
+) -> list[Issue]:
+    """Checks that need the file system: duplicate tools, the corpus, strategy options, custom references.
+
+    References are checked without importing them unless ``import_references``.
+    """
+    issues: list[Issue] = []
+
+    def add(loc: tuple[Any, ...], message: str, fix: str) -> None:
+        issues.append(Issue(_line_of(root, loc), ".".join(str(p) for p in loc), message, fix))
+
+    first: dict[str, int] = {}
+    for i, tool in enumerate(spec.tools):
+        if tool.name in first:
+            add(
+                ("tools", i),
+                f"tool '{short(tool.name)}' is listed twice (also tools.{first[tool.name]})",
+                "keep one entry; put its k and price there",
+            )
+        first.setdefault(tool.name, i)
+
+    issues += _check_corpus(spec, root)
+
+    strategy = spec.strategy.name
+    builder = None
+    if strategy in STRATEGIES:
+        builder = get_builder(strategy)
+    else:
+        builder = _check_reference(spec, strategy, ("strategy",), "strategy", import_references, add)
+    if builder is not None:
+        try:
+            parse_options(strategy, builder, spec.strategy.options)
+        except StrategyOptionsError as exc:
+            for issue in exc.issues:
+                add(
+                    ("strategy", "options", *issue.loc),
+                    issue.message,
+                    issue.fix or f"see the options of strategy '{strategy}' in `agent schema`",
+                )
     for i, tool in enumerate(spec.tools):
         if ":" in tool.name:
-            try:
-                import_object(tool.name, spec.base_dir)
-            except (ImportError, AttributeError, ValueError) as exc:
-                line = _line_of(root, ("tools", i))
-                raise TaskFileError(f"{file}:{line or 1}: field 'tools.{i}': {exc}") from None
+            _check_reference(spec, tool.name, ("tools", i), "tool", import_references, add)
+    return issues
+
+
+def _check_reference(
+    spec: TaskSpec, ref: str, loc: tuple[Any, ...], kind: str, import_references: bool, add: Any
+) -> Any:
+    """Check a reference (statically, or by importing it); returns the object when imported."""
+    if not import_references:
+        try:
+            check_reference(ref, spec.base_dir, kind=kind)
+        except BadReference as exc:
+            add(loc, exc.message, exc.fix)
+        return None
+    try:
+        obj = import_object(ref, spec.base_dir)
+    except BadReference as exc:
+        add(loc, exc.message, exc.fix)
+        return None
+    except ImportError as exc:
+        fix = getattr(exc, "fix", "put the module next to the task file, or install its package")
+        add(loc, getattr(exc, "message", str(exc)), fix)
+        return None
+    except AttributeError as exc:
+        add(loc, str(exc), "define it at the top level of the module, or check the name after ':'")
+        return None
+    if kind == "tool":
+        from thrifty.tools import Tool
+
+        if not isinstance(obj, Tool):
+            add(
+                loc,
+                f"'{short(ref)}' is not a @tool-decorated function",
+                "decorate it with @tool from thrifty",
+            )
+        return None
+    if not callable(obj):
+        add(loc, f"strategy '{short(ref)}' is not callable", "name a function that builds the graph")
+        return None
+    return obj
+
+
+def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
+    if not spec.corpus or spec.corpus in BUILTIN_CORPORA:
+        return []
+    line = _line_of(root, ("corpus",))
+
+    def issue(message: str, fix: str) -> list[Issue]:
+        return [Issue(line, "corpus", message, fix)]
+
+    try:
+        path = spec.corpus_path()
+    except (OSError, ValueError, RuntimeError) as exc:
+        return issue(
+            f"cannot use the corpus path: {short(exc, 120)}", "give a path relative to the task file"
+        )
+    assert path is not None
+    shown = short(path, 120)
+    try:
+        check_regular(path)
+    except InputError as exc:
+        problem = exc.issues[0].message
+        if problem == "no such file":
+            return issue(
+                f"file not found: {shown}", "give a path relative to the task file, or builtin:hotpotqa"
+            )
+        return issue(f"corpus {shown}: {problem}", "give the path of a .jsonl or .json file of {title, text}")
+    from thrifty.tools.corpus import CorpusError, load_corpus
+
+    try:
+        load_corpus(path)
+    except (CorpusError, OSError, ValueError) as exc:
+        return issue(
+            f"cannot load the corpus: {short(exc, 300)}",
+            "give a .jsonl file of {title, text} lines, a .json list of them, or a HotpotQA file",
+        )
+    return []
