@@ -37,6 +37,11 @@ class ModelSettings(BaseModel):
         DEFAULT_REPLY_TOKENS, description="Completion tokens per call (the budget may cap it lower)."
     )
     seed: int | None = Field(None, description="Sampling seed (branches and samples add their index to it).")
+    grounded: bool | None = Field(
+        None,
+        description="Keep tool arguments and answers grounded in the question and the observations "
+        "(thrifty.agents.grounding); null: on when the provider constrains output with a grammar.",
+    )
     retries: int = Field(
         DEFAULT_RETRIES,
         ge=0,
