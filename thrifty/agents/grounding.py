@@ -54,11 +54,11 @@ _QUESTION_WORDS = {
     "did", "do", "does", "the", "a", "an", "in", "on", "of", "name", "have", "has", "and", "or", "for",
     "this", "that", "these", "those", "it", "its", "at", "by", "from", "with", "as", "to",
 }  # fmt: skip
-_CONNECT = {"of", "the", "and", "de", "du", "la", "le", "van", "von", "da", "del", "di", "&", "for", "on", "in"}
+_CONNECT = {
+    "of", "the", "and", "de", "du", "la", "le", "van", "von", "da", "del", "di", "&", "for", "on", "in",
+}  # fmt: skip
 _CAP_WORD = r"[A-Z0-9][\w'’.\-]*"
-_CAP_RUN = re.compile(
-    rf"{_CAP_WORD}(?:\s+(?:(?:{'|'.join(sorted(_CONNECT - {'&'}))}|&)\s+)*{_CAP_WORD})*"
-)
+_CAP_RUN = re.compile(rf"{_CAP_WORD}(?:\s+(?:(?:{'|'.join(sorted(_CONNECT - {'&'}))}|&)\s+)*{_CAP_WORD})*")
 _QUOTED = re.compile(r"[\"“`']([^\"”`']{2,80})[\"”`']")
 _TITLE_LINE = re.compile(r"^Title:\s*(.+)$", re.MULTILINE)
 _DATE = re.compile(
