@@ -10,9 +10,10 @@ solver can make those moves impossible instead of hoping the prompt prevents the
 * **grounded arguments**: a tool's string argument named ``query`` or ``title`` is an ``enum`` of phrases
   taken from the question (names, quoted titles, its keywords) and the titles seen in results, less the
   ones already sent to that tool: no repeated searches, no invented titles;
-* **grounded answers**: once something has been observed, the answer is an ``enum`` of spans seen in the
-  question and the observations (names, titles, dates, numbers, ``yes`` / ``no``): a preamble, a sentence
-  or "unknown" cannot be written, and a long reply is cut to the span it starts with;
+* **grounded answers**: once something has been observed, the answer is an ``enum`` of what the question
+  asks for (:func:`answer_kind`): the options of an either-or question, ``yes`` / ``no``, the dates or
+  numbers observed, or else names and titles from the observations closest to the question: a preamble,
+  a sentence or "unknown" cannot be written, and a long reply is cut to the span it starts with;
 * **enough looking**: after one lookup per name in the question and one more hop (:func:`max_lookups`),
   the grounded tools are withdrawn and the model answers;
 * **answer check**: a non-answer ("unknown", an empty phrase, a preamble) never replaces a better candidate.
@@ -34,7 +35,9 @@ __all__ = [
     "MAX_ANSWER_SPANS",
     "MAX_QUERIES",
     "answer_format",
+    "answer_kind",
     "answer_spans",
+    "choices_in",
     "grounded_tool_schemas",
     "is_preamble",
     "lookups",
@@ -47,7 +50,7 @@ __all__ = [
 #: Tool parameters whose values are grounded (a string parameter with one of these names).
 GROUNDED_ARGUMENTS = ("query", "title")
 MAX_QUERIES = 24
-MAX_ANSWER_SPANS = 64
+MAX_ANSWER_SPANS = 24
 
 _QUESTION_WORDS = {
     "who", "whom", "whose", "what", "which", "when", "where", "why", "how", "is", "are", "was", "were",
@@ -57,6 +60,33 @@ _QUESTION_WORDS = {
 _CONNECT = {
     "of", "the", "and", "de", "du", "la", "le", "van", "von", "da", "del", "di", "&", "for", "on", "in",
 }  # fmt: skip
+_FUNCTION = {
+    "he",
+    "she",
+    "it",
+    "they",
+    "their",
+    "his",
+    "her",
+    "its",
+    "this",
+    "these",
+    "those",
+    "there",
+    "after",
+    "before",
+    "during",
+    "since",
+    "while",
+    "although",
+    "however",
+    "also",
+    "both",
+    "when",
+    "as",
+    "let",
+    "in",
+}  # fmt: skip: sentence-initial words that are not names
 _CAP_WORD = r"[A-Z0-9][\w'’.\-]*"
 _CAP_RUN = re.compile(rf"{_CAP_WORD}(?:\s+(?:(?:{'|'.join(sorted(_CONNECT - {'&'}))}|&)\s+)*{_CAP_WORD})*")
 _QUOTED = re.compile(r"[\"“`']([^\"”`']{2,80})[\"”`']")
@@ -134,16 +164,80 @@ def _titles(observations: Sequence[str]) -> list[str]:
     return [t.strip() for text in observations for t in _TITLE_LINE.findall(text)]
 
 
-def answer_spans(question: str, observations: Sequence[str]) -> list[str]:
-    """What a grounded answer may be: the question's names, yes / no, and spans of the observations."""
-    spans: list[str] = [*[q.strip() for q in _QUOTED.findall(question)], *_runs(question), "yes", "no"]
+_YES_NO = re.compile(r"^(is|are|was|were|do|does|did|have|has|had|can|could|will|would)\b", re.IGNORECASE)
+_WHEN = re.compile(r"\b(what|which) year\b|^when\b|\bwhen (was|were|did|is)\b|\bwhat date\b", re.IGNORECASE)
+_HOW_MANY = re.compile(r"\bhow (many|much|long|old)\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b1\d{3}\b|\b20\d{2}\b")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+
+
+def choices_in(question: str) -> list[str]:
+    """The options of an either-or question ("Who was born first, A or B?" gives A and B), else []."""
+    names = [*[q.strip() for q in _QUOTED.findall(question)], *_runs(question)]
+    folded = " ".join(question.split())
+    options = [n for n in names if f"{n} or " in folded or f" or {n}" in folded or f'{n}" or ' in folded]
+    return _unique(options) if len(_unique(options)) >= 2 else []
+
+
+def answer_kind(question: str) -> str:
+    """What the question asks for: ``choice`` (A or B), ``yesno``, ``date``, ``number`` or ``span``."""
+    text = " ".join(question.split())
+    if choices_in(text):
+        return "choice"
+    if _YES_NO.match(text):
+        return "yesno"
+    if _WHEN.search(text):
+        return "date"
+    if _HOW_MANY.search(text):
+        return "number"
+    return "span"
+
+
+def _ranked_sentences(question: str, observations: Sequence[str]) -> list[str]:
+    """The observations' sentences, those sharing the most words with the question first (stable)."""
+    words = {w.lower() for w in re.findall(r"[\w'’\-]+", question) if len(w) > 3}
+    words -= _QUESTION_WORDS
+    sentences: list[str] = []
     for text in observations:
-        body = _TITLE_LINE.sub("", text)
-        spans.extend(_titles([text]))
-        spans.extend(m.group(0) for m in _DATE.finditer(body))
-        spans.extend(_runs(body))
-        spans.extend(m.group(0).rstrip(".,") for m in _NUMBER.finditer(body))
-    return _unique(spans, MAX_ANSWER_SPANS)
+        sentences.extend(_SENTENCE.split(_TITLE_LINE.sub("", text)))
+    scored = [
+        (-len(words & {w.lower() for w in re.findall(r"[\w'’\-]+", s)}), i, s)
+        for i, s in enumerate(sentences)
+    ]
+    return [s for _, _, s in sorted(scored)]
+
+
+def answer_spans(question: str, observations: Sequence[str]) -> list[str]:
+    """What a grounded answer may be, by what the question asks (:func:`answer_kind`).
+
+    Either-or: its options. Yes / no: ``yes``, ``no``. When / what year: the dates and years observed.
+    How many: the numbers observed. Otherwise names and titles from the observations (not those the
+    question already names), from the sentences closest to the question first, at most
+    :data:`MAX_ANSWER_SPANS`. A typed kind with nothing observed to offer falls back to spans.
+    """
+    kind = answer_kind(question)
+    if kind == "choice":
+        return choices_in(question)
+    if kind == "yesno":
+        return ["yes", "no"]
+    sentences = _ranked_sentences(question, observations)
+    if kind == "date":
+        dates = [m.group(0) for s in sentences for m in _DATE.finditer(s)]
+        dates += [m.group(0) for s in sentences for m in _YEAR.finditer(s)]
+        if dates:
+            return _unique(dates, MAX_ANSWER_SPANS)
+    if kind == "number":
+        numbers = [m.group(0).rstrip(".,") for s in sentences for m in _NUMBER.finditer(s)]
+        if numbers:
+            return _unique(numbers, MAX_ANSWER_SPANS)
+    asked = {normalize_answer(n) for n in _runs(question)}
+    spans = [r for s in sentences for r in _runs(s)] + _titles(observations)
+    spans = [
+        r
+        for r in spans
+        if normalize_answer(r) not in asked and not r.isdigit() and r.lower() not in _FUNCTION
+    ]
+    return _unique(spans, MAX_ANSWER_SPANS) or _unique([*_runs(question), "yes", "no"])
 
 
 def answer_format(question: str, messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
