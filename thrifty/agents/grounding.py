@@ -60,33 +60,11 @@ _QUESTION_WORDS = {
 _CONNECT = {
     "of", "the", "and", "de", "du", "la", "le", "van", "von", "da", "del", "di", "&", "for", "on", "in",
 }  # fmt: skip
+#: Sentence-initial words that are not names.
 _FUNCTION = {
-    "he",
-    "she",
-    "it",
-    "they",
-    "their",
-    "his",
-    "her",
-    "its",
-    "this",
-    "these",
-    "those",
-    "there",
-    "after",
-    "before",
-    "during",
-    "since",
-    "while",
-    "although",
-    "however",
-    "also",
-    "both",
-    "when",
-    "as",
-    "let",
-    "in",
-}  # fmt: skip: sentence-initial words that are not names
+    "he", "she", "it", "they", "their", "his", "her", "its", "this", "these", "those", "there", "after",
+    "before", "during", "since", "while", "although", "however", "also", "both", "when", "as", "let", "in",
+}  # fmt: skip
 _CAP_WORD = r"[A-Z0-9][\w'’.\-]*"
 _CAP_RUN = re.compile(rf"{_CAP_WORD}(?:\s+(?:(?:{'|'.join(sorted(_CONNECT - {'&'}))}|&)\s+)*{_CAP_WORD})*")
 _QUOTED = re.compile(r"[\"“`']([^\"”`']{2,80})[\"”`']")
