@@ -71,6 +71,17 @@ class RunContext:
                 return tool_dimension(t.name)
         return "tool_calls"
 
+    @property
+    def grounded(self) -> bool:
+        """Whether the grounding policies apply (:mod:`thrifty.agents.grounding`): the setting, or by default
+        whether the provider is grammar-constrained (a small local model)."""
+        if self.settings.grounded is not None:
+            return self.settings.grounded
+        try:
+            return bool(self.gateway.provider(self.model).grammar)
+        except Exception:
+            return False
+
     def model_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {}
         if self.settings.temperature is not None:

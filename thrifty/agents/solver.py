@@ -19,7 +19,7 @@ import operator
 import re
 from typing import Annotated, Any, TypedDict
 
-from thrifty.agents import prompts
+from thrifty.agents import grounding, prompts
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import (
     AnswerEvent,
@@ -256,16 +256,17 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
     hidden = [name for name in ctx.tool_names if name not in {t.name for t in visible}]
     try:
         if final_reason is not None:
-            reply = final_answer_call(ctx, messages, question, final_reason)
+            reply = final_answer_call(ctx, messages, question, final_reason, state.get("messages"))
         else:
             reply = ctx.gateway.complete(
                 ctx.model,
                 messages,
-                tools=schemas,
+                tools=_grounded_tools(ctx, schemas, question, state) if ctx.grounded else schemas,
                 max_tokens=ctx.settings.max_tokens,
                 node="act",
                 prompt_tokens=prompt_tokens,
                 **ctx.model_kwargs(),
+                **(_grounded_act(ctx, visible, question, state) if ctx.grounded else {}),
             )
     except BudgetExceeded as exc:
         return _stop(state, ctx, step, exc.stop_reason, f"budget exhausted: {exc}")
@@ -292,17 +293,48 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
     return _answer(state, ctx, step, reply, final_stop if final_reason else None)
 
 
+def _grounded_tools(
+    ctx: RunContext, schemas: list[dict[str, Any]] | None, question: str, state: StepState
+) -> list[dict[str, Any]] | None:
+    """The tool schemas with grounded ``query`` / ``title`` arguments (:mod:`thrifty.agents.grounding`)."""
+    if not schemas:
+        return schemas
+    return grounding.grounded_tool_schemas(schemas, question, list(state.get("messages") or [])) or None
+
+
+def _grounded_act(ctx: RunContext, visible: list[Any], question: str, state: StepState) -> dict[str, Any]:
+    """Extra request fields of a grounded step: a tool call first, then answers drawn from observed spans."""
+    history = list(state.get("messages") or [])
+    extra: dict[str, Any] = {}
+    if visible and not grounding.observed(history):
+        extra["tool_choice"] = "required"  # look before answering
+    else:
+        answer = grounding.answer_format(question, history)
+        if answer is not None:
+            extra["response_format"] = answer
+    return extra
+
+
 def final_answer_call(
-    ctx: RunContext, messages: list[dict[str, Any]], question: str, reason: str
+    ctx: RunContext,
+    messages: list[dict[str, Any]],
+    question: str,
+    reason: str,
+    history: list[dict[str, Any]] | None = None,
 ) -> ModelReply:
     """The last call of a run: no tools, a short completion, and it must answer.
 
-    Raises BudgetExceeded when even that cannot be paid for.
+    ``history``: the run's messages, whose observations ground the answer when grounding is on (default:
+    ``messages``). Raises BudgetExceeded when even that cannot be paid for.
     """
     extra: dict[str, Any] = {}
     if ctx.gateway.provider(ctx.model).grammar:
         # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
         extra["response_format"] = FINAL_ANSWER_FORMAT
+        if ctx.grounded:
+            grounded = grounding.answer_format(question, history if history is not None else messages)
+            if grounded is not None:
+                extra["response_format"] = grounded
     final = [
         *messages,
         {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=reason, question=question)},
@@ -320,7 +352,10 @@ def final_answer_call(
 def _answer(
     state: StepState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None
 ) -> dict[str, Any]:
-    answer = clean_answer(reply.content) or state.get("candidate") or "unknown"
+    answer = clean_answer(reply.content)
+    if ctx.grounded and not grounding.usable_answer(answer):
+        answer = ""  # a preamble or "unknown" never replaces a better candidate
+    answer = answer or state.get("candidate") or "unknown"
     reason = forced_stop or stop_reason(StopKind.COMPLETED)
     entry = AnswerEvent(
         step=step,

@@ -46,6 +46,11 @@ class ModelSettings(BaseModel):
     seed: int | None = Field(
         default=None, description="Sampling seed (branches and samples add their index to it)."
     )
+    grounded: bool | None = Field(
+        default=None,
+        description="Keep tool arguments and answers grounded in the question and the observations "
+        "(thrifty.agents.grounding); null: on when the provider constrains output with a grammar.",
+    )
     retries: int = Field(
         default=DEFAULT_RETRIES,
         ge=0,

@@ -1,0 +1,164 @@
+"""README transcripts from real runs: ``python benchmarks/transcripts.py [--update-readme] [--check]``.
+
+The README shows what ``agent run examples/hotpotqa.yaml`` prints. Written by hand, such a transcript goes
+stale the first time a prompt or a policy changes; here it is produced by running the command, so it can
+be regenerated and checked:
+
+* ``python benchmarks/transcripts.py`` runs every example in :data:`EXAMPLES` and writes its output to
+  ``benchmarks/results/transcripts/<name>.txt``;
+* ``--update-readme`` also replaces the README's block between ``<!-- transcript:<name> -->`` and
+  ``<!-- /transcript -->`` with it;
+* ``--check`` compares instead of writing, and exits 1 when the README's block shows another answer, stop
+  reason, tool calls or spend than the run produces.
+
+What is compared (:func:`fields`): each step's action (what it called and saw, or answered), the answer,
+the expected answer, the stop reason, and every row of the Spent table except seconds. The run is
+deterministic (the task's seed, temperature and a greedy grammar), while times, the run id and the budget
+left in seconds are not, so those are left out. ``tests/test_transcripts.py`` runs the same check (marked
+``local_model``: it runs the embedded model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+OUT_DIR = ROOT / "benchmarks" / "results" / "transcripts"
+
+#: name -> the command line shown in the README (run from the repository root).
+EXAMPLES = {"hotpotqa": ["agent", "run", "examples/hotpotqa.yaml"]}
+
+WIDTH = 80  # the console width the transcript is rendered at (rich wraps the panel and table to it)
+_NOISE = ("llama_context:", "llama_kv_cache", "ggml_")  # llama.cpp's own log lines on stderr
+
+
+def run_example(name: str) -> str:
+    """Run an example the way a user does and return what it printed (stderr and stdout interleaved)."""
+    command = EXAMPLES[name]
+    agent = Path(sys.executable).parent / "agent"
+    argv = [str(agent) if agent.exists() else command[0], *command[1:]]
+    env = {**os.environ, "COLUMNS": str(WIDTH), "NO_COLOR": "1", "TERM": "dumb"}
+    env.pop("FORCE_COLOR", None)
+    proc = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    lines = [ln.rstrip() for ln in proc.stdout.splitlines() if not ln.startswith(_NOISE)]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n" + "\n".join(lines[-20:]))
+    return "\n".join([f"$ {' '.join(command)}", *lines]) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ comparing
+_STEP = re.compile(r"^\[step (\d+)\] (.*?)(?:\s+\| left:.*)?$")
+_PANEL = re.compile(r"^│ (.*?)\s*│$")
+_ROW = re.compile(r"^│\s*(.+?)\s*│\s*(\S+)\s*│\s*(\S+)\s*│$")
+
+
+def fields(transcript: str) -> dict[str, object]:
+    """What must not go stale: step actions, answer, expected, stop reason, spend (not seconds, not ids)."""
+    steps: list[str] = []
+    panel: list[str] = []
+    spent: dict[str, str] = {}
+    for line in transcript.splitlines():
+        line = line.rstrip()
+        if match := _STEP.match(line):
+            steps.append(f"{match.group(1)} {match.group(2).strip()}")
+        elif match := _ROW.match(line):
+            dimension, used = match.group(1), match.group(2)
+            if dimension not in ("dimension",) and not dimension.startswith("seconds"):
+                spent[dimension] = used
+        elif match := _PANEL.match(line):
+            panel.append(match.group(1))
+    # The panel's lines, unwrapped into "Label: value" entries.
+    entries: dict[str, str] = {}
+    label = None
+    for text in panel:
+        head = re.match(r"^(Answer|Expected|Stopped|Error): (.*)$", text)
+        if head:
+            label = head.group(1)
+            entries[label] = head.group(2).strip()
+        elif label:
+            entries[label] = f"{entries[label]} {text.strip()}".strip()
+    return {
+        "steps": steps,
+        "answer": entries.get("Answer"),
+        "expected": entries.get("Expected"),
+        "stopped": entries.get("Stopped"),
+        "spent": spent,
+    }
+
+
+def readme_block(name: str, readme: str) -> str | None:
+    """The transcript shown in the README for ``name`` (inside its markers), or None without markers."""
+    match = re.search(
+        rf"<!-- transcript:{re.escape(name)} -->\n(.*?)<!-- /transcript -->", readme, flags=re.DOTALL
+    )
+    if not match:
+        return None
+    body = match.group(1).strip()
+    body = re.sub(r"^```\w*\n", "", body)
+    return re.sub(r"\n```$", "", body).strip() + "\n"
+
+
+def as_block(name: str, transcript: str) -> str:
+    return f"<!-- transcript:{name} -->\n```text\n{transcript.rstrip()}\n```\n<!-- /transcript -->"
+
+
+def update_readme(name: str, transcript: str, readme: str) -> str:
+    pattern = rf"<!-- transcript:{re.escape(name)} -->\n.*?<!-- /transcript -->"
+    if not re.search(pattern, readme, flags=re.DOTALL):
+        raise SystemExit(f"README.md has no <!-- transcript:{name} --> ... <!-- /transcript --> block")
+    return re.sub(pattern, lambda _: as_block(name, transcript), readme, count=1, flags=re.DOTALL)
+
+
+def differences(shown: str, produced: str) -> list[str]:
+    """Human-readable differences between the shown and the produced transcript's fields."""
+    a, b = fields(shown), fields(produced)
+    return [f"{key}: README shows {a[key]!r}, the run gives {b[key]!r}" for key in a if a[key] != b[key]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=sorted(EXAMPLES), help="examples to run")
+    parser.add_argument("--update-readme", action="store_true", help="rewrite the README's blocks")
+    parser.add_argument("--check", action="store_true", help="compare with the README, write nothing")
+    args = parser.parse_args(argv)
+    readme = README.read_text(encoding="utf-8")
+    failed = False
+    for name in args.names:
+        transcript = run_example(name)
+        if args.check:
+            shown = readme_block(name, readme)
+            problems = (
+                ["no transcript block in README.md"] if shown is None else differences(shown, transcript)
+            )
+            for problem in problems:
+                print(f"{name}: {problem}", file=sys.stderr)
+            failed = failed or bool(problems)
+            continue
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        (OUT_DIR / f"{name}.txt").write_text(transcript, encoding="utf-8")
+        print(f"wrote {OUT_DIR / f'{name}.txt'}")
+        if args.update_readme:
+            readme = update_readme(name, transcript, readme)
+    if args.update_readme and not args.check:
+        README.write_text(readme, encoding="utf-8")
+        print(f"updated {README}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Grounding (thrifty.agents.grounding): what a grammar-constrained model may search for and answer."""
+
+from __future__ import annotations
+
+from thrifty.agents import grounding
+from thrifty.agents.context import RunContext
+from thrifty.agents.solver import agent_step
+from thrifty.budget import Budget, Ledger
+from thrifty.models.gateway import Gateway
+from thrifty.models.settings import ModelSettings
+from thrifty.testing import ScriptedModel, call, reply
+from thrifty.tools import Corpus, ToolRunner, make_search_tools
+
+QUESTION = "Who was born first, Morgan Llywelyn or Robert Jordan?"
+PASSAGES = [
+    ("Morgan Llywelyn", "Morgan Llywelyn (born December 3, 1937) is an American-Irish author."),
+    ("Robert Jordan", "Robert Jordan (October 17, 1948 - 2007) was an American author of fantasy."),
+]
+
+
+def test_question_phrases_are_its_names_then_its_keywords() -> None:
+    assert grounding.question_phrases(QUESTION) == [
+        "Morgan Llywelyn",
+        "Robert Jordan",
+        "born first Morgan Llywelyn Robert Jordan",
+    ]
+    assert grounding.question_phrases('The band who released the album "Tinted Windows" played where?')[
+        0
+    ] == ("Tinted Windows")
+
+
+def test_answer_kinds() -> None:
+    assert grounding.answer_kind(QUESTION) == "choice"
+    assert grounding.choices_in(QUESTION) == ["Morgan Llywelyn", "Robert Jordan"]
+    assert grounding.answer_kind("Are Cryptanthus and Gagea, both a genus?") == "yesno"
+    assert grounding.answer_kind("What year did Christopher Nolan's magic-themed drama come out?") == "date"
+    assert grounding.answer_kind("How many animals does the wall depict?") == "number"
+    assert grounding.answer_kind("The band Tinted Windows played first in what city?") == "span"
+
+
+def test_answer_spans_follow_the_kind_and_the_observations() -> None:
+    seen = [
+        "Title: Tinted Windows (band)\nTinted Windows was a band. Their first show was in Tulsa, Oklahoma."
+    ]
+    spans = grounding.answer_spans("Tinted Windows played their first show in what city?", seen)
+    assert "Tulsa" in spans and "Their" not in spans
+    assert "Tinted Windows" not in spans  # the question's own name is not its answer
+    assert grounding.answer_spans("What year was Tinted Windows formed?", ["It was formed in 2009."]) == [
+        "2009"
+    ]
+    assert grounding.answer_spans(QUESTION, seen) == ["Morgan Llywelyn", "Robert Jordan"]
+    assert grounding.answer_format(QUESTION, []) is None  # nothing observed: no grounded answer yet
+
+
+def test_non_answers() -> None:
+    for text in ["", "unknown", "The answer to the question is:", "Based on the text, 1937", "Answer is"]:
+        assert not grounding.usable_answer(text), text
+    assert grounding.usable_answer("Morgan Llywelyn")
+
+
+def _context(script: ScriptedModel, grounded: bool | None) -> RunContext:
+    ledger = Ledger(Budget(tool_calls=6, total_tokens=100_000))
+    tools = make_search_tools(Corpus(PASSAGES), k=1)
+    return RunContext(
+        ledger=ledger,
+        gateway=Gateway(ledger),
+        runner=ToolRunner(tools, ledger),
+        model=script.model,
+        tools=tools,
+        settings=ModelSettings(grounded=grounded, temperature=0.0),
+        max_steps=8,
+    )
+
+
+def _run(ctx: RunContext) -> dict:
+    state: dict = {"question": QUESTION, "messages": [], "trace": []}
+    go_on = True
+    while go_on:
+        update, go_on = agent_step(state, ctx)  # type: ignore[arg-type]
+        for key, value in update.items():
+            state[key] = [*state.get(key, []), *value] if key in ("messages", "trace") else value
+    return state
+
+
+def test_grounded_steps_look_first_never_repeat_and_answer_from_the_options() -> None:
+    script = ScriptedModel(
+        [
+            call("read", title="Morgan Llywelyn"),
+            call("read", title="Robert Jordan"),
+            call("search", query="born first Morgan Llywelyn Robert Jordan"),
+            reply('"Morgan Llywelyn"'),
+        ]
+    )
+    state = _run(_context(script, grounded=True))
+    assert state["answer"] == "Morgan Llywelyn"
+    first, second, _, last = script.requests
+    assert first.params["tool_choice"] == "required"  # nothing observed yet: look before answering
+    assert "response_format" not in first.params
+    titles = {t["function"]["name"]: t for t in second.params["tools"]}["read"]
+    assert titles["function"]["parameters"]["properties"]["title"]["enum"] == ["Robert Jordan"]
+    # Three lookups for a question naming two things: the tools are withdrawn, the answer is one of its options.
+    assert not last.params.get("tools")
+    answer = last.params["response_format"]["json_schema"]["schema"]
+    assert answer == {"type": "string", "enum": ["Morgan Llywelyn", "Robert Jordan"]}
+
+
+def test_ungrounded_requests_are_unchanged() -> None:
+    script = ScriptedModel([call("search", query="Morgan Llywelyn"), reply("unknown")])
+    state = _run(_context(script, grounded=None))  # a scripted provider has no grammar: off by default
+    assert state["answer"] == "unknown"
+    for request in script.requests:
+        assert "tool_choice" not in request.params and "response_format" not in request.params
+        query = request.params["tools"][0]["function"]["parameters"]["properties"]["query"]
+        assert "enum" not in query

@@ -1,0 +1,91 @@
+"""The README's example output must be what the example produces (benchmarks/transcripts.py).
+
+``test_readme_matches_the_run`` runs ``agent run examples/hotpotqa.yaml`` with the embedded model (marked
+``local_model``) and fails when the README's block shows another answer, stop reason, step actions or spend;
+regenerate it with ``python benchmarks/transcripts.py --update-readme``. The other tests need no model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("transcripts", ROOT / "benchmarks" / "transcripts.py")
+assert _spec is not None and _spec.loader is not None
+transcripts = importlib.util.module_from_spec(_spec)
+sys.modules["transcripts"] = transcripts
+_spec.loader.exec_module(transcripts)
+
+SAMPLE = """$ agent run examples/hotpotqa.yaml
+Question: Who was born first, Morgan Llywelyn or Robert Jordan?
+[step 1] calls read({"title": "Morgan Llywelyn"})  | left: tool calls 6, seconds 279.7s | HIGH
+[step 2] proposes: Morgan Llywelyn  | left: tool calls 5, seconds 200.1s | MEDIUM
+╭────────────────────────────── run 7267d99cfb02 ──────────────────────────────╮
+│ Answer: Morgan Llywelyn (born December 3, 1937) is born as Robert Jordan     │
+│ (born December 2, 1985)                                                      │
+│ Expected: Morgan Llywelyn                                                    │
+│ Stopped: completed                                                           │
+╰──────────────────────────────────────────────────────────────────────────────╯
+                   Spent
+┏━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━┓
+┃ dimension            ┃    used ┃   limit ┃
+┡━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━┩
+│ tokens               │    3158 │   12000 │
+│ tool calls           │       1 │       6 │
+│ USD (tokens + tools) │ $0.0010 │ $0.0500 │
+│ seconds              │    81.2 │  300.0s │
+└──────────────────────┴─────────┴─────────┘
+"""
+
+
+def test_fields_keep_what_matters_and_drop_what_varies() -> None:
+    got = transcripts.fields(SAMPLE)
+    assert got["steps"] == ['1 calls read({"title": "Morgan Llywelyn"})', "2 proposes: Morgan Llywelyn"]
+    assert (
+        got["answer"]
+        == "Morgan Llywelyn (born December 3, 1937) is born as Robert Jordan (born December 2, 1985)"
+    )
+    assert got["expected"] == "Morgan Llywelyn"
+    assert got["stopped"] == "completed"
+    assert got["spent"] == {"tokens": "3158", "tool calls": "1", "USD (tokens + tools)": "$0.0010"}
+    # Times and the run id may differ between runs; the answer or the spend may not.
+    later = SAMPLE.replace("81.2", "12.0").replace("279.7s", "20.0s").replace("7267d99cfb02", "0123456789ab")
+    assert transcripts.differences(SAMPLE, later) == []
+    assert transcripts.differences(SAMPLE, SAMPLE.replace("$0.0010", "$0.0020"))
+    assert transcripts.differences(SAMPLE, SAMPLE.replace("Stopped: completed ", "Stopped: max_steps "))
+
+
+def test_readme_block_round_trip() -> None:
+    readme = "intro\n<!-- transcript:hotpotqa -->\nold\n<!-- /transcript -->\nrest\n"
+    updated = transcripts.update_readme("hotpotqa", SAMPLE, readme)
+    assert updated.startswith("intro\n") and updated.endswith("rest\n")
+    assert transcripts.readme_block("hotpotqa", updated) == SAMPLE
+
+
+def _shown() -> str:
+    shown = transcripts.readme_block("hotpotqa", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert shown is not None, (
+        "README.md has no <!-- transcript:hotpotqa --> block: add the markers and run "
+        "python benchmarks/transcripts.py --update-readme"
+    )
+    return shown
+
+
+def test_readme_shows_the_recorded_transcript() -> None:
+    """The README's block and benchmarks/results/transcripts/hotpotqa.txt come from the same run."""
+    recorded = (transcripts.OUT_DIR / "hotpotqa.txt").read_text(encoding="utf-8")
+    assert transcripts.differences(_shown(), recorded) == []
+
+
+@pytest.mark.local_model
+def test_readme_matches_the_run() -> None:
+    pytest.importorskip("llama_cpp")
+    shown = _shown()
+    produced = transcripts.run_example("hotpotqa")
+    assert transcripts.differences(shown, produced) == [], (
+        "the README's transcript is stale: run python benchmarks/transcripts.py --update-readme"
+    )
