@@ -141,7 +141,7 @@ def execute(
         usage=Usage.from_ledger(ledger),
         cost=Cost.from_ledger(ledger),
         steps=int(state.get("step") or 0),
-        error=error or state.get("error"),
+        error=_scrubbed_error(error or state.get("error")),
         expected_answer=expected_answer,
         trace=list(state.get("trace") or []) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
@@ -151,6 +151,14 @@ def execute(
 
         RunStore(store).save(result)
     return result
+
+
+def _scrubbed_error(error: str | None) -> str | None:
+    """A node's error as the result reports it: scrubbed, whoever wrote it (a custom node or strategy may
+    put a tool's or a provider's raw text in ``state["error"]``)."""
+    from thrifty.redact import redact
+
+    return None if error is None else redact(str(error))[:1000]
 
 
 def run_task(
