@@ -22,6 +22,8 @@ from thrifty.testing import ScriptedModel, call, reply
 runner = CliRunner()
 
 TOOLS = '''
+import os
+
 from thrifty.tools import ToolError, tool
 
 def _key():
