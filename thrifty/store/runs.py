@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from thrifty.redact import redact, redact_value
@@ -87,12 +87,10 @@ class RunStore:
     def __init__(self, target: str | Path = ".thrifty/runs.db") -> None:
         self.target = str(target)
         try:
-            check_store(target)
-            self.url = database_url(target)
-            self.engine: Engine = make_engine(self.url)
-            _Base.metadata.create_all(self.engine)
+            self.engine: Engine = _engine_for(target)
         except Exception as exc:
             raise describe_store_error(target, exc) from None
+        self.url = str(self.engine.url)
         self.sqlite_path: str | None = _sqlite_file(self.engine)
 
     # ------------------------------------------------------------------------------------- writing
@@ -292,6 +290,46 @@ class RunRecorder:
             if closing is not None:
                 with contextlib.suppress(Exception):  # a broken connection: nothing left to do
                     closing.close()
+
+
+# Engines opened (and their tables created) in this process, by URL, with the SQLite file's identity:
+# a process that records many runs (a benchmark grid, a server) opens each store once. A file that was
+# deleted or replaced since is opened afresh.
+_engines: dict[str, tuple[Engine, tuple[int, int] | None]] = {}
+_engines_lock = threading.Lock()
+
+
+def _file_identity(url: str) -> tuple[int, int] | None:
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:":
+        return None
+    try:
+        st = os.stat(database)
+    except OSError:
+        return (-1, -1)  # not there (yet): never matches a file
+    return (st.st_dev, st.st_ino)
+
+
+def _engine_for(target: str | Path) -> Engine:
+    """An engine for ``target`` with the store's tables, reused while the database is the same one (an
+    in-memory database is a new one every time)."""
+    text = str(target)
+    if text in (":memory:", IN_MEMORY):
+        engine = make_engine(text)
+        _Base.metadata.create_all(engine)
+        return engine
+    url = database_url(target) if "://" in text else f"sqlite:///{Path(text).expanduser()}"
+    with _engines_lock:
+        cached = _engines.get(url)
+        if cached is not None and cached[1] == _file_identity(url):
+            return cached[0]
+        check_store(target)
+        engine = make_engine(database_url(target))
+        _Base.metadata.create_all(engine)
+        _engines[url] = (engine, _file_identity(url))
+        if cached is not None:
+            cached[0].dispose()
+        return engine
 
 
 def _warn(error: StoreError) -> None:
