@@ -248,8 +248,10 @@ def run(
     except SetupError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # pragma: no cover - last resort: never a traceback
+        from thrifty.redact import redact
+
         raise fail(
-            f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}",
+            redact(f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}"),
             EXIT_INTERNAL,
         ) from None
 
@@ -412,7 +414,12 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
 def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
     from thrifty.workflows.runner import run_task
 
-    return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger)
+    return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger, on_store_error=_store_warning)
+
+
+def _store_warning(exc: Exception) -> None:
+    """A run store that fails costs the run nothing: the result is still printed, this goes to stderr."""
+    err.print(Text(f"warning: the run is not fully recorded: {exc}", style="yellow"), soft_wrap=True)
 
 
 def _plain_printer() -> Any:
@@ -481,12 +488,16 @@ def runs(
     ] = ".thrifty/runs.db",
 ) -> None:
     """List recent runs from the run store."""
-    from thrifty.store import RunStore
+    from thrifty.store import RunStore, StoreError
 
     if "://" not in store and not Path(store).exists():
         raise fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
+    try:
+        recent = RunStore(store).recent(limit)
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
     table = Table("run", "task", "answer", "stop", "tokens", "tools", "USD")
-    for r in RunStore(store).recent(limit):
+    for r in recent:
         table.add_row(
             r["run_id"],
             r["task"],

@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 
 __all__ = ["MASK", "SECRET_NAME", "environment_secrets", "redact", "redact_value"]
 
@@ -36,11 +37,52 @@ SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", 
 _MIN_SECRET_LEN = 8  # shorter values ("1", "true") would mask ordinary words
 
 _KEY_CHARS = r"[A-Za-z0-9_\-+/=.]"
-_SHAPES: list[tuple[re.Pattern[str], str]] = [
+_PROVIDER_PREFIXES = (
+    "sk-", "xai-", "gsk_", "r8_", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-",
+    "xox", "AIza", "_live_",
+)  # fmt: skip
+
+
+def _has(*needles: str) -> Callable[[str, str], bool]:
+    """A cheap necessary condition for a shape: one of ``needles`` occurs in the text."""
+
+    def check(text: str, _folded: str) -> bool:
+        for needle in needles:  # noqa: SIM110 - a plain loop: any() over a generator costs more
+            if needle in text:
+                return True
+        return False
+
+    return check
+
+
+def _has_lower(*needles: str) -> Callable[[str, str], bool]:
+    """The same, case-insensitive (``needles`` in lower case, looked up in the case-folded text)."""
+
+    def check(_text: str, folded: str) -> bool:
+        for needle in needles:  # noqa: SIM110 - as above
+            if needle in folded:
+                return True
+        return False
+
+    return check
+
+
+# Each shape: (pattern, replacement, a necessary condition checked first). The conditions are plain
+# substring tests, so ordinary text (a 4,000-character search result) costs a few microseconds, not the
+# milliseconds the regexes would take scanning it.
+_SHAPES: list[tuple[re.Pattern[str], str, Callable[[str, str], bool]]] = [
     # JWT: three base64url parts, the first two starting with eyJ ('{"').
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}\.eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-+/=]{6,}"), "eyJ" + MASK),
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}\.eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-+/=]{6,}"),
+        "eyJ" + MASK,
+        _has("eyJ"),
+    ),
     # Authorization headers.
-    (re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9_\-+/=.~]{8,}", re.IGNORECASE), r"\1 " + MASK),
+    (
+        re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9_\-+/=.~]{8,}", re.IGNORECASE),
+        r"\1 " + MASK,
+        _has_lower("bearer", "basic", "token"),
+    ),
     # Prefixed provider keys: keep the prefix, mask the rest (including + / = of base64-ish keys).
     (
         re.compile(
@@ -48,9 +90,10 @@ _SHAPES: list[tuple[re.Pattern[str], str]] = [
             rf"|xox[abposr]-|AIza|pk_live_|sk_live_|rk_live_){_KEY_CHARS}{{8,}}"
         ),
         r"\1" + MASK,
+        _has(*_PROVIDER_PREFIXES),
     ),
     # AWS access key ids.
-    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), r"\1" + MASK),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), r"\1" + MASK, _has("AKIA", "ASIA")),
     # Secrets in URL query strings: ?key=..., &access_token=..., &sig=...
     (
         re.compile(
@@ -58,6 +101,7 @@ _SHAPES: list[tuple[re.Pattern[str], str]] = [
             r"=([^&\s#\"'<>]+)"
         ),
         r"\1\2=" + MASK,
+        _has("="),
     ),
     # key=value / "key": "value" text naming a secret (headers, JSON, config dumps).
     (
@@ -67,13 +111,19 @@ _SHAPES: list[tuple[re.Pattern[str], str]] = [
             r"([^\s\"',;}&]{4,})"
         ),
         r"\1\2" + MASK,
+        _has_lower("key", "token", "secret", "passw"),
     ),
     # user:password@host in URLs.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@]+):[^\s/@]+@"), r"\1:" + MASK + "@"),
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@]+):[^\s/@]+@"),
+        r"\1:" + MASK + "@",
+        _has("://"),
+    ),
 ]
 
 _env_lock = threading.Lock()
-_env_cache: tuple[tuple[tuple[str, str], ...], re.Pattern[str] | None] | None = None
+# (the environment it was read from, its secret values longest first, a regex of them or None)
+_env_cache: tuple[object, tuple[str, ...], re.Pattern[str] | None] | None = None
 
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -87,29 +137,43 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def _environment_pattern() -> re.Pattern[str] | None:
-    """A regex of the environment's secret values, rebuilt only when the environment changes."""
+def _environment_snapshot() -> object:
+    """Something equal to itself exactly while the environment is unchanged, cheap to take and compare:
+    a copy of ``os.environ``'s raw mapping (a plain dict copy; no decoding, no regex)."""
+    raw = getattr(os.environ, "_data", None)
+    if isinstance(raw, dict):
+        return cast("dict[object, object]", raw).copy()
+    return tuple(sorted((k, v) for k, v in os.environ.items() if SECRET_NAME.search(k)))
+
+
+def _environment_secrets_cached() -> tuple[tuple[str, ...], re.Pattern[str] | None]:
+    """The environment's secret values and a regex of them, rebuilt only when the environment changes."""
     global _env_cache
-    snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if SECRET_NAME.search(k)))
+    snapshot = _environment_snapshot()
     cached = _env_cache
     if cached is not None and cached[0] == snapshot:
-        return cached[1]
+        return cached[1], cached[2]
     with _env_lock:
-        values = environment_secrets()
+        values = tuple(environment_secrets())
         pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
-        _env_cache = (snapshot, pattern)
-    return pattern
+        _env_cache = (snapshot, values, pattern)
+    return values, pattern
 
 
 def redact(text: str) -> str:
     """``text`` with every secret it holds masked (exact environment values, then known key shapes)."""
     if not text:
         return text
-    pattern = _environment_pattern()
+    values, pattern = _environment_secrets_cached()
     if pattern is not None:
-        text = pattern.sub(MASK, text)
-    for shape, replacement in _SHAPES:
-        text = shape.sub(replacement, text)
+        for value in values:
+            if value in text:
+                text = pattern.sub(MASK, text)
+                break
+    folded = text.casefold()
+    for shape, replacement, may_match in _SHAPES:
+        if may_match(text, folded):
+            text = shape.sub(replacement, text)
     return text
 
 

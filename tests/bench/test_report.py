@@ -146,10 +146,12 @@ def test_overhead_runs_and_reports(tmp_path: Path) -> None:
         "thrifty",
         "thrifty_no_tracker",
         "thrifty_tool_timeout",
+        "thrifty_store",
         "langgraph",
         "langgraph_one_node",
         "loop",
     }
+    assert result.store_added_us_per_step is not None
     assert result.bare_langgraph in ("langgraph", "langgraph_one_node")
     assert all(v > 0 for v in result.us_per_step.values()) and result.ledger_us > 0
     data = result.to_dict()
@@ -177,7 +179,7 @@ def test_overhead_framework_only_reading_bypasses_litellm_and_restores_it(
     assert litellm.completion is counting  # put back afterwards
     assert not result.with_litellm and any("FRAMEWORK ONLY" in line for line in result.lines())
     run_overhead(steps=2, repeats=1, warmup=0)
-    assert len(calls) == 2 * 6  # 2 calls per variant, 6 variants
+    assert len(calls) == 2 * 7  # 2 calls per variant, 7 variants
 
 
 def test_overhead_differences_and_ratios_are_paired_by_round() -> None:

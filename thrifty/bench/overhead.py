@@ -33,7 +33,9 @@ import gc
 import json
 import operator
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -98,6 +100,15 @@ class OverheadResult:
         return self._paired(lambda i: s["thrifty"][i] - s["loop"][i])
 
     @property
+    def store_added_us_per_step(self) -> float | None:
+        """What recording the run in a SQLite run store adds per step over the same run without one
+        (paired median; None when that variant was not timed)."""
+        s = self.samples
+        if not s.get("thrifty_store"):
+            return None
+        return self._paired(lambda i: s["thrifty_store"][i] - s["thrifty"][i])
+
+    @property
     def bare_added_us_per_step(self) -> float:
         """The faster bare LangGraph graph's time per step above the plain loop (paired median): what
         LangGraph's superstep costs on this machine, with no accounting at all."""
@@ -140,6 +151,7 @@ class OverheadResult:
             spread=self.spread,
             added_us_per_step=self.added_us_per_step,
             bare_added_us_per_step=self.bare_added_us_per_step,
+            store_added_us_per_step=self.store_added_us_per_step,
             bare_langgraph=self.bare_langgraph,
             ratio_vs_langgraph=self.ratio_vs_langgraph,
             ratio_vs_loop=self.ratio_vs_loop,
@@ -153,6 +165,7 @@ class OverheadResult:
             "thrifty": "thrifty react (Budget Tracker on)",
             "thrifty_no_tracker": "thrifty react (tracker off)",
             "thrifty_tool_timeout": "thrifty react, tool with a timeout",
+            "thrifty_store": "thrifty react, recorded in a run store",
             "langgraph": "bare LangGraph, agent/tools nodes",
             "langgraph_one_node": "bare LangGraph, one node",
             "loop": "plain Python loop (floor)",
@@ -170,6 +183,11 @@ class OverheadResult:
         out.append(
             f"  thrifty adds over the loop           {self.added_us_per_step:7.0f} µs/step  (paired median)"
         )
+        if self.store_added_us_per_step is not None:
+            out.append(
+                f"  the run store adds                   {self.store_added_us_per_step:7.0f} µs/step  "
+                "(paired median, SQLite file)"
+            )
         out.append(
             f"  bare LangGraph adds over the loop    {self.bare_added_us_per_step:7.0f} µs/step  "
             f"(paired median, {self.bare_langgraph})"
@@ -343,7 +361,10 @@ def run_overhead(
             .message
         )
 
-    def run_thrifty(tracker: bool, tool_: Any = lookup) -> None:
+    store_dir = tempfile.mkdtemp(prefix="thrifty-overhead-")
+    store = os.path.join(store_dir, "runs.db")
+
+    def run_thrifty(tracker: bool, tool_: Any = lookup, store_: str | None = None) -> None:
         result = execute(
             QUESTION,
             model=script.model,
@@ -352,6 +373,7 @@ def run_overhead(
             strategy=StrategySpec(name="react", tracker=tracker, max_steps=steps + 5),
             settings=_settings(),
             keep_trace=True,
+            store=store_,
         )
         assert result.usage.model_requests == steps, result.stop_reason
 
@@ -421,14 +443,18 @@ def run_overhead(
         "thrifty": lambda: run_thrifty(True),
         "thrifty_no_tracker": lambda: run_thrifty(False),
         "thrifty_tool_timeout": lambda: run_thrifty(True, lookup_with_timeout),
+        "thrifty_store": lambda: run_thrifty(True, store_=store),
         "langgraph": run_langgraph,
         "langgraph_one_node": lambda: run_langgraph(bare_one_node),
         "loop": run_loop,
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     load_before = os.getloadavg()[0]
-    with nullcontext() if with_litellm else _without_litellm(litellm):
-        _time_rounds(variants, times, script, steps, warmup + repeats, warmup, litellm)
+    try:
+        with nullcontext() if with_litellm else _without_litellm(litellm):
+            _time_rounds(variants, times, script, steps, warmup + repeats, warmup, litellm)
+    finally:
+        shutil.rmtree(store_dir, ignore_errors=True)
 
     started = time.perf_counter()
     for _ in range(20):

@@ -40,6 +40,7 @@ from thrifty.memory.records import (
     Written,
 )
 from thrifty.memory.tier import Estimate, MemoryContext, MemoryTier
+from thrifty.redact import redact
 
 __all__ = ["ChargedMemory", "MemoryTierError", "charge"]
 
@@ -89,8 +90,10 @@ def _run(tier: MemoryTier, request: MemoryRequest, ctx: MemoryContext) -> Outcom
 
 
 def _detail(outcome: Outcome) -> str:
+    """The charge event's label. A tier's own text is scrubbed (:func:`thrifty.redact.redact`): it goes
+    into the trace and the run store, and a tier backed by a service may quote its credentials."""
     if outcome.detail:
-        return outcome.detail
+        return redact(outcome.detail)
     if isinstance(outcome, Written):
         return f"added={outcome.added} skipped={outcome.skipped}"
     if isinstance(outcome, Recalled):

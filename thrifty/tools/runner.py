@@ -28,11 +28,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from thrifty.budget import BudgetExceeded, Ledger, Pricing, Reservation, tool_dimension
 from thrifty.budget.retry import RetryPolicy
+from thrifty.redact import redact
 from thrifty.tools.base import Tool, ToolError
 
 __all__ = ["Observation", "ToolRunner", "to_text"]
 
 _MAX_ERRORS_SHOWN = 3
+_SCRUB_MARGIN = 512  # characters past a tool output's cut that are scrubbed too (longer than any key)
 
 
 class Observation(BaseModel):
@@ -111,10 +113,18 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _truncate(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
+def _scrubbed(text: str, max_chars: int) -> str:
+    """A tool's output as the model may see it: secrets masked (:func:`thrifty.redact.redact`), then cut to
+    ``max_chars``. Only a margin past the cut is scrubbed, so a flood costs no more than its first part,
+    and a key straddling the cut is still seen whole."""
+    return _truncate(redact(text[: max_chars + _SCRUB_MARGIN]), max_chars, len(text))
+
+
+def _truncate(text: str, max_chars: int, total: int | None = None) -> str:
+    total = len(text) if total is None else max(total, len(text))
+    if total <= max_chars:
         return text
-    return f"{text[:max_chars]}\n...[truncated: {len(text) - max_chars} more chars]"
+    return f"{text[:max_chars]}\n...[truncated: {total - max_chars} more chars]"
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -296,7 +306,7 @@ class ToolRunner:
             "attempts": attempts,
         }
         if failure is None:
-            obs = Observation(content=_truncate(to_text(outcome), self.max_chars), ok=True, **base)
+            obs = Observation(content=_scrubbed(to_text(outcome), self.max_chars), ok=True, **base)
             with self._lock:
                 self._counters["calls"] += 1
                 if self.cache_enabled:
@@ -488,11 +498,13 @@ class _Attempts:
 
 
 def _describe(exc: BaseException) -> str:
-    """``ExcType: message`` for a crash; the bare message for a ToolError refusal or a timeout."""
+    """``ExcType: message`` for a crash; the bare message for a ToolError refusal or a timeout. Scrubbed
+    (:func:`thrifty.redact.redact`): it goes into the observation, the trace, the charge event, the run
+    store and the next prompt, and a tool's HTTP client puts keys in its errors."""
     if isinstance(exc, _Refused | _ToolTimeout):
-        return str(exc)
+        return redact(str(exc))
     message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return redact(f"{type(exc).__name__}: {message}") if message else type(exc).__name__
 
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> Any:

@@ -24,6 +24,9 @@ from thrifty.workflows.spec import StrategySpec, TaskSpec
 from thrifty.workflows.strategies import get_builder
 
 TraceCallback = Callable[[TraceEvent], None]
+#: Told when the run store fails (the run goes on, and its result is still returned): the error's message
+#: says what is wrong and how to fix it. By default a ``thrifty.store.StoreWarning`` is issued.
+StoreErrorCallback = Callable[[Exception], None]
 
 
 class SetupError(ValueError):
@@ -71,11 +74,14 @@ def execute(
     store: str | Path | None = None,
     keep_trace: bool = True,
     builder: Callable[[dict[str, Any]], Any] | None = None,
+    on_store_error: StoreErrorCallback | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
     ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model,
-    the tools or the strategy's options cannot be used.
+    the tools or the strategy's options cannot be used. With a ``store`` the run is recorded as it goes
+    (its row at the start, each charge as it settles); a store that fails never costs the run: it is
+    reported to ``on_store_error`` and the result is returned all the same.
     """
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
@@ -113,6 +119,18 @@ def execute(
         system_extra=system_prompt,
         on_trace=on_trace,
     )
+    run_id = uuid.uuid4().hex[:12]
+    strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
+    recorder = _start_recording(
+        store,
+        run_id,
+        ledger,
+        on_store_error,
+        task=task,
+        question=question,
+        strategy=strategy_label,
+        model=model,
+    )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
     error: str | None = None
     reason: str | None = None
@@ -137,33 +155,95 @@ def execute(
         reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer = state.get("answer") or state.get("candidate")
     result = RunResult(
-        run_id=uuid.uuid4().hex[:12],
+        run_id=run_id,
         task=task,
         question=question,
         answer=answer,
         stop_reason=reason,
-        strategy=strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)"),
+        strategy=strategy_label,
         model=model,
         budget=ledger.budget.limits(),
         usage=Usage.from_ledger(ledger),
         cost=Cost.from_ledger(ledger),
         steps=int(state.get("step") or 0),
-        error=error or state.get("error"),
+        error=_scrubbed_error(error or state.get("error")),
         expected_answer=expected_answer,
         trace=list(state.get("trace") or []) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
     )
-    if store is not None:
-        from thrifty.store import RunStore
-
-        RunStore(store).save(result)
+    if recorder is not None:
+        _finish_recording(recorder, ledger, result, on_store_error)
     return result
 
 
+def _store_failed(on_error: StoreErrorCallback | None, exc: Exception) -> None:
+    if on_error is not None:
+        on_error(exc)
+        return
+    import warnings
+
+    from thrifty.store import StoreWarning
+
+    warnings.warn(str(exc), StoreWarning, stacklevel=4)
+
+
+def _start_recording(
+    store: str | Path | None,
+    run_id: str,
+    ledger: Ledger,
+    on_error: StoreErrorCallback | None,
+    **fields: str,
+) -> Any:
+    """Open the run store and write the run's row; every charge is then written as the Ledger settles it.
+    None (and the failure reported) when there is no store or it cannot be opened."""
+    if store is None:
+        return None
+    from thrifty.store import RunStore, StoreError
+
+    try:
+        recorder = RunStore(store).start(
+            run_id, budget=ledger.budget.limits(), on_error=lambda exc: _store_failed(on_error, exc), **fields
+        )
+    except StoreError as exc:
+        _store_failed(on_error, exc)
+        return None
+    for event in list(ledger.events):  # charges made on this ledger before the run began
+        recorder.on_charge(event)
+    ledger.listeners.append(recorder.on_charge)
+    return recorder
+
+
+def _finish_recording(
+    recorder: Any, ledger: Ledger, result: RunResult, on_error: StoreErrorCallback | None
+) -> None:
+    from thrifty.store import StoreError
+
+    if recorder.on_charge in ledger.listeners:
+        ledger.listeners.remove(recorder.on_charge)
+    try:
+        recorder.finish(result)
+    except StoreError as exc:
+        _store_failed(on_error, exc)
+
+
+def _scrubbed_error(error: str | None) -> str | None:
+    """A node's error as the result reports it: scrubbed, whoever wrote it (a custom node or strategy may
+    put a tool's or a provider's raw text in ``state["error"]``)."""
+    from thrifty.redact import redact
+
+    return None if error is None else redact(str(error))[:1000]
+
+
 def run_task(
-    spec: TaskSpec, *, on_trace: TraceCallback | None = None, store: bool = True, ledger: Ledger | None = None
+    spec: TaskSpec,
+    *,
+    on_trace: TraceCallback | None = None,
+    store: bool = True,
+    ledger: Ledger | None = None,
+    on_store_error: StoreErrorCallback | None = None,
 ) -> RunResult:
-    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches)."""
+    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches; ``on_store_error``:
+    see :func:`execute`)."""
     try:
         tools, pricing = resolve_tools(spec)
         builder = get_builder(spec.strategy.name, spec.base_dir)
@@ -186,4 +266,5 @@ def run_task(
         keep_trace=spec.output.trace,
         ledger=ledger,
         builder=builder,
+        on_store_error=on_store_error,
     )
