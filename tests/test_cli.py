@@ -220,3 +220,15 @@ def test_non_finite_or_non_positive_command_line_limits_exit_2(tmp_path: Path, o
     assert res.exit_code == 2, res.output
     assert option.split("=")[0] in res.output and "positive" in res.output
     assert script.requests == []  # nothing was spent
+
+
+def test_validate_checks_the_run_store(tmp_path: Path) -> None:
+    script = ScriptedModel([reply("x")])
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    task = write_task(tmp_path, script.model)
+    task.write_text(task.read_text().replace(str(tmp_path / "runs.db"), str(text)))
+    res = runner.invoke(app, ["validate", str(task)])
+    assert res.exit_code == 2, res.output
+    assert "output.store" in res.stderr and "fix" in res.stderr
+    assert text.read_text() == "not a database\n"

@@ -454,6 +454,7 @@ def validate(
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug of ours: still never a traceback
         raise fail(f"internal error while validating {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
+    _check_store_field(file, spec.store_target())
     limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
     refs = [t.name for t in spec.tools if ":" in t.name] + [spec.strategy.name] * (":" in spec.strategy.name)
     how = ""
@@ -470,6 +471,18 @@ def validate(
         ),
         soft_wrap=True,
     )
+
+
+def _check_store_field(file: Path, target: str | None) -> None:
+    """``output.store`` must be a store a run can open (checked without creating or connecting to it)."""
+    if not target:
+        return
+    from thrifty.store import StoreError, check_store
+
+    try:
+        check_store(target)
+    except StoreError as exc:
+        raise fail(f"{file}: field 'output.store': {exc}", EXIT_BAD_INPUT) from None
 
 
 @app.command()
