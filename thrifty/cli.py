@@ -196,8 +196,12 @@ def render_result(result: RunResult, console: Console) -> None:
         where = "" if over.ledger == "run" else f" ({over.ledger})"
         console.print(
             f"[bold red]overrun:[/bold red] {over.dimension}{where} spent {_exact(over.dimension, over.spent)} "
-            f"against a limit of {_exact(over.dimension, over.limit)}: the provider reported more than was "
-            "reserved"
+            f"against a limit of {_exact(over.dimension, over.limit)}: "
+            + (
+                "a call ran on that could not be interrupted"
+                if over.dimension == "seconds"
+                else "the provider reported more than was reserved"
+            )
         )
 
 

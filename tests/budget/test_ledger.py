@@ -655,3 +655,17 @@ def test_an_overrun_through_a_carved_slice_is_recorded_for_the_slice() -> None:
     carved.settle(res, {"total_tokens": 14})
     assert [(o.ledger, o.spent) for o in carved.overruns] == [("run/c", 14.0)]
     assert run.spent["total_tokens"] == 14.0 and not [o for o in run.overruns if o.ledger == "run"]
+
+
+def test_a_run_that_ends_past_its_time_limit_records_a_seconds_overrun() -> None:
+    now = [0.0]
+    ledger = Ledger(Budget(seconds=1.0, tool_calls=5), clock=lambda: now[0])
+    res = ledger.reserve({"tool_calls": 1}, kind="tool", name="t")
+    now[0] = 1.2  # within the grace: the time it takes to notice and stop
+    ledger.settle(res)
+    assert ledger.overruns == []
+    now[0] = 3.0  # an in-process call that could not be interrupted ran on
+    ledger.note_overtime()
+    now[0] = 4.0
+    ledger.note_overtime()
+    assert [(o.dimension, o.limit, o.spent) for o in ledger.overruns] == [("seconds", 1.0, 4.0)]

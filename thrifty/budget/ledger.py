@@ -29,6 +29,10 @@ from thrifty.budget.errors import BudgetExceeded
 from thrifty.budget.limits import Budget
 
 _EPS = 1e-9
+# How far past its time limit a run may end before that is an overrun: the time it takes to notice the limit
+# at the next check and stop. More than this means something ran on that could not be stopped (an
+# in-process model call cannot be interrupted half-way, a starved CPU).
+SECONDS_GRACE = 0.25
 _INF = float("inf")
 _ids = itertools.count(1)
 
@@ -461,7 +465,24 @@ class Ledger:
                 overrun = Overrun(event.seq, lg.path, dim, lg.limits[dim], lg.spent[dim])
                 for above in reservation.ledger._lineage:
                     above.overruns.append(overrun)
+            reservation.ledger.note_overtime(event.seq)
             return event
+
+    def note_overtime(self, seq: int = 0) -> None:
+        """Record a ``seconds`` :class:`Overrun` for every time limit here and above that has been passed by
+        more than SECONDS_GRACE (one per ledger, brought up to date on each call). Called on every settle and
+        when a run's result is built: time is the one dimension nothing reserves."""
+        if not self._timed:
+            return
+        with self._lock:
+            for lg in self._lineage:
+                limit = lg._seconds_limit
+                if limit is None or lg.elapsed() <= limit + SECONDS_GRACE:
+                    continue
+                overrun = Overrun(seq, lg.path, "seconds", limit, lg.elapsed())
+                for above in self._lineage:
+                    kept = [o for o in above.overruns if (o.ledger, o.dimension) != (lg.path, "seconds")]
+                    above.overruns[:] = [*kept, overrun]
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call failed before costing anything)."""

@@ -340,6 +340,8 @@ class Gateway:
             raise BudgetExceeded("input_tokens", prompt, av("input_tokens"), self.ledger.path)
         if av("model_requests") < 1:
             raise BudgetExceeded("model_requests", 1, av("model_requests"), self.ledger.path)
+        if av("seconds") <= 0:
+            raise BudgetExceeded("seconds", 0.0, av("seconds"), self.ledger.path)
         typical = self._call_seconds.get(model)
         if typical is not None and av("seconds") < typical:
             # A call cannot be interrupted half-way (a local model least of all): do not start one that the

@@ -62,8 +62,9 @@ class Cost(BaseModel):
 
 
 class Overrun(BaseModel):
-    """A limit the run went past: a provider reported more than was reserved (see the Ledger's Overrun).
-    One per ledger and dimension, with what was finally spent there."""
+    """A limit the run went past: a provider reported more than was reserved, or the run ended more than
+    ``SECONDS_GRACE`` past its time limit (see the Ledger's Overrun). One per ledger and dimension, with what
+    was finally spent there."""
 
     dimension: str
     limit: float
@@ -72,6 +73,7 @@ class Overrun(BaseModel):
 
     @classmethod
     def from_ledger(cls, ledger: Ledger) -> list[Overrun]:
+        ledger.note_overtime()  # a run that ended past its time limit, with nothing settled since
         last: dict[tuple[str, str], Overrun] = {}
         for o in ledger.overruns:
             last[(o.ledger, o.dimension)] = cls(
