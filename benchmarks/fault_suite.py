@@ -218,7 +218,7 @@ class Summary:
         ]
 
 
-def run_suite(runs: int = 1000, *, seed: int = 14, workers: int = 16) -> Summary:
+def run_suite(runs: int = 1000, *, seed: int = 14, workers: int = 4) -> Summary:
     """Run the suite; runs go in parallel threads (a hung tool only waits, it does not compute)."""
     script = ScriptedModel(name=f"fault-suite-{uuid.uuid4().hex[:6]}", default=_provider)
     summary = Summary()
