@@ -72,6 +72,11 @@ def _fmt(dim: str, value: float) -> str:
     return f"{value:g}"
 
 
+def _exact(dim: str, value: float) -> str:
+    """A spend to as many digits as tell it from its limit (an overrun may be a fraction of a cent)."""
+    return f"${value:.6g}" if dim == "usd" else f"{value:.6g}"
+
+
 class LiveView:
     """Step, last action and one bar per budget dimension, redrawn while the run goes on."""
 
@@ -189,6 +194,17 @@ def render_result(result: RunResult, console: Console) -> None:
         f"[dim]cost: tokens ${result.cost.tokens_usd:.4f} + tools ${result.cost.tools_usd:.4f} = "
         f"${result.cost.total_usd:.4f}; {result.steps} steps; strategy {result.strategy}; model {result.model}[/dim]"
     )
+    for over in result.overruns:  # a limit crossed is never silent
+        where = "" if over.ledger == "run" else f" ({over.ledger})"
+        console.print(
+            f"[bold red]overrun:[/bold red] {over.dimension}{where} spent {_exact(over.dimension, over.spent)} "
+            f"against a limit of {_exact(over.dimension, over.limit)}: "
+            + (
+                "a call ran on that could not be interrupted"
+                if over.dimension == "seconds"
+                else "the provider reported more than was reserved"
+            )
+        )
 
 
 @app.command()

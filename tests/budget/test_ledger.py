@@ -629,3 +629,43 @@ def test_used_and_remaining_helpers() -> None:
     assert ledger.used() == {"tool_calls": 1, "tool:search": 1, "seconds": 1}
     assert ledger.remaining() == {"tool:search": 1.0, "tool_calls": 2.0}
     assert approx_dict(ledger.ratios()) == {"tool:search": 0.5, "tool_calls": pytest.approx(2 / 3)}
+
+
+# Issue 14 item 6: a settle that takes a limit past its end is an explicit event, never silent.
+def test_an_actual_amount_beyond_the_limit_is_recorded_as_an_overrun() -> None:
+    run = Ledger(Budget(usd=1.0))
+    branch = run.child(Budget(usd=0.12), name="branch")
+    res = branch.reserve({"usd": 0.10}, kind="model", name="m")
+    event = branch.settle(res, {"usd": 0.15})
+    assert [(o.ledger, o.dimension, o.limit, o.spent) for o in branch.overruns] == [
+        ("run/branch", "usd", 0.12, 0.15)
+    ]
+    assert run.overruns == branch.overruns  # seen from the run too
+    assert branch.overruns[0].seq == event.seq and "overran run/branch usd limit 0.12" in event.detail
+    # within the limit, or a dimension without one: nothing recorded
+    res = run.reserve({"usd": 0.1}, kind="model", name="m")
+    run.settle(res, {"usd": 0.2, "input_tokens": 5})
+    assert len(run.overruns) == 1
+
+
+def test_an_overrun_through_a_carved_slice_is_recorded_for_the_slice() -> None:
+    run = Ledger(Budget(total_tokens=100))
+    carved = run.child(Budget(total_tokens=10), name="c", carve=True)
+    res = carved.reserve({"total_tokens": 10}, kind="model", name="m")
+    carved.settle(res, {"total_tokens": 14})
+    assert [(o.ledger, o.spent) for o in carved.overruns] == [("run/c", 14.0)]
+    assert run.spent["total_tokens"] == 14.0 and not [o for o in run.overruns if o.ledger == "run"]
+
+
+def test_a_run_that_ends_past_its_time_limit_records_a_seconds_overrun() -> None:
+    now = [0.0]
+    ledger = Ledger(Budget(seconds=1.0, tool_calls=5), clock=lambda: now[0])
+    res = ledger.reserve({"tool_calls": 1}, kind="tool", name="t")
+    now[0] = 1.2  # within the grace: the time it takes to notice and stop
+    ledger.settle(res)
+    assert ledger.overruns == []
+    now[0] = 3.0  # an in-process call that could not be interrupted ran on
+    ledger.note_overtime()
+    now[0] = 4.0
+    ledger.note_overtime()
+    assert [(o.dimension, o.limit, o.spent) for o in ledger.overruns] == [("seconds", 1.0, 4.0)]

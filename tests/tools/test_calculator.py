@@ -81,3 +81,67 @@ def test_runner_reports_a_bad_expression_once_without_retrying() -> None:
     assert obs.attempts == 1
     assert runner.run("calculator", '{"expression": "6 * 7"}').content == "42"
     assert calculator.price == 0.0
+
+
+# Issue 14 item 3: every operation is bounded, so the calculator (run on the caller's thread, with no timeout)
+# can never hold a run past its time budget.
+_HOSTILE = [
+    "round(1, -10**9)",
+    "round(1, -10**6)",
+    "round(10**1000, -100000)",
+    "round(1.5, -10**9)",
+    "round(1, 10**9)",
+    "9 ** 9 ** 9",
+    "(10 ** 1000) ** 5",
+    "factorial(500) * factorial(500)",
+    "factorial(500) ** 2",
+    "pow(2, 4000) * pow(2, 4000)",
+    "exp(10 ** 1000)",
+    "sqrt(10 ** 1000)",
+    "10 ** 4000 / 3",
+    "10 ** 1000 * 1.0",
+    "ceil(1e309)",
+    "floor(1e308) * floor(1e308) * floor(1e308) * floor(1e308) * floor(1e308)",
+    "2 ** 2 ** 2 ** 2 ** 2 ** 2",
+    "9" * 499,
+    "9" * 499 + "!",
+    "-" * 498 + "1",
+    "(" * 200 + "1" + ")" * 200,
+    "round(" * 60 + "1" + ", -1000)" * 60,
+    "max(" + ", ".join(["10 ** 1200"] * 40) + ")",
+    "10 ** 1200 % 7 ** 1000 // 3 ** 999",
+    "x" * 10_000_000,
+]
+
+
+@pytest.mark.parametrize("expression", _HOSTILE, ids=lambda e: e[:40])
+def test_hostile_expressions_end_at_once(expression: str) -> None:
+    import time
+
+    started = time.monotonic()
+    try:
+        result = calculator(expression)
+    except ToolError:
+        result = None
+    assert time.monotonic() - started < 0.5, "every operation must be bounded"
+    assert result is None or len(result) <= 1300
+
+
+def test_round_refuses_digits_out_of_range() -> None:
+    with pytest.raises(ToolError, match="digits"):
+        calculator("round(1, -10**9)")
+    assert calculator("round(123456, -3)") == "123000"
+    assert calculator("round(10**1000, -999)") == str(10**1000)
+
+
+@pytest.mark.parametrize("terms", [51, 60, 120, 240])
+def test_flat_sums_and_products_of_many_terms(terms: int) -> None:
+    """A flat chain is not nesting: ``1+1+...+1`` is one level deep however many terms it has."""
+    assert calculator("+".join(["1"] * terms)) == str(terms)
+    assert calculator("-".join(["1"] * terms)) == str(2 - terms)
+    assert calculator("*".join(["2"] * min(terms, 200))) == str(2 ** min(terms, 200))
+
+
+def test_real_nesting_is_still_bounded() -> None:
+    with pytest.raises(ToolError, match="nested too deeply"):
+        calculator("abs(" * 60 + "1" + ")" * 60)

@@ -426,3 +426,64 @@ def test_a_cancelled_async_attempt_is_given_back() -> None:
 
     asyncio.run(main())
     assert ledger.spent["tool_calls"] == 0 and ledger.reserved["tool_calls"] == 0
+
+
+# Issue 14 item 5: a tool's own timeout never outlasts the run's time budget.
+def _hanging_tools(release: threading.Event) -> list:
+    @tool(timeout=30)
+    def stuck() -> str:
+        """Hangs."""
+        release.wait(10)
+        return "late"
+
+    @tool(timeout=30)
+    async def astuck() -> str:
+        """Hangs (async)."""
+        await asyncio.sleep(10)
+        return "late"
+
+    return [stuck, astuck]
+
+
+@pytest.mark.parametrize("name", ["stuck", "astuck"])
+def test_a_tool_timeout_longer_than_the_time_left_waits_only_the_time_left(name: str) -> None:
+    release = threading.Event()
+    ledger = Ledger(Budget(seconds=0.4))
+    runner = ToolRunner(_hanging_tools(release), ledger)
+    started = time.monotonic()
+    with pytest.raises(BudgetExceeded) as info:
+        runner.run(name)
+    waited = time.monotonic() - started
+    release.set()
+    runner.close()
+    assert info.value.dimension == "seconds"
+    assert waited < 0.9, f"waited {waited:.2f}s against a 0.4s budget"
+    assert [e.ok for e in ledger.events] == [False]  # the attempt is charged, as a failure
+
+
+@pytest.mark.parametrize("name", ["stuck", "astuck"])
+async def test_arun_waits_only_the_time_left(name: str) -> None:
+    release = threading.Event()
+    ledger = Ledger(Budget(seconds=0.4))
+    runner = ToolRunner(_hanging_tools(release), ledger)
+    started = time.monotonic()
+    with pytest.raises(BudgetExceeded) as info:
+        await runner.arun(name)
+    waited = time.monotonic() - started
+    release.set()
+    runner.close()
+    assert info.value.dimension == "seconds"
+    assert waited < 0.9
+
+
+def test_a_child_ledgers_time_left_bounds_the_wait_too() -> None:
+    release = threading.Event()
+    run = Ledger(Budget(seconds=30))
+    branch = run.child(Budget(seconds=0.3), name="branch")
+    runner = ToolRunner(_hanging_tools(release), run)
+    started = time.monotonic()
+    with pytest.raises(BudgetExceeded):
+        runner.run("stuck", ledger=branch)
+    release.set()
+    runner.close()
+    assert time.monotonic() - started < 0.8

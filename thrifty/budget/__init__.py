@@ -2,7 +2,7 @@
 
 from thrifty.budget.awareness import POLICY, BudgetView, Regime, budget_block, regime, regime_for, spent_tools
 from thrifty.budget.errors import BudgetExceeded, StopKind, stop_reason
-from thrifty.budget.ledger import ChargeEvent, Ledger, Reservation
+from thrifty.budget.ledger import ChargeEvent, Ledger, Overrun, Reservation
 from thrifty.budget.limits import DIMENSIONS, Budget, tool_dimension
 from thrifty.budget.pricing import DEFAULT_TOOL_PRICES, ModelPrice, Pricing, UnpricedModelError
 
@@ -16,6 +16,7 @@ __all__ = [
     "ChargeEvent",
     "Ledger",
     "ModelPrice",
+    "Overrun",
     "Pricing",
     "Regime",
     "Reservation",

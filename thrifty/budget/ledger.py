@@ -29,6 +29,10 @@ from thrifty.budget.errors import BudgetExceeded
 from thrifty.budget.limits import Budget
 
 _EPS = 1e-9
+# How far past its time limit a run may end before that is an overrun: the time it takes to notice the limit
+# at the next check and stop. More than this means something ran on that could not be stopped (an
+# in-process model call cannot be interrupted half-way, a starved CPU).
+SECONDS_GRACE = 0.25
 _INF = float("inf")
 _ids = itertools.count(1)
 
@@ -80,6 +84,31 @@ class ChargeEvent:
             "usd": self.usd,
             "ok": self.ok,
             "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Overrun:
+    """A limit crossed: a settled charge whose actual amount went past what was reserved (a provider reported
+    more tokens than were counted, a call ran longer than its priced seconds) took ``spent`` past ``limit``.
+
+    Reservations make this impossible for every cost known in advance; what a provider reports afterwards is
+    recorded truthfully, and a crossing is never silent: it is this event, in the run's result.
+    """
+
+    seq: int  # the ChargeEvent that crossed the limit
+    ledger: str  # path of the ledger whose limit was crossed
+    dimension: str
+    limit: float
+    spent: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "ledger": self.ledger,
+            "dimension": self.dimension,
+            "limit": self.limit,
+            "spent": self.spent,
         }
 
 
@@ -136,6 +165,7 @@ class Ledger:
         self.spent: defaultdict[str, float] = defaultdict(float)
         self.reserved: defaultdict[str, float] = defaultdict(float)
         self.events: list[ChargeEvent] = []
+        self.overruns: list[Overrun] = []  # limits crossed by a settle (here or below), in order
         self.listeners: list[Callable[[ChargeEvent], None]] = []
         self.started = clock()
         self._hold: Reservation | None = None
@@ -383,7 +413,15 @@ class Ledger:
         """Replace a reservation by what was really spent (``actual``, default: the reserved amounts).
 
         The actual amount is recorded even when it exceeds the reservation (a provider counted more prompt
-        tokens than our estimate): the ledger reports the truth, and the next reservation sees it.
+        tokens than our estimate): the ledger reports the truth, and the next reservation sees it. If that
+        takes a limit past its end, the crossing is recorded as an :class:`Overrun` (in :attr:`overruns` of
+        this ledger and every ledger above it, and in the charge's ``detail``): never silent.
+
+        >>> ledger = Ledger(Budget(usd=0.12))
+        >>> r = ledger.reserve({"usd": 0.10}, kind="model", name="m")
+        >>> event = ledger.settle(r, {"usd": 0.15})  # the provider reported more than was counted
+        >>> [(o.dimension, o.limit, o.spent) for o in ledger.overruns]
+        [('usd', 0.12, 0.15)]
         """
         with self._lock:
             if not reservation.open:
@@ -391,11 +429,13 @@ class Ledger:
             reservation.open = False
             self._changed()
             spent = dict(reservation.amounts if actual is None else {k: float(v) for k, v in actual.items()})
+            crossed: list[tuple[Ledger, str]] = []
             for dim in set(reservation.amounts) | set(spent):
                 chain, hold = reservation.routes.get(dim) or reservation.ledger._route(dim)
                 first_hold = hold
                 held = reservation.amounts.get(dim, 0.0)
                 used = spent.get(dim, 0.0)
+                touched = list(chain)
                 for lg in chain:
                     lg.reserved[dim] -= held
                     lg.spent[dim] += used
@@ -406,10 +446,43 @@ class Ledger:
                     for lg in up_chain:
                         lg.reserved[dim] -= used
                         lg.spent[dim] += used
+                    touched.extend(up_chain)
                     hold = up_hold
                 # What was held but not used goes back past any carve hold whose ledger has closed.
                 _unhold(first_hold, dim, held - used)
-            return self._record(reservation, spent, ok, detail)
+                if used > held + _EPS:
+                    crossed.extend(
+                        (lg, dim) for lg in touched if lg.spent[dim] > lg.limits.get(dim, _INF) + _EPS
+                    )
+            if crossed:
+                shown = "; ".join(
+                    f"overran {lg.path} {dim} limit {lg.limits[dim]:g} (spent {lg.spent[dim]:g})"
+                    for lg, dim in crossed
+                )
+                detail = f"{detail}; {shown}" if detail else shown
+            event = self._record(reservation, spent, ok, detail)
+            for lg, dim in crossed:
+                overrun = Overrun(event.seq, lg.path, dim, lg.limits[dim], lg.spent[dim])
+                for above in reservation.ledger._lineage:
+                    above.overruns.append(overrun)
+            reservation.ledger.note_overtime(event.seq)
+            return event
+
+    def note_overtime(self, seq: int = 0) -> None:
+        """Record a ``seconds`` :class:`Overrun` for every time limit here and above that has been passed by
+        more than SECONDS_GRACE (one per ledger, brought up to date on each call). Called on every settle and
+        when a run's result is built: time is the one dimension nothing reserves."""
+        if not self._timed:
+            return
+        with self._lock:
+            for lg in self._lineage:
+                limit = lg._seconds_limit
+                if limit is None or lg.elapsed() <= limit + SECONDS_GRACE:
+                    continue
+                overrun = Overrun(seq, lg.path, "seconds", limit, lg.elapsed())
+                for above in self._lineage:
+                    kept = [o for o in above.overruns if (o.ledger, o.dimension) != (lg.path, "seconds")]
+                    above.overruns[:] = [*kept, overrun]
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call failed before costing anything)."""

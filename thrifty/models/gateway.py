@@ -4,11 +4,16 @@ For every call it
 
 1. counts the prompt's tokens (the model's own tokenizer for local models, LiteLLM's counter otherwise);
 2. caps ``max_tokens`` to what the budget can still pay for (output / total tokens, dollars, context);
-3. reserves the worst case (prompt + capped completion, one request, its dollar price) on the Ledger;
+3. reserves the worst case (prompt + capped completion, one request, its dollar price) on the Ledger —
+   with the margin learned from what the provider has reported for this model (:class:`UsageRatios`: a
+   provider that reports 1.5x the tokens we count is reserved 1.5x), and, for a model priced per second of
+   compute, the seconds the call may take (its timeout is capped to them);
 4. calls LiteLLM, retrying transient provider errors with tenacity — every attempt is a request and is
    charged, so retries can never overspend; a wait (backoff or the server's ``Retry-After``) that the
    time left cannot pay for is not started;
-5. settles the usage the provider reports and releases the rest.
+5. settles the usage the provider reports and releases the rest. If the report still goes past a limit
+   (the first over-report of a model, a call that outran its priced seconds), the Ledger records an explicit
+   :class:`~thrifty.budget.Overrun`: a limit is never crossed silently.
 
 What a call is charged when it does not end with a readable reply with usage:
 
@@ -23,8 +28,12 @@ Every text that leaves the Gateway (an error, an event's detail) passes :func:`t
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -40,7 +49,23 @@ from thrifty.redact import redact
 DEFAULT_MAX_TOKENS = 512
 MAX_RETRY_AFTER = 60.0  # a server asking for a longer wait than this (seconds) is not retried
 _INF = float("inf")
-__all__ = ["BLOCK_REMOTE_ENV", "DEFAULT_MAX_TOKENS", "Gateway", "ModelError", "ModelReply", "ToolCall"]
+# Per-second pricing: the seconds reserved for a call of a model not yet timed (unless the time budget or
+# the dollars left say less), the least such a call must be able to pay for, and the margin over a model's
+# typical call once it is known (and the slack added to it).
+DEFAULT_CALL_SECONDS = 60.0
+FIRST_CALL_SECONDS = 1.0
+CALL_SECONDS_MARGIN = 8.0
+CALL_SECONDS_SLACK = 1.0
+__all__ = [
+    "BLOCK_REMOTE_ENV",
+    "DEFAULT_MAX_TOKENS",
+    "CallPlan",
+    "Gateway",
+    "ModelError",
+    "ModelReply",
+    "ToolCall",
+    "UsageRatios",
+]
 
 
 class ModelError(RuntimeError):
@@ -147,12 +172,67 @@ def _answer_lost(exc: BaseException) -> bool:
     return False
 
 
+class UsageRatios:
+    """What providers report against what the Gateway counted, per model: the margin to reserve with.
+
+    ``prompt``: reported prompt tokens / counted prompt tokens; ``completion``: reported completion tokens /
+    the ``max_tokens`` asked for (a provider may bill more than the cap). The margin is the largest ratio of
+    the last ``window`` calls, never below 1 (a reservation is never smaller than the count) nor above
+    MAX_MARGIN (a count that is plainly wrong must not make every call unaffordable; what a report beyond it
+    costs is recorded as an overrun). Thread-safe; one table is shared by every Gateway of the process
+    (:data:`PROCESS_RATIOS`) so that a run learns from the runs before it.
+    """
+
+    MAX_MARGIN = 4.0
+
+    def __init__(self, window: int = 64) -> None:
+        self.window = window
+        self._seen: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, model: str, part: str, ratio: float) -> None:
+        if not math.isfinite(ratio) or ratio <= 0:
+            return
+        with self._lock:
+            seen = self._seen.get((model, part))
+            if seen is None:
+                seen = self._seen[(model, part)] = deque(maxlen=self.window)
+            seen.append(ratio)
+
+    def margin(self, model: str, part: str) -> float:
+        with self._lock:
+            seen = self._seen.get((model, part))
+            top = max(seen) if seen else 1.0
+        return min(max(top, 1.0), self.MAX_MARGIN)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+PROCESS_RATIOS = UsageRatios()
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """What one call may spend: the capped ``max_tokens``, the reservation, and for a model priced per
+    second the seconds reserved (``usd_seconds``: their price) and the timeout that keeps it within them."""
+
+    cap: int
+    amounts: dict[str, float]
+    prompt_tokens: int  # as counted (the reservation holds them times the learned margin)
+    seconds: float = 0.0
+    usd_seconds: float = 0.0
+    timeout: float | None = None
+
+
 class Gateway:
     """Model calls charged to a Ledger.
 
     ``retries`` is the number of extra attempts on transient errors; ``backoff`` the base of the
     exponential wait between them (seconds; tests use 0). ``api_base``: the server that remote (not
     in-process) models are called at, e.g. ``http://127.0.0.1:8080/v1`` for an OpenAI-compatible server.
+    ``ratios``: where reported-to-counted token ratios are learned (default: one table for the process).
     """
 
     def __init__(
@@ -164,8 +244,10 @@ class Gateway:
         backoff: float = 0.5,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         api_base: str | None = None,
+        ratios: UsageRatios | None = None,
     ) -> None:
         self.ledger = ledger
+        self.ratios = PROCESS_RATIOS if ratios is None else ratios
         self.pricing = pricing or Pricing()
         self.retries = retries
         self.backoff = backoff
@@ -234,66 +316,111 @@ class Gateway:
         return provider_for(model)
 
     def plan(self, model: str, prompt_tokens: int, max_tokens: int | None) -> tuple[int, dict[str, float]]:
-        """The capped ``max_tokens`` and the worst-case reservation for one call.
+        """The capped ``max_tokens`` and the worst-case reservation for one call (see :meth:`plan_call`)."""
+        plan = self.plan_call(model, prompt_tokens, max_tokens)
+        return plan.cap, plan.amounts
 
+    def plan_call(self, model: str, prompt_tokens: int, max_tokens: int | None) -> CallPlan:
+        """The capped ``max_tokens``, the worst-case reservation and the timeout for one call.
+
+        The prompt is reserved at the counted tokens times the margin learned for this model, the completion
+        at the cap times its margin; a model priced per second also reserves the seconds the call may take.
         Raises BudgetExceeded naming the dimension that cannot pay even a one-token answer.
         """
         price = self.price(model)
         want = max_tokens or self.default_max_tokens
-        caps: list[tuple[float, str]] = [(want, "")]
         left = self.ledger.availability()
 
         def av(dim: str) -> float:
             return left.get(dim, _INF)
 
-        if prompt_tokens > av("input_tokens"):
-            raise BudgetExceeded("input_tokens", prompt_tokens, av("input_tokens"), self.ledger.path)
-        caps.append((av("output_tokens"), "output_tokens"))
-        caps.append((av("total_tokens") - prompt_tokens, "total_tokens"))
-        if price.output_per_token > 0:
-            left_usd = av("usd") - prompt_tokens * price.input_per_token
-            caps.append((left_usd / price.output_per_token, "usd"))
-        elif prompt_tokens * price.input_per_token > av("usd"):
-            raise BudgetExceeded("usd", prompt_tokens * price.input_per_token, av("usd"), self.ledger.path)
-        window = self.context_window(model)
-        if window:
-            caps.append((window - prompt_tokens, "context_window"))
+        prompt = prompt_tokens * self.ratios.margin(model, "prompt")
+        per_token = self.ratios.margin(model, "completion")
+        if prompt > av("input_tokens") + 1e-9:
+            raise BudgetExceeded("input_tokens", prompt, av("input_tokens"), self.ledger.path)
         if av("model_requests") < 1:
             raise BudgetExceeded("model_requests", 1, av("model_requests"), self.ledger.path)
+        if av("seconds") <= 0:
+            raise BudgetExceeded("seconds", 0.0, av("seconds"), self.ledger.path)
         typical = self._call_seconds.get(model)
         if typical is not None and av("seconds") < typical:
             # A call cannot be interrupted half-way (a local model least of all): do not start one that the
             # time left cannot pay for, judging by how long this model's calls have taken.
             raise BudgetExceeded("seconds", typical, av("seconds"), self.ledger.path)
+        prompt_usd = prompt * price.input_per_token
+        seconds, usd_seconds = self._plan_seconds(
+            model, price, av("seconds"), av("usd") - prompt_usd, per_token
+        )
+        caps: list[tuple[float, str]] = [(want, "")]
+        caps.append((av("output_tokens") / per_token, "output_tokens"))
+        caps.append(((av("total_tokens") - prompt) / per_token, "total_tokens"))
+        if price.output_per_token > 0:
+            caps.append(
+                ((av("usd") - prompt_usd - usd_seconds) / (price.output_per_token * per_token), "usd")
+            )
+        elif prompt_usd > av("usd") + 1e-12:
+            raise BudgetExceeded("usd", prompt_usd, av("usd"), self.ledger.path)
+        window = self.context_window(model)
+        if window:
+            caps.append((window - prompt_tokens, "context_window"))
         cap_value, cap_dim = min(caps, key=lambda c: c[0])
         cap = int(cap_value + 1e-9)  # float error must not cost a token
         if cap < 1:
             if cap_dim == "context_window":
                 raise ModelError(f"prompt of {prompt_tokens} tokens does not fit the context of {model}")
             raise BudgetExceeded(cap_dim, 1, max(cap_value, 0), self.ledger.path)
-        usd = prompt_tokens * price.input_per_token + cap * price.output_per_token
+        completion = cap * per_token
         amounts = {
-            "input_tokens": prompt_tokens,
-            "output_tokens": cap,
-            "total_tokens": prompt_tokens + cap,
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
             "model_requests": 1,
-            "usd": usd,
+            "usd": prompt_usd + completion * price.output_per_token + usd_seconds,
         }
-        return cap, amounts
+        timeout = av("seconds") if av("seconds") != _INF else None
+        if seconds:
+            # what the call may run before its per-second cost passes what was reserved (a little under it:
+            # a timeout fires late)
+            timeout = min(timeout or _INF, seconds * 0.9)
+        return CallPlan(cap, amounts, prompt_tokens, seconds, usd_seconds, timeout)
+
+    def _plan_seconds(
+        self, model: str, price: ModelPrice, seconds_left: float, usd_left: float, per_token: float
+    ) -> tuple[float, float]:
+        """For a model priced per second: the seconds to reserve and their price (0, 0 otherwise).
+
+        As long as the call may take: a margin over this model's typical call once known, else the time left
+        (or DEFAULT_CALL_SECONDS), and never more than the dollars left can pay after the prompt and one
+        completion token. A call that cannot pay for the time it is expected to take (twice its typical
+        call, or FIRST_CALL_SECONDS for a model not yet timed) is refused: ``usd`` cannot pay for it.
+        """
+        if price.per_second <= 0:
+            return 0.0, 0.0
+        typical = self._call_seconds.get(model)
+        if typical is None:
+            wanted, needed = DEFAULT_CALL_SECONDS, FIRST_CALL_SECONDS
+        else:
+            wanted, needed = typical * CALL_SECONDS_MARGIN + CALL_SECONDS_SLACK, typical * 2
+        wanted = min(wanted, seconds_left)
+        needed = min(needed, wanted)
+        affordable = (usd_left - price.output_per_token * per_token) / price.per_second
+        seconds = min(wanted, affordable)
+        if seconds < needed or seconds <= 0:
+            raise BudgetExceeded("usd", needed * price.per_second, max(usd_left, 0.0), self.ledger.path)
+        return seconds, seconds * price.per_second
 
     # ------------------------------------------------------------------------------------- calls
     def _request(
-        self, model: str, messages: Sequence[dict[str, Any]], cap: int, kwargs: dict[str, Any]
+        self, model: str, messages: Sequence[dict[str, Any]], plan: CallPlan, kwargs: dict[str, Any]
     ) -> dict:
         request: dict[str, Any] = {
             "model": model,
             "messages": list(messages),
-            "max_tokens": cap,
+            "max_tokens": plan.cap,
             "num_retries": 0,
         }
-        seconds_left = self.ledger.available("seconds")
-        if seconds_left != float("inf"):
-            request["timeout"] = max(seconds_left, 0.001)
+        if plan.timeout is not None:  # the time left, or less for a model priced per second
+            request["timeout"] = max(plan.timeout, 0.001)
         if self.api_base and not provider_for(model).in_process:
             request["api_base"] = self.api_base
         request.update({k: v for k, v in kwargs.items() if v is not None})
@@ -311,7 +438,7 @@ class Gateway:
                 raise ModelError(str(exc)) from None
 
     def _settle(
-        self, res: Reservation, model: str, response: Any, started: float, attempts: int, cap: int
+        self, res: Reservation, model: str, response: Any, started: float, attempts: int, plan: CallPlan
     ) -> ModelReply:
         choices = getattr(response, "choices", None)
         if not choices or getattr(choices[0], "message", None) is None:
@@ -328,10 +455,12 @@ class Gateway:
         if prompt <= 0 and completion <= 0:
             # No usage reported (LiteLLM then says 0 and 0; a real prompt is never 0 tokens). Charging 0 would
             # let the spend pass the limit unseen; the reservation is what the call can have cost at most.
-            prompt = int(res.amounts.get("input_tokens", 0))
-            completion = int(res.amounts.get("output_tokens", 0))
+            prompt = math.ceil(res.amounts.get("input_tokens", 0) - 1e-9)
+            completion = math.ceil(res.amounts.get("output_tokens", 0) - 1e-9)
             cached = 0
             detail = "no usage reported: charged the reserved worst case"
+        else:
+            self._learn(model, plan, prompt, completion)
         usd = self.price(model).cost(prompt, completion, cached, elapsed)
         actual = {
             "input_tokens": prompt,
@@ -362,8 +491,15 @@ class Gateway:
             usd=usd,
             attempts=attempts,
             elapsed=elapsed,
-            max_tokens=cap,
+            max_tokens=plan.cap,
         )
+
+    def _learn(self, model: str, plan: CallPlan, prompt: int, completion: int) -> None:
+        """Learn how much more (or less) the provider reports than was counted, for the next reservations."""
+        if plan.prompt_tokens > 0 and prompt > 0:
+            self.ratios.observe(model, "prompt", prompt / plan.prompt_tokens)
+        if plan.cap > 0 and completion > 0:
+            self.ratios.observe(model, "completion", completion / plan.cap)
 
     def _fail(self, res: Reservation, exc: BaseException, model: str) -> None:
         """A failed attempt still counts as a request (providers may bill it). Its tokens are released,
@@ -410,14 +546,14 @@ class Gateway:
         node: str | None,
         kwargs: dict[str, Any],
         prompt_tokens: int | None = None,
-    ) -> tuple[Reservation, int, dict[str, Any]]:
-        """One attempt's count (``prompt_tokens`` if the caller has it), cap and reservation, and the
+    ) -> tuple[Reservation, CallPlan, dict[str, Any]]:
+        """One attempt's count (``prompt_tokens`` if the caller has it), plan and reservation, and the
         LiteLLM request to make with it."""
         prompt = self.count_prompt_tokens(model, messages, tools) if prompt_tokens is None else prompt_tokens
-        cap, amounts = self.plan(model, prompt, max_tokens)
-        res = self.ledger.reserve(amounts, kind="model", name=model, node=node)
-        request = self._request(model, messages, cap, {**kwargs, "tools": list(tools) if tools else None})
-        return res, cap, request
+        plan = self.plan_call(model, prompt, max_tokens)
+        res = self.ledger.reserve(plan.amounts, kind="model", name=model, node=node)
+        request = self._request(model, messages, plan, {**kwargs, "tools": list(tools) if tools else None})
+        return res, plan, request
 
     def complete(
         self,
@@ -443,11 +579,11 @@ class Gateway:
         def attempt() -> ModelReply:
             nonlocal attempts
             attempts += 1
-            res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
+            res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
                 response = litellm.completion(**request)
-                return self._settle(res, model, response, started, attempts, cap)
+                return self._settle(res, model, response, started, attempts, plan)
             except BaseException as exc:
                 if res.open:
                     self._fail(res, exc, model)
@@ -479,11 +615,11 @@ class Gateway:
         async def attempt() -> ModelReply:
             nonlocal attempts
             attempts += 1
-            res, cap, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
+            res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
                 response = await litellm.acompletion(**request)
-                return self._settle(res, model, response, started, attempts, cap)
+                return self._settle(res, model, response, started, attempts, plan)
             except BaseException as exc:
                 if res.open:
                     self._fail(res, exc, model)

@@ -4,6 +4,11 @@ Why not ``eval``: the expression comes from a model, which may have read adversa
 walks the ``ast`` and allows only numbers, arithmetic operators, parentheses and a short list of math
 functions, and bounds sizes (expression length, exponents, integer bits) so that ``9**9**9`` cannot hang
 the process. Bad input raises :class:`ToolError`, which the runner reports to the model without retrying.
+
+Every operation is bounded before it runs (expression length, exponents, ``round`` digits, factorial, the bits
+of every integer result), because the tool runs on the caller's thread with no timeout: nothing could stop a
+hung evaluation, not even the run's time budget. Nesting is bounded too, but a flat chain such as
+``1 + 2 + ... + 100`` is one level deep, however many terms it has (it is evaluated as a loop).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ MAX_EXPRESSION_CHARS = 500
 MAX_INT_BITS = 4096  # about 1,233 decimal digits
 MAX_EXPONENT = 10_000
 MAX_DEPTH = 50
+MAX_ROUND_DIGITS = 1_300  # beyond the ~1,233 digits an integer may have, rounding changes nothing
+MAX_FACTORIAL = 500
 
 Number = int | float
 
@@ -76,16 +83,21 @@ def _log(x: Number, base: Number | None = None) -> float:
 
 
 def _round(x: Number, digits: Number | None = None) -> Number:
-    if digits is not None and not isinstance(digits, int):
+    if digits is None:
+        return round(x)
+    if not isinstance(digits, int):
         raise ToolError("round() digits must be an integer")
-    return round(x) if digits is None else round(x, digits)
+    if abs(digits) > MAX_ROUND_DIGITS:
+        # round(1, -10**9) would compute 10**(10**9): refuse it before it starts
+        raise ToolError(f"round() digits out of range (limit -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS})")
+    return round(x, digits)
 
 
 def _factorial(n: Number) -> int:
     if not isinstance(n, int) or n < 0:
         raise ToolError("factorial() needs a non-negative integer")
-    if n > 500:
-        raise ToolError("factorial() argument too large (limit 500)")
+    if n > MAX_FACTORIAL:
+        raise ToolError(f"factorial() argument too large (limit {MAX_FACTORIAL})")
     return math.factorial(n)
 
 
@@ -137,15 +149,28 @@ def _eval(node: ast.AST, depth: int = 0) -> Number:
 
 
 def _eval_binop(node: ast.BinOp, depth: int) -> Number:
-    left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
-    if isinstance(node.op, ast.Pow):
+    """A left-associative chain (``a + b - c * d ...``: BinOps down the left side) is evaluated as a loop at
+    one depth, so a flat sum of many terms is not mistaken for deep nesting; right operands nest."""
+    chain: list[ast.BinOp] = []
+    current: ast.expr = node
+    while isinstance(current, ast.BinOp):
+        chain.append(current)
+        current = current.left
+    value = _eval(current, depth + 1)
+    for link in reversed(chain):
+        value = _apply(link.op, value, _eval(link.right, depth + 1))
+    return value
+
+
+def _apply(op: ast.operator, left: Number, right: Number) -> Number:
+    if isinstance(op, ast.Pow):
         return _check_int(_power(left, right))
-    op = _BINARY.get(type(node.op))
-    if op is None:
-        raise ToolError(f"operator {type(node.op).__name__} is not allowed; use + - * / // % **")
-    if isinstance(node.op, ast.Mod | ast.FloorDiv | ast.Div) and right == 0:
+    fn = _BINARY.get(type(op))
+    if fn is None:
+        raise ToolError(f"operator {type(op).__name__} is not allowed; use + - * / // % **")
+    if isinstance(op, ast.Mod | ast.FloorDiv | ast.Div) and right == 0:
         raise ToolError("division by zero")
-    return _check_int(op(left, right))
+    return _check_int(fn(left, right))
 
 
 def _eval_call(node: ast.Call, depth: int) -> Number:
@@ -163,6 +188,8 @@ def _eval_call(node: ast.Call, depth: int) -> Number:
 
 def evaluate(expression: str) -> Number:
     """Evaluate an arithmetic expression safely; raises ToolError saying what is wrong."""
+    if len(expression) > 4 * MAX_EXPRESSION_CHARS:  # refused before any work on it
+        raise ToolError(f"expression too long (limit {MAX_EXPRESSION_CHARS} characters)")
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
     if not text:
         raise ToolError("empty expression")
@@ -195,7 +222,7 @@ def format_number(value: Number) -> str:
     return f"{value:.12g}"
 
 
-@tool(price=0.0, timeout=None)  # sizes are bounded above, so it cannot hang: no thread hand-off
+@tool(price=0.0, timeout=None)  # every operation is bounded above, so it cannot hang: no thread hand-off
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression exactly, e.g. "(1969 - 1912) * 2" or "sqrt(2) / 3".
 

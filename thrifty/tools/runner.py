@@ -320,29 +320,32 @@ class ToolRunner:
         return Observation(content=_truncate(content, self.max_chars), ok=False, error=error, **base)
 
     # ---------------------------------------------------------------------------------- running
-    def _attempt_sync(self, call: _Call) -> Any:
+    def _attempt_sync(self, call: _Call, ledger: Ledger) -> Any:
         tool = call.tool
         if tool.timeout is None and not tool.is_async:  # a fast in-memory tool: no thread hand-off
             try:
                 return tool.fn(**call.kwargs)
             except ToolError as exc:
                 raise _Refused(exc) from exc
+        wait, by_budget = _wait_limit(tool.timeout, ledger)
         if tool.is_async:
-            future = self._executor().submit(_run_coroutine, tool.fn, call.kwargs, tool.timeout)
+            future = self._executor().submit(_run_coroutine, tool.fn, call.kwargs, wait)
         else:
             future = self._executor().submit(tool.fn, **call.kwargs)
         try:
             try:
-                return future.result(timeout=tool.timeout)
+                return future.result(timeout=wait)
             except TimeoutError:
                 if not future.done():  # our wait ran out; the thread cannot be killed, only abandoned
                     future.cancel()
-                    raise _ToolTimeout(tool.timeout) from None
+                    raise _timed_out(wait, by_budget, ledger) from None
                 return future.result()  # finished meanwhile, or the tool itself raised TimeoutError
+        except _ToolTimeout as exc:  # an async tool's own bounded wait, in its worker thread
+            raise _timed_out(exc.seconds, by_budget, ledger) from None
         except ToolError as exc:
             raise _Refused(exc) from exc
 
-    async def _attempt_async(self, call: _Call) -> Any:
+    async def _attempt_async(self, call: _Call, ledger: Ledger) -> Any:
         tool = call.tool
         awaitable: Awaitable[Any]
         if tool.is_async:
@@ -355,8 +358,11 @@ class ToolRunner:
         else:
             loop = asyncio.get_running_loop()
             awaitable = loop.run_in_executor(self._executor(), lambda: tool.fn(**call.kwargs))
+        wait, by_budget = _wait_limit(tool.timeout, ledger)
         try:
-            return await _bounded(awaitable, tool.timeout)
+            return await _bounded(awaitable, wait)
+        except _ToolTimeout:
+            raise _timed_out(wait, by_budget, ledger) from None
         except ToolError as exc:
             raise _Refused(exc) from exc
 
@@ -398,7 +404,7 @@ class ToolRunner:
         def attempt() -> None:
             with self._charged(state) as res:
                 if res is not None:  # None: a retry the budget cannot pay; the last failure is reported
-                    state.outcome = self._attempt_sync(call)
+                    state.outcome = self._attempt_sync(call, state.ledger)
 
         try:
             self._retry_policy(call.tool).call(attempt)
@@ -429,7 +435,7 @@ class ToolRunner:
         async def attempt() -> None:
             with self._charged(state) as res:
                 if res is not None:
-                    state.outcome = await self._attempt_async(call)
+                    state.outcome = await self._attempt_async(call, state.ledger)
 
         try:
             await self._retry_policy(call.tool).acall(attempt)
@@ -505,6 +511,22 @@ def _describe(exc: BaseException) -> str:
         return redact(str(exc))
     message = str(exc)
     return redact(f"{type(exc).__name__}: {message}") if message else type(exc).__name__
+
+
+def _wait_limit(timeout: float | None, ledger: Ledger) -> tuple[float | None, bool]:
+    """How long to wait for one attempt: the tool's timeout, but never past the time budget's end (a tool
+    declaring ``timeout=30`` waits 2 s when 2 s are left). True when the time left is what bounds it."""
+    left = ledger.available("seconds")
+    if left == float("inf") or (timeout is not None and timeout <= left):
+        return timeout, False
+    return max(left, 0.001), True
+
+
+def _timed_out(seconds: float | None, by_budget: bool, ledger: Ledger) -> Exception:
+    """The error for an attempt whose wait ran out: the tool's own timeout, or the run's time budget."""
+    if by_budget:
+        return BudgetExceeded("seconds", seconds or 0.0, ledger.available("seconds"), ledger.path)
+    return _ToolTimeout(seconds)
 
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> Any:

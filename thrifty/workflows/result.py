@@ -61,6 +61,27 @@ class Cost(BaseModel):
         )
 
 
+class Overrun(BaseModel):
+    """A limit the run went past: a provider reported more than was reserved, or the run ended more than
+    ``SECONDS_GRACE`` past its time limit (see the Ledger's Overrun). One per ledger and dimension, with what
+    was finally spent there."""
+
+    dimension: str
+    limit: float
+    spent: float
+    ledger: str = "run"
+
+    @classmethod
+    def from_ledger(cls, ledger: Ledger) -> list[Overrun]:
+        ledger.note_overtime()  # a run that ended past its time limit, with nothing settled since
+        last: dict[tuple[str, str], Overrun] = {}
+        for o in ledger.overruns:
+            last[(o.ledger, o.dimension)] = cls(
+                dimension=o.dimension, limit=o.limit, spent=o.spent, ledger=o.ledger
+            )
+        return list(last.values())
+
+
 class RunResult(BaseModel):
     """The outcome of a run. ``answer`` is the best answer found, even when the budget stopped the run."""
 
@@ -81,6 +102,10 @@ class RunResult(BaseModel):
         default_factory=list, description="What each node did, in order (thrifty.agents.events)."
     )
     events: list[dict[str, Any]] = Field(default_factory=list, description="Every settled charge.")
+    overruns: list[Overrun] = Field(
+        default_factory=list,
+        description="Limits crossed because a provider reported more than was reserved (empty when none was).",
+    )
 
     @property
     def exhausted(self) -> bool:

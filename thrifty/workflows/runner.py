@@ -19,7 +19,7 @@ from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
 from thrifty.workflows.options import parse_options
-from thrifty.workflows.result import Cost, RunResult, Usage
+from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
 from thrifty.workflows.spec import StrategySpec, TaskSpec
 from thrifty.workflows.strategies import get_builder
 
@@ -170,6 +170,7 @@ def execute(
         expected_answer=expected_answer,
         trace=list(state.get("trace") or []) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
+        overruns=Overrun.from_ledger(ledger),
     )
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
