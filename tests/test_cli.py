@@ -212,7 +212,8 @@ def test_tree_out_writes_the_value_tree(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "option", ["--max-usd=nan", "--max-seconds=nan", "--max-usd=inf", "--max-seconds=-1", "--max-tool-calls=0"]
+    "option",
+    ["--max-usd=nan", "--max-seconds=nan", "--max-usd=inf", "--max-seconds=-1", "--max-tool-calls=0"],
 )
 def test_non_finite_or_non_positive_command_line_limits_exit_2(tmp_path: Path, option: str) -> None:
     script = ScriptedModel([reply("Paris")])

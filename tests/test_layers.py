@@ -25,7 +25,18 @@ _MODULE_IN_STRING = re.compile(r"^thrifty(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 CLI = {"cli", "console"}
 LIBRARY = {"budget", "store", "models", "tools", "memory", "agents", "workflows", "testing", "__init__"}
 FORBIDDEN: dict[str, set[str]] = {
-    "redact": {"budget", "store", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    "redact": {
+        "budget",
+        "store",
+        "models",
+        "tools",
+        "memory",
+        "agents",
+        "workflows",
+        "testing",
+        "bench",
+        *CLI,
+    },
     "budget": {"store", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
     # The run store sits just above the budget: the workflows write runs and the CLI reads them; below the
     # workflows only memory may use it (a memory tier may keep its tables in the same database).
@@ -76,11 +87,7 @@ def imports_in(module: str, text: str, is_package: bool = False) -> frozenset[st
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            target = (
-                _resolve_relative(module, node, is_package)
-                if node.level
-                else node.module or ""
-            )
+            target = _resolve_relative(module, node, is_package) if node.level else node.module or ""
             found.add(target)
             # `from thrifty.models import local` imports the module thrifty.models.local
             found.update(f"{target}.{alias.name}" for alias in node.names)

@@ -62,7 +62,7 @@ def test_exact_environment_values_are_masked_whatever_their_shape(monkeypatch: p
     [
         "Morgan Llywelyn (born December 3, 1937) is an American-Irish author.",
         "The key to the city was given to the mayor in 1990.",
-        "Result of search({\"query\": \"Lion of Ireland\"}): Title: Lion of Ireland",
+        'Result of search({"query": "Lion of Ireland"}): Title: Lion of Ireland',
         "ask-me-anything and task-force are words; risk-taking too.",
         "2 + 2 = 4 and https://example.org/page?id=12&lang=en",
         "",

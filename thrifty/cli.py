@@ -247,7 +247,9 @@ def run(
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug of ours: still never a traceback
-        raise fail(f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
+        raise fail(
+            f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL
+        ) from None
 
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
@@ -469,7 +471,9 @@ def validate(
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug of ours: still never a traceback
-        raise fail(f"internal error while validating {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
+        raise fail(
+            f"internal error while validating {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL
+        ) from None
     _check_store_field(file, spec.store_target())
     limits = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in spec.budget.limits().items()) or "unlimited"
     refs = [t.name for t in spec.tools if ":" in t.name] + [spec.strategy.name] * (":" in spec.strategy.name)

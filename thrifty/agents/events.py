@@ -186,7 +186,7 @@ class VerdictEvent(BudgetedEvent):
 class JudgeEvent(BudgetedEvent):
     node: str = "judge"
     action: Literal["judge"] = "judge"
-    answer: str
+    answer: str | None
     method: str  # verified / only candidate / judge: <reason> / majority vote / no candidates
     candidates: list[dict[str, Any]]  # {answer, decision, attempt, justification}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import operator
 import re
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Required, TypedDict, cast
 
 from thrifty.agents import grounding, prompts
 from thrifty.agents.context import RunContext
@@ -48,7 +48,7 @@ class StepState(TypedDict, total=False):
     LangGraph does work per state channel at every superstep, so react's graph carries only these.
     """
 
-    question: str
+    question: Required[str]  # every run starts with it
     messages: Annotated[list[dict[str, Any]], operator.add]
     window_start: int
     context_note: str | None  # plan / earlier-attempt summaries shown with the question
@@ -112,7 +112,7 @@ def clean_answer(text: str | None) -> str:
                 text = data["answer"]
             elif "tool" in data or "arguments" in data:
                 return ""  # a tool call written as text is not an answer
-    text = _ANSWER_PREFIX.sub("", text.strip()).strip()
+    text = _ANSWER_PREFIX.sub("", (text or "").strip()).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     text = lines[0].strip() if lines else ""
     return text.strip(" \"'`*").rstrip(".").strip()
@@ -151,8 +151,9 @@ def _conversation(state: StepState, ctx: RunContext) -> list[dict[str, Any]]:
         "content": prompts.react_system(ctx.tracker and bool(ctx.tools), ctx.system_extra),
     }
     task_text = prompts.REACT_TASK.format(question=state["question"])
-    if state.get("context_note"):
-        task_text = f"{task_text}\n\n{state['context_note']}"
+    note = state.get("context_note")
+    if note:
+        task_text = f"{task_text}\n\n{note}"
     task = {"role": "user", "content": task_text}
     history = list(state.get("messages") or [])[int(state.get("window_start") or 0) :]
     if ctx.keep_observations is not None:
@@ -204,7 +205,7 @@ def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | No
 
     need_prompt = prompt_tokens * 2 + 200
     answer_out = min(cap, 64)
-    checks = {
+    checks: dict[str, tuple[float, float]] = {
         "model_requests": (2, av("model_requests")),
         "input_tokens": (need_prompt, av("input_tokens")),
         "output_tokens": (cap + answer_out, av("output_tokens")),
@@ -217,8 +218,8 @@ def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | No
     if typical is not None:
         # This call, a tool, and an answer after it: keep time for the answer, or it is lost.
         checks["seconds"] = (2.5 * typical, av("seconds"))
-    for dim, (need, left) in checks.items():
-        if need > left:
+    for dim, (need, have) in checks.items():
+        if need > have:
             return dim
     return None
 
@@ -446,8 +447,10 @@ def agent_step(state: StepState, ctx: RunContext) -> tuple[dict[str, Any], bool]
     messages = update.get("messages") or []
     if update.get("stop_reason") or not (messages and messages[-1].get("tool_calls")):
         return update, False
-    seen = {**state, "messages": [*(state.get("messages") or []), *messages], "step": update["step"]}
-    observed = observe(seen, ctx)  # type: ignore[arg-type]
+    seen = cast(
+        StepState, {**state, "messages": [*(state.get("messages") or []), *messages], "step": update["step"]}
+    )
+    observed = observe(seen, ctx)
     update["messages"] = [*messages, *observed["messages"]]
     update["trace"] = [*update.get("trace", []), *observed["trace"]]
     return update, True
@@ -475,7 +478,7 @@ def solve(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     start_trace = len(local.get("trace") or [])
     go_on = True
     while go_on:
-        update, go_on = agent_step(local, ctx)  # type: ignore[arg-type]
+        update, go_on = agent_step(cast(StepState, local), ctx)
         _apply(local, update)
     return {
         "messages": local["messages"][start_messages:],

@@ -265,13 +265,13 @@ class Action(BaseModel):
 
 
 class Candidates(BaseModel):
-    thought: str = Field("", json_schema_extra={"maxLength": 200})
+    thought: str = Field(default="", json_schema_extra={"maxLength": 200})
     actions: list[Action] = Field(default_factory=list, json_schema_extra={"maxItems": 5})
 
 
 class Progress(BaseModel):
     progress: float = Field(ge=0.0, le=1.0)
-    reason: str = Field("", json_schema_extra={"maxLength": 160})
+    reason: str = Field(default="", json_schema_extra={"maxLength": 160})
 
     @field_validator("progress", mode="before")
     @classmethod

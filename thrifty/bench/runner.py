@@ -558,7 +558,9 @@ def _existing_results(path: Path, model: str) -> list[dict[str, Any]]:
     existing = load_results(path)
     other = sorted({str(r.get("model")) for r in existing} - {model})
     if other:
-        raise BenchError(f"{path} holds results of model {other[0]}, not {model}: use another --out directory")
+        raise BenchError(
+            f"{path} holds results of model {other[0]}, not {model}: use another --out directory"
+        )
     return existing
 
 

@@ -72,8 +72,11 @@ class RetryPolicy:
 
         def wait(state: RetryCallState) -> float:
             seconds = float(base(state))
-            if hint is not None and state.outcome is not None and state.outcome.failed:
-                seconds = max(seconds, hint(state.outcome.exception()) or 0.0)
+            failure = (
+                state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+            )
+            if hint is not None and failure is not None:
+                seconds = max(seconds, hint(failure) or 0.0)
             return seconds
 
         def before_sleep(state: RetryCallState) -> None:

@@ -58,7 +58,7 @@ class ModelSettings(BaseModel):
         description="Extra attempts on transient provider errors (each charged).",
     )
     api_base: str | None = Field(
-        None,
+        default=None,
         description="Base URL of an OpenAI-compatible server for a remote model, e.g. "
         "http://127.0.0.1:8080/v1 (the key comes from the provider's environment variable, never from here).",
     )

@@ -159,7 +159,7 @@ def execute(
         task=task,
         question=question,
         answer=answer,
-        stop_reason=reason,
+        stop_reason=reason or stop_reason(StopKind.COMPLETED),
         strategy=strategy_label,
         model=model,
         budget=ledger.budget.limits(),

@@ -99,7 +99,9 @@ class StrategySpec(BaseModel):
         default="react",
         description=f"Strategy: {', '.join(STRATEGIES)}, or 'module:function' returning a graph builder.",
     )
-    tracker: bool = Field(default=True, description="Show the model its remaining budget (BATS Budget Tracker).")
+    tracker: bool = Field(
+        default=True, description="Show the model its remaining budget (BATS Budget Tracker)."
+    )
     max_steps: PositiveInt = Field(
         default=DEFAULT_MAX_STEPS, description="Model calls allowed before a forced answer."
     )
@@ -231,7 +233,9 @@ class TaskSpec(BaseModel):
         description="The question; may use {name} fields filled from `inputs` ({{ and }} for literal "
         "braces). Without inputs it is used as written."
     )
-    expected_answer: str | None = Field(default=None, description="Gold answer, shown next to the result if given.")
+    expected_answer: str | None = Field(
+        default=None, description="Gold answer, shown next to the result if given."
+    )
     model: str = Field(
         default=DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
     )
@@ -245,7 +249,9 @@ class TaskSpec(BaseModel):
     pricing: Pricing = Field(default_factory=Pricing)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     model_settings: ModelSettings = Field(default_factory=ModelSettings)
-    system_prompt: str | None = Field(default=None, description="Extra instructions appended to the system prompt.")
+    system_prompt: str | None = Field(
+        default=None, description="Extra instructions appended to the system prompt."
+    )
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths start.")

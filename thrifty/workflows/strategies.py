@@ -64,9 +64,13 @@ def register_strategy(name: str, builder: GraphBuilder, *, replace: bool = False
     Registering a taken name is refused unless ``replace=True``.
     """
     if not name or ":" in name or "," in name or name == "react_tracker":
-        raise ValueError(f"strategy name {name!r} must be a plain word (no ':' or ','; react_tracker is taken)")
+        raise ValueError(
+            f"strategy name {name!r} must be a plain word (no ':' or ','; react_tracker is taken)"
+        )
     if not callable(builder):
-        raise TypeError(f"strategy '{name}' must be a graph builder (a callable), got {type(builder).__name__}")
+        raise TypeError(
+            f"strategy '{name}' must be a graph builder (a callable), got {type(builder).__name__}"
+        )
     if name in STRATEGIES and STRATEGIES[name] is not builder and not replace:
         raise ValueError(f"strategy '{name}' is already registered (pass replace=True to swap it)")
     STRATEGIES[name] = builder

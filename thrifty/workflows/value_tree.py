@@ -33,7 +33,7 @@ import json
 import random
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, PositiveInt
 
@@ -72,82 +72,86 @@ class ValueTreeOptions(StrategyOptions):
     """Options of the ``value_tree`` strategy."""
 
     k: PositiveInt = Field(
-        1,
+        default=1,
         description="Candidate next actions asked for per expansion, at most (adaptive_width asks for one where "
         "the search is sure). 1: a line search that branches only where a step failed; measured best with the "
         "simulated model, whose k candidates are no better than one move (benchmarks/README.md).",
     )
     max_depth: PositiveInt = Field(
-        8, description="Longest path of steps from the root (a hop often takes a search and a read)."
+        default=8, description="Longest path of steps from the root (a hop often takes a search and a read)."
     )
     max_expansions: PositiveInt | None = Field(
-        None,
+        default=None,
         description="Expansions before the search stops; null: 2 x the tool-call budget + 2 (12 without one).",
     )
     prune_below: float = Field(
-        0.1, ge=0, le=1, description="Prune a step whose critic progress score (0-1) is below this."
+        default=0.1, ge=0, le=1, description="Prune a step whose critic progress score (0-1) is below this."
     )
-    stop_on_verified: bool = Field(True, description="Stop at the first answer the verifier accepts.")
-    verify: bool = Field(True, description="Verify proposed answers.")
-    parallel: bool = Field(True, description="Run an expansion's tool calls concurrently.")
+    stop_on_verified: bool = Field(default=True, description="Stop at the first answer the verifier accepts.")
+    verify: bool = Field(default=True, description="Verify proposed answers.")
+    parallel: bool = Field(default=True, description="Run an expansion's tool calls concurrently.")
     branch_budget: float | None = Field(
-        None,
+        default=None,
         gt=0,
         le=1,
         description="Fraction of what remains that one expansion may spend, carved so that a branch cannot "
         "starve the others (unused parts are refunded); null: no per-branch limit.",
     )
-    seed: int | None = Field(None, description="Seed of the node selection; null: the run's seed.")
+    seed: int | None = Field(default=None, description="Seed of the node selection; null: the run's seed.")
     expansions_per_node: PositiveInt = Field(
-        2, description="Times a node may be expanded (a node whose children all failed is asked again)."
+        default=2,
+        description="Times a node may be expanded (a node whose children all failed is asked again).",
     )
     dead_ends_only: bool = Field(
-        True,
+        default=True,
         description="Re-expand a node only when none of its children is still open (the second expansion is "
         "for a node whose children all failed), so the search does not pay for siblings of a live step.",
     )
     adaptive_width: bool = Field(
-        True,
+        default=True,
         description="Ask for one action where the search is sure (first expansion of the root, a step that "
         "made progress >= widen_below) and widen to k (narrowed by the budget) only where it is not.",
     )
     widen_below: float = Field(
-        0.5, ge=0, le=1, description="With adaptive_width: widen after a step whose progress is below this."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="With adaptive_width: widen after a step whose progress is below this.",
     )
     show_tried: bool = Field(
-        True,
+        default=True,
         description="A re-expansion's prompt lists what was already tried from the node and what it listed, "
         "so the next step builds on a pruned sibling (e.g. reads the page its search found).",
     )
     reuse_repeats: bool = Field(
-        True,
+        default=True,
         description="A step whose observation another branch already paid for (a free cache hit) is scored "
         "for this branch instead of pruned; only a repeat of the branch's own path is pruned.",
     )
     reopen: bool = Field(
-        True,
+        default=True,
         description="Never finish 'completed' while budget remains: when the frontier empties, go on from the "
         "open nodes whatever their expansion count, else from the nodes pruned for no progress.",
     )
     credited: float = Field(
-        0.5,
+        default=0.5,
         ge=0,
         le=1,
         description="Progress at which a step counts as having found something: its text stays in compact "
         "prompts and is shared with other branches and with a forced answer.",
     )
     share_evidence: bool = Field(
-        True,
+        default=True,
         description="A branch's prompts (expansion and critic) also show what the critic credited on other "
         "branches (progress >= credited), so evidence one branch paid for is not paid for again.",
     )
     compact_evidence: bool = Field(
-        True,
+        default=True,
         description="Prompts show steps without progress as their call and listed titles only, so the "
         "steps that found something keep their text on long (3-4 hop) paths.",
     )
     final_evidence: Literal["path", "tree"] = Field(
-        "tree",
+        default="tree",
         description="What a forced answer reads: the best branch ('path'), or the best branch plus every "
         "step the critic credited anywhere in the tree ('tree').",
     )
@@ -309,16 +313,18 @@ def _verify_terminal(
         "attempt": node.id,
         "step": step,
     }
-    update = verify(pseudo, ctx)  # type: ignore[arg-type]
+    update = verify(cast(SolverState, pseudo), ctx)
     decision = "UNVERIFIED" if update.get("stop_reason") else update["decision"]
     return decision, update["trace"]
 
 
 def _action_of(node: TreeNode) -> Action:
-    return Action(tool=node.tool or "", arguments=node.arguments)
+    return Action.model_validate({"tool": node.tool or "", "arguments": node.arguments})
 
 
-def expansion_evidence(tree: list[TreeNode], chosen: TreeNode, opts: dict[str, Any]) -> tuple[str | None, str]:
+def expansion_evidence(
+    tree: list[TreeNode], chosen: TreeNode, opts: dict[str, Any]
+) -> tuple[str | None, str]:
     """What the expansion of ``chosen`` shows the model (None: the path's own messages) and what the critic
     compares a child's observation against: the path's evidence, compacted to its credited steps if
     ``compact_evidence``, plus what other branches found if ``share_evidence``."""
