@@ -160,7 +160,10 @@ def leak_counts(
     prompts += [json.dumps(r.messages) for r in script.requests]
 
     # 3. value_tree with --tree-out: the tree's nodes carry the observations and the pruning reasons.
-    script = ScriptedModel(_tree_script(ValueError(f"403 forbidden for api_key={key}")))
+    # default: whatever else the search asks for later gets a plain reply, so the run records its tree
+    script = ScriptedModel(
+        _tree_script(ValueError(f"403 forbidden for api_key={key}")), default=reply("Paris")
+    )
     tree_task = _task(
         tmp_path, script.model, module, extra="strategy:\n  name: value_tree\n  options:\n    k: 1\n"
     )

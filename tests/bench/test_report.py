@@ -233,3 +233,37 @@ def test_save_result_writes_json_and_optionally_the_printed_lines(tmp_path: Path
     assert not (tmp_path / "new" / "bench.txt").exists()
     save_result(Result(), tmp_path / "new", "bench", text=True)
     assert (tmp_path / "new" / "bench.txt").read_text() == "a\nb\n"
+
+
+def test_a_report_without_matplotlib_skips_the_plot_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from thrifty.bench import cli as bench_cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    record = {
+        "strategy": "react",
+        "budget": 3,
+        "question_id": "q1",
+        "seed": 0,
+        "em": 1.0,
+        "f1": 1.0,
+        "model": "sim/default",
+        "usage": {"tool_calls": 1, "total_tokens": 10, "usd": 0.001},
+    }
+    bench_cli._show_report([record], tmp_path, plot=True)
+    assert (tmp_path / "summary.md").exists() and not (tmp_path / "plot.png").exists()
+    assert "plot.png skipped" in capsys.readouterr().err
+
+
+def test_overhead_runs_past_a_hundred_steps() -> None:
+    """`agent bench overhead --steps 200` ended in an AssertionError: the run's budget held 100 tool calls."""
+    from thrifty.bench.overhead import run_overhead
+
+    result = run_overhead(steps=105, repeats=1, warmup=0)
+    assert result.us_per_step["thrifty"] > 0

@@ -81,3 +81,12 @@ def test_budget_too_small_to_split_stops_cleanly() -> None:
     result = sc(script, Budget(tool_calls=2), samples=3).run("Q?")
     assert result.stop_reason == "budget_exhausted:tool_calls"
     assert result.usage.model_requests == 0
+
+
+def test_when_every_sample_fails_the_error_says_why() -> None:
+    from thrifty import Agent, Budget
+
+    script = ScriptedModel([], default=ValueError("the provider is down"))
+    result = Agent(script, strategy="self_consistency", samples=2, budget=Budget(total_tokens=2000)).run("Q?")
+    assert result.stop_reason == "error"
+    assert result.error is not None and "the provider is down" in result.error

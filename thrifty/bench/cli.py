@@ -52,8 +52,16 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _show_report(records: list[dict[str, Any]], out_dir: Path, plot: bool) -> None:
+    import importlib.util
+
     from thrifty.bench.report import render_table, title_for, write_report
 
+    if plot and importlib.util.find_spec("matplotlib") is None:
+        # The table and summaries are the results; the plot is a picture of them.
+        err.print(
+            "[yellow]note: plot.png skipped: matplotlib is not installed (pip install 'thrifty[bench]')[/yellow]"
+        )
+        plot = False
     rows, files = write_report(records, out_dir, plot=plot)
     # Piped or redirected output gets a wide page, so that the table stays one line per row.
     console = out if out.is_terminal else Console(width=max(out.width, 160))

@@ -369,7 +369,7 @@ def run_overhead(
             QUESTION,
             model=script.model,
             tools=[tool_],
-            budget=Budget(tool_calls=100),
+            budget=Budget(tool_calls=steps + 5),  # room for every step's call, however many steps
             strategy=StrategySpec(name="react", tracker=tracker, max_steps=steps + 5),
             settings=_settings(),
             keep_trace=True,

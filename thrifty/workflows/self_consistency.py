@@ -105,10 +105,15 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
                 )
             )
         )
+        errors = [str(o["error"]) for o in outs if o.get("error")]
         return {
             "answer": winner,
             "candidate": winner,
             "stop_reason": reason,
+            # every sample failed: say why (the first sample's error), not just that it did
+            "error": errors[0]
+            if winner is None and reason == stop_reason(StopKind.ERROR) and errors
+            else None,
             "step": sum(int(o.get("step") or 0) for o in outs),
             "trace": trace,
             "candidates": [
