@@ -43,13 +43,12 @@ from typing import Any
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, InProcessProvider
 from thrifty.models.protocol import (
+    allowed_functions,
     describe_tool,
     first_json_object,
-    message_field,
     new_call_id,
     render_messages,
     response_schema,
-    tool_functions,
 )
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
@@ -465,19 +464,10 @@ def _tool_plan(tools: Sequence[Any], tool_choice: Any, answer_schema: dict[str, 
     The wording matches ``local/`` so a conversation moved between the two providers stays consistent;
     a forced or required call drops the ``answer`` option from the instructions (it cannot be enforced).
     """
-    functions = tool_functions(tools)
-    if tool_choice == "none" or not functions:
+    allowed = allowed_functions(tools, tool_choice, HFModelError)
+    if allowed is None:
         return None
-    forced: str | None = None
-    if isinstance(tool_choice, Mapping):
-        forced = message_field(message_field(tool_choice, "function") or {}, "name") or message_field(
-            tool_choice, "name"
-        )
-    if forced is not None:
-        functions = [f for f in functions if f["name"] == forced]
-        if not functions:
-            raise HFModelError(f"tool_choice names {forced!r}, which is not among the given tools")
-    allow_answer = forced is None and tool_choice != "required"
+    functions, allow_answer = allowed
     listing = "\n".join(describe_tool(f) for f in functions)
     if allow_answer:
         fmt = (

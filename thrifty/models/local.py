@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, Any, cast
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, InProcessProvider
 from thrifty.models.protocol import (
+    allowed_functions,
     describe_tool,
-    message_field,
     new_call_id,
     render_messages,
     response_schema,
-    tool_functions,
 )
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
@@ -401,19 +400,10 @@ def _tool_plan(
     ``permissive`` replaces every parameters schema with a bare object: the fallback when a tool's schema
     uses features llama.cpp's converter rejects, so that a call is still grammar-guaranteed to be JSON.
     """
-    functions = tool_functions(tools)
-    if tool_choice == "none" or not functions:
+    allowed = allowed_functions(tools, tool_choice, LocalModelError)
+    if allowed is None:
         return None
-    forced: str | None = None
-    if isinstance(tool_choice, Mapping):
-        forced = message_field(message_field(tool_choice, "function") or {}, "name") or message_field(
-            tool_choice, "name"
-        )
-    if forced is not None:
-        functions = [f for f in functions if f["name"] == forced]
-        if not functions:
-            raise LocalModelError(f"tool_choice names {forced!r}, which is not among the given tools")
-    allow_answer = forced is None and tool_choice != "required"
+    functions, allow_answer = allowed
 
     defs: dict[str, Any] = {}
     branches: list[dict[str, Any]] = []

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "allowed_functions",
     "call_json",
     "content_text",
     "describe_tool",
@@ -205,3 +206,24 @@ def first_json_object(text: str) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
     return None
+
+
+def allowed_functions(
+    tools: Sequence[Any], tool_choice: Any, error: type[Exception] = ValueError
+) -> tuple[list[dict[str, Any]], bool] | None:
+    """The functions a request may call and whether it may answer instead, from OpenAI ``tools`` and
+    ``tool_choice``; None when there are no tools or ``tool_choice`` is "none". A ``tool_choice`` naming a
+    tool that is not given raises ``error``."""
+    functions = tool_functions(tools)
+    if tool_choice == "none" or not functions:
+        return None
+    forced: str | None = None
+    if isinstance(tool_choice, Mapping):
+        forced = message_field(message_field(tool_choice, "function") or {}, "name") or message_field(
+            tool_choice, "name"
+        )
+    if forced is not None:
+        functions = [f for f in functions if f["name"] == forced]
+        if not functions:
+            raise error(f"tool_choice names {forced!r}, which is not among the given tools")
+    return functions, forced is None and tool_choice != "required"
