@@ -76,28 +76,22 @@ def path_to(tree: list[TreeNode], node_id: int) -> list[TreeNode]:
     return list(reversed(path))
 
 
+def step_messages(n: TreeNode) -> list[dict[str, Any]]:
+    """A tool step of the tree as the assistant's call and the tool's result (OpenAI format)."""
+    call_id = f"tree_{n.id}"
+    call = {"id": call_id, "type": "function", "function": {"name": n.tool, "arguments": n.arguments}}
+    return [
+        {"role": "assistant", "content": n.thought or None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "name": n.tool, "content": n.observation},
+    ]
+
+
 def path_messages(tree: list[TreeNode], node_id: int) -> list[dict[str, Any]]:
     """The OpenAI-format trajectory from the root to ``node_id`` (for prompts and the verifier)."""
     messages: list[dict[str, Any]] = []
     for n in path_to(tree, node_id)[1:]:
         if n.tool and n.tool != ANSWER_TOOL:
-            call_id = f"tree_{n.id}"
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": n.thought or None,
-                    "tool_calls": [
-                        {
-                            "id": call_id,
-                            "type": "function",
-                            "function": {"name": n.tool, "arguments": n.arguments},
-                        }
-                    ],
-                }
-            )
-            messages.append(
-                {"role": "tool", "tool_call_id": call_id, "name": n.tool, "content": n.observation}
-            )
+            messages.extend(step_messages(n))
     return messages
 
 
@@ -111,21 +105,7 @@ def pooled_messages(tree: list[TreeNode], node_id: int, min_progress: float) -> 
         if n.id in on_path or n.terminal or not n.tool or n.progress < min_progress or n.observation in seen:
             continue
         seen.add(n.observation)
-        call_id = f"tree_{n.id}"
-        messages.append(
-            {
-                "role": "assistant",
-                "content": n.thought or None,
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": n.tool, "arguments": n.arguments},
-                    }
-                ],
-            }
-        )
-        messages.append({"role": "tool", "tool_call_id": call_id, "name": n.tool, "content": n.observation})
+        messages.extend(step_messages(n))
     return messages
 
 

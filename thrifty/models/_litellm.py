@@ -28,6 +28,10 @@ OFFLINE_ENV: Mapping[str, str] = {
 }
 
 
+# What LiteLLM reads while it is imported (held only for the import, then the host's environment is back).
+_LITELLM_IMPORT_ENV = ("LITELLM_LOCAL_MODEL_COST_MAP", "LITELLM_TELEMETRY")
+
+
 def apply_offline_env() -> None:
     """Make this whole process offline (for the ``agent`` command, which owns its process)."""
     for key, value in OFFLINE_ENV.items():
@@ -67,7 +71,7 @@ def get_litellm() -> ModuleType:
         return _module
     with _lock:
         if _module is None:
-            with _temporary_env({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}):
+            with _temporary_env({k: OFFLINE_ENV[k] for k in _LITELLM_IMPORT_ENV}):
                 import litellm
 
             litellm.suppress_debug_info = True

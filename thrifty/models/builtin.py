@@ -31,29 +31,27 @@ def _scripted_tokens(name: str, messages: Sequence[dict[str, Any]], tools: Any) 
     return get_script(name).peek_prompt_tokens()
 
 
-LOCAL = register_provider(
-    Provider(
-        "local",
-        handler=lazy("thrifty.models.local", "LocalProvider"),
-        in_process=True,
-        free=True,
-        grammar=True,
-        check=lazy("thrifty.models.local", "resolve_model_path"),
-        count_tokens=_counter("thrifty.models.local"),
-        context_window=lazy("thrifty.models.local", "context_window"),
+def _in_process_model(prefix: str, module: str, handler: str, check: str, *, grammar: bool) -> Provider:
+    """A free in-process provider whose module exports its handler, a name check, ``count_tokens`` and
+    ``context_window`` (the llama.cpp and transformers providers)."""
+    return register_provider(
+        Provider(
+            prefix,
+            handler=lazy(module, handler),
+            in_process=True,
+            free=True,
+            grammar=grammar,
+            check=lazy(module, check),
+            count_tokens=_counter(module),
+            context_window=lazy(module, "context_window"),
+        )
     )
+
+
+LOCAL = _in_process_model(
+    "local", "thrifty.models.local", "LocalProvider", "resolve_model_path", grammar=True
 )
-HF = register_provider(
-    Provider(
-        "hf",
-        handler=lazy("thrifty.models.hf", "HFProvider"),
-        in_process=True,
-        free=True,
-        check=lazy("thrifty.models.hf", "ensure_available"),
-        count_tokens=_counter("thrifty.models.hf"),
-        context_window=lazy("thrifty.models.hf", "context_window"),
-    )
-)
+HF = _in_process_model("hf", "thrifty.models.hf", "HFProvider", "ensure_available", grammar=False)
 SCRIPTED = register_provider(
     Provider(
         "scripted",

@@ -24,7 +24,7 @@ Device: CUDA when available (bfloat16, or float16 on GPUs without bf16), else CP
 (directory, device) and shared; generation on it is serialised by a per-model lock.
 
 torch and transformers are imported lazily (the optional ``hf`` extra); LiteLLM is imported at module
-level because this module itself is only imported lazily by :mod:`thrifty.models.providers`.
+level because this module itself is only imported lazily by :mod:`thrifty.models.builtin`.
 """
 
 from __future__ import annotations
@@ -662,7 +662,7 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
 class HFProvider(InProcessProvider):
     """LiteLLM custom provider ``hf``: ``litellm.completion(model="hf/<dir or id>", ...)`` runs in-process.
 
-    Registered by :mod:`thrifty.models.providers` via ``litellm.custom_provider_map``.
+    Registered by :mod:`thrifty.models.builtin` (the provider registry installs it in LiteLLM).
     """
 
     prefix = "hf"

@@ -12,7 +12,7 @@ then translated into an OpenAI-format reply. The only way to get unparseable out
 short with ``max_tokens``; that text is returned as plain content and never raises.
 
 ``llama_cpp`` is imported lazily (it is an optional extra); LiteLLM is imported at module level because
-this module itself is only imported lazily by :mod:`thrifty.models.providers`.
+this module itself is only imported lazily by :mod:`thrifty.models.builtin`.
 """
 
 from __future__ import annotations
@@ -556,7 +556,7 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
 class LocalProvider(InProcessProvider):
     """LiteLLM custom provider ``local``: ``litellm.completion(model="local/smollm2", ...)`` runs in-process.
 
-    Registered by :mod:`thrifty.models.providers` via ``litellm.custom_provider_map``.
+    Registered by :mod:`thrifty.models.builtin` (the provider registry installs it in LiteLLM).
     """
 
     prefix = "local"

@@ -212,7 +212,7 @@ class RunRecorder:
             self._conn = self.store.engine.connect()
 
     def _write_start(self, fields: dict[str, str], budget: Mapping[str, float] | None) -> None:
-        stub = {
+        started = {
             "run_id": self.run_id,
             "status": RUNNING,
             "pid": os.getpid(),
@@ -233,7 +233,7 @@ class RunRecorder:
             "total_tokens": 0,
             "tool_calls": 0,
             "seconds": 0.0,
-            "result": redact_value(stub),
+            "result": redact_value(started),
         }
         with self.store.engine.begin() as conn:  # once a run: the ORM's types write the row
             conn.execute(insert(RunRow), row)
@@ -425,11 +425,12 @@ def _spent_so_far(session: Session, run_id: str) -> dict[str, Any]:
     }
 
 
-def _alive(stub: Mapping[str, Any] | None) -> bool:
-    """Whether the process that started a run is still running (on this machine; elsewhere: assumed)."""
-    stub = stub or {}
-    pid = stub.get("pid")
-    if not isinstance(pid, int) or stub.get("host") != socket.gethostname():
+def _alive(started: Mapping[str, Any] | None) -> bool:
+    """Whether the process that started a run is still running (on this machine; elsewhere: assumed).
+    ``started``: the record written when the run started (its pid and host)."""
+    started = started or {}
+    pid = started.get("pid")
+    if not isinstance(pid, int) or started.get("host") != socket.gethostname():
         return not isinstance(pid, int)
     try:
         os.kill(pid, 0)
