@@ -33,6 +33,8 @@ from thrifty.tools.base import Tool, ToolError, tool
 
 __all__ = ["UrlPolicy", "WebError", "as_data", "make_read_url"]
 
+READ_URL_MAX_BYTES = 2_000_000
+WEB_TIMEOUT = 15.0
 _TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
 _REDIRECTS = (301, 302, 303, 307, 308)
 _USER_AGENT = "thrifty-read_url/1 (+https://github.com/thrifty)"
@@ -258,8 +260,8 @@ def _extract(page: _Page) -> tuple[str | None, str]:
 
 def make_read_url(
     *,
-    max_bytes: int = 2_000_000,
-    timeout: float = 15.0,
+    max_bytes: int = READ_URL_MAX_BYTES,
+    timeout: float = WEB_TIMEOUT,
     max_redirects: int = 5,
     allow_private: bool = False,
     allow_hosts: Collection[str] = (),

@@ -20,7 +20,7 @@ from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
-from thrifty.workflows.spec import StrategySpec, TaskSpec
+from thrifty.workflows.spec import WEB_TOOLS, StrategySpec, TaskSpec, web_tool
 from thrifty.workflows.strategies import get_builder
 
 TraceCallback = Callable[[TraceEvent], None]
@@ -47,6 +47,8 @@ def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
             if not isinstance(obj, Tool):
                 raise SetupError(f"tool '{ts.name}' is not a @tool-decorated function")
             tools.append(obj)
+        elif ts.name in WEB_TOOLS:
+            tools.append(web_tool(ts))
         else:
             options = {"k": ts.k} if ts.k else {}
             registry = builtin_tools(corpus, **options)

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
@@ -47,7 +48,7 @@ from thrifty.workflows.yaml_input import (
     yaml_issue,
 )
 
-BUILTIN_TOOLS = ("search", "read", "calculator")
+BUILTIN_TOOLS = ("search", "read", "calculator", "web_search", "read_url")
 CORPUS_TOOLS = ("search", "read")
 BUILTIN_CORPORA = {"builtin:hotpotqa": "hotpotqa"}
 
@@ -71,10 +72,62 @@ class ToolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        description="A built-in tool (search, read, calculator) or 'module:function' of a @tool."
+        description="A built-in tool (search, read, calculator, web_search, read_url) or 'module:function' "
+        "of a @tool."
     )
-    k: PositiveInt | None = Field(default=None, description="search only: passages returned per query.")
+    k: PositiveInt | None = Field(
+        default=None, description="search / web_search only: passages or results returned per query."
+    )
     price: float | None = Field(default=None, ge=0, description="Dollars per call (overrides the default).")
+    # web_search only
+    provider: str | None = Field(
+        default=None,
+        description="web_search only: LiteLLM search provider (duckduckgo, searxng, tavily, brave, exa_ai, "
+        "serper, ...); its key is read from the environment (TAVILY_API_KEY, ...). Default duckduckgo.",
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="web_search only: providers tried in order when the ones before fail.",
+    )
+    api_bases: dict[str, str] = Field(
+        default_factory=dict,
+        description="web_search only: provider -> base URL (a self-hosted SearXNG, a proxy).",
+    )
+    # read_url (and web_search: timeout)
+    timeout: float | None = Field(
+        default=None, gt=0, description="web_search / read_url: seconds one request may take."
+    )
+    max_bytes: PositiveInt | None = Field(
+        default=None, description="read_url only: bytes of a page read at most."
+    )
+    allow_private: bool = Field(
+        default=False, description="read_url only: reach private, loopback and link-local addresses too."
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="read_url only: hosts, addresses or networks (10.0.0.0/8) allowed even when private.",
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_the_tool(self) -> ToolSpec:
+        own = {
+            "provider": ("web_search",),
+            "fallbacks": ("web_search",),
+            "api_bases": ("web_search",),
+            "timeout": ("web_search", "read_url"),
+            "max_bytes": ("read_url",),
+            "allow_private": ("read_url",),
+            "allow_hosts": ("read_url",),
+        }
+        for option in sorted(self.model_fields_set & own.keys()):
+            if self.name not in own[option]:
+                raise ValueError(
+                    _fix(
+                        f"'{option}' is not an option of tool '{short(self.name)}'",
+                        f"remove it; it belongs to {' / '.join(own[option])}",
+                    )
+                )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -620,7 +673,47 @@ def check_resources(
     for i, tool in enumerate(spec.tools):
         if ":" in tool.name:
             _check_reference(spec, tool.name, ("tools", i), "tool", import_references, add)
+        elif tool.name in WEB_TOOLS:
+            try:
+                web_tool(tool)
+            except ValueError as exc:
+                text = str(exc)
+                message, _, fix = text.removesuffix(")").rpartition(" (fix: ")
+                if not message:
+                    message, fix = text, "set the key in the environment, or choose another provider"
+                add(("tools", i), message, fix)
     return issues
+
+
+WEB_TOOLS = ("web_search", "read_url")
+
+
+def web_tool(spec: ToolSpec) -> Any:
+    """The web_search or read_url tool a ToolSpec describes; ValueError (with its fix) when it cannot be
+    built (an unknown provider, a missing key, a bad option)."""
+    from thrifty.tools.web import READ_URL_MAX_BYTES, WEB_TIMEOUT, make_read_url
+    from thrifty.tools.web_search import WEB_SEARCH_K
+
+    if spec.name == "read_url":
+        return make_read_url(
+            allow_private=spec.allow_private,
+            allow_hosts=spec.allow_hosts,
+            price=spec.price,
+            max_bytes=spec.max_bytes or READ_URL_MAX_BYTES,
+            timeout=spec.timeout or WEB_TIMEOUT,
+        )
+    from thrifty.models.search import LiteLLMSearch
+    from thrifty.tools.web_search import DEFAULT_PROVIDER, make_web_search
+
+    return make_web_search(
+        LiteLLMSearch(),
+        spec.provider or DEFAULT_PROVIDER,
+        k=spec.k or WEB_SEARCH_K,
+        fallbacks=spec.fallbacks,
+        api_bases=spec.api_bases,
+        price=spec.price,
+        timeout=spec.timeout or WEB_TIMEOUT,
+    )
 
 
 def _check_reference(
