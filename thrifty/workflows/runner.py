@@ -6,8 +6,9 @@ inside a node, a Ctrl-C, or a budget stop still yields the best answer so far an
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,41 @@ def run_task(
         builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
+    with open_mcp_servers(spec) as mcp_tools:
+        return _run_spec(
+            spec, [*tools, *mcp_tools], pricing, builder, on_trace, store, ledger, on_store_error
+        )
+
+
+@contextlib.contextmanager
+def open_mcp_servers(spec: TaskSpec) -> Iterator[list[Tool]]:
+    """Start the task's MCP servers and yield their tools; stop them after. SetupError when one cannot
+    start (a bad command, a timeout, a tool with an invalid schema)."""
+    from thrifty.tools.mcp import MCPStartupError, connect_mcp
+
+    connections: list[Any] = []
+    try:
+        for server in spec.mcp_servers:
+            try:
+                connections.append(connect_mcp(server.config(spec.base_dir)))
+            except (MCPStartupError, ValueError, OSError) as exc:
+                raise SetupError(f"mcp_servers: {exc}") from None
+        yield [tool for connection in connections for tool in connection.tools]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _run_spec(
+    spec: TaskSpec,
+    tools: list[Tool],
+    pricing: Pricing,
+    builder: Any,
+    on_trace: TraceCallback | None,
+    store: bool,
+    ledger: Ledger | None,
+    on_store_error: StoreErrorCallback | None,
+) -> RunResult:
     target = spec.store_target() if store else None
     return execute(
         spec.rendered_question(),

@@ -145,6 +145,78 @@ class ToolSpec(BaseModel):
         return value
 
 
+class MCPServerSpec(BaseModel):
+    """An MCP server whose tools the agent may call: a stdio command or a streamable HTTP URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", description="A label for the server.")
+    command: list[str] | None = Field(
+        default=None,
+        description="stdio: the program and its arguments, e.g. [python, server.py]; it runs in the task "
+        "file's folder.",
+    )
+    url: str | None = Field(
+        default=None, description="Streamable HTTP: the server's URL, e.g. http://host/mcp."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables.")
+    tools: list[str] | None = Field(default=None, description="Expose only these tools (the server's names).")
+    prefix: str = Field(
+        default="", pattern=r"^[A-Za-z0-9_-]{0,20}$", description="Put before each tool's name (e.g. wiki_)."
+    )
+    price: float | None = Field(default=None, ge=0, description="Dollars per call of each of its tools.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds one call may take.")
+    startup_timeout: float = Field(default=30.0, gt=0, description="Seconds to start and list its tools.")
+    retries: int = Field(
+        default=0, ge=0, le=5, description="Extra attempts after a failed call (each charged)."
+    )
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import shlex
+
+            return shlex.split(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSpec:
+        if bool(self.command) == bool(self.url):
+            raise ValueError(
+                _fix(
+                    f"MCP server '{self.name}' needs exactly one of command or url",
+                    "give command: [program, args...] for a stdio server, or url: http://.../mcp",
+                )
+            )
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(
+                _fix(f"MCP server '{self.name}': url must be http(s)", "write http://host:port/mcp")
+            )
+        return self
+
+    def config(self, base_dir: Path) -> Any:
+        """The :class:`thrifty.tools.mcp.MCPServerConfig` (relative paths resolved against ``base_dir``)."""
+        from thrifty.tools.mcp import MCPServerConfig
+
+        command = list(self.command or [])
+        if command and not Path(command[0]).is_absolute() and (base_dir / command[0]).is_file():
+            command[0] = str(base_dir / command[0])  # a program shipped beside the task file
+        return MCPServerConfig(
+            self.name,
+            command=command,
+            url=self.url,
+            env=self.env or None,
+            cwd=str(base_dir) if command else None,
+            tools=self.tools,
+            prefix=self.prefix,
+            price=self.price,
+            timeout=self.timeout,
+            startup_timeout=self.startup_timeout,
+            retries=self.retries,
+        )
+
+
 class StrategySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -293,6 +365,10 @@ class TaskSpec(BaseModel):
         default=DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
     )
     tools: list[ToolSpec] = Field(default_factory=list)
+    mcp_servers: list[MCPServerSpec] = Field(
+        default_factory=list,
+        description="MCP servers whose tools the agent may call, each a thrifty tool under the budget.",
+    )
     corpus: str | None = Field(
         default=None,
         validate_default=True,
@@ -653,6 +729,7 @@ def check_resources(
         first.setdefault(tool.name, i)
 
     issues += _check_corpus(spec, root)
+    issues += _check_mcp(spec, root)
 
     strategy = spec.strategy.name
     builder = None
@@ -752,6 +829,39 @@ def _check_reference(
         add(loc, f"strategy '{short(ref)}' is not callable", "name a function that builds the graph")
         return None
     return obj
+
+
+def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
+    """A stdio MCP server's program must exist (the server itself is started by the run)."""
+    import shutil
+
+    issues: list[Issue] = []
+    names: set[str] = set()
+    for i, server in enumerate(spec.mcp_servers):
+        loc = ("mcp_servers", i)
+        if server.name in names:
+            issues.append(
+                Issue(
+                    _line_of(root, loc),
+                    f"mcp_servers.{i}",
+                    f"MCP server '{server.name}' is listed twice",
+                    "rename one",
+                )
+            )
+        names.add(server.name)
+        if not server.command:
+            continue
+        program = server.config(spec.base_dir).command[0]
+        if shutil.which(program) is None and not Path(program).is_file():
+            issues.append(
+                Issue(
+                    _line_of(root, (*loc, "command")),
+                    f"mcp_servers.{i}.command",
+                    f"MCP server '{server.name}': program '{short(program)}' not found",
+                    "install it, or give its full path (a relative path is relative to the task file)",
+                )
+            )
+    return issues
 
 
 def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
