@@ -99,3 +99,30 @@ def test_bad_web_tool_options_exit_2(
     assert res.exit_code == 2
     assert expected in res.output and "task.yaml:4" in res.output
     assert "Traceback" not in res.output
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_example_task_file_validates() -> None:
+    res = cli.invoke(app, ["validate", str(EXAMPLES / "webqa.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "tools [web_search, read_url]" in res.output
+
+
+def test_example_webqa_runs_offline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("webqa_example", EXAMPLES / "webqa.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    script = ScriptedModel([call("web_search", query="Morgan Llywelyn"), reply("Morgan Llywelyn")])
+    monkeypatch.setattr("sys.argv", ["webqa.py", "--model", script.model, "--tool-calls", "3"])
+    assert module.main() == 0
+    out = capsys.readouterr().out
+    assert "answer:   Morgan Llywelyn" in out
+    assert "cost:     $0.0010 (tools $0.0010)" in out
+    assert "/wiki/Morgan%20Llywelyn" in out  # a source: the local web's page for the paragraph found

@@ -310,6 +310,10 @@ def make_read_url(
         if not wanted:
             raise WebError("the URL is empty; give a full http(s) URL")
         if "://" not in wanted:
+            if " " in wanted or "." not in wanted.split("/")[0]:
+                raise WebError(
+                    f"{wanted!r} is not a URL: use web_search to find pages, then read_url on a URL it lists"
+                )
             wanted = "https://" + wanted
         try:
             page = fetcher.fetch(wanted)
