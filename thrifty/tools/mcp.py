@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
 from thrifty.redact import redact
 from thrifty.tools.base import Tool, ToolError
@@ -95,7 +96,8 @@ class _SchemaArgs(BaseModel):
             for problem in problems[:3]:
                 where = ".".join(str(p) for p in problem.absolute_path)
                 shown.append(f"{where}: {problem.message}" if where else str(problem.message))
-            raise ValueError("; ".join(shown))
+            # A custom error type: pydantic shows its message as it is (a ValueError gets "Value error, ").
+            raise PydanticCustomError("mcp_schema", "{detail}", {"detail": "; ".join(shown)})
         if isinstance(data, dict):  # one key order, so that the same call is the same cache entry
             given = cast("dict[str, Any]", data)
             return {key: given[key] for key in sorted(given)}

@@ -273,7 +273,8 @@ def make_read_url(
     """The ``read_url`` tool: fetch a page and return its main text framed as data.
 
     Args:
-        max_bytes: Bytes of the body read at most (a longer page is cut there, and says so).
+        max_bytes: Bytes of the body read at most (a longer page is cut there, and says so; one whose
+            Content-Length is over four times this is refused without reading it).
         timeout: Seconds the whole fetch may take, redirects included.
         max_redirects: Redirects followed at most (a loop is refused at once).
         allow_private: Reach private, loopback and link-local addresses too (tests, intranets).
@@ -282,6 +283,9 @@ def make_read_url(
         retries: Extra attempts after a network error, a 429 or a 5xx (each attempt is charged).
         resolve: ``(host, port) -> [address, ...]`` (default: the system resolver).
         transport: An httpx transport (tests).
+
+    Proxy settings from the environment are not used (``trust_env=False``): through a proxy, the address
+    check would check the proxy, not the page.
     """
     if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
         raise ValueError("read_url: max_bytes and timeout must be > 0, max_redirects >= 0")
