@@ -94,7 +94,8 @@ def test_private_addresses_refused_by_default(server: WebServer) -> None:
         assert not obs.ok and "refused" in obs.content and "127.0.0.1" in obs.content
     assert server.hits["/article"] == before  # nothing was fetched
     assert "only http and https" in _run(tool, "file:///etc/passwd").content
-    assert "is not a URL: use web_search" in _run(tool, "Morgan Llywelyn").content
+    refused = _run(tool, "Morgan Llywelyn")  # refused as an argument: nothing charged
+    assert "is not a URL: use web_search" in refused.content and refused.attempts == 0 and refused.usd == 0
 
 
 def test_private_address_after_redirect_refused(server: WebServer) -> None:

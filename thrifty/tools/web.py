@@ -24,10 +24,12 @@ import socket
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from thrifty.tools.base import Tool, ToolError, tool
 
@@ -258,6 +260,22 @@ def _extract(page: _Page) -> tuple[str | None, str]:
     return getattr(document, "title", None), str(getattr(document, "text", "") or "")
 
 
+def _looks_like_url(value: str) -> str:
+    """Refuse what cannot be a URL before the call is charged (the runner rejects invalid arguments free)."""
+    wanted = value.strip()
+    if not wanted:
+        raise PydanticCustomError("empty_url", "the URL is empty; give a full http(s) URL")
+    host = wanted.split("/", 1)[0]
+    bare_word = "://" not in wanted and "." not in host and ":" not in host and host != "localhost"
+    if bare_word or any(ch.isspace() for ch in wanted):
+        raise PydanticCustomError(
+            "not_a_url",
+            "{url} is not a URL: use web_search to find pages, then read_url on a URL it lists",
+            {"url": repr(wanted[:200])},
+        )
+    return wanted
+
+
 def make_read_url(
     *,
     max_bytes: int = READ_URL_MAX_BYTES,
@@ -303,22 +321,14 @@ def make_read_url(
 
     # The runner's own timeout is a little longer than the fetch's deadline, so the fetch reports first.
     @tool(name="read_url", price=price, timeout=timeout + 5.0, retries=retries)
-    def read_url(url: str) -> str:
+    def read_url(url: Annotated[str, AfterValidator(_looks_like_url)]) -> str:
         """Read a web page: returns its title and main text (boilerplate removed). Use it on a URL from
         web_search results.
 
         Args:
             url: The page's full http(s) URL.
         """
-        wanted = url.strip()
-        if not wanted:
-            raise WebError("the URL is empty; give a full http(s) URL")
-        if "://" not in wanted:
-            if " " in wanted or "." not in wanted.split("/")[0]:
-                raise WebError(
-                    f"{wanted!r} is not a URL: use web_search to find pages, then read_url on a URL it lists"
-                )
-            wanted = "https://" + wanted
+        wanted = url if "://" in url else "https://" + url
         try:
             page = fetcher.fetch(wanted)
         except httpx.TimeoutException:
