@@ -35,6 +35,10 @@ from thrifty.tools.web import make_read_url
 from thrifty.tools.web_search import make_web_search
 
 DEFAULT_QUESTION = "Who was born first, Morgan Llywelyn or Robert Jordan?"
+HOW_TO_SEARCH = (
+    "First call web_search with a few keywords (a name or a title). Then call read_url with a URL listed in "
+    "its results if the snippet is not enough. Answer with a short phrase."
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -99,6 +103,7 @@ def main() -> int:
             temperature=0.2,
             seed=7,
             max_tokens=96,
+            system_prompt=HOW_TO_SEARCH,
         )
         result = agent.run(args.question)
     print(f"question: {args.question}")
