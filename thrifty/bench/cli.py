@@ -127,6 +127,14 @@ def hotpotqa(
     k: Annotated[int, typer.Option(min=1, help="Passages per search.")] = 3,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Search and read through a local web (the corpus served on 127.0.0.1): web_search via "
+            "LiteLLM's SearXNG provider and read_url over real HTTP, instead of the in-process search/read.",
+        ),
+    ] = False,
 ) -> None:
     """Run strategies x budgets x questions, print the table, write results.jsonl, summaries and a plot.
 
@@ -162,7 +170,7 @@ def hotpotqa(
     except typer.BadParameter as exc:
         raise fail(str(exc)) from None
 
-    target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}"
+    target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}{'-web' if web else ''}"
     config = BenchConfig(
         dataset=dataset,
         strategies=choices,
@@ -181,7 +189,10 @@ def hotpotqa(
     results = target / "results.jsonl"
     if model.startswith("sim/"):
         err.print("[bold yellow]SIMULATED model[/bold yellow]: results measure strategies, not a real model.")
+    local_web = None
     try:
+        if web:
+            local_web = _start_local_web(config, tool_price)
         records = run_grid(config, results, progress=not quiet)
     except (BenchError, SetupError, DatasetError) as exc:
         raise fail(str(exc)) from None
@@ -190,9 +201,32 @@ def hotpotqa(
             f"interrupted: finished runs are saved in {results}; rerun the same command to resume",
             EXIT_INTERRUPTED,
         ) from None
+    finally:
+        if local_web is not None:
+            local_web.close()
     wanted = {c.label for c in choices}
     shown = [r for r in records if r["strategy"] in wanted and int(r["budget"]) in budget_values]
     _show_report(shown, target, plot)
+
+
+def _start_local_web(config: Any, tool_price: float | None) -> Any:
+    """Serve the grid's corpus on 127.0.0.1 and give the grid the web tools pointed at it."""
+    from thrifty.bench.localweb import LocalWeb, web_tools
+    from thrifty.bench.runner import BenchError
+
+    corpus = config.corpus if config.corpus is not None else config.dataset.corpus()
+    if corpus is None:
+        raise BenchError(
+            f"dataset '{config.dataset.name}' has no passages: give a corpus (--corpus) for --web"
+        )
+    web = LocalWeb(corpus).start()
+    try:
+        config.tools = web_tools(web, k=config.search_k, price=0.001 if tool_price is None else tool_price)
+    except ValueError as exc:
+        web.close()
+        raise BenchError(str(exc)) from None
+    err.print(f"[dim]local web: {web.base} (search: {web.base}/search, pages: {web.base}/wiki/<title>)[/dim]")
+    return web
 
 
 def _check_model(model: str, pricing: Any) -> None:

@@ -31,7 +31,9 @@ prompt). The role is read from the request:
   second hop only after the first paragraph was observed (both at once for ``comparison`` questions, whose
   question names both) — else a distractor title from the item's own context paragraphs. It calls
   ``read(title)`` when the title was listed in a search result but its evidence not yet seen, else
-  ``search(query=title)``.
+  ``search(query=title)``. With the web tools (``web_search`` / ``read_url``, no ``search``) the same
+  moves go by URL: ``read_url(url)`` of the title's URL listed by a ``web_search``, else
+  ``web_search(query=title)``.
 * **answerer** (no tools, no ``response_format``): the gold answer with probability ``q`` if both gold
   paragraphs were observed; otherwise a guess: a title seen in a result (``yes``/``no`` at random for yes/no
   questions), or ``unknown``.
@@ -237,6 +239,7 @@ def run_scope(key: str) -> Iterator[None]:
 
 # -------------------------------------------------------------------------------------- the request
 _TITLE_LINE = re.compile(r"^\s*Title:\s*(.+?)\s*$", re.MULTILINE)
+_TITLE_URL = re.compile(r"^\s*Title:\s*(.+?)\s*\n\s*URL:\s*(\S+)", re.MULTILINE)  # a web_search result
 _SECONDS = re.compile(r"seconds remaining: \d+")
 _RENDERED_CALL = re.compile(r"\b(\w+)\((\{[^\n]*?\})\)")
 
@@ -249,6 +252,7 @@ class _Request:
     all_text: str = ""
     seen_titles: list[str] = field(default_factory=list)
     queried: list[str] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)  # title -> URL, from web_search results
 
     def __post_init__(self) -> None:
         self.all_text = _norm("\n".join(m["content"] for m in self.messages))
@@ -256,6 +260,8 @@ class _Request:
             for title in _TITLE_LINE.findall(m["content"]):
                 if title not in self.seen_titles:
                     self.seen_titles.append(title)
+            for title, url in _TITLE_URL.findall(m["content"]):
+                self.urls.setdefault(title, url)
             calls = list(m["calls"])
             for name, raw in _RENDERED_CALL.findall(m["content"]):  # "> search({...})" in a pasted trajectory
                 with contextlib.suppress(json.JSONDecodeError):
@@ -389,6 +395,8 @@ class _Sim:
 
     def move(self, title: str, tools: Sequence[str], queried: Sequence[str]) -> tuple[str, dict[str, Any]]:
         evidence_seen = title in self.req.observed
+        if "search" not in tools and "web_search" in tools:  # the web tools: same moves, by URL
+            return self._web_move(title, tools, queried, evidence_seen)
         # Read a page listed by a search, or one a search for its title failed to surface (opened by name).
         if "read" in tools and not evidence_seen and (title in self.req.seen_titles or title in queried):
             return "read", {"title": title}
@@ -401,6 +409,18 @@ class _Sim:
         if "read" in tools:
             return "read", {"title": title}
         return self._generic_move(title)
+
+    def _web_move(
+        self, title: str, tools: Sequence[str], queried: Sequence[str], evidence_seen: bool
+    ) -> tuple[str, dict[str, Any]]:
+        url = self.req.urls.get(title)
+        if "read_url" in tools and url and not evidence_seen and url not in queried:
+            return "read_url", {"url": url}
+        query = title
+        if query in queried:
+            words = [w for w in re.findall(r"\w+", self.req.item.question) if len(w) > 3][:3]
+            query = " ".join([title, *words])
+        return "web_search", {"query": query}
 
     def _generic_move(self, title: str) -> tuple[str, dict[str, Any]]:
         for spec in self.req.params.get("tools") or []:

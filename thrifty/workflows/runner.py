@@ -6,8 +6,9 @@ inside a node, a Ctrl-C, or a budget stop still yields the best answer so far an
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
-from thrifty.workflows.spec import StrategySpec, TaskSpec
+from thrifty.workflows.spec import WEB_TOOLS, StrategySpec, TaskSpec, web_tool
 from thrifty.workflows.strategies import get_builder
 
 TraceCallback = Callable[[TraceEvent], None]
@@ -47,6 +48,8 @@ def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
             if not isinstance(obj, Tool):
                 raise SetupError(f"tool '{ts.name}' is not a @tool-decorated function")
             tools.append(obj)
+        elif ts.name in WEB_TOOLS:
+            tools.append(web_tool(ts))
         else:
             options = {"k": ts.k} if ts.k else {}
             registry = builtin_tools(corpus, **options)
@@ -250,6 +253,41 @@ def run_task(
         builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
+    with open_mcp_servers(spec) as mcp_tools:
+        return _run_spec(
+            spec, [*tools, *mcp_tools], pricing, builder, on_trace, store, ledger, on_store_error
+        )
+
+
+@contextlib.contextmanager
+def open_mcp_servers(spec: TaskSpec) -> Iterator[list[Tool]]:
+    """Start the task's MCP servers and yield their tools; stop them after. SetupError when one cannot
+    start (a bad command, a timeout, a tool with an invalid schema)."""
+    from thrifty.tools.mcp import MCPStartupError, connect_mcp
+
+    connections: list[Any] = []
+    try:
+        for server in spec.mcp_servers:
+            try:
+                connections.append(connect_mcp(server.config(spec.base_dir)))
+            except (MCPStartupError, ValueError, OSError) as exc:
+                raise SetupError(f"mcp_servers: {exc}") from None
+        yield [tool for connection in connections for tool in connection.tools]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _run_spec(
+    spec: TaskSpec,
+    tools: list[Tool],
+    pricing: Pricing,
+    builder: Any,
+    on_trace: TraceCallback | None,
+    store: bool,
+    ledger: Ledger | None,
+    on_store_error: StoreErrorCallback | None,
+) -> RunResult:
     target = spec.store_target() if store else None
     return execute(
         spec.rendered_question(),
