@@ -67,7 +67,9 @@ def test_ray_grid_gives_the_local_results(
 ) -> None:
     path = tmp_path / "results.jsonl"
     pids: list[list[int]] = []
-    records = run_grid(config(), path, progress=False, executor="ray", workers=2, on_workers=pids.append)
+    records = run_grid(
+        config(), path, progress=False, executor="ray", workers=2, keep_workers=True, on_workers=pids.append
+    )
     assert len(pids) == 1 and len(set(pids[0])) == 2 and os.getpid() not in pids[0]  # two worker processes
     assert by_key(records) == local_results
     assert by_key(load_results(path)) == local_results  # streamed to the same file, same format
@@ -85,10 +87,20 @@ def test_ray_grid_resumes_after_an_interruption(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_grid(config(), path, progress=False, executor="ray", workers=2, on_result=stop_after_five)
+        run_grid(
+            config(),
+            path,
+            progress=False,
+            executor="ray",
+            workers=2,
+            keep_workers=True,
+            on_result=stop_after_five,
+        )
     assert len(load_results(path)) == 5
     again: list[dict[str, Any]] = []
-    records = run_grid(config(), path, progress=False, executor="ray", workers=2, on_result=again.append)
+    records = run_grid(
+        config(), path, progress=False, executor="ray", workers=2, keep_workers=True, on_result=again.append
+    )
     assert len(again) == 19  # only the missing runs ran
     assert by_key(records) == by_key(load_results(path)) == local_results
 
@@ -112,6 +124,7 @@ def test_a_killed_worker_loses_no_finished_run(
         progress=False,
         executor="ray",
         workers=2,
+        keep_workers=True,
         on_workers=pids.extend,
         on_result=kill_one_after_four,
     )
@@ -125,7 +138,12 @@ def test_a_binding_global_budget_stops_the_grid_keeping_finished_runs(
     cap = 0.03  # the simulated model is free: $0.001 per search/read, at most $0.005 for a budget-5 run
     with pytest.raises(GlobalBudgetReached) as stopped:
         run_grid(
-            replace(config(), global_budget=Budget(usd=cap)), path, progress=False, executor="ray", workers=2
+            replace(config(), global_budget=Budget(usd=cap)),
+            path,
+            progress=False,
+            executor="ray",
+            workers=2,
+            keep_workers=True,
         )
     kept = load_results(path)
     assert 0 < len(kept) < 24 and stopped.value.not_run == 24 - len(kept)
@@ -136,7 +154,12 @@ def test_a_binding_global_budget_stops_the_grid_keeping_finished_runs(
         assert record == local_results[k]  # a run under the global budget is the run itself, whole
     # A larger global budget resumes the grid, counting what the finished runs spent.
     records = run_grid(
-        replace(config(), global_budget=Budget(usd=1.0)), path, progress=False, executor="ray", workers=2
+        replace(config(), global_budget=Budget(usd=1.0)),
+        path,
+        progress=False,
+        executor="ray",
+        workers=2,
+        keep_workers=True,
     )
     assert by_key(records) == local_results
 
@@ -176,6 +199,7 @@ def test_the_global_budget_is_never_crossed_with_random_worker_failures(
             progress=False,
             executor="ray",
             workers=2,
+            keep_workers=True,
             on_workers=pids.extend,
             on_result=maybe_kill,
         )

@@ -608,12 +608,14 @@ def run_grid(
     workers: int | None = None,
     ray_address: str | None = None,
     on_workers: Callable[[list[int]], None] | None = None,
+    keep_workers: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every (seed, question, strategy, budget) not yet in ``results_path`` and append its record.
 
     ``executor="ray"`` spreads the runs over ``workers`` Ray workers (a local Ray started for the grid, or the
     cluster at ``ray_address``); the records are written here, as they come back, exactly as by the local
-    executor (``on_workers`` is told the workers' process ids: for tests that kill one). With
+    executor (``on_workers`` is told the workers' process ids: for tests that kill one; ``keep_workers``
+    leaves them up for the next grid of this process, see ``thrifty.scale.ray_executor``). With
     ``config.global_budget`` every run leases its worst case from one shared budget first.
 
     Returns all the records of the file (earlier ones included). Raises BenchError before running anything
@@ -671,7 +673,7 @@ def run_grid(
             (reservations, earlier),
             on_done,
             (executor, workers, ray_address),
-            on_workers,
+            (on_workers, keep_workers),
         )
     finally:
         if bar is not None:
@@ -719,7 +721,7 @@ def _dispatch(
     budgeting: tuple[dict[int, dict[str, float]] | None, dict[str, float]],
     on_done: Callable[[Job, Any], None],
     where: tuple[str, int | None, str | None],
-    on_workers: Callable[[list[int]], None] | None,
+    hooks: tuple[Callable[[list[int]], None] | None, bool],
 ) -> tuple[list[Job], dict[str, Any]]:
     """Run ``jobs`` on the chosen executor; the jobs the global budget left unrun and its final reading."""
     from functools import partial
@@ -747,7 +749,7 @@ def _dispatch(
             remote = RemotePool.create(global_budget, earlier)
         factory = partial(GridWorker, config, remote, reservations)  # each worker builds its own tools
         count = workers or cluster_cpus()
-        ray_exec = RayExecutor(factory, workers=count, on_start=on_workers)
+        ray_exec = RayExecutor(factory, workers=count, on_start=hooks[0], keep_workers=hooks[1])
         left = ray_exec.run(jobs, on_done, remote.abandon if remote is not None else None)
         return left, remote.snapshot() if remote is not None else {}
     finally:

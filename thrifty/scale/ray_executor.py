@@ -30,6 +30,7 @@ __all__ = [
     "check_address",
     "cluster_cpus",
     "import_ray",
+    "release_workers",
     "start_ray",
 ]
 
@@ -143,16 +144,39 @@ class RemotePool:
 
 
 class _Host:
-    """The actor body: builds the worker once, then runs jobs on it."""
+    """The actor body: builds the worker once per grid or batch, then runs jobs on it."""
 
-    def __init__(self, factory: Callable[[], Worker]) -> None:
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    def setup(self, factory: Callable[[], Worker]) -> int:
+        self.worker = None
         self.worker = factory()
-
-    def pid(self) -> int:
         return os.getpid()
 
     def run(self, job: Any, lease_id: str) -> Any:
+        if self.worker is None:
+            raise RuntimeError("worker used before setup")
         return self.worker.run(job, lease_id)
+
+
+# Workers kept up between grids of one process (``keep_workers=True``), per Ray session: a later grid only
+# sends them its worker factory instead of starting processes again.
+_kept: dict[str, Any] = {"session": None, "actors": []}
+
+
+def _session() -> str:
+    ray = import_ray()
+    return str(ray.get_runtime_context().get_job_id())
+
+
+def release_workers() -> None:
+    """Stop the workers kept up by ``keep_workers=True`` (a Ray shutdown stops them too)."""
+    ray = import_ray()
+    for actor in _kept["actors"]:
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+    _kept["actors"] = []
 
 
 @dataclass
@@ -183,6 +207,9 @@ class RayExecutor:
     workers: int = 2
     gpus: float = 0.0
     on_start: Callable[[list[int]], None] | None = None
+    #: Leave the workers up when the run ends, for the next grid in this process (they hold their CPUs
+    #: until :func:`release_workers` or a Ray shutdown).
+    keep_workers: bool = False
     replaced: int = 0
     lost_runs: int = 0
     _slots: list[_Slot] = field(default_factory=lambda: [])
@@ -198,8 +225,24 @@ class RayExecutor:
     def _spawn(self) -> _Slot:
         ray = import_ray()
         actor_cls = ray.remote(num_cpus=1, num_gpus=self.gpus, max_restarts=0, max_task_retries=0)(_Host)
-        actor = actor_cls.remote(self.factory)
-        return _Slot(actor, int(ray.get(actor.pid.remote())))
+        actor = actor_cls.remote()
+        return _Slot(actor, int(ray.get(actor.setup.remote(self.factory))))
+
+    def _start(self) -> list[_Slot]:
+        """The workers: kept ones first (set up for this run), new ones for the rest."""
+        from ray.exceptions import RayActorError
+
+        ray = import_ray()
+        kept: list[Any] = []
+        if self.keep_workers and self.gpus == 0 and _kept["session"] == _session():
+            kept, _kept["actors"] = _kept["actors"][: self.workers], _kept["actors"][self.workers :]
+        slots: list[_Slot] = []
+        refs = [(actor, actor.setup.remote(self.factory)) for actor in kept]
+        for actor, ref in refs:
+            with contextlib.suppress(RayActorError):  # one that died since is replaced below
+                slots.append(_Slot(actor, int(ray.get(ref))))
+        slots.extend(self._spawn() for _ in range(self.workers - len(slots)))
+        return slots
 
     def run(self, jobs: Sequence[J], on_done: OnDone, on_lost: OnLost | None = None) -> list[J]:
         """Run ``jobs`` over the workers; return those not run because the shared budget refused them."""
@@ -207,8 +250,9 @@ class RayExecutor:
         dispatch: Dispatch[J] = Dispatch(jobs)
         attempts: dict[int, int] = {}
         pending: dict[Any, _Ticket] = {}
+        finished = False
         try:
-            self._slots = [self._spawn() for _ in range(self.workers)]
+            self._slots = self._start()
             if self.on_start is not None:
                 self.on_start(self.pids)
             while not dispatch.done or pending:
@@ -220,10 +264,15 @@ class RayExecutor:
                     ticket = pending.pop(ref)
                     ticket.slot.in_flight -= 1
                     self._finished(ref, ticket, dispatch, pending, on_done, on_lost, attempts)
+            finished = True
         finally:
-            for slot in self._slots:
-                with contextlib.suppress(Exception):
-                    ray.kill(slot.actor)
+            if finished and self.keep_workers and self.gpus == 0:
+                _kept["session"] = _session()
+                _kept["actors"] = [*_kept["actors"], *(slot.actor for slot in self._slots)]
+            else:
+                for slot in self._slots:
+                    with contextlib.suppress(Exception):
+                        ray.kill(slot.actor)
             for ticket in pending.values():  # interrupted: these runs did not finish
                 if on_lost is not None:
                     with contextlib.suppress(Exception):
