@@ -26,7 +26,7 @@ from typing import Any
 from thrifty.bench.datasets import Dataset, QAItem
 from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
-from thrifty.budget.pool import LeaseClient
+from thrifty.budget.pool import LeaseClient, usage_spent
 from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
 from thrifty.scale.executors import LocalExecutor, Refused
 from thrifty.tools import Corpus, Tool, make_search_tools
@@ -480,19 +480,6 @@ class GlobalBudgetReached(BenchError):
         )
 
 
-def _spent(usage: dict[str, Any]) -> dict[str, float]:
-    """What a run spent, in Ledger dimensions, from a record's ``usage``."""
-    from thrifty.budget import tool_dimension
-
-    out = {
-        dim: float(usage.get(dim) or 0.0)
-        for dim in ("usd", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "model_requests")
-    }
-    for name, calls in (usage.get("per_tool") or {}).items():
-        out[tool_dimension(str(name))] = float(calls)
-    return {dim: value for dim, value in out.items() if value}
-
-
 def run_reservation(config: BenchConfig, b: int, tools: Sequence[Tool]) -> dict[str, float]:
     """The most one run at budget ``b`` can spend: its tool calls and tokens, and the dollars those can cost
     at the configured prices (what it leases from a global budget). Raises BenchError when the global budget
@@ -565,7 +552,7 @@ class GridWorker:
             raise
         record = _record(self.config, job[0], job[1], job[2], job[3], result)
         if pool is not None:
-            pool.settle(lease_id, _spent(record["usage"]))
+            pool.settle(lease_id, usage_spent(record["usage"]))
         if result.stop_reason == StopKind.CANCELLED.value:
             return None
         return record
@@ -709,7 +696,7 @@ def _earlier_spend(grid: list[Job], existing: list[dict[str, Any]]) -> dict[str,
     total: dict[str, float] = {}
     for record in existing:
         if _key(record) in keys:
-            for dim, value in _spent(record.get("usage") or {}).items():
+            for dim, value in usage_spent(record.get("usage") or {}).items():
                 total[dim] = total.get(dim, 0.0) + value
     return total
 

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from thrifty.budget.errors import BudgetExceeded
 from thrifty.budget.ledger import Ledger, Reservation
-from thrifty.budget.limits import Budget
+from thrifty.budget.limits import Budget, tool_dimension
 
-__all__ = ["BudgetPool", "LeaseClient", "lease_too_big"]
+__all__ = ["BudgetPool", "LeaseClient", "lease_too_big", "usage_spent"]
 
 _EPS = 1e-9
 
@@ -40,6 +40,21 @@ class LeaseClient(Protocol):
     def release(self, lease_id: str) -> None: ...
 
     def abandon(self, lease_id: str) -> None: ...
+
+
+def usage_spent(usage: Mapping[str, Any]) -> dict[str, float]:
+    """What a run spent, in Ledger dimensions, from its usage (a RunResult's ``usage`` as a dict, or a
+    bench record's): what its lease settles.
+
+    >>> usage_spent({"usd": 0.002, "tool_calls": 2, "per_tool": {"search": 2}, "seconds": 1.5, "total_tokens": 0})
+    {'usd': 0.002, 'tool_calls': 2.0, 'tool:search': 2.0}
+    """
+    dims = ("usd", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "model_requests")
+    out = {dim: float(usage.get(dim) or 0.0) for dim in dims}
+    per_tool: Mapping[str, Any] = usage.get("per_tool") or {}
+    for name, calls in per_tool.items():
+        out[tool_dimension(str(name))] = float(calls)
+    return {dim: value for dim, value in out.items() if value}
 
 
 def lease_too_big(budget: Budget, amounts: Mapping[str, float]) -> str | None:
