@@ -23,6 +23,7 @@ from thrifty.bench.runner import (
     run_grid,
 )
 from thrifty.budget import Budget
+from thrifty.scale import ScaleError
 
 Key = tuple[str, int, str, int]
 
@@ -220,3 +221,12 @@ def test_the_global_budget_is_never_crossed_with_random_worker_failures(
         assert record == local_results[k]
     if snapshot is None:
         assert len(kept) == 24
+
+
+def test_gpus_the_cluster_lacks_are_refused_before_any_worker_starts(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "results.jsonl"
+    with pytest.raises(ScaleError, match="the Ray cluster has 0 GPUs"):
+        run_grid(config(), path, progress=False, executor="ray", workers=2, gpus_per_worker=1)
+    assert load_results(path) == []

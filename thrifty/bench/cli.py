@@ -143,6 +143,9 @@ def hotpotqa(
             help="An existing Ray cluster (host:port, ray://host:port or auto); default: start one."
         ),
     ] = None,
+    gpus_per_worker: Annotated[
+        float, typer.Option(min=0.0, help="GPUs Ray gives each worker (a local or hf model on GPU workers).")
+    ] = 0.0,
     global_usd: Annotated[
         float | None, typer.Option(min=0.0, help="USD for the whole grid, over every run and worker.")
     ] = None,
@@ -185,7 +188,7 @@ def hotpotqa(
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
         _check_model(model, pricing)
         global_budget = global_limits(global_usd, global_tokens, global_tool_calls)
-        check_executor(executor, ray_address)
+        check_executor(executor, ray_address, gpus_per_worker)
     except (BenchError, DatasetError, CorpusError, SetupError, ScaleError, ValueError) as exc:
         raise fail(str(exc)) from None
     except typer.BadParameter as exc:
@@ -213,7 +216,13 @@ def hotpotqa(
         err.print("[bold yellow]SIMULATED model[/bold yellow]: results measure strategies, not a real model.")
     try:
         records = run_grid(
-            config, results, progress=not quiet, executor=executor, workers=workers, ray_address=ray_address
+            config,
+            results,
+            progress=not quiet,
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            gpus_per_worker=gpus_per_worker,
         )
     except GlobalBudgetReached as exc:
         _show_report(_shown(exc.records, choices, budget_values), target, plot)
@@ -244,7 +253,7 @@ def global_limits(usd: float | None, tokens: int | None, tool_calls: int | None)
     return Budget(**given) if given else None
 
 
-def check_executor(executor: str, ray_address: str | None) -> None:
+def check_executor(executor: str, ray_address: str | None, gpus_per_worker: float = 0.0) -> None:
     """Refuse, before anything runs, an unknown executor, a Ray that is not installed, an address on which
     no Ray answers (ScaleError or BenchError)."""
     from thrifty.bench.runner import EXECUTORS, BenchError
@@ -257,8 +266,8 @@ def check_executor(executor: str, ray_address: str | None) -> None:
         import_ray()
         if ray_address:
             check_address(ray_address)
-    elif ray_address:
-        raise BenchError("--ray-address is for --executor ray")
+    elif ray_address or gpus_per_worker:
+        raise BenchError("--ray-address and --gpus-per-worker are for --executor ray")
 
 
 def _check_model(model: str, pricing: Any) -> None:

@@ -596,13 +596,16 @@ def run_grid(
     ray_address: str | None = None,
     on_workers: Callable[[list[int]], None] | None = None,
     keep_workers: bool = False,
+    gpus_per_worker: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Run every (seed, question, strategy, budget) not yet in ``results_path`` and append its record.
 
     ``executor="ray"`` spreads the runs over ``workers`` Ray workers (a local Ray started for the grid, or the
     cluster at ``ray_address``); the records are written here, as they come back, exactly as by the local
     executor (``on_workers`` is told the workers' process ids: for tests that kill one; ``keep_workers``
-    leaves them up for the next grid of this process, see ``thrifty.scale.ray_executor``). With
+    leaves them up for the next grid of this process, see ``thrifty.scale.ray_executor``;
+    ``gpus_per_worker`` asks Ray for GPUs for each worker, which loads a local model once and serves every run
+    placed on it). With
     ``config.global_budget`` every run leases its worst case from one shared budget first.
 
     Returns all the records of the file (earlier ones included). Raises BenchError before running anything
@@ -660,7 +663,7 @@ def run_grid(
             (reservations, earlier),
             on_done,
             (executor, workers, ray_address),
-            (on_workers, keep_workers),
+            (on_workers, keep_workers, gpus_per_worker),
         )
     finally:
         if bar is not None:
@@ -708,7 +711,7 @@ def _dispatch(
     budgeting: tuple[dict[int, dict[str, float]] | None, dict[str, float]],
     on_done: Callable[[Job, Any], None],
     where: tuple[str, int | None, str | None],
-    hooks: tuple[Callable[[list[int]], None] | None, bool],
+    hooks: tuple[Callable[[list[int]], None] | None, bool, float],
 ) -> tuple[list[Job], dict[str, Any]]:
     """Run ``jobs`` on the chosen executor; the jobs the global budget left unrun and its final reading."""
     from functools import partial
@@ -736,7 +739,9 @@ def _dispatch(
             remote = RemotePool.create(global_budget, earlier)
         factory = partial(GridWorker, config, remote, reservations)  # each worker builds its own tools
         count = workers or cluster_cpus()
-        ray_exec = RayExecutor(factory, workers=count, on_start=hooks[0], keep_workers=hooks[1])
+        ray_exec = RayExecutor(
+            factory, workers=count, on_start=hooks[0], keep_workers=hooks[1], gpus=hooks[2]
+        )
         left = ray_exec.run(jobs, on_done, remote.abandon if remote is not None else None)
         return left, remote.snapshot() if remote is not None else {}
     finally:

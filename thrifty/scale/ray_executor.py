@@ -222,6 +222,19 @@ class RayExecutor:
     def pids(self) -> list[int]:
         return [s.pid for s in self._slots]
 
+    def _check_resources(self) -> None:
+        """Refuse, before any worker starts, GPUs the cluster does not have (an actor asking for them would
+        wait for ever)."""
+        if self.gpus <= 0:
+            return
+        ray = import_ray()
+        have = float(ray.cluster_resources().get("GPU", 0.0))
+        if have < self.gpus:
+            raise ScaleError(
+                f"--gpus-per-worker {self.gpus:g}: the Ray cluster has {have:g} GPUs; "
+                "connect to a cluster with GPUs (--ray-address) or drop --gpus-per-worker"
+            )
+
     def _spawn(self) -> _Slot:
         ray = import_ray()
         actor_cls = ray.remote(num_cpus=1, num_gpus=self.gpus, max_restarts=0, max_task_retries=0)(_Host)
@@ -251,6 +264,7 @@ class RayExecutor:
         attempts: dict[int, int] = {}
         pending: dict[Any, _Ticket] = {}
         finished = False
+        self._check_resources()
         try:
             self._slots = self._start()
             if self.on_start is not None:
