@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from thrifty.budget import Budget, Ledger, ModelPrice, Pricing, UnpricedModelError
+from thrifty.budget import Budget, BudgetExceeded, Ledger, ModelPrice, Pricing, UnpricedModelError
 from thrifty.models import ModelError, Provider, register_provider
 from thrifty.models.routing import (
     EscalationPolicy,
@@ -242,3 +242,39 @@ def test_role_of() -> None:
 
 def test_scope_values() -> None:
     assert [s.value for s in Scope] == ["step", "node", "run"]
+
+
+def test_the_worst_case_among_failover_candidates_is_held_before_the_call() -> None:
+    """While the cheap model is being called, the strong model's worst case is held: another spender
+    (a parallel branch) cannot take it, so the fallback is always paid for."""
+    ledger_box: dict[str, Ledger] = {}
+    seen: dict[str, float] = {}
+
+    def cheap_fails(request: object) -> R:
+        ledger = ledger_box["ledger"]
+        seen["available"] = ledger.available("usd")
+        with pytest.raises(BudgetExceeded):
+            ledger.reserve({"usd": 0.009}, kind="tool", name="parallel-branch")
+        raise ValueError("the cheap server is down")
+
+    weak, big = ScriptedModel([cheap_fails]), ScriptedModel([reply("1901", prompt_tokens=10)])
+    routing = Routing(models=[weak.model, big.model])
+    gw = _gateway(routing, Pricing(models={weak.model: CHEAP, big.model: STRONG}), Budget(usd=0.01))
+    ledger_box["ledger"] = gw.ledger
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=100)
+    assert out.model == big.model
+    # held: the strong model's worst case (prompt + 100 tokens at its price), not only the cheap call's
+    assert seen["available"] < 0.01 - 100 * 40e-6
+    assert [e.ledger for e in gw.ledger.events] == ["run/failover", "run/failover"]
+    assert gw.ledger.reserved["usd"] == pytest.approx(0.0, abs=1e-12)  # the hold went back
+    assert gw.ledger.spent["usd"] <= 0.01
+
+
+def test_a_failover_the_budget_cannot_hold_is_left_out_and_logged() -> None:
+    weak, big = ScriptedModel([reply("fine", prompt_tokens=50)]), ScriptedModel([])
+    routing = Routing(models=[weak.model, big.model], escalation=EscalationPolicy(on=[Trigger.MODEL_FAILED]))
+    # the cheap call fits; the strong one cannot pay even its prompt
+    gw = _gateway(routing, Pricing(models={weak.model: CHEAP, big.model: STRONG}), Budget(usd=0.0002))
+    assert gw.complete(gw.entry, MSG, node="act", max_tokens=50).model == weak.model
+    [record] = gw.state.records
+    assert record.refused and record.reason == Trigger.MODEL_FAILED and "no failover" in record.detail

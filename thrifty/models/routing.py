@@ -36,6 +36,7 @@ call), ``node`` (every later call of the same node; for a verifier rejection, of
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from thrifty.budget import BudgetExceeded, Ledger, Pricing, UnpricedModelError
+from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, UnpricedModelError
 from thrifty.models.gateway import Gateway, ModelError, ModelReply
 from thrifty.models.protocol import first_json_object
 from thrifty.models.registry import provider_for
@@ -515,48 +516,30 @@ class RoutedGateway(Gateway):
                 prompt_tokens=prompt_tokens,
                 **kwargs,
             )
-        role, where = role_of(node, kwargs.get("response_format")), node or ""
-        cascade, level = self._start(role, where, messages, tools, max_tokens)
-        pending: Escalation | None = None
-        while True:
-            current = cascade[level]
-            try:
-                reply = super().complete(
-                    current,
-                    messages,
-                    tools=tools,
-                    max_tokens=max_tokens,
-                    node=node,
-                    prompt_tokens=prompt_tokens if current == model else None,
-                    **kwargs,
-                    **self._extra(current),
-                )
-            except ModelError as exc:
-                self._served(pending, None)
-                pending = self._next(
-                    role,
-                    where,
-                    cascade,
-                    level,
-                    (Trigger.MODEL_FAILED, str(exc)),
-                    (messages, tools, max_tokens),
-                    None,
-                )
-                if pending is None:
-                    raise
-                level += 1
-                continue
-            self._served(pending, reply)
-            signal = self._trigger(role, reply, kwargs)
-            pending = None
-            if signal is not None:
-                pending = self._next(
-                    role, where, cascade, level, signal, (messages, tools, max_tokens), reply
-                )
-            if pending is None:
-                self._observe(role, where, level, reply)
-                return reply
-            level += 1
+        chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
+        try:
+            while True:
+                gateway, current, extra = chain.target()
+                call = gateway.complete if gateway is not None else super().complete
+                try:
+                    reply = call(
+                        current,
+                        messages,
+                        tools=tools,
+                        max_tokens=max_tokens,
+                        node=node,
+                        prompt_tokens=prompt_tokens if current == model else None,
+                        **kwargs,
+                        **extra,
+                    )
+                except ModelError as exc:
+                    if not chain.failed(exc):
+                        raise
+                    continue
+                if chain.served(reply):
+                    return reply
+        finally:
+            chain.close()
 
     async def acomplete(
         self,
@@ -579,48 +562,30 @@ class RoutedGateway(Gateway):
                 prompt_tokens=prompt_tokens,
                 **kwargs,
             )
-        role, where = role_of(node, kwargs.get("response_format")), node or ""
-        cascade, level = self._start(role, where, messages, tools, max_tokens)
-        pending: Escalation | None = None
-        while True:
-            current = cascade[level]
-            try:
-                reply = await super().acomplete(
-                    current,
-                    messages,
-                    tools=tools,
-                    max_tokens=max_tokens,
-                    node=node,
-                    prompt_tokens=prompt_tokens if current == model else None,
-                    **kwargs,
-                    **self._extra(current),
-                )
-            except ModelError as exc:
-                self._served(pending, None)
-                pending = self._next(
-                    role,
-                    where,
-                    cascade,
-                    level,
-                    (Trigger.MODEL_FAILED, str(exc)),
-                    (messages, tools, max_tokens),
-                    None,
-                )
-                if pending is None:
-                    raise
-                level += 1
-                continue
-            self._served(pending, reply)
-            signal = self._trigger(role, reply, kwargs)
-            pending = None
-            if signal is not None:
-                pending = self._next(
-                    role, where, cascade, level, signal, (messages, tools, max_tokens), reply
-                )
-            if pending is None:
-                self._observe(role, where, level, reply)
-                return reply
-            level += 1
+        chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
+        try:
+            while True:
+                gateway, current, extra = chain.target()
+                call = gateway.acomplete if gateway is not None else super().acomplete
+                try:
+                    reply = await call(
+                        current,
+                        messages,
+                        tools=tools,
+                        max_tokens=max_tokens,
+                        node=node,
+                        prompt_tokens=prompt_tokens if current == model else None,
+                        **kwargs,
+                        **extra,
+                    )
+                except ModelError as exc:
+                    if not chain.failed(exc):
+                        raise
+                    continue
+                if chain.served(reply):
+                    return reply
+        finally:
+            chain.close()
 
     def _served(self, record: Escalation | None, reply: ModelReply | None) -> None:
         """Record an escalation once the stronger model has answered (or failed: then it cost a request)."""
@@ -631,6 +596,122 @@ class RoutedGateway(Gateway):
         else:
             record.detail = (record.detail + "; the stronger model failed too")[:300]
         self.state.add(record)
+
+    def failover_guard(
+        self,
+        candidates: Sequence[str],
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+        node: str,
+    ) -> Ledger | None:
+        """Before a call that may fail over: hold the worst case among ``candidates`` (the model about to
+        be called and those it may fall back to) in a carved child ledger, so that a fallback to a pricier
+        model is paid from what was held and can never overspend (nor be starved by a parallel branch).
+
+        The worst case is, per dimension, the largest reservation any candidate's call needs, with one
+        request per candidate. Candidates the budget cannot hold are left out of the failover (recorded as
+        refused). None when no fallback is left to guard.
+        """
+        plans: list[tuple[str, dict[str, float]]] = []
+        for model in candidates:
+            try:
+                plan = self.plan_call(model, self.count_prompt_tokens(model, messages, tools), max_tokens)
+            except (BudgetExceeded, ModelError, UnpricedModelError) as exc:
+                if plans:
+                    self._refuse(None, node, plans[-1][0], model, Trigger.MODEL_FAILED, f"no failover: {exc}")
+                break
+            plans.append((model, plan.amounts))
+        while len(plans) > 1:
+            worst: dict[str, float] = {}
+            for _model, amounts in plans:
+                for dim, amount in amounts.items():
+                    worst[dim] = max(worst.get(dim, 0.0), amount)
+            worst["model_requests"] = float(len(plans))
+            # only what a limit applies to needs holding (whole tokens and requests, rounded up)
+            limited = {
+                dim: (amount if dim == "usd" else float(math.ceil(amount - 1e-9)))
+                for dim, amount in worst.items()
+                if amount > 0 and self.ledger.available(dim) != math.inf
+            }
+            if not limited:
+                return None
+            if self.ledger.can_afford(limited):
+                return self.ledger.child(Budget.model_validate(limited), name="failover", carve=True)
+            dropped = plans.pop()
+            self._refuse(
+                None,
+                node,
+                plans[-1][0],
+                dropped[0],
+                Trigger.MODEL_FAILED,
+                "no failover: the budget cannot hold its worst case",
+            )
+        return None
+
+
+class _Chain:
+    """One routed call in progress: which model to call now, on which ledger, and what its reply means."""
+
+    def __init__(
+        self,
+        gw: RoutedGateway,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+        node: str | None,
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        self.gw = gw
+        self.call = (messages, tools, max_tokens)
+        self.kwargs = kwargs
+        self.role, self.node = role_of(node, kwargs.get("response_format")), node or ""
+        self.cascade, self.level = gw._start(self.role, self.node, messages, tools, max_tokens)
+        self.pending: Escalation | None = None
+        self.guard: Ledger | None = None
+        self.guard_gateway: Gateway | None = None
+
+    def target(self) -> tuple[Gateway | None, str, dict[str, Any]]:
+        """(the Gateway to call on, None for the run's own; the model; extra request fields)."""
+        current = self.cascade[self.level]
+        failover = Trigger.MODEL_FAILED in self.gw.policy.on and self.level + 1 < len(self.cascade)
+        if self.guard is None and failover:
+            self.guard = self.gw.failover_guard(self.cascade[self.level :], *self.call, self.node)
+            if self.guard is not None:
+                self.guard_gateway = Gateway.spawn(self.gw, self.guard)
+        return self.guard_gateway, current, self.gw._extra(current)
+
+    def failed(self, exc: ModelError) -> bool:
+        """The model failed: True to try the next one (failover), False when none is left or affordable."""
+        self.gw._served(self.pending, None)
+        self.pending = self.gw._next(
+            self.role, self.node, self.cascade, self.level, (Trigger.MODEL_FAILED, str(exc)), self.call, None
+        )
+        if self.pending is None:
+            return False
+        self.level += 1
+        return True
+
+    def served(self, reply: ModelReply) -> bool:
+        """A reply came: True when it is the answer, False to escalate (call again one model up)."""
+        self.close()  # the failover hold is no longer needed: what it did not spend goes back
+        self.gw._served(self.pending, reply)
+        signal = self.gw._trigger(self.role, reply, self.kwargs)
+        self.pending = None
+        if signal is not None:
+            self.pending = self.gw._next(
+                self.role, self.node, self.cascade, self.level, signal, self.call, reply
+            )
+        if self.pending is None:
+            self.gw._observe(self.role, self.node, self.level, reply)
+            return True
+        self.level += 1
+        return False
+
+    def close(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
+        self.guard, self.guard_gateway = None, None
 
 
 def _answer_text(content: str | None) -> str:
