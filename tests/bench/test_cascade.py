@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.bench.test_sim import BLUE, MARA, Q1, RED, TOOLS, ask
+from tests.bench.test_sim import BLUE, MARA, Q1, TOOLS, ask
 from thrifty.bench import sim
 from thrifty.bench.cli import bench_app
 from thrifty.bench.datasets import load_dataset
@@ -52,9 +52,11 @@ def test_a_right_answer_reports_more_confidence_than_a_wrong_one(items: None) ->
         (right if out.content == "Lyonsford" else wrong).append(out.confidence)
     assert right and wrong
     assert statistics.fmean(right) > statistics.fmean(wrong) + 0.3
-    # a tool call reports no confidence
-    out = SimProvider().respond("sim/p=1", ask(Q1, observations=[RED]), {"tools": TOOLS})[0]
-    assert out.calls and out.confidence is None
+    # a move toward a gold paragraph is surer than one toward a distractor
+    gold = [SimProvider().respond(f"sim/p=1,seed={i}", ask(Q1), {"tools": TOOLS})[0] for i in range(30)]
+    off = [SimProvider().respond(f"sim/p=0,seed={i}", ask(Q1), {"tools": TOOLS})[0] for i in range(30)]
+    assert all(o.calls for o in gold + off)
+    assert statistics.fmean(o.confidence for o in gold) > statistics.fmean(o.confidence for o in off) + 0.3
 
 
 def _grid(hotpot_file: Path, model: str, **kw: Any) -> BenchConfig:

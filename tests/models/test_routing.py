@@ -278,3 +278,33 @@ def test_a_failover_the_budget_cannot_hold_is_left_out_and_logged() -> None:
     assert gw.complete(gw.entry, MSG, node="act", max_tokens=50).model == weak.model
     [record] = gw.state.records
     assert record.refused and record.reason == Trigger.MODEL_FAILED and "no failover" in record.detail
+
+
+def test_when_the_stronger_model_fails_the_weaker_reply_stands() -> None:
+    weak, _big, routing, pricing = _pair([reply("unknown")], [ValueError("the strong server is down")])
+    gw = _gateway(routing, pricing)
+    out = gw.complete(gw.entry, MSG, node="act")
+    assert out.model == weak.model and out.content == "unknown"
+    [record] = gw.state.records
+    assert "failed too" in record.detail
+
+
+def test_a_grammar_only_answer_format_is_not_sent_to_a_model_without_grammar() -> None:
+    grounded = {
+        "type": "json_schema",
+        "json_schema": {"name": "grounded_answer", "schema": {"type": "string"}},
+    }
+    # a JSON string is valid output for it (no parse failure); "unknown" in it is an inability to answer
+    _weak, big, routing, pricing = _pair([reply('"unknown"')], [reply("1901")])
+    gw = _gateway(routing, pricing)
+    out = gw.complete(gw.entry, MSG, node="act", response_format=grounded)
+    assert out.model == big.model
+    assert gw.state.records[0].reason == Trigger.CANNOT_ANSWER
+    assert "response_format" not in big.requests[0].params  # scripted/ has no grammar
+
+
+def test_a_json_string_is_not_a_parse_failure() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "string"}}}
+    weak, _big, routing, pricing = _pair([reply('"SUCCESS"')], [])
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="verify", response_format=fmt).model == weak.model

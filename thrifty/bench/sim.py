@@ -18,9 +18,10 @@ parameter  default  meaning
 ``bias``   0.1      over-confidence: added to the critic's score; probability that the verifier says
                     SUCCESS for a wrong answer
 ``seed``   0        base seed; every draw is seeded by (seed, a hash of the request, its repeat count)
-``cnoise`` 0.2      noise of the confidence an answer reports: 0.8 for a right answer, 0.3 for a wrong one,
-                    plus N(0, cnoise), clipped to [0.01, 0.99] (sent as token log-probabilities, which
-                    a cascade reads as a confidence signal)
+``cnoise`` 0.2      noise of the confidence a reply reports: 0.8 for a right answer or a move toward a gold
+                    paragraph, 0.3 for a wrong answer or a move toward a distractor, plus N(0, cnoise),
+                    clipped to [0.01, 0.99] (sent as token log-probabilities, which a cascade reads as a
+                    confidence signal); structured replies report none
 ``pin``    0        price in dollars per million prompt tokens (the model is free unless priced)
 ``pout``   0        price in dollars per million completion tokens
 =========  =======  ==========================================================================================
@@ -653,8 +654,12 @@ def _conform(obj: dict[str, Any], schema: Any) -> dict[str, Any]:
 def _confidence(params: SimParams, item: QAItem, answer: str, seed_material: bytes) -> float:
     """The confidence an answer reports: higher when it is right, with noise ``cnoise`` (its own random
     stream, so the other draws are the same whatever it is)."""
+    return _draw_confidence(params, bool(exact_match(answer, item.answers)), seed_material)
+
+
+def _draw_confidence(params: SimParams, right: bool, seed_material: bytes) -> float:
     rng = random.Random(int.from_bytes(hashlib.sha256(seed_material + b"|confidence").digest()[:8], "big"))
-    base = CONFIDENCE_RIGHT if exact_match(answer, item.answers) else CONFIDENCE_WRONG
+    base = CONFIDENCE_RIGHT if right else CONFIDENCE_WRONG
     return min(0.99, max(0.01, base + rng.gauss(0.0, params.cnoise)))
 
 
@@ -726,6 +731,9 @@ class SimProvider(CustomLLM):
         elif params.get("tools"):
             out = sim.actor()
             answer = out.content if not out.calls else None
+            if out.calls:  # a move toward a gold paragraph is surer than one toward a distractor
+                useful = any(t in json.dumps(args) for _n, args in out.calls for t in gold.item.gold_titles)
+                out.confidence = _draw_confidence(sim_params, useful, seed_material)
         else:
             out = sim.answerer()
             answer = out.content

@@ -86,6 +86,8 @@ SCHEMA_ROLES: dict[str, str] = {
     "candidates": "solver",
     "final_answer": "solver",
 }
+#: ``response_format`` names the solver sends only to a grammar-constrained model (grounded span, forced answer)
+GRAMMAR_FORMATS = frozenset({"grounded_answer", "final_answer"})
 _CANNOT_ANSWER = re.compile(
     r"(?i)^\W*(unknown|n/?a|none|no answer|i (do not|don't) know|not enough information|"
     r"insufficient (information|evidence)|(i )?(cannot|can't|can not|am unable to|am not able to) "
@@ -425,10 +427,20 @@ class RoutedGateway(Gateway):
             )
         )
 
-    def _extra(self, model: str) -> dict[str, Any]:
-        if self.policy.request_logprobs and not provider_for(model).in_process:
-            return {"logprobs": True}
-        return {}
+    def _fields(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The request fields for ``model``: a response format that only a grammar-constrained provider
+        serves (the grounded or forced final answer a node asked the entry model for) is left out for a
+        model without a grammar, and log-probabilities are asked of remote models when the policy says so."""
+        fields = dict(kwargs)
+        provider = provider_for(model)
+        rf = fields.get("response_format")
+        if not provider.grammar and isinstance(rf, Mapping):
+            spec: Any = rf.get("json_schema")
+            if isinstance(spec, Mapping) and spec.get("name") in GRAMMAR_FORMATS:
+                del fields["response_format"]
+        if self.policy.request_logprobs and not provider.in_process:
+            fields["logprobs"] = True
+        return fields
 
     def _start(
         self,
@@ -519,7 +531,7 @@ class RoutedGateway(Gateway):
         chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
         try:
             while True:
-                gateway, current, extra = chain.target()
+                gateway, current, fields = chain.target()
                 call = gateway.complete if gateway is not None else super().complete
                 try:
                     reply = call(
@@ -529,12 +541,12 @@ class RoutedGateway(Gateway):
                         max_tokens=max_tokens,
                         node=node,
                         prompt_tokens=prompt_tokens if current == model else None,
-                        **kwargs,
-                        **extra,
+                        **fields,
                     )
                 except ModelError as exc:
-                    if not chain.failed(exc):
-                        raise
+                    fallback = chain.failed(exc)  # raises when no model is left and no reply was set aside
+                    if fallback is not None:
+                        return fallback
                     continue
                 if chain.served(reply):
                     return reply
@@ -565,7 +577,7 @@ class RoutedGateway(Gateway):
         chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
         try:
             while True:
-                gateway, current, extra = chain.target()
+                gateway, current, fields = chain.target()
                 call = gateway.acomplete if gateway is not None else super().acomplete
                 try:
                     reply = await call(
@@ -575,12 +587,12 @@ class RoutedGateway(Gateway):
                         max_tokens=max_tokens,
                         node=node,
                         prompt_tokens=prompt_tokens if current == model else None,
-                        **kwargs,
-                        **extra,
+                        **fields,
                     )
                 except ModelError as exc:
-                    if not chain.failed(exc):
-                        raise
+                    fallback = chain.failed(exc)  # raises when no model is left and no reply was set aside
+                    if fallback is not None:
+                        return fallback
                     continue
                 if chain.served(reply):
                     return reply
@@ -670,27 +682,32 @@ class _Chain:
         self.pending: Escalation | None = None
         self.guard: Ledger | None = None
         self.guard_gateway: Gateway | None = None
+        self.discarded: ModelReply | None = None  # the last reply set aside for a stronger model
 
     def target(self) -> tuple[Gateway | None, str, dict[str, Any]]:
-        """(the Gateway to call on, None for the run's own; the model; extra request fields)."""
+        """(the Gateway to call on, None for the run's own; the model; its request fields)."""
         current = self.cascade[self.level]
         failover = Trigger.MODEL_FAILED in self.gw.policy.on and self.level + 1 < len(self.cascade)
         if self.guard is None and failover:
             self.guard = self.gw.failover_guard(self.cascade[self.level :], *self.call, self.node)
             if self.guard is not None:
                 self.guard_gateway = Gateway.spawn(self.gw, self.guard)
-        return self.guard_gateway, current, self.gw._extra(current)
+        return self.guard_gateway, current, self.gw._fields(current, self.kwargs)
 
-    def failed(self, exc: ModelError) -> bool:
-        """The model failed: True to try the next one (failover), False when none is left or affordable."""
+    def failed(self, exc: ModelError) -> ModelReply | None:
+        """The model failed: None to try the next one (failover); else the weaker model's reply that was set
+        aside for it (an escalation never leaves a call worse off); else ``exc`` is raised."""
         self.gw._served(self.pending, None)
         self.pending = self.gw._next(
             self.role, self.node, self.cascade, self.level, (Trigger.MODEL_FAILED, str(exc)), self.call, None
         )
-        if self.pending is None:
-            return False
-        self.level += 1
-        return True
+        if self.pending is not None:
+            self.level += 1
+            return None
+        if self.discarded is not None:
+            self.gw._observe(self.role, self.node, self.level, self.discarded)
+            return self.discarded
+        raise exc
 
     def served(self, reply: ModelReply) -> bool:
         """A reply came: True when it is the answer, False to escalate (call again one model up)."""
@@ -702,6 +719,7 @@ class _Chain:
             self.pending = self.gw._next(
                 self.role, self.node, self.cascade, self.level, signal, self.call, reply
             )
+            self.discarded = reply
         if self.pending is None:
             self.gw._observe(self.role, self.node, self.level, reply)
             return True
@@ -715,11 +733,15 @@ class _Chain:
 
 
 def _answer_text(content: str | None) -> str:
-    """The answer in a reply: a final-answer JSON object's ``answer`` field, else the text."""
+    """The answer in a reply: a final-answer JSON object's ``answer`` field, a JSON string, else the text."""
     found = _json_object(content)
     if found and isinstance(found.get("answer"), str):
         return str(found["answer"])
-    return content or ""
+    try:
+        value = json.loads(content or "")
+    except json.JSONDecodeError:
+        return content or ""
+    return value if isinstance(value, str) else content or ""
 
 
 def _json_object(content: str | None) -> dict[str, Any] | None:
@@ -733,4 +755,9 @@ def _json_object(content: str | None) -> dict[str, Any] | None:
 
 
 def _has_json(content: str | None) -> bool:
-    return _json_object(content) is not None
+    """Whether the reply holds JSON: a whole JSON value (a grammar may ask for a string), or an object in it."""
+    try:
+        json.loads(content or "")
+    except json.JSONDecodeError:
+        return _json_object(content) is not None
+    return True
