@@ -82,3 +82,32 @@ def test_a_bad_batch_setting_is_a_clear_error(tiny_model_dir: str, monkeypatch: 
     with pytest.raises(Exception, match="THRIFTY_HF_BATCH_WINDOW='soon' is not a number"):
         _ask(tiny_model_dir, "hi", 2)
     hf.clear_cache()
+
+
+def test_a_gpu_asked_for_where_there_is_none_stops_before_anything_is_spent(
+    tiny_model_dir: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from thrifty import Agent, Budget
+    from thrifty.cli import app
+    from thrifty.workflows.runner import SetupError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from thrifty.testing import ScriptedModel, reply
+
+    monkeypatch.setenv(hf.DEVICE_ENV, "cuda")
+    cheap = ScriptedModel([reply("x")])
+    agent = Agent(models=[cheap.model, f"hf/{tiny_model_dir}"], budget=Budget(model_requests=3))
+    with pytest.raises(SetupError, match="CUDA is not available"):
+        agent.run("q")
+    assert cheap.requests == []
+    task = tmp_path / "task.yaml"
+    task.write_text(f"question: q\nmodel: hf/{tiny_model_dir}\noutput:\n  store: {tmp_path / 'runs.db'}\n")
+    res = CliRunner().invoke(app, ["run", str(task), "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "CUDA is not available" in res.output and "Traceback" not in res.output

@@ -209,9 +209,11 @@ def resolve_model_path(model_name: str) -> Path:
 
 
 def ensure_available(model_name: str) -> Path:
-    """Cheap pre-flight check for the Gateway: the model resolves and the ``hf`` extra is installed.
+    """Cheap pre-flight check for the Gateway: the model resolves, the ``hf`` extra is installed, and a device
+    named in ``THRIFTY_HF_DEVICE`` (``cuda``, ``mps``) is there.
 
-    Uses ``find_spec`` so torch is not imported (seconds) just to validate a model name.
+    Uses ``find_spec`` so torch is not imported (seconds) just to validate a model name, unless a device
+    other than the CPU is asked for.
     """
     import importlib.util
 
@@ -219,6 +221,9 @@ def ensure_available(model_name: str) -> Path:
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
             raise HFExtraMissingError(f"package `{package}` is not installed; {HF_EXTRA_HINT}")
+    if os.environ.get(DEVICE_ENV, "").strip().lower() not in ("", "cpu"):
+        # An accelerator asked for by name must exist: refused here, before anything is spent.
+        _select_device(_import_torch())
     return path
 
 
