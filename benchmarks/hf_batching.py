@@ -56,6 +56,7 @@ def build_model(directory: Path, hidden: int, layers: int) -> None:
     )
     tok.chat_template = TEMPLATE
     torch.manual_seed(0)
+    ids: dict[str, int] = tok.get_vocab()
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
@@ -64,9 +65,9 @@ def build_model(directory: Path, hidden: int, layers: int) -> None:
         num_attention_heads=max(1, hidden // 64),
         num_key_value_heads=max(1, hidden // 64),
         max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+        bos_token_id=ids["<s>"],
+        eos_token_id=ids["</s>"],
+        pad_token_id=ids["<pad>"],
     )
     model = LlamaForCausalLM(config)
     model.generation_config.suppress_tokens = [tok.convert_tokens_to_ids(t) for t in special]
