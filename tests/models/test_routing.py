@@ -308,3 +308,20 @@ def test_a_json_string_is_not_a_parse_failure() -> None:
     weak, _big, routing, pricing = _pair([reply('"SUCCESS"')], [])
     gw = _gateway(routing, pricing)
     assert gw.complete(gw.entry, MSG, node="verify", response_format=fmt).model == weak.model
+
+
+def test_an_escalation_kept_for_the_run_is_refused_once_the_budget_cannot_pay_it() -> None:
+    weak, big, routing, pricing = _pair(
+        [reply("unknown", prompt_tokens=100, completion_tokens=2), reply("fine", prompt_tokens=100)],
+        [reply("1901", prompt_tokens=100, completion_tokens=3)],
+        scope="run",
+    )
+    gw = _gateway(routing, pricing, Budget(usd=0.0035))
+    assert gw.complete(gw.entry, MSG, node="act", max_tokens=64).model == big.model
+    # the run stays on the strong model... until what is left cannot pay its call
+    assert gw.complete(gw.entry, MSG, node="act", max_tokens=64).model == weak.model
+    assert [(r.reason, r.refused) for r in gw.state.records] == [
+        (Trigger.CANNOT_ANSWER, False),
+        ("kept_escalation", True),
+    ]
+    assert gw.ledger.spent["usd"] <= 0.0035

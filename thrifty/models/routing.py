@@ -109,6 +109,11 @@ class Trigger(StrEnum):
     MODEL_FAILED = "model_failed"
 
 
+#: The reason of a refusal to carry an earlier escalation (its ``node`` / ``run`` scope, or a verifier's
+#: rejection) into a call the budget cannot pay the stronger model for.
+KEPT = "kept_escalation"
+
+
 class EscalationPolicy(BaseModel):
     """When and for how long a call moves up the cascade (``escalation:`` in a task file)."""
 
@@ -456,11 +461,12 @@ class RoutedGateway(Gateway):
             why = self.affordable(cascade[level], messages, tools, max_tokens)
             if why is None:
                 break
-            self._refuse(role, node, cascade[level - 1], cascade[level], Trigger.VERIFIER_REJECTED, why)
+            # an escalation kept from an earlier call (its scope), which this call cannot pay for
+            self._refuse(role, node, cascade[level - 1], cascade[level], KEPT, why)
             level -= 1
         return cascade, level
 
-    def _refuse(self, role: str | None, node: str, weak: str, strong: str, reason: Trigger, why: str) -> None:
+    def _refuse(self, role: str | None, node: str, weak: str, strong: str, reason: str, why: str) -> None:
         self.state.add(
             Escalation(
                 role=role or "default",
