@@ -84,8 +84,21 @@ def hotpotqa(
     ] = "react,react_tracker",
     budgets: Annotated[str, typer.Option(help="Tool-call budgets B, comma-separated.")] = "3,5,10,20",
     model: Annotated[
-        str, typer.Option(help="LiteLLM model, local/smollm2, or sim/p=..,q=.. (simulated, benchmark only).")
+        str,
+        typer.Option(
+            help="LiteLLM model, local/smollm2, or sim/p=..,q=.. (simulated, benchmark only); a cascade "
+            "'cheap>strong' or per-role models 'cheap>strong;verifier=strong' (thrifty.models.routing)."
+        ),
     ] = DEFAULT_MODEL,
+    escalate: Annotated[
+        str, typer.Option(help="With a cascade: how long an escalation lasts: step, node or run.")
+    ] = "step",
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="With a cascade: escalate an answer reported below this confidence."
+        ),
+    ] = 0.5,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N questions.")] = None,
     data: Annotated[
         str | None, typer.Option(help="HotpotQA .jsonl (or question/answer .json); default: the bundled 50.")
@@ -194,6 +207,7 @@ def hotpotqa(
             raise BenchError(f"{data}: question/answer file without passages: give --corpus for search/read")
         corpus_obj = load_corpus(corpus) if corpus is not None else None
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
+        escalation = _escalation(model, escalate, min_confidence, price_in, price_out)
         _check_model(model, pricing)
         global_budget = global_limits(global_usd, global_tokens, global_tool_calls)
         check_executor(executor, ray_address, gpus_per_worker)
@@ -220,9 +234,10 @@ def hotpotqa(
         corpus=corpus_obj,
         shard=shard_kn,
         global_budget=global_budget,
+        escalation=escalation,
     )
     results = target / "results.jsonl"
-    if model.startswith("sim/"):
+    if config.simulated:
         err.print("[bold yellow]SIMULATED model[/bold yellow]: results measure strategies, not a real model.")
     local_web = None
     try:
@@ -306,10 +321,39 @@ def _start_local_web(config: Any, tool_price: float | None) -> Any:
     return web
 
 
+def _escalation(
+    model: str, scope: str, min_confidence: float | None, price_in: float | None, price_out: float | None
+) -> Any:
+    """The escalation policy for a cascade (None for one model); BenchError for what cannot be used."""
+    from thrifty.bench.runner import BenchError
+    from thrifty.models.routing import EscalationPolicy, Scope, parse_model_spec
+
+    try:
+        routing = parse_model_spec(model)
+    except ValueError as exc:
+        raise BenchError(f"--model {model!r}: {exc}") from None
+    if routing is None:
+        return None
+    if price_in is not None or price_out is not None:
+        raise BenchError(
+            "--price-in/--price-out price one model; with several, give each its price: pin=/pout= in a "
+            "sim/ name, LiteLLM's prices for API models"
+        )
+    if scope not in {s.value for s in Scope}:
+        raise BenchError(f"--escalate {scope!r}: use step, node or run")
+    return EscalationPolicy(scope=Scope(scope), min_confidence=min_confidence)
+
+
 def _check_model(model: str, pricing: Any) -> None:
     """Refuse a model that cannot run before any question is asked (bad sim/ name, missing local model)."""
+    from thrifty.models.routing import parse_model_spec
     from thrifty.workflows.runner import SetupError
 
+    routing = parse_model_spec(model)
+    if routing is not None:
+        for each in routing.all_models():
+            _check_model(each, pricing)
+        return
     if model.startswith("sim/"):
         from thrifty.bench.sim import SimParams
 

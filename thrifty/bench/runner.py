@@ -27,6 +27,7 @@ from thrifty.bench.datasets import Dataset, QAItem
 from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
 from thrifty.budget.pool import LeaseClient, usage_spent
+from thrifty.models.routing import EscalationPolicy, Routing, parse_model_spec
 from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
 from thrifty.scale.executors import LocalExecutor, Refused
 from thrifty.tools import Corpus, Tool, make_search_tools
@@ -270,10 +271,28 @@ class BenchConfig:
     #: its worst case from it before it starts and settles what it spent; a resumed grid counts the spend
     #: of its finished runs. None: no global limit.
     global_budget: Budget | None = None
+    #: with a cascade or per-role ``model`` (``a>b``, ``role=a;...``): when a call moves up the cascade
+    escalation: EscalationPolicy | None = None
+
+    @property
+    def routing(self) -> Routing | None:
+        """The run's models when ``model`` names several (:func:`thrifty.models.routing.parse_model_spec`)."""
+        try:
+            routing = parse_model_spec(self.model)
+        except ValueError as exc:
+            raise BenchError(f"--model {self.model!r}: {exc}") from None
+        if routing is not None and self.escalation is not None:
+            routing = routing.model_copy(update={"escalation": self.escalation})
+        return routing
+
+    @property
+    def models(self) -> list[str]:
+        routing = self.routing
+        return routing.all_models() if routing is not None else [self.model]
 
     @property
     def simulated(self) -> bool:
-        return self.model.startswith("sim/")
+        return all(m.startswith("sim/") for m in self.models)
 
 
 Key = tuple[str, int, str, int]
@@ -366,11 +385,28 @@ def _record(
             "seconds": usage.seconds,
         },
         "model": config.model,
+        **_routing_fields(config, result),
         "simulated": config.simulated,
         "dataset": config.dataset.name,
         "run_id": result.run_id,
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "thrifty": __version__,
+    }
+
+
+def _routing_fields(config: BenchConfig, result: Any) -> dict[str, Any]:
+    """For a run with several models: what each model cost and how often the run escalated."""
+    if config.routing is None:
+        return {}
+    by_model: dict[str, float] = {}
+    for event in result.events:
+        if event.get("kind") == "model":
+            by_model[event["name"]] = by_model.get(event["name"], 0.0) + float(event.get("usd") or 0.0)
+    escalations = [e for e in result.trace if getattr(e, "action", None) == "escalation"]
+    return {
+        "models_usd": by_model,
+        "escalations": sum(1 for e in escalations if not e.refused),
+        "escalations_refused": sum(1 for e in escalations if e.refused),
     }
 
 
@@ -562,6 +598,7 @@ class GridWorker:
 
         config = self.config
         settings = ModelSettings(temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
+        routing = config.routing
 
         def go() -> Any:
             return execute(
@@ -574,7 +611,8 @@ class GridWorker:
                 settings=settings,
                 task=f"bench:{config.dataset.name}",
                 expected_answer=item.answers[0],
-                keep_trace=False,
+                keep_trace=routing is not None,  # escalations are counted from the trace
+                routing=routing,
             )
 
         if config.simulated:
@@ -777,7 +815,8 @@ def _grid_tools(config: BenchConfig) -> list[Tool]:
         from thrifty.bench import sim
 
         try:
-            sim.SimParams.parse(config.model)
+            for model in config.models:
+                sim.SimParams.parse(model)
             sim.register_items(config.dataset.items, corpus)
         except sim.SimModelError as exc:
             raise BenchError(str(exc)) from None

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import ModelSettings, RunContext
-from thrifty.agents.events import TraceEvent
+from thrifty.agents.events import EscalationEvent, TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
 from thrifty.models.gateway import Gateway, ModelError
+from thrifty.models.routing import Escalation, RoutedGateway, Routing
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
@@ -78,6 +79,7 @@ def execute(
     keep_trace: bool = True,
     builder: Callable[[dict[str, Any]], Any] | None = None,
     on_store_error: StoreErrorCallback | None = None,
+    routing: Routing | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -85,16 +87,29 @@ def execute(
     the tools or the strategy's options cannot be used. With a ``store`` the run is recorded as it goes
     (its row at the start, each charge as it settles); a store that fails never costs the run: it is
     reported to ``on_store_error`` and the result is returned all the same.
+
+    ``routing``: several models (a cascade and/or a model per role, :mod:`thrifty.models.routing`); the run
+    then starts on the cheapest, ``model`` is ignored, and each escalation is an ``escalation`` trace event.
     """
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway = Gateway(
-        ledger, pricing, retries=settings.retries if retries is None else retries, api_base=settings.api_base
+    gateway_options: dict[str, Any] = {
+        "retries": settings.retries if retries is None else retries,
+        "api_base": settings.api_base,
+    }
+    gateway = (
+        Gateway(ledger, pricing, **gateway_options)
+        if routing is None
+        else RoutedGateway(ledger, pricing, routing=routing, **gateway_options)
     )
     try:
-        gateway.check_model(model)
+        if isinstance(gateway, RoutedGateway):
+            gateway.check_models()  # every model of every cascade, before anything is spent
+            model = gateway.entry
+        else:
+            gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
         runner = ToolRunner(list(tools), ledger, pricing)  # refuses duplicate tool names
@@ -109,6 +124,20 @@ def execute(
         raise SetupError(
             f"strategy '{strategy.name}' failed to build its graph: {type(exc).__name__}: {exc}"
         ) from None
+    emitted: list[TraceEvent] = []  # the order events were told in, to place escalations in the trace
+
+    def told(event: TraceEvent) -> None:
+        emitted.append(event)
+        if on_trace is not None:
+            on_trace(event)
+
+    if isinstance(gateway, RoutedGateway):
+
+        def escalated(record: Escalation) -> None:
+            step = next((e.step for e in reversed(emitted) if not isinstance(e, EscalationEvent)), 0)
+            told(EscalationEvent(step=step, **record.to_dict()))
+
+        gateway.state.listeners.append(escalated)
     ctx = RunContext(
         ledger=ledger,
         gateway=gateway,
@@ -120,7 +149,7 @@ def execute(
         max_steps=strategy.max_steps,
         keep_observations=strategy.keep_observations,
         system_extra=system_prompt,
-        on_trace=on_trace,
+        on_trace=told,
     )
     run_id = uuid.uuid4().hex[:12]
     strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
@@ -132,7 +161,7 @@ def execute(
         task=task,
         question=question,
         strategy=strategy_label,
-        model=model,
+        model=routing.label() if routing is not None else model,
     )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
     error: str | None = None
@@ -164,20 +193,39 @@ def execute(
         answer=answer,
         stop_reason=reason or stop_reason(StopKind.COMPLETED),
         strategy=strategy_label,
-        model=model,
+        model=routing.label() if routing is not None else model,
         budget=ledger.budget.limits(),
         usage=Usage.from_ledger(ledger),
         cost=Cost.from_ledger(ledger),
         steps=int(state.get("step") or 0),
         error=_scrubbed_error(error or state.get("error")),
         expected_answer=expected_answer,
-        trace=list(state.get("trace") or []) if keep_trace else [],
+        trace=_with_escalations(list(state.get("trace") or []), emitted) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
     )
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
     return result
+
+
+def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
+    """The state's trace with each escalation event placed before the first entry told after it."""
+    escalations = [(i, e) for i, e in enumerate(emitted) if isinstance(e, EscalationEvent)]
+    if not escalations:
+        return trace
+    position = {id(e): i for i, e in enumerate(emitted)}
+    merged: list[Any] = []
+    waiting = list(escalations)
+    for entry in trace:
+        told_at = position.get(id(entry))
+        if told_at is None:
+            told_at = next((i for i, e in enumerate(emitted) if e == entry), None)
+        while waiting and told_at is not None and waiting[0][0] < told_at:
+            merged.append(waiting.pop(0)[1])
+        merged.append(entry)
+    merged.extend(e for _, e in waiting)
+    return merged
 
 
 def _store_failed(on_error: StoreErrorCallback | None, exc: Exception) -> None:
@@ -306,4 +354,5 @@ def _run_spec(
         ledger=ledger,
         builder=builder,
         on_store_error=on_store_error,
+        routing=spec.routing(),
     )

@@ -29,6 +29,7 @@ from pydantic import (
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
+from thrifty.models.routing import ROLES, EscalationPolicy, Routing
 from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 from thrifty.workflows.imports import BadReference, check_reference, import_object, split_reference
 from thrifty.workflows.options import StrategyOptionsError, parse_options
@@ -364,6 +365,19 @@ class TaskSpec(BaseModel):
     model: str = Field(
         default=DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
     )
+    models: list[str] | None = Field(
+        default=None,
+        description="Several models, cheapest first: the run starts on the cheapest and escalates "
+        "(thrifty.models.routing). Replaces `model`.",
+    )
+    roles: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="A model (or a cascade) per role: planner, solver, verifier, judge, critic, memory.",
+    )
+    escalation: EscalationPolicy = Field(
+        default_factory=EscalationPolicy,
+        description="When a call moves up the cascade (scope: step, node or run; the signals; min_confidence).",
+    )
     tools: list[ToolSpec] = Field(default_factory=list)
     mcp_servers: list[MCPServerSpec] = Field(
         default_factory=list,
@@ -417,6 +431,35 @@ class TaskSpec(BaseModel):
     @classmethod
     def _model_name(cls, value: str) -> str:
         return check_model_name(value)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(_fix("`models` is empty", "list at least one model, cheapest first"))
+        if len(set(value)) != len(value):
+            raise ValueError(_fix("`models` names a model twice", "list each model once"))
+        return [check_model_name(m) for m in value]
+
+    @field_validator("roles")
+    @classmethod
+    def _role_models(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for role, models in value.items():
+            if role not in ROLES:
+                raise ValueError(_fix(f"unknown role '{short(role)}'", f"use one of {', '.join(ROLES)}"))
+            for m in [models] if isinstance(models, str) else models:
+                check_model_name(m)
+            if isinstance(models, list) and not models:
+                raise ValueError(_fix(f"role '{role}' names no model", "give a model or a list of models"))
+        return value
+
+    def routing(self) -> Routing | None:
+        """The run's models when the task names several (``models:`` or ``roles:``), else None."""
+        if self.models is None and not self.roles:
+            return None
+        return Routing(models=self.models or [self.model], roles=self.roles, escalation=self.escalation)
 
     @field_validator("question")
     @classmethod
