@@ -430,9 +430,27 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
 
 
 def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
-    from thrifty.workflows.runner import run_task
+    """Run the task, reading its event stream (the same events ``Agent.stream`` yields): each trace event
+    goes to the live view; the run id is shown as the run starts."""
+    from thrifty.workflows.stream import stream_task
 
-    return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger, on_store_error=_store_warning)
+    stream = stream_task(spec, store=not no_store, ledger=ledger, on_store_error=_store_warning)
+    result: RunResult | None = None
+    try:
+        for event in stream:
+            if event.kind == "start" and on_trace is not None:
+                err.print(Text(f"run id: {event.run_id}", style="dim"), highlight=False)
+            elif event.kind == "trace" and on_trace is not None:
+                on_trace(event.event)
+            elif event.kind == "result":
+                result = event.result
+    except KeyboardInterrupt:  # the stream cancelled the run and waited for it to end
+        result = stream.result
+        if result is None:
+            raise
+    if result is None:  # pragma: no cover - a stream always ends with its result or raises
+        raise RuntimeError("the run ended without a result")
+    return result
 
 
 def _store_warning(exc: Exception) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
-from thrifty.budget import Budget, Pricing
+from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.models import NamedModel, model_name
 from thrifty.models.settings import (
     DEFAULT_MODEL,
@@ -28,9 +28,10 @@ from thrifty.models.settings import (
 from thrifty.tools import Tool
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
-from thrifty.workflows.runner import TraceCallback, execute
+from thrifty.workflows.runner import TraceCallback, execute, new_run_id
 from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.strategies import STRATEGIES
+from thrifty.workflows.stream import RunStream
 
 
 class Agent:
@@ -94,8 +95,21 @@ class Agent:
         self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None
     ) -> RunResult:
         """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run)."""
+        return self._execute(question, budget=budget, on_trace=on_trace)
+
+    def _execute(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        on_trace: TraceCallback | None = None,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
         return execute(
             question,
+            ledger=ledger,
+            run_id=run_id,
             model=self.model,
             tools=self.tools,
             budget=budget or self.budget,
@@ -111,6 +125,30 @@ class Agent:
     @property
     def retries(self) -> int:
         return self.settings.retries
+
+    def stream(self, question: str, *, budget: Budget | None = None) -> RunStream:
+        """Run ``question`` and yield its events as they happen (:mod:`thrifty.workflows.stream`): ``start``,
+        then each ``trace`` and ``charge`` with the budget left at that moment, and last ``result`` with the
+        RunResult. Stopping early (``break``) cancels the run at its next step."""
+        limits = budget or self.budget
+        ledger = Ledger(limits, name="run")
+        run_id = new_run_id()
+
+        def start(on_trace: TraceCallback) -> RunResult:
+            return self._execute(question, budget=limits, on_trace=on_trace, ledger=ledger, run_id=run_id)
+
+        head = {
+            "question": question,
+            "strategy": self.strategy.name,
+            "model": self.model,
+            "budget": limits.limits(),
+        }
+        return RunStream(ledger, run_id, start, head=head)
+
+    def astream(self, question: str, *, budget: Budget | None = None) -> RunStream:
+        """:meth:`stream` for asyncio: ``async for event in agent.astream(...)`` (the run goes on in a worker
+        thread; the event loop is never blocked)."""
+        return self.stream(question, budget=budget)
 
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""

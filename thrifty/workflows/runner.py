@@ -75,6 +75,7 @@ def execute(
     keep_trace: bool = True,
     builder: Callable[[dict[str, Any]], Any] | None = None,
     on_store_error: StoreErrorCallback | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -119,7 +120,7 @@ def execute(
         system_extra=system_prompt,
         on_trace=on_trace,
     )
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or new_run_id()
     strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
     recorder = _start_recording(
         store,
@@ -175,6 +176,11 @@ def execute(
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
     return result
+
+
+def new_run_id() -> str:
+    """A fresh run id (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
 
 
 def _store_failed(on_error: StoreErrorCallback | None, exc: Exception) -> None:
@@ -242,6 +248,7 @@ def run_task(
     store: bool = True,
     ledger: Ledger | None = None,
     on_store_error: StoreErrorCallback | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches; ``on_store_error``:
     see :func:`execute`)."""
@@ -268,4 +275,5 @@ def run_task(
         ledger=ledger,
         builder=builder,
         on_store_error=on_store_error,
+        run_id=run_id,
     )
