@@ -226,8 +226,21 @@ def run(
         Path | None,
         typer.Option("--tree-out", help="value_tree: write the search tree as JSON to this file."),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Resume this interrupted run (its id, as `agent run` showed it)."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="The checkpoint file (default: checkpoints.db beside the run store, or .thrifty/checkpoints.db)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a task file and print the answer, why it stopped and what it spent."""
+    """Run a task file and print the answer, why it stopped and what it spent.
+
+    The run is checkpointed at every step (unless --no-store): a run killed at any moment resumes where it
+    was with `agent resume RUN_ID` (or `agent run FILE --resume RUN_ID`), paying nothing twice."""
     from thrifty.workflows.runner import SetupError
     from thrifty.workflows.spec import TaskFileError, load_task
 
@@ -242,6 +255,10 @@ def run(
             "seconds": max_seconds,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        durable = _durable_options(file, spec, resume, checkpoint, no_store)
+        if resume and not overrides and durable.get("budget"):
+            spec = spec.model_copy(update={"budget": Budget.model_validate(durable.pop("budget"))})
+        durable.pop("budget", None)
         if overrides:
             spec = spec.model_copy(update={"budget": _override_budget(spec.budget, overrides)})
     except TaskFileError as exc:
@@ -259,10 +276,10 @@ def run(
     try:
         if view is not None and err.is_terminal:
             with Live(view, console=err, refresh_per_second=8, transient=False):
-                result = _run(spec, ledger, view.on_trace, no_store)
+                result = _run(spec, ledger, view.on_trace, no_store, **durable)
         else:
             printer = _plain_printer() if view is not None else None
-            result = _run(spec, ledger, printer, no_store)
+            result = _run(spec, ledger, printer, no_store, **durable)
     except SetupError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # pragma: no cover - last resort: never a traceback
@@ -429,17 +446,46 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
     return "\n".join(lines)
 
 
-def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
+def _durable_options(
+    file: Path, spec: Any, resume: str | None, checkpoint: Path | None, no_store: bool
+) -> dict[str, Any]:
+    """The checkpoint file, run id and resume flag of a run (nothing when it is not durable); for a
+    resume, the budget the run was started with (under ``budget``)."""
+    from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_beside
+    from thrifty.workflows.spec import TaskFileError
+
+    if no_store and resume is None and checkpoint is None:
+        return {}
+    path = checkpoint or checkpoints_beside(spec.store_target())
+    options: dict[str, Any] = {
+        "checkpoint": path,
+        "checkpoint_meta": {"task_file": str(file.resolve())},
+    }
+    if resume is None:
+        return options
+    try:
+        store = DurableStore(path)
+        try:
+            row = store.get(resume)
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise TaskFileError(str(exc)) from None
+    return {**options, "run_id": resume, "resume": True, "budget": (row or {}).get("meta", {}).get("budget")}
+
+
+def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool, **durable: Any) -> RunResult:
     """Run the task, reading its event stream (the same events ``Agent.stream`` yields): each trace event
     goes to the live view; the run id is shown as the run starts."""
     from thrifty.workflows.stream import stream_task
 
-    stream = stream_task(spec, store=not no_store, ledger=ledger, on_store_error=_store_warning)
+    stream = stream_task(spec, store=not no_store, ledger=ledger, on_store_error=_store_warning, **durable)
     result: RunResult | None = None
     try:
         for event in stream:
-            if event.kind == "start" and on_trace is not None:
-                err.print(Text(f"run id: {event.run_id}", style="dim"), highlight=False)
+            if event.kind == "start":
+                resumed = " (resumed)" if event.resumed else ""
+                err.print(Text(f"run id: {event.run_id}{resumed}", style="dim"), highlight=False)
             elif event.kind == "trace" and on_trace is not None:
                 on_trace(event.event)
             elif event.kind == "result":
@@ -467,6 +513,57 @@ def _plain_printer() -> Any:
         err.print(Text(line), highlight=False, soft_wrap=True)
 
     return on_trace
+
+
+@app.command("resume")
+def resume_run(
+    run_id: Annotated[str, typer.Argument(help="The run to resume (`agent runs` lists them).")],
+    checkpoint: Annotated[Path, typer.Option(help="The checkpoint file the run was saved in.")] = Path(
+        ".thrifty/checkpoints.db"
+    ),
+    max_usd: Annotated[float | None, typer.Option(help="A new (higher) dollar limit.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="A new (higher) total token limit.")] = None,
+    max_tool_calls: Annotated[int | None, typer.Option(help="A new (higher) tool call limit.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON only.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
+) -> None:
+    """Resume an interrupted (or paused) run where it was, from its task file and checkpoint."""
+    from thrifty.store.durable import CheckpointError, DurableStore
+
+    if not checkpoint.exists():
+        raise fail(
+            f"{checkpoint}: no checkpoint file (fix: give --checkpoint the file the run used)", EXIT_BAD_INPUT
+        )
+    try:
+        store = DurableStore(checkpoint)
+        try:
+            row = store.get(run_id)
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    if row is None:
+        raise fail(
+            f"no run '{run_id}' in {checkpoint}; fix: `agent runs` lists the runs that can be resumed",
+            EXIT_BAD_INPUT,
+        )
+    task_file = row["meta"].get("task_file")
+    if not task_file:
+        raise fail(f"run '{run_id}' was not started from a task file; resume it from Python", EXIT_BAD_INPUT)
+    run(
+        Path(task_file),
+        model=None,
+        max_usd=max_usd,
+        max_tokens=max_tokens,
+        max_tool_calls=max_tool_calls,
+        max_seconds=None,
+        as_json=as_json,
+        quiet=quiet,
+        no_store=False,
+        tree_out=None,
+        resume=run_id,
+        checkpoint=checkpoint,
+    )
 
 
 @app.command()

@@ -92,10 +92,21 @@ class Agent:
         self.store = store
 
     def run(
-        self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        on_trace: TraceCallback | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> RunResult:
-        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run)."""
-        return self._execute(question, budget=budget, on_trace=on_trace)
+        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run).
+
+        With ``run_id`` (or ``checkpoint``) the run is durable: checkpointed at every step in ``checkpoint``
+        (default ``.thrifty/checkpoints.db``). Given the id of a run that was interrupted, it resumes that
+        run where it was, paying nothing twice (SetupError if it has finished, or cannot be resumed)."""
+        durable = _durable(run_id, checkpoint)
+        return self._execute(question, budget=budget, on_trace=on_trace, run_id=run_id, **durable)
 
     def _execute(
         self,
@@ -105,11 +116,13 @@ class Agent:
         on_trace: TraceCallback | None = None,
         ledger: Ledger | None = None,
         run_id: str | None = None,
+        **durable: Any,
     ) -> RunResult:
         return execute(
             question,
             ledger=ledger,
             run_id=run_id,
+            **durable,
             model=self.model,
             tools=self.tools,
             budget=budget or self.budget,
@@ -126,30 +139,70 @@ class Agent:
     def retries(self) -> int:
         return self.settings.retries
 
-    def stream(self, question: str, *, budget: Budget | None = None) -> RunStream:
+    def stream(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> RunStream:
         """Run ``question`` and yield its events as they happen (:mod:`thrifty.workflows.stream`): ``start``,
         then each ``trace`` and ``charge`` with the budget left at that moment, and last ``result`` with the
         RunResult. Stopping early (``break``) cancels the run at its next step."""
         limits = budget or self.budget
         ledger = Ledger(limits, name="run")
-        run_id = new_run_id()
+        durable = _durable(run_id, checkpoint)
+        run_id = run_id or new_run_id()
 
         def start(on_trace: TraceCallback) -> RunResult:
-            return self._execute(question, budget=limits, on_trace=on_trace, ledger=ledger, run_id=run_id)
+            return self._execute(
+                question, budget=limits, on_trace=on_trace, ledger=ledger, run_id=run_id, **durable
+            )
 
         head = {
             "question": question,
             "strategy": self.strategy.name,
             "model": self.model,
             "budget": limits.limits(),
+            "resumed": bool(durable.get("resume")),
         }
         return RunStream(ledger, run_id, start, head=head)
 
-    def astream(self, question: str, *, budget: Budget | None = None) -> RunStream:
+    def astream(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> RunStream:
         """:meth:`stream` for asyncio: ``async for event in agent.astream(...)`` (the run goes on in a worker
         thread; the event loop is never blocked)."""
-        return self.stream(question, budget=budget)
+        return self.stream(question, budget=budget, run_id=run_id, checkpoint=checkpoint)
 
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""
         return await asyncio.to_thread(self.run, question, budget=budget)
+
+
+def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any]:
+    """execute()'s durable-run arguments: none without a run id or checkpoint; a resume when the checkpoint
+    file already holds the run."""
+    if run_id is None and checkpoint is None:
+        return {}
+    from thrifty.store.durable import DEFAULT_CHECKPOINTS, CheckpointError, DurableStore
+    from thrifty.workflows.runner import SetupError
+
+    path = Path(checkpoint or DEFAULT_CHECKPOINTS)
+    if run_id is None or not path.exists():
+        return {"checkpoint": path}
+    try:
+        store = DurableStore(path)
+        try:
+            known = store.get(run_id) is not None
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise SetupError(str(exc)) from None
+    return {"checkpoint": path, "resume": known}

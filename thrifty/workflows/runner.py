@@ -76,6 +76,9 @@ def execute(
     builder: Callable[[dict[str, Any]], Any] | None = None,
     on_store_error: StoreErrorCallback | None = None,
     run_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_meta: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -83,6 +86,10 @@ def execute(
     the tools or the strategy's options cannot be used. With a ``store`` the run is recorded as it goes
     (its row at the start, each charge as it settles); a store that fails never costs the run: it is
     reported to ``on_store_error`` and the result is returned all the same.
+
+    ``checkpoint``: a SQLite file for a durable run (:mod:`thrifty.workflows.durable`): its graph state and
+    Ledger are saved at every step; with ``resume`` the run ``run_id`` continues from there (SetupError, and
+    nothing changed, when it cannot).
     """
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
@@ -107,6 +114,22 @@ def execute(
         raise SetupError(
             f"strategy '{strategy.name}' failed to build its graph: {type(exc).__name__}: {exc}"
         ) from None
+    run_id = run_id or new_run_id()
+    durable, graph, saved = _open_durable(
+        checkpoint,
+        run_id,
+        ledger,
+        graph,
+        runner,
+        resume=resume,
+        meta={
+            "question": question,
+            "task": task,
+            "model": model,
+            "strategy": strategy.name,
+            **(checkpoint_meta or {}),
+        },
+    )
     ctx = RunContext(
         ledger=ledger,
         gateway=gateway,
@@ -120,7 +143,6 @@ def execute(
         system_extra=system_prompt,
         on_trace=on_trace,
     )
-    run_id = run_id or new_run_id()
     strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
     recorder = _start_recording(
         store,
@@ -131,15 +153,24 @@ def execute(
         question=question,
         strategy=strategy_label,
         model=model,
+        resume=durable is not None and durable.resuming,
     )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
+    inputs: dict[str, Any] | None = state
+    config: dict[str, Any] = {"recursion_limit": strategy.max_steps * 4 + 20}
+    extra: dict[str, Any] = {}
+    if durable is not None:
+        config.update(durable.config)
+        extra["durability"] = "sync"  # each step's checkpoint is written before the next step starts
+    if saved:
+        state, inputs = saved, None  # continue from the last checkpoint
     error: str | None = None
     reason: str | None = None
     try:
-        for values in graph.stream(
-            state, context=ctx, stream_mode="values", config={"recursion_limit": strategy.max_steps * 4 + 20}
-        ):
+        for values in graph.stream(inputs, context=ctx, stream_mode="values", config=config, **extra):
             state = values
+            if durable is not None:
+                durable.step(ledger)
     except KeyboardInterrupt:
         reason = stop_reason(StopKind.CANCELLED)
     except BudgetExceeded as exc:
@@ -175,7 +206,42 @@ def execute(
     )
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
+    if durable is not None:
+        durable.finish(ledger, result)
     return result
+
+
+def _open_durable(
+    checkpoint: str | Path | None,
+    run_id: str,
+    ledger: Ledger,
+    graph: Any,
+    runner: ToolRunner,
+    *,
+    resume: bool,
+    meta: dict[str, Any],
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """A durable run's journal, the graph on its checkpointer and (resuming) the state saved last; the
+    graph unchanged when the run is not durable. SetupError (the tools closed, the stored run unchanged)
+    when it cannot start or resume."""
+    if checkpoint is None:
+        return None, graph, None
+    from thrifty.workflows.durable import CheckpointError, open_durable
+
+    durable = None
+    try:
+        durable = open_durable(
+            checkpoint, run_id, ledger, resume=resume, meta={**meta, "budget": ledger.budget.limits()}
+        )
+        graph = durable.attach(graph)
+        saved = durable.saved_state(graph) if durable.resuming else None
+        durable.begin(ledger)
+        return durable, graph, saved
+    except CheckpointError as exc:
+        runner.close()
+        if durable is not None:
+            durable.abandon(ledger)
+        raise SetupError(str(exc)) from None
 
 
 def new_run_id() -> str:
@@ -199,6 +265,7 @@ def _start_recording(
     run_id: str,
     ledger: Ledger,
     on_error: StoreErrorCallback | None,
+    resume: bool = False,
     **fields: str,
 ) -> Any:
     """Open the run store and write the run's row; every charge is then written as the Ledger settles it.
@@ -209,7 +276,11 @@ def _start_recording(
 
     try:
         recorder = RunStore(store).start(
-            run_id, budget=ledger.budget.limits(), on_error=lambda exc: _store_failed(on_error, exc), **fields
+            run_id,
+            budget=ledger.budget.limits(),
+            on_error=lambda exc: _store_failed(on_error, exc),
+            resume=resume,
+            **fields,
         )
     except StoreError as exc:
         _store_failed(on_error, exc)
@@ -249,9 +320,12 @@ def run_task(
     ledger: Ledger | None = None,
     on_store_error: StoreErrorCallback | None = None,
     run_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_meta: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches; ``on_store_error``:
-    see :func:`execute`)."""
+    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches; ``on_store_error``,
+    ``checkpoint`` and ``resume``: see :func:`execute`)."""
     try:
         tools, pricing = resolve_tools(spec)
         builder = get_builder(spec.strategy.name, spec.base_dir)
@@ -276,4 +350,7 @@ def run_task(
         builder=builder,
         on_store_error=on_store_error,
         run_id=run_id,
+        checkpoint=checkpoint,
+        resume=resume,
+        checkpoint_meta=checkpoint_meta,
     )

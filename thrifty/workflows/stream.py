@@ -240,16 +240,25 @@ def stream_task(
     store: bool = True,
     ledger: Ledger | None = None,
     on_store_error: Callable[[Exception], None] | None = None,
+    run_id: str | None = None,
+    **durable: Any,
 ) -> RunStream:
-    """A task file's run as a :class:`RunStream` (what the CLI's live view reads)."""
+    """A task file's run as a :class:`RunStream` (what the CLI's live view reads). ``durable``: the
+    ``checkpoint``, ``resume`` and ``checkpoint_meta`` of :func:`thrifty.workflows.runner.execute`."""
     from thrifty.workflows.runner import new_run_id, run_task
 
     ledger = ledger or Ledger(spec.budget, name="run")
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
 
     def start(on_trace: Callable[[TraceEvent], None]) -> RunResult:
         return run_task(
-            spec, on_trace=on_trace, store=store, ledger=ledger, on_store_error=on_store_error, run_id=run_id
+            spec,
+            on_trace=on_trace,
+            store=store,
+            ledger=ledger,
+            on_store_error=on_store_error,
+            run_id=run_id,
+            **durable,
         )
 
     head = {
@@ -257,5 +266,6 @@ def stream_task(
         "strategy": spec.strategy.name,
         "model": spec.model,
         "budget": spec.budget.limits(),
+        "resumed": bool(durable.get("resume")),
     }
     return RunStream(ledger, run_id, start, head=head)
