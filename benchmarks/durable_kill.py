@@ -117,6 +117,9 @@ def trial(work_dir: Path, index: int, rng: random.Random, typical: float) -> dic
             typical *= 1.2  # killed before the run had begun: nothing to resume, start it again
             _reset(work_dir, run_id)
             continue
+        if killed and _finished(work_dir / "checkpoints.db", run_id):
+            killed = False  # killed after the run had ended, as the process was exiting: not a kill mid-run
+            (work_dir / f"{run_id}.json").write_text(_stored_result(work_dir / "checkpoints.db", run_id))
         if killed:
             kills.append(_where(work_dir / "checkpoints.db", run_id))
             resume = True
@@ -132,6 +135,17 @@ def trial(work_dir: Path, index: int, rng: random.Random, typical: float) -> dic
 def _started(db: Path, run_id: str) -> bool:
     with sqlite3.connect(db) as conn:
         return conn.execute("select 1 from thrifty_runs where run_id = ?", (run_id,)).fetchone() is not None
+
+
+def _finished(db: Path, run_id: str) -> bool:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("select status from thrifty_runs where run_id = ?", (run_id,)).fetchone()
+    return row is not None and row[0] == "finished"
+
+
+def _stored_result(db: Path, run_id: str) -> str:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select result from thrifty_runs where run_id = ?", (run_id,)).fetchone()[0]
 
 
 def _reset(work_dir: Path, run_id: str) -> None:

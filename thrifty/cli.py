@@ -290,13 +290,65 @@ def run(
             EXIT_INTERNAL,
         ) from None
 
+    if result.paused and durable:
+        raised = _ask_for_budget(result, as_json)
+        if raised:
+            args = {"max_usd": max_usd, "max_tokens": max_tokens, "max_tool_calls": max_tool_calls, **raised}
+            run(
+                file,
+                model=model,
+                max_seconds=max_seconds,
+                as_json=as_json,
+                quiet=quiet,
+                no_store=no_store,
+                tree_out=tree_out,
+                resume=result.run_id,
+                checkpoint=durable["checkpoint"],
+                **args,
+            )
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         render_result(result, out)
+        if result.paused and durable:
+            dim = result.stop_reason.split(":", 1)[1]
+            option = _RAISE_OPTIONS.get(dim, "--max-usd")
+            err.print(
+                Text(
+                    f"paused: the {_label(dim)} limit binds. Continue this run with a higher limit: "
+                    f"agent resume {result.run_id} --checkpoint {durable['checkpoint']} {option} N"
+                ),
+                soft_wrap=True,
+            )
     if tree_out is not None:  # after the answer is printed: a failure here can only cost the tree
         write_tree(result, tree_out)
     raise typer.Exit(result.exit_code)
+
+
+#: The option that raises a limit when a paused run is resumed.
+_RAISE_OPTIONS = {"usd": "--max-usd", "total_tokens": "--max-tokens", "tool_calls": "--max-tool-calls"}
+_RAISE_ARGS = {"usd": "max_usd", "total_tokens": "max_tokens", "tool_calls": "max_tool_calls"}
+
+
+def _ask_for_budget(result: RunResult, as_json: bool) -> dict[str, float]:
+    """A run paused at its budget, in a terminal: ask for a higher limit (empty: stay paused)."""
+    dim = result.stop_reason.split(":", 1)[1]
+    if as_json or dim not in _RAISE_ARGS or not (sys.stdin.isatty() and err.is_terminal):
+        return {}
+    spent = getattr(result.usage, dim, 0)
+    limit = result.budget.get(dim)
+    answer = err.input(
+        f"The {_label(dim)} limit binds: spent {_fmt(dim, float(spent))} of {_fmt(dim, float(limit or 0))}. "
+        f"New {_label(dim)} limit to continue (empty to stop here): "
+    ).strip()
+    if not answer:
+        return {}
+    try:
+        value = float(answer)
+    except ValueError:
+        err.print(Text(f"not a number: {answer!r}; the run stays paused", style="yellow"))
+        return {}
+    return {_RAISE_ARGS[dim]: int(value) if dim != "usd" else value}
 
 
 def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
@@ -634,9 +686,19 @@ def runs(
     store: Annotated[
         str, typer.Option(help="Run store (SQLite path or SQLAlchemy URL).")
     ] = ".thrifty/runs.db",
+    unfinished: Annotated[
+        bool, typer.Option("--unfinished", help="Only runs that can be resumed (interrupted or paused).")
+    ] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="The checkpoint file (default: checkpoints.db beside the run store).")
+    ] = None,
 ) -> None:
-    """List recent runs from the run store."""
+    """List recent runs from the run store (--unfinished: the runs that can be resumed, with their spend)."""
     from thrifty.store import RunStore, StoreError
+
+    if unfinished:
+        _list_unfinished(checkpoint or Path(store).parent / "checkpoints.db", limit)
+        return
 
     if "://" not in store and not Path(store).exists():
         raise fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
@@ -654,6 +716,34 @@ def runs(
             str(r["total_tokens"]),
             str(r["tool_calls"]),
             f"${r['usd']:.4f}",
+        )
+    out.print(table)
+
+
+def _list_unfinished(path: Path, limit: int) -> None:
+    from thrifty.store.durable import CheckpointError, DurableStore
+
+    if not path.exists():
+        raise fail(f"{path}: no checkpoint file yet (runs are checkpointed by `agent run`)", EXIT_BAD_INPUT)
+    try:
+        store = DurableStore(path)
+        try:
+            rows = store.runs(unfinished=True, limit=limit)
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    table = Table("run", "status", "task", "tokens", "tools", "USD", "resume with")
+    for r in rows:
+        spent = r["spent"]
+        table.add_row(
+            r["run_id"],
+            r["status"] + (f" ({r['stop_reason']})" if r["stop_reason"] else ""),
+            shorten(str(r["task"] or r["question"]), 30),
+            f"{spent.get('total_tokens', 0):g}",
+            f"{spent.get('tool_calls', 0):g}",
+            f"${spent.get('usd', 0.0):.4f}",
+            f"agent resume {r['run_id']} --checkpoint {path}",
         )
     out.print(table)
 

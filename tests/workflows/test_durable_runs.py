@@ -231,3 +231,52 @@ def test_the_cli_resumes_and_refuses_clearly(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no run 'nosuchrun'" in res.stderr
     res = cli.invoke(app, ["resume", "x", "--checkpoint", str(tmp_path / "none.db")])
     assert res.exit_code == 2 and "no checkpoint file" in res.stderr
+
+
+def test_a_run_pauses_at_its_budget_and_continues_with_a_raised_one(tmp_path: Path) -> None:
+    script = ScriptedModel([], default=_counting)
+    agent = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=2))
+    db = tmp_path / "ck.db"
+    paused = agent.run("count", on_limit="pause", checkpoint=db)
+    assert paused.paused and paused.stop_reason == "paused:tool_calls" and paused.exit_code == 4
+    assert paused.usage.tool_calls == 2 and paused.answer is None
+    assert DurableStore(db).runs(unfinished=True)[0]["status"] == "paused"
+    with pytest.raises(SetupError, match="already spent 2 tool_calls"):
+        agent.run("count", run_id=paused.run_id, checkpoint=db, budget=Budget(tool_calls=1))
+    done = agent.run(
+        "count", run_id=paused.run_id, checkpoint=db, budget=Budget(tool_calls=5), on_limit="pause"
+    )
+    assert done.stop_reason == "completed" and done.answer == "3" and done.run_id == paused.run_id
+    assert done.usage.tool_calls == 3 and done.usage.model_requests == 4  # nothing paid twice
+    assert [e["seq"] for e in done.events] == list(range(1, 8))
+
+
+def test_without_pause_the_same_run_stops_as_before(tmp_path: Path) -> None:
+    script = ScriptedModel([], default=_counting)
+    result = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=2)).run(
+        "count", checkpoint=tmp_path / "c.db"
+    )
+    assert result.stop_reason == "budget_exhausted:tool_calls" and not result.paused
+
+
+def test_the_cli_pauses_and_agent_resume_continues_with_a_higher_limit(tmp_path: Path) -> None:
+    script = ScriptedModel([], default=_counting)
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f"question: count\nmodel: {script.model}\ntools: [calculator]\nbudget:\n  tool_calls: 2\n"
+        f"on_limit: pause\noutput:\n  store: {tmp_path / 'runs.db'}\n"
+    )
+    res = cli.invoke(app, ["run", str(task), "--quiet"])
+    assert res.exit_code == 4, res.output
+    assert "paused: the tool calls limit binds" in res.stderr and "--max-tool-calls N" in res.stderr
+    run_id = res.stderr.split("run id: ")[1].split()[0]
+    db = tmp_path / "checkpoints.db"
+    listed = cli.invoke(app, ["runs", "--unfinished", "--store", str(tmp_path / "runs.db")])
+    assert listed.exit_code == 0 and run_id in listed.stdout and "paused" in listed.stdout
+    res = cli.invoke(app, ["resume", run_id, "--checkpoint", str(db), "--max-tool-calls", "1", "--quiet"])
+    assert res.exit_code == 2 and "already spent 2 tool_calls" in res.stderr
+    res = cli.invoke(app, ["resume", run_id, "--checkpoint", str(db), "--max-tool-calls", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    assert cli.invoke(app, ["runs", "--unfinished", "--checkpoint", str(db)]).stdout.count(run_id) == 0
+    result = json.loads(res.stdout)
+    assert result["run_id"] == run_id and result["answer"] == "3" and result["usage"]["tool_calls"] == 3

@@ -99,13 +99,20 @@ class Agent:
         on_trace: TraceCallback | None = None,
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
+        on_limit: str = "stop",
     ) -> RunResult:
         """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run).
+
+        ``on_limit="pause"``: when a limit binds, the run pauses instead of stopping (``result.paused``,
+        ``result.stop_reason == "paused:<dimension>"``); ``agent.run(question, run_id=result.run_id,
+        budget=<raised>)`` continues the same run.
 
         With ``run_id`` (or ``checkpoint``) the run is durable: checkpointed at every step in ``checkpoint``
         (default ``.thrifty/checkpoints.db``). Given the id of a run that was interrupted, it resumes that
         run where it was, paying nothing twice (SetupError if it has finished, or cannot be resumed)."""
         durable = _durable(run_id, checkpoint)
+        if on_limit != "stop":
+            durable["on_limit"] = on_limit
         return self._execute(question, budget=budget, on_trace=on_trace, run_id=run_id, **durable)
 
     def _execute(

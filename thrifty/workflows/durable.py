@@ -14,18 +14,24 @@ resume=True)`` resumes one. What a resume does:
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from thrifty.budget import Ledger
+from thrifty.budget.errors import ON_BUDGET_STOP
 from thrifty.store.durable import (
     FINISHED,
     CheckpointError,
     DurableStore,
     RunJournal,
     charge_from_dict,
+)
+from thrifty.store.durable import (
+    PAUSED as PAUSED_STATUS,
 )
 
 __all__ = ["CheckpointError", "DurableRun", "open_durable"]
@@ -67,6 +73,19 @@ class DurableRun:
             self.journal.settle_inflight(ledger)
             self.store.claim(self.run_id)
 
+    def paused(self, graph: Any) -> dict[str, Any] | None:
+        """The budget pause the run stopped at (None: it did not pause)."""
+        return pending_pause(graph, self.config)
+
+    def resume_input(self, graph: Any) -> Any:
+        """What the graph is resumed with: nothing, or the answer to the budget pause it waits on."""
+        waiting = pending_pause(graph, self.config)
+        if waiting is None:
+            return None
+        from langgraph.types import Command
+
+        return Command(resume={"approved": True, "limits": waiting.get("limits")})
+
     def step(self, ledger: Ledger) -> None:
         """A graph step ended (and LangGraph saved it): calls charged before the previous step's end can no
         longer be asked again. One step behind, as the checkpoint may be written after this is told."""
@@ -76,8 +95,9 @@ class DurableRun:
 
     def finish(self, ledger: Ledger, result: Any) -> None:
         self.journal.detach(ledger)
+        status = PAUSED_STATUS if result.stop_reason.startswith(PAUSED + ":") else FINISHED
         self.store.set_status(
-            self.run_id, FINISHED, stop_reason=result.stop_reason, result=result.model_dump(mode="json")
+            self.run_id, status, stop_reason=result.stop_reason, result=result.model_dump(mode="json")
         )
         self.store.close()
 
@@ -165,3 +185,52 @@ def check_resumable(store: DurableStore, row: dict[str, Any] | None, run_id: str
                 f"run '{run_id}' has already spent {spent[dim]:g} {dim}, more than the budget it is resumed "
                 f"with ({limit:g}); fix: resume with a {dim} limit above {spent[dim]:g}"
             )
+
+
+#: The stop reason of a run paused at its budget: ``paused:<dimension>`` (see :func:`pausing_at_budget`).
+PAUSED = "paused"
+
+
+@contextlib.contextmanager
+def pausing_at_budget(ledger: Ledger) -> Iterator[None]:
+    """While the graph runs: a budget stop declared inside a node pauses the run instead (a LangGraph
+    interrupt carrying the binding dimension and what was spent). The run is resumed with a raised budget
+    (``execute(..., resume=True)``): the interrupted node runs again, replaying its completed calls free.
+    A node that stops for the budget again after that resume stops (it was asked once)."""
+
+    def pause(dimension: str) -> None:
+        try:
+            from langgraph.config import get_config
+
+            get_config()
+        except RuntimeError:
+            return  # not inside a node of the graph (e.g. the runner reading a stop reason)
+        from langgraph.types import interrupt
+
+        interrupt(
+            {
+                "kind": "budget",
+                "dimension": dimension,
+                "spent": {k: round(v, 8) for k, v in ledger.used().items()},
+                "limits": ledger.budget.limits(),
+            }
+        )
+
+    token = ON_BUDGET_STOP.set(pause)
+    try:
+        yield
+    finally:
+        ON_BUDGET_STOP.reset(token)
+
+
+def pending_pause(graph: Any, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The budget pause the run's last checkpoint is waiting on (None: it is not paused)."""
+    try:
+        snapshot = graph.get_state(config)
+    except Exception:
+        return None
+    for item in getattr(snapshot, "interrupts", ()) or ():
+        value = getattr(item, "value", None)
+        if isinstance(value, dict) and value.get("kind") == "budget":
+            return dict(value)
+    return None

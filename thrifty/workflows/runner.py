@@ -79,6 +79,7 @@ def execute(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     checkpoint_meta: dict[str, Any] | None = None,
+    on_limit: str = "stop",
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -90,7 +91,17 @@ def execute(
     ``checkpoint``: a SQLite file for a durable run (:mod:`thrifty.workflows.durable`): its graph state and
     Ledger are saved at every step; with ``resume`` the run ``run_id`` continues from there (SetupError, and
     nothing changed, when it cannot).
+
+    ``on_limit``: what happens when a limit binds: ``stop`` (the run stops with its best answer), or
+    ``pause`` (a durable run, checkpointed in ``checkpoint`` or ``.thrifty/checkpoints.db``, pauses: the
+    result's ``stop_reason`` is ``paused:<dimension>``, and resuming it with a raised budget continues it).
     """
+    if on_limit not in ("stop", "pause"):
+        raise SetupError(f"on_limit must be 'stop' or 'pause', not {on_limit!r}")
+    if on_limit == "pause" and checkpoint is None:
+        from thrifty.store.durable import DEFAULT_CHECKPOINTS
+
+        checkpoint = DEFAULT_CHECKPOINTS
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
@@ -156,21 +167,10 @@ def execute(
         resume=durable is not None and durable.resuming,
     )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
-    inputs: dict[str, Any] | None = state
-    config: dict[str, Any] = {"recursion_limit": strategy.max_steps * 4 + 20}
-    extra: dict[str, Any] = {}
-    if durable is not None:
-        config.update(durable.config)
-        extra["durability"] = "sync"  # each step's checkpoint is written before the next step starts
-    if saved:
-        state, inputs = saved, None  # continue from the last checkpoint
     error: str | None = None
     reason: str | None = None
     try:
-        for values in graph.stream(inputs, context=ctx, stream_mode="values", config=config, **extra):
-            state = values
-            if durable is not None:
-                durable.step(ledger)
+        state = _drive(graph, state, ctx, strategy, durable, saved, pause=on_limit == "pause")
     except KeyboardInterrupt:
         reason = stop_reason(StopKind.CANCELLED)
     except BudgetExceeded as exc:
@@ -183,6 +183,9 @@ def execute(
     finally:
         runner.close()
 
+    paused = None if durable is None or on_limit != "pause" else durable.paused(graph)
+    if reason is None and paused is not None:
+        reason = f"paused:{paused['dimension']}"
     if reason is None:
         reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer = state.get("answer") or state.get("candidate")
@@ -209,6 +212,43 @@ def execute(
     if durable is not None:
         durable.finish(ledger, result)
     return result
+
+
+def _drive(
+    graph: Any,
+    state: dict[str, Any],
+    ctx: RunContext,
+    strategy: StrategySpec,
+    durable: Any,
+    saved: dict[str, Any] | None,
+    *,
+    pause: bool,
+) -> dict[str, Any]:
+    """Stream the graph to its end and return the last state (a durable run: checkpointed at each step,
+    resumed from ``saved``, a budget pause answered with the budget it is resumed with)."""
+    import contextlib
+
+    inputs: Any = state
+    config: dict[str, Any] = {"recursion_limit": strategy.max_steps * 4 + 20}
+    extra: dict[str, Any] = {}
+    guard: Any = contextlib.nullcontext()
+    if durable is not None:
+        from thrifty.workflows.durable import pausing_at_budget
+
+        config.update(durable.config)
+        extra["durability"] = "sync"  # each step's checkpoint is written before the next step starts
+        if pause:
+            guard = pausing_at_budget(ctx.ledger)
+        if saved:
+            state, inputs = saved, durable.resume_input(graph)  # continue from the last checkpoint
+    with guard:
+        for values in graph.stream(inputs, context=ctx, stream_mode="values", config=config, **extra):
+            if "__interrupt__" in values:  # a pause: the state is the checkpoint's
+                continue
+            state = values
+            if durable is not None:
+                durable.step(ctx.ledger)
+    return state
 
 
 def _open_durable(
@@ -353,4 +393,5 @@ def run_task(
         checkpoint=checkpoint,
         resume=resume,
         checkpoint_meta=checkpoint_meta,
+        on_limit=spec.on_limit,
     )
