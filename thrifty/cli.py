@@ -748,6 +748,41 @@ def _list_unfinished(path: Path, limit: int) -> None:
     out.print(table)
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_concurrent: Annotated[int, typer.Option(help="Runs that may go at once.")] = 8,
+    request_usd: Annotated[float, typer.Option(help="Per-request cap: dollars.")] = 1.0,
+    request_tool_calls: Annotated[int, typer.Option(help="Per-request cap: tool calls.")] = 50,
+    request_tokens: Annotated[int, typer.Option(help="Per-request cap: total tokens.")] = 200_000,
+    daily_usd: Annotated[
+        float, typer.Option(help="Server-wide budget: dollars per UTC day, all runs.")
+    ] = 20.0,
+    no_token: Annotated[
+        bool, typer.Option("--no-token", help="Serve without a token (loopback addresses only).")
+    ] = False,
+) -> None:
+    """Serve runs over HTTP (submit, read, stream events, cancel, list). The bearer token every request
+    must send is read from THRIFTY_SERVE_TOKEN."""
+    from thrifty.serve import TOKEN_ENV, ServeError, ServeSettings, check_start, serve
+
+    token = os.environ.get(TOKEN_ENV) or None
+    try:
+        settings = ServeSettings(
+            token=token,
+            request_cap=Budget(usd=request_usd, tool_calls=request_tool_calls, total_tokens=request_tokens),
+            server_budget=Budget(usd=daily_usd),
+            max_concurrent=max_concurrent,
+        )
+        check_start(host, token, no_token)
+    except ValidationError as exc:
+        raise fail(f"agent serve: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT) from None
+    except ServeError as exc:
+        raise fail(exc.message, EXIT_BAD_INPUT) from None
+    serve(host, port, settings, allow_no_token=no_token)
+
+
 def _mount_bench() -> None:
     from thrifty.bench.cli import bench_app
 
