@@ -733,19 +733,21 @@ def _list_unfinished(path: Path, limit: int) -> None:
             store.close()
     except CheckpointError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    table = Table("run", "status", "task", "tokens", "tools", "USD", "resume with")
+    table = Table("run", "status", "task", "tokens", "tools", "USD")
+    table.columns[0].no_wrap = True
     for r in rows:
         spent = r["spent"]
         table.add_row(
             r["run_id"],
             r["status"] + (f" ({r['stop_reason']})" if r["stop_reason"] else ""),
-            shorten(str(r["task"] or r["question"]), 30),
+            shorten(str(r["task"] or r["question"]), 24),
             f"{spent.get('total_tokens', 0):g}",
             f"{spent.get('tool_calls', 0):g}",
             f"${spent.get('usd', 0.0):.4f}",
-            f"agent resume {r['run_id']} --checkpoint {path}",
         )
     out.print(table)
+    if rows:
+        out.print(Text(f"resume one with: agent resume RUN_ID --checkpoint {path}"), soft_wrap=True)
 
 
 @app.command("serve")
