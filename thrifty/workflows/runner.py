@@ -169,8 +169,14 @@ def execute(
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
     error: str | None = None
     reason: str | None = None
+    from thrifty.workflows.telemetry import RunTelemetry
+
+    telemetry = RunTelemetry(ledger, run_id=run_id, strategy=strategy_label, model=model)
+    telemetry.start()
     try:
-        state = _drive(graph, state, ctx, strategy, durable, saved, pause=on_limit == "pause")
+        state = _drive(
+            graph, state, ctx, strategy, durable, saved, pause=on_limit == "pause", telemetry=telemetry
+        )
     except KeyboardInterrupt:
         reason = stop_reason(StopKind.CANCELLED)
     except BudgetExceeded as exc:
@@ -207,6 +213,7 @@ def execute(
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
     )
+    telemetry.finish(result)
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
     if durable is not None:
@@ -223,6 +230,7 @@ def _drive(
     saved: dict[str, Any] | None,
     *,
     pause: bool,
+    telemetry: Any = None,
 ) -> dict[str, Any]:
     """Stream the graph to its end and return the last state (a durable run: checkpointed at each step,
     resumed from ``saved``, a budget pause answered with the budget it is resumed with)."""
@@ -241,8 +249,14 @@ def _drive(
             guard = pausing_at_budget(ctx.ledger)
         if saved:
             state, inputs = saved, durable.resume_input(graph)  # continue from the last checkpoint
+    traced = telemetry is not None and telemetry.enabled
+    modes = ["values", "tasks"] if traced else ["values"]  # tasks: the node spans' starts and ends
     with guard:
-        for values in graph.stream(inputs, context=ctx, stream_mode="values", config=config, **extra):
+        for mode, values in graph.stream(inputs, context=ctx, stream_mode=modes, config=config, **extra):
+            if mode == "tasks":
+                if telemetry is not None:
+                    telemetry.on_task(values)
+                continue
             if "__interrupt__" in values:  # a pause: the state is the checkpoint's
                 continue
             state = values
