@@ -6,21 +6,23 @@ inside a node, a Ctrl-C, or a budget stop still yields the best answer so far an
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import ModelSettings, RunContext
-from thrifty.agents.events import TraceEvent
+from thrifty.agents.events import EscalationEvent, TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
 from thrifty.models.gateway import Gateway, ModelError
+from thrifty.models.routing import Escalation, RoutedGateway, Routing
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
-from thrifty.workflows.spec import StrategySpec, TaskSpec
+from thrifty.workflows.spec import WEB_TOOLS, StrategySpec, TaskSpec, web_tool
 from thrifty.workflows.strategies import get_builder
 
 TraceCallback = Callable[[TraceEvent], None]
@@ -47,6 +49,8 @@ def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
             if not isinstance(obj, Tool):
                 raise SetupError(f"tool '{ts.name}' is not a @tool-decorated function")
             tools.append(obj)
+        elif ts.name in WEB_TOOLS:
+            tools.append(web_tool(ts))
         else:
             options = {"k": ts.k} if ts.k else {}
             registry = builtin_tools(corpus, **options)
@@ -80,6 +84,7 @@ def execute(
     resume: bool = False,
     checkpoint_meta: dict[str, Any] | None = None,
     on_limit: str = "stop",
+    routing: Routing | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -95,22 +100,29 @@ def execute(
     ``on_limit``: what happens when a limit binds: ``stop`` (the run stops with its best answer), or
     ``pause`` (a durable run, checkpointed in ``checkpoint`` or ``.thrifty/checkpoints.db``, pauses: the
     result's ``stop_reason`` is ``paused:<dimension>``, and resuming it with a raised budget continues it).
+    ``routing``: several models (a cascade and/or a model per role, :mod:`thrifty.models.routing`); the run
+    then starts on the cheapest, ``model`` is ignored, and each escalation is an ``escalation`` trace event.
     """
-    if on_limit not in ("stop", "pause"):
-        raise SetupError(f"on_limit must be 'stop' or 'pause', not {on_limit!r}")
-    if on_limit == "pause" and checkpoint is None:
-        from thrifty.store.durable import DEFAULT_CHECKPOINTS
-
-        checkpoint = DEFAULT_CHECKPOINTS
+    checkpoint = _checkpoint_for(on_limit, checkpoint)
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway = Gateway(
-        ledger, pricing, retries=settings.retries if retries is None else retries, api_base=settings.api_base
+    gateway_options: dict[str, Any] = {
+        "retries": settings.retries if retries is None else retries,
+        "api_base": settings.api_base,
+    }
+    gateway = (
+        Gateway(ledger, pricing, **gateway_options)
+        if routing is None
+        else RoutedGateway(ledger, pricing, routing=routing, **gateway_options)
     )
     try:
-        gateway.check_model(model)
+        if isinstance(gateway, RoutedGateway):
+            gateway.check_models()  # every model of every cascade, before anything is spent
+            model = gateway.entry
+        else:
+            gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
         runner = ToolRunner(list(tools), ledger, pricing)  # refuses duplicate tool names
@@ -141,6 +153,20 @@ def execute(
             **(checkpoint_meta or {}),
         },
     )
+    emitted: list[TraceEvent] = []  # the order events were told in, to place escalations in the trace
+
+    def told(event: TraceEvent) -> None:
+        emitted.append(event)
+        if on_trace is not None:
+            on_trace(event)
+
+    if isinstance(gateway, RoutedGateway):
+
+        def escalated(record: Escalation) -> None:
+            step = next((e.step for e in reversed(emitted) if not isinstance(e, EscalationEvent)), 0)
+            told(EscalationEvent(step=step, **record.to_dict()))
+
+        gateway.state.listeners.append(escalated)
     ctx = RunContext(
         ledger=ledger,
         gateway=gateway,
@@ -152,7 +178,7 @@ def execute(
         max_steps=strategy.max_steps,
         keep_observations=strategy.keep_observations,
         system_extra=system_prompt,
-        on_trace=on_trace,
+        on_trace=told,
     )
     strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
     recorder = _start_recording(
@@ -163,7 +189,7 @@ def execute(
         task=task,
         question=question,
         strategy=strategy_label,
-        model=model,
+        model=routing.label() if routing is not None else model,
         resume=durable is not None and durable.resuming,
     )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
@@ -189,9 +215,7 @@ def execute(
     finally:
         runner.close()
 
-    paused = None if durable is None or on_limit != "pause" else durable.paused(graph)
-    if reason is None and paused is not None:
-        reason = f"paused:{paused['dimension']}"
+    reason = reason or _paused_reason(durable, graph, on_limit)
     if reason is None:
         reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer = state.get("answer") or state.get("candidate")
@@ -202,14 +226,14 @@ def execute(
         answer=answer,
         stop_reason=reason or stop_reason(StopKind.COMPLETED),
         strategy=strategy_label,
-        model=model,
+        model=routing.label() if routing is not None else model,
         budget=ledger.budget.limits(),
         usage=Usage.from_ledger(ledger),
         cost=Cost.from_ledger(ledger),
         steps=int(state.get("step") or 0),
         error=_scrubbed_error(error or state.get("error")),
         expected_answer=expected_answer,
-        trace=list(state.get("trace") or []) if keep_trace else [],
+        trace=_with_escalations(list(state.get("trace") or []), emitted) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
     )
@@ -219,6 +243,24 @@ def execute(
     if durable is not None:
         durable.finish(ledger, result)
     return result
+
+
+def _checkpoint_for(on_limit: str, checkpoint: str | Path | None) -> str | Path | None:
+    """The checkpoint file of a run: a run that pauses at its budget is durable, by default in
+    ``.thrifty/checkpoints.db``."""
+    if on_limit not in ("stop", "pause"):
+        raise SetupError(f"on_limit must be 'stop' or 'pause', not {on_limit!r}")
+    if on_limit == "pause" and checkpoint is None:
+        from thrifty.store.durable import DEFAULT_CHECKPOINTS
+
+        return DEFAULT_CHECKPOINTS
+    return checkpoint
+
+
+def _paused_reason(durable: Any, graph: Any, on_limit: str) -> str | None:
+    """``paused:<dimension>`` when the run stopped at a budget pause."""
+    paused = None if durable is None or on_limit != "pause" else durable.paused(graph)
+    return None if paused is None else f"paused:{paused['dimension']}"
 
 
 def _drive(
@@ -303,6 +345,25 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
+    """The state's trace with each escalation event placed before the first entry told after it."""
+    escalations = [(i, e) for i, e in enumerate(emitted) if isinstance(e, EscalationEvent)]
+    if not escalations:
+        return trace
+    position = {id(e): i for i, e in enumerate(emitted)}
+    merged: list[Any] = []
+    waiting = list(escalations)
+    for entry in trace:
+        told_at = position.get(id(entry))
+        if told_at is None:
+            told_at = next((i for i, e in enumerate(emitted) if e == entry), None)
+        while waiting and told_at is not None and waiting[0][0] < told_at:
+            merged.append(waiting.pop(0)[1])
+        merged.append(entry)
+    merged.extend(e for _, e in waiting)
+    return merged
+
+
 def _store_failed(on_error: StoreErrorCallback | None, exc: Exception) -> None:
     if on_error is not None:
         on_error(exc)
@@ -385,6 +446,53 @@ def run_task(
         builder = get_builder(spec.strategy.name, spec.base_dir)
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
+    with open_mcp_servers(spec) as mcp_tools:
+        return _run_spec(
+            spec,
+            [*tools, *mcp_tools],
+            pricing,
+            builder,
+            on_trace,
+            store,
+            ledger,
+            on_store_error,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            resume=resume,
+            checkpoint_meta=checkpoint_meta,
+        )
+
+
+@contextlib.contextmanager
+def open_mcp_servers(spec: TaskSpec) -> Iterator[list[Tool]]:
+    """Start the task's MCP servers and yield their tools; stop them after. SetupError when one cannot
+    start (a bad command, a timeout, a tool with an invalid schema)."""
+    from thrifty.tools.mcp import MCPStartupError, connect_mcp
+
+    connections: list[Any] = []
+    try:
+        for server in spec.mcp_servers:
+            try:
+                connections.append(connect_mcp(server.config(spec.base_dir)))
+            except (MCPStartupError, ValueError, OSError) as exc:
+                raise SetupError(f"mcp_servers: {exc}") from None
+        yield [tool for connection in connections for tool in connection.tools]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _run_spec(
+    spec: TaskSpec,
+    tools: list[Tool],
+    pricing: Pricing,
+    builder: Any,
+    on_trace: TraceCallback | None,
+    store: bool,
+    ledger: Ledger | None,
+    on_store_error: StoreErrorCallback | None,
+    **durable: Any,
+) -> RunResult:
     target = spec.store_target() if store else None
     return execute(
         spec.rendered_question(),
@@ -403,9 +511,7 @@ def run_task(
         ledger=ledger,
         builder=builder,
         on_store_error=on_store_error,
-        run_id=run_id,
-        checkpoint=checkpoint,
-        resume=resume,
-        checkpoint_meta=checkpoint_meta,
         on_limit=spec.on_limit,
+        routing=spec.routing(),
+        **durable,
     )
