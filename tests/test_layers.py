@@ -22,7 +22,7 @@ ROOT = Path(thrifty.__file__).parent
 _MODULE_IN_STRING = re.compile(r"^thrifty(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 # The part of thrifty a module belongs to: its subpackage, or the top-level module's own name.
-CLI = {"cli", "console"}
+CLI = {"cli", "console", "serve"}  # serve: `agent serve`, at the top with the CLI
 LIBRARY = {
     "budget",
     "store",

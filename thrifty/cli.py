@@ -226,8 +226,21 @@ def run(
         Path | None,
         typer.Option("--tree-out", help="value_tree: write the search tree as JSON to this file."),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Resume this interrupted run (its id, as `agent run` showed it)."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="The checkpoint file (default: checkpoints.db beside the run store, or .thrifty/checkpoints.db)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a task file and print the answer, why it stopped and what it spent."""
+    """Run a task file and print the answer, why it stopped and what it spent.
+
+    The run is checkpointed at every step (unless --no-store): a run killed at any moment resumes where it
+    was with `agent resume RUN_ID` (or `agent run FILE --resume RUN_ID`), paying nothing twice."""
     from thrifty.workflows.runner import SetupError
     from thrifty.workflows.spec import TaskFileError, load_task
 
@@ -242,6 +255,10 @@ def run(
             "seconds": max_seconds,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        durable = _durable_options(file, spec, resume, checkpoint, no_store)
+        if resume and not overrides and durable.get("budget"):
+            spec = spec.model_copy(update={"budget": Budget.model_validate(durable.pop("budget"))})
+        durable.pop("budget", None)
         if overrides:
             spec = spec.model_copy(update={"budget": _override_budget(spec.budget, overrides)})
     except TaskFileError as exc:
@@ -259,10 +276,10 @@ def run(
     try:
         if view is not None and err.is_terminal:
             with Live(view, console=err, refresh_per_second=8, transient=False):
-                result = _run(spec, ledger, view.on_trace, no_store)
+                result = _run(spec, ledger, view.on_trace, no_store, **durable)
         else:
             printer = _plain_printer() if view is not None else None
-            result = _run(spec, ledger, printer, no_store)
+            result = _run(spec, ledger, printer, no_store, **durable)
     except SetupError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # pragma: no cover - last resort: never a traceback
@@ -273,13 +290,65 @@ def run(
             EXIT_INTERNAL,
         ) from None
 
+    if result.paused and durable:
+        raised = _ask_for_budget(result, as_json)
+        if raised:
+            args = {"max_usd": max_usd, "max_tokens": max_tokens, "max_tool_calls": max_tool_calls, **raised}
+            run(
+                file,
+                model=model,
+                max_seconds=max_seconds,
+                as_json=as_json,
+                quiet=quiet,
+                no_store=no_store,
+                tree_out=tree_out,
+                resume=result.run_id,
+                checkpoint=durable["checkpoint"],
+                **args,
+            )
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         render_result(result, out)
+        if result.paused and durable:
+            dim = result.stop_reason.split(":", 1)[1]
+            option = _RAISE_OPTIONS.get(dim, "--max-usd")
+            err.print(
+                Text(
+                    f"paused: the {_label(dim)} limit binds. Continue this run with a higher limit: "
+                    f"agent resume {result.run_id} --checkpoint {durable['checkpoint']} {option} N"
+                ),
+                soft_wrap=True,
+            )
     if tree_out is not None:  # after the answer is printed: a failure here can only cost the tree
         write_tree(result, tree_out)
     raise typer.Exit(result.exit_code)
+
+
+#: The option that raises a limit when a paused run is resumed.
+_RAISE_OPTIONS = {"usd": "--max-usd", "total_tokens": "--max-tokens", "tool_calls": "--max-tool-calls"}
+_RAISE_ARGS = {"usd": "max_usd", "total_tokens": "max_tokens", "tool_calls": "max_tool_calls"}
+
+
+def _ask_for_budget(result: RunResult, as_json: bool) -> dict[str, float]:
+    """A run paused at its budget, in a terminal: ask for a higher limit (empty: stay paused)."""
+    dim = result.stop_reason.split(":", 1)[1]
+    if as_json or dim not in _RAISE_ARGS or not (sys.stdin.isatty() and err.is_terminal):
+        return {}
+    spent = getattr(result.usage, dim, 0)
+    limit = result.budget.get(dim)
+    answer = err.input(
+        f"The {_label(dim)} limit binds: spent {_fmt(dim, float(spent))} of {_fmt(dim, float(limit or 0))}. "
+        f"New {_label(dim)} limit to continue (empty to stop here): "
+    ).strip()
+    if not answer:
+        return {}
+    try:
+        value = float(answer)
+    except ValueError:
+        err.print(Text(f"not a number: {answer!r}; the run stays paused", style="yellow"))
+        return {}
+    return {_RAISE_ARGS[dim]: int(value) if dim != "usd" else value}
 
 
 def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
@@ -429,10 +498,57 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
     return "\n".join(lines)
 
 
-def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool) -> RunResult:
-    from thrifty.workflows.runner import run_task
+def _durable_options(
+    file: Path, spec: Any, resume: str | None, checkpoint: Path | None, no_store: bool
+) -> dict[str, Any]:
+    """The checkpoint file, run id and resume flag of a run (nothing when it is not durable); for a
+    resume, the budget the run was started with (under ``budget``)."""
+    from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_beside
+    from thrifty.workflows.spec import TaskFileError
 
-    return run_task(spec, on_trace=on_trace, store=not no_store, ledger=ledger, on_store_error=_store_warning)
+    if no_store and resume is None and checkpoint is None:
+        return {}
+    path = checkpoint or checkpoints_beside(spec.store_target())
+    options: dict[str, Any] = {
+        "checkpoint": path,
+        "checkpoint_meta": {"task_file": str(file.resolve())},
+    }
+    if resume is None:
+        return options
+    try:
+        store = DurableStore(path)
+        try:
+            row = store.get(resume)
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise TaskFileError(str(exc)) from None
+    return {**options, "run_id": resume, "resume": True, "budget": (row or {}).get("meta", {}).get("budget")}
+
+
+def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool, **durable: Any) -> RunResult:
+    """Run the task, reading its event stream (the same events ``Agent.stream`` yields): each trace event
+    goes to the live view; the run id is shown as the run starts."""
+    from thrifty.workflows.stream import stream_task
+
+    stream = stream_task(spec, store=not no_store, ledger=ledger, on_store_error=_store_warning, **durable)
+    result: RunResult | None = None
+    try:
+        for event in stream:
+            if event.kind == "start":
+                resumed = " (resumed)" if event.resumed else ""
+                err.print(Text(f"run id: {event.run_id}{resumed}", style="dim"), highlight=False)
+            elif event.kind == "trace" and on_trace is not None:
+                on_trace(event.event)
+            elif event.kind == "result":
+                result = event.result
+    except KeyboardInterrupt:  # the stream cancelled the run and waited for it to end
+        result = stream.result
+        if result is None:
+            raise
+    if result is None:  # pragma: no cover - a stream always ends with its result or raises
+        raise RuntimeError("the run ended without a result")
+    return result
 
 
 def _store_warning(exc: Exception) -> None:
@@ -449,6 +565,57 @@ def _plain_printer() -> Any:
         err.print(Text(line), highlight=False, soft_wrap=True)
 
     return on_trace
+
+
+@app.command("resume")
+def resume_run(
+    run_id: Annotated[str, typer.Argument(help="The run to resume (`agent runs` lists them).")],
+    checkpoint: Annotated[Path, typer.Option(help="The checkpoint file the run was saved in.")] = Path(
+        ".thrifty/checkpoints.db"
+    ),
+    max_usd: Annotated[float | None, typer.Option(help="A new (higher) dollar limit.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="A new (higher) total token limit.")] = None,
+    max_tool_calls: Annotated[int | None, typer.Option(help="A new (higher) tool call limit.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON only.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
+) -> None:
+    """Resume an interrupted (or paused) run where it was, from its task file and checkpoint."""
+    from thrifty.store.durable import CheckpointError, DurableStore
+
+    if not checkpoint.exists():
+        raise fail(
+            f"{checkpoint}: no checkpoint file (fix: give --checkpoint the file the run used)", EXIT_BAD_INPUT
+        )
+    try:
+        store = DurableStore(checkpoint)
+        try:
+            row = store.get(run_id)
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    if row is None:
+        raise fail(
+            f"no run '{run_id}' in {checkpoint}; fix: `agent runs` lists the runs that can be resumed",
+            EXIT_BAD_INPUT,
+        )
+    task_file = row["meta"].get("task_file")
+    if not task_file:
+        raise fail(f"run '{run_id}' was not started from a task file; resume it from Python", EXIT_BAD_INPUT)
+    run(
+        Path(task_file),
+        model=None,
+        max_usd=max_usd,
+        max_tokens=max_tokens,
+        max_tool_calls=max_tool_calls,
+        max_seconds=None,
+        as_json=as_json,
+        quiet=quiet,
+        no_store=False,
+        tree_out=None,
+        resume=run_id,
+        checkpoint=checkpoint,
+    )
 
 
 @app.command()
@@ -519,9 +686,19 @@ def runs(
     store: Annotated[
         str, typer.Option(help="Run store (SQLite path or SQLAlchemy URL).")
     ] = ".thrifty/runs.db",
+    unfinished: Annotated[
+        bool, typer.Option("--unfinished", help="Only runs that can be resumed (interrupted or paused).")
+    ] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="The checkpoint file (default: checkpoints.db beside the run store).")
+    ] = None,
 ) -> None:
-    """List recent runs from the run store."""
+    """List recent runs from the run store (--unfinished: the runs that can be resumed, with their spend)."""
     from thrifty.store import RunStore, StoreError
+
+    if unfinished:
+        _list_unfinished(checkpoint or Path(store).parent / "checkpoints.db", limit)
+        return
 
     if "://" not in store and not Path(store).exists():
         raise fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
@@ -541,6 +718,71 @@ def runs(
             f"${r['usd']:.4f}",
         )
     out.print(table)
+
+
+def _list_unfinished(path: Path, limit: int) -> None:
+    from thrifty.store.durable import CheckpointError, DurableStore
+
+    if not path.exists():
+        raise fail(f"{path}: no checkpoint file yet (runs are checkpointed by `agent run`)", EXIT_BAD_INPUT)
+    try:
+        store = DurableStore(path)
+        try:
+            rows = store.runs(unfinished=True, limit=limit)
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    table = Table("run", "status", "task", "tokens", "tools", "USD")
+    table.columns[0].no_wrap = True
+    for r in rows:
+        spent = r["spent"]
+        table.add_row(
+            r["run_id"],
+            r["status"] + (f" ({r['stop_reason']})" if r["stop_reason"] else ""),
+            shorten(str(r["task"] or r["question"]), 24),
+            f"{spent.get('total_tokens', 0):g}",
+            f"{spent.get('tool_calls', 0):g}",
+            f"${spent.get('usd', 0.0):.4f}",
+        )
+    out.print(table)
+    if rows:
+        out.print(Text(f"resume one with: agent resume RUN_ID --checkpoint {path}"), soft_wrap=True)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_concurrent: Annotated[int, typer.Option(help="Runs that may go at once.")] = 8,
+    request_usd: Annotated[float, typer.Option(help="Per-request cap: dollars.")] = 1.0,
+    request_tool_calls: Annotated[int, typer.Option(help="Per-request cap: tool calls.")] = 50,
+    request_tokens: Annotated[int, typer.Option(help="Per-request cap: total tokens.")] = 200_000,
+    daily_usd: Annotated[
+        float, typer.Option(help="Server-wide budget: dollars per UTC day, all runs.")
+    ] = 20.0,
+    no_token: Annotated[
+        bool, typer.Option("--no-token", help="Serve without a token (loopback addresses only).")
+    ] = False,
+) -> None:
+    """Serve runs over HTTP (submit, read, stream events, cancel, list). The bearer token every request
+    must send is read from THRIFTY_SERVE_TOKEN."""
+    from thrifty.serve import TOKEN_ENV, ServeError, ServeSettings, check_start, serve
+
+    token = os.environ.get(TOKEN_ENV) or None
+    try:
+        settings = ServeSettings(
+            token=token,
+            request_cap=Budget(usd=request_usd, tool_calls=request_tool_calls, total_tokens=request_tokens),
+            server_budget=Budget(usd=daily_usd),
+            max_concurrent=max_concurrent,
+        )
+        check_start(host, token, no_token)
+    except ValidationError as exc:
+        raise fail(f"agent serve: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT) from None
+    except ServeError as exc:
+        raise fail(exc.message, EXIT_BAD_INPUT) from None
+    serve(host, port, settings, allow_no_token=no_token)
 
 
 @app.command()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
 from enum import StrEnum
+
+#: Told of every budget stop a run declares (``stop_reason(BUDGET_EXHAUSTED, dim)``), with the dimension,
+#: before the stop is returned. A run that pauses at its budget sets it (and it may raise to pause).
+ON_BUDGET_STOP: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "thrifty_on_budget_stop", default=None
+)
 
 
 class StopKind(StrEnum):
@@ -21,6 +29,9 @@ def stop_reason(kind: StopKind | str, dimension: str | None = None) -> str:
     """
     kind = StopKind(kind)
     if kind is StopKind.BUDGET_EXHAUSTED:
+        hook = ON_BUDGET_STOP.get()
+        if hook is not None:
+            hook(dimension or "unknown")
         return f"{kind.value}:{dimension or 'unknown'}"
     return kind.value
 

@@ -71,6 +71,7 @@ class ChargeEvent:
     usd: float
     ok: bool = True  # False when the call failed but still cost (e.g. a retried model attempt)
     detail: str = ""
+    reservation: int = 0  # the Reservation's id this charge settled (0: none); not part of to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +168,13 @@ class Ledger:
         self.events: list[ChargeEvent] = []
         self.overruns: list[Overrun] = []  # limits crossed by a settle (here or below), in order
         self.listeners: list[Callable[[ChargeEvent], None]] = []
+        # Told of each reservation made (and each given back unspent) here or below: a durable run writes
+        # the calls in flight, so that one interrupted by a crash is charged when the run resumes.
+        self.reserve_listeners: list[Callable[[Reservation], None]] = []
+        self.release_listeners: list[Callable[[Reservation], None]] = []
+        # A durable run's record of completed calls (thrifty.store.durable.RunJournal): the Gateway and the
+        # ToolRunner replay a call it recorded before a resume instead of paying for it again.
+        self.journal: Any = _parent.journal if _parent else None
         self.started = clock()
         self._hold: Reservation | None = None
         self.closed = False
@@ -400,6 +408,9 @@ class Ledger:
                 res.routes[dim] = route
                 for lg in route[0]:
                     lg.reserved[dim] += amount
+            for lg in self._lineage:
+                for listener in lg.reserve_listeners:
+                    listener(res)
             return res
 
     def settle(
@@ -496,6 +507,9 @@ class Ledger:
                 for lg in chain:
                     lg.reserved[dim] -= amount
                 _unhold(hold, dim, amount)
+            for lg in reservation.ledger._lineage:
+                for listener in lg.release_listeners:
+                    listener(reservation)
 
     def charge(
         self,
@@ -535,12 +549,31 @@ class Ledger:
             usd=spent.get("usd", 0.0),
             ok=ok,
             detail=detail,
+            reservation=res.id,
         )
         for lg in res.ledger._lineage:
             lg.events.append(event)
             for listener in lg.listeners:
                 listener(event)
         return event
+
+    def restore(self, events: list[ChargeEvent], elapsed: float = 0.0) -> None:
+        """Take back charges settled before (a resumed run): each adds to what this root ledger has spent and
+        to its events, and the next charge is numbered after them. ``elapsed``: the seconds the run had
+        already used, counted against a time limit."""
+        with self._lock:
+            if self.parent is not None:
+                raise RuntimeError("only a root ledger is restored")
+            for event in events:
+                for dim, value in event.units.items():
+                    self.spent[dim] += value
+                if event.usd:
+                    self.spent["usd"] += event.usd
+                self.events.append(event)
+            last = max((e.seq for e in self.events), default=0)
+            self._seq = itertools.count(last + 1)
+            self.started -= max(elapsed, 0.0)
+            self._changed()
 
     # ------------------------------------------------------------------------------------- reading
     def availability(self) -> dict[str, float]:

@@ -471,7 +471,14 @@ class Gateway:
                 raise ModelError(str(exc)) from None
 
     def _settle(
-        self, res: Reservation, model: str, response: Any, started: float, attempts: int, plan: CallPlan
+        self,
+        res: Reservation,
+        model: str,
+        response: Any,
+        started: float,
+        attempts: int,
+        plan: CallPlan,
+        key: str | None = None,
     ) -> ModelReply:
         choices = getattr(response, "choices", None)
         if not choices or getattr(choices[0], "message", None) is None:
@@ -504,7 +511,6 @@ class Gateway:
         }
         if cached:
             actual["cached_tokens"] = cached
-        self.ledger.settle(res, actual, detail=detail)
         choice = choices[0]
         message = choice.message
         calls = [
@@ -515,7 +521,7 @@ class Gateway:
             )
             for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
         ]
-        return ModelReply(
+        reply = ModelReply(
             model=model,
             confidence=_confidence(choice),
             content=message.content,
@@ -527,6 +533,32 @@ class Gateway:
             elapsed=elapsed,
             max_tokens=plan.cap,
         )
+        journal = self.ledger.journal
+        if journal is not None and key is not None:
+            # a durable run: the reply is written with its charge, to be replayed (free) if the node runs again
+            with journal.completing("model", key, reply.model_dump(mode="json")):
+                self.ledger.settle(res, actual, detail=detail)
+        else:
+            self.ledger.settle(res, actual, detail=detail)
+        return reply
+
+    def _replayed(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+        node: str | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[str | None, ModelReply | None]:
+        """In a durable run: the call's key, and its reply if it completed before the run resumed."""
+        journal = self.ledger.journal
+        if journal is None:
+            return None, None
+        request = {"messages": messages, "tools": tools, "max_tokens": max_tokens, "node": node, **kwargs}
+        key = journal.key("model", model, request)
+        recorded = journal.replay("model", key)
+        return key, None if recorded is None else ModelReply.model_validate(recorded)
 
     def _learn(self, model: str, plan: CallPlan, prompt: int, completion: int) -> None:
         """Learn how much more (or less) the provider reports than was counted, for the next reservations."""
@@ -608,6 +640,9 @@ class Gateway:
         """
         litellm = get_litellm()
         self._check_call(model, kwargs)
+        key, replayed = self._replayed(model, messages, tools, max_tokens, node, kwargs)
+        if replayed is not None:
+            return replayed
         attempts = 0
 
         def attempt() -> ModelReply:
@@ -617,7 +652,7 @@ class Gateway:
             started = self.ledger.clock()
             try:
                 response = litellm.completion(**request)
-                return self._settle(res, model, response, started, attempts, plan)
+                return self._settle(res, model, response, started, attempts, plan, key)
             except BaseException as exc:
                 if res.open:
                     self._fail(res, exc, model)
@@ -644,6 +679,9 @@ class Gateway:
         """The asyncio twin of :meth:`complete`; reservations make concurrent calls safe."""
         litellm = get_litellm()
         self._check_call(model, kwargs)
+        key, replayed = self._replayed(model, messages, tools, max_tokens, node, kwargs)
+        if replayed is not None:
+            return replayed
         attempts = 0
 
         async def attempt() -> ModelReply:
@@ -653,7 +691,7 @@ class Gateway:
             started = self.ledger.clock()
             try:
                 response = await litellm.acompletion(**request)
-                return self._settle(res, model, response, started, attempts, plan)
+                return self._settle(res, model, response, started, attempts, plan, key)
             except BaseException as exc:
                 if res.open:
                     self._fail(res, exc, model)

@@ -104,11 +104,14 @@ class RunStore:
         task: str = "",
         budget: Mapping[str, float] | None = None,
         on_error: Callable[[StoreError], None] | None = None,
+        resume: bool = False,
     ) -> RunRecorder:
         """Record that a run has started and return the recorder that writes each of its charges
-        (``on_error``: told once if a write fails mid-run; by default a :class:`StoreWarning`)."""
+        (``on_error``: told once if a write fails mid-run; by default a :class:`StoreWarning`).
+        ``resume``: the run was recorded before (a resumed durable run): its row is taken over, and the
+        charges already written are not written again."""
         fields = {"task": task, "question": question, "strategy": strategy, "model": model}
-        return RunRecorder(self, run_id, fields, budget, on_error)
+        return RunRecorder(self, run_id, fields, budget, on_error, resume=resume)
 
     def save(self, result: Any) -> None:
         """Write a RunResult and the charge events not yet written (one transaction)."""
@@ -185,6 +188,8 @@ class RunRecorder:
         fields: dict[str, str],
         budget: Mapping[str, float] | None = None,
         on_error: Callable[[StoreError], None] | None = None,
+        *,
+        resume: bool = False,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -196,7 +201,8 @@ class RunRecorder:
         self._conn: Connection | None = None
         try:
             self._open()
-            self._write_start(fields, budget)
+            if not (resume and self._take_over(budget)):
+                self._write_start(fields, budget)
         except Exception as exc:
             self._close()
             raise describe_store_error(store.target, exc) from None
@@ -237,6 +243,26 @@ class RunRecorder:
         }
         with self.store.engine.begin() as conn:  # once a run: the ORM's types write the row
             conn.execute(insert(RunRow), row)
+
+    def _take_over(self, budget: Mapping[str, float] | None) -> bool:
+        """A resumed run: mark its row as this process's and note the charges already written (False when
+        the store has no row for it)."""
+        with self.store.engine.begin() as conn:
+            if not _run_exists(conn, self.run_id):
+                return False
+            self.written = set(conn.scalars(select(ChargeRow.seq).where(ChargeRow.run_id == self.run_id)))
+            started = {
+                "run_id": self.run_id,
+                "status": RUNNING,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+            }
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.run_id == self.run_id)
+                .values(stop_reason=RUNNING, result={**started, "budget": dict(budget or {})})
+            )
+        return True
 
     def on_charge(self, event: Any) -> None:
         """A Ledger listener: commit ``event`` (a ChargeEvent) now. Never raises (it runs inside the

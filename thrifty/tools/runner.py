@@ -293,6 +293,32 @@ class ToolRunner:
             deep=True, update={"cached": True, "units": 0, "usd": 0.0, "elapsed": 0.0, "attempts": 0}
         )
 
+    def _journal_key(self, call: _Call, ledger: Ledger, node: str | None) -> str | None:
+        journal = ledger.journal
+        if journal is None:
+            return None
+        return journal.key("tool", call.tool.name, {"arguments": call.key[1], "node": node})
+
+    def _replayed(self, call: _Call, ledger: Ledger, node: str | None) -> Observation | None:
+        """In a durable run: a call completed before the run resumed, replayed free (and cached)."""
+        key = self._journal_key(call, ledger, node)
+        recorded = None if key is None else ledger.journal.replay("tool", key)
+        if recorded is None:
+            return None
+        obs = Observation(tool=call.tool.name, arguments=call.arguments, content=recorded["content"], ok=True)
+        with self._lock:
+            self._counters.update(("calls", "replayed"))
+            if self.cache_enabled:
+                self._cache[call.key] = obs
+        return obs.model_copy(update={"cached": True})
+
+    def _record(self, state: _Attempts) -> tuple[str, dict[str, Any]] | None:
+        """In a durable run: the key and the result (as the model will see it) to write with the charge."""
+        key = self._journal_key(state.call, state.ledger, state.node)
+        if key is None:
+            return None
+        return key, {"content": _scrubbed(to_text(state.outcome), self.max_chars)}
+
     def _finish(
         self, call: _Call, outcome: Any, failure: BaseException | None, attempts: int, started: float
     ) -> Observation:
@@ -396,7 +422,7 @@ class ToolRunner:
         if isinstance(prepared, Observation):
             return prepared
         call = prepared
-        hit = self._cached(call)
+        hit = self._cached(call) or self._replayed(call, ledger or self.ledger, node)
         if hit is not None:
             return hit
         state = _Attempts(call, ledger or self.ledger, node)
@@ -405,6 +431,7 @@ class ToolRunner:
             with self._charged(state) as res:
                 if res is not None:  # None: a retry the budget cannot pay; the last failure is reported
                     state.outcome = self._attempt_sync(call, state.ledger)
+                    state.record = self._record(state)
 
         try:
             self._retry_policy(call.tool).call(attempt)
@@ -427,7 +454,7 @@ class ToolRunner:
         if isinstance(prepared, Observation):
             return prepared
         call = prepared
-        hit = self._cached(call)
+        hit = self._cached(call) or self._replayed(call, ledger or self.ledger, node)
         if hit is not None:
             return hit
         state = _Attempts(call, ledger or self.ledger, node)
@@ -436,6 +463,7 @@ class ToolRunner:
             with self._charged(state) as res:
                 if res is not None:
                     state.outcome = await self._attempt_async(call, state.ledger)
+                    state.record = self._record(state)
 
         try:
             await self._retry_policy(call.tool).acall(attempt)
@@ -470,7 +498,12 @@ class _Charge:
         if res is None:
             return
         if exc is None:
-            res.ledger.settle(res, ok=True)
+            record, journal = self.state.record, res.ledger.journal
+            if record is not None and journal is not None:
+                with journal.completing("tool", record[0], record[1]):
+                    res.ledger.settle(res, ok=True)
+            else:
+                res.ledger.settle(res, ok=True)
             self.state.failure = None
         elif isinstance(exc, Exception):
             self.state.failure = exc
@@ -500,6 +533,7 @@ class _Attempts:
     attempts: int = 0
     outcome: Any = None
     failure: BaseException | None = None
+    record: tuple[str, dict[str, Any]] | None = None  # a durable run's key and result for the charge
     started: float = field(default_factory=time.monotonic)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
-from thrifty.budget import Budget, Pricing
+from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.models import NamedModel, model_name
 from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.models.settings import (
@@ -29,9 +29,10 @@ from thrifty.models.settings import (
 from thrifty.tools import Tool
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
-from thrifty.workflows.runner import TraceCallback, execute
+from thrifty.workflows.runner import TraceCallback, execute, new_run_id
 from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.strategies import STRATEGIES
+from thrifty.workflows.stream import RunStream
 
 
 class Agent:
@@ -115,11 +116,44 @@ class Agent:
         self.store = store
 
     def run(
-        self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        on_trace: TraceCallback | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
+        on_limit: str = "stop",
     ) -> RunResult:
-        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run)."""
+        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run).
+
+        ``on_limit="pause"``: when a limit binds, the run pauses instead of stopping (``result.paused``,
+        ``result.stop_reason == "paused:<dimension>"``); ``agent.run(question, run_id=result.run_id,
+        budget=<raised>)`` continues the same run.
+
+        With ``run_id`` (or ``checkpoint``) the run is durable: checkpointed at every step in ``checkpoint``
+        (default ``.thrifty/checkpoints.db``). Given the id of a run that was interrupted, it resumes that
+        run where it was, paying nothing twice (SetupError if it has finished, or cannot be resumed)."""
+        durable = _durable(run_id, checkpoint)
+        if on_limit != "stop":
+            durable["on_limit"] = on_limit
+        return self._execute(question, budget=budget, on_trace=on_trace, run_id=run_id, **durable)
+
+    def _execute(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        on_trace: TraceCallback | None = None,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
+        **durable: Any,
+    ) -> RunResult:
         return execute(
             question,
+            ledger=ledger,
+            run_id=run_id,
+            **durable,
             model=self.model,
             tools=self.tools,
             budget=budget or self.budget,
@@ -137,6 +171,70 @@ class Agent:
     def retries(self) -> int:
         return self.settings.retries
 
+    def stream(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> RunStream:
+        """Run ``question`` and yield its events as they happen (:mod:`thrifty.workflows.stream`): ``start``,
+        then each ``trace`` and ``charge`` with the budget left at that moment, and last ``result`` with the
+        RunResult. Stopping early (``break``) cancels the run at its next step."""
+        limits = budget or self.budget
+        ledger = Ledger(limits, name="run")
+        durable = _durable(run_id, checkpoint)
+        run_id = run_id or new_run_id()
+
+        def start(on_trace: TraceCallback) -> RunResult:
+            return self._execute(
+                question, budget=limits, on_trace=on_trace, ledger=ledger, run_id=run_id, **durable
+            )
+
+        head = {
+            "question": question,
+            "strategy": self.strategy.name,
+            "model": self.model,
+            "budget": limits.limits(),
+            "resumed": bool(durable.get("resume")),
+        }
+        return RunStream(ledger, run_id, start, head=head)
+
+    def astream(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> RunStream:
+        """:meth:`stream` for asyncio: ``async for event in agent.astream(...)`` (the run goes on in a worker
+        thread; the event loop is never blocked)."""
+        return self.stream(question, budget=budget, run_id=run_id, checkpoint=checkpoint)
+
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""
         return await asyncio.to_thread(self.run, question, budget=budget)
+
+
+def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any]:
+    """execute()'s durable-run arguments: none without a run id or checkpoint; a resume when the checkpoint
+    file already holds the run."""
+    if run_id is None and checkpoint is None:
+        return {}
+    from thrifty.store.durable import DEFAULT_CHECKPOINTS, CheckpointError, DurableStore
+    from thrifty.workflows.runner import SetupError
+
+    path = Path(checkpoint or DEFAULT_CHECKPOINTS)
+    if run_id is None or not path.exists():
+        return {"checkpoint": path}
+    try:
+        store = DurableStore(path)
+        try:
+            known = store.get(run_id) is not None
+        finally:
+            store.close()
+    except CheckpointError as exc:
+        raise SetupError(str(exc)) from None
+    return {"checkpoint": path, "resume": known}

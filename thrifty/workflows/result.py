@@ -112,10 +112,16 @@ class RunResult(BaseModel):
         return self.stop_reason.startswith(StopKind.BUDGET_EXHAUSTED.value)
 
     @property
+    def paused(self) -> bool:
+        """Paused at its budget (``paused:<dimension>``, a task with ``on_limit: pause``): resume it with a
+        raised budget to continue."""
+        return self.stop_reason.startswith("paused:")
+
+    @property
     def exit_code(self) -> int:
-        """0 answered, 4 stopped by budget (answer still given), 1 error or cancelled."""
+        """0 answered, 4 stopped (or paused) by budget (answer still given), 1 error or cancelled."""
         if self.stop_reason.startswith((StopKind.ERROR.value, StopKind.CANCELLED.value)):
             return EXIT_INTERNAL
-        if self.exhausted or self.stop_reason == StopKind.MAX_STEPS.value:
+        if self.exhausted or self.paused or self.stop_reason == StopKind.MAX_STEPS.value:
             return EXIT_BUDGET
         return EXIT_ANSWERED

@@ -79,6 +79,11 @@ def execute(
     keep_trace: bool = True,
     builder: Callable[[dict[str, Any]], Any] | None = None,
     on_store_error: StoreErrorCallback | None = None,
+    run_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_meta: dict[str, Any] | None = None,
+    on_limit: str = "stop",
     routing: Routing | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
@@ -88,9 +93,17 @@ def execute(
     (its row at the start, each charge as it settles); a store that fails never costs the run: it is
     reported to ``on_store_error`` and the result is returned all the same.
 
+    ``checkpoint``: a SQLite file for a durable run (:mod:`thrifty.workflows.durable`): its graph state and
+    Ledger are saved at every step; with ``resume`` the run ``run_id`` continues from there (SetupError, and
+    nothing changed, when it cannot).
+
+    ``on_limit``: what happens when a limit binds: ``stop`` (the run stops with its best answer), or
+    ``pause`` (a durable run, checkpointed in ``checkpoint`` or ``.thrifty/checkpoints.db``, pauses: the
+    result's ``stop_reason`` is ``paused:<dimension>``, and resuming it with a raised budget continues it).
     ``routing``: several models (a cascade and/or a model per role, :mod:`thrifty.models.routing`); the run
     then starts on the cheapest, ``model`` is ignored, and each escalation is an ``escalation`` trace event.
     """
+    checkpoint = _checkpoint_for(on_limit, checkpoint)
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
@@ -124,6 +137,22 @@ def execute(
         raise SetupError(
             f"strategy '{strategy.name}' failed to build its graph: {type(exc).__name__}: {exc}"
         ) from None
+    run_id = run_id or new_run_id()
+    durable, graph, saved = _open_durable(
+        checkpoint,
+        run_id,
+        ledger,
+        graph,
+        runner,
+        resume=resume,
+        meta={
+            "question": question,
+            "task": task,
+            "model": model,
+            "strategy": strategy.name,
+            **(checkpoint_meta or {}),
+        },
+    )
     emitted: list[TraceEvent] = []  # the order events were told in, to place escalations in the trace
 
     def told(event: TraceEvent) -> None:
@@ -151,7 +180,6 @@ def execute(
         system_extra=system_prompt,
         on_trace=told,
     )
-    run_id = uuid.uuid4().hex[:12]
     strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
     recorder = _start_recording(
         store,
@@ -162,15 +190,19 @@ def execute(
         question=question,
         strategy=strategy_label,
         model=routing.label() if routing is not None else model,
+        resume=durable is not None and durable.resuming,
     )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
     error: str | None = None
     reason: str | None = None
+    from thrifty.workflows.telemetry import RunTelemetry
+
+    telemetry = RunTelemetry(ledger, run_id=run_id, strategy=strategy_label, model=model)
+    telemetry.start()
     try:
-        for values in graph.stream(
-            state, context=ctx, stream_mode="values", config={"recursion_limit": strategy.max_steps * 4 + 20}
-        ):
-            state = values
+        state = _drive(
+            graph, state, ctx, strategy, durable, saved, pause=on_limit == "pause", telemetry=telemetry
+        )
     except KeyboardInterrupt:
         reason = stop_reason(StopKind.CANCELLED)
     except BudgetExceeded as exc:
@@ -183,6 +215,7 @@ def execute(
     finally:
         runner.close()
 
+    reason = reason or _paused_reason(durable, graph, on_limit)
     if reason is None:
         reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer = state.get("answer") or state.get("candidate")
@@ -204,9 +237,112 @@ def execute(
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
     )
+    telemetry.finish(result)
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
+    if durable is not None:
+        durable.finish(ledger, result)
     return result
+
+
+def _checkpoint_for(on_limit: str, checkpoint: str | Path | None) -> str | Path | None:
+    """The checkpoint file of a run: a run that pauses at its budget is durable, by default in
+    ``.thrifty/checkpoints.db``."""
+    if on_limit not in ("stop", "pause"):
+        raise SetupError(f"on_limit must be 'stop' or 'pause', not {on_limit!r}")
+    if on_limit == "pause" and checkpoint is None:
+        from thrifty.store.durable import DEFAULT_CHECKPOINTS
+
+        return DEFAULT_CHECKPOINTS
+    return checkpoint
+
+
+def _paused_reason(durable: Any, graph: Any, on_limit: str) -> str | None:
+    """``paused:<dimension>`` when the run stopped at a budget pause."""
+    paused = None if durable is None or on_limit != "pause" else durable.paused(graph)
+    return None if paused is None else f"paused:{paused['dimension']}"
+
+
+def _drive(
+    graph: Any,
+    state: dict[str, Any],
+    ctx: RunContext,
+    strategy: StrategySpec,
+    durable: Any,
+    saved: dict[str, Any] | None,
+    *,
+    pause: bool,
+    telemetry: Any = None,
+) -> dict[str, Any]:
+    """Stream the graph to its end and return the last state (a durable run: checkpointed at each step,
+    resumed from ``saved``, a budget pause answered with the budget it is resumed with)."""
+    import contextlib
+
+    inputs: Any = state
+    config: dict[str, Any] = {"recursion_limit": strategy.max_steps * 4 + 20}
+    extra: dict[str, Any] = {}
+    guard: Any = contextlib.nullcontext()
+    if durable is not None:
+        from thrifty.workflows.durable import pausing_at_budget
+
+        config.update(durable.config)
+        extra["durability"] = "sync"  # each step's checkpoint is written before the next step starts
+        if pause:
+            guard = pausing_at_budget(ctx.ledger)
+        if saved:
+            state, inputs = saved, durable.resume_input(graph)  # continue from the last checkpoint
+    traced = telemetry is not None and telemetry.enabled
+    modes = ["values", "tasks"] if traced else ["values"]  # tasks: the node spans' starts and ends
+    with guard:
+        for mode, values in graph.stream(inputs, context=ctx, stream_mode=modes, config=config, **extra):
+            if mode == "tasks":
+                if telemetry is not None:
+                    telemetry.on_task(values)
+                continue
+            if "__interrupt__" in values:  # a pause: the state is the checkpoint's
+                continue
+            state = values
+            if durable is not None:
+                durable.step(ctx.ledger)
+    return state
+
+
+def _open_durable(
+    checkpoint: str | Path | None,
+    run_id: str,
+    ledger: Ledger,
+    graph: Any,
+    runner: ToolRunner,
+    *,
+    resume: bool,
+    meta: dict[str, Any],
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """A durable run's journal, the graph on its checkpointer and (resuming) the state saved last; the
+    graph unchanged when the run is not durable. SetupError (the tools closed, the stored run unchanged)
+    when it cannot start or resume."""
+    if checkpoint is None:
+        return None, graph, None
+    from thrifty.workflows.durable import CheckpointError, open_durable
+
+    durable = None
+    try:
+        durable = open_durable(
+            checkpoint, run_id, ledger, resume=resume, meta={**meta, "budget": ledger.budget.limits()}
+        )
+        graph = durable.attach(graph)
+        saved = durable.saved_state(graph) if durable.resuming else None
+        durable.begin(ledger)
+        return durable, graph, saved
+    except CheckpointError as exc:
+        runner.close()
+        if durable is not None:
+            durable.abandon(ledger)
+        raise SetupError(str(exc)) from None
+
+
+def new_run_id() -> str:
+    """A fresh run id (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
 
 
 def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
@@ -244,6 +380,7 @@ def _start_recording(
     run_id: str,
     ledger: Ledger,
     on_error: StoreErrorCallback | None,
+    resume: bool = False,
     **fields: str,
 ) -> Any:
     """Open the run store and write the run's row; every charge is then written as the Ledger settles it.
@@ -254,7 +391,11 @@ def _start_recording(
 
     try:
         recorder = RunStore(store).start(
-            run_id, budget=ledger.budget.limits(), on_error=lambda exc: _store_failed(on_error, exc), **fields
+            run_id,
+            budget=ledger.budget.limits(),
+            on_error=lambda exc: _store_failed(on_error, exc),
+            resume=resume,
+            **fields,
         )
     except StoreError as exc:
         _store_failed(on_error, exc)
@@ -293,9 +434,13 @@ def run_task(
     store: bool = True,
     ledger: Ledger | None = None,
     on_store_error: StoreErrorCallback | None = None,
+    run_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_meta: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches; ``on_store_error``:
-    see :func:`execute`)."""
+    """Run a validated task file (on ``ledger`` if given, e.g. one a live view watches; ``on_store_error``,
+    ``checkpoint`` and ``resume``: see :func:`execute`)."""
     try:
         tools, pricing = resolve_tools(spec)
         builder = get_builder(spec.strategy.name, spec.base_dir)
@@ -303,7 +448,18 @@ def run_task(
         raise SetupError(str(exc)) from None
     with open_mcp_servers(spec) as mcp_tools:
         return _run_spec(
-            spec, [*tools, *mcp_tools], pricing, builder, on_trace, store, ledger, on_store_error
+            spec,
+            [*tools, *mcp_tools],
+            pricing,
+            builder,
+            on_trace,
+            store,
+            ledger,
+            on_store_error,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            resume=resume,
+            checkpoint_meta=checkpoint_meta,
         )
 
 
@@ -335,6 +491,7 @@ def _run_spec(
     store: bool,
     ledger: Ledger | None,
     on_store_error: StoreErrorCallback | None,
+    **durable: Any,
 ) -> RunResult:
     target = spec.store_target() if store else None
     return execute(
@@ -354,5 +511,7 @@ def _run_spec(
         ledger=ledger,
         builder=builder,
         on_store_error=on_store_error,
+        on_limit=spec.on_limit,
         routing=spec.routing(),
+        **durable,
     )

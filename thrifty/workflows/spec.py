@@ -13,7 +13,7 @@ import string
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -396,6 +396,11 @@ class TaskSpec(BaseModel):
         default=None, description="Extra instructions appended to the system prompt."
     )
     output: OutputSpec = Field(default_factory=OutputSpec)
+    on_limit: Literal["stop", "pause"] = Field(
+        default="stop",
+        description="When a limit binds: stop (the best answer so far), or pause and ask for more budget "
+        "(the run is checkpointed; `agent resume RUN_ID --max-...` continues it).",
+    )
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths start.")
 

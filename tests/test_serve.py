@@ -1,0 +1,175 @@
+"""`agent serve` (issue 16): runs over HTTP inside a per-request cap and a server-wide budget, with a token."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from thrifty.budget import Budget
+from thrifty.cli import app as cli_app
+from thrifty.serve import ServeError, ServeSettings, check_start, create_app
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
+
+TOKEN = "s3rve-t0ken-abcdef123456"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _counting(request: ScriptedRequest) -> ScriptedReply:
+    done = sum(1 for m in request.messages if m.get("role") == "tool")
+    return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
+
+
+def _task(model: str, **extra: Any) -> dict[str, Any]:
+    return {"question": "count to 3", "model": model, "tools": ["calculator"], **extra}
+
+
+def _client(**settings: Any) -> TestClient:
+    return TestClient(create_app(ServeSettings(token=TOKEN, **settings)))
+
+
+def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        data = client.get(f"/runs/{run_id}", headers=AUTH).json()
+        if data["status"] != "running":
+            return data
+        time.sleep(0.05)
+    raise AssertionError("the run did not end")
+
+
+def test_submit_read_and_stream_a_run() -> None:
+    script = ScriptedModel([], default=_counting)
+    client = _client()
+    res = client.post("/runs", json=_task(script.model, budget={"tool_calls": 5}), headers=AUTH)
+    assert res.status_code == 202, res.text
+    run_id = res.json()["run_id"]
+    assert res.json()["budget"]["tool_calls"] == 5 and res.json()["budget"]["usd"] == 1.0  # the cap's usd
+    data = _wait(client, run_id)
+    assert data["status"] == "finished" and data["result"]["answer"] == "3"
+    assert data["result"]["usage"]["tool_calls"] == 3
+    with client.stream("GET", f"/runs/{run_id}/events", headers=AUTH) as stream:
+        kinds = [json.loads(line[6:])["kind"] for line in stream.iter_lines() if line.startswith("data: ")]
+    assert kinds[0] == "start" and kinds[-1] == "result" and kinds.count("charge") == 7
+    listed = client.get("/runs", headers=AUTH).json()
+    assert [r["run_id"] for r in listed["runs"]] == [run_id]
+    assert listed["server"]["limits"] == {"usd": 20.0}
+
+
+def test_a_token_is_required_and_never_echoed() -> None:
+    client = _client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        res = client.get("/runs", headers=headers)
+        assert res.status_code == 401 and res.json()["error"]["code"] == 2
+        assert TOKEN not in res.text
+
+
+def test_bad_requests_get_the_cli_messages_as_json() -> None:
+    script = ScriptedModel([reply("x")])
+    client = _client(max_body=2000)
+    cases = [
+        ({"model": script.model}, 400, "question"),
+        (_task(script.model, budget={"usd": 50}), 400, "over this server's per-request cap of 1"),
+        (_task(script.model, tools=["mymod:tool"]), 400, "cannot be used on a server"),
+        (_task(script.model, strategy="nosuch"), 400, "unknown strategy 'nosuch'"),
+        ([1, 2], 400, "JSON object"),
+        (_task(script.model, question="x" * 5000), 413, "request body over 2000 bytes"),
+    ]
+    for body, status, message in cases:
+        res = client.post("/runs", json=body, headers=AUTH)
+        assert res.status_code == status, (body, res.text)
+        assert res.json()["error"]["code"] == 2 and message in res.json()["error"]["message"], res.text
+    res = client.post("/runs", content=b"{not json", headers=AUTH)
+    assert res.status_code == 400 and "not JSON" in res.json()["error"]["message"]
+    res = client.get("/runs/nope", headers=AUTH)
+    assert res.status_code == 404 and "no run 'nope'" in res.json()["error"]["message"]
+
+
+def test_the_server_budget_is_shared_and_never_passed() -> None:
+    script = ScriptedModel([], default=_counting)
+    # the calculator is free: dollars come from a priced model here
+    client = _client(server_budget=Budget(tool_calls=7), request_cap=Budget(tool_calls=5))
+    ids = [client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"] for _ in range(2)]
+    results = [_wait(client, i) for i in ids]
+    spent = client.get("/runs", headers=AUTH).json()["server"]["spent"]
+    assert spent["tool_calls"] == 6 and all(r["result"]["usage"]["tool_calls"] == 3 for r in results)
+    third = client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"]
+    result = _wait(client, third)["result"]
+    assert result["usage"]["tool_calls"] == 1 and result["stop_reason"].startswith("budget_exhausted")
+    assert client.get("/runs", headers=AUTH).json()["server"]["spent"]["tool_calls"] == 7
+    res = client.post("/runs", json=_task(script.model), headers=AUTH)
+    assert res.status_code == 429 and "budget is spent" in res.json()["error"]["message"]
+
+
+def test_concurrent_runs_are_limited_and_a_run_can_be_cancelled() -> None:
+    gate = threading.Event()
+
+    def slow(request: ScriptedRequest) -> ScriptedReply:
+        gate.wait(30)
+        return call("calculator", expression="1+1")
+
+    script = ScriptedModel([], default=slow)
+    client = _client(max_concurrent=1)
+    first = client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"]
+    res = client.post("/runs", json=_task(script.model), headers=AUTH)
+    assert res.status_code == 429 and res.json()["error"]["code"] == 4
+    assert client.post(f"/runs/{first}/cancel", headers=AUTH).json()["status"] == "cancelling"
+    gate.set()
+    data = _wait(client, first)
+    assert data["status"] == "cancelled" and data["result"]["stop_reason"] == "cancelled"
+    res = client.post(f"/runs/{first}/cancel", headers=AUTH)
+    assert res.status_code == 409 and "has ended" in res.json()["error"]["message"]
+
+
+def test_the_server_refuses_to_start_without_a_token() -> None:
+    with pytest.raises(ServeError, match="THRIFTY_SERVE_TOKEN"):
+        check_start("0.0.0.0", None, allow_no_token=False)
+    with pytest.raises(ServeError, match="only allowed on a loopback"):
+        check_start("0.0.0.0", None, allow_no_token=True)
+    check_start("127.0.0.1", None, allow_no_token=True)
+    check_start("0.0.0.0", TOKEN, allow_no_token=False)
+    res = CliRunner().invoke(cli_app, ["serve", "--host", "0.0.0.0"], env={"THRIFTY_SERVE_TOKEN": ""})
+    assert res.exit_code == 2 and "THRIFTY_SERVE_TOKEN" in res.stderr
+
+
+@pytest.fixture
+def live_server() -> Iterator[str]:
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(ServeSettings(token=TOKEN)), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_real_server_on_loopback(live_server: str) -> None:
+    script = ScriptedModel([], default=_counting)
+    with httpx.Client(base_url=live_server, headers=AUTH, timeout=30) as http:
+        run_id = http.post("/runs", json=_task(script.model)).json()["run_id"]
+        events = []
+        with http.stream("GET", f"/runs/{run_id}/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+        assert events[0]["kind"] == "start" and events[-1]["kind"] == "result"
+        assert events[-1]["result"]["answer"] == "3"
+        assert http.get("/runs", headers={"Authorization": "Bearer no"}).status_code == 401

@@ -1,0 +1,491 @@
+"""Durable runs: the Ledger's side of a checkpointed run, kept next to LangGraph's own checkpoints.
+
+A durable run survives ``kill -9``. LangGraph's SQLite checkpointer (``langgraph-checkpoint-sqlite``) saves
+the graph's state after every step; this module saves, in the same SQLite file, what the Ledger needs to
+resume exactly:
+
+* ``thrifty_runs``: the run (its id, status, what it was asked, its limits, the charge last seen at a
+  step's end and the seconds it had used);
+* ``thrifty_charges``: every settled charge, each in its own transaction, and with it (in the same
+  transaction) the result of the model or tool call it paid for, so the two are never apart;
+* ``thrifty_inflight``: the model and tool calls reserved and not yet settled. A row left there by a dead
+  process is a call that was in flight when it died: the resume charges it at its reserved worst case (the
+  provider may have billed it), marked so, in the same transaction that removes the row.
+
+On resume the Ledger is rebuilt from its charges (limits held exactly as in one process), and a node that
+LangGraph runs again replays the calls it had completed (:meth:`RunJournal.replay`) instead of paying for
+them twice. Every text written passes :func:`thrifty.redact.redact_value`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+import os
+import re
+import socket
+import sqlite3
+import threading
+import warnings
+from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from thrifty.budget import ChargeEvent, Ledger, Reservation
+from thrifty.redact import redact, redact_value
+from thrifty.store.check import StoreWarning
+
+__all__ = [
+    "DEFAULT_CHECKPOINTS",
+    "INFLIGHT_DETAIL",
+    "CheckpointError",
+    "DurableStore",
+    "RunJournal",
+    "checkpoints_beside",
+]
+
+DEFAULT_CHECKPOINTS = ".thrifty/checkpoints.db"
+INFLIGHT_DETAIL = "in flight when the run was interrupted: charged the reserved worst case"
+#: Statuses of a durable run.
+RUNNING, PAUSED, FINISHED = "running", "paused", "finished"
+_JOURNALED_KINDS = ("model", "tool")
+_BUDGET_BLOCK = re.compile(r"<budget>.*?</budget>", re.DOTALL)
+
+_SCHEMA = (
+    """create table if not exists thrifty_runs (
+        run_id text primary key, created text not null, status text not null, meta text not null,
+        checkpoint_seq integer not null default 0, elapsed real not null default 0, pid integer,
+        host text, stop_reason text, result text)""",
+    """create table if not exists thrifty_charges (
+        run_id text not null, seq integer not null, event text not null, call_key text, result text,
+        primary key (run_id, seq))""",
+    """create table if not exists thrifty_inflight (
+        run_id text not null, pid integer not null, res_id integer not null, kind text not null,
+        name text not null, node text, ledger text not null, amounts text not null,
+        primary key (run_id, pid, res_id))""",
+)
+
+# Set by the Gateway or the ToolRunner around the settle of a completed call: the charge listener writes the
+# call's result in the charge's own transaction. (kind, key, result) or None.
+_COMPLETING: contextvars.ContextVar[tuple[str, str, dict[str, Any]] | None] = contextvars.ContextVar(
+    "thrifty_completing", default=None
+)
+
+
+class CheckpointError(ValueError):
+    """A durable run that cannot be started or resumed (unknown id, finished, corrupt, another's...)."""
+
+
+def checkpoints_beside(store_target: str | Path | None) -> Path:
+    """Where a run's checkpoints go: next to a SQLite run store, else ``.thrifty/checkpoints.db``."""
+    text = str(store_target or "")
+    if text and "://" not in text and text not in (":memory:",):
+        return Path(text).expanduser().parent / "checkpoints.db"
+    return Path(DEFAULT_CHECKPOINTS)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _pid_alive(pid: int | None, host: str | None) -> bool:
+    if not pid or host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def charge_from_dict(data: Mapping[str, Any]) -> ChargeEvent:
+    return ChargeEvent(
+        seq=int(data["seq"]),
+        time=float(data.get("time", 0.0)),
+        ledger=str(data.get("ledger", "run")),
+        node=data.get("node"),
+        kind=str(data["kind"]),
+        name=str(data["name"]),
+        units={k: float(v) for k, v in dict(data.get("units") or {}).items()},
+        usd=float(data.get("usd", 0.0)),
+        ok=bool(data.get("ok", True)),
+        detail=str(data.get("detail", "")),
+    )
+
+
+class DurableStore:
+    """The SQLite file of a durable run: LangGraph's checkpoints and the Ledger's journal.
+
+    Raises :class:`CheckpointError` (with a fix) when the file cannot be one.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_CHECKPOINTS) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = _connect(self.path)
+            for statement in _SCHEMA:
+                self.conn.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            raise CheckpointError(
+                f"{self.path}: cannot hold checkpoints ({exc}); fix: give a writable SQLite file path"
+            ) from None
+        self.lock = threading.RLock()
+        self._saver: Any = None
+
+    # ------------------------------------------------------------------------------------ LangGraph
+    def saver(self, types: list[type] | None = None) -> Any:
+        """LangGraph's SqliteSaver on this file (its own connection), reading back only ``types`` (the
+        classes a graph's state holds) besides LangGraph's own safe ones."""
+        if self._saver is None:
+            from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+            from langgraph.checkpoint.sqlite import SqliteSaver
+
+            serde = JsonPlusSerializer(allowed_msgpack_modules=list(types or []))
+            # Python's default transaction handling, which the saver relies on: a task's writes are one
+            # transaction (in autocommit mode a kill could leave half of them, and the task would not rerun)
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._saver = SqliteSaver(conn, serde=serde)
+            self._saver.setup()
+        return self._saver
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        if self._saver is not None:
+            with contextlib.suppress(Exception):
+                self._saver.conn.close()
+
+    # ------------------------------------------------------------------------------------------ runs
+    def create(self, run_id: str, meta: Mapping[str, Any]) -> None:
+        with self.lock:
+            try:
+                self.conn.execute(
+                    "insert into thrifty_runs (run_id, created, status, meta, pid, host) values (?,?,?,?,?,?)",
+                    (
+                        run_id,
+                        datetime.now(UTC).isoformat(),
+                        RUNNING,
+                        json.dumps(redact_value(dict(meta))),
+                        os.getpid(),
+                        socket.gethostname(),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise CheckpointError(
+                    f"run '{run_id}' already exists in {self.path}; fix: resume it, or start a new run"
+                ) from None
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.conn.execute(
+                "select run_id, created, status, meta, checkpoint_seq, elapsed, pid, host, stop_reason, result "
+                "from thrifty_runs where run_id = ?",
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        keys = (
+            "run_id",
+            "created",
+            "status",
+            "meta",
+            "checkpoint_seq",
+            "elapsed",
+            "pid",
+            "host",
+            "stop_reason",
+        )
+        out: dict[str, Any] = dict(zip(keys, row[:9], strict=True))
+        try:
+            out["meta"] = json.loads(row[3])
+            out["result"] = json.loads(row[9]) if row[9] else None
+        except ValueError:
+            raise CheckpointError(
+                f"run '{run_id}' in {self.path}: its record is corrupt; fix: start the run again"
+            ) from None
+        out["alive"] = _pid_alive(out["pid"], out["host"])
+        return out
+
+    def claim(self, run_id: str) -> None:
+        """Mark the run as this process's (running)."""
+        with self.lock:
+            self.conn.execute(
+                "update thrifty_runs set status = ?, pid = ?, host = ? where run_id = ?",
+                (RUNNING, os.getpid(), socket.gethostname(), run_id),
+            )
+
+    def set_status(
+        self, run_id: str, status: str, *, stop_reason: str | None = None, result: Any = None
+    ) -> None:
+        with self.lock:
+            self.conn.execute(
+                "update thrifty_runs set status = ?, stop_reason = ?, result = ? where run_id = ?",
+                (status, stop_reason, None if result is None else json.dumps(redact_value(result)), run_id),
+            )
+
+    def update_meta(self, run_id: str, **fields: Any) -> None:
+        with self.lock:
+            row = self.conn.execute("select meta from thrifty_runs where run_id = ?", (run_id,)).fetchone()
+            clean = cast("dict[str, Any]", redact_value(dict(fields)))
+            meta = {**json.loads(row[0]), **clean} if row else clean
+            self.conn.execute("update thrifty_runs set meta = ? where run_id = ?", (json.dumps(meta), run_id))
+
+    def charges(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's settled charges (each with ``call_key`` and whether a call result came with it)."""
+        with self.lock:
+            rows = self.conn.execute(
+                "select event, call_key, result is not null from thrifty_charges where run_id = ? order by seq",
+                (run_id,),
+            ).fetchall()
+        out: list[dict[str, Any]] = []
+        for event, key, has_result in rows:
+            try:
+                data = json.loads(event)
+            except ValueError:
+                raise CheckpointError(
+                    f"run '{run_id}' in {self.path}: a charge record is corrupt; fix: start the run again"
+                ) from None
+            out.append({**data, "call_key": key, "recorded": bool(has_result)})
+        return out
+
+    def inflight(self, run_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.conn.execute(
+                "select pid, res_id, kind, name, node, ledger, amounts from thrifty_inflight where run_id = ?",
+                (run_id,),
+            ).fetchall()
+        keys = ("pid", "res_id", "kind", "name", "node", "ledger", "amounts")
+        return [{**dict(zip(keys, r, strict=True)), "amounts": json.loads(r[6])} for r in rows]
+
+    def runs(self, *, unfinished: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+        """Runs, newest first, each with what it has spent (summed from its charges)."""
+        where = "where r.status != 'finished'" if unfinished else ""
+        with self.lock:
+            rows = self.conn.execute(
+                "select r.run_id, r.created, r.status, r.meta, r.stop_reason, r.pid, r.host, "
+                "(select count(*) from thrifty_charges c where c.run_id = r.run_id) "
+                f"from thrifty_runs r {where} order by r.created desc limit ?",
+                (limit,),
+            ).fetchall()
+        out: list[dict[str, Any]] = []
+        for run_id, created, status, meta, stop, pid, host, n in rows:
+            spent: dict[str, float] = defaultdict(float)
+            for c in self.charges(run_id):
+                for k, v in c["units"].items():
+                    spent[k] += v
+                spent["usd"] += c["usd"]
+            if status == RUNNING and not _pid_alive(pid, host) and pid != os.getpid():
+                status = "interrupted"
+            info = json.loads(meta)
+            out.append(
+                {
+                    "run_id": run_id,
+                    "created": created,
+                    "status": status,
+                    "stop_reason": stop,
+                    "task": info.get("task", ""),
+                    "question": info.get("question", ""),
+                    "budget": info.get("budget", {}),
+                    "spent": dict(spent),
+                    "charges": n,
+                }
+            )
+        return out
+
+    def mark_step(self, run_id: str, seq: int, elapsed: float) -> None:
+        with self.lock:
+            self.conn.execute(
+                "update thrifty_runs set checkpoint_seq = ?, elapsed = ? where run_id = ?",
+                (seq, elapsed, run_id),
+            )
+
+    def recorded_calls(self, run_id: str, after_seq: int) -> dict[str, deque[dict[str, Any]]]:
+        """Completed calls with their results, charged after ``after_seq``: what a re-run node may replay."""
+        out: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        with self.lock:
+            rows = self.conn.execute(
+                "select call_key, result from thrifty_charges where run_id = ? and seq > ? and result is not null "
+                "order by seq",
+                (run_id, after_seq),
+            ).fetchall()
+        for key, result in rows:
+            out[key].append(json.loads(result))
+        return out
+
+
+class RunJournal:
+    """One durable run's journal: writes each charge (with the call result it paid for) and each call in
+    flight, and replays a recorded call to a node that LangGraph runs again after a resume."""
+
+    def __init__(
+        self, store: DurableStore, run_id: str, recorded: dict[str, deque[dict[str, Any]]] | None = None
+    ):
+        self.store = store
+        self.run_id = run_id
+        self._recorded = recorded or {}
+        self.replayed = 0
+        self.failed: Exception | None = None
+        self._pid = os.getpid()
+
+    def attach(self, ledger: Ledger) -> None:
+        ledger.journal = self
+        ledger.listeners.insert(0, self.on_charge)
+        ledger.reserve_listeners.append(self.on_reserve)
+        ledger.release_listeners.append(self.on_release)
+
+    def detach(self, ledger: Ledger) -> None:
+        ledger.journal = None
+        if self.on_charge in ledger.listeners:
+            ledger.listeners.remove(self.on_charge)
+        if self.on_reserve in ledger.reserve_listeners:
+            ledger.reserve_listeners.remove(self.on_reserve)
+        if self.on_release in ledger.release_listeners:
+            ledger.release_listeners.remove(self.on_release)
+
+    # --------------------------------------------------------------------------------- calls
+    @staticmethod
+    def key(kind: str, name: str, request: Mapping[str, Any]) -> str:
+        """A call's identity: the same request (kind, name, messages or arguments, settings, node) has the
+        same key in every process."""
+        text = json.dumps({"kind": kind, "name": name, **request}, sort_keys=True, default=str)
+        # The budget blocks the model is shown change with the time left: not part of what was asked.
+        text = _BUDGET_BLOCK.sub("<budget/>", text)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def replay(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The recorded result of a call completed before the resume (each replayed once), or None."""
+        queue = self._recorded.get(key)
+        if not queue:
+            return None
+        result = queue.popleft()
+        self.replayed += 1
+        return result if result.get("_kind") == kind else None
+
+    @contextlib.contextmanager
+    def completing(self, kind: str, key: str, result: Mapping[str, Any]) -> Iterator[None]:
+        """Around the settle of a completed call: its charge is written with ``result``."""
+        clean = cast("dict[str, Any]", redact_value(dict(result)))
+        token = _COMPLETING.set((kind, key, {**clean, "_kind": kind}))
+        try:
+            yield
+        finally:
+            _COMPLETING.reset(token)
+
+    # ---------------------------------------------------------------------------- listeners
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            with self.store.lock:
+                conn = self.store.conn
+                conn.execute("begin immediate")
+                try:
+                    for sql, params in statements:
+                        conn.execute(sql, params)
+                    conn.execute("commit")
+                except BaseException:
+                    conn.execute("rollback")
+                    raise
+        except Exception as exc:  # never breaks the Ledger's settle: reported once, the run goes on
+            self.failed = exc
+            warnings.warn(
+                f"{self.store.path}: the run's checkpoint journal stopped ({redact(str(exc))}); the run goes on "
+                "but cannot be resumed exactly",
+                StoreWarning,
+                stacklevel=2,
+            )
+
+    def on_reserve(self, res: Reservation) -> None:
+        if res.kind not in _JOURNALED_KINDS:
+            return
+        self._write(
+            [
+                (
+                    "insert or replace into thrifty_inflight values (?,?,?,?,?,?,?,?)",
+                    (
+                        self.run_id,
+                        self._pid,
+                        res.id,
+                        res.kind,
+                        res.name,
+                        res.node,
+                        res.ledger.path,
+                        json.dumps(res.amounts),
+                    ),
+                )
+            ]
+        )
+
+    def on_release(self, res: Reservation) -> None:
+        if res.kind in _JOURNALED_KINDS:
+            self._write([(_DELETE_INFLIGHT, (self.run_id, self._pid, res.id))])
+
+    def on_charge(self, event: ChargeEvent) -> None:
+        completing = _COMPLETING.get()
+        key = result = None
+        if completing is not None and completing[0] == event.kind:
+            key, result = completing[1], json.dumps(completing[2])
+        data = redact_value(event.to_dict())
+        statements = [
+            (
+                "insert or replace into thrifty_charges values (?,?,?,?,?)",
+                (self.run_id, event.seq, json.dumps(data), key, result),
+            ),
+            (_DELETE_INFLIGHT, (self.run_id, self._pid, event.reservation)),
+        ]
+        dropping = _DROPPING.get()
+        if dropping is not None:
+            statements.append((_DELETE_INFLIGHT, (self.run_id, dropping[0], dropping[1])))
+        self._write(statements)
+
+    # ------------------------------------------------------------------------------- resume
+    def settle_inflight(self, ledger: Ledger) -> list[ChargeEvent]:
+        """Charge every call left in flight by a dead process at its reserved worst case (marked so), each in
+        the transaction that removes its row."""
+        events: list[ChargeEvent] = []
+        for row in self.store.inflight(self.run_id):
+            if row["pid"] == self._pid:
+                continue
+            amounts = {k: float(v) for k, v in row["amounts"].items()}
+            event = ChargeEvent(
+                seq=max((e.seq for e in ledger.events), default=0) + 1,
+                time=ledger.elapsed(),
+                ledger=row["ledger"],
+                node=row["node"],
+                kind=row["kind"],
+                name=row["name"],
+                units={k: v for k, v in amounts.items() if k != "usd"},
+                usd=amounts.get("usd", 0.0),
+                ok=False,
+                detail=INFLIGHT_DETAIL,
+            )
+            ledger.restore([event])
+            token = _DROPPING.set((row["pid"], row["res_id"]))
+            try:
+                self.on_charge(event)
+            finally:
+                _DROPPING.reset(token)
+            for listener in ledger.listeners:  # the run store and a stream see it too
+                if listener != self.on_charge:
+                    listener(event)
+            events.append(event)
+        return events
+
+
+_DELETE_INFLIGHT = "delete from thrifty_inflight where run_id = ? and pid = ? and res_id = ?"
+# Set while the resume charges a call a dead process left in flight: its row goes in the charge's transaction.
+_DROPPING: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "thrifty_dropping", default=None
+)
