@@ -29,7 +29,9 @@ class TestDenseTierWithoutEmbedder(MemoryTierContract):
 class TestLLMTier(MemoryTierContract):
     @pytest.fixture
     def tier(self) -> Iterator[MemoryTier]:
-        script = ScriptedModel(default=reply("Alice orchestra instrument\nAlice moved from", prompt_tokens=12))
+        script = ScriptedModel(
+            default=reply("Alice orchestra instrument\nAlice moved from", prompt_tokens=12)
+        )
         with LLMTier(model=script.model, embedder="none") as tier:
             yield tier
 
