@@ -11,12 +11,14 @@ print(result.answer, result.stop_reason, result.usage.usd)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
+from thrifty.memory import Memory, Scope
 from thrifty.models import NamedModel, model_name
 from thrifty.models.settings import (
     DEFAULT_MODEL,
@@ -26,6 +28,7 @@ from thrifty.models.settings import (
     ModelSettings,
 )
 from thrifty.tools import Tool
+from thrifty.workflows.memory import MemoryMode, MemorySetup
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute
@@ -60,6 +63,10 @@ class Agent:
         api_base: str | None = None,
         system_prompt: str | None = None,
         store: str | Path | None = None,
+        memory: Memory | MemorySetup | None = None,
+        memory_scope: Scope | Mapping[str, str] | None = None,
+        memory_budget: Budget | None = None,
+        memory_mode: MemoryMode = "context",
         **strategy_options: Any,
     ) -> None:
         self.model = model_name(model)  # a name, or a model object such as a ScriptedModel
@@ -89,11 +96,21 @@ class Agent:
         )
         self.system_prompt = system_prompt
         self.store = store
+        self.memory = _memory_setup(memory, memory_scope, memory_budget, memory_mode)
 
     def run(
-        self, question: str, *, budget: Budget | None = None, on_trace: TraceCallback | None = None
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        on_trace: TraceCallback | None = None,
+        memory_scope: Scope | Mapping[str, str] | None = None,
     ) -> RunResult:
-        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run)."""
+        """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run;
+        ``memory_scope`` the memory's scope)."""
+        memory = self.memory
+        if memory is not None and memory_scope is not None:
+            memory = replace(memory, scope=Scope.of(memory_scope))
         return execute(
             question,
             model=self.model,
@@ -106,6 +123,7 @@ class Agent:
             on_trace=on_trace,
             store=self.store,
             builder=self.builder,
+            memory=memory,
         )
 
     @property
@@ -115,3 +133,15 @@ class Agent:
     async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""
         return await asyncio.to_thread(self.run, question, budget=budget)
+
+
+def _memory_setup(
+    memory: Memory | MemorySetup | None,
+    scope: Scope | Mapping[str, str] | None,
+    budget: Budget | None,
+    mode: MemoryMode,
+) -> MemorySetup | None:
+    """``Agent(memory=...)``: a Memory needs a scope (here or per run); a MemorySetup is used as it is."""
+    if memory is None or isinstance(memory, MemorySetup):
+        return memory
+    return MemorySetup(memory=memory, scope=scope or {"agent_id": "default"}, budget=budget, mode=mode)

@@ -18,6 +18,7 @@ from thrifty.models.gateway import Gateway, ModelError
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
+from thrifty.workflows.memory import MemorySetup, setup_from_spec
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
 from thrifty.workflows.spec import StrategySpec, TaskSpec
@@ -75,8 +76,12 @@ def execute(
     keep_trace: bool = True,
     builder: Callable[[dict[str, Any]], Any] | None = None,
     on_store_error: StoreErrorCallback | None = None,
+    memory: MemorySetup | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
+
+    ``memory``: recall before the first call and/or a ``recall`` tool (:mod:`thrifty.workflows.memory`),
+    charged to a capped child ledger of the run's; what it did is in ``RunResult.memory``.
 
     ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model,
     the tools or the strategy's options cannot be used. With a ``store`` the run is recorded as it goes
@@ -90,6 +95,10 @@ def execute(
     gateway = Gateway(
         ledger, pricing, retries=settings.retries if retries is None else retries, api_base=settings.api_base
     )
+    memory_use = memory.start(question, ledger) if memory is not None else None
+    if memory_use is not None:
+        system_prompt = memory_use.system_prompt(system_prompt)
+        tools = [*tools, *memory_use.tools()]
     try:
         gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
@@ -171,6 +180,7 @@ def execute(
         trace=list(state.get("trace") or []) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
+        memory=list(memory_use.reports) if memory_use is not None else [],
     )
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
@@ -248,6 +258,7 @@ def run_task(
     try:
         tools, pricing = resolve_tools(spec)
         builder = get_builder(spec.strategy.name, spec.base_dir)
+        memory = setup_from_spec(spec.memory, spec.base_dir) if spec.memory is not None else None
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
     target = spec.store_target() if store else None
@@ -268,4 +279,5 @@ def run_task(
         ledger=ledger,
         builder=builder,
         on_store_error=on_store_error,
+        memory=memory,
     )
