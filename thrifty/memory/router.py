@@ -200,17 +200,13 @@ class RuleRouter:
 
 
 def make_router(choice: str | Mapping[str, Level] | Router) -> Router:
-    """``rules``, ``learned`` (the shipped policy), ``low`` / ``mid`` / ``high``, a mapping, or a Router."""
+    """``rules``, ``low`` / ``mid`` / ``high``, a mapping, or a Router."""
     if isinstance(choice, Mapping):
         return FixedRouter(choice)
     if not isinstance(choice, str):
         return choice
     if choice == "rules":
         return RuleRouter()
-    if choice in LEVELS:
-        return FixedRouter(choice)  # pyright: ignore[reportArgumentType]  (checked just above)
-    if choice == "learned" or choice.startswith("learned:"):
-        from thrifty.memory.learned import LearnedRouter
-
-        return LearnedRouter.load(choice.partition(":")[2] or None)
-    raise ValueError(f"unknown memory router {choice!r}: use rules, learned, low, mid, high or a mapping")
+    if choice == "low" or choice == "mid" or choice == "high":
+        return FixedRouter(choice)
+    raise ValueError(f"unknown memory router {choice!r}: use rules, low, mid, high or a mapping")

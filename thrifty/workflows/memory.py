@@ -83,7 +83,7 @@ class MemoryUse:
             """
             return self.recall(query) or _NOTHING
 
-        return [tool(recall, timeout=None, retries=0)]
+        return [tool(timeout=None, retries=0)(recall)]
 
 
 def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
