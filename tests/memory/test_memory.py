@@ -153,7 +153,7 @@ def _writer(db: str, who: int, rounds: int) -> None:
     mem = Memory(db, embedder="none")
     for r in range(rounds):
         mem.ingest(SESSIONS, scope=CAROLINE)  # both write the same sessions...
-        mem.remember(f"writer {who} note {r}", scope=CAROLINE)  # ...and their own notes
+        mem.remember(f"writer {'ab'[who - 1] * 3} note {r}", scope=CAROLINE)  # ...and their own notes
     mem.close()
 
 
@@ -169,7 +169,7 @@ def test_two_processes_writing_one_store_lose_nothing_and_duplicate_nothing(tmp_
     assert [p.exitcode for p in procs] == [0, 0]
     mem = Memory(db, embedder="none")
     assert mem.count(CAROLINE) == 2 + 2 * 15
-    assert "writer 2 note 14" in mem.recall("writer 2 note 14", scope=CAROLINE, router="low", k=1).block
+    assert "writer bbb note 14" in mem.recall("bbb note 14", scope=CAROLINE, router="low", k=1).block
 
 
 def test_a_tier_the_budget_cannot_pay_steps_down_and_memory_never_raises(mem: Memory) -> None:

@@ -382,19 +382,21 @@ class Memory:
 
     # ------------------------------------------------------------------------------------- condense
     def _ordered(self, items: list[MemoryItem]) -> str:
-        ordered = sorted(items, key=lambda i: (i.valid_from or i.created, i.id))
-        parts: list[str] = []
+        """LOW condense: the best items first until the token cap (the last one cut if it does not fit),
+        then shown in time order."""
+        kept: list[tuple[MemoryItem, str]] = []
         used = 0
-        for item in ordered:
+        for item in items:  # best first: the cap drops the least relevant, never the best
             cost = block_tokens(item.text) + 1
             if used + cost > self.max_context_tokens:
                 room = (self.max_context_tokens - used) * 4
                 if room > 80:
-                    parts.append(item.text[:room])
+                    kept.append((item, item.text[:room]))
                 break
-            parts.append(item.text)
+            kept.append((item, item.text))
             used += cost
-        return "\n\n".join(parts)
+        kept.sort(key=lambda pair: (pair[0].valid_from or pair[0].created, pair[0].id))
+        return "\n\n".join(text for _, text in kept)
 
     def _selected(self, query: str, items: list[MemoryItem]) -> str:
         """MID condense: the two best items whole; of the others only the lines (turns) sharing a content

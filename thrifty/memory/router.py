@@ -87,66 +87,6 @@ _DATE_MATH = re.compile(
 _INFERENCE = re.compile(r"\b(would|likely|might|probably|could)\b", re.I)
 _AGGREGATE = re.compile(r"\b(how many|how much|all|list|total|both|every|times|which .* and)\b", re.I)
 _TEMPORAL = re.compile(r"\b(when|what (year|month|date|day)|which (year|month))\b", re.I)
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "for",
-        "and",
-        "or",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "do",
-        "does",
-        "did",
-        "what",
-        "when",
-        "where",
-        "who",
-        "whom",
-        "which",
-        "how",
-        "why",
-        "would",
-        "could",
-        "should",
-        "has",
-        "have",
-        "had",
-        "with",
-        "by",
-        "from",
-        "as",
-        "that",
-        "this",
-        "it",
-        "its",
-        "her",
-        "his",
-        "their",
-        "they",
-        "she",
-        "he",
-        "i",
-        "you",
-        "my",
-        "your",
-        "our",
-        "we",
-        "us",
-        "me",
-    ]
-)
 
 
 def _named(query: str) -> int:
@@ -160,8 +100,8 @@ class RuleRouter:
 
     * everything LOW when cost dominates (``lam >= 0.7``) or less than a quarter of the budget is left;
     * retrieve HIGH for aggregation / multi-part questions (how many, all, list, both...) when ``lam < 0.3``,
-      else MID; retrieve MID when the question names nothing (no capitalised word: paraphrase risk) or is
-      short; otherwise LOW (BM25 finds named things);
+      else MID; retrieve MID when the question names nothing (no capitalised word: paraphrase risk);
+      otherwise LOW (BM25 finds named things);
     * condense HIGH for inference (would / likely) and date arithmetic (how long, how many days...) when
       ``lam < 0.5``; MID for temporal questions (keeps the dated turns, drops the rest); else LOW.
     """
@@ -171,15 +111,14 @@ class RuleRouter:
     def decide(self, query: str, view: RouteView) -> Decision:
         if view.lam >= 0.7 or view.remaining < 0.25:
             return Decision(tiers=dict.fromkeys(MODULES, "low"), reason="cost first")
-        content = [w for w in _WORD.findall(query.lower()) if w not in _STOP]
         reasons: list[str] = []
         retrieve: Level = "low"
         if _AGGREGATE.search(query):
             retrieve = "high" if view.lam < 0.3 else "mid"
             reasons.append("aggregation")
-        elif _named(query) == 0 or len(content) <= 3:
+        elif _named(query) == 0:
             retrieve = "mid"
-            reasons.append("nothing named" if _named(query) == 0 else "short")
+            reasons.append("nothing named")
         condense: Level = "low"
         if (_DATE_MATH.search(query) or _INFERENCE.search(query)) and view.lam < 0.5:
             condense = "high"
