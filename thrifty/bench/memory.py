@@ -13,7 +13,7 @@ Scoring (offline, exact):
   (adversarial) scores 1 when the reply says "no information available" or "not mentioned". The headline is
   categories 1-4; 5 is reported apart. EM is exact match after the same normalisation.
 * Evidence recall: the share of the gold evidence turns whose text (as stored, dates resolved) is in the
-  memory block.
+  memory block; evidence hit: at least one of them is (MEMORY.md's retrieval measure).
 * Memory cost per question: the USD of the memory node's charges plus the memory block's tokens at the
   answer model's input price (the context memory puts in front of the answerer is its main cost at LOW).
 
@@ -371,6 +371,7 @@ def summarize_memory(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "f1": _mean([r["f1"] for r in main]),
             "em": _mean([r["em"] for r in main]),
             "evidence_recall": _mean(ev),
+            "evidence_hit": _mean([float(r["evidence_hit"]) for r in main if r["evidence_hit"] is not None]),
             "adversarial": _mean([r["f1"] for r in adv]) if adv else None,
             "memory_usd_q": _mean([r["memory_usd"] for r in rs]),
             "memory_ops_q": _mean([r["memory_ops"] for r in rs]),
@@ -412,7 +413,7 @@ def _shares(row: dict[str, Any]) -> str:
 def markdown_table(rows: Sequence[dict[str, Any]], title: str) -> str:
     cats = sorted({c for r in rows for c in r["per_category"]})
     head = (
-        "| router | n | F1 | EM | ev. recall | "
+        "| router | n | F1 | EM | ev. recall | ev. hit | "
         + " | ".join(f"F1 {LOCOMO_CATEGORIES.get(c, c)}" for c in cats)
         + " | adversarial | mem USD/q | mem ops/q | mem model tok/q | block tok/q | mem p50/p95 ms | "
         "route p50/p95 ms | LOW/MID/HIGH % | Pareto |"
@@ -423,6 +424,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], title: str) -> str:
         adv = "-" if r["adversarial"] is None else f"{r['adversarial']:.3f}"
         lines.append(
             f"| {r['router']} | {r['n']} | {r['f1']:.3f} | {r['em']:.3f} | {r['evidence_recall']:.3f} | "
+            f"{r['evidence_hit']:.3f} | "
             + " | ".join(f"{r['per_category'].get(c, math.nan):.3f}" for c in cats)
             + f" | {adv} | {r['memory_usd_q']:.6f} | {r['memory_ops_q']:.1f} | {r['memory_model_tokens_q']:.0f} | "
             f"{r['block_tokens_q']:.0f} | {r['memory_p50_ms']:.1f}/{r['memory_p95_ms']:.1f} | "
