@@ -18,7 +18,7 @@ with Memory(router="rules", lam=0.3, k=3) as memory:  # in memory; Memory(".thri
     # Memory alone: a recall on its own ledger, and what it did.
     got = memory.recall("What is the name of Caroline's cat?", scope=SCOPE, budget=Budget(memory_ops=4))
     print(got.block)
-    print("tiers run:", got.report.ran, "| router ms: %.3f" % got.report.router_ms)
+    print("tiers run:", got.report.ran, f"| router ms: {got.report.router_ms:.3f}")
 
     # An agent that recalls before answering, memory capped within the run's budget.
     agent = Agent(

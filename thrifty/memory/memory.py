@@ -187,6 +187,8 @@ class Memory:
             if model
             else None
         )
+        if self.high is not None:  # one embedding per item, whichever tier asks first
+            self.high.share_vectors(self.mid)
         self.router = make_router(router)
         self.lam = lam
         self.k = k

@@ -77,6 +77,11 @@ class DenseTier(LexicalTier):
         """True when there is no embedder and recall is lexical only."""
         return self.embedder is None
 
+    def share_vectors(self, other: DenseTier) -> None:
+        """Use ``other``'s embedding cache (same embedder, same store): each item is embedded once."""
+        self._vectors = other._vectors
+        self._vec_lock = other._vec_lock
+
     def vectors(self, items: Sequence[MemoryItem]) -> np.ndarray:
         """Embeddings of ``items`` (computed once per item and kept for the life of the tier)."""
         assert self.embedder is not None
