@@ -134,8 +134,9 @@ class MemSimProvider(InProcessProvider):
             out = "\n".join(sorted(lines, key=lambda ln: -len(want & _terms(ln)))[:2])
         else:
             out = self._answer(user.strip(), prompt, q, seed)
-        message = litellm.Message(content=out, role="assistant")
         cap = int(params.get("max_tokens") or 10**9)
+        out = out[: cap * 4]  # a model stops at its max_tokens: never more text than the tokens reported
+        message = litellm.Message(content=out, role="assistant")
         return {
             "message": message,
             "finish_reason": "stop",

@@ -410,7 +410,7 @@ class Memory:
         for rank, item in enumerate(items):
             header, *lines = item.text.split("\n")
             if rank < 2:
-                text = item.text
+                text = item.text[: max(0, self.max_context_tokens - used) * 4]
             else:
                 hits = {i for i, line in enumerate(lines) if terms & set(_WORD.findall(line.lower()))}
                 keep = sorted({j for i in hits for j in (i - 1, i, i + 1) if 0 <= j < len(lines)})
