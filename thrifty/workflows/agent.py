@@ -130,9 +130,15 @@ class Agent:
     def retries(self) -> int:
         return self.settings.retries
 
-    async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
+    async def arun(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        memory_scope: Scope | Mapping[str, str] | None = None,
+    ) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""
-        return await asyncio.to_thread(self.run, question, budget=budget)
+        return await asyncio.to_thread(self.run, question, budget=budget, memory_scope=memory_scope)
 
 
 def _memory_setup(
