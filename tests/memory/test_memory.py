@@ -218,3 +218,17 @@ def test_memory_never_overspends_its_cap(ops: int, tokens: int, routers: list[st
     assert spent.get("memory_ops", 0) <= ops
     assert spent.get("total_tokens", 0) <= tokens
     assert not memory_ledger.overruns and not run.overruns
+
+
+def test_threads_recalling_at_every_tier_share_an_in_memory_store(mem: Memory) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    mem.ingest(SESSIONS, scope=CAROLINE)
+
+    def one(i: int) -> int:
+        mem.remember(f"thread note number {i}", scope=CAROLINE)
+        return len(mem.recall("Caroline cat Pixel", scope=CAROLINE, router=("low", "mid")[i % 2]).items)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(n >= 1 for n in pool.map(one, range(16)))
+    assert mem.count(CAROLINE) == 2 + 16

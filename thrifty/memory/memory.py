@@ -187,6 +187,9 @@ class Memory:
             if model
             else None
         )
+        for tier in (self.mid, self.high):
+            if tier is not None:  # one connection of an in-memory database: the tiers take turns on it
+                tier._turn = self.low._turn
         if self.high is not None:  # one embedding per item, whichever tier asks first
             self.high.share_vectors(self.mid)
         self.router = make_router(router)
