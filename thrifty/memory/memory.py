@@ -190,6 +190,7 @@ class Memory:
         for tier in (self.mid, self.high):
             if tier is not None:  # one connection of an in-memory database: the tiers take turns on it
                 tier._turn = self.low._turn
+                tier._indexes, tier._lock = self.low._indexes, self.low._lock  # one BM25 index per scope
         if self.high is not None:  # one embedding per item, whichever tier asks first
             self.high.share_vectors(self.mid)
         self.router = make_router(router)
