@@ -232,3 +232,27 @@ def test_threads_recalling_at_every_tier_share_an_in_memory_store(mem: Memory) -
     with ThreadPoolExecutor(4) as pool:
         assert all(n >= 1 for n in pool.map(one, range(16)))
     assert mem.count(CAROLINE) == 2 + 16
+
+
+def test_a_store_another_process_holds_is_a_clear_error_and_nothing_is_written(tmp_path: Path) -> None:
+    import sqlite3
+
+    from thrifty.memory.memory import MemoryStoreError
+
+    db = tmp_path / "held.db"
+    mem = Memory(db, embedder="none", busy_timeout=0.2)
+    mem.ingest(SESSIONS[:1], scope=CAROLINE)
+    holder = sqlite3.connect(db, timeout=0.1)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(
+            MemoryStoreError, match=r"held\.db: cannot write \(database is locked\); nothing was written"
+        ):
+            mem.ingest(SESSIONS, scope=CAROLINE)
+        with pytest.raises(MemoryStoreError, match="another process holds"):
+            mem.forget(CAROLINE)
+        assert mem.recall("support group", scope=CAROLINE).block == ""  # reading waits too: empty, no error
+    finally:
+        holder.rollback()
+        holder.close()
+    assert mem.count(CAROLINE) == 1 and mem.ingest(SESSIONS, scope=CAROLINE).added == 1

@@ -26,7 +26,7 @@ from thrifty.memory.formats import (
     load_sessions,
 )
 from thrifty.memory.lexical import LexicalTier
-from thrifty.memory.memory import Memory, MemoryRecall, MemoryReport
+from thrifty.memory.memory import Memory, MemoryRecall, MemoryReport, MemoryStoreError
 from thrifty.memory.records import (
     ForgetRequest,
     Forgotten,
@@ -66,6 +66,7 @@ __all__ = [
     "MemoryRecall",
     "MemoryReport",
     "MemoryRequest",
+    "MemoryStoreError",
     "MemoryTier",
     "MemoryTierError",
     "Op",
