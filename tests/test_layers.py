@@ -23,7 +23,18 @@ _MODULE_IN_STRING = re.compile(r"^thrifty(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 # The part of thrifty a module belongs to: its subpackage, or the top-level module's own name.
 CLI = {"cli", "console"}
-LIBRARY = {"budget", "store", "models", "tools", "memory", "agents", "workflows", "testing", "__init__"}
+LIBRARY = {
+    "budget",
+    "store",
+    "models",
+    "tools",
+    "memory",
+    "agents",
+    "workflows",
+    "testing",
+    "scale",
+    "__init__",
+}
 FORBIDDEN: dict[str, set[str]] = {
     "redact": {
         "budget",
@@ -34,20 +45,35 @@ FORBIDDEN: dict[str, set[str]] = {
         "agents",
         "workflows",
         "testing",
+        "scale",
         "bench",
         *CLI,
     },
-    "budget": {"store", "models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
+    "budget": {
+        "store",
+        "models",
+        "tools",
+        "memory",
+        "agents",
+        "workflows",
+        "testing",
+        "scale",
+        "bench",
+        *CLI,
+    },
     # The run store sits just above the budget: the workflows write runs and the CLI reads them; below the
     # workflows only memory may use it (a memory tier may keep its tables in the same database).
-    "store": {"models", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
-    "models": {"store", "tools", "memory", "agents", "workflows", "testing", "bench", *CLI},
-    "tools": {"store", "models", "memory", "agents", "workflows", "testing", "bench", *CLI},
-    "memory": {"agents", "workflows", "testing", "bench", *CLI},
-    "agents": {"store", "workflows", "testing", "bench", *CLI},
-    "workflows": {"testing", "bench", *CLI},
-    "testing": {"agents", "workflows", "bench", *CLI},
-    "__init__": {"testing", "bench", *CLI},
+    "store": {"models", "tools", "memory", "agents", "workflows", "testing", "scale", "bench", *CLI},
+    "models": {"store", "tools", "memory", "agents", "workflows", "testing", "scale", "bench", *CLI},
+    "tools": {"store", "models", "memory", "agents", "workflows", "testing", "scale", "bench", *CLI},
+    "memory": {"agents", "workflows", "testing", "scale", "bench", *CLI},
+    "agents": {"store", "workflows", "testing", "scale", "bench", *CLI},
+    "workflows": {"testing", "scale", "bench", *CLI},
+    "testing": {"agents", "workflows", "scale", "bench", *CLI},
+    "__init__": {"testing", "scale", "bench", *CLI},
+    # Executors and the Ray glue: above the workflows (a batch runs task files), below the bench (a grid
+    # runs on them) and the CLI.
+    "scale": {"testing", "bench", *CLI},
     "bench": {"cli"},
 }
 

@@ -38,7 +38,7 @@ from thrifty.agents.events import (
 from thrifty.agents.records import ChecklistItem, TreeNode
 from thrifty.budget import Budget, Ledger
 from thrifty.console import err, fail, out
-from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_INTERNAL, RunResult
+from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERNAL, RunResult
 
 app = typer.Typer(
     name="agent",
@@ -541,6 +541,84 @@ def runs(
             f"${r['usd']:.4f}",
         )
     out.print(table)
+
+
+@app.command()
+def batch(
+    files: Annotated[list[Path], typer.Argument(help="Task files (YAML), e.g. tasks/*.yaml.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Results: one JSON line per task (rerun to resume).")
+    ] = Path(".thrifty/batch/results.jsonl"),
+    executor: Annotated[
+        str, typer.Option(help="local (threads) or ray (Ray workers, pip install 'thrifty[ray]').")
+    ] = "local",
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks at once with --executor local.")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: the CPUs Ray has).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="An existing Ray cluster (host:port, ray://host:port or auto).")
+    ] = None,
+    global_usd: Annotated[float | None, typer.Option(min=0.0, help="USD for the whole batch.")] = None,
+    global_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Total tokens for the whole batch.")
+    ] = None,
+    global_tool_calls: Annotated[
+        int | None, typer.Option(min=1, help="Tool calls for the whole batch.")
+    ] = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not record the runs in the run store.")
+    ] = False,
+) -> None:
+    """Run many task files as one batch (on threads or Ray workers), optionally under one global budget.
+
+    Exit codes: 0 every task ran, 2 bad input (nothing ran), 4 the global budget stopped the batch (finished
+    tasks kept), 130 interrupted (rerun to resume).
+    """
+    from thrifty.bench.cli import check_executor, global_limits
+    from thrifty.bench.runner import BenchError
+    from thrifty.scale import ScaleError
+    from thrifty.scale.batch import BatchError, load_batch, run_batch
+    from thrifty.workflows.runner import SetupError
+    from thrifty.workflows.spec import TaskFileError
+
+    def show(line: dict[str, Any]) -> None:
+        err.print(
+            Text(f"{Path(line['file']).name}: {line['stop_reason']} · ${line['usage']['usd']:.4f} · ")
+            + Text(str(line["answer"])[:80]),
+            highlight=False,
+        )
+
+    try:
+        global_budget = global_limits(global_usd, global_tokens, global_tool_calls)
+        check_executor(executor, ray_address)
+        jobs = load_batch(files)
+        outcome = run_batch(
+            jobs,
+            out_file,
+            executor=executor,
+            concurrency=concurrency,
+            workers=workers,
+            ray_address=ray_address,
+            global_budget=global_budget,
+            store=not no_store,
+            on_result=show,
+        )
+    except (TaskFileError, BatchError, BenchError, ScaleError, SetupError, typer.BadParameter) as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted: finished tasks are saved in {out_file}; rerun to resume", 130) from None
+    out.print(f"{outcome.ran} tasks run, {len(outcome.records)} in {out_file}", highlight=False)
+    if outcome.not_run:
+        spent = outcome.snapshot.get("spent", {})
+        shown = ", ".join(
+            f"{d} {spent.get(d, 0.0):g} of {v:g}" for d, v in outcome.snapshot["limits"].items()
+        )
+        raise fail(
+            f"global budget reached ({shown}): {len(outcome.not_run)} tasks not started; "
+            "rerun with a larger global budget to run them",
+            EXIT_BUDGET,
+        )
 
 
 def _mount_bench() -> None:

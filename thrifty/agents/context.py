@@ -92,14 +92,7 @@ class RunContext:
 
     def fork(self, ledger: Ledger, *, seed_offset: int = 0) -> RunContext:
         """The same run settings on another ledger (a branch, a sample, a sub-agent), with its own tool cache."""
-        gateway = Gateway(
-            ledger,
-            self.gateway.pricing,
-            retries=self.gateway.retries,
-            backoff=self.gateway.backoff,
-            default_max_tokens=self.gateway.default_max_tokens,
-            api_base=self.gateway.api_base,
-        )
+        gateway = self.gateway.spawn(ledger)  # a RoutedGateway keeps its models and escalations
         seed = None if self.settings.seed is None else self.settings.seed + seed_offset
         return replace(
             self,

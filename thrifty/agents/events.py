@@ -26,6 +26,7 @@ judge           judge     the final choice among candidates (:class:`JudgeEvent`
 expand          expand    one value-tree expansion (:class:`ExpandEvent`)
 tree            finalize  the whole value tree and its answer (:class:`TreeEvent`)
 vote            vote      self-consistency's majority vote (:class:`VoteEvent`)
+escalation      (any)     a call moved up the model cascade, or the budget refused it (:class:`EscalationEvent`)
 ==============  ========  ==========================================================================
 
 An entry of any other kind (a dict from a user-defined node) becomes a :class:`CustomEvent`, kept as given.
@@ -255,6 +256,32 @@ class VoteEvent(BudgetedEvent):
         return f"vote {self.answers} → '{self.answer}' ({self.votes} votes)"
 
 
+# ------------------------------------------------------------------------------------------ routing
+class EscalationEvent(EventBase):
+    """A call moved from a cheaper to a stronger model (``thrifty.models.routing``), or the budget could
+    not pay the stronger model and the escalation was refused (``refused``). ``usd``: what the stronger
+    call cost; ``discarded_usd``: what the weaker reply that was set aside cost."""
+
+    action: Literal["escalation"] = "escalation"
+    role: str
+    from_model: str
+    to_model: str
+    reason: str
+    scope: str
+    refused: bool = False
+    detail: str = ""
+    usd: float = 0.0
+    discarded_usd: float = 0.0
+
+    def describe(self) -> str:
+        if self.refused:
+            return f"escalation {self.from_model} → {self.to_model} refused ({self.reason}): {shorten(self.detail, 80)}"
+        return (
+            f"escalated {self.role} {self.from_model} → {self.to_model} ({self.reason}, {self.scope}) "
+            f"${self.usd:.6f}"
+        )
+
+
 # ------------------------------------------------------------------------------------------ other
 class CustomEvent(EventBase):
     """An entry of a kind the built-in nodes do not make (from a user-defined node), kept as given."""
@@ -294,6 +321,8 @@ KINDS: dict[str, type[BudgetedEvent]] = {
 
 def _kind(value: Any) -> str:
     action = value.get("action") if isinstance(value, dict) else getattr(value, "action", None)
+    if action == "escalation":
+        return action
     return action if action in KINDS else "custom"
 
 
@@ -308,6 +337,7 @@ TraceEvent = Annotated[
     | Annotated[ExpandEvent, Tag("expand")]
     | Annotated[TreeEvent, Tag("tree")]
     | Annotated[VoteEvent, Tag("vote")]
+    | Annotated[EscalationEvent, Tag("escalation")]
     | Annotated[CustomEvent, Tag("custom")],
     Discriminator(_kind),
 ]

@@ -1,7 +1,9 @@
 """``agent bench``: accuracy against cost for every strategy and budget, and the framework's own costs.
 
 Mounted by the main CLI as ``app.add_typer(bench_app, name="bench")``. Exit codes: 0 done, 2 bad input
-(unknown strategy, bad budget, missing data file, bad model name), 130 interrupted (rerun to resume).
+(unknown strategy, bad budget, missing data file, bad model name, Ray missing or unreachable, a global budget
+smaller than one run), 4 stopped by the global budget (finished runs kept), 130 interrupted (rerun to
+resume).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from thrifty.models.settings import DEFAULT_MODEL, DEFAULT_REPLY_TOKENS, DEFAULT
 __all__ = ["bench_app"]
 
 EXIT_INTERRUPTED = 130
+EXIT_BUDGET = 4  # the global budget stopped the grid (finished runs kept), as a run stopped by its budget
 
 bench_app = typer.Typer(
     name="bench",
@@ -81,8 +84,21 @@ def hotpotqa(
     ] = "react,react_tracker",
     budgets: Annotated[str, typer.Option(help="Tool-call budgets B, comma-separated.")] = "3,5,10,20",
     model: Annotated[
-        str, typer.Option(help="LiteLLM model, local/smollm2, or sim/p=..,q=.. (simulated, benchmark only).")
+        str,
+        typer.Option(
+            help="LiteLLM model, local/smollm2, or sim/p=..,q=.. (simulated, benchmark only); a cascade "
+            "'cheap>strong' or per-role models 'cheap>strong;verifier=strong' (thrifty.models.routing)."
+        ),
     ] = DEFAULT_MODEL,
+    escalate: Annotated[
+        str, typer.Option(help="With a cascade: how long an escalation lasts: step, node or run.")
+    ] = "step",
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="With a cascade: escalate an answer reported below this confidence."
+        ),
+    ] = 0.5,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N questions.")] = None,
     data: Annotated[
         str | None, typer.Option(help="HotpotQA .jsonl (or question/answer .json); default: the bundled 50.")
@@ -125,8 +141,41 @@ def hotpotqa(
         float | None, typer.Option(min=0.0, help="USD per search/read call (default 0.001).")
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="Passages per search.")] = 3,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (threads, see --concurrency) or ray (Ray workers, pip install 'thrifty[ray]')."
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: the local Ray's or the cluster's CPUs).")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing Ray cluster (host:port, ray://host:port or auto); default: start one."
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float, typer.Option(min=0.0, help="GPUs Ray gives each worker (a local or hf model on GPU workers).")
+    ] = 0.0,
+    global_usd: Annotated[
+        float | None, typer.Option(min=0.0, help="USD for the whole grid, over every run and worker.")
+    ] = None,
+    global_tokens: Annotated[int | None, typer.Option(min=1, help="Total tokens for the whole grid.")] = None,
+    global_tool_calls: Annotated[
+        int | None, typer.Option(min=1, help="Tool calls for the whole grid.")
+    ] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Search and read through a local web (the corpus served on 127.0.0.1): web_search via "
+            "LiteLLM's SearXNG provider and read_url over real HTTP, instead of the in-process search/read.",
+        ),
+    ] = False,
 ) -> None:
     """Run strategies x budgets x questions, print the table, write results.jsonl, summaries and a plot.
 
@@ -137,12 +186,14 @@ def hotpotqa(
         BenchConfig,
         BenchError,
         BudgetRule,
+        GlobalBudgetReached,
         make_pricing,
         parse_budgets,
         parse_shard,
         parse_strategies,
         run_grid,
     )
+    from thrifty.scale import ScaleError
     from thrifty.tools import CorpusError, load_corpus
     from thrifty.workflows.runner import SetupError
 
@@ -156,13 +207,18 @@ def hotpotqa(
             raise BenchError(f"{data}: question/answer file without passages: give --corpus for search/read")
         corpus_obj = load_corpus(corpus) if corpus is not None else None
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
+        escalation = _escalation(model, escalate, min_confidence, price_in, price_out)
         _check_model(model, pricing)
-    except (BenchError, DatasetError, CorpusError, SetupError, ValueError) as exc:
+        global_budget = global_limits(global_usd, global_tokens, global_tool_calls)
+        check_executor(executor, ray_address, gpus_per_worker)
+        if web and executor != "local":
+            raise BenchError("--web serves its pages from this process: run it with --executor local")
+    except (BenchError, DatasetError, CorpusError, SetupError, ScaleError, ValueError) as exc:
         raise fail(str(exc)) from None
     except typer.BadParameter as exc:
         raise fail(str(exc)) from None
 
-    target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}"
+    target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}{'-web' if web else ''}"
     config = BenchConfig(
         dataset=dataset,
         strategies=choices,
@@ -177,28 +233,127 @@ def hotpotqa(
         search_k=k,
         corpus=corpus_obj,
         shard=shard_kn,
+        global_budget=global_budget,
+        escalation=escalation,
     )
     results = target / "results.jsonl"
-    if model.startswith("sim/"):
+    if config.simulated:
         err.print("[bold yellow]SIMULATED model[/bold yellow]: results measure strategies, not a real model.")
+    local_web = None
     try:
-        records = run_grid(config, results, progress=not quiet)
-    except (BenchError, SetupError, DatasetError) as exc:
+        if web:
+            local_web = _start_local_web(config, tool_price)
+        records = run_grid(
+            config,
+            results,
+            progress=not quiet,
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            gpus_per_worker=gpus_per_worker,
+        )
+    except GlobalBudgetReached as exc:
+        _show_report(_shown(exc.records, choices, budget_values), target, plot)
+        raise fail(str(exc), EXIT_BUDGET) from None
+    except (BenchError, SetupError, DatasetError, ScaleError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail(
             f"interrupted: finished runs are saved in {results}; rerun the same command to resume",
             EXIT_INTERRUPTED,
         ) from None
+    finally:
+        if local_web is not None:
+            local_web.close()
+    _show_report(_shown(records, choices, budget_values), target, plot)
+
+
+def _shown(records: list[dict[str, Any]], choices: list[Any], budgets: list[int]) -> list[dict[str, Any]]:
     wanted = {c.label for c in choices}
-    shown = [r for r in records if r["strategy"] in wanted and int(r["budget"]) in budget_values]
-    _show_report(shown, target, plot)
+    return [r for r in records if r["strategy"] in wanted and int(r["budget"]) in budgets]
+
+
+def global_limits(usd: float | None, tokens: int | None, tool_calls: int | None) -> Any:
+    """The Budget of --global-usd / --global-tokens / --global-tool-calls, or None when none is given."""
+    from thrifty.budget import Budget
+
+    if usd is not None and usd <= 0:
+        raise typer.BadParameter("must be more than 0", param_hint="--global-usd")
+    limits = {"usd": usd, "total_tokens": tokens, "tool_calls": tool_calls}
+    given = {dim: value for dim, value in limits.items() if value is not None}
+    return Budget(**given) if given else None
+
+
+def check_executor(executor: str, ray_address: str | None, gpus_per_worker: float = 0.0) -> None:
+    """Refuse, before anything runs, an unknown executor, a Ray that is not installed, an address on which
+    no Ray answers (ScaleError or BenchError)."""
+    from thrifty.bench.runner import EXECUTORS, BenchError
+
+    if executor not in EXECUTORS:
+        raise BenchError(f"--executor {executor!r}: use local or ray")
+    if executor == "ray":
+        from thrifty.scale.ray_executor import check_address, import_ray
+
+        import_ray()
+        if ray_address:
+            check_address(ray_address)
+    elif ray_address or gpus_per_worker:
+        raise BenchError("--ray-address and --gpus-per-worker are for --executor ray")
+
+
+def _start_local_web(config: Any, tool_price: float | None) -> Any:
+    """Serve the grid's corpus on 127.0.0.1 and give the grid the web tools pointed at it."""
+    from thrifty.bench.localweb import LocalWeb, web_tools
+    from thrifty.bench.runner import BenchError
+
+    corpus = config.corpus if config.corpus is not None else config.dataset.corpus()
+    if corpus is None:
+        raise BenchError(
+            f"dataset '{config.dataset.name}' has no passages: give a corpus (--corpus) for --web"
+        )
+    web = LocalWeb(corpus).start()
+    try:
+        config.tools = web_tools(web, k=config.search_k, price=0.001 if tool_price is None else tool_price)
+    except ValueError as exc:
+        web.close()
+        raise BenchError(str(exc)) from None
+    err.print(f"[dim]local web: {web.base} (search: {web.base}/search, pages: {web.base}/wiki/<title>)[/dim]")
+    return web
+
+
+def _escalation(
+    model: str, scope: str, min_confidence: float | None, price_in: float | None, price_out: float | None
+) -> Any:
+    """The escalation policy for a cascade (None for one model); BenchError for what cannot be used."""
+    from thrifty.bench.runner import BenchError
+    from thrifty.models.routing import EscalationPolicy, Scope, parse_model_spec
+
+    try:
+        routing = parse_model_spec(model)
+    except ValueError as exc:
+        raise BenchError(f"--model {model!r}: {exc}") from None
+    if routing is None:
+        return None
+    if price_in is not None or price_out is not None:
+        raise BenchError(
+            "--price-in/--price-out price one model; with several, give each its price: pin=/pout= in a "
+            "sim/ name, LiteLLM's prices for API models"
+        )
+    if scope not in {s.value for s in Scope}:
+        raise BenchError(f"--escalate {scope!r}: use step, node or run")
+    return EscalationPolicy(scope=Scope(scope), min_confidence=min_confidence)
 
 
 def _check_model(model: str, pricing: Any) -> None:
     """Refuse a model that cannot run before any question is asked (bad sim/ name, missing local model)."""
+    from thrifty.models.routing import parse_model_spec
     from thrifty.workflows.runner import SetupError
 
+    routing = parse_model_spec(model)
+    if routing is not None:
+        for each in routing.all_models():
+            _check_model(each, pricing)
+        return
     if model.startswith("sim/"):
         from thrifty.bench.sim import SimParams
 

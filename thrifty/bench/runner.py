@@ -19,7 +19,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,10 @@ from typing import Any
 from thrifty.bench.datasets import Dataset, QAItem
 from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
+from thrifty.budget.pool import LeaseClient, usage_spent
+from thrifty.models.routing import EscalationPolicy, Routing, parse_model_spec
 from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
+from thrifty.scale.executors import LocalExecutor, Refused
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
@@ -41,6 +43,8 @@ __all__ = [
     "BenchConfig",
     "BenchError",
     "BudgetRule",
+    "GlobalBudgetReached",
+    "GridWorker",
     "StrategyChoice",
     "load_results",
     "make_pricing",
@@ -48,6 +52,7 @@ __all__ = [
     "parse_shard",
     "parse_strategies",
     "run_grid",
+    "run_reservation",
 ]
 
 DEFAULT_TOKENS_PER_CALL = 2000
@@ -262,10 +267,32 @@ class BenchConfig:
     #: ``(k, n)``: run only questions k, k + n, k + 2n, ... (0-based) so that n processes or machines share
     #: one grid, each writing to the same results file; the corpus stays the whole dataset's.
     shard: tuple[int, int] = (0, 1)
+    #: One budget for the whole grid (USD, tokens, tool calls), whatever executes the runs: each run leases
+    #: its worst case from it before it starts and settles what it spent; a resumed grid counts the spend
+    #: of its finished runs. None: no global limit.
+    global_budget: Budget | None = None
+    #: with a cascade or per-role ``model`` (``a>b``, ``role=a;...``): when a call moves up the cascade
+    escalation: EscalationPolicy | None = None
+
+    @property
+    def routing(self) -> Routing | None:
+        """The run's models when ``model`` names several (:func:`thrifty.models.routing.parse_model_spec`)."""
+        try:
+            routing = parse_model_spec(self.model)
+        except ValueError as exc:
+            raise BenchError(f"--model {self.model!r}: {exc}") from None
+        if routing is not None and self.escalation is not None:
+            routing = routing.model_copy(update={"escalation": self.escalation})
+        return routing
+
+    @property
+    def models(self) -> list[str]:
+        routing = self.routing
+        return routing.all_models() if routing is not None else [self.model]
 
     @property
     def simulated(self) -> bool:
-        return self.model.startswith("sim/")
+        return all(m.startswith("sim/") for m in self.models)
 
 
 Key = tuple[str, int, str, int]
@@ -358,11 +385,28 @@ def _record(
             "seconds": usage.seconds,
         },
         "model": config.model,
+        **_routing_fields(config, result),
         "simulated": config.simulated,
         "dataset": config.dataset.name,
         "run_id": result.run_id,
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "thrifty": __version__,
+    }
+
+
+def _routing_fields(config: BenchConfig, result: Any) -> dict[str, Any]:
+    """For a run with several models: what each model cost and how often the run escalated."""
+    if config.routing is None:
+        return {}
+    by_model: dict[str, float] = {}
+    for event in result.events:
+        if event.get("kind") == "model":
+            by_model[event["name"]] = by_model.get(event["name"], 0.0) + float(event.get("usd") or 0.0)
+    escalations = [e for e in result.trace if getattr(e, "action", None) == "escalation"]
+    return {
+        "models_usd": by_model,
+        "escalations": sum(1 for e in escalations if not e.refused),
+        "escalations_refused": sum(1 for e in escalations if e.refused),
     }
 
 
@@ -451,23 +495,166 @@ class _Progress:
             self.bar.stop()
 
 
+Job = tuple[StrategyChoice, int, QAItem, int]
+EXECUTORS = ("local", "ray")
+
+
+class GlobalBudgetReached(BenchError):
+    """The grid's global budget could not pay for every run: the finished ones are kept (in ``records``),
+    ``not_run`` runs were never started. Rerun with a larger global budget to resume."""
+
+    def __init__(self, records: list[dict[str, Any]], not_run: int, snapshot: dict[str, Any]) -> None:
+        self.records, self.not_run, self.snapshot = records, not_run, snapshot
+        limits: dict[str, float] = snapshot.get("limits", {})
+        spent = ", ".join(
+            f"{dim} {snapshot.get('spent', {}).get(dim, 0.0):g} of {limit:g}"
+            for dim, limit in sorted(limits.items())
+        )
+        super().__init__(
+            f"global budget reached: {not_run} runs not started (spent {spent or 'nothing'}); "
+            "finished runs are kept: rerun with a larger global budget to run the rest"
+        )
+
+
+def run_reservation(config: BenchConfig, b: int, tools: Sequence[Tool]) -> dict[str, float]:
+    """The most one run at budget ``b`` can spend: its tool calls and tokens, and the dollars those can cost
+    at the configured prices (what it leases from a global budget). Raises BenchError when the global budget
+    limits something a run does not bound (dollars with no token limit on a priced model, for example)."""
+    limits = config.rule.budget(b).limits()
+    seconds = limits.pop("seconds", None)
+    out = dict(limits)
+    wanted = set(config.global_budget.limits()) if config.global_budget is not None else set()
+    if "usd" in wanted:
+        from thrifty.budget import Ledger
+        from thrifty.models.gateway import Gateway, ModelError
+
+        try:
+            price = Gateway(Ledger(), config.pricing).price(config.model)
+        except ModelError as exc:
+            raise BenchError(str(exc)) from None
+        per_token = max(price.input_per_token, price.output_per_token)
+        tool_usd = max((config.pricing.tool_price(t.name, t.price) for t in tools), default=0.0)
+        tokens = out.get("total_tokens")
+        if per_token and tokens is None:
+            raise BenchError(
+                "a global USD budget needs a bounded run: set --tokens-per-call above 0 "
+                f"(model {config.model} is priced per token)"
+            )
+        if price.per_second and seconds is None:
+            raise BenchError(
+                f"a global USD budget needs a bounded run: model {config.model} is priced per second, "
+                "so set --timeout"
+            )
+        out["usd"] = (tokens or 0.0) * per_token + b * tool_usd + price.per_second * (seconds or 0.0)
+    unbounded = sorted(wanted - set(out))
+    if unbounded:
+        raise BenchError(f"the global budget limits {', '.join(unbounded)}, which a bench run does not bound")
+    return out
+
+
+class GridWorker:
+    """Runs a grid's jobs in one process: builds the tools (and registers the simulated model's questions)
+    once, then leases, runs and settles each job. Ray workers each build one."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        pool: LeaseClient | None = None,
+        reservations: dict[int, dict[str, float]] | None = None,
+        tools: list[Tool] | None = None,
+    ) -> None:
+        self.config = config
+        self.tools = tools if tools is not None else _grid_tools(config)
+        self.pool = pool
+        self.reservations = reservations or {}
+
+    def run(self, job: Job, lease_id: str) -> dict[str, Any] | Refused | None:
+        """The run's record; None if it was cancelled (not a result: rerun it next time); Refused when the
+        global budget cannot hold its worst case now."""
+        from thrifty.workflows.runner import SetupError
+
+        pool = self.pool
+        if pool is not None and not pool.lease(lease_id, self.reservations[job[1]]):
+            return Refused(f"global budget: no room for a budget-{job[1]} run now")
+        try:
+            result = self._execute(*job)
+        except SetupError:  # refused before anything was spent
+            if pool is not None:
+                pool.release(lease_id)
+            raise
+        except BaseException:
+            if pool is not None:
+                pool.abandon(lease_id)
+            raise
+        record = _record(self.config, job[0], job[1], job[2], job[3], result)
+        if pool is not None:
+            pool.settle(lease_id, usage_spent(record["usage"]))
+        if result.stop_reason == StopKind.CANCELLED.value:
+            return None
+        return record
+
+    def _execute(self, choice: StrategyChoice, b: int, item: QAItem, seed: int) -> Any:
+        from thrifty.workflows.runner import execute
+
+        config = self.config
+        settings = ModelSettings(temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
+        routing = config.routing
+
+        def go() -> Any:
+            return execute(
+                item.question,
+                model=config.model,
+                tools=self.tools,
+                budget=config.rule.budget(b),
+                pricing=config.pricing,
+                strategy=choice.spec(b),
+                settings=settings,
+                task=f"bench:{config.dataset.name}",
+                expected_answer=item.answers[0],
+                keep_trace=routing is not None,  # escalations are counted from the trace
+                routing=routing,
+            )
+
+        if config.simulated:
+            from thrifty.bench import sim
+
+            with sim.run_scope(f"{choice.label}|{b}|{item.id}|{seed}"):
+                return go()
+        return go()
+
+
 def run_grid(
     config: BenchConfig,
     results_path: str | Path,
     *,
     progress: bool = True,
     on_result: ProgressCallback | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    on_workers: Callable[[list[int]], None] | None = None,
+    keep_workers: bool = False,
+    gpus_per_worker: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Run every (seed, question, strategy, budget) not yet in ``results_path`` and append its record.
 
-    Returns all the records of the file (earlier ones included). Raises BenchError before running anything
-    if the file holds runs of another model; SetupError (from the runner) if the model or tools cannot be
-    used; KeyboardInterrupt after saving what finished.
-    """
-    from thrifty.workflows.runner import execute
+    ``executor="ray"`` spreads the runs over ``workers`` Ray workers (a local Ray started for the grid, or the
+    cluster at ``ray_address``); the records are written here, as they come back, exactly as by the local
+    executor (``on_workers`` is told the workers' process ids: for tests that kill one; ``keep_workers``
+    leaves them up for the next grid of this process, see ``thrifty.scale.ray_executor``;
+    ``gpus_per_worker`` asks Ray for GPUs for each worker, which loads a local model once and serves every run
+    placed on it). With
+    ``config.global_budget`` every run leases its worst case from one shared budget first.
 
+    Returns all the records of the file (earlier ones included). Raises BenchError before running anything
+    if the file holds runs of another model (or ScaleError if the executor cannot be used); SetupError (from
+    the runner) if the model or tools cannot be used; GlobalBudgetReached when the global budget stopped the
+    grid (finished runs kept); KeyboardInterrupt after saving what finished.
+    """
     if config.concurrency < 1:
         raise BenchError("concurrency must be >= 1")
+    if executor not in EXECUTORS:
+        raise BenchError(f"unknown executor {executor!r}: use local or ray")
     shard_k, shard_n = _checked_shard(*config.shard)
     path = Path(results_path)
     existing = _existing_results(path, config.model)
@@ -482,75 +669,124 @@ def run_grid(
         for b in config.budgets
     ]
     jobs = [job for job in grid if (job[0].label, job[1], job[2].id, job[3]) not in done]
+    reservations = _check_global(config, tools)
+    earlier = _earlier_spend(grid, existing) if config.global_budget is not None else {}
     total = len(grid)
     writer = _Writer(path)
     records = list(existing)
-    lock = threading.Lock()
     em_sum = [sum(float(r.get("em", 0)) for r in existing), len(existing)]
-
-    def run_one(choice: StrategyChoice, b: int, item: QAItem, seed: int) -> dict[str, Any] | None:
-        settings = ModelSettings(temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
-        scope_key = f"{choice.label}|{b}|{item.id}|{seed}"
-
-        def go() -> Any:
-            return execute(
-                item.question,
-                model=config.model,
-                tools=tools,
-                budget=config.rule.budget(b),
-                pricing=config.pricing,
-                strategy=choice.spec(b),
-                settings=settings,
-                task=f"bench:{config.dataset.name}",
-                expected_answer=item.answers[0],
-                keep_trace=False,
-            )
-
-        if config.simulated:
-            from thrifty.bench import sim
-
-            with sim.run_scope(scope_key):
-                result = go()
-        else:
-            result = go()
-        if result.stop_reason == StopKind.CANCELLED.value:
-            return None  # interrupted: not a result, rerun it next time
-        record = _record(config, choice, b, item, seed, result)
-        writer.write(record)
-        with lock:
-            records.append(record)
-            em_sum[0] += record["em"]
-            em_sum[1] += 1
-        if on_result is not None:
-            on_result(record)
-        return record
-
     bar = (
         _Progress(total, total - len(jobs), f"{config.dataset.name} · {config.model}")
         if progress and jobs
         else None
     )
 
-    def tick() -> None:
+    def on_done(job: Job, record: dict[str, Any] | None) -> None:
+        if record is None:
+            raise KeyboardInterrupt  # a cancelled run: stop, keeping what finished
+        writer.write(record)
+        records.append(record)
+        em_sum[0] += record["em"]
+        em_sum[1] += 1
+        if on_result is not None:
+            on_result(record)
         if bar is not None:
-            with lock:
-                em = f"{em_sum[0] / em_sum[1]:.3f}" if em_sum[1] else "-"
-            bar.advance(em)
+            bar.advance(f"{em_sum[0] / em_sum[1]:.3f}")
 
     try:
-        if config.concurrency == 1:
-            for job in jobs:
-                if run_one(*job) is None:
-                    raise KeyboardInterrupt
-                tick()
-        else:
-            _run_parallel(jobs, run_one, tick, config.concurrency)
+        left, snapshot = _dispatch(
+            config,
+            tools,
+            jobs,
+            (reservations, earlier),
+            on_done,
+            (executor, workers, ray_address),
+            (on_workers, keep_workers, gpus_per_worker),
+        )
     finally:
         if bar is not None:
             bar.stop()
     if shard_n > 1:  # other shards may have added to the file meanwhile: return all of it
-        return load_results(path)
+        records = load_results(path)
+    if left:
+        raise GlobalBudgetReached(records, len(left), snapshot)
     return records
+
+
+def _check_global(config: BenchConfig, tools: Sequence[Tool]) -> dict[int, dict[str, float]] | None:
+    """Each budget value's lease (None without a global budget); BenchError, before anything runs, when one
+    run's worst case is more than the whole global budget."""
+    from thrifty.budget.pool import lease_too_big
+
+    if config.global_budget is None:
+        return None
+    reservations = {b: run_reservation(config, b, tools) for b in config.budgets}
+    for b, amounts in reservations.items():
+        why = lease_too_big(config.global_budget, amounts)
+        if why is not None:
+            raise BenchError(
+                f"the global budget is smaller than one run's reservation at budget {b} ({why}): "
+                "raise the global budget or lower the run budgets"
+            )
+    return reservations
+
+
+def _earlier_spend(grid: list[Job], existing: list[dict[str, Any]]) -> dict[str, float]:
+    """What the grid's finished runs spent: a resumed grid's global budget counts it."""
+    keys = {(job[0].label, job[1], job[2].id, job[3]) for job in grid}
+    total: dict[str, float] = {}
+    for record in existing:
+        if _key(record) in keys:
+            for dim, value in usage_spent(record.get("usage") or {}).items():
+                total[dim] = total.get(dim, 0.0) + value
+    return total
+
+
+def _dispatch(
+    config: BenchConfig,
+    tools: list[Tool],
+    jobs: list[Job],
+    budgeting: tuple[dict[int, dict[str, float]] | None, dict[str, float]],
+    on_done: Callable[[Job, Any], None],
+    where: tuple[str, int | None, str | None],
+    hooks: tuple[Callable[[list[int]], None] | None, bool, float],
+) -> tuple[list[Job], dict[str, Any]]:
+    """Run ``jobs`` on the chosen executor; the jobs the global budget left unrun and its final reading."""
+    from functools import partial
+
+    from thrifty.budget.pool import BudgetPool
+
+    reservations, earlier = budgeting
+    executor, workers, ray_address = where
+    global_budget = config.global_budget
+    if executor == "local":
+        pool = BudgetPool(global_budget) if global_budget is not None else None
+        if pool is not None and earlier:
+            pool.record(earlier)
+        worker = GridWorker(config, pool, reservations, tools)
+        on_lost = pool.abandon if pool is not None else None
+        left = LocalExecutor(worker, config.concurrency).run(jobs, on_done, on_lost)
+        return left, pool.snapshot() if pool is not None else {}
+
+    from thrifty.scale.ray_executor import RayExecutor, RemotePool, cluster_cpus, import_ray, start_ray
+
+    started = start_ray(workers, ray_address)
+    remote: RemotePool | None = None
+    try:
+        if global_budget is not None:
+            remote = RemotePool.create(global_budget, earlier)
+        factory = partial(GridWorker, config, remote, reservations)  # each worker builds its own tools
+        count = workers or cluster_cpus()
+        ray_exec = RayExecutor(
+            factory, workers=count, on_start=hooks[0], keep_workers=hooks[1], gpus=hooks[2]
+        )
+        left = ray_exec.run(jobs, on_done, remote.abandon if remote is not None else None)
+        return left, remote.snapshot() if remote is not None else {}
+    finally:
+        if remote is not None:
+            remote.close()
+        if started:
+            import_ray().shutdown()
 
 
 def _existing_results(path: Path, model: str) -> list[dict[str, Any]]:
@@ -579,35 +815,9 @@ def _grid_tools(config: BenchConfig) -> list[Tool]:
         from thrifty.bench import sim
 
         try:
-            sim.SimParams.parse(config.model)
+            for model in config.models:
+                sim.SimParams.parse(model)
             sim.register_items(config.dataset.items, corpus)
         except sim.SimModelError as exc:
             raise BenchError(str(exc)) from None
     return list(tools)
-
-
-def _run_parallel(
-    jobs: list[tuple[StrategyChoice, int, QAItem, int]],
-    run_one: Callable[..., dict[str, Any] | None],
-    tick: Callable[[], None],
-    concurrency: int,
-) -> None:
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench")
-    pending: set[Future[dict[str, Any] | None]] = set()
-    queue = list(reversed(jobs))
-    try:
-        while queue or pending:
-            while queue and len(pending) < concurrency:
-                pending.add(pool.submit(run_one, *queue.pop()))
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                fut.result()  # re-raise a harness error
-                tick()
-    except BaseException:
-        # Ctrl-C or an error: schedule nothing more; runs in flight finish and are saved on the way out.
-        queue.clear()
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)

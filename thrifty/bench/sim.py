@@ -18,7 +18,17 @@ parameter  default  meaning
 ``bias``   0.1      over-confidence: added to the critic's score; probability that the verifier says
                     SUCCESS for a wrong answer
 ``seed``   0        base seed; every draw is seeded by (seed, a hash of the request, its repeat count)
+``cnoise`` 0.2      noise of the confidence a reply reports: 0.8 for a right answer or a move toward a gold
+                    paragraph, 0.3 for a wrong answer or a move toward a distractor, plus N(0, cnoise),
+                    clipped to [0.01, 0.99] (sent as token log-probabilities, which a cascade reads as a
+                    confidence signal); structured replies report none
+``pin``    0        price in dollars per million prompt tokens (the model is free unless priced)
+``pout``   0        price in dollars per million completion tokens
 =========  =======  ==========================================================================================
+
+Two simulated models with different skills and prices make a weak-and-cheap / strong-and-expensive pair for a
+cascade (``agent bench hotpotqa --model 'sim/p=0.5,q=0.6,pin=0.2,pout=0.6>sim/p=0.9,q=0.95,pin=5,pout=15'``).
+The new keys (``cnoise``, ``pin``, ``pout``) appear in the canonical name only when they are not the default.
 
 How it works. :func:`register_items` (called by the bench runner) gives it the questions with their gold
 paragraphs; a request is matched to its item by the question text found in the messages. A gold
@@ -31,7 +41,9 @@ prompt). The role is read from the request:
   second hop only after the first paragraph was observed (both at once for ``comparison`` questions, whose
   question names both) — else a distractor title from the item's own context paragraphs. It calls
   ``read(title)`` when the title was listed in a search result but its evidence not yet seen, else
-  ``search(query=title)``.
+  ``search(query=title)``. With the web tools (``web_search`` / ``read_url``, no ``search``) the same
+  moves go by URL: ``read_url(url)`` of the title's URL listed by a ``web_search``, else
+  ``web_search(query=title)``.
 * **answerer** (no tools, no ``response_format``): the gold answer with probability ``q`` if both gold
   paragraphs were observed; otherwise a guess: a title seen in a result (``yes``/``no`` at random for yes/no
   questions), or ``unknown``.
@@ -73,6 +85,7 @@ from typing import Any
 from thrifty.agents.structured import StructuredRole
 from thrifty.bench.datasets import QAItem
 from thrifty.bench.metrics import exact_match, normalize_answer
+from thrifty.budget import ModelPrice
 from thrifty.models import Provider, register_provider
 from thrifty.models._litellm import get_litellm
 from thrifty.models.protocol import content_text, message_field
@@ -82,6 +95,7 @@ get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
 from litellm.exceptions import BadRequestError  # noqa: E402
 from litellm.llms.custom_llm import CustomLLM  # noqa: E402
+from litellm.types.utils import ChatCompletionTokenLogprob, ChoiceLogprobs  # noqa: E402
 
 __all__ = [
     "SIM_DEFAULTS",
@@ -94,7 +108,18 @@ __all__ = [
     "run_scope",
 ]
 
-SIM_DEFAULTS: dict[str, float | int] = {"p": 0.7, "q": 0.8, "noise": 0.1, "bias": 0.1, "seed": 0}
+SIM_DEFAULTS: dict[str, float | int] = {
+    "p": 0.7,
+    "q": 0.8,
+    "noise": 0.1,
+    "bias": 0.1,
+    "seed": 0,
+    "cnoise": 0.2,
+    "pin": 0.0,
+    "pout": 0.0,
+}
+_OPTIONAL_KEYS = ("cnoise", "pin", "pout")  # named in the canonical model name only when not the default
+CONFIDENCE_RIGHT, CONFIDENCE_WRONG = 0.8, 0.3
 _PROB_KEYS = ("p", "q", "bias")
 
 
@@ -122,6 +147,9 @@ class SimParams:
     noise: float = 0.1
     bias: float = 0.1
     seed: int = 0
+    cnoise: float = 0.2
+    pin: float = 0.0
+    pout: float = 0.0
 
     @classmethod
     def parse(cls, name: str) -> SimParams:
@@ -150,15 +178,26 @@ class SimParams:
                 raise SimModelError(f"sim model '{name}': {key}={raw!r} is not {kind}") from None
             if key in _PROB_KEYS and not 0.0 <= value <= 1.0:
                 raise SimModelError(f"sim model '{name}': {key} must be in [0, 1] (got {raw})")
-            if key == "noise" and (value < 0 or math.isnan(value)):
-                raise SimModelError(f"sim model '{name}': noise must be >= 0 (got {raw})")
+            if key in ("noise", *_OPTIONAL_KEYS) and (value < 0 or math.isnan(value) or math.isinf(value)):
+                raise SimModelError(f"sim model '{name}': {key} must be >= 0 and finite (got {raw})")
             values[key] = value
         return cls(**values)
 
     @property
     def model(self) -> str:
         """The canonical model name, with every parameter spelled out."""
-        return f"sim/p={self.p:g},q={self.q:g},noise={self.noise:g},bias={self.bias:g},seed={self.seed}"
+        extra = "".join(
+            f",{key}={getattr(self, key):g}"
+            for key in _OPTIONAL_KEYS
+            if getattr(self, key) != SIM_DEFAULTS[key]
+        )
+        return (
+            f"sim/p={self.p:g},q={self.q:g},noise={self.noise:g},bias={self.bias:g},seed={self.seed}{extra}"
+        )
+
+    def price(self) -> ModelPrice:
+        """What a call costs (``pin`` / ``pout`` are dollars per million tokens)."""
+        return ModelPrice(input_per_token=self.pin / 1e6, output_per_token=self.pout / 1e6)
 
 
 # ------------------------------------------------------------------------------------------ gold data
@@ -237,6 +276,7 @@ def run_scope(key: str) -> Iterator[None]:
 
 # -------------------------------------------------------------------------------------- the request
 _TITLE_LINE = re.compile(r"^\s*Title:\s*(.+?)\s*$", re.MULTILINE)
+_TITLE_URL = re.compile(r"^\s*Title:\s*(.+?)\s*\n\s*URL:\s*(\S+)", re.MULTILINE)  # a web_search result
 _SECONDS = re.compile(r"seconds remaining: \d+")
 _RENDERED_CALL = re.compile(r"\b(\w+)\((\{[^\n]*?\})\)")
 
@@ -249,6 +289,7 @@ class _Request:
     all_text: str = ""
     seen_titles: list[str] = field(default_factory=list)
     queried: list[str] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)  # title -> URL, from web_search results
 
     def __post_init__(self) -> None:
         self.all_text = _norm("\n".join(m["content"] for m in self.messages))
@@ -256,6 +297,8 @@ class _Request:
             for title in _TITLE_LINE.findall(m["content"]):
                 if title not in self.seen_titles:
                     self.seen_titles.append(title)
+            for title, url in _TITLE_URL.findall(m["content"]):
+                self.urls.setdefault(title, url)
             calls = list(m["calls"])
             for name, raw in _RENDERED_CALL.findall(m["content"]):  # "> search({...})" in a pasted trajectory
                 with contextlib.suppress(json.JSONDecodeError):
@@ -351,6 +394,7 @@ def _request_hash(model: str, messages: list[dict[str, Any]], params: Mapping[st
 class _Out:
     content: str | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    confidence: float | None = None  # an answer's, reported as log-probabilities
 
 
 class _Sim:
@@ -389,6 +433,8 @@ class _Sim:
 
     def move(self, title: str, tools: Sequence[str], queried: Sequence[str]) -> tuple[str, dict[str, Any]]:
         evidence_seen = title in self.req.observed
+        if "search" not in tools and "web_search" in tools:  # the web tools: same moves, by URL
+            return self._web_move(title, tools, queried, evidence_seen)
         # Read a page listed by a search, or one a search for its title failed to surface (opened by name).
         if "read" in tools and not evidence_seen and (title in self.req.seen_titles or title in queried):
             return "read", {"title": title}
@@ -401,6 +447,18 @@ class _Sim:
         if "read" in tools:
             return "read", {"title": title}
         return self._generic_move(title)
+
+    def _web_move(
+        self, title: str, tools: Sequence[str], queried: Sequence[str], evidence_seen: bool
+    ) -> tuple[str, dict[str, Any]]:
+        url = self.req.urls.get(title)
+        if "read_url" in tools and url and not evidence_seen and url not in queried:
+            return "read_url", {"url": url}
+        query = title
+        if query in queried:
+            words = [w for w in re.findall(r"\w+", self.req.item.question) if len(w) > 3][:3]
+            query = " ".join([title, *words])
+        return "web_search", {"query": query}
 
     def _generic_move(self, title: str) -> tuple[str, dict[str, Any]]:
         for spec in self.req.params.get("tools") or []:
@@ -613,6 +671,18 @@ def _conform(obj: dict[str, Any], schema: Any) -> dict[str, Any]:
     return obj
 
 
+def _confidence(params: SimParams, item: QAItem, answer: str, seed_material: bytes) -> float:
+    """The confidence an answer reports: higher when it is right, with noise ``cnoise`` (its own random
+    stream, so the other draws are the same whatever it is)."""
+    return _draw_confidence(params, bool(exact_match(answer, item.answers)), seed_material)
+
+
+def _draw_confidence(params: SimParams, right: bool, seed_material: bytes) -> float:
+    rng = random.Random(int.from_bytes(hashlib.sha256(seed_material + b"|confidence").digest()[:8], "big"))
+    base = CONFIDENCE_RIGHT if right else CONFIDENCE_WRONG
+    return min(0.99, max(0.01, base + rng.gauss(0.0, params.cnoise)))
+
+
 # ---------------------------------------------------------------------------------------- provider
 def _usage_tokens(messages: list[dict[str, Any]], output: str) -> tuple[int, int]:
     prompt_text = "".join(m["content"] + "".join(n + json.dumps(a) for n, a in m["calls"]) for m in messages)
@@ -652,6 +722,7 @@ class SimProvider(CustomLLM):
         sim = _Sim(sim_params, req, rng)
 
         out: _Out
+        answer: str | None = None
         rf = params.get("response_format")
         if rf:
             spec = message_field(rf, "json_schema") or {}
@@ -669,7 +740,8 @@ class SimProvider(CustomLLM):
                 case StructuredRole.JUDGE:
                     obj = sim.judge()
                 case StructuredRole.FINAL_ANSWER:
-                    obj = {"answer": sim.answer()}
+                    answer = sim.answer()
+                    obj = {"answer": answer}
                 case StructuredRole.CANDIDATES:
                     obj = sim.candidates(schema if isinstance(schema, Mapping) else {})
                 case _:  # a role of a custom node: the smallest object the schema allows
@@ -678,8 +750,15 @@ class SimProvider(CustomLLM):
             out = _Out(content=json.dumps(_conform(obj, schema)))
         elif params.get("tools"):
             out = sim.actor()
+            answer = out.content if not out.calls else None
+            if out.calls:  # a move toward a gold paragraph is surer than one toward a distractor
+                useful = any(t in json.dumps(args) for _n, args in out.calls for t in gold.item.gold_titles)
+                out.confidence = _draw_confidence(sim_params, useful, seed_material)
         else:
             out = sim.answerer()
+            answer = out.content
+        if answer is not None:
+            out.confidence = _confidence(sim_params, gold.item, answer, seed_material)
         text = out.content or "".join(n + json.dumps(a) for n, a in out.calls)
         prompt_tokens, completion_tokens = _usage_tokens(parsed, text)
         cap = params.get("max_tokens")
@@ -705,6 +784,14 @@ class SimProvider(CustomLLM):
         out, (prompt_tokens, completion_tokens) = self.respond(model, messages, optional_params or {})
         choice = model_response.choices[0]
         choice.message.content = out.content
+        if out.confidence is not None:
+            choice.logprobs = ChoiceLogprobs(
+                content=[
+                    ChatCompletionTokenLogprob(
+                        token=out.content or "", logprob=math.log(out.confidence), top_logprobs=[]
+                    )
+                ]
+            )
         if out.calls:
             digest = hashlib.sha256(json.dumps([len(messages), out.calls], default=str).encode()).hexdigest()
             choice.message.tool_calls = [
@@ -731,5 +818,22 @@ class SimProvider(CustomLLM):
         return self.completion(*args, **kwargs)
 
 
+@dataclass(frozen=True)
+class _SimModels(Provider):
+    """The ``sim`` prefix: free unless its name sets a price (``pin`` / ``pout``) or Pricing does."""
+
+    def default_price(self, model: str) -> ModelPrice | None:
+        try:
+            return SimParams.parse(model).price()
+        except SimModelError:
+            return ModelPrice()
+
+    def validate(self, model: str, api_base: str | None = None) -> None:
+        try:
+            SimParams.parse(model)
+        except SimModelError as exc:
+            raise ValueError(str(exc)) from None
+
+
 # The simulated model is a provider like any other, registered by the bench (the core never names it).
-SIM_PROVIDER = register_provider(Provider("sim", handler=SimProvider, in_process=True, free=True))
+SIM_PROVIDER = register_provider(_SimModels("sim", handler=SimProvider, in_process=True, free=True))

@@ -100,6 +100,10 @@ class ModelReply(BaseModel):
     attempts: int = 1
     elapsed: float = 0.0
     max_tokens: int = 0
+    confidence: float | None = Field(
+        default=None,
+        description="The mean token probability of the reply, when the provider reported log-probabilities.",
+    )
 
     def assistant_message(self) -> dict[str, Any]:
         """The OpenAI-format assistant message to append to the conversation."""
@@ -170,6 +174,23 @@ def _answer_lost(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def _confidence(choice: Any) -> float | None:
+    """The mean token probability of a reply (``exp`` of the mean log-probability of its content tokens),
+    or None when the provider reported no log-probabilities."""
+    logprobs = getattr(choice, "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if content is None and isinstance(logprobs, dict):
+        content = logprobs.get("content")
+    values: list[float] = []
+    for token in content or []:
+        value = token.get("logprob") if isinstance(token, dict) else getattr(token, "logprob", None)
+        if isinstance(value, int | float) and math.isfinite(value):
+            values.append(float(value))
+    if not values:
+        return None
+    return math.exp(sum(values) / len(values))
 
 
 class UsageRatios:
@@ -255,6 +276,18 @@ class Gateway:
         self.api_base = api_base
         self._prices: dict[str, ModelPrice] = {}
         self._call_seconds: dict[str, float] = {}  # moving average of call durations, per model
+
+    def spawn(self, ledger: Ledger) -> Gateway:
+        """A Gateway with the same settings on another ledger (a branch, a sample, a sub-agent)."""
+        return Gateway(
+            ledger,
+            self.pricing,
+            retries=self.retries,
+            backoff=self.backoff,
+            default_max_tokens=self.default_max_tokens,
+            api_base=self.api_base,
+            ratios=self.ratios,
+        )
 
     # ------------------------------------------------------------------------------------ checks
     def check_model(self, model: str) -> ModelPrice:
@@ -484,6 +517,7 @@ class Gateway:
         ]
         return ModelReply(
             model=model,
+            confidence=_confidence(choice),
             content=message.content,
             tool_calls=calls,
             finish_reason=choice.finish_reason,

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,12 @@ import litellm  # noqa: E402
 from litellm.exceptions import BadRequestError, ContextWindowExceededError  # noqa: E402
 
 __all__ = [
+    "BATCH_WINDOW_ENV",
     "DEFAULT_CONTEXT_WINDOW",
     "DEFAULT_MAX_TOKENS",
     "DEVICE_ENV",
     "HF_EXTRA_HINT",
+    "MAX_BATCH_ENV",
     "N_THREADS_ENV",
     "HFExtraMissingError",
     "HFModelError",
@@ -86,6 +89,13 @@ DEVICE_ENV = "THRIFTY_HF_DEVICE"
 
 #: If set, torch's intra-op thread count when a model is loaded (shared machines: see local.py's note).
 N_THREADS_ENV = "THRIFTY_HF_N_THREADS"
+#: Dynamic batching: how long (seconds) the first of several concurrent requests for one model waits for
+#: others to join its batch, and the largest batch. ``THRIFTY_HF_BATCH_WINDOW=0`` and ``..._MAX_BATCH=1``
+#: serve requests one at a time.
+BATCH_WINDOW_ENV = "THRIFTY_HF_BATCH_WINDOW"
+MAX_BATCH_ENV = "THRIFTY_HF_MAX_BATCH"
+DEFAULT_BATCH_WINDOW = 0.005
+DEFAULT_MAX_BATCH = 16
 
 #: config.json keys that hold the trained context length, most common first.
 _CONTEXT_KEYS = (
@@ -199,9 +209,11 @@ def resolve_model_path(model_name: str) -> Path:
 
 
 def ensure_available(model_name: str) -> Path:
-    """Cheap pre-flight check for the Gateway: the model resolves and the ``hf`` extra is installed.
+    """Cheap pre-flight check for the Gateway: the model resolves, the ``hf`` extra is installed, and a device
+    named in ``THRIFTY_HF_DEVICE`` (``cuda``, ``mps``) is there.
 
-    Uses ``find_spec`` so torch is not imported (seconds) just to validate a model name.
+    Uses ``find_spec`` so torch is not imported (seconds) just to validate a model name, unless a device
+    other than the CPU is asked for.
     """
     import importlib.util
 
@@ -209,6 +221,9 @@ def ensure_available(model_name: str) -> Path:
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
             raise HFExtraMissingError(f"package `{package}` is not installed; {HF_EXTRA_HINT}")
+    if os.environ.get(DEVICE_ENV, "").strip().lower() not in ("", "cpu"):
+        # An accelerator asked for by name must exist: refused here, before anything is spent.
+        _select_device(_import_torch())
     return path
 
 
@@ -268,13 +283,15 @@ class _Tokenizer:
 
 @dataclass
 class _Loaded:
-    """A loaded model on one device, the lock that serialises generation on it, and its context size."""
+    """A loaded model on one device, its context size, and the batcher that serves its requests (made under
+    ``lock``)."""
 
     model: Any
     tok: _Tokenizer
     device: str
     lock: threading.Lock
     context: int
+    batcher: _Batcher | None = None
 
 
 _tokenizers: dict[str, _Tokenizer] = {}
@@ -581,7 +598,7 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
     reproducible unless sampling is asked for; ``top_p`` and ``seed`` then only matter when sampling.
     """
     loaded = _load(model_name)
-    torch = _import_torch()
+    _import_torch()
     rendered, plan, wants_json = _prepare(messages, optional_params)
     prompt = _prompt_ids(loaded.tok, rendered)
     if len(prompt) >= loaded.context:
@@ -624,16 +641,8 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
         config.stop_strings = stops
         extra["tokenizer"] = tokenizer  # generate() needs it to match stop strings across tokens
 
-    input_ids = torch.tensor([prompt], dtype=torch.long, device=loaded.device)
-    attention_mask = torch.ones_like(input_ids)
-    with loaded.lock:
-        if seed is not None:
-            torch.manual_seed(int(seed))  # seeds every device's generator too
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **extra
-            )
-    new_ids = [int(i) for i in output[0, len(prompt) :].tolist()]
+    job = _Job(prompt=prompt, max_new=max_new, config=config, extra=extra, seed=seed, eos=eos)
+    new_ids = _batcher(loaded).run(job)
     with loaded.tok.lock:
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
     finish = "stop"
@@ -652,6 +661,145 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
         "prompt_tokens": len(prompt),
         "completion_tokens": len(new_ids),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Dynamic batching: concurrent requests for one model share a generate() call
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """One request waiting for its tokens: its prompt and generation settings, then its result."""
+
+    prompt: list[int]
+    max_new: int
+    config: Any  # its GenerationConfig (max_new_tokens = max_new)
+    extra: dict[str, Any]
+    seed: Any
+    eos: list[int]
+    new_ids: list[int] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def key(self) -> tuple[Any, ...] | None:
+        """Requests with the same key can share a batch; None: served alone (a seed must make its own draw
+        reproducible, whatever else is in flight)."""
+        if self.seed is not None:
+            return None
+        c = self.config
+        stops = tuple(getattr(c, "stop_strings", None) or ())
+        return (c.do_sample, c.temperature, c.top_p, c.top_k, stops, tuple(self.eos))
+
+
+class _Batcher:
+    """Serves a model's requests in batches: the first request to arrive leads, waits ``window`` seconds for
+    others, then runs every compatible waiting request (left-padded to one length, with an attention mask)
+    in one ``generate()``, and goes on with whatever queued meanwhile until nothing is waiting. Greedy
+    results equal unbatched ones up to floating-point differences from padding."""
+
+    def __init__(self, loaded: _Loaded, window: float, max_batch: int) -> None:
+        self.loaded = loaded
+        self.window = window
+        self.max_batch = max(1, max_batch)
+        self.cond = threading.Condition()
+        self.queue: list[_Job] = []
+        self.leading = False
+        self.batches: list[int] = []  # the size of each batch run (for tests and the benchmark)
+
+    def run(self, job: _Job) -> list[int]:
+        with self.cond:
+            self.queue.append(job)
+            while not job.done and self.leading:
+                self.cond.wait()
+            if not job.done:
+                self.leading = True
+        if not job.done:
+            self._lead()
+        if job.error is not None:
+            raise job.error
+        assert job.new_ids is not None
+        return job.new_ids
+
+    def _lead(self) -> None:
+        if self.window > 0 and self.max_batch > 1:
+            time.sleep(self.window)
+        while True:
+            with self.cond:
+                batch = self._take()
+                if not batch:
+                    self.leading = False
+                    self.cond.notify_all()
+                    return
+            try:
+                self._generate(batch)
+            except BaseException as exc:  # every request of the batch gets the error (each is charged)
+                for job in batch:
+                    job.error = exc
+            with self.cond:
+                for job in batch:
+                    job.done = True
+                self.cond.notify_all()
+
+    def _take(self) -> list[_Job]:
+        if not self.queue:
+            return []
+        first = self.queue[0]
+        key = first.key()
+        batch = [first] if key is None else [j for j in self.queue if j.key() == key][: self.max_batch]
+        self.queue = [j for j in self.queue if all(j is not b for b in batch)]
+        self.batches.append(len(batch))
+        return batch
+
+    def _generate(self, batch: list[_Job]) -> None:
+        torch = _import_torch()
+        loaded = self.loaded
+        width = max(len(j.prompt) for j in batch)
+        config = copy.copy(batch[0].config)
+        config.max_new_tokens = max(j.max_new for j in batch)
+        pad = config.pad_token_id if config.pad_token_id is not None else (batch[0].eos or [0])[0]
+        if len(batch) > 1:
+            config.pad_token_id = pad
+        ids = [[pad] * (width - len(j.prompt)) + j.prompt for j in batch]
+        mask = [[0] * (width - len(j.prompt)) + [1] * len(j.prompt) for j in batch]
+        input_ids = torch.tensor(ids, dtype=torch.long, device=loaded.device)
+        attention_mask = torch.tensor(mask, dtype=torch.long, device=loaded.device)
+        if batch[0].seed is not None:
+            torch.manual_seed(int(batch[0].seed))  # seeds every device's generator too
+        with torch.inference_mode():
+            output = loaded.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **batch[0].extra
+            )
+        for row, job in enumerate(batch):
+            new = [int(i) for i in output[row, width:].tolist()]
+            if len(batch) > 1:  # a row that finished early is padded after its end of sequence
+                end = next((i + 1 for i, t in enumerate(new) if t in job.eos), len(new))
+                new = new[:end]
+                while new and new[-1] == pad and pad not in job.eos:  # stopped early on a stop string
+                    new.pop()
+            job.new_ids = new[: job.max_new]
+
+
+def _batcher(loaded: _Loaded) -> _Batcher:
+    with loaded.lock:
+        if loaded.batcher is None:
+            window = _env_float(BATCH_WINDOW_ENV, DEFAULT_BATCH_WINDOW)
+            size = int(_env_float(MAX_BATCH_ENV, DEFAULT_MAX_BATCH))
+            loaded.batcher = _Batcher(loaded, window, size)
+        return loaded.batcher
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HFModelError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise HFModelError(f"{name}={raw!r} must be >= 0")
+    return value
 
 
 # --------------------------------------------------------------------------------------------------

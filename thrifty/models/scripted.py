@@ -39,6 +39,9 @@ class ScriptedReply:
     prompt_tokens: int = 10
     completion_tokens: int = 5
     cached_tokens: int = 0
+    confidence: float | None = None
+    """Reported as token log-probabilities (one token whose probability is this), as providers do when
+    asked for ``logprobs``; None: no log-probabilities."""
 
 
 @dataclass
@@ -161,6 +164,15 @@ def build_response(reply_: ScriptedReply, model_response: Any, model: str) -> An
         choice.finish_reason = "tool_calls"
     else:
         choice.finish_reason = "stop"
+    if reply_.confidence is not None:
+        import math
+
+        from litellm.types.utils import ChatCompletionTokenLogprob, ChoiceLogprobs
+
+        logprob = math.log(max(reply_.confidence, 1e-12))
+        choice.logprobs = ChoiceLogprobs(
+            content=[ChatCompletionTokenLogprob(token=reply_.content or "", logprob=logprob, top_logprobs=[])]
+        )
     usage = litellm.Usage(
         prompt_tokens=reply_.prompt_tokens,
         completion_tokens=reply_.completion_tokens,

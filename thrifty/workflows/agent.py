@@ -20,6 +20,7 @@ from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
 from thrifty.memory import Memory, Scope
 from thrifty.models import NamedModel, model_name
+from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.models.settings import (
     DEFAULT_MODEL,
     DEFAULT_REPLY_TOKENS,
@@ -38,6 +39,10 @@ from thrifty.workflows.strategies import STRATEGIES
 
 class Agent:
     """A reusable agent configuration. Each :meth:`run` gets a fresh Ledger for its budget.
+
+    ``models``: several models, cheapest first (the run starts on the cheapest and escalates as
+    ``escalation`` says); ``roles``: a model or a cascade per role (``{"verifier": "openai/gpt-4o"}``); see
+    :mod:`thrifty.models.routing`. A role name that does not exist is a ValueError here.
 
     ``api_base``: the OpenAI-compatible server a remote model is called at (``model="openai/<name>"``, the key
     from ``OPENAI_API_KEY``).
@@ -67,9 +72,28 @@ class Agent:
         memory_scope: Scope | Mapping[str, str] | None = None,
         memory_budget: Budget | None = None,
         memory_mode: MemoryMode = "context",
+        models: Sequence[str | NamedModel] | None = None,
+        roles: dict[str, str | NamedModel | Sequence[str | NamedModel]] | None = None,
+        escalation: EscalationPolicy | dict[str, Any] | None = None,
         **strategy_options: Any,
     ) -> None:
         self.model = model_name(model)  # a name, or a model object such as a ScriptedModel
+        self.routing: Routing | None = None
+        if models is not None or roles:
+            named: dict[str, str | list[str]] = {}
+            for role, chosen in (roles or {}).items():
+                named[role] = (
+                    model_name(chosen)
+                    if isinstance(chosen, str | NamedModel)
+                    else [model_name(m) for m in chosen]
+                )
+            self.routing = Routing(
+                models=[model_name(m) for m in models] if models is not None else [self.model],
+                roles=named,
+                escalation=EscalationPolicy.model_validate(escalation or {})
+                if not isinstance(escalation, EscalationPolicy)
+                else escalation,
+            )
         self.tools = list(tools)
         self.budget = budget or Budget()
         self.builder: Callable[[Any], Any] | None = None
@@ -124,6 +148,7 @@ class Agent:
             store=self.store,
             builder=self.builder,
             memory=memory,
+            routing=self.routing,
         )
 
     @property

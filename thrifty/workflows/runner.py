@@ -6,22 +6,24 @@ inside a node, a Ctrl-C, or a budget stop still yields the best answer so far an
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import ModelSettings, RunContext
-from thrifty.agents.events import TraceEvent
+from thrifty.agents.events import EscalationEvent, TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
 from thrifty.models.gateway import Gateway, ModelError
+from thrifty.models.routing import Escalation, RoutedGateway, Routing
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
-from thrifty.workflows.memory import MemorySetup, setup_from_spec
+from thrifty.workflows.memory import MemorySetup, MemoryUse, setup_from_spec
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
-from thrifty.workflows.spec import StrategySpec, TaskSpec
+from thrifty.workflows.spec import WEB_TOOLS, StrategySpec, TaskSpec, web_tool
 from thrifty.workflows.strategies import get_builder
 
 TraceCallback = Callable[[TraceEvent], None]
@@ -48,6 +50,8 @@ def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
             if not isinstance(obj, Tool):
                 raise SetupError(f"tool '{ts.name}' is not a @tool-decorated function")
             tools.append(obj)
+        elif ts.name in WEB_TOOLS:
+            tools.append(web_tool(ts))
         else:
             options = {"k": ts.k} if ts.k else {}
             registry = builtin_tools(corpus, **options)
@@ -77,6 +81,7 @@ def execute(
     builder: Callable[[dict[str, Any]], Any] | None = None,
     on_store_error: StoreErrorCallback | None = None,
     memory: MemorySetup | None = None,
+    routing: Routing | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
 
@@ -87,22 +92,34 @@ def execute(
     the tools or the strategy's options cannot be used. With a ``store`` the run is recorded as it goes
     (its row at the start, each charge as it settles); a store that fails never costs the run: it is
     reported to ``on_store_error`` and the result is returned all the same.
+
+    ``routing``: several models (a cascade and/or a model per role, :mod:`thrifty.models.routing`); the run
+    then starts on the cheapest, ``model`` is ignored, and each escalation is an ``escalation`` trace event.
     """
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway = Gateway(
-        ledger, pricing, retries=settings.retries if retries is None else retries, api_base=settings.api_base
+    gateway_options: dict[str, Any] = {
+        "retries": settings.retries if retries is None else retries,
+        "api_base": settings.api_base,
+    }
+    gateway = (
+        Gateway(ledger, pricing, **gateway_options)
+        if routing is None
+        else RoutedGateway(ledger, pricing, routing=routing, **gateway_options)
     )
-    memory_use = memory.start(question, ledger) if memory is not None else None
-    if memory_use is not None:
-        system_prompt = memory_use.system_prompt(system_prompt)
-        tools = [*tools, *memory_use.tools()]
+    memory_use = None
     try:
-        gateway.check_model(model)
+        if isinstance(gateway, RoutedGateway):
+            gateway.check_models()  # every model of every cascade, before anything is spent
+            model = gateway.entry
+        else:
+            gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
+        # Memory recalls after the checks: nothing is spent on a run that cannot start.
+        memory_use, system_prompt, tools = _start_memory(memory, question, ledger, system_prompt, tools)
         runner = ToolRunner(list(tools), ledger, pricing)  # refuses duplicate tool names
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
@@ -115,6 +132,20 @@ def execute(
         raise SetupError(
             f"strategy '{strategy.name}' failed to build its graph: {type(exc).__name__}: {exc}"
         ) from None
+    emitted: list[TraceEvent] = []  # the order events were told in, to place escalations in the trace
+
+    def told(event: TraceEvent) -> None:
+        emitted.append(event)
+        if on_trace is not None:
+            on_trace(event)
+
+    if isinstance(gateway, RoutedGateway):
+
+        def escalated(record: Escalation) -> None:
+            step = next((e.step for e in reversed(emitted) if not isinstance(e, EscalationEvent)), 0)
+            told(EscalationEvent(step=step, **record.to_dict()))
+
+        gateway.state.listeners.append(escalated)
     ctx = RunContext(
         ledger=ledger,
         gateway=gateway,
@@ -126,7 +157,7 @@ def execute(
         max_steps=strategy.max_steps,
         keep_observations=strategy.keep_observations,
         system_extra=system_prompt,
-        on_trace=on_trace,
+        on_trace=told,
     )
     run_id = uuid.uuid4().hex[:12]
     strategy_label = strategy.name + ("" if strategy.tracker or strategy.name != "react" else "(no tracker)")
@@ -138,7 +169,7 @@ def execute(
         task=task,
         question=question,
         strategy=strategy_label,
-        model=model,
+        model=routing.label() if routing is not None else model,
     )
     state: dict[str, Any] = {"question": question, "messages": [], "trace": [], "step": 0}
     error: str | None = None
@@ -170,14 +201,14 @@ def execute(
         answer=answer,
         stop_reason=reason or stop_reason(StopKind.COMPLETED),
         strategy=strategy_label,
-        model=model,
+        model=routing.label() if routing is not None else model,
         budget=ledger.budget.limits(),
         usage=Usage.from_ledger(ledger),
         cost=Cost.from_ledger(ledger),
         steps=int(state.get("step") or 0),
         error=_scrubbed_error(error or state.get("error")),
         expected_answer=expected_answer,
-        trace=list(state.get("trace") or []) if keep_trace else [],
+        trace=_with_escalations(list(state.get("trace") or []), emitted) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
         memory=list(memory_use.reports) if memory_use is not None else [],
@@ -185,6 +216,40 @@ def execute(
     if recorder is not None:
         _finish_recording(recorder, ledger, result, on_store_error)
     return result
+
+
+def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
+    """The state's trace with each escalation event placed before the first entry told after it."""
+    escalations = [(i, e) for i, e in enumerate(emitted) if isinstance(e, EscalationEvent)]
+    if not escalations:
+        return trace
+    position = {id(e): i for i, e in enumerate(emitted)}
+    merged: list[Any] = []
+    waiting = list(escalations)
+    for entry in trace:
+        told_at = position.get(id(entry))
+        if told_at is None:
+            told_at = next((i for i, e in enumerate(emitted) if e == entry), None)
+        while waiting and told_at is not None and waiting[0][0] < told_at:
+            merged.append(waiting.pop(0)[1])
+        merged.append(entry)
+    merged.extend(e for _, e in waiting)
+    return merged
+
+
+def _start_memory(
+    memory: MemorySetup | None,
+    question: str,
+    ledger: Ledger,
+    system_prompt: str | None,
+    tools: Sequence[Tool],
+) -> tuple[MemoryUse | None, str | None, Sequence[Tool]]:
+    """The run's memory (recalled now in context mode), the system prompt with its block, the tools with
+    the ``recall`` tool in tool mode; unchanged without memory."""
+    if memory is None:
+        return None, system_prompt, tools
+    use = memory.start(question, ledger)
+    return use, use.system_prompt(system_prompt), [*tools, *use.tools()]
 
 
 def _store_failed(on_error: StoreErrorCallback | None, exc: Exception) -> None:
@@ -261,6 +326,42 @@ def run_task(
         memory = setup_from_spec(spec.memory, spec.base_dir) if spec.memory is not None else None
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
+    with open_mcp_servers(spec) as mcp_tools:
+        return _run_spec(
+            spec, [*tools, *mcp_tools], pricing, builder, on_trace, store, ledger, on_store_error, memory
+        )
+
+
+@contextlib.contextmanager
+def open_mcp_servers(spec: TaskSpec) -> Iterator[list[Tool]]:
+    """Start the task's MCP servers and yield their tools; stop them after. SetupError when one cannot
+    start (a bad command, a timeout, a tool with an invalid schema)."""
+    from thrifty.tools.mcp import MCPStartupError, connect_mcp
+
+    connections: list[Any] = []
+    try:
+        for server in spec.mcp_servers:
+            try:
+                connections.append(connect_mcp(server.config(spec.base_dir)))
+            except (MCPStartupError, ValueError, OSError) as exc:
+                raise SetupError(f"mcp_servers: {exc}") from None
+        yield [tool for connection in connections for tool in connection.tools]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _run_spec(
+    spec: TaskSpec,
+    tools: list[Tool],
+    pricing: Pricing,
+    builder: Any,
+    on_trace: TraceCallback | None,
+    store: bool,
+    ledger: Ledger | None,
+    on_store_error: StoreErrorCallback | None,
+    memory: MemorySetup | None = None,
+) -> RunResult:
     target = spec.store_target() if store else None
     return execute(
         spec.rendered_question(),
@@ -280,4 +381,5 @@ def run_task(
         builder=builder,
         on_store_error=on_store_error,
         memory=memory,
+        routing=spec.routing(),
     )

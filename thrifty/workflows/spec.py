@@ -24,10 +24,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
+from thrifty.models.routing import ROLES, EscalationPolicy, Routing
 from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 from thrifty.workflows.imports import BadReference, check_reference, import_object, split_reference
 from thrifty.workflows.options import StrategyOptionsError, parse_options
@@ -47,7 +49,7 @@ from thrifty.workflows.yaml_input import (
     yaml_issue,
 )
 
-BUILTIN_TOOLS = ("search", "read", "calculator")
+BUILTIN_TOOLS = ("search", "read", "calculator", "web_search", "read_url")
 CORPUS_TOOLS = ("search", "read")
 BUILTIN_CORPORA = {"builtin:hotpotqa": "hotpotqa"}
 
@@ -71,10 +73,62 @@ class ToolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        description="A built-in tool (search, read, calculator) or 'module:function' of a @tool."
+        description="A built-in tool (search, read, calculator, web_search, read_url) or 'module:function' "
+        "of a @tool."
     )
-    k: PositiveInt | None = Field(default=None, description="search only: passages returned per query.")
+    k: PositiveInt | None = Field(
+        default=None, description="search / web_search only: passages or results returned per query."
+    )
     price: float | None = Field(default=None, ge=0, description="Dollars per call (overrides the default).")
+    # web_search only
+    provider: str | None = Field(
+        default=None,
+        description="web_search only: LiteLLM search provider (duckduckgo, searxng, tavily, brave, exa_ai, "
+        "serper, ...); its key is read from the environment (TAVILY_API_KEY, ...). Default duckduckgo.",
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="web_search only: providers tried in order when the ones before fail.",
+    )
+    api_bases: dict[str, str] = Field(
+        default_factory=dict,
+        description="web_search only: provider -> base URL (a self-hosted SearXNG, a proxy).",
+    )
+    # read_url (and web_search: timeout)
+    timeout: float | None = Field(
+        default=None, gt=0, description="web_search / read_url: seconds one request may take."
+    )
+    max_bytes: PositiveInt | None = Field(
+        default=None, description="read_url only: bytes of a page read at most."
+    )
+    allow_private: bool = Field(
+        default=False, description="read_url only: reach private, loopback and link-local addresses too."
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="read_url only: hosts, addresses or networks (10.0.0.0/8) allowed even when private.",
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_the_tool(self) -> ToolSpec:
+        own = {
+            "provider": ("web_search",),
+            "fallbacks": ("web_search",),
+            "api_bases": ("web_search",),
+            "timeout": ("web_search", "read_url"),
+            "max_bytes": ("read_url",),
+            "allow_private": ("read_url",),
+            "allow_hosts": ("read_url",),
+        }
+        for option in sorted(self.model_fields_set & own.keys()):
+            if self.name not in own[option]:
+                raise ValueError(
+                    _fix(
+                        f"'{option}' is not an option of tool '{short(self.name)}'",
+                        f"remove it; it belongs to {' / '.join(own[option])}",
+                    )
+                )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -90,6 +144,78 @@ class ToolSpec(BaseModel):
             )
         split_reference(value)
         return value
+
+
+class MCPServerSpec(BaseModel):
+    """An MCP server whose tools the agent may call: a stdio command or a streamable HTTP URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", description="A label for the server.")
+    command: list[str] | None = Field(
+        default=None,
+        description="stdio: the program and its arguments, e.g. [python, server.py]; it runs in the task "
+        "file's folder.",
+    )
+    url: str | None = Field(
+        default=None, description="Streamable HTTP: the server's URL, e.g. http://host/mcp."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables.")
+    tools: list[str] | None = Field(default=None, description="Expose only these tools (the server's names).")
+    prefix: str = Field(
+        default="", pattern=r"^[A-Za-z0-9_-]{0,20}$", description="Put before each tool's name (e.g. wiki_)."
+    )
+    price: float | None = Field(default=None, ge=0, description="Dollars per call of each of its tools.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds one call may take.")
+    startup_timeout: float = Field(default=30.0, gt=0, description="Seconds to start and list its tools.")
+    retries: int = Field(
+        default=0, ge=0, le=5, description="Extra attempts after a failed call (each charged)."
+    )
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import shlex
+
+            return shlex.split(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSpec:
+        if bool(self.command) == bool(self.url):
+            raise ValueError(
+                _fix(
+                    f"MCP server '{self.name}' needs exactly one of command or url",
+                    "give command: [program, args...] for a stdio server, or url: http://.../mcp",
+                )
+            )
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(
+                _fix(f"MCP server '{self.name}': url must be http(s)", "write http://host:port/mcp")
+            )
+        return self
+
+    def config(self, base_dir: Path) -> Any:
+        """The :class:`thrifty.tools.mcp.MCPServerConfig` (relative paths resolved against ``base_dir``)."""
+        from thrifty.tools.mcp import MCPServerConfig
+
+        command = list(self.command or [])
+        if command and not Path(command[0]).is_absolute() and (base_dir / command[0]).is_file():
+            command[0] = str(base_dir / command[0])  # a program shipped beside the task file
+        return MCPServerConfig(
+            self.name,
+            command=command,
+            url=self.url,
+            env=self.env or None,
+            cwd=str(base_dir) if command else None,
+            tools=self.tools,
+            prefix=self.prefix,
+            price=self.price,
+            timeout=self.timeout,
+            startup_timeout=self.startup_timeout,
+            retries=self.retries,
+        )
 
 
 class StrategySpec(BaseModel):
@@ -290,7 +416,24 @@ class TaskSpec(BaseModel):
     model: str = Field(
         default=DEFAULT_MODEL, description="LiteLLM model name (openai/gpt-4o-mini, ...) or local/smollm2."
     )
+    models: list[str] | None = Field(
+        default=None,
+        description="Several models, cheapest first: the run starts on the cheapest and escalates "
+        "(thrifty.models.routing). Replaces `model`.",
+    )
+    roles: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="A model (or a cascade) per role: planner, solver, verifier, judge, critic, memory.",
+    )
+    escalation: EscalationPolicy = Field(
+        default_factory=EscalationPolicy,
+        description="When a call moves up the cascade (scope: step, node or run; the signals; min_confidence).",
+    )
     tools: list[ToolSpec] = Field(default_factory=list)
+    mcp_servers: list[MCPServerSpec] = Field(
+        default_factory=list,
+        description="MCP servers whose tools the agent may call, each a thrifty tool under the budget.",
+    )
     corpus: str | None = Field(
         default=None,
         validate_default=True,
@@ -340,6 +483,35 @@ class TaskSpec(BaseModel):
     @classmethod
     def _model_name(cls, value: str) -> str:
         return check_model_name(value)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(_fix("`models` is empty", "list at least one model, cheapest first"))
+        if len(set(value)) != len(value):
+            raise ValueError(_fix("`models` names a model twice", "list each model once"))
+        return [check_model_name(m) for m in value]
+
+    @field_validator("roles")
+    @classmethod
+    def _role_models(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for role, models in value.items():
+            if role not in ROLES:
+                raise ValueError(_fix(f"unknown role '{short(role)}'", f"use one of {', '.join(ROLES)}"))
+            for m in [models] if isinstance(models, str) else models:
+                check_model_name(m)
+            if isinstance(models, list) and not models:
+                raise ValueError(_fix(f"role '{role}' names no model", "give a model or a list of models"))
+        return value
+
+    def routing(self) -> Routing | None:
+        """The run's models when the task names several (``models:`` or ``roles:``), else None."""
+        if self.models is None and not self.roles:
+            return None
+        return Routing(models=self.models or [self.model], roles=self.roles, escalation=self.escalation)
 
     @field_validator("question")
     @classmethod
@@ -652,6 +824,7 @@ def check_resources(
         first.setdefault(tool.name, i)
 
     issues += _check_corpus(spec, root)
+    issues += _check_mcp(spec, root)
 
     strategy = spec.strategy.name
     builder = None
@@ -672,7 +845,47 @@ def check_resources(
     for i, tool in enumerate(spec.tools):
         if ":" in tool.name:
             _check_reference(spec, tool.name, ("tools", i), "tool", import_references, add)
+        elif tool.name in WEB_TOOLS:
+            try:
+                web_tool(tool)
+            except ValueError as exc:
+                text = str(exc)
+                message, _, fix = text.removesuffix(")").rpartition(" (fix: ")
+                if not message:
+                    message, fix = text, "set the key in the environment, or choose another provider"
+                add(("tools", i), message, fix)
     return issues
+
+
+WEB_TOOLS = ("web_search", "read_url")
+
+
+def web_tool(spec: ToolSpec) -> Any:
+    """The web_search or read_url tool a ToolSpec describes; ValueError (with its fix) when it cannot be
+    built (an unknown provider, a missing key, a bad option)."""
+    from thrifty.tools.web import READ_URL_MAX_BYTES, WEB_TIMEOUT, make_read_url
+    from thrifty.tools.web_search import WEB_SEARCH_K
+
+    if spec.name == "read_url":
+        return make_read_url(
+            allow_private=spec.allow_private,
+            allow_hosts=spec.allow_hosts,
+            price=spec.price,
+            max_bytes=spec.max_bytes or READ_URL_MAX_BYTES,
+            timeout=spec.timeout or WEB_TIMEOUT,
+        )
+    from thrifty.models.search import LiteLLMSearch
+    from thrifty.tools.web_search import DEFAULT_PROVIDER, make_web_search
+
+    return make_web_search(
+        LiteLLMSearch(),
+        spec.provider or DEFAULT_PROVIDER,
+        k=spec.k or WEB_SEARCH_K,
+        fallbacks=spec.fallbacks,
+        api_bases=spec.api_bases,
+        price=spec.price,
+        timeout=spec.timeout or WEB_TIMEOUT,
+    )
 
 
 def _check_reference(
@@ -711,6 +924,39 @@ def _check_reference(
         add(loc, f"strategy '{short(ref)}' is not callable", "name a function that builds the graph")
         return None
     return obj
+
+
+def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
+    """A stdio MCP server's program must exist (the server itself is started by the run)."""
+    import shutil
+
+    issues: list[Issue] = []
+    names: set[str] = set()
+    for i, server in enumerate(spec.mcp_servers):
+        loc = ("mcp_servers", i)
+        if server.name in names:
+            issues.append(
+                Issue(
+                    _line_of(root, loc),
+                    f"mcp_servers.{i}",
+                    f"MCP server '{server.name}' is listed twice",
+                    "rename one",
+                )
+            )
+        names.add(server.name)
+        if not server.command:
+            continue
+        program = server.config(spec.base_dir).command[0]
+        if shutil.which(program) is None and not Path(program).is_file():
+            issues.append(
+                Issue(
+                    _line_of(root, (*loc, "command")),
+                    f"mcp_servers.{i}.command",
+                    f"MCP server '{server.name}': program '{short(program)}' not found",
+                    "install it, or give its full path (a relative path is relative to the task file)",
+                )
+            )
+    return issues
 
 
 def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:

@@ -1,0 +1,769 @@
+"""Several models in one run: a model per role, a cascade from cheap to strong, escalation and failover.
+
+A run names its models with :class:`Routing`::
+
+    Routing(
+        models=["local/smollm2", "openai/gpt-4o-mini"],      # the cascade, cheapest first
+        roles={"verifier": "openai/gpt-4o-mini"},            # a role on its own model (or its own cascade)
+        escalation=EscalationPolicy(scope="step", min_confidence=0.5),
+    )
+
+:class:`RoutedGateway` is a :class:`~thrifty.models.gateway.Gateway` that serves the run's model name (the
+first model of the default cascade) from the cascade of the role making the call (read from the call's
+``node`` or its ``response_format`` name). Each call starts on the cheapest model its role may use now and
+moves one model up the cascade when:
+
+* ``parse_failed``: structured output was asked for and the reply holds no JSON object;
+* ``cannot_answer``: an answer (no tool call) that is empty or says it cannot answer (``unknown``, ...);
+* ``low_confidence``: the provider reported token log-probabilities and their mean probability is below
+  ``min_confidence``;
+* ``verifier_rejected``: the verifier's decision was not SUCCESS — the solver's next call is escalated;
+* ``model_failed``: the model failed after its retries (failover to the next model of the cascade).
+
+An escalation happens only when the budget can pay the stronger model's call: its worst case (the prompt
+counted by its own tokenizer, at least ``min_tokens`` of completion, at its own price) must fit what is left,
+or the escalation is refused and recorded as refused. Every call goes through the Gateway and is reserved
+and charged at the price of the model that served it, so neither an escalation nor a failover can take a
+run past a limit. Each escalation (or refusal) is an :class:`Escalation` record, told to the
+:class:`RouterState`'s listeners (the runner turns them into ``escalation`` trace events) with its reason
+and what the stronger call cost.
+
+``scope`` says how long an escalation lasts: ``step`` (this call; for a verifier rejection the solver's next
+call), ``node`` (every later call of the same node; for a verifier rejection, of the solver's nodes) or
+``run`` (every later call of the run, every role).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, UnpricedModelError
+from thrifty.models.gateway import Gateway, ModelError, ModelReply
+from thrifty.models.protocol import first_json_object
+from thrifty.models.registry import provider_for
+
+__all__ = [
+    "NODE_ROLES",
+    "ROLES",
+    "Escalation",
+    "EscalationPolicy",
+    "RoutedGateway",
+    "RouterState",
+    "Routing",
+    "Scope",
+    "Trigger",
+    "parse_model_spec",
+    "role_of",
+]
+
+ROLES = ("planner", "solver", "verifier", "judge", "critic", "memory")
+#: The role of the built-in nodes (the ``node`` a call names); a call of another node uses the default cascade.
+NODE_ROLES: dict[str, str] = {
+    "act": "solver",
+    "final": "solver",
+    "expand": "solver",
+    "plan": "planner",
+    "verify": "verifier",
+    "judge": "judge",
+    "critic": "critic",
+    "memory": "memory",
+}
+#: The role of a structured call, by its ``json_schema`` name (``thrifty.agents.structured.StructuredRole``).
+SCHEMA_ROLES: dict[str, str] = {
+    "plan": "planner",
+    "verdict": "verifier",
+    "judge": "judge",
+    "critic": "critic",
+    "candidates": "solver",
+    "final_answer": "solver",
+}
+#: ``response_format`` names the solver sends only to a grammar-constrained model (grounded span, forced answer)
+GRAMMAR_FORMATS = frozenset({"grounded_answer", "final_answer"})
+_CANNOT_ANSWER = re.compile(
+    r"(?i)^\W*(unknown|n/?a|none|no answer|i (do not|don't) know|not enough information|"
+    r"insufficient (information|evidence)|(i )?(cannot|can't|can not|am unable to|am not able to) "
+    r"(answer|determine|tell|find|say))\b"
+)
+
+
+class Scope(StrEnum):
+    STEP = "step"
+    NODE = "node"
+    RUN = "run"
+
+
+class Trigger(StrEnum):
+    VERIFIER_REJECTED = "verifier_rejected"
+    PARSE_FAILED = "parse_failed"
+    CANNOT_ANSWER = "cannot_answer"
+    LOW_CONFIDENCE = "low_confidence"
+    MODEL_FAILED = "model_failed"
+
+
+#: The reason of a refusal to carry an earlier escalation (its ``node`` / ``run`` scope, or a verifier's
+#: rejection) into a call the budget cannot pay the stronger model for.
+KEPT = "kept_escalation"
+
+
+class EscalationPolicy(BaseModel):
+    """When and for how long a call moves up the cascade (``escalation:`` in a task file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Scope = Field(default=Scope.STEP, description="step, node or run: how long an escalation lasts.")
+    on: list[Trigger] = Field(
+        default_factory=lambda: list(Trigger), description="The signals that escalate (default: all)."
+    )
+    min_confidence: float | None = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Escalate when the reply's mean token probability (from reported log-probabilities) is "
+        "below this; null: never on confidence.",
+    )
+    min_tokens: PositiveInt = Field(
+        default=32,
+        description="The stronger model must be able to pay at least this many completion tokens (or the "
+        "call's own max_tokens if fewer), or the escalation is refused.",
+    )
+    request_logprobs: bool = Field(
+        default=False,
+        description="Ask remote models for log-probabilities (logprobs=true) so that confidence can be read.",
+    )
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role '{role}' (fix: use one of {', '.join(ROLES)})")
+    return role
+
+
+class Routing(BaseModel):
+    """The models of a run: a default cascade and/or a model (or cascade) per role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(
+        default_factory=list, description="The cascade, cheapest first: e.g. [local/smollm2, openai/gpt-4o]."
+    )
+    roles: dict[str, str | list[str]] = Field(
+        default_factory=dict, description=f"A model or cascade per role ({', '.join(ROLES)})."
+    )
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for role, models in value.items():
+            _check_role(role)
+            if isinstance(models, list) and not models:
+                raise ValueError(f"role '{role}' names an empty cascade (fix: give at least one model)")
+        return value
+
+    @model_validator(mode="after")
+    def _some_model(self) -> Routing:
+        if not self.models and not self.roles:
+            raise ValueError("routing names no model (fix: give `models: [...]` or `roles: {...}`)")
+        for cascade in [self.models, *(self.cascade(r) for r in self.roles)]:
+            if len(set(cascade)) != len(cascade):
+                raise ValueError(f"cascade {cascade} names a model twice (fix: list each model once)")
+        return self
+
+    def cascade(self, role: str | None) -> list[str]:
+        """The models ``role`` may use, cheapest first (the default cascade for a role not named)."""
+        chosen = self.roles.get(role) if role is not None else None
+        if chosen is None:
+            return list(self.models) or self.cascade(next(iter(self.roles)))
+        return [chosen] if isinstance(chosen, str) else list(chosen)
+
+    def all_models(self) -> list[str]:
+        seen: list[str] = []
+        for cascade in [self.models, *(self.cascade(r) for r in self.roles)]:
+            seen.extend(m for m in cascade if m not in seen)
+        return seen
+
+    @property
+    def entry(self) -> str:
+        """The run's model name: the first model of the default cascade (what nodes call)."""
+        return self.cascade(None)[0]
+
+    def label(self) -> str:
+        """A short name for results: ``a>b`` for a cascade, ``role=m`` for the roles."""
+        parts = [">".join(self.models)] if self.models else []
+        parts += [f"{r}={m if isinstance(m, str) else '>'.join(m)}" for r, m in self.roles.items()]
+        return ";".join(parts)
+
+
+def parse_model_spec(text: str) -> Routing | None:
+    """A cascade or per-role mapping written on one line (``agent bench --model``), or None for one model.
+
+    ``a>b`` is a cascade; ``;`` separates parts; ``role=a>b`` gives a role its model or cascade
+    (``solver=local/smollm2;verifier=openai/gpt-4o``). Raises ValueError for an unknown role.
+    """
+    if ">" not in text and ";" not in text and not re.match(r"^\s*[a-z_]+=", text):
+        return None
+    models: list[str] = []
+    roles: dict[str, str | list[str]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        head, sep, rest = part.partition("=")
+        if sep and "/" not in head:
+            chain = [m.strip() for m in rest.split(">") if m.strip()]
+            roles[_check_role(head.strip())] = chain[0] if len(chain) == 1 else chain
+        else:
+            models.extend(m.strip() for m in part.split(">") if m.strip())
+    return Routing(models=models, roles=roles)
+
+
+def role_of(node: str | None, response_format: Any) -> str | None:
+    """The role making a call: from its node, else from its structured output's name, else None."""
+    if node in NODE_ROLES:
+        return NODE_ROLES[node]
+    if isinstance(response_format, Mapping):
+        spec: Any = response_format.get("json_schema")
+        if isinstance(spec, Mapping):
+            name: Any = spec.get("name")
+            if isinstance(name, str) and name in SCHEMA_ROLES:
+                return SCHEMA_ROLES[name]
+    return None
+
+
+@dataclass
+class Escalation:
+    """One escalation of a call (or one refused for want of budget)."""
+
+    role: str
+    node: str
+    from_model: str
+    to_model: str
+    reason: str
+    scope: str
+    refused: bool = False
+    detail: str = ""
+    usd: float = 0.0
+    """What the call to the stronger model cost (filled when it is served; 0 for a refusal)."""
+    discarded_usd: float = 0.0
+    """What the weaker call whose reply was set aside cost."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RouterState:
+    """The escalations of a run, shared by every Gateway of it (its branches and samples)."""
+
+    run_level: int = 0
+    node_levels: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)  # role -> level for its next call only
+    records: list[Escalation] = field(default_factory=list)
+    listeners: list[Callable[[Escalation], None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def start(self, role: str | None, node: str, size: int) -> int:
+        """The level a call starts at (consumes a one-call escalation of its role)."""
+        with self.lock:
+            level = max(
+                self.run_level,
+                self.node_levels.get(f"node:{node}", 0),
+                self.node_levels.get(f"role:{role}", 0),
+                self.pending.pop(role or "", 0),
+            )
+        return min(level, size - 1)
+
+    def keep(self, scope: Scope, role: str | None, node: str, level: int, *, for_next: bool = False) -> None:
+        """Remember an escalation to ``level`` for its scope (``for_next``: a verifier rejection, which
+        escalates the solver's next call(s) rather than the call that saw it)."""
+        with self.lock:
+            if scope is Scope.RUN:
+                self.run_level = max(self.run_level, level)
+            elif scope is Scope.NODE:
+                key = f"role:{role}" if for_next else f"node:{node}"
+                self.node_levels[key] = max(self.node_levels.get(key, 0), level)
+            elif for_next:
+                self.pending[role or ""] = max(self.pending.get(role or "", 0), level)
+
+    def add(self, record: Escalation) -> None:
+        with self.lock:
+            self.records.append(record)
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener(record)
+
+
+class RoutedGateway(Gateway):
+    """A Gateway whose calls to the run's model (:attr:`entry`) are served from the role's cascade.
+
+    Calls naming another model go straight to that model, as with a plain Gateway.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        pricing: Pricing | None = None,
+        *,
+        routing: Routing,
+        state: RouterState | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(ledger, pricing, **kwargs)
+        self.routing = routing
+        self.policy = routing.escalation
+        self.state = state or RouterState()
+        self.entry = routing.entry
+        self._cascades: dict[str | None, list[str]] = {r: routing.cascade(r) for r in (None, *ROLES)}
+
+    def spawn(self, ledger: Ledger) -> RoutedGateway:
+        """The same models and settings on another ledger (a branch, a sample), sharing the escalations."""
+        gw = RoutedGateway(
+            ledger,
+            self.pricing,
+            routing=self.routing,
+            state=self.state,
+            retries=self.retries,
+            backoff=self.backoff,
+            default_max_tokens=self.default_max_tokens,
+            api_base=self.api_base,
+            ratios=self.ratios,
+        )
+        gw._cascades = self._cascades
+        gw.entry = self.entry
+        return gw
+
+    def check_models(self) -> None:
+        """Check every model before anything is spent (unknown provider or model, unpriced under a USD
+        budget: ModelError / UnpricedModelError), and order each cascade cheapest first (stable)."""
+        for model in self.routing.all_models():
+            self.check_model(model)
+
+        def nominal(model: str) -> float:  # a 1,000-token prompt and a 200-token answer
+            price = self.price(model)
+            return price.input_per_token * 1000 + price.output_per_token * 200 + price.per_second
+
+        self._cascades = {r: sorted(c, key=nominal) for r, c in self._cascades.items()}
+        self.entry = self._cascades[None][0]
+
+    def cascade(self, role: str | None) -> list[str]:
+        return list(self._cascades.get(role) or self._cascades[None])
+
+    # ------------------------------------------------------------------------------ decisions
+    def affordable(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+    ) -> str | None:
+        """Why the budget cannot pay a call of ``model`` now (None when it can): its worst case with at
+        least ``min_tokens`` of completion, priced at its own price."""
+        try:
+            prompt = self.count_prompt_tokens(model, messages, tools)
+            plan = self.plan_call(model, prompt, max_tokens)
+        except (BudgetExceeded, ModelError, UnpricedModelError) as exc:
+            return str(exc)
+        need = min(max_tokens or self.default_max_tokens, self.policy.min_tokens)
+        if plan.cap < need:
+            return f"the budget pays only {plan.cap} completion tokens of {model} (needs {need})"
+        return None
+
+    def _trigger(
+        self, role: str | None, reply: ModelReply, kwargs: Mapping[str, Any]
+    ) -> tuple[Trigger, str] | None:
+        """The signal in ``reply`` that asks for a stronger model, if any (and enabled)."""
+        on = set(self.policy.on)
+        structured = isinstance(kwargs.get("response_format"), Mapping)
+        if (
+            Trigger.PARSE_FAILED in on
+            and structured
+            and not reply.tool_calls
+            and not _has_json(reply.content)
+        ):
+            return Trigger.PARSE_FAILED, "no JSON object in the reply"
+        if Trigger.CANNOT_ANSWER in on and role == "solver" and not reply.tool_calls:
+            text = _answer_text(reply.content)
+            if not text.strip() or _CANNOT_ANSWER.match(text):
+                return Trigger.CANNOT_ANSWER, f"answer {text.strip()[:60]!r}"
+        threshold = self.policy.min_confidence
+        confidence = reply.confidence
+        if (
+            Trigger.LOW_CONFIDENCE in on
+            and threshold is not None
+            and confidence is not None
+            and confidence < threshold
+        ):
+            return Trigger.LOW_CONFIDENCE, f"confidence {reply.confidence:.2f} < {threshold:g}"
+        return None
+
+    def _observe(self, role: str | None, node: str, level: int, reply: ModelReply) -> None:
+        """A verifier that rejects an answer escalates the solver's next call(s)."""
+        if role != "verifier" or Trigger.VERIFIER_REJECTED not in self.policy.on:
+            return
+        found = _json_object(reply.content)
+        decision = str(found.get("decision", "")).upper() if found else ""
+        if not decision or decision == "SUCCESS":
+            return
+        cascade = self.cascade("solver")
+        current = (
+            self.state.start("solver", "act", len(cascade)) if self.policy.scope is not Scope.STEP else 0
+        )
+        if current + 1 >= len(cascade):
+            return
+        target = current + 1
+        self.state.keep(self.policy.scope, "solver", node, target, for_next=True)
+        self.state.add(
+            Escalation(
+                role="solver",
+                node=node,
+                from_model=cascade[current],
+                to_model=cascade[target],
+                reason=Trigger.VERIFIER_REJECTED,
+                scope=self.policy.scope,
+                detail=f"verifier decision {decision}",
+            )
+        )
+
+    def _fields(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The request fields for ``model``: a response format that only a grammar-constrained provider
+        serves (the grounded or forced final answer a node asked the entry model for) is left out for a
+        model without a grammar, and log-probabilities are asked of remote models when the policy says so."""
+        fields = dict(kwargs)
+        provider = provider_for(model)
+        rf = fields.get("response_format")
+        if not provider.grammar and isinstance(rf, Mapping):
+            spec: Any = rf.get("json_schema")
+            if isinstance(spec, Mapping) and spec.get("name") in GRAMMAR_FORMATS:
+                del fields["response_format"]
+        if self.policy.request_logprobs and not provider.in_process:
+            fields["logprobs"] = True
+        return fields
+
+    def _start(
+        self,
+        role: str | None,
+        node: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+    ) -> tuple[list[str], int]:
+        cascade = self.cascade(role)
+        level = self.state.start(role, node, len(cascade))
+        while level > 0:  # an escalation kept from earlier: still only if the budget can pay for it
+            why = self.affordable(cascade[level], messages, tools, max_tokens)
+            if why is None:
+                break
+            # an escalation kept from an earlier call (its scope), which this call cannot pay for
+            self._refuse(role, node, cascade[level - 1], cascade[level], KEPT, why)
+            level -= 1
+        return cascade, level
+
+    def _refuse(self, role: str | None, node: str, weak: str, strong: str, reason: str, why: str) -> None:
+        self.state.add(
+            Escalation(
+                role=role or "default",
+                node=node,
+                from_model=weak,
+                to_model=strong,
+                reason=reason,
+                scope=self.policy.scope,
+                refused=True,
+                detail=f"refused: {why}"[:300],
+            )
+        )
+
+    def _next(
+        self,
+        role: str | None,
+        node: str,
+        cascade: list[str],
+        level: int,
+        signal: tuple[Trigger, str],
+        call: tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]] | None, int | None],
+        discarded: ModelReply | None,
+    ) -> Escalation | None:
+        """Move one model up for ``signal``: the record of it, or None (top of the cascade, or refused)."""
+        reason, detail = signal
+        if level + 1 >= len(cascade) or reason not in self.policy.on:
+            return None
+        weak, strong = cascade[level], cascade[level + 1]
+        why = self.affordable(strong, *call)
+        if why is not None:
+            self._refuse(role, node, weak, strong, reason, why)
+            return None
+        if reason is not Trigger.MODEL_FAILED:
+            self.state.keep(self.policy.scope, role, node, level + 1)
+        return Escalation(
+            role=role or "default",
+            node=node,
+            from_model=weak,
+            to_model=strong,
+            reason=reason,
+            scope=self.policy.scope,
+            detail=detail[:300],
+            discarded_usd=discarded.usd if discarded is not None else 0.0,
+        )
+
+    # ---------------------------------------------------------------------------------- calls
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        node: str | None = None,
+        prompt_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> ModelReply:
+        if model != self.entry:
+            return super().complete(
+                model,
+                messages,
+                tools=tools,
+                max_tokens=max_tokens,
+                node=node,
+                prompt_tokens=prompt_tokens,
+                **kwargs,
+            )
+        chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
+        try:
+            while True:
+                gateway, current, fields = chain.target()
+                call = gateway.complete if gateway is not None else super().complete
+                try:
+                    reply = call(
+                        current,
+                        messages,
+                        tools=tools,
+                        max_tokens=max_tokens,
+                        node=node,
+                        prompt_tokens=prompt_tokens if current == model else None,
+                        **fields,
+                    )
+                except ModelError as exc:
+                    fallback = chain.failed(exc)  # raises when no model is left and no reply was set aside
+                    if fallback is not None:
+                        return fallback
+                    continue
+                if chain.served(reply):
+                    return reply
+        finally:
+            chain.close()
+
+    async def acomplete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        node: str | None = None,
+        prompt_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> ModelReply:
+        if model != self.entry:
+            return await super().acomplete(
+                model,
+                messages,
+                tools=tools,
+                max_tokens=max_tokens,
+                node=node,
+                prompt_tokens=prompt_tokens,
+                **kwargs,
+            )
+        chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
+        try:
+            while True:
+                gateway, current, fields = chain.target()
+                call = gateway.acomplete if gateway is not None else super().acomplete
+                try:
+                    reply = await call(
+                        current,
+                        messages,
+                        tools=tools,
+                        max_tokens=max_tokens,
+                        node=node,
+                        prompt_tokens=prompt_tokens if current == model else None,
+                        **fields,
+                    )
+                except ModelError as exc:
+                    fallback = chain.failed(exc)  # raises when no model is left and no reply was set aside
+                    if fallback is not None:
+                        return fallback
+                    continue
+                if chain.served(reply):
+                    return reply
+        finally:
+            chain.close()
+
+    def _served(self, record: Escalation | None, reply: ModelReply | None) -> None:
+        """Record an escalation once the stronger model has answered (or failed: then it cost a request)."""
+        if record is None:
+            return
+        if reply is not None:
+            record.usd = reply.usd
+        else:
+            record.detail = (record.detail + "; the stronger model failed too")[:300]
+        self.state.add(record)
+
+    def failover_guard(
+        self,
+        candidates: Sequence[str],
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+        node: str,
+    ) -> Ledger | None:
+        """Before a call that may fail over: hold the worst case among ``candidates`` (the model about to
+        be called and those it may fall back to) in a carved child ledger, so that a fallback to a pricier
+        model is paid from what was held and can never overspend (nor be starved by a parallel branch).
+
+        The worst case is, per dimension, the largest reservation any candidate's call needs, with one
+        request per candidate. Candidates the budget cannot hold are left out of the failover (recorded as
+        refused). None when no fallback is left to guard.
+        """
+        plans: list[tuple[str, dict[str, float]]] = []
+        for model in candidates:
+            try:
+                plan = self.plan_call(model, self.count_prompt_tokens(model, messages, tools), max_tokens)
+            except (BudgetExceeded, ModelError, UnpricedModelError) as exc:
+                if plans:
+                    self._refuse(None, node, plans[-1][0], model, Trigger.MODEL_FAILED, f"no failover: {exc}")
+                break
+            plans.append((model, plan.amounts))
+        while len(plans) > 1:
+            worst: dict[str, float] = {}
+            for _model, amounts in plans:
+                for dim, amount in amounts.items():
+                    worst[dim] = max(worst.get(dim, 0.0), amount)
+            worst["model_requests"] = float(len(plans))
+            # only what a limit applies to needs holding (whole tokens and requests, rounded up)
+            limited = {
+                dim: (amount if dim == "usd" else float(math.ceil(amount - 1e-9)))
+                for dim, amount in worst.items()
+                if amount > 0 and self.ledger.available(dim) != math.inf
+            }
+            if not limited:
+                return None
+            if self.ledger.can_afford(limited):
+                return self.ledger.child(Budget.model_validate(limited), name="failover", carve=True)
+            dropped = plans.pop()
+            self._refuse(
+                None,
+                node,
+                plans[-1][0],
+                dropped[0],
+                Trigger.MODEL_FAILED,
+                "no failover: the budget cannot hold its worst case",
+            )
+        return None
+
+
+class _Chain:
+    """One routed call in progress: which model to call now, on which ledger, and what its reply means."""
+
+    def __init__(
+        self,
+        gw: RoutedGateway,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        max_tokens: int | None,
+        node: str | None,
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        self.gw = gw
+        self.call = (messages, tools, max_tokens)
+        self.kwargs = kwargs
+        self.role, self.node = role_of(node, kwargs.get("response_format")), node or ""
+        self.cascade, self.level = gw._start(self.role, self.node, messages, tools, max_tokens)
+        self.pending: Escalation | None = None
+        self.guard: Ledger | None = None
+        self.guard_gateway: Gateway | None = None
+        self.discarded: ModelReply | None = None  # the last reply set aside for a stronger model
+
+    def target(self) -> tuple[Gateway | None, str, dict[str, Any]]:
+        """(the Gateway to call on, None for the run's own; the model; its request fields)."""
+        current = self.cascade[self.level]
+        failover = Trigger.MODEL_FAILED in self.gw.policy.on and self.level + 1 < len(self.cascade)
+        if self.guard is None and failover:
+            self.guard = self.gw.failover_guard(self.cascade[self.level :], *self.call, self.node)
+            if self.guard is not None:
+                self.guard_gateway = Gateway.spawn(self.gw, self.guard)
+        return self.guard_gateway, current, self.gw._fields(current, self.kwargs)
+
+    def failed(self, exc: ModelError) -> ModelReply | None:
+        """The model failed: None to try the next one (failover); else the weaker model's reply that was set
+        aside for it (an escalation never leaves a call worse off); else ``exc`` is raised."""
+        self.gw._served(self.pending, None)
+        self.pending = self.gw._next(
+            self.role, self.node, self.cascade, self.level, (Trigger.MODEL_FAILED, str(exc)), self.call, None
+        )
+        if self.pending is not None:
+            self.level += 1
+            return None
+        if self.discarded is not None:
+            self.gw._observe(self.role, self.node, self.level, self.discarded)
+            return self.discarded
+        raise exc
+
+    def served(self, reply: ModelReply) -> bool:
+        """A reply came: True when it is the answer, False to escalate (call again one model up)."""
+        self.close()  # the failover hold is no longer needed: what it did not spend goes back
+        self.gw._served(self.pending, reply)
+        signal = self.gw._trigger(self.role, reply, self.kwargs)
+        self.pending = None
+        if signal is not None:
+            self.pending = self.gw._next(
+                self.role, self.node, self.cascade, self.level, signal, self.call, reply
+            )
+            self.discarded = reply
+        if self.pending is None:
+            self.gw._observe(self.role, self.node, self.level, reply)
+            return True
+        self.level += 1
+        return False
+
+    def close(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
+        self.guard, self.guard_gateway = None, None
+
+
+def _answer_text(content: str | None) -> str:
+    """The answer in a reply: a final-answer JSON object's ``answer`` field, a JSON string, else the text."""
+    found = _json_object(content)
+    if found and isinstance(found.get("answer"), str):
+        return str(found["answer"])
+    try:
+        value = json.loads(content or "")
+    except json.JSONDecodeError:
+        return content or ""
+    return value if isinstance(value, str) else content or ""
+
+
+def _json_object(content: str | None) -> dict[str, Any] | None:
+    if not content:
+        return None
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError:
+        value = first_json_object(content)
+    return value if isinstance(value, dict) else None
+
+
+def _has_json(content: str | None) -> bool:
+    """Whether the reply holds JSON: a whole JSON value (a grammar may ask for a string), or an object in it."""
+    try:
+        json.loads(content or "")
+    except json.JSONDecodeError:
+        return _json_object(content) is not None
+    return True

@@ -1,0 +1,151 @@
+"""Executors: where a grid's or a batch's runs execute (threads here, or Ray workers), one protocol for both.
+
+An executor takes a list of jobs and a worker (an object with ``run(job, lease_id)``) and calls
+``on_done(job, outcome)`` in the calling thread for each finished job, in the order they finish: the caller
+writes results there, so one process owns the results file whatever runs the jobs.
+
+A worker returns :class:`Refused` when the shared budget cannot hold the run's worst case now. The job then
+goes back to the front of the queue and nothing new starts until a run in flight ends (and settles, handing
+back what it did not use); a job refused while nothing is in flight can never be paid for, and the executor
+stops there, returning the jobs it did not run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = [
+    "Dispatch",
+    "LocalExecutor",
+    "Refused",
+    "ScaleError",
+    "Worker",
+]
+
+J = TypeVar("J")
+
+
+class ScaleError(ValueError):
+    """An executor that cannot be used as asked (Ray missing, an unreachable address, a bad worker count)."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A run not started: the shared budget cannot hold its worst case now (nothing was spent)."""
+
+    reason: str = ""
+
+
+class Worker(Protocol):
+    def run(self, job: Any, lease_id: str) -> Any: ...
+
+
+OnDone = Callable[[Any, Any], None]
+OnLost = Callable[[str], None]
+
+
+class Dispatch(Generic[J]):
+    """The queue both executors share: jobs in order, each dispatch under a fresh lease id; a refused job
+    goes back to the front and holds the queue until a run in flight ends."""
+
+    def __init__(self, jobs: Sequence[J]) -> None:
+        self.queue: deque[J] = deque(jobs)
+        self._ids = itertools.count(1)
+        self.blocked = False
+        self.stopped = False
+
+    def take(self) -> tuple[J, str] | None:
+        if self.blocked or self.stopped or not self.queue:
+            return None
+        return self.queue.popleft(), f"lease-{next(self._ids)}"
+
+    def put_back(self, job: J) -> None:
+        self.queue.appendleft(job)
+
+    def refused(self, job: J, in_flight: int) -> None:
+        """``job`` was refused with ``in_flight`` other runs still going."""
+        self.queue.appendleft(job)
+        if in_flight:
+            self.blocked = True
+        else:
+            self.stopped = True
+
+    def ended(self) -> None:
+        """A run ended (and settled): what it did not use is back, so a refused job may fit now."""
+        self.blocked = False
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or not self.queue
+
+    def left(self) -> list[J]:
+        return list(self.queue) if self.stopped else []
+
+
+class LocalExecutor:
+    """Runs jobs on ``concurrency`` threads of this process, all sharing one worker."""
+
+    def __init__(self, worker: Worker, concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ScaleError("concurrency must be >= 1")
+        self.worker = worker
+        self.concurrency = concurrency
+
+    def run(self, jobs: Sequence[J], on_done: OnDone, on_lost: OnLost | None = None) -> list[J]:
+        """Run ``jobs``; return those not run because the shared budget refused them (else [])."""
+        dispatch: Dispatch[J] = Dispatch(jobs)
+        if self.concurrency == 1:
+            while (taken := dispatch.take()) is not None:
+                job, lease_id = taken
+                outcome = self.worker.run(job, lease_id)
+                if isinstance(outcome, Refused):
+                    dispatch.refused(job, 0)
+                else:
+                    on_done(job, outcome)
+            return dispatch.left()
+        return self._run_threads(dispatch, on_done)
+
+    def _run_threads(self, dispatch: Dispatch[J], on_done: OnDone) -> list[J]:
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="run")
+        pending: dict[Future[Any], J] = {}
+        lock = threading.Lock()
+
+        def run_one(job: J, lease_id: str) -> Any:
+            # The result is handed over in the run's own thread, so that runs still in flight when the
+            # executor is interrupted are saved as they finish.
+            outcome = self.worker.run(job, lease_id)
+            if not isinstance(outcome, Refused):
+                with lock:
+                    on_done(job, outcome)
+            return outcome
+
+        try:
+            while not dispatch.done or pending:
+                while len(pending) < self.concurrency and (taken := dispatch.take()) is not None:
+                    job, lease_id = taken
+                    pending[pool.submit(run_one, job, lease_id)] = job
+                if not pending:
+                    break
+                finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    outcome = fut.result()  # re-raise a harness error
+                    if isinstance(outcome, Refused):
+                        dispatch.refused(job, len(pending))
+                    else:
+                        dispatch.ended()
+        except BaseException:
+            # Ctrl-C or an error: schedule nothing more; runs in flight finish on their own.
+            dispatch.stopped = True
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return dispatch.left()

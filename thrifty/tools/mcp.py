@@ -1,0 +1,393 @@
+"""MCP servers' tools as thrifty tools: every call goes through the ToolRunner, so per-tool limits
+(``tool:<name>``), prices, the cache, retries and the Budget Tracker apply to them like to any tool.
+
+A server is a stdio command (started as a subprocess) or a streamable HTTP URL (:class:`MCPServerConfig`).
+:func:`connect_mcp` starts it, lists its tools and turns each into a :class:`MCPTool` whose schema is the
+server's own input schema (checked when the server starts: a schema that is not valid JSON Schema is a
+startup error, not a surprise mid-run), and whose arguments are validated against it before anything is
+charged.
+
+Why a thread with its own event loop: the MCP client is asynchronous and its session belongs to the loop
+it was opened on, while the runner calls tools from its worker threads (sync runs) or from a fresh loop
+(async tools in a sync run). Each connection keeps one loop in one daemon thread, and a call is handed to
+it with ``run_coroutine_threadsafe``, bounded by the call timeout.
+
+What can go wrong becomes an observation: a tool's own error (``isError``), a protocol error (unknown
+tool, bad params), a call that hangs (timeout), a server that crashed (its stderr's last lines are shown).
+A server that cannot start, times out while starting, or lists a tool with a bad schema raises
+:class:`MCPStartupError` (``agent run`` exits 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import re
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, ClassVar, cast
+
+from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic_core import PydanticCustomError
+
+from thrifty.redact import redact
+from thrifty.tools.base import Tool, ToolError
+from thrifty.tools.web import as_data
+
+__all__ = ["MCPConnection", "MCPServerConfig", "MCPStartupError", "MCPTool", "connect_mcp"]
+
+_BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_STDERR_TAIL = 600
+
+
+class MCPStartupError(RuntimeError):
+    """An MCP server that cannot be used: not started, timed out, or listing a tool with a bad schema."""
+
+
+@dataclass(frozen=True)
+class MCPServerConfig:
+    """One MCP server. Exactly one of ``command`` (stdio: the program and its arguments) or ``url``
+    (streamable HTTP).
+
+    ``tools``: expose only these (by the server's names); ``prefix``: put before each tool's name (e.g.
+    ``"wiki_"``), to keep two servers' tools apart; ``price``: dollars per call of each tool (a configured
+    Pricing overrides it per tool name); ``timeout``: seconds one call may take; ``startup_timeout``:
+    seconds to start and list tools; ``retries``: extra attempts after a failed call (each charged).
+    """
+
+    name: str
+    command: Sequence[str] = ()
+    url: str | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    tools: Sequence[str] | None = None
+    prefix: str = ""
+    price: float | None = None
+    timeout: float = 60.0
+    startup_timeout: float = 30.0
+    retries: int = 0
+    mode: str = "legacy"  # the MCP handshake: "legacy" (initialize), "auto" (probe the newer protocol first)
+
+    def __post_init__(self) -> None:
+        if bool(self.command) == bool(self.url):
+            raise ValueError(f"MCP server '{self.name}': give exactly one of command (stdio) or url (HTTP)")
+        if self.timeout <= 0 or self.startup_timeout <= 0:
+            raise ValueError(f"MCP server '{self.name}': timeouts must be > 0")
+
+
+class _SchemaArgs(BaseModel):
+    """Arguments of an MCP tool: any JSON object the server's input schema accepts."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_validator: ClassVar[Any] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if cls.schema_validator is None:
+            return data
+        problems = sorted(cls.schema_validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if problems:
+            shown: list[str] = []
+            for problem in problems[:3]:
+                where = ".".join(str(p) for p in problem.absolute_path)
+                shown.append(f"{where}: {problem.message}" if where else str(problem.message))
+            # A custom error type: pydantic shows its message as it is (a ValueError gets "Value error, ").
+            raise PydanticCustomError("mcp_schema", "{detail}", {"detail": "; ".join(shown)})
+        if isinstance(data, dict):  # one key order, so that the same call is the same cache entry
+            given = cast("dict[str, Any]", data)
+            return {key: given[key] for key in sorted(given)}
+        return data
+
+
+@dataclass(eq=False)
+class MCPTool(Tool):
+    """A tool of an MCP server: its schema is the server's, its calls go to the server."""
+
+    input_schema: dict[str, Any] = field(default_factory=dict[str, Any])
+    server: str = ""
+    remote_name: str = ""
+
+    def kwargs(self, validated: BaseModel) -> dict[str, Any]:
+        return validated.model_dump(mode="json", by_alias=True)
+
+    def parameters_schema(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.input_schema))
+
+    def signature_hint(self) -> str:
+        props = cast("dict[str, Any]", self.input_schema.get("properties") or {})
+        required = set(cast("list[str]", self.input_schema.get("required") or []))
+        parts: list[str] = []
+        for name, schema in props.items():
+            kind = cast("dict[str, Any]", schema).get("type", "any") if isinstance(schema, dict) else "any"
+            parts.append(f"{name}: {kind}" + ("" if name in required else " = optional"))
+        return f"{self.name}({', '.join(parts)})"
+
+
+def _checked_schema(server: str, tool: str, schema: Any) -> tuple[dict[str, Any], Any]:
+    from jsonschema import validators
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(schema, dict) or cast("dict[str, Any]", schema).get("type") != "object":
+        raise MCPStartupError(
+            f"MCP server '{server}': tool '{tool}' has an input schema that is not a JSON Schema object "
+            "(type: object); fix the server, or leave the tool out with `tools: [...]`"
+        )
+    checked = cast("dict[str, Any]", schema)
+    try:
+        cls = validators.validator_for(checked)
+        cls.check_schema(checked)
+    except SchemaError as exc:
+        raise MCPStartupError(
+            f"MCP server '{server}': tool '{tool}' has an invalid input schema ({exc.message}); fix the "
+            "server, or leave the tool out with `tools: [...]`"
+        ) from None
+    return checked, cls(checked)
+
+
+def _content_text(result: Any) -> str:
+    parts: list[str] = []
+    blocks: list[Any] = list(getattr(result, "content", None) or [])
+    for block in blocks:
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            parts.append(str(getattr(block, "text", "")))
+        elif kind == "resource":
+            resource = getattr(block, "resource", None)
+            text = getattr(resource, "text", None)
+            parts.append(str(text) if text is not None else f"[resource {getattr(resource, 'uri', '')}]")
+        elif kind == "resource_link":
+            parts.append(f"[resource {getattr(block, 'uri', '')}]")
+        else:
+            parts.append(f"[{kind or 'content'}: {getattr(block, 'mime_type', '')} not shown]")
+    structured = getattr(result, "structured_content", None)
+    if not parts and structured is not None:
+        parts.append(json.dumps(structured, ensure_ascii=False, default=str))
+    return "\n".join(parts)
+
+
+class MCPConnection:
+    """One running MCP server and its tools (use :func:`connect_mcp`; close it when done)."""
+
+    def __init__(self, config: MCPServerConfig) -> None:
+        self.config = config
+        self.tools: list[MCPTool] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._listing: list[Any] = []
+        self._closed = False
+        self._errlog: IO[str] | None = None
+        self._thread = threading.Thread(target=self._main, name=f"thrifty-mcp-{config.name}", daemon=True)
+
+    # ------------------------------------------------------------------------- the loop's thread
+    def _server(self) -> Any:
+        from mcp.client.stdio import StdioServerParameters, stdio_client
+
+        config = self.config
+        if config.url:
+            return config.url
+        self._errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        params = StdioServerParameters(
+            command=config.command[0],
+            args=list(config.command[1:]),
+            env=dict(config.env) if config.env else None,
+            cwd=config.cwd,
+        )
+        return stdio_client(params, errlog=self._errlog)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to start() or to the next call
+            self._error = self._error or exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        from mcp.client.client import Client
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with Client(
+            self._server(), read_timeout_seconds=self.config.startup_timeout, mode=self.config.mode
+        ) as client:
+            cursor: str | None = None
+            for _ in range(100):  # a paginator that never ends cannot hang the start
+                page = await client.list_tools(cursor=cursor)
+                self._listing.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            self._client = client
+            self._ready.set()
+            await self._stop.wait()
+
+    # --------------------------------------------------------------------------- the caller's side
+    def start(self) -> list[MCPTool]:
+        """Start the server, list its tools and build them (MCPStartupError when it cannot be used)."""
+        self._thread.start()
+        if not self._ready.wait(self.config.startup_timeout + 5.0):
+            tail = self._stderr_tail()
+            self.close()
+            raise MCPStartupError(
+                f"MCP server '{self.config.name}' did not start within {self.config.startup_timeout:g}s"
+                f"{tail}; check its command or URL, or raise startup_timeout"
+            )
+        if self._client is None:
+            self._thread.join(
+                timeout=5.0
+            )  # let the client finish closing, so the server's stderr is complete
+            message = f"MCP server '{self.config.name}' could not start: {_describe(self._error)}"
+            message += self._stderr_tail()
+            self.close()
+            raise MCPStartupError(message)
+        try:
+            self.tools = self._build_tools()
+        except Exception:
+            self.close()
+            raise
+        return self.tools
+
+    def _build_tools(self) -> list[MCPTool]:
+        config = self.config
+        wanted = set(config.tools) if config.tools is not None else None
+        listed = {str(t.name) for t in self._listing}
+        missing = sorted((wanted or set()) - listed)
+        if missing:
+            raise MCPStartupError(
+                f"MCP server '{config.name}' has no tool {', '.join(repr(m) for m in missing)} "
+                f"(it lists: {', '.join(sorted(listed)) or 'none'})"
+            )
+        tools: list[MCPTool] = []
+        for remote in self._listing:
+            remote_name = str(remote.name)
+            if wanted is not None and remote_name not in wanted:
+                continue
+            schema, validator = _checked_schema(config.name, remote_name, remote.input_schema)
+            name = _BAD_NAME_CHARS.sub("_", f"{config.prefix}{remote_name}")[:64]
+            model = create_model(f"{_BAD_NAME_CHARS.sub('_', name)}Args", __base__=_SchemaArgs)
+            model.schema_validator = validator
+            description = " ".join(str(remote.description or remote_name.replace("_", " ")).split())
+            tools.append(
+                MCPTool(
+                    name=name,
+                    description=description[:1000],
+                    args_model=model,
+                    fn=self._caller(remote_name),
+                    price=config.price,
+                    timeout=config.timeout + 5.0,
+                    retries=config.retries,
+                    input_schema=schema,
+                    server=config.name,
+                    remote_name=remote_name,
+                )
+            )
+        return tools
+
+    def _caller(self, remote_name: str) -> Any:
+        def call(**arguments: Any) -> str:
+            return self.call(remote_name, arguments)
+
+        return call
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> str:
+        """Call one tool of the server; its text framed as data. ToolError for the tool's or the protocol's
+        errors, for a server that stopped and for a call that runs past the timeout (not retried: a hung tool
+        would hang again, and every attempt is charged)."""
+        from mcp.shared.exceptions import MCPError
+
+        loop, client = self._loop, self._client
+        if self._closed or loop is None or client is None or loop.is_closed() or not self._thread.is_alive():
+            raise ToolError(
+                f"MCP server '{self.config.name}' is not running: {_describe(self._error)}{self._stderr_tail()}"
+            )
+        timeout = self.config.timeout
+        future = asyncio.run_coroutine_threadsafe(
+            client.call_tool(tool, arguments, read_timeout_seconds=timeout), loop
+        )
+        try:
+            result = future.result(timeout + 2.0)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            future.cancel()
+            raise ToolError(f"MCP tool '{tool}' did not answer within {timeout:g}s") from None
+        except MCPError as exc:
+            if "timed out" in str(exc).lower():
+                raise ToolError(f"MCP tool '{tool}' did not answer within {timeout:g}s") from None
+            if "connection closed" in str(exc).lower():
+                raise ToolError(
+                    f"MCP server '{self.config.name}' stopped: {_describe(exc)}{self._stderr_tail()}"
+                ) from None
+            raise ToolError(f"MCP server '{self.config.name}': {redact(str(exc))}") from None
+        except Exception as exc:
+            if not self._thread.is_alive() or loop.is_closed():
+                raise ToolError(
+                    f"MCP server '{self.config.name}' stopped: {_describe(exc)}{self._stderr_tail()}"
+                ) from None
+            raise
+        text = _content_text(result)
+        if getattr(result, "is_error", False):
+            raise ToolError(f"{tool} failed: {text or 'no detail'}")
+        return as_data(f"MCP {self.config.name}/{tool}", text or "(no output)", kind="tool output")
+
+    def _stderr_tail(self) -> str:
+        log = self._errlog
+        if log is None:
+            return ""
+        try:
+            log.flush()
+            log.seek(0)
+            text = log.read()[-_STDERR_TAIL:].strip()
+        except (OSError, ValueError):
+            return ""
+        lines = [" ".join(line.split()) for line in text.splitlines()]
+        shown = " | ".join([line for line in lines if line][-3:])
+        return f" (server stderr: {redact(shown)})" if shown else ""
+
+    def close(self) -> None:
+        """Stop the session and the server (a stdio server's process is ended by the MCP client)."""
+        if self._closed:
+            return
+        self._closed = True
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
+        if self._errlog is not None:
+            self._errlog.close()
+
+    def __enter__(self) -> MCPConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "it exited"
+    inner: BaseException = exc
+    while isinstance(inner, BaseExceptionGroup):
+        members: tuple[BaseException, ...] = tuple(cast("Any", inner).exceptions)
+        if not members:
+            break
+        inner = members[0]
+    shown = cast("BaseException", inner)
+    text = " ".join(str(shown).split())
+    return redact(f"{type(shown).__name__}: {text}" if text else type(shown).__name__)[:400]
+
+
+def connect_mcp(config: MCPServerConfig) -> MCPConnection:
+    """Start an MCP server and build its tools (``connection.tools``); MCPStartupError when it cannot
+    be used. Close the connection when the run is over (it is a context manager)."""
+    connection = MCPConnection(config)
+    connection.start()
+    return connection
