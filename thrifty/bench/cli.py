@@ -438,3 +438,213 @@ def inference(
         out.print(Text(line), highlight=False)
     if out_dir is not None:
         err.print(f"[dim]wrote {save_result(result, out_dir, 'inference')}[/dim]")
+
+
+# ------------------------------------------------------------------------------------------------ memory
+_MEM_MODEL_HELP = (
+    "Answer model: memsim/q=0.8 (simulated, labelled so), any LiteLLM model, or local/smollm2. "
+    "The HIGH memory tiers use --memory-model, else this one."
+)
+
+
+def _memory_bench(
+    dataset: str,
+    conversations: list[Any],
+    *,
+    routers: str,
+    model: str,
+    memory_model: str | None,
+    embedder: str,
+    price_in: float | None,
+    price_out: float | None,
+    memory_ops: int,
+    memory_tokens: int,
+    out_dir: Path | None,
+    plot: bool,
+    quiet: bool,
+) -> None:
+    from thrifty.bench.memory import (
+        MemBenchConfig,
+        markdown_table,
+        parse_routers,
+        run_memory_bench,
+        summarize_memory,
+        write_plot,
+    )
+    from thrifty.bench.runner import make_pricing
+    from thrifty.budget import Budget
+    from thrifty.memory.embed import EmbedderError
+
+    try:
+        parsed = parse_routers(routers)
+        pricing = make_pricing(model, price_in=price_in, price_out=price_out)
+        if memory_model and memory_model != model:
+            extra = make_pricing(memory_model, price_in=price_in, price_out=price_out)
+            pricing = pricing.model_copy(update={"models": {**pricing.models, **extra.models}})
+        config = MemBenchConfig(
+            dataset=dataset,
+            conversations=conversations,
+            routers=parsed,
+            model=model,
+            pricing=pricing,
+            memory_model=memory_model,
+            embedder=embedder,
+            memory_budget=Budget(memory_ops=memory_ops, total_tokens=memory_tokens),
+        )
+    except (ValueError, EmbedderError) as exc:
+        raise fail(str(exc)) from None
+    target = out_dir or Path(".thrifty/bench") / f"{dataset}-{_slug(model)}"
+    results = target / "results.jsonl"
+    if model.startswith("memsim/"):
+        err.print("[bold yellow]SIMULATED answerer[/bold yellow]: F1/EM measure memory, not a real model.")
+    n = 0
+    try:
+        for _ in run_memory_bench(config, results):
+            n += 1
+            if not quiet and n % 50 == 0:
+                err.print(f"[dim]{n} runs...[/dim]")
+    except KeyboardInterrupt:
+        raise fail(
+            f"interrupted: finished runs are saved in {results}; rerun the same command to resume",
+            EXIT_INTERRUPTED,
+        ) from None
+    except (ValueError, EmbedderError) as exc:
+        raise fail(str(exc)) from None
+    import json
+
+    wanted = {r if r != "rules" else f"rules:{lam:g}" for r, lam in parsed}
+    ids = {c.id for c in conversations}
+    records = [
+        r
+        for r in (
+            json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()
+        )
+        if r["router"] in wanted and r["conversation"] in ids and r["model"] == model
+    ]
+    rows = summarize_memory(records)
+    simulated = " (SIMULATED answerer)" if any(r["simulated"] for r in rows) else ""
+    title = f"{dataset}: {len(ids)} conversation(s), answer model {model}{simulated}"
+    table = markdown_table(rows, title)
+    (target / "table.md").write_text(table + "\n", encoding="utf-8")
+    (target / "summary.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    out.print(table, markup=False, highlight=False, soft_wrap=True)
+    if plot and write_plot(rows, target / "plot.png", title) is None:
+        err.print("[yellow]note: plot.png skipped: matplotlib is not installed[/yellow]")
+    err.print(f"[dim]wrote {results}, {target / 'table.md'}[/dim]")
+
+
+_Routers = Annotated[
+    str, typer.Option(help="Comma-separated: low, mid, high (fixed tiers), rules[:lambda] (rule router).")
+]
+_MemOps = Annotated[int, typer.Option(min=1, help="Memory cap per question: memory operations.")]
+_MemTokens = Annotated[int, typer.Option(min=1, help="Memory cap per question: model tokens (HIGH tiers).")]
+
+
+@bench_app.command("locomo")
+def locomo(
+    data: Annotated[Path, typer.Option(help="LoCoMo's locomo10.json (CC BY-NC: read, never copied).")],
+    routers: _Routers = "low,mid,high,rules:0.1,rules:0.5",
+    model: Annotated[str, typer.Option(help=_MEM_MODEL_HELP)] = "memsim/q=0.8",
+    memory_model: Annotated[str | None, typer.Option(help="Model for the HIGH memory tiers.")] = None,
+    embedder: Annotated[str, typer.Option(help="MID tier embedder: auto, minilm or none.")] = "auto",
+    conversations: Annotated[str | None, typer.Option(help="Conversation indexes, e.g. 0,1 or 8-9.")] = None,
+    questions: Annotated[int | None, typer.Option(min=1, help="First N questions per conversation.")] = None,
+    price_in: Annotated[float, typer.Option(min=0.0, help="USD per 1M input tokens.")] = 0.15,
+    price_out: Annotated[float, typer.Option(min=0.0, help="USD per 1M output tokens.")] = 0.60,
+    memory_ops: _MemOps = 10,
+    memory_tokens: _MemTokens = 4000,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """LoCoMo: memory then one answer per question, per router; official F1 per category, evidence recall,
+    memory cost and latency. Rerun the same command to resume."""
+    from thrifty.bench.memory import locomo_conversations
+    from thrifty.memory import MemoryFormatError
+
+    try:
+        convs = _pick(locomo_conversations(data), conversations, questions)
+    except (MemoryFormatError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _memory_bench(
+        "locomo",
+        convs,
+        routers=routers,
+        model=model,
+        memory_model=memory_model,
+        embedder=embedder,
+        price_in=price_in,
+        price_out=price_out,
+        memory_ops=memory_ops,
+        memory_tokens=memory_tokens,
+        out_dir=out_dir,
+        plot=plot,
+        quiet=quiet,
+    )
+
+
+@bench_app.command("longmemeval")
+def longmemeval(
+    data: Annotated[Path, typer.Option(help="A LongMemEval file (oracle, S or M).")],
+    haystack: Annotated[
+        int,
+        typer.Option(min=0, help="Sessions per question, mixing in other questions' (0: oracle setting)."),
+    ] = 45,
+    routers: _Routers = "low,mid,high,rules:0.1,rules:0.5",
+    model: Annotated[str, typer.Option(help=_MEM_MODEL_HELP)] = "memsim/q=0.8",
+    memory_model: Annotated[str | None, typer.Option(help="Model for the HIGH memory tiers.")] = None,
+    embedder: Annotated[str, typer.Option(help="MID tier embedder: auto, minilm or none.")] = "auto",
+    conversations: Annotated[str | None, typer.Option(help="Question indexes, e.g. 0-19.")] = None,
+    price_in: Annotated[float, typer.Option(min=0.0, help="USD per 1M input tokens.")] = 0.15,
+    price_out: Annotated[float, typer.Option(min=0.0, help="USD per 1M output tokens.")] = 0.60,
+    memory_ops: _MemOps = 10,
+    memory_tokens: _MemTokens = 4000,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """LongMemEval: each question's sessions mixed into a haystack (or alone with --haystack 0), memory
+    then one answer; F1, EM, evidence recall, memory cost and latency per router."""
+    from thrifty.bench.memory import longmemeval_conversations
+    from thrifty.memory import MemoryFormatError
+
+    try:
+        convs = _pick(longmemeval_conversations(data, haystack=haystack), conversations, None)
+    except (MemoryFormatError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    name = "longmemeval" if haystack else "longmemeval-oracle"
+    _memory_bench(
+        name,
+        convs,
+        routers=routers,
+        model=model,
+        memory_model=memory_model,
+        embedder=embedder,
+        price_in=price_in,
+        price_out=price_out,
+        memory_ops=memory_ops,
+        memory_tokens=memory_tokens,
+        out_dir=out_dir,
+        plot=plot,
+        quiet=quiet,
+    )
+
+
+def _pick(convs: list[Any], which: str | None, questions: int | None) -> list[Any]:
+    from dataclasses import replace
+
+    chosen = convs
+    if which:
+        idx: list[int] = []
+        for part in filter(None, (p.strip() for p in which.split(","))):
+            lo, _, hi = part.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                raise ValueError(f"--conversations {which!r}: give indexes such as 0,1 or 8-9")
+            idx.extend(range(int(lo), int(hi or lo) + 1))
+        bad = [i for i in idx if i >= len(convs)]
+        if bad:
+            raise ValueError(f"--conversations: index {bad[0]} is out of range (0-{len(convs) - 1})")
+        chosen = [convs[i] for i in idx]
+    if questions:
+        chosen = [replace(c, questions=c.questions[:questions]) for c in chosen]
+    return chosen

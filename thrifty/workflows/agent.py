@@ -11,12 +11,14 @@ print(result.answer, result.stop_reason, result.usage.usd)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Ledger, Pricing
+from thrifty.memory import Memory, Scope
 from thrifty.models import NamedModel, model_name
 from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.models.settings import (
@@ -27,6 +29,7 @@ from thrifty.models.settings import (
     ModelSettings,
 )
 from thrifty.tools import Tool
+from thrifty.workflows.memory import MemoryMode, MemorySetup
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute, new_run_id
@@ -66,6 +69,10 @@ class Agent:
         api_base: str | None = None,
         system_prompt: str | None = None,
         store: str | Path | None = None,
+        memory: Memory | MemorySetup | None = None,
+        memory_scope: Scope | Mapping[str, str] | None = None,
+        memory_budget: Budget | None = None,
+        memory_mode: MemoryMode = "context",
         models: Sequence[str | NamedModel] | None = None,
         roles: dict[str, str | NamedModel | Sequence[str | NamedModel]] | None = None,
         escalation: EscalationPolicy | dict[str, Any] | None = None,
@@ -114,6 +121,7 @@ class Agent:
         )
         self.system_prompt = system_prompt
         self.store = store
+        self.memory = _memory_setup(memory, memory_scope, memory_budget, memory_mode)
 
     def run(
         self,
@@ -124,6 +132,7 @@ class Agent:
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
         on_limit: str = "stop",
+        memory_scope: Scope | Mapping[str, str] | None = None,
     ) -> RunResult:
         """Answer ``question`` within the budget (``budget`` here overrides the agent's for this run).
 
@@ -133,11 +142,14 @@ class Agent:
 
         With ``run_id`` (or ``checkpoint``) the run is durable: checkpointed at every step in ``checkpoint``
         (default ``.thrifty/checkpoints.db``). Given the id of a run that was interrupted, it resumes that
-        run where it was, paying nothing twice (SetupError if it has finished, or cannot be resumed)."""
+        run where it was, paying nothing twice (SetupError if it has finished, or cannot be resumed).
+        ``memory_scope``: the memory's scope for this run (default: the agent's)."""
         durable = _durable(run_id, checkpoint)
         if on_limit != "stop":
             durable["on_limit"] = on_limit
-        return self._execute(question, budget=budget, on_trace=on_trace, run_id=run_id, **durable)
+        return self._execute(
+            question, budget=budget, on_trace=on_trace, run_id=run_id, memory_scope=memory_scope, **durable
+        )
 
     def _execute(
         self,
@@ -147,8 +159,12 @@ class Agent:
         on_trace: TraceCallback | None = None,
         ledger: Ledger | None = None,
         run_id: str | None = None,
+        memory_scope: Scope | Mapping[str, str] | None = None,
         **durable: Any,
     ) -> RunResult:
+        memory = self.memory
+        if memory is not None and memory_scope is not None:
+            memory = replace(memory, scope=Scope.of(memory_scope))
         return execute(
             question,
             ledger=ledger,
@@ -164,6 +180,7 @@ class Agent:
             on_trace=on_trace,
             store=self.store,
             builder=self.builder,
+            memory=memory,
             routing=self.routing,
         )
 
@@ -213,9 +230,15 @@ class Agent:
         thread; the event loop is never blocked)."""
         return self.stream(question, budget=budget, run_id=run_id, checkpoint=checkpoint)
 
-    async def arun(self, question: str, *, budget: Budget | None = None) -> RunResult:
+    async def arun(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        memory_scope: Scope | Mapping[str, str] | None = None,
+    ) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""
-        return await asyncio.to_thread(self.run, question, budget=budget)
+        return await asyncio.to_thread(self.run, question, budget=budget, memory_scope=memory_scope)
 
 
 def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any]:
@@ -238,3 +261,15 @@ def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any
     except CheckpointError as exc:
         raise SetupError(str(exc)) from None
     return {"checkpoint": path, "resume": known}
+
+
+def _memory_setup(
+    memory: Memory | MemorySetup | None,
+    scope: Scope | Mapping[str, str] | None,
+    budget: Budget | None,
+    mode: MemoryMode,
+) -> MemorySetup | None:
+    """``Agent(memory=...)``: a Memory needs a scope (here or per run); a MemorySetup is used as it is."""
+    if memory is None or isinstance(memory, MemorySetup):
+        return memory
+    return MemorySetup(memory=memory, scope=scope or {"agent_id": "default"}, budget=budget, mode=mode)

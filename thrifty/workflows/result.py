@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from thrifty.agents.events import TraceEvent
 from thrifty.budget import Ledger, StopKind
 from thrifty.budget.limits import TOOL_PREFIX
+from thrifty.memory import MemoryReport
 
 EXIT_ANSWERED = 0
 EXIT_INTERNAL = 1
@@ -105,6 +106,10 @@ class RunResult(BaseModel):
     overruns: list[Overrun] = Field(
         default_factory=list,
         description="Limits crossed because a provider reported more than was reserved (empty when none was).",
+    )
+    memory: list[MemoryReport] = Field(
+        default_factory=list,
+        description="Each memory recall: the tiers the router proposed and ran, its cost, the router's time.",
     )
 
     @property

@@ -20,6 +20,7 @@ from thrifty.models.routing import Escalation, RoutedGateway, Routing
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
+from thrifty.workflows.memory import MemorySetup, MemoryUse, setup_from_spec
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
 from thrifty.workflows.spec import WEB_TOOLS, StrategySpec, TaskSpec, web_tool
@@ -84,9 +85,13 @@ def execute(
     resume: bool = False,
     checkpoint_meta: dict[str, Any] | None = None,
     on_limit: str = "stop",
+    memory: MemorySetup | None = None,
     routing: Routing | None = None,
 ) -> RunResult:
     """Run one question with one strategy under one budget, and return its RunResult.
+
+    ``memory``: recall before the first call and/or a ``recall`` tool (:mod:`thrifty.workflows.memory`),
+    charged to a capped child ledger of the run's; what it did is in ``RunResult.memory``.
 
     ``retries`` overrides ``settings.retries``. Raises SetupError before spending anything if the model,
     the tools or the strategy's options cannot be used. With a ``store`` the run is recorded as it goes
@@ -117,6 +122,7 @@ def execute(
         if routing is None
         else RoutedGateway(ledger, pricing, routing=routing, **gateway_options)
     )
+    memory_use = None
     try:
         if isinstance(gateway, RoutedGateway):
             gateway.check_models()  # every model of every cascade, before anything is spent
@@ -125,6 +131,8 @@ def execute(
             gateway.check_model(model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
+        # Memory recalls after the checks: nothing is spent on a run that cannot start.
+        memory_use, system_prompt, tools = _start_memory(memory, question, ledger, system_prompt, tools)
         runner = ToolRunner(list(tools), ledger, pricing)  # refuses duplicate tool names
     except (ModelError, UnpricedModelError, ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
@@ -236,6 +244,7 @@ def execute(
         trace=_with_escalations(list(state.get("trace") or []), emitted) if keep_trace else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
+        memory=list(memory_use.reports) if memory_use is not None else [],
     )
     telemetry.finish(result)
     if recorder is not None:
@@ -364,6 +373,21 @@ def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
     return merged
 
 
+def _start_memory(
+    memory: MemorySetup | None,
+    question: str,
+    ledger: Ledger,
+    system_prompt: str | None,
+    tools: Sequence[Tool],
+) -> tuple[MemoryUse | None, str | None, Sequence[Tool]]:
+    """The run's memory (recalled now in context mode), the system prompt with its block, the tools with
+    the ``recall`` tool in tool mode; unchanged without memory."""
+    if memory is None:
+        return None, system_prompt, tools
+    use = memory.start(question, ledger)
+    return use, use.system_prompt(system_prompt), [*tools, *use.tools()]
+
+
 def _store_failed(on_error: StoreErrorCallback | None, exc: Exception) -> None:
     if on_error is not None:
         on_error(exc)
@@ -444,6 +468,7 @@ def run_task(
     try:
         tools, pricing = resolve_tools(spec)
         builder = get_builder(spec.strategy.name, spec.base_dir)
+        memory = setup_from_spec(spec.memory, spec.base_dir) if spec.memory is not None else None
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
     with open_mcp_servers(spec) as mcp_tools:
@@ -460,6 +485,7 @@ def run_task(
             checkpoint=checkpoint,
             resume=resume,
             checkpoint_meta=checkpoint_meta,
+            memory=memory,
         )
 
 
@@ -491,6 +517,7 @@ def _run_spec(
     store: bool,
     ledger: Ledger | None,
     on_store_error: StoreErrorCallback | None,
+    memory: MemorySetup | None = None,
     **durable: Any,
 ) -> RunResult:
     target = spec.store_target() if store else None
@@ -512,6 +539,7 @@ def _run_spec(
         builder=builder,
         on_store_error=on_store_error,
         on_limit=spec.on_limit,
+        memory=memory,
         routing=spec.routing(),
         **durable,
     )

@@ -252,6 +252,57 @@ class OutputSpec(BaseModel):
     trace: bool = Field(default=True, description="Include the step trace in the result.")
 
 
+class MemorySpec(BaseModel):
+    """A task's long-term memory (thrifty.memory): where it is stored, whose it is, how it is used."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    store: str = Field(
+        default=".thrifty/memory.db",
+        description="SQLite file (relative to the task file) or SQLAlchemy URL; may be the run store's.",
+    )
+    scope: dict[str, str] = Field(
+        description="Whose memory: user_id, agent_id and/or run_id (at least one), e.g. {user_id: caroline}."
+    )
+    ingest: list[str] = Field(
+        default_factory=list,
+        description="Chat files stored before the run (LoCoMo or LongMemEval .json, or .jsonl sessions); "
+        "ingesting again adds nothing.",
+    )
+    mode: Literal["context", "tool", "both"] = Field(
+        default="context",
+        description="context: a memory block in the system prompt; tool: a `recall` tool; both.",
+    )
+    router: str | dict[str, Literal["low", "mid", "high"]] = Field(
+        default="rules", description="rules | low | mid | high | {retrieve: mid, condense: high}."
+    )
+    lambda_: float = Field(
+        default=0.3, alias="lambda", ge=0.0, le=1.0, description="Cost/quality trade-off: 0 quality, 1 cost."
+    )
+    budget: Budget | None = Field(default=None, description="Memory's own cap (within the run's budget).")
+    embedder: str = Field(default="auto", description="auto | minilm | none (MID tier).")
+    model: str | None = Field(default=None, description="Model for the HIGH tiers (none: no HIGH tier).")
+    k: int = Field(default=5, ge=1, le=50, description="Items recalled per query.")
+    max_context_tokens: int = Field(default=1500, ge=50, description="Cap on the memory block.")
+
+    @field_validator("scope")
+    @classmethod
+    def _known_scope(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"user_id", "agent_id", "run_id"})
+        if unknown or not value:
+            raise ValueError(f"memory scope sets user_id, agent_id and/or run_id (got {sorted(value)})")
+        return value
+
+    @field_validator("router")
+    @classmethod
+    def _known_router(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, str) and value not in ("rules", "low", "mid", "high"):
+            raise ValueError(f"unknown memory router {value!r}: use rules, low, mid, high or a mapping")
+        if isinstance(value, dict) and set(value) - {"retrieve", "condense"}:
+            raise ValueError("a memory router mapping sets retrieve and/or condense")
+        return value
+
+
 def template_fields(question: str) -> list[str]:
     """The ``{name}`` fields of a question template; ValueError (with its fix) for anything else."""
     literal_fix = "write {{ and }} for a literal brace, and {name} for a value from `inputs`"
@@ -401,6 +452,7 @@ class TaskSpec(BaseModel):
         description="When a limit binds: stop (the best answer so far), or pause and ask for more budget "
         "(the run is checkpointed; `agent resume RUN_ID --max-...` continues it).",
     )
+    memory: MemorySpec | None = Field(default=None, description="Long-term memory (thrifty.memory).")
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths start.")
 
