@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from thrifty.agents.answers import is_non_answer, majority_vote, strip_preamble, usable_answer
-from thrifty.agents.planner import same_clue
+from thrifty.agents.planner import Plan, same_clue
 from thrifty.agents.solver import clean_answer
 
 
@@ -84,3 +84,10 @@ def test_preambles_are_stripped_and_do_not_vote() -> None:
 )
 def test_same_clue_ignores_case_punctuation_filler_and_order(a: str, b: str, same: bool) -> None:
     assert same_clue(a, b) is same
+
+
+def test_a_clue_without_a_word_is_not_kept() -> None:
+    plan = Plan.model_validate(
+        {"exploration": ["...", "] }", " Tinted\n Windows ", ""], "verification": ["?"]}
+    )
+    assert (plan.exploration, plan.verification) == (["Tinted Windows"], [])

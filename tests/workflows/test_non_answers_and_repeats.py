@@ -107,7 +107,7 @@ def test_bats_does_not_verify_a_preamble_and_replans_without_repeating_the_faile
     first = next(e for e in result.trace if isinstance(e, VerdictEvent))
     assert first.decision == "PIVOT" and first.justification == "no answer was proposed: nothing to verify"
     replan = [e for e in result.trace if isinstance(e, PlanEvent)][1]
-    assert replan.repeated == ["director of Jaws?", "JAWS  Director"]
+    assert replan.repeated == ["director of Jaws?", "JAWS Director"]  # one line, spaces squeezed
     assert "repeats dropped" in replan.describe()
     # the next attempt searched a phrase of the question that had not been tried, not the failed clue
     assert [(i.text, i.status) for i in replan.items] == [("Jaws director", "failed"), ("Jaws", "pending")]

@@ -54,7 +54,9 @@ class Plan(BaseModel):
         if isinstance(value, str):
             value = [value]
         if isinstance(value, list):
-            return [str(v).strip()[:100] for v in value if str(v).strip()][:3]
+            # one line each; a clue with no letter or digit ("...", "] }") is no search at all
+            texts = [" ".join(str(v).split())[:100] for v in value]
+            return [t for t in texts if any(ch.isalnum() for ch in t)][:3]
         return value
 
 
