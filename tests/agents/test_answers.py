@@ -29,6 +29,8 @@ from thrifty.agents.solver import clean_answer
         ("Sure! Here is the answer: 'Paris'", "Paris"),
         ('{"answer": "The answer to the question is:"}', ""),
         ("Answerable Records", "Answerable Records"),  # a word that starts like "answer" is kept
+        ("- The Goetheanum", "The Goetheanum"),  # a list marker
+        ("-5", "-5"),
     ],
 )
 def test_clean_answer(raw: str | None, expected: str) -> None:

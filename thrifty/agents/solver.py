@@ -90,6 +90,7 @@ REPEATED_CALL_NOTE = (
     "(You already made this exact call: same result as before. Try a different query, or answer.)"
 )
 
+_BULLET = re.compile(r"^(?:[-•]\s+)+")  # a list marker before the answer ("- Paris")
 _PARTIAL_ANSWER = re.compile(r'^\{\s*"answer"\s*:\s*"((?:[^"\\]|\\.)*)')
 
 
@@ -115,7 +116,8 @@ def clean_answer(text: str | None) -> str:
                 return ""  # a tool call written as text is not an answer
     for line in (text or "").splitlines():
         # The first line with an answer on it: a preamble line ("The answer to the question is:") is skipped.
-        answer = strip_preamble(line.strip(" \t\"'`*")).strip(" \"'`*").rstrip(".").strip()
+        line = _BULLET.sub("", line.strip(" \t\"'`*"))
+        answer = strip_preamble(line).strip(" \"'`*").rstrip(".").strip()
         if answer and not answer.endswith(":"):
             return answer
     return ""
