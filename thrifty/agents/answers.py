@@ -13,6 +13,7 @@ from collections.abc import Sequence
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 NON_ANSWERS = {"", "unknown", "i don t know", "i do not know", "none", "n a"}
+_WH_WORDS = {"who", "whom", "whose", "what", "which", "when", "where", "why", "how"}
 #: Lead-ins a model writes before (or instead of) its answer; :func:`strip_preamble` removes them.
 _LEAD_INS = (
     re.compile(
@@ -59,11 +60,11 @@ def is_non_answer(text: str | None) -> bool:
 
 def restates_question(text: str | None, question: str | None) -> bool:
     """Whether ``text`` only says the question back: two or more words, all of them the question's, and at
-    least 60% of the question's words (an either-or question's option is a fair answer, the question is not)."""
+    least 60% of the question's words (question words such as "which" / "what" aside) (an either-or question's option is a fair answer, the question is not)."""
     if not text or not question:
         return False
-    words = set(normalize_answer(text.replace("'", " ")).split())
-    asked = set(normalize_answer(question.replace("'", " ")).split())
+    words = set(normalize_answer(text.replace("'", " ")).split()) - _WH_WORDS
+    asked = set(normalize_answer(question.replace("'", " ")).split()) - _WH_WORDS
     return len(words) >= 2 and bool(asked) and words <= asked and len(words) >= 0.6 * len(asked)
 
 
