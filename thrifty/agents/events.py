@@ -152,17 +152,24 @@ class StopEvent(BudgetedEvent):
 
 # ------------------------------------------------------------------------------------------ BATS
 class PlanEvent(BudgetedEvent):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("sample", "repeated", "exhausted")
+
     node: str = "plan"
     action: Literal["plan"] = "plan"
     attempt: int
     replan: bool
     valid: bool  # False when the planner's reply was invalid and the fallback plan was used
     items: list[ChecklistItem]
+    repeated: list[str] | None = None  # clues the planner gave again (normalised): dropped, not searched
+    exhausted: bool | None = None  # True: every clue and phrase of the question was tried; the search ends
 
     def describe(self) -> str:
-        return ("re-plan: " if self.replan else "plan: ") + "; ".join(
+        text = ("re-plan: " if self.replan else "plan: ") + "; ".join(
             f"[{i.status}] {i.text}" for i in self.items
         )
+        if self.repeated:
+            text += f" (repeats dropped: {'; '.join(self.repeated)})"
+        return text + (" (nothing left to try)" if self.exhausted else "")
 
 
 class VerdictEvent(BudgetedEvent):

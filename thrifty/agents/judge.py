@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thrifty.agents import prompts
-from thrifty.agents.answers import is_non_answer, majority_vote, normalize_answer
+from thrifty.agents.answers import is_non_answer, majority_vote, normalize_answer, usable_answer
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import JudgeEvent
 from thrifty.agents.solver import SolverState, snapshot
@@ -31,7 +31,10 @@ def candidate_pool(state: SolverState) -> list[dict[str, Any]]:
     last = state.get("answer")
     if last and not any(c.get("answer") == last for c in cands):
         cands.append({"answer": last, "decision": "UNVERIFIED", "attempt": state.get("attempt", 1)})
-    return [c for c in cands if not is_non_answer(c.get("answer"))]
+    question = state.get("question")
+    return [
+        c for c in cands if not is_non_answer(c.get("answer")) and usable_answer(c.get("answer"), question)
+    ]
 
 
 def judge(state: SolverState, ctx: RunContext) -> dict[str, Any]:
@@ -43,7 +46,9 @@ def judge(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     method = "only candidate"
     chosen: str | None
     if not pool:
-        chosen, method = state.get("candidate") or state.get("answer") or "unknown", "no candidates"
+        last = state.get("candidate") or state.get("answer")
+        chosen = last if usable_answer(last, state["question"]) else "unknown"
+        method = "no candidates"
     elif len(distinct) == 1:
         chosen = pool[-1]["answer"]
         method = "verified" if verified else "only candidate"

@@ -3,6 +3,13 @@
 The checklist is a list of :class:`~thrifty.agents.records.ChecklistItem` ``(id, text, kind, status, spent,
 attempt)``; ``status`` is one of pending / done / failed / partial. Items are only ever added or moved between states (each change is
 recorded in the trace), never deleted or silently rewritten, so the run's reasoning stays auditable.
+
+A re-plan never repeats a clue: the re-planner is told which clues failed, a clue that is the same as one
+already on the checklist once normalised (:func:`same_clue`: case, punctuation, articles, question words and
+word order aside) is dropped and shown in the trace (``PlanEvent.repeated``), and when nothing new is left
+the next untried phrase of the question (a quoted title, a name, its keywords) is searched instead. When
+every such phrase has been tried too, the plan says so with the stop reason ``completed``, and the ``bats``
+graph goes to the judge instead of paying for an attempt that would repeat one.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 
 from thrifty.agents import prompts
+from thrifty.agents.answers import normalize_answer
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import PlanEvent
+from thrifty.agents.grounding import question_phrases
 from thrifty.agents.records import ChecklistItem, ItemKind, ItemStatus
 from thrifty.agents.solver import SolverState, snapshot
 from thrifty.agents.structured import StructuredRole, structured_call
-from thrifty.budget import BudgetExceeded
+from thrifty.budget import BudgetExceeded, StopKind, stop_reason
 
 STATUS_MARK: dict[ItemStatus, str] = {"pending": " ", "done": "x", "failed": "!", "partial": "~"}
 
@@ -45,25 +54,67 @@ class Plan(BaseModel):
         if isinstance(value, str):
             value = [value]
         if isinstance(value, list):
-            return [str(v).strip()[:100] for v in value if str(v).strip()][:3]
+            # one line each; a clue with no letter or digit ("...", "] }") is no search at all
+            texts = [" ".join(str(v).split())[:100] for v in value]
+            return [t for t in texts if any(ch.isalnum() for ch in t)][:3]
         return value
 
 
+#: Words that do not make one search clue different from another.
+_FILLER = {
+    "who", "whom", "whose", "what", "which", "when", "where", "why", "how", "is", "are", "was", "were", "did",
+    "do", "does", "of", "in", "on", "for", "and", "or", "to", "by", "with", "from", "at", "new", "angle",
+}  # fmt: skip
+SAME_CLUE_OVERLAP = 0.8  # word-set overlap (Jaccard) from which two clues are the same search
+
+
+def clue_words(text: str) -> frozenset[str]:
+    """The words that make a clue what it is: normalised, without question words, articles or numbering."""
+    return frozenset(w for w in normalize_answer(text).split() if w not in _FILLER and not w.isdigit())
+
+
+def same_clue(a: str, b: str) -> bool:
+    """Whether two clues are the same search once normalised ("Jaws director" / "director of Jaws?")."""
+    wa, wb = clue_words(a), clue_words(b)
+    if not wa or not wb:
+        return normalize_answer(a) == normalize_answer(b)
+    return wa == wb or len(wa & wb) / len(wa | wb) >= SAME_CLUE_OVERLAP
+
+
 def add_items(plan: list[ChecklistItem], new: Plan, attempt: int) -> list[ChecklistItem]:
-    """The checklist with the new clues appended (duplicates of existing items are skipped)."""
+    """The checklist with the new clues appended (clues that repeat an item, normalised, are skipped)."""
+    return add_new_items(plan, new, attempt)[0]
+
+
+def add_new_items(
+    plan: list[ChecklistItem], new: Plan, attempt: int
+) -> tuple[list[ChecklistItem], list[str]]:
+    """The checklist with the new clues appended, and the clues dropped because they repeat one already
+    on it (:func:`same_clue`, whatever its status: a failed clue is not tried again)."""
     items = [i.model_copy() for i in plan]
-    seen = {i.text.lower() for i in items}
+    repeated: list[str] = []
     kinds: tuple[tuple[ItemKind, list[str]], ...] = (
         ("exploration", new.exploration),
         ("verification", new.verification),
     )
     for kind, clues in kinds:
         for clue in clues:
-            if clue.lower() in seen:
+            if any(i.kind == kind and same_clue(i.text, clue) for i in items):
+                if kind == "exploration":
+                    repeated.append(clue)
                 continue
-            seen.add(clue.lower())
             items.append(ChecklistItem(id=len(items) + 1, text=clue, kind=kind, attempt=attempt))
-    return items
+    return items, repeated
+
+
+def untried_phrase(question: str, plan: list[ChecklistItem]) -> str | None:
+    """The first phrase of the question (a quoted title, a name, its keywords) no exploration clue has
+    covered yet, or None when every one has been tried."""
+    tried = [i.text for i in plan if i.kind == "exploration"]
+    for phrase in [*question_phrases(question), question.strip().rstrip("?")]:
+        if phrase and not any(same_clue(phrase, t) for t in tried):
+            return phrase
+    return None
 
 
 def current_item(plan: list[ChecklistItem]) -> ChecklistItem | None:
@@ -106,10 +157,12 @@ def plan(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     attempt = int(state.get("attempt") or 0) + 1
     summaries = list(state.get("summaries") or [])
     if existing:
+        failed = [i.text for i in existing if i.kind == "exploration" and i.status == "failed"]
         task = prompts.REPLANNER_TASK.format(
             question=question,
             checklist=render_checklist(existing),
             summary=summaries[-1] if summaries else "no evidence found",
+            failed="\n".join(f"- {t}" for t in failed) or "- (none yet)",
         )
     else:
         task = prompts.PLANNER_TASK.format(question=question)
@@ -120,12 +173,16 @@ def plan(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         )
     except BudgetExceeded:
         new, ok = (Plan() if existing else fallback_plan(question)), False
-    items = add_items(existing, new, attempt)
+    items, repeated = add_new_items(existing, new, attempt)
+    exhausted = False
     if not any(i.kind == "exploration" and i.status in ("pending", "partial") for i in items):
-        # Every clue failed and nothing new came: search the question itself once more, phrased plainly.
-        items = add_items(
-            items, Plan(exploration=[f"{question.strip().rstrip('?')} (new angle {attempt})"]), attempt
-        )
+        # Every clue failed and nothing new came: search a phrase of the question not tried yet; when none is
+        # left, another attempt could only repeat one, so the plan ends the search.
+        phrase = untried_phrase(question, items)
+        if phrase is not None:
+            items = add_items(items, Plan(exploration=[phrase]), attempt)
+        else:
+            exhausted = True
     entry = ctx.emit(
         PlanEvent(
             step=state.get("step", 0),
@@ -133,13 +190,24 @@ def plan(state: SolverState, ctx: RunContext) -> dict[str, Any]:
             replan=bool(existing),
             valid=ok,
             items=[i.model_copy() for i in items],
+            repeated=repeated or None,
+            exhausted=exhausted or None,
             **snapshot(ctx),
         )
     )
-    return {
+    update: dict[str, Any] = {
         "plan": items,
         "attempt": attempt,
         "context_note": context_note(items, summaries),
         "window_start": len(state.get("messages") or []),
         "trace": [entry],
     }
+    if exhausted:
+        update["stop_reason"] = stop_reason(StopKind.COMPLETED)
+    return update
+
+
+def after_plan(state: SolverState) -> str:
+    """'judge' when the plan has nothing left to try (every clue and phrase of the question failed),
+    else 'solve'."""
+    return "judge" if state.get("stop_reason") else "solve"

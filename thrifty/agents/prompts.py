@@ -39,6 +39,8 @@ REPLANNER_TASK = """Question: {question}
 Checklist so far:
 {checklist}
 The last line of search failed: {summary}
+Clues that already failed (do not repeat them, not even reworded):
+{failed}
 Give 1 or 2 NEW exploration clues, different from the failed ones, and any missing verification conditions.
 Reply with JSON only: {{"exploration": ["..."], "verification": ["..."]}}"""
 

@@ -20,6 +20,7 @@ import re
 from typing import Annotated, Any, Required, TypedDict, cast
 
 from thrifty.agents import grounding, prompts
+from thrifty.agents.answers import strip_preamble, usable_answer
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import (
     AnswerEvent,
@@ -89,12 +90,13 @@ REPEATED_CALL_NOTE = (
     "(You already made this exact call: same result as before. Try a different query, or answer.)"
 )
 
+_BULLET = re.compile(r"^(?:[-•]\s+)+")  # a list marker before the answer ("- Paris")
 _PARTIAL_ANSWER = re.compile(r'^\{\s*"answer"\s*:\s*"((?:[^"\\]|\\.)*)')
-_ANSWER_PREFIX = re.compile(r"^\s*(final answer|answer)\s*[:\-]\s*", re.IGNORECASE)
 
 
 def clean_answer(text: str | None) -> str:
-    """The answer as a short string: strips 'Answer:' prefixes, quotes and a JSON ``{"answer": ..}`` shell."""
+    """The answer as a short string: strips preambles ('Answer:', 'The answer to the question is:'), quotes
+    and a JSON ``{"answer": ..}`` shell; "" when the reply holds no answer (a preamble alone, a tool call)."""
     if not text:
         return ""
     text = text.strip()
@@ -112,10 +114,13 @@ def clean_answer(text: str | None) -> str:
                 text = data["answer"]
             elif "tool" in data or "arguments" in data:
                 return ""  # a tool call written as text is not an answer
-    text = _ANSWER_PREFIX.sub("", (text or "").strip()).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    text = lines[0].strip() if lines else ""
-    return text.strip(" \"'`*").rstrip(".").strip()
+    for line in (text or "").splitlines():
+        # The first line with an answer on it: a preamble line ("The answer to the question is:") is skipped.
+        line = _BULLET.sub("", line.strip(" \t\"'`*"))
+        answer = strip_preamble(line).strip(" \"'`*").rstrip(".").strip()
+        if answer and not answer.endswith(":"):
+            return answer
+    return ""
 
 
 def snapshot(ctx: RunContext, view: BudgetView | None = None) -> BudgetSnapshot:
@@ -288,8 +293,9 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
             "messages": [reply.assistant_message()],
             "trace": [ctx.emit(entry)],
         }
-        if reply.content and clean_answer(reply.content):
-            update["candidate"] = clean_answer(reply.content)
+        thought = clean_answer(reply.content)
+        if usable_answer(thought, question):
+            update["candidate"] = thought
         return update
     return _answer(state, ctx, step, reply, final_stop if final_reason else None)
 
@@ -354,8 +360,10 @@ def _answer(
     state: StepState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None
 ) -> dict[str, Any]:
     answer = clean_answer(reply.content)
-    if ctx.grounded and not grounding.usable_answer(answer):
-        answer = ""  # a preamble or "unknown" never replaces a better candidate
+    if not usable_answer(answer, state["question"]) or (ctx.grounded and not grounding.usable_answer(answer)):
+        answer = (
+            ""  # a preamble, an empty phrase, "unknown" or the question never replaces a better candidate
+        )
     answer = answer or state.get("candidate") or "unknown"
     reason = forced_stop or stop_reason(StopKind.COMPLETED)
     entry = AnswerEvent(

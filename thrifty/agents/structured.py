@@ -1,25 +1,54 @@
-"""Structured model outputs: ask for JSON matching a pydantic model, validate, retry once, else a safe default.
+"""Structured model outputs: ask for JSON matching a pydantic model, parse leniently, re-ask once, else a
+safe default.
 
-Every structured node (planner, verifier, judge, critic) uses this, so a malformed reply is never a crash:
-the first failure is shown to the model with the error; a second failure returns the caller's default.
-The JSON schema is sent as ``response_format`` (``json_schema`` with the role as its name), which local
-models turn into a grammar and API models into structured output.
+Every structured node (planner, verifier, judge, value-tree candidates and critic) uses this, so a
+malformed reply is never a crash. How the JSON is asked for depends on what the model's server supports
+(``model_settings.response_format``, :func:`structured_format`):
+
+* ``json_schema``: the schema as OpenAI structured output (``json_schema`` with the role as its name),
+  which in-process models turn into a grammar and API models into structured output;
+* ``json_object``: JSON mode with the schema alongside (``{"type": "json_object", "schema": ...}``), which
+  llama.cpp's and llama-cpp-python's OpenAI-compatible servers turn into a grammar (llama-cpp-python
+  rejects ``json_schema`` outright) and other servers into plain JSON mode;
+* ``none``: no ``response_format``; the prompt alone asks for JSON.
+
+``auto`` (the default) picks ``json_schema`` for in-process providers and for models LiteLLM knows support
+it, else ``json_object``; a server that rejects the format (a failed call) is asked again at once with the
+next one (``json_schema`` -> ``json_object`` -> ``none``), and what worked is remembered for that model and
+server for the rest of the process.
+
+A reply is read leniently (:func:`parse_reply`): the first JSON object in it, else the object
+``json_repair`` recovers from it (trailing commas, single quotes, bare words, a reply cut off by
+``max_tokens``). A reply that still does not validate is shown to the model with the error once; a second
+failure returns the caller's default, and :class:`StructuredReply` says why (the nodes put it in the trace).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+import json_repair
 from pydantic import BaseModel, ValidationError
 
 from thrifty.agents.context import RunContext
 from thrifty.models.gateway import ModelError
 from thrifty.models.protocol import first_json_object
+from thrifty.models.settings import ResponseFormatMode
 
 T = TypeVar("T", bound=BaseModel)
+
+#: The format to try next when a server rejects one (``auto`` only).
+NEXT_FORMAT: dict[str, str] = {"json_schema": "json_object", "json_object": "none"}
+#: Errors that say the server refused the request as written (a response format it does not take; a
+#: llama-cpp-python server answers 500 to a validation error), not that it is down or the key is wrong.
+REJECTED_REQUEST = ("BadRequestError", "UnprocessableEntityError", "InternalServerError")
+_learned: dict[tuple[str, str | None], str] = {}
+_learned_lock = threading.Lock()
 
 
 class StructuredRole(StrEnum):
@@ -48,10 +77,101 @@ def extract_json(text: str | None) -> Any:
         return found
 
 
+def repair_json(text: str | None) -> dict[str, Any] | None:
+    """The JSON object ``json_repair`` recovers from ``text`` from its first ``{`` on (trailing commas,
+    single quotes, Python literals, unquoted words, a reply cut off mid-object), or None when there is none."""
+    if not text or "{" not in text:
+        return None
+    try:
+        value = json_repair.loads(text[text.index("{") :])
+    except (ValueError, RecursionError):  # pragma: no cover - json_repair returns "" on hopeless input
+        return None
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, dict)), None)
+    return value if isinstance(value, dict) and value else None
+
+
+def parse_reply(text: str | None, model_cls: type[T]) -> tuple[T, bool]:
+    """``model_cls`` from a model's reply, and whether it had to be repaired. Raises ValueError (no JSON
+    object in the reply) or ValidationError (an object that does not fit, even repaired)."""
+    try:
+        return model_cls.model_validate(extract_json(text)), False
+    except (ValueError, ValidationError) as exc:
+        repaired = repair_json(text)
+        if repaired is None:
+            raise exc from None
+        try:
+            return model_cls.model_validate(repaired), True
+        except ValidationError:
+            raise exc from None
+
+
 def schema_for(model_cls: type[BaseModel]) -> dict[str, Any]:
     schema = model_cls.model_json_schema()
     schema.pop("title", None)
     return schema
+
+
+def _schema_supported(model: str) -> bool:
+    try:
+        from thrifty.models._litellm import get_litellm
+
+        return bool(get_litellm().supports_response_schema(model=model))
+    except Exception:
+        return False
+
+
+def structured_format(ctx: RunContext) -> str:
+    """The ``response_format`` kind structured calls of this run start with (``json_schema``,
+    ``json_object`` or ``none``): the setting, or for ``auto`` what this model and server are known to take."""
+    mode: ResponseFormatMode = ctx.settings.response_format
+    if mode != "auto":
+        return mode
+    try:
+        in_process = ctx.gateway.provider(ctx.model).in_process
+    except Exception:
+        in_process = False
+    if in_process:
+        return "json_schema"
+    with _learned_lock:
+        learned = _learned.get((ctx.model, ctx.gateway.api_base))
+    if learned is not None:
+        return learned
+    return "json_schema" if _schema_supported(ctx.model) else "json_object"
+
+
+def forget_formats() -> None:
+    """Forget the formats learned from servers that rejected one (tests)."""
+    with _learned_lock:
+        _learned.clear()
+
+
+def response_format(kind: str, role: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The OpenAI ``response_format`` of one kind (None for ``none``)."""
+    if kind == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": role, "schema": schema, "strict": False}}
+    if kind == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+@dataclass(frozen=True)
+class StructuredReply(Generic[T]):
+    """What a structured call produced: the object, whether it came from the model (``ok``; False: the
+    caller's default), the ``response_format`` kind that was used, whether the reply had to be repaired,
+    and why the default was used (``error``)."""
+
+    value: T
+    ok: bool
+    format: str
+    repaired: bool = False
+    error: str | None = None
+
+    def label(self) -> str:
+        """A short note for the trace: how the object was obtained."""
+        if not self.ok:
+            return f"default used ({self.format}): {self.error}"
+        return f"{self.format}{', repaired' if self.repaired else ''}"
 
 
 def structured_call(
@@ -74,37 +194,56 @@ def structured_call(
     so that a grammar-constrained local model cannot leave them empty).
 
     BudgetExceeded propagates (the graph decides what a budget stop means); a provider error gives the
-    default.
+    default. :func:`structured_request` returns the same with how it was obtained.
     """
+    out = structured_request(
+        ctx,
+        role,
+        model_cls,
+        messages,
+        default=default,
+        node=node,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        schema=schema,
+    )
+    return out.value, out.ok
+
+
+def structured_request(
+    ctx: RunContext,
+    role: StructuredRole | str,
+    model_cls: type[T],
+    messages: Sequence[dict[str, Any]],
+    *,
+    default: T,
+    node: str,
+    max_tokens: int = 320,
+    temperature: float | None = None,
+    schema: dict[str, Any] | None = None,
+) -> StructuredReply[T]:
+    """:func:`structured_call`, returning a :class:`StructuredReply` (format used, repaired, why a default)."""
     schema = schema or schema_for(model_cls)  # a tighter schema may be asked for; validation stays lenient
-    response_format = {
-        "type": "json_schema",
-        "json_schema": {"name": str(role), "schema": schema, "strict": False},
-    }
+    kind = structured_format(ctx)
     convo = list(messages)
     kwargs = ctx.model_kwargs()
     if temperature is not None:
         kwargs["temperature"] = temperature
+    problem = "no reply"
     for attempt in range(2):
         try:
-            reply = ctx.gateway.complete(
-                ctx.model,
-                convo,
-                max_tokens=max_tokens,
-                node=node,
-                response_format=response_format,
-                **kwargs,
-            )
-        except ModelError:
-            return default, False
+            reply, kind = _call(ctx, str(role), convo, kind, schema, node, max_tokens, kwargs)
+        except ModelError as exc:
+            return StructuredReply(default, False, kind, error=f"model error: {str(exc)[:200]}")
         try:
-            return model_cls.model_validate(extract_json(reply.content)), True
+            value, repaired = parse_reply(reply.content, model_cls)
+            return StructuredReply(value, True, kind, repaired=repaired)
         except (ValueError, ValidationError) as exc:
-            if attempt == 1:
-                break
             problem = (
                 str(exc).splitlines()[0][:300] if not isinstance(exc, ValidationError) else _short_errors(exc)
             )
+            if attempt == 1:
+                break
             convo = [
                 *convo,
                 {"role": "assistant", "content": reply.content or ""},
@@ -114,7 +253,45 @@ def structured_call(
                     f"matching this schema: {json.dumps(schema, separators=(',', ':'))}",
                 },
             ]
-    return default, False
+    return StructuredReply(default, False, kind, error=f"invalid reply twice: {problem}")
+
+
+def _call(
+    ctx: RunContext,
+    role: str,
+    convo: list[dict[str, Any]],
+    kind: str,
+    schema: dict[str, Any],
+    node: str,
+    max_tokens: int,
+    kwargs: dict[str, Any],
+) -> tuple[Any, str]:
+    """One charged call with the ``kind`` of response format, and the kind that was used: under ``auto``, a
+    call that fails is made again at once with the next kind (a server that rejects ``json_schema``), and a
+    kind that worked after one that failed is remembered for this model and server."""
+    auto = ctx.settings.response_format == "auto"
+    first = kind
+    while True:
+        fmt = response_format(kind, role, schema)
+        try:
+            reply = ctx.gateway.complete(
+                ctx.model,
+                convo,
+                max_tokens=max_tokens,
+                node=node,
+                **({"response_format": fmt} if fmt is not None else {}),
+                **kwargs,
+            )
+        except ModelError as exc:
+            rejected = any(f": {name}:" in str(exc) for name in REJECTED_REQUEST)
+            if not (auto and rejected and kind in NEXT_FORMAT) or ctx.gateway.provider(ctx.model).in_process:
+                raise
+            kind = NEXT_FORMAT[kind]
+            continue
+        if kind != first:
+            with _learned_lock:
+                _learned[(ctx.model, ctx.gateway.api_base)] = kind
+        return reply, kind
 
 
 def _short_errors(exc: ValidationError) -> str:

@@ -14,12 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from thrifty.agents import prompts
+from thrifty.agents.answers import usable_answer
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import VerdictEvent
 from thrifty.agents.planner import context_note, current_item
 from thrifty.agents.records import ChecklistItem, ItemStatus
 from thrifty.agents.solver import SolverState, snapshot
-from thrifty.agents.structured import StructuredRole, structured_call
+from thrifty.agents.structured import StructuredRole, structured_request
 from thrifty.budget import BudgetExceeded, Regime, budget_block, regime
 
 Decision = Literal["SUCCESS", "CONTINUE", "PIVOT"]
@@ -116,6 +117,28 @@ def spent_since(ctx: RunContext, mark: dict[str, float] | None) -> dict[str, flo
     return {k: round(used.get(k, 0.0) - (mark or {}).get(k, 0.0), 6) for k in keys}
 
 
+def _check(
+    ctx: RunContext, messages: list[dict[str, Any]], fallback: Verdict
+) -> tuple[Verdict, bool, str | None]:
+    """The verifier's call: its verdict, whether it was valid, and the stop reason if the budget stopped it."""
+    stop: str | None = None
+    try:
+        out = structured_request(
+            ctx, StructuredRole.VERDICT, Verdict, messages, default=fallback, node="verify", temperature=0.0
+        )
+        verdict, ok = out.value, out.ok
+        if not ok:  # say why: an invalid reply, or a model error
+            why = f"no valid verdict ({out.error}); keeping the answer as an unverified candidate"
+            verdict = verdict.model_copy(update={"justification": why[:300]})
+    except BudgetExceeded as exc:
+        verdict, ok, stop = (
+            fallback.model_copy(update={"justification": f"no budget to verify: {exc}"}),
+            False,
+            exc.stop_reason,
+        )
+    return verdict, ok, stop
+
+
 def verify(state: SolverState, ctx: RunContext) -> dict[str, Any]:
     """Check the proposed answer; record the candidate; set up the next attempt's context."""
     answer = state.get("answer")
@@ -144,16 +167,14 @@ def verify(state: SolverState, ctx: RunContext) -> dict[str, Any]:
         trajectory_summary=_auto_summary(answer, window),
     )
     stop: str | None = None
-    try:
-        verdict, ok = structured_call(
-            ctx, StructuredRole.VERDICT, Verdict, messages, default=fallback, node="verify", temperature=0.0
+    if not usable_answer(answer, question):
+        # Nothing to check (no answer, "unknown", a preamble): a dead end, and no model call is paid for it.
+        verdict, ok = (
+            fallback.model_copy(update={"justification": "no answer was proposed: nothing to verify"}),
+            True,
         )
-    except BudgetExceeded as exc:
-        verdict, ok, stop = (
-            fallback.model_copy(update={"justification": f"no budget to verify: {exc}"}),
-            False,
-            exc.stop_reason,
-        )
+    else:
+        verdict, ok, stop = _check(ctx, messages, fallback)
     now = regime(ctx.ledger, ctx.tool_names)
     overridden = None
     if verdict.decision == "CONTINUE" and now in (Regime.LOW, Regime.CRITICAL):

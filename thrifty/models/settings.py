@@ -9,6 +9,7 @@ caller names no ``max_tokens`` at all.)
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
@@ -19,12 +20,19 @@ __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TEMPERATURE",
     "ModelSettings",
+    "ResponseFormatMode",
 ]
 
 DEFAULT_MODEL = "local/smollm2"
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_REPLY_TOKENS = 256  # completion tokens per call, before the budget caps them further
 DEFAULT_RETRIES = 2
+
+#: How structured calls (plans, verdicts, judge picks, value-tree candidates and critic scores) ask for JSON:
+#: ``json_schema`` (OpenAI structured output; local models turn it into a grammar), ``json_object`` with the
+#: schema alongside (llama.cpp's and llama-cpp-python's servers turn that into a grammar, others give plain
+#: JSON), ``none`` (the prompt alone), or ``auto`` (see :func:`thrifty.agents.structured.structured_format`).
+ResponseFormatMode = Literal["auto", "json_schema", "json_object", "none"]
 
 
 class ModelSettings(BaseModel):
@@ -56,6 +64,12 @@ class ModelSettings(BaseModel):
         ge=0,
         le=10,
         description="Extra attempts on transient provider errors (each charged).",
+    )
+    response_format: ResponseFormatMode = Field(
+        default="auto",
+        description="How structured calls ask for JSON: auto (json_schema for in-process models and for "
+        "models LiteLLM knows support it, else json_object with the schema; a server that rejects one falls "
+        "back to the next), json_schema, json_object or none. Replies are parsed leniently either way.",
     )
     api_base: str | None = Field(
         default=None,

@@ -7,7 +7,9 @@
 The solver is the react loop with the Budget Tracker; the verifier's trajectory summary replaces the raw
 trajectory in the next attempt. The loop ends on SUCCESS, when the budget cannot pay for another attempt
 (stop reason ``budget_exhausted:<dimension>``), or after ``max_attempts`` (``max_steps``); the judge then
-picks the best verified answer.
+picks the best verified answer. A re-plan never repeats a failed clue (:mod:`thrifty.agents.planner`); a plan
+with nothing left to try goes straight to the judge (stop reason ``completed``), and an attempt that ends
+without a real answer (a preamble, "unknown") is a PIVOT that costs no verifier call.
 
 Options (``strategy.options`` in YAML, keyword arguments in ``Agent``): see :class:`BatsOptions`.
 """
@@ -20,7 +22,7 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from thrifty.agents.judge import judge
-from thrifty.agents.planner import plan
+from thrifty.agents.planner import after_plan, plan
 from thrifty.agents.solver import SolverState, solve
 from thrifty.agents.verifier import verify
 from thrifty.budget import Regime, StopKind, regime_for, stop_reason
@@ -73,7 +75,7 @@ def build_bats(options: BatsOptions | Mapping[str, Any] | None = None) -> Any:
 
     wf = Workflow("bats")
     wf.node("plan", plan).node("solve", solve).node("verify", verify).node("gate", gate).node("judge", judge)
-    wf.edge("plan", "solve")
+    wf.route("plan", after_plan, ["solve", "judge"])  # a plan with nothing left to try ends the search
     wf.route("solve", after_solve, ["verify", "judge"])
     wf.edge("verify", "gate")
     wf.route("gate", next_step, ["judge", "solve", "plan"])
