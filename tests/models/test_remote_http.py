@@ -38,6 +38,7 @@ pytest.importorskip("llama_cpp")
 from thrifty import Agent, Budget
 from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing
 from thrifty.models import Gateway, ModelError
+from thrifty.models.gateway import UsageRatios
 
 from .faultproxy import FaultProxy, free_port
 
@@ -132,8 +133,15 @@ def fresh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     assert p.pending == 0, "a queued fault was never served"
 
 
-def gateway(ledger: Ledger, proxy: FaultProxy, *, retries: int = 0, backoff: float = 0.0) -> Gateway:
-    return Gateway(ledger, PRICING, retries=retries, backoff=backoff, api_base=proxy.url)
+def gateway(
+    ledger: Ledger,
+    proxy: FaultProxy,
+    *,
+    retries: int = 0,
+    backoff: float = 0.0,
+    ratios: UsageRatios | None = None,
+) -> Gateway:
+    return Gateway(ledger, PRICING, retries=retries, backoff=backoff, api_base=proxy.url, ratios=ratios)
 
 
 def spy_reservations(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
@@ -182,7 +190,8 @@ def test_a_clean_call_settles_exactly_what_the_server_reported(
 ) -> None:
     ledger = Ledger(Budget(usd=0.01, model_requests=2))
     held = spy_reservations(ledger, monkeypatch)
-    gw = gateway(ledger, proxy)
+    # A first call: no token ratio learned yet (other tests in the process may have called this model).
+    gw = gateway(ledger, proxy, ratios=UsageRatios())
     counted = gw.count_prompt_tokens(MODEL, MSG, None)
     out = gw.complete(MODEL, MSG, max_tokens=6, temperature=0)
 
