@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,41 +24,15 @@ from typing import Any
 
 import litellm
 
+from thrifty.memory.memory import content_words
 from thrifty.models import Provider, register_provider
 from thrifty.models.inprocess import Generation, InProcessProvider
 
 __all__ = ["REFUSAL", "MemSimError", "register_question"]
 
 REFUSAL = "No information available."
-_WORD = re.compile(r"[a-z0-9']+")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "for",
-        "and",
-        "or",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "do",
-        "does",
-        "did",
-        "what",
-        "when",
-        "where",
-        "who",
-        "how",
-    ]
-)
+# The memory's own content words, with "how" also left out (it names no fact to look for).
+_EXTRA_STOP = frozenset({"how"})
 
 
 class MemSimError(ValueError):
@@ -112,7 +85,7 @@ def _text(messages: Sequence[Any]) -> tuple[str, str]:
 
 
 def _terms(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+    return content_words(text, extra_stop=_EXTRA_STOP)
 
 
 class MemSimProvider(InProcessProvider):

@@ -104,6 +104,11 @@ _STOP = frozenset(
 )
 
 
+def content_words(text: str, *, extra_stop: frozenset[str] = frozenset()) -> set[str]:
+    """The words of ``text`` that carry content: lower-cased, longer than two letters, not stop words."""
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and w not in extra_stop and len(w) > 2}
+
+
 def block_tokens(text: str) -> int:
     """A model-free token count (4 characters a token), for caps and reports."""
     return math.ceil(len(text) / 4)
@@ -440,7 +445,7 @@ class Memory:
         """MID condense: the two best items whole; of the others only the lines (turns) sharing a content
         word with the query, with one neighbour each; within half the token cap; every chunk keeps its dated
         header, and the result is in time order."""
-        terms = {w for w in _WORD.findall(query.lower()) if w not in _STOP and len(w) > 2}
+        terms = content_words(query)
         kept: list[tuple[MemoryItem, str]] = []
         used = 0
         for rank, item in enumerate(items):
