@@ -37,6 +37,10 @@ __all__ = [
 J = TypeVar("J")
 #: Runs sent ahead to each worker, so that it never waits on the caller between two runs.
 DEPTH = 2
+#: At most this many jobs go to a worker in one Ray task (fewer when the queue is short, so every worker
+#: gets a share): one task per run costs the driver and Ray's own processes a few milliseconds a run, which
+#: on a small machine competes with the workers for the same cores.
+CHUNK = 8
 #: How many times one run may lose its worker before the grid gives up on it (a run that kills its worker).
 MAX_ATTEMPTS = 3
 INSTALL_HINT = "install it with: pip install 'thrifty[ray]'"
@@ -159,6 +163,17 @@ class _Host:
             raise RuntimeError("worker used before setup")
         return self.worker.run(job, lease_id)
 
+    def run_many(self, jobs: Sequence[tuple[Any, str]]) -> list[Any]:
+        """Run ``jobs`` in order and return their outcomes; stop after a Refused one (the jobs after it are
+        not run: the driver puts them back in the queue)."""
+        outcomes: list[Any] = []
+        for job, lease_id in jobs:
+            outcome = self.run(job, lease_id)
+            outcomes.append(outcome)
+            if isinstance(outcome, Refused):
+                break
+        return outcomes
+
 
 # Workers kept up between grids of one process (``keep_workers=True``), per Ray session: a later grid only
 # sends them its worker factory instead of starting processes again.
@@ -262,7 +277,7 @@ class RayExecutor:
         ray = import_ray()
         dispatch: Dispatch[J] = Dispatch(jobs)
         attempts: dict[int, int] = {}
-        pending: dict[Any, _Ticket] = {}
+        pending: dict[Any, list[_Ticket]] = {}
         finished = False
         self._check_resources()
         try:
@@ -275,9 +290,9 @@ class RayExecutor:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
-                    ticket = pending.pop(ref)
-                    ticket.slot.in_flight -= 1
-                    self._finished(ref, ticket, dispatch, pending, on_done, on_lost, attempts)
+                    tickets = pending.pop(ref)
+                    tickets[0].slot.in_flight -= 1
+                    self._finished(ref, tickets, dispatch, pending, on_done, on_lost, attempts)
             finished = True
         finally:
             if finished and self.keep_workers and self.gpus == 0:
@@ -287,26 +302,34 @@ class RayExecutor:
                 for slot in self._slots:
                     with contextlib.suppress(Exception):
                         ray.kill(slot.actor)
-            for ticket in pending.values():  # interrupted: these runs did not finish
-                if on_lost is not None:
-                    with contextlib.suppress(Exception):
-                        on_lost(ticket.lease_id)
+            for tickets in pending.values():  # interrupted: these runs did not finish
+                for ticket in tickets:
+                    if on_lost is not None:
+                        with contextlib.suppress(Exception):
+                            on_lost(ticket.lease_id)
         return dispatch.left()
 
-    def _fill(self, dispatch: Dispatch[Any], pending: dict[Any, _Ticket], attempts: dict[int, int]) -> None:
+    def _fill(
+        self, dispatch: Dispatch[Any], pending: dict[Any, list[_Ticket]], attempts: dict[int, int]
+    ) -> None:
         for slot in self._slots:
-            while slot.in_flight < DEPTH and (taken := dispatch.take()) is not None:
-                job, lease_id = taken
-                ref = slot.actor.run.remote(job, lease_id)
+            while slot.in_flight < DEPTH:
+                size = max(1, min(CHUNK, len(dispatch.queue) // (DEPTH * len(self._slots) * 2)))
+                taken = [t for t in (dispatch.take() for _ in range(size)) if t is not None]
+                if not taken:
+                    break
+                ref = slot.actor.run_many.remote(taken)
                 slot.in_flight += 1
-                pending[ref] = _Ticket(job, lease_id, slot, attempts.get(id(job), 0))
+                pending[ref] = [
+                    _Ticket(job, lease_id, slot, attempts.get(id(job), 0)) for job, lease_id in taken
+                ]
 
     def _finished(
         self,
         ref: Any,
-        ticket: _Ticket,
+        tickets: list[_Ticket],
         dispatch: Dispatch[Any],
-        pending: dict[Any, _Ticket],
+        pending: dict[Any, list[_Ticket]],
         on_done: OnDone,
         on_lost: OnLost | None,
         attempts: dict[int, int],
@@ -315,33 +338,41 @@ class RayExecutor:
         from ray.exceptions import RayActorError, RayTaskError
 
         try:
-            outcome = ray.get(ref)
+            outcomes = ray.get(ref)
         except RayTaskError as exc:  # the worker raised: a harness error, as the local executor re-raises it
             raise exc.as_instanceof_cause() from None
         except RayActorError:
-            self._lost(ticket, dispatch, on_lost, attempts)
+            self._lost(tickets, dispatch, on_lost, attempts)
             return
-        if isinstance(outcome, Refused):
-            dispatch.refused(ticket.job, len(pending))
-            return
-        dispatch.ended()
-        on_done(ticket.job, outcome)
+        for ticket in reversed(tickets[len(outcomes) :]):  # after a refused one: not run, back in the queue
+            dispatch.put_back(ticket.job)
+        for ticket, outcome in zip(tickets, outcomes, strict=False):
+            if isinstance(outcome, Refused):
+                dispatch.refused(ticket.job, sum(len(t) for t in pending.values()))
+                return
+            dispatch.ended()
+            on_done(ticket.job, outcome)
 
     def _lost(
-        self, ticket: _Ticket, dispatch: Dispatch[Any], on_lost: OnLost | None, attempts: dict[int, int]
+        self,
+        tickets: list[_Ticket],
+        dispatch: Dispatch[Any],
+        on_lost: OnLost | None,
+        attempts: dict[int, int],
     ) -> None:
-        """The run's worker died: charge its lease at worst case, queue the run again, replace the worker."""
-        self.lost_runs += 1
-        if on_lost is not None:
-            on_lost(ticket.lease_id)
-        tries = attempts[id(ticket.job)] = ticket.attempts + 1
-        if tries >= MAX_ATTEMPTS:
-            raise ScaleError(
-                f"a run lost its worker {tries} times (it may be what kills it): {ticket.job!r:.200}"
-            )
-        dispatch.put_back(ticket.job)
-        dispatch.ended()
-        slot = ticket.slot
+        """The runs' worker died: charge their leases at worst case, queue them again, replace the worker."""
+        for ticket in reversed(tickets):
+            self.lost_runs += 1
+            if on_lost is not None:
+                on_lost(ticket.lease_id)
+            tries = attempts[id(ticket.job)] = ticket.attempts + 1
+            if tries >= MAX_ATTEMPTS:
+                raise ScaleError(
+                    f"a run lost its worker {tries} times (it may be what kills it): {ticket.job!r:.200}"
+                )
+            dispatch.put_back(ticket.job)
+            dispatch.ended()
+        slot = tickets[0].slot
         if slot in self._slots:
             index = self._slots.index(slot)
             time.sleep(0.1)
