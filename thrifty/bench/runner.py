@@ -29,7 +29,7 @@ from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
 from thrifty.budget.pool import LeaseClient, usage_spent
 from thrifty.models.routing import EscalationPolicy, Routing, parse_model_spec
 from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
-from thrifty.scale.executors import LocalExecutor, Refused
+from thrifty.scale.executors import LocalExecutor, Refused, run_leased
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
@@ -571,27 +571,18 @@ class GridWorker:
     def run(self, job: Job, lease_id: str) -> dict[str, Any] | Refused | None:
         """The run's record; None if it was cancelled (not a result: rerun it next time); Refused when the
         global budget cannot hold its worst case now."""
-        from thrifty.workflows.runner import SetupError
-
-        pool = self.pool
-        if pool is not None and not pool.lease(lease_id, self.reservations[job[1]]):
-            return Refused(f"global budget: no room for a budget-{job[1]} run now")
-        try:
-            result = self._execute(*job)
-        except SetupError:  # refused before anything was spent
-            if pool is not None:
-                pool.release(lease_id)
-            raise
-        except BaseException:
-            if pool is not None:
-                pool.abandon(lease_id)
-            raise
-        record = _record(self.config, job[0], job[1], job[2], job[3], result)
-        if pool is not None:
-            pool.settle(lease_id, usage_spent(record["usage"]))
-        if result.stop_reason == StopKind.CANCELLED.value:
-            return None
-        return record
+        config = self.config
+        outcome = run_leased(
+            self.pool,
+            lease_id,
+            self.reservations[job[1]] if self.pool is not None else {},
+            f"global budget: no room for a budget-{job[1]} run now",
+            lambda: _record(config, job[0], job[1], job[2], job[3], self._execute(*job)),
+            lambda record: usage_spent(record["usage"]),
+        )
+        if isinstance(outcome, Refused) or outcome["stop_reason"] != StopKind.CANCELLED.value:
+            return outcome
+        return None
 
     def _execute(self, choice: StrategyChoice, b: int, item: QAItem, seed: int) -> Any:
         from thrifty.workflows.runner import execute

@@ -21,7 +21,7 @@ from typing import Any
 
 from thrifty.budget import Budget, Ledger
 from thrifty.budget.pool import BudgetPool, LeaseClient, lease_too_big, usage_spent
-from thrifty.scale.executors import LocalExecutor, Refused
+from thrifty.scale.executors import LocalExecutor, run_leased
 
 __all__ = [
     "BatchError",
@@ -138,24 +138,16 @@ class BatchWorker:
             setup()
 
     def run(self, job: BatchJob, lease_id: str) -> Any:
-        from thrifty.workflows.runner import SetupError, run_task
+        from thrifty.workflows.runner import run_task
 
-        pool = self.pool
-        if pool is not None and not pool.lease(lease_id, self.reservations[job.file]):
-            return Refused(f"global budget: no room for {job.file} now")
-        try:
-            result = run_task(job.spec, store=False)
-        except SetupError:
-            if pool is not None:
-                pool.release(lease_id)
-            raise
-        except BaseException:
-            if pool is not None:
-                pool.abandon(lease_id)
-            raise
-        if pool is not None:
-            pool.settle(lease_id, usage_spent(result.usage.model_dump()))
-        return result
+        return run_leased(
+            self.pool,
+            lease_id,
+            self.reservations[job.file] if self.pool is not None else {},
+            f"global budget: no room for {job.file} now",
+            lambda: run_task(job.spec, store=False),
+            lambda result: usage_spent(result.usage.model_dump()),
+        )
 
 
 def _line(job: BatchJob, result: Any) -> dict[str, Any]:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from thrifty.budget.pool import LeaseClient
 
 __all__ = [
     "Dispatch",
@@ -26,9 +29,11 @@ __all__ = [
     "Refused",
     "ScaleError",
     "Worker",
+    "run_leased",
 ]
 
 J = TypeVar("J")
+R = TypeVar("R")
 
 
 class ScaleError(ValueError):
@@ -44,6 +49,36 @@ class Refused:
 
 class Worker(Protocol):
     def run(self, job: Any, lease_id: str) -> Any: ...
+
+
+def run_leased(
+    pool: LeaseClient | None,
+    lease_id: str,
+    amounts: Mapping[str, float],
+    refusal: str,
+    run: Callable[[], R],
+    spent: Callable[[R], Mapping[str, float]],
+) -> R | Refused:
+    """``run()`` under a lease of the shared budget (``pool``; none: just run it). Refused, with nothing run,
+    when the pool cannot hold ``amounts`` now; the lease is released when the run is refused before it spent
+    anything (SetupError), charged at its worst case when the run fails otherwise, and settled with
+    ``spent(result)`` when it ends."""
+    if pool is None:
+        return run()
+    from thrifty.workflows.runner import SetupError
+
+    if not pool.lease(lease_id, amounts):
+        return Refused(refusal)
+    try:
+        result = run()
+    except SetupError:
+        pool.release(lease_id)
+        raise
+    except BaseException:
+        pool.abandon(lease_id)
+        raise
+    pool.settle(lease_id, spent(result))
+    return result
 
 
 OnDone = Callable[[Any, Any], None]
