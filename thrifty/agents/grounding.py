@@ -28,7 +28,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from thrifty.agents.answers import is_non_answer, normalize_answer
+from thrifty.agents import answers
+from thrifty.agents.answers import normalize_answer
 
 __all__ = [
     "GROUNDED_ARGUMENTS",
@@ -310,7 +311,6 @@ def is_preamble(text: str | None) -> bool:
 
 
 def usable_answer(text: str | None) -> bool:
-    """False for a non-answer: empty, "unknown", a preamble, or a bare colon-ended phrase."""
-    if not text or is_non_answer(text) or is_preamble(text):
-        return False
-    return not text.rstrip().endswith(":")
+    """:func:`thrifty.agents.answers.usable_answer` (empty, "unknown", a bare preamble or colon-ended
+    phrase), and, stricter for grounded models, no lead-in at all (:func:`is_preamble`)."""
+    return answers.usable_answer(text) and not is_preamble(text)

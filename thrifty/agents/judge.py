@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thrifty.agents import prompts
-from thrifty.agents.answers import is_non_answer, majority_vote, normalize_answer, usable_answer
+from thrifty.agents.answers import majority_vote, normalize_answer, usable_answer
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import JudgeEvent
 from thrifty.agents.solver import SolverState, snapshot
@@ -32,9 +32,7 @@ def candidate_pool(state: SolverState) -> list[dict[str, Any]]:
     if last and not any(c.get("answer") == last for c in cands):
         cands.append({"answer": last, "decision": "UNVERIFIED", "attempt": state.get("attempt", 1)})
     question = state.get("question")
-    return [
-        c for c in cands if not is_non_answer(c.get("answer")) and usable_answer(c.get("answer"), question)
-    ]
+    return [c for c in cands if usable_answer(c.get("answer"), question)]
 
 
 def judge(state: SolverState, ctx: RunContext) -> dict[str, Any]:
