@@ -4,6 +4,7 @@ DuckDuckGo: normalised results, prices on the Ledger, retries within the budget,
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -51,6 +52,21 @@ ROUTES = {
         429,
         {"Content-Type": "application/json", "Retry-After": "0"},
         b'{"error": "slow down"}',
+    ),
+    "/slow-down/search": lambda _r: (
+        429,
+        {"Content-Type": "application/json", "Retry-After": "0.4"},
+        b'{"error": "slow down"}',
+    ),
+    "/later/search": lambda _r: (
+        429,
+        {"Content-Type": "application/json", "Retry-After": "5"},
+        b'{"error": "come back later"}',
+    ),
+    "/hour/search": lambda _r: (
+        429,
+        {"Content-Type": "application/json", "Retry-After": "3600"},
+        b'{"error": "come back in an hour"}',
     ),
     "/broken/search": lambda _r: (200, {"Content-Type": "application/json"}, b"{not json"),
     "/down/search": lambda _r: (503, {"Content-Type": "text/plain"}, b"down"),
@@ -158,6 +174,39 @@ def test_rate_limit_retried_within_the_budget(server: WebServer) -> None:
     assert server.hits["/limited/search"] - before >= 3
     with ToolRunner([tool], Ledger(Budget(usd=0.005))) as poor, pytest.raises(BudgetExceeded):
         poor.run("web_search", {"query": "y"})  # the first attempt cannot be paid: nothing is sent
+
+
+def _limited(server: WebServer, route: str, retries: int = 2):
+    return make_web_search(
+        LiteLLMSearch(), "searxng", api_bases={"searxng": server.url(route)}, retries=retries
+    )
+
+
+def test_retry_after_is_waited_before_the_next_attempt(server: WebServer) -> None:
+    ledger = Ledger(Budget(seconds=30))
+    started = time.monotonic()
+    with ToolRunner([_limited(server, "/slow-down")], ledger) as runner:
+        obs = runner.run("web_search", {"query": "x"})
+    assert not obs.ok and obs.attempts == 3
+    assert time.monotonic() - started >= 0.8  # two waits of the provider's 0.4 s, not zero backoff
+
+
+def test_a_retry_after_past_the_time_budget_is_not_slept_through(server: WebServer) -> None:
+    ledger = Ledger(Budget(seconds=2))
+    started = time.monotonic()
+    with ToolRunner([_limited(server, "/later")], ledger) as runner:
+        obs = runner.run("web_search", {"query": "x"})  # an observation: the agent may still answer
+    assert not obs.ok and obs.attempts == 1
+    assert "come back later" in obs.content and "5.0s wait" in obs.content
+    assert time.monotonic() - started < 1.5  # refused at once, not after sleeping
+    assert ledger.spent["seconds"] <= 2
+
+
+def test_a_retry_after_of_an_hour_is_not_retried(server: WebServer) -> None:
+    before = server.hits["/hour/search"]
+    with _runner(_limited(server, "/hour")) as runner:  # no time limit: the wait itself is the problem
+        obs = runner.run("web_search", {"query": "x"})
+    assert not obs.ok and obs.attempts == 1 and server.hits["/hour/search"] - before == 1
 
 
 def test_malformed_reply_falls_back(server: WebServer) -> None:

@@ -10,8 +10,10 @@ failure as its own attempt 1 (the exception is replayed, not re-run), so the wai
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -27,8 +29,44 @@ from tenacity import (
 T = TypeVar("T")
 
 
+MAX_RETRY_AFTER = 60.0  # a server asking for a longer wait than this (seconds) is not retried
+
+
 def _never(exc: BaseException) -> bool:
     return False
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The wait (seconds) a failure asks for: its own ``retry_after`` attribute (set by a tool or a search
+    backend that read it), else the ``Retry-After`` / ``retry-after-ms`` header of the HTTP response it
+    carries (LiteLLM's errors, httpx's); None when it says nothing.
+
+    >>> class RateLimited(Exception):
+    ...     retry_after = 2.5
+    >>> retry_after(RateLimited()), retry_after(ValueError("no response"))
+    (2.5, None)
+    """
+    own = getattr(exc, "retry_after", None)
+    if isinstance(own, int | float) and not isinstance(own, bool):
+        return max(float(own), 0.0)
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    if not headers:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(float(ms) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)

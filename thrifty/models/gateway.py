@@ -30,24 +30,21 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservation, UnpricedModelError
-from thrifty.budget.retry import RetryPolicy
+from thrifty.budget.retry import MAX_RETRY_AFTER, RetryPolicy, retry_after
 from thrifty.models._litellm import get_litellm
 from thrifty.models.registry import BLOCK_REMOTE_ENV, Provider, provider_for
 from thrifty.models.settings import DEFAULT_RETRIES
 from thrifty.redact import redact
 
 DEFAULT_MAX_TOKENS = 512
-MAX_RETRY_AFTER = 60.0  # a server asking for a longer wait than this (seconds) is not retried
 _INF = float("inf")
 # Per-second pricing: the seconds reserved for a call of a model not yet timed (unless the time budget or
 # the dollars left say less), the least such a call must be able to pay for, and the margin over a model's
@@ -136,26 +133,7 @@ def _is_transient(exc: BaseException, in_process: bool = False) -> bool:
     return True
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    """The wait (seconds) the server asked for with this error (``Retry-After`` / ``retry-after-ms``)."""
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(
-        getattr(exc, "response", None), "headers", None
-    )
-    if not headers:
-        return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(float(ms) / 1000, 0.0)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError, AttributeError):
-        return None
+_retry_after = retry_after  # the server's Retry-After, read as the tools runner reads it
 
 
 # Raised under the provider's error when the request reached the server but its answer was lost: the

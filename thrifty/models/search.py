@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from thrifty.budget.retry import retry_after
 from thrifty.models._litellm import get_litellm
 from thrifty.redact import redact
 
@@ -21,10 +22,13 @@ __all__ = ["LiteLLMSearch", "SearchError", "search_providers"]
 class SearchError(Exception):
     """A provider's failure. ``transient``: a rate limit, a timeout, a 5xx (worth another attempt)."""
 
-    def __init__(self, provider: str, message: str, *, transient: bool) -> None:
+    def __init__(
+        self, provider: str, message: str, *, transient: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.transient = transient
+        self.retry_after = retry_after  # the provider's Retry-After (seconds), if it sent one
 
 
 def search_providers() -> list[str]:
@@ -127,7 +131,9 @@ class LiteLLMSearch:
             message = redact(" ".join(text.split()))[:300] or type(exc).__name__
             if _malformed(exc):
                 message = f"malformed reply ({message})"
-            raise SearchError(provider, message, transient=_transient(exc)) from None
+            raise SearchError(
+                provider, message, transient=_transient(exc), retry_after=retry_after(exc)
+            ) from None
         hits: list[dict[str, str | None]] = []
         for result in getattr(response, "results", None) or []:
             url, title = _text(getattr(result, "url", "")), _text(getattr(result, "title", ""))

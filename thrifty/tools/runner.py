@@ -27,7 +27,7 @@ from typing import Any, cast
 from pydantic import BaseModel, Field, ValidationError
 
 from thrifty.budget import BudgetExceeded, Ledger, Pricing, Reservation, tool_dimension
-from thrifty.budget.retry import RetryPolicy
+from thrifty.budget.retry import MAX_RETRY_AFTER, RetryPolicy, retry_after
 from thrifty.redact import redact
 from thrifty.tools.base import Tool, ToolError
 
@@ -395,10 +395,32 @@ class ToolRunner:
     def _should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, _ToolTimeout):
             return self.retry_timeouts
-        return _retryable(exc)
+        return _retryable(exc) and (retry_after(exc) or 0.0) <= MAX_RETRY_AFTER
 
-    def _retry_policy(self, tool: Tool) -> RetryPolicy:
-        return RetryPolicy(attempts=tool.retries + 1, retry=self._should_retry)
+    def _retry_policy(self, state: _Attempts) -> RetryPolicy:
+        """Another attempt at once, or after the wait the failure asks for (a search provider's 429 with
+        ``Retry-After``), but never over MAX_RETRY_AFTER; a wait that would end past the time budget is not
+        slept through: the last failure becomes the observation at once, so the agent can use its time."""
+        ledger = state.ledger
+
+        def check_wait(seconds: float) -> None:
+            ledger.check_time()
+            left = ledger.available("seconds")
+            if seconds > 0 and seconds >= left:
+                failure = _describe(state.failure) if state.failure is not None else "failed"
+                raise _Refused(
+                    ToolError(
+                        f"{failure} (not retried: it asks for a {seconds:.1f}s wait and {left:.1f}s of"
+                        " the time budget are left)"
+                    )
+                )
+
+        return RetryPolicy(
+            attempts=state.call.tool.retries + 1,
+            retry=self._should_retry,
+            wait_hint=retry_after,
+            before_wait=check_wait,
+        )
 
     def _charged(self, state: _Attempts) -> _Charge:
         """One attempt's budget: reserve before (the ``with`` gets None when a retry cannot be paid), settle
@@ -434,7 +456,7 @@ class ToolRunner:
                     state.record = self._record(state)
 
         try:
-            self._retry_policy(call.tool).call(attempt)
+            self._retry_policy(state).call(attempt)
         except BudgetExceeded:
             raise
         except Exception as exc:
@@ -466,7 +488,7 @@ class ToolRunner:
                     state.record = self._record(state)
 
         try:
-            await self._retry_policy(call.tool).acall(attempt)
+            await self._retry_policy(state).acall(attempt)
         except BudgetExceeded:
             raise
         except Exception as exc:

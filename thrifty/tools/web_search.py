@@ -52,7 +52,12 @@ class SearchHit:
 
 
 class SearchUnavailable(Exception):
-    """Every provider of the chain failed, at least one of them transiently (the runner retries)."""
+    """Every provider of the chain failed, at least one of them transiently (the runner retries, after
+    ``retry_after`` seconds when the providers asked for a wait: the shortest wait any of them asked)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SearchBackend(Protocol):
@@ -138,6 +143,7 @@ def make_web_search(
             raise ToolError("the query is empty; send keywords")
         failures: list[str] = []
         transient = False
+        waits: list[float] = []
         for name in chain:
             try:
                 found = backend.search(name, wanted, k=k, api_base=bases.get(name), timeout=timeout)
@@ -145,6 +151,9 @@ def make_web_search(
                 text = str(exc) or type(exc).__name__
                 failures.append(text if text.startswith(f"{name}:") else f"{name}: {text}")
                 transient = transient or bool(getattr(exc, "transient", True))
+                wait = getattr(exc, "retry_after", None)
+                if isinstance(wait, int | float):
+                    waits.append(float(wait))
                 continue
             hits = [h for h in (SearchHit.of(item) for item in found) if h.url or h.title][:k]
             if not hits:
@@ -152,7 +161,7 @@ def make_web_search(
             return _render(name, wanted, hits, snippet_chars)
         detail = "; ".join(failures)
         if transient:
-            raise SearchUnavailable(f"search failed: {detail}")
+            raise SearchUnavailable(f"search failed: {detail}", min(waits) if waits else None)
         raise ToolError(f"search failed: {detail}")
 
     return web_search
