@@ -194,6 +194,14 @@ def render_result(result: RunResult, console: Console) -> None:
         f"[dim]cost: tokens ${result.cost.tokens_usd:.4f} + tools ${result.cost.tools_usd:.4f} = "
         f"${result.cost.total_usd:.4f}; {result.steps} steps; strategy {result.strategy}; model {result.model}[/dim]"
     )
+    for report in result.memory:  # each recall: what the router chose, what ran, what it cost
+        ran = ", ".join(f"{module} {tier}" for module, tier in report.ran.items()) or "nothing"
+        notes = f"; {'; '.join(report.notes)}" if report.notes else ""
+        console.print(
+            f"[dim]memory ({report.router}): ran {ran}; {report.items} items, {report.block_tokens} block tokens; "
+            f"{report.memory_ops:g} memory ops, {report.model_tokens:g} model tokens, ${report.usd:.4f}; "
+            f"router {report.router_ms:.2f} ms{escape(notes)}[/dim]"
+        )
     for over in result.overruns:  # a limit crossed is never silent
         where = "" if over.ledger == "run" else f" ({over.ledger})"
         console.print(

@@ -44,7 +44,8 @@ QUESTION = "Who directed the film Jaws?"
     "text",
     ["", None, "   ", "...", "?!", "Answer:", "The answer to the question is:", "The final answer is",
      "Here is my answer:", "The director of Jaws:", "unknown", "I don't know", "Who directed the film Jaws?",
-     "directed the film Jaws", "what directed the film Jaws?"],
+     "directed the film Jaws", "what directed the film Jaws?", "Question: Who directed the film Jaws?",
+     "Q - who directed the film jaws"],
 )  # fmt: skip
 def test_non_answers_are_never_usable(text: str | None) -> None:
     assert not usable_answer(text, QUESTION)

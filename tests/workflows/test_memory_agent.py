@@ -99,6 +99,22 @@ def test_a_task_file_memory_block_ingests_and_recalls(tmp_path: Path) -> None:
     assert Memory(tmp_path / "mem.db", embedder="none").count() == 1
 
 
+def test_the_cli_summary_reports_each_recall(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from thrifty.cli import render_result
+
+    script = ScriptedModel([reply("7 May 2023")])
+    path = _task(
+        tmp_path, "  scope: {user_id: caroline}\n  ingest: [chats.jsonl]\n  router: low\n  embedder: none\n"
+    )
+    result = run_task(load_task(path, model=script.model), store=False)
+    console = Console(record=True, width=200)
+    render_result(result, console)
+    text = console.export_text()
+    assert "memory (low): ran retrieve low, condense low; 1 items" in text and "memory ops" in text
+
+
 @pytest.mark.parametrize(
     ("memory", "message"),
     [

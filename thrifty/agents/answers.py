@@ -63,6 +63,7 @@ def restates_question(text: str | None, question: str | None) -> bool:
     least 60% of the question's words (question words such as "which" / "what" aside) (an either-or question's option is a fair answer, the question is not)."""
     if not text or not question:
         return False
+    text = re.sub(r"^\s*(?:question|q)\s*[:.-]\s*", "", text, flags=re.IGNORECASE)  # "Question: <it>"
     words = set(normalize_answer(text.replace("'", " ")).split()) - _WH_WORDS
     asked = set(normalize_answer(question.replace("'", " ")).split()) - _WH_WORDS
     return len(words) >= 2 and bool(asked) and words <= asked and len(words) >= 0.6 * len(asked)
