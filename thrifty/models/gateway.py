@@ -113,7 +113,8 @@ class ModelReply(BaseModel):
         return msg
 
 
-def _is_transient(exc: BaseException, in_process: bool = False) -> bool:
+def is_transient(exc: BaseException, in_process: bool = False) -> bool:
+    """A LiteLLM error worth another attempt: a rate limit, a timeout, a 5xx, a dropped connection."""
     litellm = get_litellm()
     transient = (
         litellm.RateLimitError,
@@ -570,7 +571,7 @@ class Gateway:
         in_process = provider_for(model).in_process
 
         def retry(exc: BaseException) -> bool:
-            return _is_transient(exc, in_process) and (_retry_after(exc) or 0.0) <= MAX_RETRY_AFTER
+            return is_transient(exc, in_process) and (_retry_after(exc) or 0.0) <= MAX_RETRY_AFTER
 
         return RetryPolicy(
             attempts=self.retries + 1,

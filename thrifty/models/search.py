@@ -14,6 +14,7 @@ from typing import Any
 
 from thrifty.budget.retry import retry_after
 from thrifty.models._litellm import get_litellm
+from thrifty.models.gateway import is_transient
 from thrifty.redact import redact
 
 __all__ = ["LiteLLMSearch", "SearchError", "search_providers"]
@@ -65,20 +66,9 @@ def _malformed(exc: BaseException) -> bool:
 
 
 def _transient(exc: BaseException) -> bool:
-    litellm = get_litellm()
-    if _malformed(exc):
-        return False
-    return isinstance(
-        exc,
-        (
-            litellm.RateLimitError,
-            litellm.APIConnectionError,
-            litellm.Timeout,
-            litellm.InternalServerError,
-            litellm.ServiceUnavailableError,
-            litellm.exceptions.BadGatewayError,
-        ),
-    )
+    """A rate limit, a timeout, a 5xx or a dropped connection, as for model calls; never a malformed reply
+    (the same request would get the same reply)."""
+    return not _malformed(exc) and is_transient(exc)
 
 
 def _text(value: Any) -> str:
