@@ -325,6 +325,20 @@ _engines: dict[str, tuple[Engine, tuple[int, int] | None]] = {}
 _engines_lock = threading.Lock()
 
 
+def _forget_engines_after_fork() -> None:
+    """In a forked child: the parent's pooled connections are the parent's (sharing a socket with a
+    PostgreSQL server, or a SQLite handle, across a fork corrupts both): drop them unclosed, open afresh."""
+    global _engines_lock
+    _engines_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    for engine, _ in list(_engines.values()):
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
 def _file_identity(url: str) -> tuple[int, int] | None:
     database = make_url(url).database if url.startswith("sqlite") else None
     if not database or database == ":memory:":
