@@ -97,7 +97,7 @@ def create_database(server_url: str, name: str | None = None, template: str | No
     name = name or f"thrifty_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         copy = f" template {template}" if template else ""
-        conn.execute(f'create database "{name}"{copy}')  # type: ignore[arg-type]
+        conn.execute(f'create database "{name}"{copy}')
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 

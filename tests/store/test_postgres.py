@@ -36,7 +36,7 @@ def test_the_run_store_records_runs_and_charges_on_postgres(postgres_url: str) -
     result = execute("count", model=script.model, tools=[calculator], store=postgres_url, task="pg")
     store = RunStore(postgres_url)
     assert store.engine.dialect.name == "postgresql" and store.engine.dialect.driver == "psycopg"
-    assert store.get(result.run_id)["answer"] == "2"  # type: ignore[index]
+    assert store.get(result.run_id)["answer"] == "2"
     charges = store.charges(result.run_id)
     assert [c["seq"] for c in charges] == [e["seq"] for e in result.events]
     assert sum(c["units"].get("tool_calls", 0) for c in charges) == result.usage.tool_calls == 2

@@ -57,7 +57,7 @@ class Backend:
         import psycopg
 
         with psycopg.connect(str(target), autocommit=True) as conn:
-            cur = conn.execute(sql.replace("?", "%s"), args)  # type: ignore[arg-type]
+            cur = conn.execute(sql.replace("?", "%s"), args)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
 
     def corrupt_checkpoints(self, target: str | Path) -> None:
