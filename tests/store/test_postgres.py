@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,28 @@ def test_a_missing_postgres_driver_says_what_to_install(monkeypatch: pytest.Monk
         check_store(url)
     res = cli.invoke(app, ["resume", "abc", "--checkpoint", url])
     assert res.exit_code == 2 and "thrifty[postgres]" in res.stderr and "s3cret-pw" not in res.output
+
+
+def test_runs_starting_at_once_on_a_new_database_set_its_tables_up_once(postgres_url: str) -> None:
+    """Concurrent `create table if not exists` (and LangGraph's migrations, with their `create index
+    concurrently`) on a new PostgreSQL database collide unless serialised: eight stores opened at once."""
+    errors: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def open_one() -> None:
+        try:
+            barrier.wait()
+            store = DurableStore(postgres_url)
+            try:
+                store.saver([])
+            finally:
+                store.close()
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and errors == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ __all__ = ["CheckpointDB", "DuplicateRow", "PostgresDB", "SqliteDB", "open_check
 
 #: What to install for PostgreSQL checkpoints.
 POSTGRES_EXTRA = 'pip install "thrifty[postgres]" (langgraph-checkpoint-postgres and psycopg[binary])'
+
+
+#: The advisory lock held while thrifty creates its checkpoint tables on a PostgreSQL database (any fixed
+#: number; the run store's tables have their own, :data:`STORE_LOCK_KEY`).
+SETUP_LOCK_KEY = 7_316_016
+STORE_LOCK_KEY = 7_316_017
 
 
 class DuplicateRow(Exception):
@@ -47,6 +54,10 @@ class CheckpointDB:
     def saver(self, serde: Any) -> Any:
         """LangGraph's checkpointer on this database (a connection of its own, its tables set up)."""
         raise NotImplementedError
+
+    def setup_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held while tables are created: two processes creating them at once on a new database fail."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         raise NotImplementedError
@@ -149,8 +160,28 @@ class PostgresDB(CheckpointDB):
         # The saver's own settings (as its from_conn_string): autocommit, no server-side prepared statements.
         self._saver_conn = self._connect(prepare_threshold=0, row_factory=dict_row)
         saver = PostgresSaver(self._saver_conn, serde=serde)
-        saver.setup()
+        with self.setup_lock():
+            saver.setup()
         return saver
+
+    @contextlib.contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """A PostgreSQL advisory lock: concurrent ``create table if not exists`` (and the saver's migrations)
+        on a new database otherwise collide (duplicate key in pg_type). Taken by polling, not by waiting in
+        ``pg_advisory_lock``: the saver's ``create index concurrently`` waits for every statement in
+        progress, a waiting lock call included, and the two would wait on each other forever."""
+        deadline = time.monotonic() + 120.0
+        while not self.conn.execute("select pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise CheckpointDBError(
+                    f"checkpoints '{self.where}': another process has been creating the checkpoint tables for "
+                    "two minutes; fix: check the server (pg_stat_activity), or try again"
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.conn.execute("select pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
 
     def close(self) -> None:
         for conn in (self.conn, self._saver_conn):

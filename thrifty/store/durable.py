@@ -151,8 +151,9 @@ class DurableStore:
         #: Where the checkpoints are, as messages show it (a URL's password hidden).
         self.path = self.db.where
         try:
-            for statement in _SCHEMA:
-                self.db.execute(statement)
+            with self.db.setup_lock():
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
         except Exception as exc:
             self.db.close()
             raise CheckpointError(
@@ -175,6 +176,11 @@ class DurableStore:
                 self._saver = self.db.saver(serde)
             except CheckpointDBError as exc:
                 raise CheckpointError(str(exc)) from None
+            except Exception as exc:
+                raise CheckpointError(
+                    f"{self.path}: LangGraph's checkpoint tables cannot be set up ({redact(str(exc))[:300]}); "
+                    "fix: give a database the URL's user may create tables in"
+                ) from None
         return self._saver
 
     def close(self) -> None:
