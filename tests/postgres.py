@@ -62,7 +62,8 @@ def throwaway_server(binaries: Path) -> Iterator[str]:
     data, port = home / "data", _free_port()
 
     def run(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, text=True, timeout=120)
+        # from the server's own folder: initdb fails in a working directory its user cannot read (/root)
+        subprocess.run([*as_user, *args], check=True, capture_output=True, text=True, timeout=120, cwd=home)
 
     try:
         run(
