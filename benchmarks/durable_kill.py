@@ -1,6 +1,11 @@
 """Kill durable runs with SIGKILL at random moments, resume them, and check that nothing is lost or paid twice.
 
     python benchmarks/durable_kill.py --runs 100 --out /tmp/durable-kill.md
+    python benchmarks/durable_kill.py --runs 30 --postgres postgresql://user@127.0.0.1:5432/postgres
+
+With ``--postgres URL`` the run store and the checkpoints are on that PostgreSQL server (in a new database
+the script creates there, dropped at the end), LangGraph's PostgreSQL checkpointer included; by default they
+are SQLite files in the work folder.
 
 Each trial starts a checkpointed run (react, the scripted model, a priced tool that takes 0-50 ms) in a
 forked child process, kills it with ``SIGKILL`` after a random delay (during a model call, a tool call or
@@ -22,17 +27,21 @@ Prints a JSON summary (``--json``) or writes a Markdown table (``--out``). Exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 import thrifty  # noqa: F401  (sets nothing; imported first as every entry point does)
 from thrifty import Budget
@@ -62,16 +71,40 @@ def _step(request: ScriptedRequest) -> ScriptedReply:
 
 
 MODEL = ScriptedModel([], name="durable-kill", default=_step)
+#: Where the checkpoints and the run store are: SQLite files in the work folder, or one PostgreSQL database.
+BACKEND: dict[str, str] = {}
+
+
+def _targets(work_dir: Path) -> tuple[str, str]:
+    """(checkpoints, run store) as given to the run."""
+    url = BACKEND.get("postgres")
+    return (url, url) if url else (str(work_dir / "checkpoints.db"), str(work_dir / "runs.db"))
+
+
+def _query(target: str, sql: str, **params: Any) -> list[Any]:
+    """Rows of ``sql`` on a checkpoint or run store target (a connection of its own, never kept: the
+    trials fork)."""
+    url = target if "://" in target else f"sqlite:///{target}"
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql), params)
+            return list(result.fetchall()) if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def _run(work_dir: Path, run_id: str, resume: bool) -> Any:
+    checkpoints, store = _targets(work_dir)
     return execute(
         "Do the six steps of the work.",
         model=MODEL.model,
         tools=[work],
         budget=Budget.model_validate(LIMITS),
-        checkpoint=work_dir / "checkpoints.db",
-        store=work_dir / "runs.db",
+        checkpoint=checkpoints,
+        store=store,
         run_id=run_id,
         resume=resume,
         task="durable-kill",
@@ -94,15 +127,15 @@ def _child(work_dir: Path, run_id: str, resume: bool) -> int:
     return pid
 
 
-def _where(db: Path, run_id: str) -> str:
+def _where(db: str, run_id: str) -> str:
     """Where the kill landed: the call the run had in flight, or between calls."""
-    with sqlite3.connect(db) as conn:
-        kinds = [k for (k,) in conn.execute("select kind from thrifty_inflight where run_id = ?", (run_id,))]
+    kinds = [k for (k,) in _query(db, "select kind from thrifty_inflight where run_id = :r", r=run_id)]
     return "+".join(sorted(kinds)) + " call" if kinds else "between calls"
 
 
 def trial(work_dir: Path, index: int, rng: random.Random, typical: float) -> dict[str, Any]:
     run_id = f"kill-{index:03d}"
+    checkpoints = _targets(work_dir)[0]
     kills: list[str] = []
     resume = False
     while True:
@@ -113,15 +146,15 @@ def trial(work_dir: Path, index: int, rng: random.Random, typical: float) -> dic
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-        if killed and not resume and not _started(work_dir / "checkpoints.db", run_id):
+        if killed and not resume and not _started(checkpoints, run_id):
             typical *= 1.2  # killed before the run had begun: nothing to resume, start it again
             _reset(work_dir, run_id)
             continue
-        if killed and _finished(work_dir / "checkpoints.db", run_id):
+        if killed and _finished(checkpoints, run_id):
             killed = False  # killed after the run had ended, as the process was exiting: not a kill mid-run
-            (work_dir / f"{run_id}.json").write_text(_stored_result(work_dir / "checkpoints.db", run_id))
+            (work_dir / f"{run_id}.json").write_text(_stored_result(checkpoints, run_id))
         if killed:
-            kills.append(_where(work_dir / "checkpoints.db", run_id))
+            kills.append(_where(checkpoints, run_id))
             resume = True
             continue
         if not kills:  # finished before the kill: start the trial again, sooner
@@ -132,31 +165,32 @@ def trial(work_dir: Path, index: int, rng: random.Random, typical: float) -> dic
     return _check(work_dir, run_id, kills)
 
 
-def _started(db: Path, run_id: str) -> bool:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("select 1 from thrifty_runs where run_id = ?", (run_id,)).fetchone() is not None
+def _started(db: str, run_id: str) -> bool:
+    return bool(_query(db, "select 1 from thrifty_runs where run_id = :r", r=run_id))
 
 
-def _finished(db: Path, run_id: str) -> bool:
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("select status from thrifty_runs where run_id = ?", (run_id,)).fetchone()
-    return row is not None and row[0] == "finished"
+def _finished(db: str, run_id: str) -> bool:
+    rows = _query(db, "select status from thrifty_runs where run_id = :r", r=run_id)
+    return bool(rows) and rows[0][0] == "finished"
 
 
-def _stored_result(db: Path, run_id: str) -> str:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("select result from thrifty_runs where run_id = ?", (run_id,)).fetchone()[0]
+def _stored_result(db: str, run_id: str) -> str:
+    return str(_query(db, "select result from thrifty_runs where run_id = :r", r=run_id)[0][0])
 
 
 def _reset(work_dir: Path, run_id: str) -> None:
     """Forget a trial whose run finished before it was killed (it is started again under the same id)."""
-    with sqlite3.connect(work_dir / "checkpoints.db") as conn:
-        for table in ("thrifty_runs", "thrifty_charges", "thrifty_inflight", "checkpoints", "writes"):
-            key = "thread_id" if table in ("checkpoints", "writes") else "run_id"
-            conn.execute(f"delete from {table} where {key} = ?", (run_id,))
-    with sqlite3.connect(work_dir / "runs.db") as conn:
-        conn.execute("delete from runs where run_id = ?", (run_id,))
-        conn.execute("delete from charges where run_id = ?", (run_id,))
+    checkpoints, store = _targets(work_dir)
+    saver_tables = (
+        ("checkpoints", "checkpoint_writes", "checkpoint_blobs")
+        if BACKEND.get("postgres")
+        else ("checkpoints", "writes")
+    )
+    for table in ("thrifty_runs", "thrifty_charges", "thrifty_inflight", *saver_tables):
+        key = "thread_id" if table in saver_tables else "run_id"
+        _query(checkpoints, f"delete from {table} where {key} = :r", r=run_id)
+    _query(store, "delete from runs where run_id = :r", r=run_id)
+    _query(store, "delete from charges where run_id = :r", r=run_id)
     (work_dir / f"{run_id}.json").unlink(missing_ok=True)
 
 
@@ -168,18 +202,19 @@ def _check(work_dir: Path, run_id: str, kills: list[str]) -> dict[str, Any]:
     result = json.loads((work_dir / f"{run_id}.json").read_text())
     if result["answer"] != "done" or result["stop_reason"] != "completed":
         problems.append(f"ended {result['stop_reason']} with {result['answer']!r}")
-    with sqlite3.connect(work_dir / "checkpoints.db") as conn:
-        rows = [
-            (json.loads(e), key)
-            for e, key in conn.execute(
-                "select event, call_key from thrifty_charges where run_id = ? order by seq", (run_id,)
-            )
-        ]
-        left = conn.execute("select count(*) from thrifty_inflight where run_id = ?", (run_id,)).fetchone()[0]
-    with sqlite3.connect(work_dir / "runs.db") as conn:
-        stored = conn.execute(
-            "select count(*), coalesce(sum(usd), 0) from charges where run_id = ?", (run_id,)
-        ).fetchone()
+    checkpoints, store = _targets(work_dir)
+    rows = [
+        (json.loads(e), key)
+        for e, key in _query(
+            checkpoints,
+            "select event, call_key from thrifty_charges where run_id = :r order by seq",
+            r=run_id,
+        )
+    ]
+    left = _query(checkpoints, "select count(*) from thrifty_inflight where run_id = :r", r=run_id)[0][0]
+    stored = _query(store, "select count(*), coalesce(sum(usd), 0) from charges where run_id = :r", r=run_id)[
+        0
+    ]
     events = [e for e, _ in rows]
     usage = result["usage"]
     persisted_usd = sum(e["usd"] for e in events)
@@ -230,9 +265,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="Work folder (default: a temporary one).")
     parser.add_argument("--out", type=Path, default=None, help="Write the figures as Markdown here.")
     parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        metavar="URL",
+        help="A PostgreSQL server (postgresql://user@host:port/db) whose user may create databases: the run "
+        "store and checkpoints go to a new database there (dropped at the end).",
+    )
     args = parser.parse_args(argv)
     work_dir = args.dir or Path(tempfile.mkdtemp(prefix="thrifty-kill-"))
     work_dir.mkdir(parents=True, exist_ok=True)
+    if args.postgres:
+        with _postgres_database(args.postgres) as url:
+            BACKEND["postgres"] = url
+            return _trials(args, work_dir)
+    return _trials(args, work_dir)
+
+
+@contextlib.contextmanager
+def _postgres_database(server: str) -> Iterator[str]:
+    """A new database on ``server`` for the trials; dropped at the end."""
+    name = f"thrifty_kill_{os.getpid()}"
+    _autocommit(server, f'create database "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        _autocommit(server, f'drop database if exists "{name}" with (force)')
+
+
+def _autocommit(server: str, sql: str) -> None:
+    url = "postgresql+psycopg://" + server.split("://", 1)[1]
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def _trials(args: argparse.Namespace, work_dir: Path) -> int:
     rng = random.Random(args.seed)
     started = time.monotonic()
     _run(work_dir, "warm-up", resume=False)  # imports and first-call set-up, in this process before forking
@@ -243,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [t for t in trials if t["problems"]]
     where = Counter(w for t in trials for w in t["kills"])
     summary = {
+        "backend": "postgresql" if BACKEND.get("postgres") else "sqlite",
         "runs": args.runs,
         "finished_and_exact": args.runs - len(failed),
         "kills": sum(len(t["kills"]) for t in trials),
@@ -265,7 +337,7 @@ def _markdown(s: dict[str, Any]) -> str:
     moments = "\n".join(f"| killed during {k} | {v} |" for k, v in sorted(s["kills_by_moment"].items()))
     return (
         "# Durable runs under `kill -9` (`python benchmarks/durable_kill.py --runs "
-        f"{s['runs']}`)\n\n"
+        f"{s['runs']}{' --postgres URL' if s['backend'] == 'postgresql' else ''}`), on {s['backend']}\n\n"
         "| figure | value |\n|---|---|\n"
         f"| runs killed and resumed | {s['runs']} |\n"
         f"| finished, ledger == persisted charges, no limit crossed, no completed call paid twice | "

@@ -15,3 +15,29 @@ os.environ["THRIFTY_BLOCK_REMOTE"] = "1"  # the Gateway refuses every non-local,
 # pytest restores the warning filters when the session ends, so the filter is set again at exit too.
 warnings.filterwarnings("ignore", category=ResourceWarning)
 atexit.register(warnings.filterwarnings, "ignore", category=ResourceWarning)
+
+
+# ---------------------------------------------------------------------------------------- PostgreSQL
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.postgres import INSTALL_HINT, REQUIRE_ENV, create_database, postgres_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (see tests/postgres.py). Skipped when PostgreSQL is not
+    installed, unless THRIFTY_REQUIRE_POSTGRES=1 (CI), where that fails."""
+    with postgres_server() as url:
+        if url is None:
+            if os.environ.get(REQUIRE_ENV) == "1":
+                pytest.fail(f"{REQUIRE_ENV}=1 but no PostgreSQL server binaries were found: {INSTALL_HINT}")
+            pytest.skip(f"no PostgreSQL server binaries: {INSTALL_HINT}")
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return create_database(postgres_server_url)

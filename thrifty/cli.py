@@ -239,9 +239,10 @@ def run(
         typer.Option("--resume", help="Resume this interrupted run (its id, as `agent run` showed it)."),
     ] = None,
     checkpoint: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="The checkpoint file (default: checkpoints.db beside the run store, or .thrifty/checkpoints.db)."
+            help="The checkpoint file or postgresql:// URL (default: checkpoints.db beside the run store, the "
+            "run store's database when it is PostgreSQL, or .thrifty/checkpoints.db)."
         ),
     ] = None,
 ) -> None:
@@ -311,7 +312,7 @@ def run(
                 no_store=no_store,
                 tree_out=tree_out,
                 resume=result.run_id,
-                checkpoint=durable["checkpoint"],
+                checkpoint=str(durable["checkpoint"]),
                 **args,
             )
     if as_json:
@@ -324,7 +325,7 @@ def run(
             err.print(
                 Text(
                     f"paused: the {_label(dim)} limit binds. Continue this run with a higher limit: "
-                    f"agent resume {result.run_id} --checkpoint {durable['checkpoint']} {option} N"
+                    f"agent resume {result.run_id} --checkpoint {_shown(durable['checkpoint'])} {option} N"
                 ),
                 soft_wrap=True,
             )
@@ -506,17 +507,24 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
     return "\n".join(lines)
 
 
+def _shown(target: Any) -> str:
+    """A checkpoint file or URL as a message shows it (a URL's password hidden)."""
+    from thrifty.redact import redact
+
+    return redact(str(target))
+
+
 def _durable_options(
-    file: Path, spec: Any, resume: str | None, checkpoint: Path | None, no_store: bool
+    file: Path, spec: Any, resume: str | None, checkpoint: str | None, no_store: bool
 ) -> dict[str, Any]:
     """The checkpoint file, run id and resume flag of a run (nothing when it is not durable); for a
     resume, the budget the run was started with (under ``budget``)."""
-    from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_beside
+    from thrifty.store.durable import CheckpointError, DurableStore, checkpoint_target, checkpoints_beside
     from thrifty.workflows.spec import TaskFileError
 
     if no_store and resume is None and checkpoint is None:
         return {}
-    path = checkpoint or checkpoints_beside(spec.store_target())
+    path = checkpoint_target(checkpoint) if checkpoint else checkpoints_beside(spec.store_target())
     options: dict[str, Any] = {
         "checkpoint": path,
         "checkpoint_meta": {"task_file": str(file.resolve())},
@@ -578,9 +586,9 @@ def _plain_printer() -> Any:
 @app.command("resume")
 def resume_run(
     run_id: Annotated[str, typer.Argument(help="The run to resume (`agent runs` lists them).")],
-    checkpoint: Annotated[Path, typer.Option(help="The checkpoint file the run was saved in.")] = Path(
-        ".thrifty/checkpoints.db"
-    ),
+    checkpoint: Annotated[
+        str, typer.Option(help="The checkpoint file (or postgresql:// URL) the run was saved in.")
+    ] = ".thrifty/checkpoints.db",
     max_usd: Annotated[float | None, typer.Option(help="A new (higher) dollar limit.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="A new (higher) total token limit.")] = None,
     max_tool_calls: Annotated[int | None, typer.Option(help="A new (higher) tool call limit.")] = None,
@@ -588,9 +596,9 @@ def resume_run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
     """Resume an interrupted (or paused) run where it was, from its task file and checkpoint."""
-    from thrifty.store.durable import CheckpointError, DurableStore
+    from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
 
-    if not checkpoint.exists():
+    if checkpoints_missing(checkpoint):
         raise fail(
             f"{checkpoint}: no checkpoint file (fix: give --checkpoint the file the run used)", EXIT_BAD_INPUT
         )
@@ -604,7 +612,7 @@ def resume_run(
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     if row is None:
         raise fail(
-            f"no run '{run_id}' in {checkpoint}; fix: `agent runs` lists the runs that can be resumed",
+            f"no run '{run_id}' in {_shown(checkpoint)}; fix: `agent runs` lists the runs that can be resumed",
             EXIT_BAD_INPUT,
         )
     task_file = row["meta"].get("task_file")
@@ -698,14 +706,20 @@ def runs(
         bool, typer.Option("--unfinished", help="Only runs that can be resumed (interrupted or paused).")
     ] = False,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="The checkpoint file (default: checkpoints.db beside the run store).")
+        str | None,
+        typer.Option(
+            help="The checkpoint file or postgresql:// URL (default: checkpoints.db beside the run store, or "
+            "the run store's PostgreSQL database)."
+        ),
     ] = None,
 ) -> None:
     """List recent runs from the run store (--unfinished: the runs that can be resumed, with their spend)."""
     from thrifty.store import RunStore, StoreError
 
     if unfinished:
-        _list_unfinished(checkpoint or Path(store).parent / "checkpoints.db", limit)
+        from thrifty.store.durable import checkpoints_beside
+
+        _list_unfinished(checkpoint or checkpoints_beside(store), limit)
         return
 
     if "://" not in store and not Path(store).exists():
@@ -728,10 +742,10 @@ def runs(
     out.print(table)
 
 
-def _list_unfinished(path: Path, limit: int) -> None:
-    from thrifty.store.durable import CheckpointError, DurableStore
+def _list_unfinished(path: str | Path, limit: int) -> None:
+    from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
 
-    if not path.exists():
+    if checkpoints_missing(path):
         raise fail(f"{path}: no checkpoint file yet (runs are checkpointed by `agent run`)", EXIT_BAD_INPUT)
     try:
         store = DurableStore(path)
@@ -755,7 +769,7 @@ def _list_unfinished(path: Path, limit: int) -> None:
         )
     out.print(table)
     if rows:
-        out.print(Text(f"resume one with: agent resume RUN_ID --checkpoint {path}"), soft_wrap=True)
+        out.print(Text(f"resume one with: agent resume RUN_ID --checkpoint {_shown(path)}"), soft_wrap=True)
 
 
 @app.command("serve")

@@ -52,7 +52,10 @@ def test_recent_lists_the_newest_first(tmp_path: Path) -> None:
 
 
 def test_database_url_keeps_urls_and_turns_paths_into_sqlite_files(tmp_path: Path) -> None:
-    assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert (
+        database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    )  # psycopg 3, the extra's driver
+    assert database_url("mysql+pymysql://u@h/db") == "mysql+pymysql://u@h/db"
     assert database_url("sqlite://") == "sqlite://"
     assert database_url(":memory:") == "sqlite://"
     target = tmp_path / "a" / "b.db"

@@ -1,5 +1,8 @@
 """Checkpointed runs (issue 16): a run killed at any moment resumes where it was, pays nothing twice, and
-keeps its limits; a resume that cannot be done is refused with a clear message and the stored run intact."""
+keeps its limits; a resume that cannot be done is refused with a clear message and the stored run intact.
+
+Every test runs twice: on SQLite files, and on a real PostgreSQL server (LangGraph's PostgreSQL checkpointer,
+the run store on the same database; see tests/postgres.py, skipped where PostgreSQL is not installed)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.postgres import create_database
 from thrifty import Agent, Budget
 from thrifty.cli import app
 from thrifty.store.durable import INFLIGHT_DETAIL, DurableStore
@@ -30,12 +34,54 @@ def _counting(request: ScriptedRequest) -> ScriptedReply:
     return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
 
 
-def _rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, args).fetchall()
+class Backend:
+    """Where a test's checkpoints (and run store) live: SQLite files, or databases on a PostgreSQL server."""
+
+    def __init__(self, server: str | None) -> None:
+        self.server = server
+
+    def new(self, tmp_path: Path, name: str = "ck.db") -> str | Path:
+        """A new, empty place for checkpoints."""
+        return tmp_path / name if self.server is None else create_database(self.server)
+
+    def copy(self, tmp_path: Path, source: str | Path) -> str | Path:
+        if self.server is None:
+            shutil.copy(source, tmp_path / "ck.db")
+            return tmp_path / "ck.db"
+        return create_database(self.server, template=str(source).rsplit("/", 1)[1])
+
+    def rows(self, target: str | Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+        if self.server is None:
+            with sqlite3.connect(target) as conn:
+                return conn.execute(sql, args).fetchall()
+        import psycopg
+
+        with psycopg.connect(str(target), autocommit=True) as conn:
+            cur = conn.execute(sql.replace("?", "%s"), args)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+
+    def corrupt_checkpoints(self, target: str | Path) -> None:
+        """Garble the saved checkpoints (SQLite: the serialized checkpoint; PostgreSQL: its JSON document)."""
+        if self.server is None:
+            self.rows(target, "update checkpoints set checkpoint = x'00ff00'")
+        else:
+            self.rows(target, "update checkpoints set checkpoint = '\"corrupt\"'::jsonb")
 
 
-def test_sigkill_at_random_moments_resumes_exactly(tmp_path: Path) -> None:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite":
+        return Backend(None)
+    return Backend(request.getfixturevalue("postgres_server_url"))
+
+
+def _usd(backend: Backend, db: str | Path) -> tuple[int, float]:
+    """How many charges the journal holds and what they add up to."""
+    events = [json.loads(str(e)) for (e,) in backend.rows(db, "select event from thrifty_charges")]
+    return len(events), sum(e["usd"] for e in events)
+
+
+def test_sigkill_at_random_moments_resumes_exactly(tmp_path: Path, backend: Backend) -> None:
     """The benchmark script's trials, a few of them: each run is killed (during a model call, a tool call or
     between steps), resumed until it finishes, and checked (ledger == persisted charges, no limit crossed,
     every completed call paid once, calls in flight charged at their worst case and marked)."""
@@ -49,6 +95,7 @@ def test_sigkill_at_random_moments_resumes_exactly(tmp_path: Path) -> None:
             "--json",
             "--dir",
             str(tmp_path),
+            *(["--postgres", backend.server] if backend.server else []),
         ],
         env=env,
         capture_output=True,
@@ -60,9 +107,10 @@ def test_sigkill_at_random_moments_resumes_exactly(tmp_path: Path) -> None:
     assert summary["finished_and_exact"] == 6 and summary["kills"] >= 6
 
 
-def test_a_durable_run_journals_each_call_with_its_result(tmp_path: Path) -> None:
+def test_a_durable_run_journals_each_call_with_its_result(tmp_path: Path, backend: Backend) -> None:
     script = ScriptedModel([], default=_counting)
-    db = tmp_path / "ck.db"
+    db = backend.new(tmp_path)
+    _rows = backend.rows
     result = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=5)).run(
         "count", run_id="r-1", checkpoint=db
     )
@@ -115,32 +163,27 @@ def work(n: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def killed_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint file left by a run killed with SIGKILL in the middle of its third tool call."""
-    db = tmp_path_factory.mktemp("killed") / "ck.db"
+def killed_db(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> str | Path:
+    """Checkpoints left by a run killed with SIGKILL in the middle of its third tool call (a SQLite file, or
+    a PostgreSQL database each test copies)."""
+    db = backend.new(tmp_path_factory.mktemp("killed"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-c", KILLED_RUN, str(db)], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return db
-
-
-def _interrupted_run(tmp_path: Path, killed_db: Path) -> Path:
-    db = tmp_path / "ck.db"
-    shutil.copy(killed_db, db)
+    if backend.server is None:
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return db
 
 
 def test_a_call_in_flight_at_the_crash_is_charged_its_worst_case_and_completed_ones_are_not_paid_again(
-    tmp_path: Path, killed_db: Path
+    tmp_path: Path, killed_db: str | Path, backend: Backend
 ) -> None:
-    db, model = _interrupted_run(tmp_path, killed_db), MODEL
+    db, model, _rows = backend.copy(tmp_path, killed_db), MODEL, backend.rows
     assert len(_rows(db, "select * from thrifty_inflight")) == 1
-    before = _rows(db, "select count(*), sum(json_extract(event, '$.usd')) from thrifty_charges")[0]
-    assert before == (5, 1.0)  # model, tool, model, tool, model: two tools paid
+    assert _usd(backend, db) == (5, 1.0)  # model, tool, model, tool, model: two tools paid
 
     result = execute(
         "work",
@@ -159,13 +202,12 @@ def test_a_call_in_flight_at_the_crash_is_charged_its_worst_case_and_completed_o
     assert result.usage.tool_calls == 5 and result.usage.usd == 2.5
     keys = [k for (k,) in _rows(db, "select call_key from thrifty_charges where call_key is not null")]
     assert len(keys) == len(set(keys))
-    persisted = _rows(db, "select sum(json_extract(event, '$.usd')) from thrifty_charges")[0][0]
-    assert persisted == result.usage.usd
+    assert _usd(backend, db)[1] == result.usage.usd
     assert _rows(db, "select count(*) from thrifty_inflight") == [(0,)]
 
 
-def test_limits_hold_across_a_resume(tmp_path: Path, killed_db: Path) -> None:
-    db, model = _interrupted_run(tmp_path, killed_db), MODEL
+def test_limits_hold_across_a_resume(tmp_path: Path, killed_db: str | Path, backend: Backend) -> None:
+    db, model = backend.copy(tmp_path, killed_db), MODEL
 
     # 2 tools paid + 1 in flight = 3 of the 4 allowed: one more tool call fits, not the two the task wants
     result = execute(
@@ -180,8 +222,10 @@ def test_limits_hold_across_a_resume(tmp_path: Path, killed_db: Path) -> None:
     assert result.usage.tool_calls == 4 and result.exhausted
 
 
-def test_bad_resumes_are_refused_and_leave_the_run_intact(tmp_path: Path, killed_db: Path) -> None:
-    db, model = _interrupted_run(tmp_path, killed_db), MODEL
+def test_bad_resumes_are_refused_and_leave_the_run_intact(
+    tmp_path: Path, killed_db: str | Path, backend: Backend
+) -> None:
+    db, model, _rows = backend.copy(tmp_path, killed_db), MODEL, backend.rows
     snapshot = (
         _rows(db, "select * from thrifty_charges order by seq"),
         _rows(db, "select * from thrifty_inflight"),
@@ -190,38 +234,38 @@ def test_bad_resumes_are_refused_and_leave_the_run_intact(tmp_path: Path, killed
         execute("work", model=model, checkpoint=db, run_id="nope", resume=True)
     with pytest.raises(SetupError, match=r"already spent 3 tool_calls.*above 3"):
         execute("work", model=model, budget=Budget(tool_calls=2), checkpoint=db, run_id="r-2", resume=True)
-    with sqlite3.connect(db) as conn:
-        saved = conn.execute("select checkpoint from checkpoints").fetchall()
-        conn.execute("update checkpoints set checkpoint = x'00ff00'")
+    backend.corrupt_checkpoints(db)
     with pytest.raises(SetupError, match="checkpoint cannot be read"):
         execute("work", model=model, checkpoint=db, run_id="r-2", resume=True)
     assert (
         _rows(db, "select * from thrifty_charges order by seq"),
         _rows(db, "select * from thrifty_inflight"),
     ) == snapshot
-    del saved
 
 
-def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
+def test_a_finished_run_is_not_resumed(tmp_path: Path, backend: Backend) -> None:
     script = ScriptedModel([reply("4")])
-    db = tmp_path / "ck.db"
+    db = backend.new(tmp_path)
     Agent(script.model).run("2+2?", run_id="done-1", checkpoint=db)
     with pytest.raises(SetupError, match="has finished \\(completed\\); nothing to resume"):
         Agent(script.model).run("2+2?", run_id="done-1", checkpoint=db)
     assert DurableStore(db).runs(unfinished=True) == []
 
 
-def test_the_cli_resumes_and_refuses_clearly(tmp_path: Path) -> None:
+def test_the_cli_resumes_and_refuses_clearly(tmp_path: Path, backend: Backend) -> None:
     script = ScriptedModel([], default=_counting)
     task = tmp_path / "task.yaml"
+    store = backend.new(tmp_path, "runs.db")
     task.write_text(
         f"question: count\nmodel: {script.model}\ntools: [calculator]\nbudget:\n  tool_calls: 5\n"
-        f"output:\n  store: {tmp_path / 'runs.db'}\n"
+        f"output:\n  store: {store}\n"
     )
     res = cli.invoke(app, ["run", str(task), "--quiet"])
     assert res.exit_code == 0, res.output
     run_id = res.stderr.split("run id: ")[1].split()[0]
-    db = tmp_path / "checkpoints.db"  # beside the run store
+    db = tmp_path / "checkpoints.db" if backend.server is None else store  # beside (or in) the run store
+    _rows = backend.rows
+    assert _rows(store, "select run_id, stop_reason from runs") == [(run_id, "completed")]
     assert _rows(db, "select run_id, status from thrifty_runs") == [(run_id, "finished")]
     res = cli.invoke(app, ["resume", run_id, "--checkpoint", str(db)])
     assert res.exit_code == 2 and "has finished" in res.stderr
@@ -233,10 +277,10 @@ def test_the_cli_resumes_and_refuses_clearly(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no checkpoint file" in res.stderr
 
 
-def test_a_run_pauses_at_its_budget_and_continues_with_a_raised_one(tmp_path: Path) -> None:
+def test_a_run_pauses_at_its_budget_and_continues_with_a_raised_one(tmp_path: Path, backend: Backend) -> None:
     script = ScriptedModel([], default=_counting)
     agent = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=2))
-    db = tmp_path / "ck.db"
+    db = backend.new(tmp_path)
     paused = agent.run("count", on_limit="pause", checkpoint=db)
     assert paused.paused and paused.stop_reason == "paused:tool_calls" and paused.exit_code == 4
     assert paused.usage.tool_calls == 2 and paused.answer is None
@@ -251,27 +295,30 @@ def test_a_run_pauses_at_its_budget_and_continues_with_a_raised_one(tmp_path: Pa
     assert [e["seq"] for e in done.events] == list(range(1, 8))
 
 
-def test_without_pause_the_same_run_stops_as_before(tmp_path: Path) -> None:
+def test_without_pause_the_same_run_stops_as_before(tmp_path: Path, backend: Backend) -> None:
     script = ScriptedModel([], default=_counting)
     result = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=2)).run(
-        "count", checkpoint=tmp_path / "c.db"
+        "count", checkpoint=backend.new(tmp_path)
     )
     assert result.stop_reason == "budget_exhausted:tool_calls" and not result.paused
 
 
-def test_the_cli_pauses_and_agent_resume_continues_with_a_higher_limit(tmp_path: Path) -> None:
+def test_the_cli_pauses_and_agent_resume_continues_with_a_higher_limit(
+    tmp_path: Path, backend: Backend
+) -> None:
     script = ScriptedModel([], default=_counting)
     task = tmp_path / "task.yaml"
+    store = backend.new(tmp_path, "runs.db")
     task.write_text(
         f"question: count\nmodel: {script.model}\ntools: [calculator]\nbudget:\n  tool_calls: 2\n"
-        f"on_limit: pause\noutput:\n  store: {tmp_path / 'runs.db'}\n"
+        f"on_limit: pause\noutput:\n  store: {store}\n"
     )
     res = cli.invoke(app, ["run", str(task), "--quiet"])
     assert res.exit_code == 4, res.output
     assert "paused: the tool calls limit binds" in res.stderr and "--max-tool-calls N" in res.stderr
     run_id = res.stderr.split("run id: ")[1].split()[0]
-    db = tmp_path / "checkpoints.db"
-    listed = cli.invoke(app, ["runs", "--unfinished", "--store", str(tmp_path / "runs.db")])
+    db = tmp_path / "checkpoints.db" if backend.server is None else store
+    listed = cli.invoke(app, ["runs", "--unfinished", "--store", str(store)])
     assert listed.exit_code == 0 and run_id in listed.stdout and "paused" in listed.stdout
     res = cli.invoke(app, ["resume", run_id, "--checkpoint", str(db), "--max-tool-calls", "1", "--quiet"])
     assert res.exit_code == 2 and "already spent 2 tool_calls" in res.stderr

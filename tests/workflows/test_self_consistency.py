@@ -1,12 +1,15 @@
-"""Self-consistency: exact budget split over carved child ledgers, majority vote, ties."""
+"""Self-consistency: exact budget split over carved child ledgers, majority vote, ties, and a pause at the
+budget that binds inside a parallel sample."""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from thrifty import Agent, Budget
 from thrifty.agents.answers import majority_vote, normalize_answer
-from thrifty.testing import ScriptedModel, call, reply
+from thrifty.store.durable import DurableStore
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
 from thrifty.tools import Corpus, make_search_tools
 
 TOOLS = make_search_tools(
@@ -90,3 +93,53 @@ def test_when_every_sample_fails_the_error_says_why() -> None:
     result = Agent(script, strategy="self_consistency", samples=2, budget=Budget(total_tokens=2000)).run("Q?")
     assert result.stop_reason == "error"
     assert result.error is not None and "the provider is down" in result.error
+
+
+def _two_searches(request: ScriptedRequest) -> ScriptedReply:
+    done = sum(1 for m in request.messages if m.get("role") == "tool")
+    return call("search", query=f"q{done}") if done < 2 else reply("Paris")
+
+
+def test_a_limit_binding_in_a_parallel_sample_pauses_the_run_and_the_resume_pays_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """The samples run in threads; the one whose slice binds records it, and the node pauses the run once
+    they have joined (a LangGraph interrupt from the node, not the thread)."""
+    script = ScriptedModel([], default=_two_searches)
+
+    def agent(budget: Budget) -> Agent:
+        return Agent(
+            script.model, tools=TOOLS, budget=budget, strategy="self_consistency", samples=2, parallel=True
+        )
+
+    reference = agent(Budget(tool_calls=6)).run("Capital of France?")
+    assert reference.answer == "Paris" and reference.usage.tool_calls == 4
+
+    db = tmp_path / "ck.db"
+    paused = agent(Budget(tool_calls=2)).run("Capital of France?", on_limit="pause", checkpoint=db)
+    assert paused.paused and paused.stop_reason == "paused:tool_calls", paused.stop_reason
+    assert paused.usage.tool_calls == 2 and paused.answer is None
+    assert DurableStore(db).runs(unfinished=True)[0]["status"] == "paused"
+
+    done = agent(Budget(tool_calls=6)).run(
+        "Capital of France?", run_id=paused.run_id, checkpoint=db, on_limit="pause"
+    )
+    assert done.stop_reason == "completed" and done.answer == "Paris" and done.run_id == paused.run_id
+    # each sample's first search was paid before the pause and replayed free after it
+    assert done.usage.tool_calls == reference.usage.tool_calls == 4
+    assert [e["kind"] for e in done.events if e["ok"]].count("tool") == 4
+    assert [e["seq"] for e in done.events] == list(range(1, len(done.events) + 1))
+
+
+def test_without_pause_a_parallel_sample_still_stops_at_its_slice(tmp_path: Path) -> None:
+    script = ScriptedModel([], default=_two_searches)
+    result = Agent(
+        script.model,
+        tools=TOOLS,
+        budget=Budget(tool_calls=2),
+        strategy="self_consistency",
+        samples=2,
+        parallel=True,
+    ).run("Capital of France?", checkpoint=tmp_path / "ck.db")
+    assert not result.paused and result.usage.tool_calls == 2
+    assert result.trace[-1].sample_stops == ["budget_exhausted:tool_calls"] * 2

@@ -13,7 +13,8 @@ from thrifty.agents.events import ExpandEvent, TreeEvent
 from thrifty.agents.records import TreeNode
 from thrifty.agents.tree import Action, new_root
 from thrifty.budget import BudgetExceeded
-from thrifty.testing import ScriptedModel, reply
+from thrifty.store.durable import DurableStore
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, reply
 from thrifty.tools import Corpus, Observation, make_search_tools
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.value_tree import answer_child, apply_progress, forced_leaf, route, tool_child
@@ -289,3 +290,89 @@ def test_a_node_whose_children_all_failed_is_asked_again_for_new_actions() -> No
     ]
     assert nodes[0].expanded == 2
     assert result.usage.tool_calls == 2
+
+
+def _schema(request: ScriptedRequest) -> str | None:
+    return (request.params.get("response_format") or {}).get("json_schema", {}).get("name")
+
+
+def _three_searches(request: ScriptedRequest) -> ScriptedReply:
+    """Three searches at the one expansion, each scored 0.5, then the forced answer."""
+    name = _schema(request)
+    if name == "candidates":
+        return reply(
+            actions(
+                ("search", {"query": "Paris"}),
+                ("search", {"query": "Berlin"}),
+                ("search", {"query": "France"}),
+            )
+        )
+    if name == "critic":
+        return reply(progress(0.5))
+    if name == "verdict":
+        return reply(verdict("SUCCESS"))
+    return reply("Paris")
+
+
+def test_a_limit_binding_in_a_parallel_tool_call_pauses_the_run_and_the_resume_pays_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """The expansion's tool calls run in threads; the one the budget refuses pauses the run from the node
+    once they have all run (not pruned as 'not run'), and the resumed expansion replays the two that
+    completed free."""
+    search_only = [t for t in TOOLS if t.name == "search"]
+
+    def agent(searches: int) -> Agent:
+        script = ScriptedModel([], default=_three_searches)
+        return Agent(
+            script.model,
+            tools=search_only,
+            budget=Budget(per_tool={"search": searches}),
+            strategy="value_tree",
+            k=3,
+            parallel=True,
+            adaptive_width=False,
+            max_expansions=1,
+            seed=3,
+        )
+
+    # the resumed expansion sees the two searches of before the pause as spent (they were): a limit raised
+    # well above them keeps its width (3 actions) as in an uninterrupted run
+    reference = agent(20).run("What is the capital of France?")
+    assert reference.usage.tool_calls == 3 and reference.answer == "Paris"
+
+    db = tmp_path / "ck.db"
+    paused = agent(2).run("What is the capital of France?", on_limit="pause", checkpoint=db)
+    assert paused.paused and paused.stop_reason == "paused:tool:search", paused.stop_reason
+    assert paused.usage.tool_calls == 2
+
+    done = agent(20).run(
+        "What is the capital of France?", run_id=paused.run_id, checkpoint=db, on_limit="pause"
+    )
+    assert (done.answer, done.stop_reason) == (reference.answer, reference.stop_reason)
+    assert done.usage.tool_calls == 3  # the two searches made before the pause were replayed free
+    tool_keys = [
+        c["call_key"] for c in DurableStore(db).charges(done.run_id) if c["kind"] == "tool" and c["ok"]
+    ]
+    assert len(tool_keys) == len(set(tool_keys)) == 3
+    nodes = final_tree(done).nodes
+    assert len(nodes) == len(final_tree(reference).nodes) == 4
+    assert not any("not run" in (n.prune_reason or "") for n in nodes)
+    assert [e["seq"] for e in done.events] == list(range(1, len(done.events) + 1))
+
+
+def test_without_pause_a_refused_parallel_tool_call_is_pruned_as_before() -> None:
+    script = ScriptedModel([], default=_three_searches)
+    result = Agent(
+        script.model,
+        tools=[t for t in TOOLS if t.name == "search"],
+        budget=Budget(per_tool={"search": 2}),
+        strategy="value_tree",
+        k=3,
+        parallel=True,
+        adaptive_width=False,
+        max_expansions=1,
+        seed=3,
+    ).run("What is the capital of France?")
+    assert not result.paused and result.usage.tool_calls == 2
+    assert sum("not run" in (n.prune_reason or "") for n in final_tree(result).nodes) == 1

@@ -29,7 +29,7 @@ from thrifty.agents.context import RunContext
 from thrifty.agents.records import TreeNode
 from thrifty.agents.structured import StructuredRole, structured_call
 from thrifty.agents.verifier import evidence_text
-from thrifty.budget import BudgetExceeded, budget_block
+from thrifty.budget import BudgetExceeded, WorkerBudgetStops, budget_block
 from thrifty.tools import Observation
 
 ANSWER_TOOL = "answer"
@@ -373,12 +373,21 @@ def run_action(ctx: RunContext, action: Action) -> tuple[Action, Observation | B
 def run_actions(
     ctx: RunContext, actions: Sequence[Action], parallel: bool
 ) -> list[tuple[Action, Observation | BudgetExceeded]]:
-    """Run the tool actions (concurrently if asked), in order; the Ledger keeps the budget exact either way."""
+    """Run the tool actions (concurrently if asked), in order; the Ledger keeps the budget exact either way.
+    A call the budget refused is a budget stop, declared here in the node's thread once all have run: a run
+    that pauses at its budget pauses (and its completed calls are replayed free when it resumes)."""
     tool_actions = [a for a in actions if a.tool != ANSWER_TOOL]
     if parallel and len(tool_actions) > 1:
         with ThreadPoolExecutor(max_workers=len(tool_actions)) as pool:
-            return list(pool.map(partial(run_action, ctx), tool_actions))
-    return [run_action(ctx, a) for a in tool_actions]
+            results = list(pool.map(partial(run_action, ctx), tool_actions))
+    else:
+        results = [run_action(ctx, a) for a in tool_actions]
+    stops = WorkerBudgetStops()
+    for _, outcome in results:
+        if isinstance(outcome, BudgetExceeded):
+            stops.record(outcome.dimension)
+    stops.declare()
+    return results
 
 
 def score_progress(

@@ -1,7 +1,7 @@
 """Budgets, the Ledger, prices and budget awareness. Knows nothing of graphs, prompts or the CLI."""
 
 from thrifty.budget.awareness import POLICY, BudgetView, Regime, budget_block, regime, regime_for, spent_tools
-from thrifty.budget.errors import BudgetExceeded, StopKind, stop_reason
+from thrifty.budget.errors import BudgetExceeded, StopKind, WorkerBudgetStops, stop_reason
 from thrifty.budget.ledger import ChargeEvent, Ledger, Overrun, Reservation
 from thrifty.budget.limits import DIMENSIONS, Budget, tool_dimension
 from thrifty.budget.pricing import DEFAULT_TOOL_PRICES, ModelPrice, Pricing, UnpricedModelError
@@ -22,6 +22,7 @@ __all__ = [
     "Reservation",
     "StopKind",
     "UnpricedModelError",
+    "WorkerBudgetStops",
     "budget_block",
     "regime",
     "regime_for",

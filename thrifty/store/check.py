@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from thrifty.redact import redact
+from thrifty.store.db import database_url
 
 __all__ = ["SKIP_HINT", "StoreError", "StoreWarning", "check_store", "describe_store_error"]
 
@@ -21,7 +22,7 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 # Drivers SQLAlchemy looks for by default, and the package that provides each.
 _DRIVER_PACKAGES = {
     "psycopg2": "psycopg2-binary",
-    "psycopg": "psycopg[binary]",
+    "psycopg": '"thrifty[postgres]" (psycopg[binary])',
     "pymysql": "pymysql",
     "MySQLdb": "mysqlclient",
     "oracledb": "oracledb",
@@ -57,7 +58,7 @@ def check_store(target: str | Path) -> None:
         _check_sqlite_path(Path(text).expanduser(), text)
         return
     try:
-        url = make_url(text)
+        url = make_url(database_url(text))  # a PostgreSQL URL: with the psycopg 3 driver
     except ArgumentError as exc:
         raise StoreError(
             _message(text, f"not a database URL ({exc})", "write it as dialect://user@host/db")

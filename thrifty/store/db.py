@@ -12,14 +12,30 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["IN_MEMORY", "database_url", "make_engine"]
+__all__ = ["IN_MEMORY", "database_url", "is_postgres_url", "make_engine", "postgres_conninfo"]
 
 IN_MEMORY = "sqlite://"
+#: How a PostgreSQL URL may start; thrifty drives every one with psycopg 3 (the ``postgres`` extra).
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    return str(target).startswith(_POSTGRES_SCHEMES)
+
+
+def postgres_conninfo(url: str) -> str:
+    """The libpq form of a PostgreSQL URL (``postgresql://...``, without SQLAlchemy's ``+psycopg``)."""
+    return "postgresql://" + str(url).split("://", 1)[1]
 
 
 def database_url(target: str | Path) -> str:
-    """A SQLAlchemy URL for ``target``: a URL as is, else a SQLite file (its folder is created)."""
+    """A SQLAlchemy URL for ``target``: a URL as is (a PostgreSQL one with the psycopg 3 driver), else a SQLite
+    file (its folder is created)."""
     text = str(target)
+    if is_postgres_url(
+        text
+    ):  # psycopg 3, the driver the `postgres` extra installs (not SQLAlchemy's psycopg2)
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
     if "://" in text:
         return text
     if text == ":memory:":

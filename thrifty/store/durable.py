@@ -1,8 +1,9 @@
 """Durable runs: the Ledger's side of a checkpointed run, kept next to LangGraph's own checkpoints.
 
-A durable run survives ``kill -9``. LangGraph's SQLite checkpointer (``langgraph-checkpoint-sqlite``) saves
-the graph's state after every step; this module saves, in the same SQLite file, what the Ledger needs to
-resume exactly:
+A durable run survives ``kill -9``. LangGraph's checkpointer saves the graph's state after every step: the
+SQLite one (``langgraph-checkpoint-sqlite``) in a file by default, the PostgreSQL one
+(``langgraph-checkpoint-postgres``, driver psycopg 3, the ``postgres`` extra) when the target is a
+``postgresql://`` URL. This module saves, in the same database, what the Ledger needs to resume exactly:
 
 * ``thrifty_runs``: the run (its id, status, what it was asked, its limits, the charge last seen at a
   step's end and the seconds it had used);
@@ -26,7 +27,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import threading
 import warnings
 from collections import defaultdict, deque
@@ -38,6 +38,8 @@ from typing import Any, cast
 from thrifty.budget import ChargeEvent, Ledger, Reservation
 from thrifty.redact import redact, redact_value
 from thrifty.store.check import StoreWarning
+from thrifty.store.checkpoint_db import CheckpointDBError, DuplicateRow, open_checkpoint_db
+from thrifty.store.db import is_postgres_url
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",
@@ -45,7 +47,9 @@ __all__ = [
     "CheckpointError",
     "DurableStore",
     "RunJournal",
+    "checkpoint_target",
     "checkpoints_beside",
+    "checkpoints_missing",
 ]
 
 DEFAULT_CHECKPOINTS = ".thrifty/checkpoints.db"
@@ -58,13 +62,13 @@ _BUDGET_BLOCK = re.compile(r"<budget>.*?</budget>", re.DOTALL)
 _SCHEMA = (
     """create table if not exists thrifty_runs (
         run_id text primary key, created text not null, status text not null, meta text not null,
-        checkpoint_seq integer not null default 0, elapsed real not null default 0, pid integer,
+        checkpoint_seq integer not null default 0, elapsed double precision not null default 0, pid integer,
         host text, stop_reason text, result text)""",
     """create table if not exists thrifty_charges (
-        run_id text not null, seq integer not null, event text not null, call_key text, result text,
+        run_id text not null, seq bigint not null, event text not null, call_key text, result text,
         primary key (run_id, seq))""",
     """create table if not exists thrifty_inflight (
-        run_id text not null, pid integer not null, res_id integer not null, kind text not null,
+        run_id text not null, pid integer not null, res_id bigint not null, kind text not null,
         name text not null, node text, ledger text not null, amounts text not null,
         primary key (run_id, pid, res_id))""",
 )
@@ -80,19 +84,29 @@ class CheckpointError(ValueError):
     """A durable run that cannot be started or resumed (unknown id, finished, corrupt, another's...)."""
 
 
-def checkpoints_beside(store_target: str | Path | None) -> Path:
-    """Where a run's checkpoints go: next to a SQLite run store, else ``.thrifty/checkpoints.db``."""
+def checkpoints_beside(store_target: str | Path | None) -> str | Path:
+    """Where a run's checkpoints go: next to a SQLite run store, in the same database as a PostgreSQL one,
+    else ``.thrifty/checkpoints.db``."""
     text = str(store_target or "")
+    if is_postgres_url(text):
+        return text
     if text and "://" not in text and text not in (":memory:",):
         return Path(text).expanduser().parent / "checkpoints.db"
     return Path(DEFAULT_CHECKPOINTS)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
+def checkpoint_target(target: str | Path) -> str | Path:
+    """A checkpoint target as given: a database URL kept as text (a Path would fold its ``//``), else a
+    file path."""
+    text = str(target)
+    return text if "://" in text else Path(text).expanduser()
+
+
+def checkpoints_missing(target: str | Path) -> bool:
+    """True when ``target`` is a checkpoint file that does not exist yet (a database URL: never; the server
+    is asked when it is opened)."""
+    found = checkpoint_target(target)
+    return isinstance(found, Path) and not found.exists()
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool:
@@ -123,55 +137,60 @@ def charge_from_dict(data: Mapping[str, Any]) -> ChargeEvent:
 
 
 class DurableStore:
-    """The SQLite file of a durable run: LangGraph's checkpoints and the Ledger's journal.
+    """The database of durable runs (a SQLite file, or a PostgreSQL server by ``postgresql://`` URL):
+    LangGraph's checkpoints and the Ledger's journal.
 
-    Raises :class:`CheckpointError` (with a fix) when the file cannot be one.
+    Raises :class:`CheckpointError` (with a fix) when the target cannot be one.
     """
 
     def __init__(self, path: str | Path = DEFAULT_CHECKPOINTS) -> None:
-        self.path = Path(path).expanduser()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = _connect(self.path)
-            for statement in _SCHEMA:
-                self.conn.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
+            self.db = open_checkpoint_db(path)
+        except CheckpointDBError as exc:
+            raise CheckpointError(str(exc)) from None
+        #: Where the checkpoints are, as messages show it (a URL's password hidden).
+        self.path = self.db.where
+        try:
+            with self.db.setup_lock():
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
+        except Exception as exc:
+            self.db.close()
             raise CheckpointError(
-                f"{self.path}: cannot hold checkpoints ({exc}); fix: give a writable SQLite file path"
+                f"{self.path}: cannot hold checkpoints ({redact(str(exc))}); fix: give a writable SQLite file "
+                "path or a PostgreSQL database the URL's user may create tables in"
             ) from None
         self.lock = threading.RLock()
         self._saver: Any = None
 
     # ------------------------------------------------------------------------------------ LangGraph
     def saver(self, types: list[type] | None = None) -> Any:
-        """LangGraph's SqliteSaver on this file (its own connection), reading back only ``types`` (the
-        classes a graph's state holds) besides LangGraph's own safe ones."""
+        """LangGraph's checkpointer on this database (SqliteSaver or PostgresSaver, a connection of its
+        own), reading back only ``types`` (the classes a graph's state holds) besides LangGraph's own safe
+        ones."""
         if self._saver is None:
             from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-            from langgraph.checkpoint.sqlite import SqliteSaver
 
             serde = JsonPlusSerializer(allowed_msgpack_modules=list(types or []))
-            # Python's default transaction handling, which the saver relies on: a task's writes are one
-            # transaction (in autocommit mode a kill could leave half of them, and the task would not rerun)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._saver = SqliteSaver(conn, serde=serde)
-            self._saver.setup()
+            try:
+                self._saver = self.db.saver(serde)
+            except CheckpointDBError as exc:
+                raise CheckpointError(str(exc)) from None
+            except Exception as exc:
+                raise CheckpointError(
+                    f"{self.path}: LangGraph's checkpoint tables cannot be set up ({redact(str(exc))[:300]}); "
+                    "fix: give a database the URL's user may create tables in"
+                ) from None
         return self._saver
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
-        if self._saver is not None:
-            with contextlib.suppress(Exception):
-                self._saver.conn.close()
+        self.db.close()
 
     # ------------------------------------------------------------------------------------------ runs
     def create(self, run_id: str, meta: Mapping[str, Any]) -> None:
         with self.lock:
             try:
-                self.conn.execute(
+                self.db.execute(
                     "insert into thrifty_runs (run_id, created, status, meta, pid, host) values (?,?,?,?,?,?)",
                     (
                         run_id,
@@ -182,20 +201,21 @@ class DurableStore:
                         socket.gethostname(),
                     ),
                 )
-            except sqlite3.IntegrityError:
+            except DuplicateRow:
                 raise CheckpointError(
                     f"run '{run_id}' already exists in {self.path}; fix: resume it, or start a new run"
                 ) from None
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         with self.lock:
-            row = self.conn.execute(
+            rows = self.db.execute(
                 "select run_id, created, status, meta, checkpoint_seq, elapsed, pid, host, stop_reason, result "
                 "from thrifty_runs where run_id = ?",
                 (run_id,),
-            ).fetchone()
-        if row is None:
+            )
+        if not rows:
             return None
+        row = rows[0]
         keys = (
             "run_id",
             "created",
@@ -221,7 +241,7 @@ class DurableStore:
     def claim(self, run_id: str) -> None:
         """Mark the run as this process's (running)."""
         with self.lock:
-            self.conn.execute(
+            self.db.execute(
                 "update thrifty_runs set status = ?, pid = ?, host = ? where run_id = ?",
                 (RUNNING, os.getpid(), socket.gethostname(), run_id),
             )
@@ -230,25 +250,25 @@ class DurableStore:
         self, run_id: str, status: str, *, stop_reason: str | None = None, result: Any = None
     ) -> None:
         with self.lock:
-            self.conn.execute(
+            self.db.execute(
                 "update thrifty_runs set status = ?, stop_reason = ?, result = ? where run_id = ?",
                 (status, stop_reason, None if result is None else json.dumps(redact_value(result)), run_id),
             )
 
     def update_meta(self, run_id: str, **fields: Any) -> None:
         with self.lock:
-            row = self.conn.execute("select meta from thrifty_runs where run_id = ?", (run_id,)).fetchone()
+            rows = self.db.execute("select meta from thrifty_runs where run_id = ?", (run_id,))
             clean = cast("dict[str, Any]", redact_value(dict(fields)))
-            meta = {**json.loads(row[0]), **clean} if row else clean
-            self.conn.execute("update thrifty_runs set meta = ? where run_id = ?", (json.dumps(meta), run_id))
+            meta = {**json.loads(rows[0][0]), **clean} if rows else clean
+            self.db.execute("update thrifty_runs set meta = ? where run_id = ?", (json.dumps(meta), run_id))
 
     def charges(self, run_id: str) -> list[dict[str, Any]]:
         """The run's settled charges (each with ``call_key`` and whether a call result came with it)."""
         with self.lock:
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 "select event, call_key, result is not null from thrifty_charges where run_id = ? order by seq",
                 (run_id,),
-            ).fetchall()
+            )
         out: list[dict[str, Any]] = []
         for event, key, has_result in rows:
             try:
@@ -262,10 +282,10 @@ class DurableStore:
 
     def inflight(self, run_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 "select pid, res_id, kind, name, node, ledger, amounts from thrifty_inflight where run_id = ?",
                 (run_id,),
-            ).fetchall()
+            )
         keys = ("pid", "res_id", "kind", "name", "node", "ledger", "amounts")
         return [{**dict(zip(keys, r, strict=True)), "amounts": json.loads(r[6])} for r in rows]
 
@@ -273,12 +293,12 @@ class DurableStore:
         """Runs, newest first, each with what it has spent (summed from its charges)."""
         where = "where r.status != 'finished'" if unfinished else ""
         with self.lock:
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 "select r.run_id, r.created, r.status, r.meta, r.stop_reason, r.pid, r.host, "
                 "(select count(*) from thrifty_charges c where c.run_id = r.run_id) "
                 f"from thrifty_runs r {where} order by r.created desc limit ?",
                 (limit,),
-            ).fetchall()
+            )
         out: list[dict[str, Any]] = []
         for run_id, created, status, meta, stop, pid, host, n in rows:
             spent: dict[str, float] = defaultdict(float)
@@ -306,7 +326,7 @@ class DurableStore:
 
     def mark_step(self, run_id: str, seq: int, elapsed: float) -> None:
         with self.lock:
-            self.conn.execute(
+            self.db.execute(
                 "update thrifty_runs set checkpoint_seq = ?, elapsed = ? where run_id = ?",
                 (seq, elapsed, run_id),
             )
@@ -315,11 +335,11 @@ class DurableStore:
         """Completed calls with their results, charged after ``after_seq``: what a re-run node may replay."""
         out: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         with self.lock:
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 "select call_key, result from thrifty_charges where run_id = ? and seq > ? and result is not null "
                 "order by seq",
                 (run_id, after_seq),
-            ).fetchall()
+            )
         for key, result in rows:
             out[key].append(json.loads(result))
         return out
@@ -388,16 +408,9 @@ class RunJournal:
         if self.failed is not None:
             return
         try:
-            with self.store.lock:
-                conn = self.store.conn
-                conn.execute("begin immediate")
-                try:
-                    for sql, params in statements:
-                        conn.execute(sql, params)
-                    conn.execute("commit")
-                except BaseException:
-                    conn.execute("rollback")
-                    raise
+            with self.store.lock, self.store.db.transaction():
+                for sql, params in statements:
+                    self.store.db.execute(sql, params)
         except Exception as exc:  # never breaks the Ledger's settle: reported once, the run goes on
             self.failed = exc
             warnings.warn(
@@ -413,7 +426,7 @@ class RunJournal:
         self._write(
             [
                 (
-                    "insert or replace into thrifty_inflight values (?,?,?,?,?,?,?,?)",
+                    _UPSERT_INFLIGHT,
                     (
                         self.run_id,
                         self._pid,
@@ -440,7 +453,7 @@ class RunJournal:
         data = redact_value(event.to_dict())
         statements = [
             (
-                "insert or replace into thrifty_charges values (?,?,?,?,?)",
+                _UPSERT_CHARGE,
                 (self.run_id, event.seq, json.dumps(data), key, result),
             ),
             (_DELETE_INFLIGHT, (self.run_id, self._pid, event.reservation)),
@@ -485,6 +498,16 @@ class RunJournal:
 
 
 _DELETE_INFLIGHT = "delete from thrifty_inflight where run_id = ? and pid = ? and res_id = ?"
+# Upserts both SQLite (3.24+) and PostgreSQL accept.
+_UPSERT_INFLIGHT = (
+    "insert into thrifty_inflight values (?,?,?,?,?,?,?,?) on conflict (run_id, pid, res_id) do update set "
+    "kind = excluded.kind, name = excluded.name, node = excluded.node, ledger = excluded.ledger, "
+    "amounts = excluded.amounts"
+)
+_UPSERT_CHARGE = (
+    "insert into thrifty_charges values (?,?,?,?,?) on conflict (run_id, seq) do update set "
+    "event = excluded.event, call_key = excluded.call_key, result = excluded.result"
+)
 # Set while the resume charges a call a dead process left in flight: its row goes in the charge's transaction.
 _DROPPING: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "thrifty_dropping", default=None

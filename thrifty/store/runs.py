@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -325,6 +326,20 @@ _engines: dict[str, tuple[Engine, tuple[int, int] | None]] = {}
 _engines_lock = threading.Lock()
 
 
+def _forget_engines_after_fork() -> None:
+    """In a forked child: the parent's pooled connections are the parent's (sharing a socket with a
+    PostgreSQL server, or a SQLite handle, across a fork corrupts both): drop them unclosed, open afresh."""
+    global _engines_lock
+    _engines_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    for engine, _ in list(_engines.values()):
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
 def _file_identity(url: str) -> tuple[int, int] | None:
     database = make_url(url).database if url.startswith("sqlite") else None
     if not database or database == ":memory:":
@@ -351,11 +366,22 @@ def _engine_for(target: str | Path) -> Engine:
             return cached[0]
         check_store(target)
         engine = make_engine(database_url(target))
-        _Base.metadata.create_all(engine)
+        _create_tables(engine)
         _engines[url] = (engine, _file_identity(url))
         if cached is not None:
             cached[0].dispose()
         return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    """The store's tables, if missing. On PostgreSQL under an advisory lock of its own: two processes
+    creating them at once on a new database would otherwise collide."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            from thrifty.store.checkpoint_db import STORE_LOCK_KEY
+
+            conn.execute(sql_text("select pg_advisory_xact_lock(:key)"), {"key": STORE_LOCK_KEY})
+        _Base.metadata.create_all(conn)
 
 
 def _warn(error: StoreError) -> None:

@@ -246,11 +246,17 @@ def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any
     file already holds the run."""
     if run_id is None and checkpoint is None:
         return {}
-    from thrifty.store.durable import DEFAULT_CHECKPOINTS, CheckpointError, DurableStore
+    from thrifty.store.durable import (
+        DEFAULT_CHECKPOINTS,
+        CheckpointError,
+        DurableStore,
+        checkpoint_target,
+        checkpoints_missing,
+    )
     from thrifty.workflows.runner import SetupError
 
-    path = Path(checkpoint or DEFAULT_CHECKPOINTS)
-    if run_id is None or not path.exists():
+    path = checkpoint_target(checkpoint or DEFAULT_CHECKPOINTS)  # a file, or a postgresql:// URL
+    if run_id is None or checkpoints_missing(path):
         return {"checkpoint": path}
     try:
         store = DurableStore(path)

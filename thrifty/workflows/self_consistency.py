@@ -21,7 +21,7 @@ from thrifty.agents.answers import majority_vote
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import VoteEvent
 from thrifty.agents.solver import SolverState, snapshot, solve
-from thrifty.budget import Budget, BudgetExceeded, StopKind, stop_reason
+from thrifty.budget import Budget, BudgetExceeded, StopKind, WorkerBudgetStops, stop_reason
 from thrifty.workflows.graph import END, Workflow
 from thrifty.workflows.options import StrategyOptions, takes_options
 
@@ -80,8 +80,10 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
             return out
 
         if parallel and samples > 1:
+            stops = WorkerBudgetStops()  # a sample's budget stop pauses a pausing run here, not in its thread
             with ThreadPoolExecutor(max_workers=samples) as pool:
-                outs = list(pool.map(run_one, children))
+                outs = list(pool.map(stops.worker(run_one), children))
+            stops.declare()
         else:
             outs = [run_one(c) for c in children]
 
