@@ -1,0 +1,288 @@
+"""The page of `agent serve` (issue 16), in a real headless browser (Debian's chromium, driven by Selenium)
+against the real server on 127.0.0.1: it lists the runs, shows one live (budget bars, steps, answer) and
+draws a value_tree run's tree. The token is typed into the page and sent as a header, never in a URL.
+
+Skipped when /usr/bin/chromium is absent, unless THRIFTY_REQUIRE_BROWSER=1 (CI), where that fails."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from thrifty.serve import ServeSettings, create_app
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+TOKEN = "p4ge-t0ken-9f8e7d6c5b4a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
+
+
+def _browser_or_skip() -> None:
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return
+    message = f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)"
+    if os.environ.get("THRIFTY_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"THRIFTY_REQUIRE_BROWSER=1 but the browser is missing: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """The real server (uvicorn) on a free loopback port; its log lines are kept to check for the token."""
+    import uvicorn
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Keep()
+    loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.access", "uvicorn.error")]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = ServeSettings(token=TOKEN, checkpoint=tmp_path / "checkpoints.db")
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="info")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    for logger in loggers:  # after uvicorn has configured its loggers (that replaces their handlers)
+        logger.addHandler(handler)
+    try:
+        yield f"http://127.0.0.1:{port}", lines
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+class Gate:
+    """Lets a scripted model answer one call at a time, when the test says so."""
+
+    def __init__(self) -> None:
+        self._sem = threading.Semaphore(0)
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._sem.release()
+
+    def wrap(
+        self, step: Callable[[ScriptedRequest], ScriptedReply]
+    ) -> Callable[[ScriptedRequest], ScriptedReply]:
+        def gated(request: ScriptedRequest) -> ScriptedReply:
+            assert self._sem.acquire(timeout=120), "the test never let this call through"
+            return step(request)
+
+        return gated
+
+
+def _counting(request: ScriptedRequest) -> ScriptedReply:
+    done = sum(1 for m in request.messages if m.get("role") == "tool")
+    return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
+
+
+def _tree_script() -> ScriptedModel:
+    def actions(*acts: tuple[str, dict[str, str]]) -> ScriptedReply:
+        return reply(
+            json.dumps({"thought": "try", "actions": [{"tool": t, "arguments": a} for t, a in acts]})
+        )
+
+    def progress(p: float) -> ScriptedReply:
+        return reply(json.dumps({"progress": p, "reason": f"p={p}"}))
+
+    return ScriptedModel(
+        [
+            actions(("calculator", {"expression": "6*7"}), ("calculator", {"expression": "6+7"})),
+            progress(0.9),
+            progress(0.0),
+            actions(("answer", {"answer": "42"})),
+            reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "s", "justification": "j"})),
+        ]
+    )
+
+
+def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception:  # the element is being replaced: look again
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _bar_left(driver: Any, dim: str) -> float | None:
+    from selenium.webdriver.common.by import By
+
+    bars = driver.find_elements(By.CSS_SELECTOR, f"#bars .bar[data-dim='{dim}']")
+    return float(bars[0].get_attribute("data-left")) if bars else None
+
+
+def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, log_lines = server
+    gate = Gate()
+    script = ScriptedModel([], default=gate.wrap(_counting))
+    tree = _tree_script()
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+        task = {"name": "count", "question": "count to 3", "model": script.model, "tools": ["calculator"]}
+        live_id = http.post("/runs", json={**task, "budget": {"tool_calls": 5}}).json()["run_id"]
+        tree_task = {
+            "name": "tree",
+            "question": "What is 6 times 7?",
+            "model": tree.model,
+            "tools": ["calculator"],
+            "strategy": {
+                "name": "value_tree",
+                "options": {"k": 2, "parallel": False, "adaptive_width": False},
+            },
+            "budget": {"tool_calls": 10},
+        }
+        tree_id = http.post("/runs", json=tree_task).json()["run_id"]
+        _wait(lambda: http.get(f"/runs/{tree_id}").json()["status"] == "finished", "the tree run to end")
+
+    browser.get(base + "/")
+    notice = browser.find_element(By.ID, "notice")
+    assert "Enter the server's token" in notice.text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")  # nothing shown without it
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "token-save").click()
+
+    # both runs are listed
+    rows = _wait(
+        lambda: (
+            {
+                r.get_attribute("data-run-id"): r
+                for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+            }
+            if len(browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 2
+            else None
+        ),
+        "two runs in the list",
+    )
+    assert set(rows) == {live_id, tree_id}
+    assert "running" in rows[live_id].text and "finished" in rows[tree_id].text
+
+    # the running run: its budget bars burn down and its steps appear as the model is let through
+    rows[live_id].click()
+    _wait(lambda: _bar_left(browser, "tool_calls") == 5.0, "the tool calls bar at its limit")
+    assert {b.get_attribute("data-dim") for b in browser.find_elements(By.CSS_SELECTOR, "#bars .bar")} == {
+        "tool_calls",
+        "total_tokens",
+        "usd",
+    }
+    tokens_before = _bar_left(browser, "total_tokens")
+    gate.release(1)  # the first model call: it asks for a tool call, which is made
+    _wait(lambda: _bar_left(browser, "tool_calls") == 4.0, "the tool calls bar to go down")
+    assert (_bar_left(browser, "total_tokens") or 0) < (tokens_before or 0)
+    steps = browser.find_elements(By.CSS_SELECTOR, "#events li.trace")
+    assert any("calculator" in s.text for s in steps), [s.text for s in steps]
+    assert browser.find_element(By.ID, "outcome").is_displayed() is False
+    width = browser.find_element(By.CSS_SELECTOR, "#bars .bar[data-dim='tool_calls'] .fill").get_attribute(
+        "style"
+    )
+    assert "width: 80%" in width
+    gate.release(3)
+    _wait(lambda: browser.find_element(By.ID, "answer").text == "3", "the answer")
+    assert browser.find_element(By.ID, "stop-reason").text == "completed"
+    assert _bar_left(browser, "tool_calls") == 2.0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#events li.trace")) >= 7
+    _wait(lambda: "finished" in browser.find_element(By.ID, "run-status").text, "the status to say finished")
+
+    # the value_tree run: its tree, with the pruned branch and the chosen answer
+    browser.find_element(By.CSS_SELECTOR, f"#runs tbody tr[data-run-id='{tree_id}']").click()
+    _wait(lambda: browser.find_element(By.ID, "answer").text == "42", "the tree run's answer")
+    nodes = {
+        n.get_attribute("data-node"): n.get_attribute("class")
+        for n in browser.find_elements(By.CSS_SELECTOR, "#tree li[data-node]")
+    }
+    assert set(nodes) == {"0", "1", "2", "3"}
+    assert "pruned" in nodes["2"] and "expanded" in nodes["1"] and "terminal" in nodes["3"]
+    assert all("chosen" in nodes[n] for n in ("0", "1", "3")) and "chosen" not in nodes["2"]
+    child = browser.find_element(By.CSS_SELECTOR, "#tree li[data-node='1'] > .node-box")
+    assert "calculator" in child.text and "V=0.90" in child.text
+    assert browser.find_element(By.ID, "tree").is_displayed()
+
+    # the token went in headers only: not in the page's address, not in the server's log
+    assert TOKEN not in browser.current_url
+    assert log_lines and not any(TOKEN in line for line in log_lines)
+    assert browser.execute_script("return sessionStorage.getItem('thrifty-serve-token')") == TOKEN
+
+
+def test_the_page_is_served_without_a_token_and_the_data_is_not(server: tuple[str, list[str]]) -> None:
+    base, _ = server
+    with httpx.Client(base_url=base, timeout=30) as http:
+        page = http.get("/")
+        assert page.status_code == 200 and "thrifty" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        for path in ("/page/app.js", "/page/style.css"):
+            assert http.get(path).status_code == 200
+        assert http.get("/runs").status_code == 401
+        assert http.get("/page/other.js", headers=AUTH).status_code == 404
+
+
+def test_a_missing_browser_skips_unless_ci_requires_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("THRIFTY_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium chromium-driver"):
+        _browser_or_skip()
+    monkeypatch.setenv("THRIFTY_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="THRIFTY_REQUIRE_BROWSER=1 but the browser is missing"):
+        _browser_or_skip()
