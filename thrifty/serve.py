@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -313,7 +313,7 @@ class Server:
                 )
                 budget = self.budget_for(Budget.from_limits({**started, **asked}))
                 check_resumable(store, row, run_id, Ledger(budget, name=run_id))
-                _check_checkpoint(store, run_id)
+                _check_checkpoint(store, run_id, spec)
             finally:
                 store.close()
         except CheckpointError as exc:
@@ -396,18 +396,23 @@ def _resume_budget(data: Any) -> dict[str, float]:
         ) from None
 
 
-def _check_checkpoint(store: Any, run_id: str) -> None:
-    """The run's last checkpoint can be read back (what a resume reads first)."""
-    from thrifty.store.durable import CheckpointError
-    from thrifty.workflows.durable import state_types
+def _check_checkpoint(store: Any, run_id: str, spec: Any) -> None:
+    """The run's last checkpoint can be read back into its strategy's graph (what a resume reads first:
+    the same check, so the same CheckpointError)."""
+    from thrifty.workflows.durable import DurableRun
+    from thrifty.workflows.graph import Workflow
+    from thrifty.workflows.options import parse_options
+    from thrifty.workflows.strategies import get_builder
 
     try:
-        store.saver(state_types()).get_tuple({"configurable": {"thread_id": run_id}})
-    except Exception as exc:
-        raise CheckpointError(
-            f"run '{run_id}' in {store.path}: its checkpoint cannot be read ({type(exc).__name__}); "
-            "fix: start the run again"
-        ) from None
+        builder = get_builder(spec.strategy.name)
+        graph = builder(parse_options(spec.strategy.name, builder, spec.strategy.options))
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise ServeError(400, EXIT_BAD_INPUT, f"request: strategy '{spec.strategy.name}': {exc}") from None
+    if isinstance(graph, Workflow):
+        graph = graph.compile()
+    durable = DurableRun(store, run_id, journal=cast(Any, None), resuming=True)
+    durable.saved_state(durable.attach(graph))
 
 
 def parse_task(data: Any) -> Any:
