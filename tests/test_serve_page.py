@@ -258,6 +258,34 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     assert "calculator" in child.text and "V=0.90" in child.text
     assert browser.find_element(By.ID, "tree").is_displayed()
 
+    # a run paused at its budget: the page offers to resume it with a raised limit, and shows it go on
+    paused_script = ScriptedModel([], default=_counting)
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+        pause_task = {**task, "model": paused_script.model, "budget": {"tool_calls": 2}, "on_limit": "pause"}
+        paused_id = http.post("/runs", json=pause_task).json()["run_id"]
+        _wait(lambda: http.get(f"/runs/{paused_id}").json()["status"] == "paused", "the run to pause")
+    row = _wait(
+        lambda: browser.find_element(By.CSS_SELECTOR, f"#runs tbody tr[data-run-id='{paused_id}']"), "its row"
+    )
+    row.click()
+    _wait(lambda: browser.find_element(By.ID, "stop-reason").text == "paused:tool_calls", "the pause")
+    assert browser.find_element(By.ID, "resume-form").is_displayed()
+    assert "Paused at its budget" in browser.find_element(By.ID, "resume-why").text
+    browser.find_element(By.ID, "resume-tool_calls").send_keys("1")
+    browser.find_element(By.ID, "resume").click()
+    _wait(lambda: "already spent 2 tool_calls" in browser.find_element(By.ID, "notice").text, "the refusal")
+    browser.find_element(By.ID, "resume-tool_calls").clear()
+    browser.find_element(By.ID, "resume-tool_calls").send_keys("5")
+    browser.find_element(By.ID, "resume").click()
+    _wait(lambda: browser.find_element(By.ID, "answer").text == "3", "the resumed run's answer")
+    assert browser.find_element(By.ID, "stop-reason").text == "completed"
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#events li.start")] == [
+        "started",
+        "resumed",
+    ]
+    assert _bar_left(browser, "tool_calls") == 2.0  # 3 of the raised 5
+    _wait(lambda: not browser.find_element(By.ID, "resume-form").is_displayed(), "the resume form to go")
+
     # the token went in headers only: not in the page's address, not in the server's log
     assert TOKEN not in browser.current_url
     assert log_lines and not any(TOKEN in line for line in log_lines)

@@ -129,6 +129,7 @@ class _Run:
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
     base: int = 0  # events of the run's earlier parts (before a resume): the stream's indexes follow them
+    spent: dict[str, float] | None = None  # what it spent, once it has ended (its clock stops there)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -136,7 +137,7 @@ class _Run:
             "task": self.task,
             "status": self.status,
             "created": datetime.fromtimestamp(self.created, UTC).isoformat(),
-            "spent": {k: round(v, 8) for k, v in self.ledger.used().items()},
+            "spent": {k: round(v, 8) for k, v in (self.spent or self.ledger.used()).items()},
             "events": len(self.events),
             "question": self.question,
         }
@@ -259,6 +260,7 @@ class Server:
             run.status, run.error = "failed", redact(f"{type(exc).__name__}: {exc}")
         finally:
             run.ledger.close()
+            run.spent = run.ledger.used()
             run.done.set()
 
     # ------------------------------------------------------------------------------------ resume

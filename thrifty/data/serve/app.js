@@ -142,6 +142,37 @@ function setStatus(status) {
   badge.textContent = status || "";
   badge.className = "status " + (status || "");
   $("cancel").hidden = status !== "running";
+  const resumable = status === "paused" || status === "interrupted";
+  $("resume-form").hidden = !resumable;
+  $("resume-why").textContent = status === "paused"
+    ? "Paused at its budget. Raise a limit (empty: keep it) and"
+    : "Cut off by a server restart. Raise a limit if you like, and";
+}
+
+async function resumeRun(event) {
+  event.preventDefault();
+  const runId = state.selected;
+  if (!runId) return;
+  const budget = {};
+  for (const dim of ["tool_calls", "total_tokens", "usd"]) {
+    const value = $("resume-" + dim).value.trim();
+    if (value) budget[dim] = Number(value);
+  }
+  const res = await api(`/runs/${encodeURIComponent(runId)}/resume`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ budget }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    notice((body.error && body.error.message) || `the server answered ${res.status}`);
+    return;
+  }
+  notice("");
+  for (const dim of ["tool_calls", "total_tokens", "usd"]) $("resume-" + dim).value = "";
+  const run = state.runs.get(runId);
+  if (run) run.status = "running";
+  openStream(runId);
 }
 
 async function openStream(runId) {
@@ -157,7 +188,13 @@ async function openStream(runId) {
     });
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
-      notice((body.error && body.error.message) || `the server answered ${res.status}`);
+      const run = state.runs.get(runId);
+      if (res.status === 404 && run && run.status === "interrupted") {
+        $("run-question").textContent = run.question || "";
+        $("run-meta").textContent = "Its events were in the server that stopped; resume it to watch it go on.";
+      } else {
+        notice((body.error && body.error.message) || `the server answered ${res.status}`);
+      }
       return;
     }
     await readEvents(res.body, (name, data) => handle(view, name, data));
@@ -368,6 +405,7 @@ function init() {
   $("show-charges").addEventListener("change", (event) => {
     $("events").classList.toggle("with-charges", event.target.checked);
   });
+  $("resume-form").addEventListener("submit", resumeRun);
   $("cancel").addEventListener("click", async () => {
     if (!state.selected) return;
     const res = await api(`/runs/${encodeURIComponent(state.selected)}/cancel`, { method: "POST" });
