@@ -282,3 +282,14 @@ def test_a_run_cut_off_by_a_server_restart_is_resumed_over_http(tmp_path: Path) 
     finally:
         second.terminate()
         second.wait(30)
+
+
+def test_an_unknown_path_or_method_gets_a_json_error() -> None:
+    client = _client(None)
+    res = client.get("/nothing/here", headers=AUTH)
+    assert res.status_code == 404 and res.json()["error"] == {
+        "code": 2,
+        "message": "GET /nothing/here: Not Found",
+    }
+    res = client.delete("/runs", headers=AUTH)
+    assert res.status_code == 405 and "Method Not Allowed" in res.json()["error"]["message"]

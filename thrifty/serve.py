@@ -47,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from thrifty.budget import Budget, BudgetExceeded, Ledger
 from thrifty.redact import redact, redact_value
@@ -457,6 +458,10 @@ def create_app(settings: ServeSettings) -> Any:
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> Any:
         return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:  # an unknown path, a method
+        return _error(exc.status_code, EXIT_BAD_INPUT, f"{request.method} {request.url.path}: {exc.detail}")
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Any:  # never a traceback
