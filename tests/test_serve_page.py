@@ -181,7 +181,9 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     tree = _tree_script()
     with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
         task = {"name": "count", "question": "count to 3", "model": script.model, "tools": ["calculator"]}
-        live_id = http.post("/runs", json={**task, "budget": {"tool_calls": 5}}).json()["run_id"]
+        live_id = http.post("/runs", json={**task, "budget": {"tool_calls": 5, "seconds": 900}}).json()[
+            "run_id"
+        ]
         tree_task = {
             "name": "tree",
             "question": "What is 6 times 7?",
@@ -225,7 +227,12 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
         "tool_calls",
         "total_tokens",
         "usd",
+        "seconds",
     }
+    # the time limit burns while the model is held (no event comes): its bar is redrawn as time passes
+    seconds = _bar_left(browser, "seconds") or 0.0
+    assert 0 < seconds <= 900
+    _wait(lambda: (_bar_left(browser, "seconds") or 900) < seconds - 1, "the seconds bar to go down")
     tokens_before = _bar_left(browser, "total_tokens")
     gate.release(1)  # the first model call: it asks for a tool call, which is made
     _wait(lambda: _bar_left(browser, "tool_calls") == 4.0, "the tool calls bar to go down")

@@ -1,10 +1,11 @@
 """``agent serve``: runs over HTTP (FastAPI on uvicorn), every one of them inside the server's budget.
 
-Endpoints (every one needs ``Authorization: Bearer <token>``; the token comes from ``THRIFTY_SERVE_TOKEN``):
+Endpoints (all but the page's need ``Authorization: Bearer <token>``; the token is ``THRIFTY_SERVE_TOKEN``):
 
 ===============================  ===========================================================================
 ``POST /runs``                   submit a task (the task-file schema, as JSON); 202 with the run's id
-``GET /runs``                    the runs, newest first (status, stop reason, spend)
+``GET /runs``                    the runs, newest first (status, stop reason, spend), then the runs a
+                                 restart cut off that can be resumed (from the checkpoint file)
 ``GET /runs/{id}``               one run (its RunResult once it has ended)
 ``GET /runs/{id}/events``        its events as server-sent events (those so far, then live, ``result`` last)
 ``POST /runs/{id}/cancel``       stop it at its next step (it ends ``cancelled`` with its best answer)
@@ -16,6 +17,8 @@ Endpoints (every one needs ``Authorization: Bearer <token>``; the token comes fr
 Budgets: a request's limits can never exceed the server's per-request cap (a limit the request leaves out
 is the cap's), and every run spends from one root ledger, the server-wide budget (e.g. dollars per UTC day),
 so the runs together cannot pass it either. At most ``max_concurrent`` runs go at once (429 past that).
+The server-wide budget is kept in memory: a restarted server counts from its start (a resumed run's earlier
+spend is back in the run's own ledger, not charged to the new server's budget again).
 
 Errors are JSON ``{"error": {"code": 2, "message": ...}}`` with the CLI's exit code and message (a task that
 fails validation gets the same lines ``agent validate`` prints). No key or token appears in a response or
@@ -68,6 +71,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+#: How many resumable runs of the checkpoint file ``GET /runs`` lists besides the runs in memory.
+STORED_LISTED = 100
 #: The task fields a server run is resumed from (kept in its checkpoint record).
 TASK_META = "serve_task"
 
@@ -335,7 +340,7 @@ class Server:
         try:
             store = DurableStore(path)
             try:
-                for row in store.runs(unfinished=True, limit=self.settings.keep_runs):
+                for row in store.runs(unfinished=True, limit=min(self.settings.keep_runs, STORED_LISTED)):
                     if row["run_id"] in self.runs:
                         continue
                     record = store.get(row["run_id"])

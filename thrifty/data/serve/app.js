@@ -34,6 +34,10 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+function label(dim) {
+  return dim.startsWith("tool:") ? dim.slice(5) + " calls" : LABELS[dim] || dim;
+}
+
 function fmt(dim, value) {
   if (value === undefined || value === null || Number.isNaN(value)) return "—";
   if (dim === "usd") return "$" + Number(value).toFixed(4);
@@ -70,7 +74,7 @@ async function pollRuns() {
 function renderServer(server) {
   const limits = server.limits || {};
   const spent = server.spent || {};
-  const parts = Object.keys(limits).map((dim) => `${LABELS[dim] || dim} ${fmt(dim, spent[dim] || 0)} of ${fmt(dim, limits[dim])}`);
+  const parts = Object.keys(limits).map((dim) => `${label(dim)} ${fmt(dim, spent[dim] || 0)} of ${fmt(dim, limits[dim])}`);
   $("server-budget").textContent = parts.length ? "server: " + parts.join(" · ") : "";
 }
 
@@ -104,6 +108,12 @@ function startPolling() {
   pollRuns();
   state.polling = setInterval(pollRuns, POLL_MS);
 }
+
+// A time limit burns between events too: its bar is redrawn every half second while the run goes.
+setInterval(() => {
+  const view = state.view;
+  if (view && view.live && "seconds" in view.limits) renderBars(view);
+}, 500);
 
 function stopPolling() {
   if (state.polling) clearInterval(state.polling);
@@ -201,6 +211,7 @@ async function openStream(runId) {
   } catch (err) {
     if (err.name !== "AbortError" && err.message !== "unauthorized") notice("The event stream broke: " + err.message);
   } finally {
+    view.live = false;
     if (state.stream === controller) state.stream = null;
   }
   if (state.view === view) refreshRun(runId);
@@ -258,7 +269,10 @@ function handle(view, name, ev) {
     $("outcome").hidden = false;
     return;
   }
-  if (ev.remaining) view.remaining = ev.remaining;
+  if (ev.remaining) {
+    view.remaining = ev.remaining;
+    view.at = performance.now();
+  }
   if (typeof ev.usd_spent === "number") view.usdSpent = ev.usd_spent;
   if (ev.kind === "start") onStart(view, ev);
   else if (ev.kind === "trace") onTrace(view, ev);
@@ -269,6 +283,7 @@ function handle(view, name, ev) {
 
 function onStart(view, ev) {
   view.limits = Object.assign({}, ev.budget || {});
+  view.live = true;
   view.strategy = ev.strategy || view.strategy;
   $("run-question").textContent = ev.question || "";
   $("run-meta").textContent = `strategy ${ev.strategy || "?"} · model ${ev.model || "?"}` + (ev.resumed ? " · resumed" : "");
@@ -294,6 +309,7 @@ function onTrace(view, ev) {
 
 function onResult(view, ev) {
   const result = ev.result || {};
+  view.live = false;
   $("answer").textContent = result.answer === null || result.answer === undefined ? "(none)" : result.answer;
   $("stop-reason").textContent = result.stop_reason || "";
   $("outcome").hidden = false;
@@ -320,7 +336,8 @@ function renderBars(view) {
   box.replaceChildren();
   for (const dim of dims) {
     const limit = view.limits[dim];
-    const left = dim in view.remaining ? view.remaining[dim] : limit;
+    let left = dim in view.remaining ? view.remaining[dim] : limit;
+    if (dim === "seconds" && view.live && view.at) left = Math.max(0, left - (performance.now() - view.at) / 1000);
     const share = Math.max(0, Math.min(1, left / limit));
     const fill = el("div", { class: "fill" + (share < 0.2 ? " low" : "") });
     fill.style.width = (share * 100).toFixed(1) + "%";
@@ -328,7 +345,7 @@ function renderBars(view) {
       el(
         "div",
         { class: "bar", "data-dim": dim, "data-left": String(left), "data-limit": String(limit) },
-        el("span", { class: "bar-label" }, LABELS[dim] || dim),
+        el("span", { class: "bar-label" }, label(dim)),
         el("div", { class: "track" }, fill),
         el("span", { class: "bar-text" }, `${fmt(dim, left)} left of ${fmt(dim, limit)}`),
       ),
