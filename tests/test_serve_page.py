@@ -132,7 +132,7 @@ def _counting(request: ScriptedRequest) -> ScriptedReply:
     return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
 
 
-def _tree_script() -> ScriptedModel:
+def _tree_script(gate: Gate) -> ScriptedModel:
     def actions(*acts: tuple[str, dict[str, str]]) -> ScriptedReply:
         return reply(
             json.dumps({"thought": "try", "actions": [{"tool": t, "arguments": a} for t, a in acts]})
@@ -141,15 +141,14 @@ def _tree_script() -> ScriptedModel:
     def progress(p: float) -> ScriptedReply:
         return reply(json.dumps({"progress": p, "reason": f"p={p}"}))
 
-    return ScriptedModel(
-        [
-            actions(("calculator", {"expression": "6*7"}), ("calculator", {"expression": "6+7"})),
-            progress(0.9),
-            progress(0.0),
-            actions(("answer", {"answer": "42"})),
-            reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "s", "justification": "j"})),
-        ]
-    )
+    replies = [
+        actions(("calculator", {"expression": "6*7"}), ("calculator", {"expression": "6+7"})),
+        progress(0.9),
+        progress(0.0),
+        actions(("answer", {"answer": "42"})),
+        reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "s", "justification": "j"})),
+    ]
+    return ScriptedModel([gate.wrap(lambda request, r=r: r) for r in replies])
 
 
 def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -178,7 +177,8 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     base, log_lines = server
     gate = Gate()
     script = ScriptedModel([], default=gate.wrap(_counting))
-    tree = _tree_script()
+    tree_gate = Gate()
+    tree = _tree_script(tree_gate)
     with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
         task = {"name": "count", "question": "count to 3", "model": script.model, "tools": ["calculator"]}
         live_id = http.post("/runs", json={**task, "budget": {"tool_calls": 5, "seconds": 900}}).json()[
@@ -196,7 +196,7 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
             "budget": {"tool_calls": 10},
         }
         tree_id = http.post("/runs", json=tree_task).json()["run_id"]
-        _wait(lambda: http.get(f"/runs/{tree_id}").json()["status"] == "finished", "the tree run to end")
+        tree_gate.release(3)  # its first expansion: the actions asked for, then each child's progress
 
     browser.get(base + "/")
     notice = browser.find_element(By.ID, "notice")
@@ -218,7 +218,7 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
         "two runs in the list",
     )
     assert set(rows) == {live_id, tree_id}
-    assert "running" in rows[live_id].text and "finished" in rows[tree_id].text
+    assert "running" in rows[live_id].text and "running" in rows[tree_id].text
 
     # the running run: its budget bars burn down and its steps appear as the model is let through
     rows[live_id].click()
@@ -251,8 +251,21 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     assert len(browser.find_elements(By.CSS_SELECTOR, "#events li.trace")) >= 7
     _wait(lambda: "finished" in browser.find_element(By.ID, "run-status").text, "the status to say finished")
 
-    # the value_tree run: its tree, with the pruned branch and the chosen answer
+    # the value_tree run: its tree grows from the expansion events as they come...
     browser.find_element(By.CSS_SELECTOR, f"#runs tbody tr[data-run-id='{tree_id}']").click()
+
+    def tree_nodes() -> dict[str, str]:
+        return {
+            n.get_attribute("data-node"): n.get_attribute("class")
+            for n in browser.find_elements(By.CSS_SELECTOR, "#tree li[data-node]")
+        }
+
+    first = _wait(lambda: tree_nodes() if len(tree_nodes()) == 3 else None, "the first expansion's tree")
+    assert set(first) == {"0", "1", "2"} and "expanded" in first["0"] and "pruned" in first["2"]
+    assert not any("chosen" in c for c in first.values())
+    assert not browser.find_element(By.ID, "outcome").is_displayed()
+    # ...and ends as the final tree, with the pruned branch and the path to the chosen answer
+    tree_gate.release(2)
     _wait(lambda: browser.find_element(By.ID, "answer").text == "42", "the tree run's answer")
     nodes = {
         n.get_attribute("data-node"): n.get_attribute("class")

@@ -258,6 +258,8 @@ def test_a_run_cut_off_by_a_server_restart_is_resumed_over_http(tmp_path: Path) 
             listed = {r["run_id"]: r for r in http.get("/runs").json()["runs"]}
             assert listed[run_id]["status"] == "interrupted" and listed[run_id]["spent"]["tool_calls"] == 2
             assert http.get(f"/runs/{run_id}").json()["status"] == "interrupted"
+            res = http.get(f"/runs/{run_id}/events")
+            assert res.status_code == 409 and "cut off by a server restart" in res.json()["error"]["message"]
             res = http.post(f"/runs/{run_id}/resume")
             assert res.status_code == 202, res.text
             data = _wait(http, run_id)

@@ -328,6 +328,12 @@ class Server:
             raise ServeError(409, EXIT_BAD_INPUT, str(exc)) from None
         return row, spec, budget
 
+    def stored_run(self, run_id: str) -> dict[str, Any] | None:
+        """The summary of a run a restart cut off (None: the run is in memory, or not resumable)."""
+        if run_id in self.runs:
+            return None
+        return next((r for r in self.stored() if r["run_id"] == run_id), None)
+
     def stored(self) -> list[dict[str, Any]]:
         """This server's runs in its checkpoint file that can be resumed and are not in memory (a restart
         left them), as summaries."""
@@ -540,16 +546,22 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
 
     @app.get("/runs/{run_id}")
     async def read(run_id: str) -> Any:
-        if run_id not in server.runs:
-            stored = await asyncio.to_thread(server.stored)
-            found = [r for r in stored if r["run_id"] == run_id]
-            if found:
-                return found[0]
+        stored = await asyncio.to_thread(server.stored_run, run_id)
+        if stored is not None:
+            return stored
         run = server.get(run_id)
         out = run.summary()
         if run.result is not None:
             out["result"] = json.loads(run.result.model_dump_json())
         return out
+
+    _add_run_routes(app, server)
+    for path, (name, media_type) in PAGE_FILES.items():
+        app.add_api_route(path, _page_file(name, media_type), methods=["GET"], include_in_schema=False)
+
+
+def _add_run_routes(app: Any, server: Server) -> None:
+    """What can be done to one run: cancel it, resume it, read its events."""
 
     @app.post("/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Any:
@@ -573,10 +585,14 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
 
     @app.get("/runs/{run_id}/events")
     async def events(run_id: str) -> Any:
+        if await asyncio.to_thread(server.stored_run, run_id) is not None:
+            raise ServeError(
+                409,
+                EXIT_BAD_INPUT,
+                f"run '{run_id}' was cut off by a server restart and its events went with that server; "
+                f"fix: resume it (POST /runs/{run_id}/resume) and read the events from there",
+            )
         return EventSourceResponse(_feed(server.get(run_id)))
-
-    for path, (name, media_type) in PAGE_FILES.items():
-        app.add_api_route(path, _page_file(name, media_type), methods=["GET"], include_in_schema=False)
 
 
 def _page_file(name: str, media_type: str) -> Any:

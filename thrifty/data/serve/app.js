@@ -199,7 +199,7 @@ async function openStream(runId) {
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
       const run = state.runs.get(runId);
-      if (res.status === 404 && run && run.status === "interrupted") {
+      if (res.status === 409 && run && run.status === "interrupted") {
         $("run-question").textContent = run.question || "";
         $("run-meta").textContent = "Its events were in the server that stopped; resume it to watch it go on.";
       } else {
