@@ -216,7 +216,7 @@ serve("127.0.0.1", int(sys.argv[2]), ServeSettings(token=os.environ["THRIFTY_SER
 """
 
 
-def _server(db: Path, mode: str) -> tuple[subprocess.Popen[str], str]:
+def _server(db: Path, mode: str) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -225,13 +225,11 @@ def _server(db: Path, mode: str) -> tuple[subprocess.Popen[str], str]:
         "THRIFTY_SERVE_TOKEN": TOKEN,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(db), str(port), mode],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = db.parent / f"server-{mode}.log"  # a file, not a pipe: a full pipe would block the server
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(db), str(port), mode], env=env, stdout=out, stderr=out
+        )
     base = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         try:
@@ -240,7 +238,7 @@ def _server(db: Path, mode: str) -> tuple[subprocess.Popen[str], str]:
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise AssertionError(f"the server did not start: {proc.stderr.read() if proc.stderr else ''}")
+    raise AssertionError(f"the server did not start: {log.read_text()[-2000:]}")
 
 
 def test_a_run_cut_off_by_a_server_restart_is_resumed_over_http(tmp_path: Path) -> None:
