@@ -164,11 +164,49 @@ def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+# The page redraws its list, bars and tree as events come (and a time limit's bar twice a second), so it is
+# read in one script call each time (an element found earlier may have been replaced since).
+def _bars(driver: Any) -> dict[str, dict[str, Any]]:
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#bars .bar')].map(b => [b.dataset.dim, "
+        "{left: Number(b.dataset.left), width: b.querySelector('.fill').style.width}]))"
+    )
+
+
 def _bar_left(driver: Any, dim: str) -> float | None:
+    bar = _bars(driver).get(dim)
+    return None if bar is None else float(bar["left"])
+
+
+def _texts(driver: Any, selector: str) -> list[str]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText)", selector
+    )
+
+
+def _rows(driver: Any) -> dict[str, str]:
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#runs tbody tr')]"
+        ".map(r => [r.dataset.runId, r.innerText]))"
+    )
+
+
+def _tree(driver: Any) -> dict[str, str]:
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#tree li[data-node]')]"
+        ".map(n => [n.dataset.node, n.className]))"
+    )
+
+
+def _click_row(driver: Any, run_id: str) -> None:
     from selenium.webdriver.common.by import By
 
-    bars = driver.find_elements(By.CSS_SELECTOR, f"#bars .bar[data-dim='{dim}']")
-    return float(bars[0].get_attribute("data-left")) if bars else None
+    def click() -> bool:
+        driver.find_element(By.CSS_SELECTOR, f"#runs tbody tr[data-run-id='{run_id}']").click()
+        return True
+
+    _wait(click, f"a click on run {run_id}'s row")
+    _wait(lambda: driver.find_element(By.ID, "run-id").text == run_id, f"run {run_id} shown")
 
 
 def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], browser: Any) -> None:
@@ -202,33 +240,27 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     notice = browser.find_element(By.ID, "notice")
     assert "Enter the server's token" in notice.text
     assert not browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")  # nothing shown without it
+    browser.find_element(By.ID, "token").send_keys("not-the-token")
+    browser.find_element(By.ID, "token-save").click()
+    _wait(
+        lambda: "refused the token" in browser.find_element(By.ID, "notice").text, "the wrong token refused"
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    browser.find_element(By.ID, "token-forget").click()
+    assert browser.execute_script("return sessionStorage.getItem('thrifty-serve-token')") is None
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.ID, "token-save").click()
+    assert browser.find_element(By.ID, "token").get_attribute("value") == ""  # not left in the field
 
     # both runs are listed
-    rows = _wait(
-        lambda: (
-            {
-                r.get_attribute("data-run-id"): r
-                for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
-            }
-            if len(browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 2
-            else None
-        ),
-        "two runs in the list",
-    )
+    rows = _wait(lambda: _rows(browser) if len(_rows(browser)) == 2 else None, "two runs in the list")
     assert set(rows) == {live_id, tree_id}
-    assert "running" in rows[live_id].text and "running" in rows[tree_id].text
+    assert "running" in rows[live_id] and "running" in rows[tree_id]
 
     # the running run: its budget bars burn down and its steps appear as the model is let through
-    rows[live_id].click()
+    _click_row(browser, live_id)
     _wait(lambda: _bar_left(browser, "tool_calls") == 5.0, "the tool calls bar at its limit")
-    assert {b.get_attribute("data-dim") for b in browser.find_elements(By.CSS_SELECTOR, "#bars .bar")} == {
-        "tool_calls",
-        "total_tokens",
-        "usd",
-        "seconds",
-    }
+    assert set(_bars(browser)) == {"tool_calls", "total_tokens", "usd", "seconds"}
     # the time limit burns while the model is held (no event comes): its bar is redrawn as time passes
     seconds = _bar_left(browser, "seconds") or 0.0
     assert 0 < seconds <= 900
@@ -237,45 +269,32 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     gate.release(1)  # the first model call: it asks for a tool call, which is made
     _wait(lambda: _bar_left(browser, "tool_calls") == 4.0, "the tool calls bar to go down")
     assert (_bar_left(browser, "total_tokens") or 0) < (tokens_before or 0)
-    steps = browser.find_elements(By.CSS_SELECTOR, "#events li.trace")
-    assert any("calculator" in s.text for s in steps), [s.text for s in steps]
+    steps = _texts(browser, "#events li.trace")
+    assert any("calculator" in s for s in steps), steps
     assert browser.find_element(By.ID, "outcome").is_displayed() is False
-    width = browser.find_element(By.CSS_SELECTOR, "#bars .bar[data-dim='tool_calls'] .fill").get_attribute(
-        "style"
-    )
-    assert "width: 80%" in width
+    assert _bars(browser)["tool_calls"]["width"] == "80%"
     gate.release(3)
     _wait(lambda: browser.find_element(By.ID, "answer").text == "3", "the answer")
     assert browser.find_element(By.ID, "stop-reason").text == "completed"
     assert _bar_left(browser, "tool_calls") == 2.0
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#events li.trace")) >= 7
+    assert len(_texts(browser, "#events li.trace")) >= 7
     _wait(lambda: "finished" in browser.find_element(By.ID, "run-status").text, "the status to say finished")
 
     # the value_tree run: its tree grows from the expansion events as they come...
-    browser.find_element(By.CSS_SELECTOR, f"#runs tbody tr[data-run-id='{tree_id}']").click()
-
-    def tree_nodes() -> dict[str, str]:
-        return {
-            n.get_attribute("data-node"): n.get_attribute("class")
-            for n in browser.find_elements(By.CSS_SELECTOR, "#tree li[data-node]")
-        }
-
-    first = _wait(lambda: tree_nodes() if len(tree_nodes()) == 3 else None, "the first expansion's tree")
+    _click_row(browser, tree_id)
+    first = _wait(lambda: _tree(browser) if len(_tree(browser)) == 3 else None, "the first expansion's tree")
     assert set(first) == {"0", "1", "2"} and "expanded" in first["0"] and "pruned" in first["2"]
     assert not any("chosen" in c for c in first.values())
     assert not browser.find_element(By.ID, "outcome").is_displayed()
     # ...and ends as the final tree, with the pruned branch and the path to the chosen answer
     tree_gate.release(2)
     _wait(lambda: browser.find_element(By.ID, "answer").text == "42", "the tree run's answer")
-    nodes = {
-        n.get_attribute("data-node"): n.get_attribute("class")
-        for n in browser.find_elements(By.CSS_SELECTOR, "#tree li[data-node]")
-    }
+    nodes = _tree(browser)
     assert set(nodes) == {"0", "1", "2", "3"}
     assert "pruned" in nodes["2"] and "expanded" in nodes["1"] and "terminal" in nodes["3"]
     assert all("chosen" in nodes[n] for n in ("0", "1", "3")) and "chosen" not in nodes["2"]
-    child = browser.find_element(By.CSS_SELECTOR, "#tree li[data-node='1'] > .node-box")
-    assert "calculator" in child.text and "V=0.90" in child.text
+    child = _texts(browser, "#tree li[data-node='1'] > .node-box")[0]
+    assert "calculator" in child and "V=0.90" in child
     assert browser.find_element(By.ID, "tree").is_displayed()
 
     # a run paused at its budget: the page offers to resume it with a raised limit, and shows it go on
@@ -284,10 +303,7 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
         pause_task = {**task, "model": paused_script.model, "budget": {"tool_calls": 2}, "on_limit": "pause"}
         paused_id = http.post("/runs", json=pause_task).json()["run_id"]
         _wait(lambda: http.get(f"/runs/{paused_id}").json()["status"] == "paused", "the run to pause")
-    row = _wait(
-        lambda: browser.find_element(By.CSS_SELECTOR, f"#runs tbody tr[data-run-id='{paused_id}']"), "its row"
-    )
-    row.click()
+    _click_row(browser, paused_id)
     _wait(lambda: browser.find_element(By.ID, "stop-reason").text == "paused:tool_calls", "the pause")
     assert browser.find_element(By.ID, "resume-form").is_displayed()
     assert "Paused at its budget" in browser.find_element(By.ID, "resume-why").text
@@ -299,10 +315,7 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     browser.find_element(By.ID, "resume").click()
     _wait(lambda: browser.find_element(By.ID, "answer").text == "3", "the resumed run's answer")
     assert browser.find_element(By.ID, "stop-reason").text == "completed"
-    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#events li.start")] == [
-        "started",
-        "resumed",
-    ]
+    assert _texts(browser, "#events li.start") == ["started", "resumed"]
     assert _bar_left(browser, "tool_calls") == 2.0  # 3 of the raised 5
     _wait(lambda: not browser.find_element(By.ID, "resume-form").is_displayed(), "the resume form to go")
 
