@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from thrifty import Agent
 from thrifty.budget import Budget
+from thrifty.cli import app as cli_app
 from thrifty.serve import ServeSettings, create_app
 from thrifty.store.durable import INFLIGHT_DETAIL
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
@@ -293,3 +296,20 @@ def test_an_unknown_path_or_method_gets_a_json_error() -> None:
     }
     res = client.delete("/runs", headers=AUTH)
     assert res.status_code == 405 and "Method Not Allowed" in res.json()["error"]["message"]
+
+
+def test_agent_serve_checkpoints_by_default_and_not_with_no_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import thrifty.serve
+
+    seen: list[ServeSettings] = []
+    monkeypatch.setattr(thrifty.serve, "serve", lambda host, port, settings, **kw: seen.append(settings))
+    env = {"THRIFTY_SERVE_TOKEN": TOKEN}
+    assert CliRunner().invoke(cli_app, ["serve"], env=env).exit_code == 0
+    assert (
+        CliRunner().invoke(cli_app, ["serve", "--checkpoint", str(tmp_path / "c.db")], env=env).exit_code == 0
+    )
+    assert CliRunner().invoke(cli_app, ["serve", "--no-checkpoint"], env=env).exit_code == 0
+    assert [s.checkpoint for s in seen] == [Path(".thrifty/checkpoints.db"), tmp_path / "c.db", None]
+    assert not (tmp_path / "c.db").exists()  # nothing is written before a run is
