@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Load `agent serve` with concurrent runs.")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="Checkpoint the runs in this file (as `agent serve` does).",
+    )
     args = parser.parse_args(argv)
     script = ScriptedModel([], name="serve-load", default=_step)
     # tool calls the server may pay in all: the warm-up run's 3, then less than the runs want together
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         server_budget=Budget(tool_calls=cap),
         request_cap=Budget(tool_calls=5),
         max_concurrent=args.runs,
+        checkpoint=args.checkpoint,
     )
     server, base = _serve(settings)
     _one(base, script.model)  # warm-up (not timed): the first run imports LiteLLM's providers

@@ -786,10 +786,21 @@ def serve_command(
     no_token: Annotated[
         bool, typer.Option("--no-token", help="Serve without a token (loopback addresses only).")
     ] = False,
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            help="Checkpoint runs in this file (or postgresql:// URL), so a paused or interrupted run can be "
+            "resumed."
+        ),
+    ] = ".thrifty/checkpoints.db",
+    no_checkpoint: Annotated[
+        bool, typer.Option("--no-checkpoint", help="Do not checkpoint runs (they cannot be resumed).")
+    ] = False,
 ) -> None:
-    """Serve runs over HTTP (submit, read, stream events, cancel, list). The bearer token every request
-    must send is read from THRIFTY_SERVE_TOKEN."""
+    """Serve runs over HTTP (submit, read, stream events, resume, cancel, list) and a page to watch them
+    (open http://HOST:PORT/). The bearer token every request must send is read from THRIFTY_SERVE_TOKEN."""
     from thrifty.serve import TOKEN_ENV, ServeError, ServeSettings, check_start, serve
+    from thrifty.store.durable import checkpoint_target
 
     token = os.environ.get(TOKEN_ENV) or None
     try:
@@ -798,6 +809,7 @@ def serve_command(
             request_cap=Budget(usd=request_usd, tool_calls=request_tool_calls, total_tokens=request_tokens),
             server_budget=Budget(usd=daily_usd),
             max_concurrent=max_concurrent,
+            checkpoint=None if no_checkpoint else checkpoint_target(checkpoint),
         )
         check_start(host, token, no_token)
     except ValidationError as exc:

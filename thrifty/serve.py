@@ -1,25 +1,34 @@
 """``agent serve``: runs over HTTP (FastAPI on uvicorn), every one of them inside the server's budget.
 
-Endpoints (every one needs ``Authorization: Bearer <token>``; the token comes from ``THRIFTY_SERVE_TOKEN``):
+Endpoints (all but the page's need ``Authorization: Bearer <token>``; the token is ``THRIFTY_SERVE_TOKEN``):
 
 ===============================  ===========================================================================
 ``POST /runs``                   submit a task (the task-file schema, as JSON); 202 with the run's id
-``GET /runs``                    the runs, newest first (status, stop reason, spend)
+``GET /runs``                    the runs, newest first (status, stop reason, spend), then the runs a
+                                 restart cut off that can be resumed (from the checkpoint file)
 ``GET /runs/{id}``               one run (its RunResult once it has ended)
 ``GET /runs/{id}/events``        its events as server-sent events (those so far, then live, ``result`` last)
 ``POST /runs/{id}/cancel``       stop it at its next step (it ends ``cancelled`` with its best answer)
+``POST /runs/{id}/resume``       continue a paused or interrupted run (``{"budget": {...}}``: raised limits)
+``GET /``                        the page that watches runs (no token needed: it holds no data; it asks
+                                 for the token and sends it as a header, never in a URL)
 ===============================  ===========================================================================
 
 Budgets: a request's limits can never exceed the server's per-request cap (a limit the request leaves out
 is the cap's), and every run spends from one root ledger, the server-wide budget (e.g. dollars per UTC day),
 so the runs together cannot pass it either. At most ``max_concurrent`` runs go at once (429 past that).
+The server-wide budget is kept in memory: a restarted server counts from its start (a resumed run's earlier
+spend is back in the run's own ledger, not charged to the new server's budget again).
 
 Errors are JSON ``{"error": {"code": 2, "message": ...}}`` with the CLI's exit code and message (a task that
 fails validation gets the same lines ``agent validate`` prints). No key or token appears in a response or
 a log: messages pass :func:`thrifty.redact.redact`, and the token is compared, never echoed.
 
-Runs here are not checkpointed (``agent run`` / ``Agent.run(run_id=...)`` are); a task may not name a
-``module:function`` tool or strategy (the server would import code a request names).
+With a checkpoint file (``ServeSettings.checkpoint``; ``agent serve`` uses ``.thrifty/checkpoints.db``) every
+run is checkpointed as ``agent run``'s are (the same LangGraph checkpointer and Ledger journal), so a run
+paused at its budget (``on_limit: pause``) or cut off by a server restart is resumed over HTTP, paying
+nothing twice. A task may not name a ``module:function`` tool or strategy (the server would import code a
+request names).
 """
 
 from __future__ import annotations
@@ -33,19 +42,39 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from thrifty.budget import Budget, BudgetExceeded, Ledger
-from thrifty.redact import redact
+from thrifty.redact import redact, redact_value
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERNAL, RunResult
 
 TOKEN_ENV = "THRIFTY_SERVE_TOKEN"
 MAX_BODY = 256 * 1024
+#: The page's files (package data in ``thrifty/data/serve``), served without a token: they hold no data.
+PAGE_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/page/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/page/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+#: How many resumable runs of the checkpoint file ``GET /runs`` lists besides the runs in memory.
+STORED_LISTED = 100
+#: The task fields a server run is resumed from (kept in its checkpoint record).
+TASK_META = "serve_task"
 
 
 class ServeSettings(BaseModel):
@@ -57,6 +86,8 @@ class ServeSettings(BaseModel):
     max_concurrent: int = 8
     max_body: int = MAX_BODY
     keep_runs: int = 1000
+    checkpoint: str | Path | None = None  # a SQLite file or a postgresql:// URL
+    """The SQLite file runs are checkpointed in (None: not checkpointed, so not resumable)."""
 
 
 class ServeError(Exception):
@@ -103,6 +134,8 @@ class _Run:
     result: RunResult | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    base: int = 0  # events of the run's earlier parts (before a resume): the stream's indexes follow them
+    spent: dict[str, float] | None = None  # what it spent, once it has ended (its clock stops there)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -110,8 +143,9 @@ class _Run:
             "task": self.task,
             "status": self.status,
             "created": datetime.fromtimestamp(self.created, UTC).isoformat(),
-            "spent": {k: round(v, 8) for k, v in self.ledger.used().items()},
+            "spent": {k: round(v, 8) for k, v in (self.spent or self.ledger.used()).items()},
             "events": len(self.events),
+            "question": self.question,
         }
         if self.result is not None:
             out["stop_reason"] = self.result.stop_reason
@@ -158,6 +192,26 @@ class Server:
         spec = parse_task(data)
         budget = self.budget_for(spec.budget)
         spec = spec.model_copy(update={"budget": budget})
+        durable: dict[str, Any] = {}
+        if self.settings.checkpoint is not None:
+            task = {k: v for k, v in data.items() if k != "base_dir"}
+            durable = {
+                "checkpoint": self.settings.checkpoint,
+                "checkpoint_meta": {TASK_META: redact_value(task)},
+            }
+        elif spec.on_limit == "pause":
+            raise ServeError(
+                400,
+                EXIT_BAD_INPUT,
+                "request: field 'on_limit': 'pause' needs a server that checkpoints its runs "
+                "(fix: start `agent serve` with --checkpoint FILE, or use on_limit: stop)",
+            )
+        return self._start(None, spec, durable)
+
+    def _start(
+        self, run_id: str | None, spec: Any, durable: dict[str, Any], before: _Run | None = None
+    ) -> _Run:
+        """Start a run (``run_id`` None: a new one) on a child of the server's budget, in a thread."""
         from thrifty.workflows.runner import SetupError, new_run_id
         from thrifty.workflows.stream import stream_task
 
@@ -168,17 +222,25 @@ class Server:
                     EXIT_BUDGET,
                     f"{self.settings.max_concurrent} runs are going already; try again later",
                 )
-            run_id = new_run_id()
+            if run_id is not None and run_id in self.runs and not self.runs[run_id].done.is_set():
+                raise ServeError(
+                    409,
+                    EXIT_BAD_INPUT,
+                    f"run '{run_id}' is still running; fix: wait for it, or cancel it first",
+                )
+            run_id = run_id or new_run_id()
             root = self.root()
             spent = [dim for dim, left in root.availability().items() if left <= 0]
             if spent:
                 raise ServeError(429, EXIT_BUDGET, f"the server's {spent[0]} budget is spent for today")
             try:
-                ledger = root.child(budget, name=run_id)
+                ledger = root.child(spec.budget, name=run_id)
             except BudgetExceeded as exc:
                 raise ServeError(429, EXIT_BUDGET, f"the server's budget is spent: {exc}") from None
-            stream = stream_task(spec, store=False, ledger=ledger, run_id=run_id)
+            stream = stream_task(spec, store=False, ledger=ledger, run_id=run_id, **durable)
             run = _Run(run_id, spec.name or "", spec.rendered_question(), time.time(), ledger, stream)
+            if before is not None:  # a resume: its stream continues the events of the run's earlier parts
+                run.created, run.events, run.base = before.created, list(before.events), len(before.events)
             self.runs[run_id] = run
             self._forget_old()
         thread = threading.Thread(
@@ -190,18 +252,124 @@ class Server:
     def _consume(self, run: _Run, setup_error: type[Exception]) -> None:
         try:
             for event in run.stream:
-                run.events.append(json.loads(event.model_dump_json()))
+                data = json.loads(event.model_dump_json())
+                data["index"] += run.base
+                data["text"] = event.describe() if hasattr(event, "describe") else event.kind
+                run.events.append(data)
                 if event.kind == "result":
                     run.result = event.result
             assert run.result is not None
-            run.status = "cancelled" if run.result.stop_reason == "cancelled" else "finished"
+            run.status = _status_of(run.result)
         except setup_error as exc:
             run.status, run.error = "failed", redact(str(exc))
         except Exception as exc:
             run.status, run.error = "failed", redact(f"{type(exc).__name__}: {exc}")
         finally:
             run.ledger.close()
+            run.spent = run.ledger.used()
             run.done.set()
+
+    # ------------------------------------------------------------------------------------ resume
+    def resume(self, run_id: str, data: Any) -> _Run:
+        """Continue a paused or interrupted run from its checkpoint (what ``agent resume`` does), with the
+        limits it had or the raised ones asked for (each within the per-request cap). Refused (the stored
+        run unchanged) with the CLI's messages when it cannot be."""
+        path = self.settings.checkpoint
+        if path is None:
+            raise ServeError(
+                409,
+                EXIT_BAD_INPUT,
+                "this server does not checkpoint its runs, so none can be resumed "
+                "(fix: start `agent serve` with --checkpoint FILE)",
+            )
+        asked = _resume_budget(data)
+        before = self.runs.get(run_id)
+        if before is not None and not before.done.is_set():
+            raise ServeError(
+                409, EXIT_BAD_INPUT, f"run '{run_id}' is still running; fix: wait for it, or cancel it first"
+            )
+        row, spec, budget = self._resumable(path, run_id, asked, before)
+        spec = spec.model_copy(update={"budget": budget})
+        durable = {"checkpoint": path, "resume": True, "checkpoint_meta": row["meta"]}
+        return self._start(run_id, spec, durable, before)
+
+    def _resumable(
+        self, path: str | Path, run_id: str, asked: dict[str, float], before: _Run | None
+    ) -> tuple[dict[str, Any], Any, Budget]:
+        """The run's record, task and budget, once the checks a resume makes have passed."""
+        from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
+        from thrifty.workflows.durable import check_resumable
+
+        if checkpoints_missing(path):
+            raise ServeError(404, EXIT_BAD_INPUT, _unknown(run_id, path))
+        try:
+            store = DurableStore(path)
+            try:
+                row = store.get(run_id)
+                if row is None:
+                    raise ServeError(404, EXIT_BAD_INPUT, _unknown(run_id, path))
+                task = row["meta"].get(TASK_META)
+                if not isinstance(task, dict):
+                    raise ServeError(
+                        409,
+                        EXIT_BAD_INPUT,
+                        f"run '{run_id}' was not started by `agent serve`; fix: resume it with `agent resume`",
+                    )
+                spec = parse_task(task)
+                started = (
+                    before.ledger.budget.limits() if before is not None else row["meta"].get("budget", {})
+                )
+                budget = self.budget_for(Budget.from_limits({**started, **asked}))
+                check_resumable(store, row, run_id, Ledger(budget, name=run_id))
+                _check_checkpoint(store, run_id, spec)
+            finally:
+                store.close()
+        except CheckpointError as exc:
+            raise ServeError(409, EXIT_BAD_INPUT, str(exc)) from None
+        return row, spec, budget
+
+    def stored_run(self, run_id: str) -> dict[str, Any] | None:
+        """The summary of a run a restart cut off (None: the run is in memory, or not resumable)."""
+        if run_id in self.runs:
+            return None
+        return next((r for r in self.stored() if r["run_id"] == run_id), None)
+
+    def stored(self) -> list[dict[str, Any]]:
+        """This server's runs in its checkpoint file that can be resumed and are not in memory (a restart
+        left them), as summaries."""
+        from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
+
+        path = self.settings.checkpoint
+        if path is None or checkpoints_missing(path):
+            return []
+
+        out: list[dict[str, Any]] = []
+        try:
+            store = DurableStore(path)
+            try:
+                for row in store.runs(unfinished=True, limit=min(self.settings.keep_runs, STORED_LISTED)):
+                    if row["run_id"] in self.runs:
+                        continue
+                    record = store.get(row["run_id"])
+                    if record is None or TASK_META not in record["meta"] or record["alive"]:
+                        continue
+                    out.append(
+                        {
+                            "run_id": row["run_id"],
+                            "task": row["task"],
+                            "question": row["question"],
+                            "status": row["status"],
+                            "created": row["created"],
+                            "spent": {k: round(v, 8) for k, v in row["spent"].items()},
+                            "stop_reason": row["stop_reason"],
+                            "events": 0,
+                        }
+                    )
+            finally:
+                store.close()
+        except CheckpointError:
+            return []
+        return out
 
     def _forget_old(self) -> None:
         ended = [r for r in self.runs.values() if r.done.is_set()]
@@ -213,6 +381,53 @@ class Server:
         if run is None:
             raise ServeError(404, EXIT_BAD_INPUT, f"no run '{run_id}' (fix: GET /runs lists the runs)")
         return run
+
+
+def _status_of(result: RunResult) -> str:
+    if result.paused:
+        return "paused"
+    return "cancelled" if result.stop_reason == "cancelled" else "finished"
+
+
+def _unknown(run_id: str, path: str | Path) -> str:
+    return f"no run '{run_id}' in {redact(str(path))}; fix: `agent runs` lists the runs that can be resumed"
+
+
+def _resume_budget(data: Any) -> dict[str, float]:
+    """The raised limits a resume request asks for (``{"budget": {...}}``, every field optional)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or set(data) - {"budget"}:
+        raise ServeError(
+            400, EXIT_BAD_INPUT, 'the request body must be empty or {"budget": {...}} (the limits to raise)'
+        )
+    try:
+        return Budget.model_validate(data.get("budget") or {}).limits()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ServeError(
+            400, EXIT_BAD_INPUT, f"request: field 'budget.{where}': {first['msg']} (fix: a positive limit)"
+        ) from None
+
+
+def _check_checkpoint(store: Any, run_id: str, spec: Any) -> None:
+    """The run's last checkpoint can be read back into its strategy's graph (what a resume reads first:
+    the same check, so the same CheckpointError)."""
+    from thrifty.workflows.durable import DurableRun
+    from thrifty.workflows.graph import Workflow
+    from thrifty.workflows.options import parse_options
+    from thrifty.workflows.strategies import get_builder
+
+    try:
+        builder = get_builder(spec.strategy.name)
+        graph = builder(parse_options(spec.strategy.name, builder, spec.strategy.options))
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise ServeError(400, EXIT_BAD_INPUT, f"request: strategy '{spec.strategy.name}': {exc}") from None
+    if isinstance(graph, Workflow):
+        graph = graph.compile()
+    durable = DurableRun(store, run_id, journal=cast(Any, None), resuming=True)
+    durable.saved_state(durable.attach(graph))
 
 
 def parse_task(data: Any) -> Any:
@@ -256,23 +471,28 @@ def create_app(settings: ServeSettings) -> Any:
     async def _serve_error(request: Request, exc: ServeError) -> Any:
         return _error(exc.status, exc.code, exc.message)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:  # an unknown path, a method
+        return _error(exc.status_code, EXIT_BAD_INPUT, f"{request.method} {request.url.path}: {exc.detail}")
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Any:  # never a traceback
         return _error(500, EXIT_INTERNAL, f"internal error: {type(exc).__name__}")
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
-        refused = _refused(request.headers, settings)
+        page = request.method in ("GET", "HEAD") and request.url.path in PAGE_FILES
+        refused = _refused(request.headers, settings, check_token=not page)
         return refused if refused is not None else await call_next(request)
 
     _add_routes(app, server, settings)
     return app
 
 
-def _refused(headers: Any, settings: ServeSettings) -> Any:
+def _refused(headers: Any, settings: ServeSettings, *, check_token: bool = True) -> Any:
     """A response refusing the request (wrong token, body too big), or None."""
     expected = settings.token
-    if expected:
+    if expected and check_token:
         given = headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
             return _error(
@@ -315,9 +535,10 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
     @app.get("/runs")
     async def list_runs() -> Any:
         runs = sorted(server.runs.values(), key=lambda r: r.created, reverse=True)
+        stored = await asyncio.to_thread(server.stored)
         root = server.root()
         return {
-            "runs": [r.summary() for r in runs],
+            "runs": [r.summary() for r in runs] + stored,
             "server": {
                 "spent": {k: round(v, 8) for k, v in root.used().items()},
                 "limits": root.budget.limits(),
@@ -326,11 +547,22 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
 
     @app.get("/runs/{run_id}")
     async def read(run_id: str) -> Any:
+        stored = await asyncio.to_thread(server.stored_run, run_id)
+        if stored is not None:
+            return stored
         run = server.get(run_id)
         out = run.summary()
         if run.result is not None:
             out["result"] = json.loads(run.result.model_dump_json())
         return out
+
+    _add_run_routes(app, server)
+    for path, (name, media_type) in PAGE_FILES.items():
+        app.add_api_route(path, _page_file(name, media_type), methods=["GET"], include_in_schema=False)
+
+
+def _add_run_routes(app: Any, server: Server) -> None:
+    """What can be done to one run: cancel it, resume it, read its events."""
 
     @app.post("/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Any:
@@ -342,9 +574,36 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
         run.stream.cancel()
         return {"run_id": run_id, "status": "cancelling"}
 
+    @app.post("/runs/{run_id}/resume", status_code=202)
+    async def resume(run_id: str, request: Request) -> Any:
+        body = await request.body()
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            raise ServeError(400, EXIT_BAD_INPUT, "the request body is not JSON") from None
+        run = await asyncio.to_thread(server.resume, run_id, data)
+        return {"run_id": run.run_id, "status": run.status, "budget": run.ledger.budget.limits()}
+
     @app.get("/runs/{run_id}/events")
     async def events(run_id: str) -> Any:
+        if await asyncio.to_thread(server.stored_run, run_id) is not None:
+            raise ServeError(
+                409,
+                EXIT_BAD_INPUT,
+                f"run '{run_id}' was cut off by a server restart and its events went with that server; "
+                f"fix: resume it (POST /runs/{run_id}/resume) and read the events from there",
+            )
         return EventSourceResponse(_feed(server.get(run_id)))
+
+
+def _page_file(name: str, media_type: str) -> Any:
+    """A handler serving one file of the page (read from the package once)."""
+    content = (resources.files("thrifty") / "data" / "serve" / name).read_bytes()
+
+    async def handler() -> Any:
+        return Response(content, media_type=media_type, headers=PAGE_HEADERS)
+
+    return handler
 
 
 def serve(host: str, port: int, settings: ServeSettings, *, allow_no_token: bool = False) -> None:

@@ -669,3 +669,25 @@ def test_a_run_that_ends_past_its_time_limit_records_a_seconds_overrun() -> None
     now[0] = 4.0
     ledger.note_overtime()
     assert [(o.dimension, o.limit, o.spent) for o in ledger.overruns] == [("seconds", 1.0, 4.0)]
+
+
+def test_a_child_ledger_takes_back_its_charges_without_charging_its_parents_again() -> None:
+    """A resumed run of `agent serve` restores its charges into a child of the server's budget: the child
+    spends them again, its parents (which counted them when they were made) do not, and the tree's shared
+    numbering moves past them."""
+    first_root = Ledger(Budget(tool_calls=10))
+    first = first_root.child(Budget(tool_calls=4), name="run")
+    events = [first.charge({"tool_calls": 1}, kind="tool", name="t") for _ in range(3)]
+    assert [e.seq for e in events] == [1, 2, 3]
+
+    root = Ledger(Budget(tool_calls=10))  # a new process: a fresh server budget
+    other = root.child(name="other")
+    other.charge({"tool_calls": 1}, kind="tool", name="t")
+    run = root.child(Budget(tool_calls=4), name="run")
+    run.restore(events, elapsed=2.0)
+    assert run.used()["tool_calls"] == 3 and run.available("tool_calls") == 1
+    assert root.used()["tool_calls"] == 1  # only what was spent in this process
+    nxt = run.charge({"tool_calls": 1}, kind="tool", name="t")
+    assert nxt.seq > 3 and other.charge({"tool_calls": 1}, kind="tool", name="t").seq > nxt.seq
+    with pytest.raises(BudgetExceeded):
+        run.charge({"tool_calls": 1}, kind="tool", name="t")

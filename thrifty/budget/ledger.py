@@ -558,12 +558,14 @@ class Ledger:
         return event
 
     def restore(self, events: list[ChargeEvent], elapsed: float = 0.0) -> None:
-        """Take back charges settled before (a resumed run): each adds to what this root ledger has spent and
-        to its events, and the next charge is numbered after them. ``elapsed``: the seconds the run had
-        already used, counted against a time limit."""
+        """Take back charges settled before (a resumed run): each adds to what this ledger has spent and to
+        its events, and the next charge is numbered after them. ``elapsed``: the seconds the run had
+        already used, counted against a time limit.
+
+        A child ledger (a run of ``agent serve``, under the server's budget) takes them back as its own
+        spend only: its parents counted them when they were made (or, in a new process, start from what
+        is spent from then on)."""
         with self._lock:
-            if self.parent is not None:
-                raise RuntimeError("only a root ledger is restored")
             for event in events:
                 for dim, value in event.units.items():
                     self.spent[dim] += value
@@ -571,7 +573,11 @@ class Ledger:
                     self.spent["usd"] += event.usd
                 self.events.append(event)
             last = max((e.seq for e in self.events), default=0)
-            self._seq = itertools.count(last + 1)
+            if self.parent is None:
+                self._seq = itertools.count(last + 1)
+            else:  # the tree shares one counter: move it past the charges taken back
+                while next(self._seq) < last:
+                    pass
             self.started -= max(elapsed, 0.0)
             self._changed()
 
