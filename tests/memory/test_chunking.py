@@ -85,7 +85,7 @@ def test_the_piece_with_the_evidence_is_recalled_and_evidence_stays_measurable()
     for chunk_tokens, found in ((None, False), (256, True)):
         # By turns only, the whole ~700-token answer is one line; a 300-token block cuts it (before this
         # change); by tokens the piece holding the answer is its own chunk and fits.
-        mem = Memory(embedder="none", chunk_tokens=chunk_tokens, max_context_tokens=300)
+        mem = Memory(embedder="none", chunk_tokens=chunk_tokens, chunk_turns=8, max_context_tokens=300)
         mem.ingest([session], scope=SCOPE)
         got = mem.recall("How much does the Zephyr 300 tent weigh?", scope=SCOPE, router="low", k=1)
         assert ("1.2 kg" in got.block) is found
@@ -109,6 +109,6 @@ def test_chunking_options_are_checked() -> None:
         Memory(embedder="none", chunk_tokens=None, chunk_turns=None)
     with pytest.raises(ValueError, match="chunk_tokens >= 32"):
         Memory(embedder="none", chunk_tokens=8)
-    mem = Memory(embedder="none")  # defaults: 256 tokens, at most 8 turns
-    assert (mem.chunk_tokens, mem.chunk_turns) == (256, 8)
+    mem = Memory(embedder="none")  # default: chunks of at most 320 tokens, any number of turns
+    assert (mem.chunk_tokens, mem.chunk_turns) == (320, None)
     assert mem.ingest(SESSIONS, scope=SCOPE).added == 2  # short sessions: one chunk each, as before

@@ -36,7 +36,11 @@ from pydantic import BaseModel, ValidationError
 
 from thrifty.agents.context import RunContext
 from thrifty.models.gateway import ModelError
+
+# The lenient reply parsing lives with the chat protocol (memory, below the agents, uses it too).
+from thrifty.models.protocol import extract_json as extract_json
 from thrifty.models.protocol import parse_reply
+from thrifty.models.protocol import repair_json as repair_json
 from thrifty.models.settings import ResponseFormatMode
 
 T = TypeVar("T", bound=BaseModel)

@@ -462,7 +462,7 @@ def _memory_bench(
     out_dir: Path | None,
     plot: bool,
     quiet: bool,
-    chunk_tokens: int = 256,
+    chunk_tokens: int = 320,
     facts: str = "none",
     summaries: str = "none",
 ) -> None:
@@ -494,6 +494,7 @@ def _memory_bench(
             embedder=embedder,
             memory_budget=Budget(memory_ops=memory_ops, total_tokens=memory_tokens),
             chunk_tokens=chunk_tokens or None,
+            chunk_turns=None if chunk_tokens else 8,
             facts=facts,
             summaries=summaries,
         )
@@ -567,7 +568,7 @@ def locomo(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    chunk_tokens: _ChunkTokens = 256,
+    chunk_tokens: _ChunkTokens = 320,
     facts: _Facts = "none",
     summaries: _Summaries = "none",
 ) -> None:
@@ -619,7 +620,7 @@ def longmemeval(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    chunk_tokens: _ChunkTokens = 256,
+    chunk_tokens: _ChunkTokens = 320,
     facts: _Facts = "none",
     summaries: _Summaries = "none",
 ) -> None:

@@ -219,8 +219,8 @@ class MemBenchConfig:
     memory_budget: Budget = field(default_factory=lambda: Budget(memory_ops=10, total_tokens=4000))
     max_tokens: int = 64
     k: int = 5
-    chunk_tokens: int | None = 256  # Memory's chunking (None: by chunk_turns only)
-    chunk_turns: int | None = 8
+    chunk_tokens: int | None = 320  # Memory's chunking (None: by chunk_turns only)
+    chunk_turns: int | None = None
     facts: str = "none"  # write-time facts: none | low | high
     summaries: str = "none"  # write-time session summaries: none | low | high
 

@@ -3,11 +3,17 @@
 One SQLAlchemy database (a SQLite file by default, ``sqlite://`` in memory, or any URL; it may be the run
 store's) holds every item; the three tiers share it. What is stored:
 
-* **turns**, grouped in chunks of ``chunk_turns`` consecutive turns of one session; each chunk starts with
-  its session's date and each relative date in it gets its absolute date beside it
-  (:mod:`thrifty.memory.temporal`), with the dataset's turn refs kept in ``meta["refs"]``;
+* **turns**, grouped in chunks of at most ``chunk_tokens`` tokens (320; a longer turn cut on sentence
+  boundaries, :mod:`thrifty.memory.chunking`) of one session; each chunk starts with its session's date and
+  each relative date in it gets its absolute date beside it (:mod:`thrifty.memory.temporal`), with the
+  dataset's turn refs kept in ``meta["refs"]``;
+* **facts** with validity times and **session summaries**, written at ingest when ``facts`` / ``summaries``
+  is ``low`` (rules, free) or ``high`` (one charged model call per session; LOW when the budget cannot pay
+  it) (:mod:`thrifty.memory.facts`); facts are recalled beside the chunks (``facts_k``, one more LOW
+  lookup) and shown with their dates; summaries are what HIGH condense reads first;
 * **notes** (:meth:`Memory.remember`): any text, with its source.
 
+All are rows of one table (``meta["kind"]``: turns, fact, summary, note), written in one transaction.
 Every item's id is its scope and its text, so ingesting the same sessions again adds nothing.
 
 A recall runs two modules, each at the tier the router proposes: **retrieve** (LOW BM25, MID BM25 +
@@ -217,8 +223,8 @@ class Memory:
         pricing: Pricing | None = None,
         k: int = 5,
         max_context_tokens: int = 1500,
-        chunk_turns: int | None = 8,
-        chunk_tokens: int | None = 256,
+        chunk_turns: int | None = None,
+        chunk_tokens: int | None = 320,
         facts: WriteLevel = "none",
         summaries: WriteLevel = "none",
         facts_k: int = 3,
@@ -231,7 +237,7 @@ class Memory:
         if (chunk_turns is not None and chunk_turns < 1) or (chunk_tokens is not None and chunk_tokens < 32):
             raise ValueError("memory chunks need chunk_turns >= 1 and chunk_tokens >= 32 (or None: no limit)")
         if chunk_turns is None and chunk_tokens is None:
-            raise ValueError("memory chunks need a limit: set chunk_tokens (e.g. 256) or chunk_turns")
+            raise ValueError("memory chunks need a limit: set chunk_tokens (e.g. 320) or chunk_turns")
         for name, value in (("facts", facts), ("summaries", summaries)):
             if value not in _WRITE_LEVELS:
                 raise ValueError(f"memory {name}={value!r}: use none, low or high")

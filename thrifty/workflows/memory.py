@@ -105,6 +105,7 @@ def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
         k=spec.k,
         max_context_tokens=spec.max_context_tokens,
         chunk_tokens=spec.chunk_tokens,
+        chunk_turns=None if spec.chunk_tokens else 8,
         facts=spec.facts,
         summaries=spec.summaries,
         facts_k=spec.facts_k,

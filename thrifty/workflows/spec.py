@@ -285,7 +285,7 @@ class MemorySpec(BaseModel):
     k: int = Field(default=5, ge=1, le=50, description="Items recalled per query.")
     max_context_tokens: int = Field(default=1500, ge=50, description="Cap on the memory block.")
     chunk_tokens: int | None = Field(
-        default=256,
+        default=320,
         ge=32,
         description="Turns are stored in chunks of at most this many tokens (a longer turn cut on sentences); "
         "null: chunks of 8 turns.",
