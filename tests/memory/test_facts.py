@@ -200,6 +200,17 @@ def test_an_unreadable_or_failed_high_reply_falls_back_to_low() -> None:
     assert [f.meta["tier"] for f in mem.facts_of(CAROLINE)] == ["low"] * len(mem.facts_of(CAROLINE))
 
 
+def test_a_high_reply_without_a_summary_keeps_its_facts_and_takes_the_low_summary() -> None:
+    facts = [{"subject": "Caroline", "text": "Caroline went to a support group", "date": "2023-05-07"}]
+    script = ScriptedModel(default=reply(_notes_reply(facts, "  "), prompt_tokens=10, completion_tokens=5))
+    mem = Memory(embedder="none", model=script.model, facts="high", summaries="high")
+    report = mem.ingest(SESSIONS[:1], scope=CAROLINE)
+    assert report.tiers["s1"] == {"facts": "high", "summaries": "low"}
+    assert any("has no summary: LOW summary used" in n for n in report.notes)
+    assert [f.meta["tier"] for f in mem.facts_of(CAROLINE)] == ["high"]
+    assert [s.meta["tier"] for s in mem.summaries_of(CAROLINE)] == ["low"]
+
+
 def test_high_condense_reads_the_session_summaries() -> None:
     script = ScriptedModel(default=reply("notes", prompt_tokens=30, completion_tokens=5))
     mem = Memory(embedder="none", model=script.model, summaries="low")

@@ -329,6 +329,9 @@ class Memory:
                 notes = self._high_notes(session, ledger, report.notes)
                 if notes is None:
                     tiers = {k: "low" if v == "high" else v for k, v in tiers.items()}
+            if notes is not None and tiers.get("summaries") == "high" and not notes.summary.strip():
+                report.notes.append(f"session {session.id}: the HIGH reply has no summary: LOW summary used")
+                tiers["summaries"] = "low"
             if notes is not None:
                 out += notes_items(
                     notes,
