@@ -287,3 +287,23 @@ def test_ingest_and_recall_with_layers_never_overspend(
     spent = cap.used()
     assert spent.get("memory_ops", 0) <= ops and spent.get("total_tokens", 0) <= tokens
     assert not cap.overruns and not run.overruns
+
+
+def test_a_store_another_process_holds_gets_no_layer_written_half_way(tmp_path: Path) -> None:
+    import sqlite3
+
+    from thrifty.memory.memory import MemoryStoreError
+
+    db = tmp_path / "held.db"
+    mem = Memory(db, embedder="none", facts="low", summaries="low", busy_timeout=0.2)
+    holder = sqlite3.connect(db, timeout=0.1)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(MemoryStoreError, match="nothing was written"):
+            mem.ingest([EARLY, *SESSIONS, LATE], scope=CAROLINE)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert mem.count() == 0
+    done = mem.ingest([EARLY, *SESSIONS, LATE], scope=CAROLINE)
+    assert done.added == mem.count() and done.closed == 2

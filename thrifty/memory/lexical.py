@@ -219,7 +219,6 @@ class LexicalTier(MemoryTier):
             pass
         self._indexes: OrderedDict[str, tuple[int, _Index]] = OrderedDict()
         self._lock = threading.Lock()
-        self._closed = 0
 
     # ----------------------------------------------------------------------------------- pricing
     def estimate(self, request: MemoryRequest) -> Estimate:
@@ -229,16 +228,15 @@ class LexicalTier(MemoryTier):
     def write(self, request: WriteRequest, ctx: MemoryContext) -> Written:
         rows = {item.id: item for item in request.items}
         with self._turn:
-            self._closed = 0
             try:
-                added = self._insert_new(rows)
+                added, closed = self._insert_new(rows)
             except IntegrityError:  # another writer stored some of them between our read and our insert
-                added = self._insert_new(rows)
-            closed = self._closed
+                added, closed = self._insert_new(rows)
         return Written(added=added, skipped=len(rows) - added, closed=closed)
 
-    def _insert_new(self, items: dict[str, MemoryItem]) -> int:
-        """Insert the items not stored yet, in one transaction; how many were new."""
+    def _insert_new(self, items: dict[str, MemoryItem]) -> tuple[int, int]:
+        """Insert the items not stored yet, in one transaction (facts' validity chains kept in order);
+        how many were new, and how many facts they closed."""
         ids = list(items)
         with Session(self.engine) as session, session.begin():
             stored: set[str] = set()
@@ -246,11 +244,12 @@ class LexicalTier(MemoryTier):
                 chunk = ids[start : start + _IN_CHUNK]
                 stored.update(session.scalars(select(_ItemRow.id).where(_ItemRow.id.in_(chunk))))
             new = [_row(item) for id_, item in items.items() if id_ not in stored]
+            closed = 0
             if new:
                 session.add_all(new)
-                self._closed = _chain_facts(session, [items[row.id] for row in new])
+                closed = _chain_facts(session, [items[row.id] for row in new])
                 self._bump(session)
-            return len(new)
+            return len(new), closed
 
     def recall(self, request: RecallRequest, ctx: MemoryContext) -> Recalled:
         with self._turn:
@@ -258,9 +257,14 @@ class LexicalTier(MemoryTier):
         return Recalled(items=index.search(request.query, request.k, request.kinds))
 
     def has_kind(self, scope: Scope, kind: str) -> bool:
-        """Whether ``scope`` holds an item of layer ``kind`` (free, from the cached index)."""
-        with self._turn:
-            return bool((self._index(scope).kinds == kind).any())
+        """Whether ``scope`` holds an item of layer ``kind`` (free, from the cached index: as fresh as the
+        last recall in that scope, which checked the store's version; built when there is none)."""
+        with self._lock:
+            cached = self._indexes.get(scope.key)
+        if cached is None:
+            with self._turn:
+                cached = (0, self._index(scope))
+        return bool((cached[1].kinds == kind).any())
 
     def items(self, scope: Scope) -> list[MemoryItem]:
         """Every item within ``scope``, oldest first, from the cached index. Free: a look at the store
