@@ -58,6 +58,7 @@ class WordTier(MemoryTier):
             (len(query & words(item.text)), n, item)
             for n, item in enumerate(self.items.values())
             if self.broken == "scope" or request.scope.covers(item.scope)
+            if self.broken == "kinds" or request.kinds is None or item.kind in request.kinds
         ]
         ranked = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))
         if self.broken != "k":

@@ -19,6 +19,7 @@ class TestWordTier(MemoryTierContract):
     ("broken", "test"),
     [
         ("scope", "test_recall_stays_within_its_scope"),
+        ("kinds", "test_recall_keeps_to_the_layers_asked"),
         ("k", "test_recall_returns_at_most_k"),
         ("duplicates", "test_writes_are_idempotent_by_content"),
         ("forget-all", "test_forget_removes_only_that_scope"),

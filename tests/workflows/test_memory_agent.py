@@ -122,6 +122,12 @@ def test_the_cli_summary_reports_each_recall(tmp_path: Path) -> None:
         ("  scope: {user_id: c}\n  router: fancy\n", "unknown memory router"),
         ("  scope: {user_id: c}\n  lambda: 3\n", "lambda"),
         ("  scope: {user_id: c}\n  modes: tool\n", "modes"),
+        (
+            "  scope: {user_id: c}\n  facts: high\n",
+            r"memory\.facts: 'high' needs a model .*set memory\.model",
+        ),
+        ("  scope: {user_id: c}\n  summaries: some\n", "summaries"),
+        ("  scope: {user_id: c}\n  chunk_tokens: 5\n", "chunk_tokens"),
     ],
 )
 def test_a_bad_memory_block_is_refused_with_its_field(tmp_path: Path, memory: str, message: str) -> None:
@@ -134,3 +140,17 @@ def test_a_broken_ingest_file_is_a_setup_error_naming_it(tmp_path: Path) -> None
     (tmp_path / "chats.jsonl").write_text('{"turns": [', encoding="utf-8")
     with pytest.raises(SetupError, match=r"chats\.jsonl, line 1"):
         run_task(load_task(path, model=ScriptedModel([]).model), store=False)
+
+
+def test_a_task_file_memory_block_writes_facts_and_summaries(tmp_path: Path) -> None:
+    script = ScriptedModel([reply("7 May 2023")])
+    path = _task(
+        tmp_path,
+        "  store: mem.db\n  scope: {user_id: caroline}\n  ingest: [chats.jsonl]\n  router: low\n"
+        "  embedder: none\n  chunk_tokens: 64\n  facts: low\n  summaries: low\n  facts_k: 2\n",
+    )
+    result = run_task(load_task(path, model=script.model), store=False)
+    assert result.answer == "7 May 2023" and result.memory[0].facts >= 1
+    assert "Facts (each with the day it holds from" in _system(script, 0)
+    stored = Memory(tmp_path / "mem.db", embedder="none")
+    assert stored.facts_of({"user_id": "caroline"}) and stored.summaries_of({"user_id": "caroline"})

@@ -32,12 +32,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import json_repair
 from pydantic import BaseModel, ValidationError
 
 from thrifty.agents.context import RunContext
 from thrifty.models.gateway import ModelError
-from thrifty.models.protocol import first_json_object
+
+# The lenient reply parsing lives with the chat protocol (memory, below the agents, uses it too).
+from thrifty.models.protocol import extract_json as extract_json
+from thrifty.models.protocol import parse_reply
+from thrifty.models.protocol import repair_json as repair_json
 from thrifty.models.settings import ResponseFormatMode
 
 T = TypeVar("T", bound=BaseModel)
@@ -61,49 +64,6 @@ class StructuredRole(StrEnum):
     CANDIDATES = "candidates"  # the value tree's next actions (Candidates)
     CRITIC = "critic"  # the value tree's residual critic (Progress)
     FINAL_ANSWER = "final_answer"  # the grammar of a forced last answer (the solver's final call)
-
-
-def extract_json(text: str | None) -> Any:
-    """The first JSON object in ``text`` (models sometimes wrap it in prose or code fences)."""
-    if not text:
-        raise ValueError("empty reply")
-    text = text.strip()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        found = first_json_object(text)
-        if found is None:
-            raise ValueError("no JSON object in the reply") from None
-        return found
-
-
-def repair_json(text: str | None) -> dict[str, Any] | None:
-    """The JSON object ``json_repair`` recovers from ``text`` from its first ``{`` on (trailing commas,
-    single quotes, Python literals, unquoted words, a reply cut off mid-object), or None when there is none."""
-    if not text or "{" not in text:
-        return None
-    try:
-        value = json_repair.loads(text[text.index("{") :])
-    except (ValueError, RecursionError):  # pragma: no cover - json_repair returns "" on hopeless input
-        return None
-    if isinstance(value, list):
-        value = next((v for v in value if isinstance(v, dict)), None)
-    return value if isinstance(value, dict) and value else None
-
-
-def parse_reply(text: str | None, model_cls: type[T]) -> tuple[T, bool]:
-    """``model_cls`` from a model's reply, and whether it had to be repaired. Raises ValueError (no JSON
-    object in the reply) or ValidationError (an object that does not fit, even repaired)."""
-    try:
-        return model_cls.model_validate(extract_json(text)), False
-    except (ValueError, ValidationError) as exc:
-        repaired = repair_json(text)
-        if repaired is None:
-            raise exc from None
-        try:
-            return model_cls.model_validate(repaired), True
-        except ValidationError:
-            raise exc from None
 
 
 def schema_for(model_cls: type[BaseModel]) -> dict[str, Any]:

@@ -462,6 +462,9 @@ def _memory_bench(
     out_dir: Path | None,
     plot: bool,
     quiet: bool,
+    chunk_tokens: int = 320,
+    facts: str = "none",
+    summaries: str = "none",
 ) -> None:
     from thrifty.bench.memory import (
         MemBenchConfig,
@@ -490,6 +493,10 @@ def _memory_bench(
             memory_model=memory_model,
             embedder=embedder,
             memory_budget=Budget(memory_ops=memory_ops, total_tokens=memory_tokens),
+            chunk_tokens=chunk_tokens or None,
+            chunk_turns=None if chunk_tokens else 8,
+            facts=facts,
+            summaries=summaries,
         )
     except (ValueError, EmbedderError) as exc:
         raise fail(str(exc)) from None
@@ -538,6 +545,11 @@ _Routers = Annotated[
 ]
 _MemOps = Annotated[int, typer.Option(min=1, help="Memory cap per question: memory operations.")]
 _MemTokens = Annotated[int, typer.Option(min=1, help="Memory cap per question: model tokens (HIGH tiers).")]
+_ChunkTokens = Annotated[
+    int, typer.Option(min=0, help="Chunk size in tokens (a long turn cut on sentences); 0: 8 turns a chunk.")
+]
+_Facts = Annotated[str, typer.Option(help="Write-time facts: none, low (rules) or high (the memory model).")]
+_Summaries = Annotated[str, typer.Option(help="Write-time session summaries: none, low or high.")]
 
 
 @bench_app.command("locomo")
@@ -556,6 +568,9 @@ def locomo(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    chunk_tokens: _ChunkTokens = 320,
+    facts: _Facts = "none",
+    summaries: _Summaries = "none",
 ) -> None:
     """LoCoMo: memory then one answer per question, per router; official F1 per category, evidence recall,
     memory cost and latency. Rerun the same command to resume."""
@@ -580,6 +595,9 @@ def locomo(
         out_dir=out_dir,
         plot=plot,
         quiet=quiet,
+        chunk_tokens=chunk_tokens,
+        facts=facts,
+        summaries=summaries,
     )
 
 
@@ -602,6 +620,9 @@ def longmemeval(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    chunk_tokens: _ChunkTokens = 320,
+    facts: _Facts = "none",
+    summaries: _Summaries = "none",
 ) -> None:
     """LongMemEval: each question's sessions mixed into a haystack (or alone with --haystack 0), memory
     then one answer; F1, EM, evidence recall, memory cost and latency per router."""
@@ -627,6 +648,9 @@ def longmemeval(
         out_dir=out_dir,
         plot=plot,
         quiet=quiet,
+        chunk_tokens=chunk_tokens,
+        facts=facts,
+        summaries=summaries,
     )
 
 

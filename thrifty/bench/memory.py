@@ -32,11 +32,13 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.memory import Memory
+from thrifty.memory.chunking import reached, turn_pieces
 from thrifty.memory.formats import ChatSession, load_locomo, load_longmemeval
+from thrifty.memory.memory import WriteLevel
 from thrifty.memory.temporal import resolve_relative
 
 __all__ = [
@@ -71,6 +73,7 @@ class MemQuestion:
     category: str
     evidence_lines: tuple[str, ...]
     adversarial: bool = False
+    evidence_refs: tuple[str, ...] = ()  # the gold turns' refs (scored on the lines memory stores them as)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def locomo_conversations(path: str | Path) -> list[MemConversation]:
                 category=qa.category,
                 evidence_lines=tuple(lines[r] for r in qa.evidence if r in lines),
                 adversarial=qa.category == "5",
+                evidence_refs=tuple(r for r in qa.evidence if r in lines),
             )
             for i, qa in enumerate(conv.qa)
         )
@@ -139,6 +143,7 @@ def longmemeval_conversations(
             category=item.qa.category + ("_abs" if item.qa.id.endswith("_abs") else ""),
             evidence_lines=evidence,
             adversarial=item.qa.id.endswith("_abs"),
+            evidence_refs=tuple(t.ref for s in own for t in s.turns if t.has_answer and t.ref in lines),
         )
         out.append(MemConversation(f"{i}:{item.qa.id}", tuple(sessions), (question,)))
     return out
@@ -214,6 +219,10 @@ class MemBenchConfig:
     memory_budget: Budget = field(default_factory=lambda: Budget(memory_ops=10, total_tokens=4000))
     max_tokens: int = 64
     k: int = 5
+    chunk_tokens: int | None = 320  # Memory's chunking (None: by chunk_turns only)
+    chunk_turns: int | None = None
+    facts: str = "none"  # write-time facts: none | low | high
+    summaries: str = "none"  # write-time session summaries: none | low | high
 
 
 def parse_routers(text: str) -> list[tuple[str, float]]:
@@ -267,12 +276,27 @@ def _answer(config: MemBenchConfig, ledger: Ledger, question: str, block: str) -
     return (reply.content or "").strip()
 
 
+def evidence_pieces(q: MemQuestion, pieces: dict[str, tuple[str, ...]] | None) -> list[tuple[str, ...]]:
+    """Each gold turn as the lines memory stored it (a long turn cut into pieces); its whole line when the
+    refs are unknown."""
+    if pieces is None or not q.evidence_refs:
+        return [(line,) for line in q.evidence_lines]
+    return [pieces.get(ref, (line,)) for ref, line in zip(q.evidence_refs, q.evidence_lines, strict=True)]
+
+
 def _question_record(
-    config: MemBenchConfig, mem: Memory, conv: MemConversation, q: MemQuestion, router: str, lam: float
+    config: MemBenchConfig,
+    mem: Memory,
+    conv: MemConversation,
+    q: MemQuestion,
+    router: str,
+    lam: float,
+    pieces: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     from thrifty.bench.memsim import register_question
 
-    register_question(q.question, q.answer, () if q.adversarial else q.evidence_lines)
+    gold = evidence_pieces(q, pieces)
+    register_question(q.question, q.answer, () if q.adversarial else gold)
     ledger = Ledger(Budget(), name="run")
     mem_ledger = ledger.child(config.memory_budget, name="memory")
     got = mem.recall(
@@ -281,7 +305,7 @@ def _question_record(
     started = time.perf_counter()
     prediction = _answer(config, ledger, q.question, got.block)
     answer_ms = (time.perf_counter() - started) * 1000
-    found = [line for line in q.evidence_lines if line in got.block]
+    found = [turn for turn in gold if reached(got.block, turn)]
     price = config.pricing.model_price(config.model)
     mem_usd = got.report.usd + got.report.block_tokens * (price.input_per_token if price else 0.0)
     score = locomo_f1(prediction, q.answer, "5" if q.adversarial else q.category)
@@ -298,8 +322,9 @@ def _question_record(
         "prediction": prediction,
         "f1": score,
         "em": _exact(prediction, q.answer) if not q.adversarial else score,
-        "evidence_recall": len(found) / len(q.evidence_lines) if q.evidence_lines else None,
-        "evidence_hit": bool(found) if q.evidence_lines else None,
+        "evidence_recall": len(found) / len(gold) if gold else None,
+        "evidence_hit": bool(found) if gold else None,
+        "facts": got.report.facts,
         "ran": got.report.ran,
         "proposed": got.report.proposed,
         "memory_ops": got.report.memory_ops,
@@ -332,11 +357,18 @@ def run_memory_bench(
             if not todo:
                 continue
             with Memory(
-                embedder=config.embedder, model=config.memory_model or config.model, pricing=config.pricing
+                embedder=config.embedder,
+                model=config.memory_model or config.model,
+                pricing=config.pricing,
+                chunk_tokens=config.chunk_tokens,
+                chunk_turns=config.chunk_turns,
+                facts=cast(WriteLevel, config.facts),  # checked by Memory
+                summaries=cast(WriteLevel, config.summaries),
             ) as mem:
                 mem.ingest(list(conv.sessions), scope={"run_id": conv.id})
+                pieces = {r: p for s in conv.sessions for r, p in turn_pieces(s, mem.chunk_tokens).items()}
                 for q, router, lam in todo:
-                    record = _question_record(config, mem, conv, q, router, lam)
+                    record = _question_record(config, mem, conv, q, router, lam, pieces)
                     out.write(json.dumps(record) + "\n")
                     out.flush()
                     yield record

@@ -24,6 +24,7 @@ from typing import Any
 
 import litellm
 
+from thrifty.memory.chunking import reached
 from thrifty.memory.memory import content_words
 from thrifty.models import Provider, register_provider
 from thrifty.models.inprocess import Generation, InProcessProvider
@@ -47,17 +48,19 @@ class _RequestError(litellm.exceptions.BadRequestError, MemSimError):
 @dataclass(frozen=True)
 class _Gold:
     answer: str
-    lines: tuple[str, ...]
+    lines: tuple[tuple[str, ...], ...]  # each evidence turn as the lines memory stores it
 
 
 _gold: dict[str, _Gold] = {}
 _lock = threading.Lock()
 
 
-def register_question(question: str, answer: str, evidence_lines: Sequence[str]) -> None:
-    """Tell the simulated answerer a question's gold answer and the memory lines that hold its evidence."""
+def register_question(question: str, answer: str, evidence_lines: Sequence[str | Sequence[str]]) -> None:
+    """Tell the simulated answerer a question's gold answer and the memory lines that hold its evidence
+    (per evidence turn: its line, or the pieces a long turn was stored as)."""
+    turns = tuple((e,) if isinstance(e, str) else tuple(e) for e in evidence_lines)
     with _lock:
-        _gold[question.strip()] = _Gold(answer, tuple(evidence_lines))
+        _gold[question.strip()] = _Gold(answer, turns)
 
 
 def _params(name: str) -> tuple[float, int]:
@@ -129,7 +132,7 @@ class MemSimProvider(InProcessProvider):
         rng = random.Random(int.from_bytes(digest[:8], "big"))
         if not gold.lines:
             return REFUSAL if rng.random() < q else gold.answer
-        found = sum(1 for line in gold.lines if line in prompt) / len(gold.lines)
+        found = sum(1 for turn in gold.lines if reached(prompt, turn)) / len(gold.lines)
         return gold.answer if rng.random() < q * found else REFUSAL
 
 

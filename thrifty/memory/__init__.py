@@ -8,7 +8,9 @@ what the budget cannot pay. :class:`LexicalTier` is the LOW tier (BM25 over a SQ
 :class:`DenseTier` MID (BM25 + offline embeddings), :class:`LLMTier` HIGH (model-written queries through the
 Gateway). Any tier can be checked with :class:`thrifty.testing.memory.MemoryTierContract`.
 
-:class:`Memory` is the API on top: ``ingest`` chat sessions (LoCoMo, LongMemEval, JSONL), ``remember``,
+:class:`Memory` is the API on top: ``ingest`` chat sessions (LoCoMo, LongMemEval, JSONL; stored as chunks
+of at most ``chunk_tokens`` tokens, :mod:`thrifty.memory.chunking`, and, as configured, facts with validity
+times and session summaries, :mod:`thrifty.memory.facts`), ``remember``,
 ``recall`` (routed per query, stepped down to what the budget can pay, never raising BudgetExceeded) and
 ``forget``.
 
@@ -26,7 +28,7 @@ from thrifty.memory.formats import (
     load_sessions,
 )
 from thrifty.memory.lexical import LexicalTier
-from thrifty.memory.memory import Memory, MemoryRecall, MemoryReport, MemoryStoreError
+from thrifty.memory.memory import Ingested, Memory, MemoryRecall, MemoryReport, MemoryStoreError
 from thrifty.memory.records import (
     ForgetRequest,
     Forgotten,
@@ -56,6 +58,7 @@ __all__ = [
     "FixedRouter",
     "ForgetRequest",
     "Forgotten",
+    "Ingested",
     "LLMTier",
     "Level",
     "LexicalTier",

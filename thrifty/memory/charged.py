@@ -83,6 +83,8 @@ def _run(tier: MemoryTier, request: MemoryRequest, ctx: MemoryContext) -> Outcom
             )
         if not all(request.scope.covers(item.scope) for item in outcome.items):
             raise MemoryTierError(f"memory tier '{tier.name}' recalled an item outside the requested scope")
+        if request.kinds is not None and any(item.kind not in request.kinds for item in outcome.items):
+            raise MemoryTierError(f"memory tier '{tier.name}' recalled an item of a layer not asked for")
         return outcome
     if isinstance(request, ForgetRequest):
         return tier.forget(request, ctx)
@@ -183,8 +185,12 @@ class ChargedMemory:
         """Store one piece of text (``fields``: any other :class:`MemoryItem` field, e.g. ``valid_from``)."""
         return self.write([MemoryItem(text=text, scope=Scope.of(scope), source=source, **fields)])
 
-    def recall(self, query: str, scope: Scope | Mapping[str, str], *, k: int = 5) -> Recalled:
-        request = RecallRequest(query=query, k=k, scope=Scope.of(scope))
+    def recall(
+        self, query: str, scope: Scope | Mapping[str, str], *, k: int = 5, kinds: Iterable[str] | None = None
+    ) -> Recalled:
+        """At most ``k`` items (``kinds``: only those layers, e.g. ``{"fact"}``)."""
+        layers = None if kinds is None else frozenset(kinds)
+        request = RecallRequest(query=query, k=k, scope=Scope.of(scope), kinds=layers)
         return charge(self.tier, request, self.ledger, node=self.node)
 
     def forget(self, scope: Scope | Mapping[str, str]) -> Forgotten:

@@ -37,6 +37,7 @@ from thrifty.memory.records import (
     Scope,
     WriteRequest,
     Written,
+    _utc,
 )
 from thrifty.memory.tier import Estimate, MemoryContext, MemoryTier
 from thrifty.store import make_engine
@@ -112,6 +113,7 @@ class _Index:
 
     def __init__(self, items: list[MemoryItem]) -> None:
         self.items = items
+        self.kinds = np.array([i.kind for i in items], dtype=object)
         self._retriever: bm25s.BM25 | None = None
         if items:
             tokens = bm25s.tokenize([i.text for i in items], stopwords=_STOPWORDS, show_progress=False)
@@ -119,7 +121,13 @@ class _Index:
                 self._retriever = bm25s.BM25()
                 self._retriever.index(tokens, show_progress=False)
 
-    def search(self, query: str, k: int) -> list[MemoryItem]:
+    def allowed(self, kinds: frozenset[str] | None) -> np.ndarray:
+        """A mask of the items of the given layers (all when ``kinds`` is None)."""
+        if kinds is None:
+            return np.ones(len(self.items), dtype=bool)
+        return np.isin(self.kinds, list(kinds))
+
+    def search(self, query: str, k: int, kinds: frozenset[str] | None = None) -> list[MemoryItem]:
         if self._retriever is None:
             return []
         tokens = bm25s.tokenize([query], stopwords=_STOPWORDS, return_ids=False, show_progress=False)
@@ -127,10 +135,54 @@ class _Index:
         if not terms:
             return []
         scores = np.asarray(self._retriever.get_scores(terms), dtype=float)
+        if kinds is not None:
+            scores = np.where(self.allowed(kinds), scores, 0.0)
         order = np.argsort(-scores, kind="stable")[:k]
         return [
             self.items[int(i)].model_copy(update={"score": float(scores[i])}) for i in order if scores[i] > 0
         ]
+
+
+def _exact(scope_key: str) -> list[ColumnElement[bool]]:
+    """The rows written under exactly this scope (fields it does not set are NULL)."""
+    scope = Scope.model_validate_json(scope_key)
+    fields = scope.fields()
+    return [
+        getattr(_ItemRow, name) == fields[name] if name in fields else getattr(_ItemRow, name).is_(None)
+        for name in ("user_id", "agent_id", "run_id")
+    ]
+
+
+def _chain_facts(session: Session, new: list[MemoryItem]) -> int:
+    """Keep each fact key's validity chain in order, within the write's transaction: sorted by when they
+    hold, each fact holds until the next one's ``valid_from`` (Zep-style invalidation, nothing deleted);
+    the latest is open. Order-independent, so two writers, or sessions ingested out of order, end the same.
+    How many facts were closed (or re-closed) by this write."""
+    wanted: dict[str, set[str]] = {}
+    for item in new:
+        if item.kind == "fact" and item.meta.get("key"):
+            wanted.setdefault(item.scope.key, set()).add(str(item.meta["key"]))
+    closed = 0
+    for scope_key, keys in wanted.items():
+        rows = [
+            r
+            for r in session.scalars(
+                select(_ItemRow).where(*_exact(scope_key), _ItemRow.valid_from.is_not(None))
+            )
+            if (r.meta or {}).get("kind") == "fact" and (r.meta or {}).get("key") in keys
+        ]
+        chains: dict[str, list[_ItemRow]] = {}
+        for r in rows:
+            chains.setdefault(str(r.meta["key"]), []).append(r)
+        for chain in chains.values():
+            chain.sort(key=lambda r: (_utc(r.valid_from), _utc(r.created), int(r.meta.get("order", 0)), r.id))
+            for row, after in zip(chain, [*chain[1:], None], strict=True):
+                end = None if after is None else _utc(after.valid_from)
+                if _utc(row.valid_to) != end:
+                    row.valid_to = end
+                    row.meta = {**row.meta, "superseded_by": None if after is None else after.id}
+                    closed += end is not None
+    return closed
 
 
 class LexicalTier(MemoryTier):
@@ -177,13 +229,14 @@ class LexicalTier(MemoryTier):
         rows = {item.id: item for item in request.items}
         with self._turn:
             try:
-                added = self._insert_new(rows)
+                added, closed = self._insert_new(rows)
             except IntegrityError:  # another writer stored some of them between our read and our insert
-                added = self._insert_new(rows)
-        return Written(added=added, skipped=len(rows) - added)
+                added, closed = self._insert_new(rows)
+        return Written(added=added, skipped=len(rows) - added, closed=closed)
 
-    def _insert_new(self, items: dict[str, MemoryItem]) -> int:
-        """Insert the items not stored yet, in one transaction; how many were new."""
+    def _insert_new(self, items: dict[str, MemoryItem]) -> tuple[int, int]:
+        """Insert the items not stored yet, in one transaction (facts' validity chains kept in order);
+        how many were new, and how many facts they closed."""
         ids = list(items)
         with Session(self.engine) as session, session.begin():
             stored: set[str] = set()
@@ -191,15 +244,33 @@ class LexicalTier(MemoryTier):
                 chunk = ids[start : start + _IN_CHUNK]
                 stored.update(session.scalars(select(_ItemRow.id).where(_ItemRow.id.in_(chunk))))
             new = [_row(item) for id_, item in items.items() if id_ not in stored]
+            closed = 0
             if new:
                 session.add_all(new)
+                closed = _chain_facts(session, [items[row.id] for row in new])
                 self._bump(session)
-            return len(new)
+            return len(new), closed
 
     def recall(self, request: RecallRequest, ctx: MemoryContext) -> Recalled:
         with self._turn:
             index = self._index(request.scope)
-        return Recalled(items=index.search(request.query, request.k))
+        return Recalled(items=index.search(request.query, request.k, request.kinds))
+
+    def has_kind(self, scope: Scope, kind: str) -> bool:
+        """Whether ``scope`` holds an item of layer ``kind`` (free, from the cached index: as fresh as the
+        last recall in that scope, which checked the store's version; built when there is none)."""
+        with self._lock:
+            cached = self._indexes.get(scope.key)
+        if cached is None:
+            with self._turn:
+                cached = (0, self._index(scope))
+        return bool((cached[1].kinds == kind).any())
+
+    def items(self, scope: Scope) -> list[MemoryItem]:
+        """Every item within ``scope``, oldest first, from the cached index. Free: a look at the store
+        (as :meth:`count`), for the write path and condense, not a recall."""
+        with self._turn:
+            return list(self._index(scope).items)
 
     def forget(self, request: ForgetRequest, ctx: MemoryContext) -> Forgotten:
         with self._turn, Session(self.engine) as session, session.begin():

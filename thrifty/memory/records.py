@@ -139,6 +139,11 @@ class MemoryItem(BaseModel):
     def id(self) -> str:
         return content_id(self.scope, self.text)
 
+    @property
+    def kind(self) -> str:
+        """The layer the item belongs to: ``turns`` (a chunk), ``fact``, ``summary`` or ``note`` (default)."""
+        return str(self.meta.get("kind") or "note")
+
 
 # ------------------------------------------------------------------------------------------ requests
 class WriteRequest(BaseModel):
@@ -167,6 +172,11 @@ class RecallRequest(BaseModel):
     query: str
     k: int = Field(default=5, ge=1)
     scope: Scope
+    kinds: frozenset[str] | None = Field(
+        default=None,
+        description="Only items of these layers (``meta['kind']``: turns, note, fact, summary; an item "
+        "without one is a note); None: every item.",
+    )
 
 
 class ForgetRequest(BaseModel):
@@ -198,6 +208,7 @@ class Outcome(BaseModel):
 class Written(Outcome):
     added: int = 0
     skipped: int = 0  # already stored (same content in the same scope)
+    closed: int = 0  # facts whose validity this write ended (a later fact on the same subject+attribute)
 
 
 class Recalled(Outcome):

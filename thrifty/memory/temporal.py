@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-__all__ = ["format_day", "parse_when", "resolve_relative"]
+__all__ = ["event_day", "format_day", "parse_when", "resolve_relative"]
 
 _MONTHS = {
     m: i + 1
@@ -174,3 +174,33 @@ def resolve_relative(text: str, when: datetime | None) -> str:
     for _start, end, absolute in sorted(spans, reverse=True):
         text = f"{text[:end]} ({absolute}){text[end:]}"
     return text
+
+
+def _day_of(kind: str, m: re.Match[str], anchor: date) -> date | None:
+    """The day a relative phrase names, when it names one day (None for weeks, months, years)."""
+    if kind in ("yesterday", "today", "tomorrow"):
+        return anchor + timedelta(days={"yesterday": -1, "today": 0, "tomorrow": 1}[kind])
+    if kind == "weekday":
+        return _last_weekday(m.group(2).lower(), anchor)
+    if kind == "ago" and m.group(2).lower().startswith("day"):
+        word = m.group(1).lower()
+        n = int(word) if word.isdigit() else _NUMBERS.get(word)
+        return None if n is None else anchor - timedelta(days=n)
+    return None
+
+
+def event_day(text: str, when: datetime | None) -> date | None:
+    """The day the first relative phrase of ``text`` names ("yesterday", "two days ago", "last Friday"),
+    against ``when``; None when there is none, or it names no single day ("last week", "4 years ago").
+
+    >>> event_day("I adopted a cat two days ago.", datetime(2023, 6, 9, tzinfo=UTC))
+    datetime.date(2023, 6, 7)
+    """
+    if when is None:
+        return None
+    found: list[tuple[int, date | None]] = []
+    for pattern, kind in _RULES:
+        m = pattern.search(text)
+        if m:
+            found.append((m.start(), _day_of(kind, m, when.date())))
+    return min(found, key=lambda pair: pair[0])[1] if found else None

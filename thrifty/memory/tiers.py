@@ -100,13 +100,14 @@ class DenseTier(LexicalTier):
         query = query[:MAX_QUERY_CHARS]
         with self._turn:
             index = self._index(request.scope)
-        lexical = index.search(query, request.k)
-        if self.embedder is None or not index.items or not query.strip():
+        lexical = index.search(query, request.k, request.kinds)
+        pool = [item for item, ok in zip(index.items, index.allowed(request.kinds), strict=True) if ok]
+        if self.embedder is None or not pool or not query.strip():
             return lexical
-        matrix = self.vectors(index.items)
+        matrix = self.vectors(pool)
         sims = matrix @ self.embedder.encode([query])[0]
         order = np.argsort(-sims, kind="stable")[: request.k]
-        dense = [index.items[int(i)] for i in order]
+        dense = [pool[int(i)] for i in order]
         # BM25 keeps most of the places (the stronger retriever on chat memory); dense fills the rest.
         keep = lexical[: max(1, math.ceil(0.7 * request.k))]
         extra = [i for i in dense if i.id not in {x.id for x in keep}][: request.k - len(keep)]

@@ -13,22 +13,29 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+import json_repair
+from pydantic import BaseModel, ValidationError
 
 __all__ = [
     "allowed_functions",
     "call_json",
     "content_text",
     "describe_tool",
+    "extract_json",
     "first_json_object",
     "message_field",
     "new_call_id",
+    "parse_reply",
     "render_messages",
+    "repair_json",
     "response_schema",
     "tool_functions",
     "type_label",
 ]
 _OPEN_BRACE = re.compile(r"\{")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def message_field(obj: Any, key: str, default: Any = None) -> Any:
@@ -227,3 +234,47 @@ def allowed_functions(
         if not functions:
             raise error(f"tool_choice names {forced!r}, which is not among the given tools")
     return functions, forced is None and tool_choice != "required"
+
+
+# ------------------------------------------------------------------------- JSON replies (lenient)
+def extract_json(text: str | None) -> Any:
+    """The first JSON object in ``text`` (models sometimes wrap it in prose or code fences)."""
+    if not text:
+        raise ValueError("empty reply")
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        found = first_json_object(text)
+        if found is None:
+            raise ValueError("no JSON object in the reply") from None
+        return found
+
+
+def repair_json(text: str | None) -> dict[str, Any] | None:
+    """The JSON object ``json_repair`` recovers from ``text`` from its first ``{`` on (trailing commas,
+    single quotes, Python literals, unquoted words, a reply cut off mid-object), or None when there is none."""
+    if not text or "{" not in text:
+        return None
+    try:
+        value = json_repair.loads(text[text.index("{") :])
+    except (ValueError, RecursionError):  # pragma: no cover - json_repair returns "" on hopeless input
+        return None
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, dict)), None)
+    return value if isinstance(value, dict) and value else None
+
+
+def parse_reply(text: str | None, model_cls: type[_M]) -> tuple[_M, bool]:
+    """``model_cls`` from a model's reply, and whether it had to be repaired. Raises ValueError (no JSON
+    object in the reply) or ValidationError (an object that does not fit, even repaired)."""
+    try:
+        return model_cls.model_validate(extract_json(text)), False
+    except (ValueError, ValidationError) as exc:
+        repaired = repair_json(text)
+        if repaired is None:
+            raise exc from None
+        try:
+            return model_cls.model_validate(repaired), True
+        except ValidationError:
+            raise exc from None

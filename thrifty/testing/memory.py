@@ -182,6 +182,23 @@ class MemoryTierContract:
         assert "Alice sold the honey from her bees at the market." in under_alice
         assert memory.recall("honey from the bees", Scope(user_id="alice", run_id="r2"), k=5).items == []
 
+    def test_recall_keeps_to_the_layers_asked(self, tier: MemoryTier) -> None:
+        memory = self.memory(tier)
+        memory.write(
+            [
+                _item("Alice: I keep bees on my roof.", meta={"kind": "turns"}),
+                _item("Alice keeps bees on her roof.", meta={"kind": "fact"}),
+                _item("Alice's bees made honey.", meta={"kind": "summary"}),
+                _item("Alice keeps bees, a note."),
+            ]
+        )
+        assert _texts(memory.recall("Who keeps bees?", ALICE, k=5, kinds={"fact"})) == [
+            "Alice keeps bees on her roof."
+        ]
+        both = memory.recall("Who keeps bees?", ALICE, k=5, kinds={"turns", "note"}).items
+        assert both and {i.kind for i in both} <= {"turns", "note"}  # an item without a kind is a note
+        assert len(memory.recall("Who keeps bees?", ALICE, k=5).items) >= 3
+
     def test_queries_of_any_shape_recall_at_most_k_without_error(self, tier: MemoryTier) -> None:
         memory = self.memory(tier)
         memory.write(_item(text) for text in FACTS)

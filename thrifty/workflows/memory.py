@@ -104,6 +104,11 @@ def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
         model=spec.model,
         k=spec.k,
         max_context_tokens=spec.max_context_tokens,
+        chunk_tokens=spec.chunk_tokens,
+        chunk_turns=None if spec.chunk_tokens else 8,
+        facts=spec.facts,
+        summaries=spec.summaries,
+        facts_k=spec.facts_k,
     )
     for source in spec.ingest:
         memory.ingest(resolve(source), scope=spec.scope)

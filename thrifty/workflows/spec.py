@@ -284,6 +284,34 @@ class MemorySpec(BaseModel):
     model: str | None = Field(default=None, description="Model for the HIGH tiers (none: no HIGH tier).")
     k: int = Field(default=5, ge=1, le=50, description="Items recalled per query.")
     max_context_tokens: int = Field(default=1500, ge=50, description="Cap on the memory block.")
+    chunk_tokens: int | None = Field(
+        default=320,
+        ge=32,
+        description="Turns are stored in chunks of at most this many tokens (a longer turn cut on sentences); "
+        "null: chunks of 8 turns.",
+    )
+    facts: Literal["none", "low", "high"] = Field(
+        default="none",
+        description="Facts with validity times, extracted at ingest: low (rules, free) or high (memory.model, "
+        "one charged call per session; LOW when the budget cannot pay it).",
+    )
+    summaries: Literal["none", "low", "high"] = Field(
+        default="none",
+        description="One summary per session at ingest: low (extractive) or high (memory.model).",
+    )
+    facts_k: int = Field(default=3, ge=0, le=20, description="Facts recalled beside the chunks per query.")
+
+    @model_validator(mode="after")
+    def _high_write_needs_a_model(self) -> MemorySpec:
+        for name in ("facts", "summaries"):
+            if getattr(self, name) == "high" and not self.model:
+                raise ValueError(
+                    _fix(
+                        f"memory.{name}: 'high' needs a model for the memory tiers",
+                        f"set memory.model (e.g. openai/gpt-4o-mini), or use {name}: low",
+                    )
+                )
+        return self
 
     @field_validator("scope")
     @classmethod
