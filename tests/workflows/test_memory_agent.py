@@ -104,6 +104,7 @@ def test_a_task_file_memory_block_ingests_and_recalls(tmp_path: Path) -> None:
     [
         ("  scope: {team: x}\n", "memory scope sets user_id"),
         ("  scope: {user_id: c}\n  router: fancy\n", "unknown memory router"),
+        ("  scope: {user_id: c}\n  router: 'learned:'\n", "unknown memory router"),
         ("  scope: {user_id: c}\n  lambda: 3\n", "lambda"),
         ("  scope: {user_id: c}\n  modes: tool\n", "modes"),
     ],
@@ -118,3 +119,14 @@ def test_a_broken_ingest_file_is_a_setup_error_naming_it(tmp_path: Path) -> None
     (tmp_path / "chats.jsonl").write_text('{"turns": [', encoding="utf-8")
     with pytest.raises(SetupError, match=r"chats\.jsonl, line 1"):
         run_task(load_task(path, model=ScriptedModel([]).model), store=False)
+
+
+def test_a_task_file_uses_the_learned_router_and_refuses_bad_weights(tmp_path: Path) -> None:
+    script = ScriptedModel([reply("7 May 2023")])
+    memory = "  scope: {user_id: caroline}\n  ingest: [chats.jsonl]\n  embedder: none\n  router: learned\n"
+    result = run_task(load_task(_task(tmp_path, memory), model=script.model), store=False)
+    assert result.memory[0].router == "learned" and result.memory[0].items >= 1
+    (tmp_path / "w.json").write_text("{", encoding="utf-8")  # weights relative to the task file
+    bad = _task(tmp_path, memory.replace("router: learned", "router: learned:w.json"))
+    with pytest.raises(SetupError, match=r"w\.json: not valid JSON"):
+        run_task(load_task(bad, model=ScriptedModel([]).model), store=False)

@@ -462,9 +462,12 @@ def _memory_bench(
     out_dir: Path | None,
     plot: bool,
     quiet: bool,
+    router_weights: Path | None = None,
+    chunk_turns: int = 8,
 ) -> None:
     from thrifty.bench.memory import (
         MemBenchConfig,
+        _label,
         markdown_table,
         parse_routers,
         run_memory_bench,
@@ -474,9 +477,12 @@ def _memory_bench(
     from thrifty.bench.runner import make_pricing
     from thrifty.budget import Budget
     from thrifty.memory.embed import EmbedderError
+    from thrifty.memory.learned import load_weights
 
     try:
         parsed = parse_routers(routers)
+        if any(r == "learned" for r, _ in parsed):
+            load_weights(router_weights)  # a missing or bad weights file: exit 2 before any run
         pricing = make_pricing(model, price_in=price_in, price_out=price_out)
         if memory_model and memory_model != model:
             extra = make_pricing(memory_model, price_in=price_in, price_out=price_out)
@@ -490,6 +496,8 @@ def _memory_bench(
             memory_model=memory_model,
             embedder=embedder,
             memory_budget=Budget(memory_ops=memory_ops, total_tokens=memory_tokens),
+            learned_weights=str(router_weights) if router_weights else None,
+            chunk_turns=chunk_turns,
         )
     except (ValueError, EmbedderError) as exc:
         raise fail(str(exc)) from None
@@ -512,7 +520,7 @@ def _memory_bench(
         raise fail(str(exc)) from None
     import json
 
-    wanted = {r if r != "rules" else f"rules:{lam:g}" for r, lam in parsed}
+    wanted = {_label(r, lam) for r, lam in parsed}
     ids = {c.id for c in conversations}
     records = [
         r
@@ -534,7 +542,16 @@ def _memory_bench(
 
 
 _Routers = Annotated[
-    str, typer.Option(help="Comma-separated: low, mid, high (fixed tiers), rules[:lambda] (rule router).")
+    str,
+    typer.Option(
+        help="Comma-separated: low, mid, high (fixed tiers), rules[:lambda] (rule router), "
+        "learned[:lambda] (learned router)."
+    ),
+]
+_ChunkTurns = Annotated[int, typer.Option(min=1, max=64, help="Turns per stored memory item.")]
+_RouterWeights = Annotated[
+    Path | None,
+    typer.Option(help="Weights of the learned router (default: the shipped ones, trained on LongMemEval)."),
 ]
 _MemOps = Annotated[int, typer.Option(min=1, help="Memory cap per question: memory operations.")]
 _MemTokens = Annotated[int, typer.Option(min=1, help="Memory cap per question: model tokens (HIGH tiers).")]
@@ -556,6 +573,8 @@ def locomo(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    router_weights: _RouterWeights = None,
+    chunk_turns: _ChunkTurns = 8,
 ) -> None:
     """LoCoMo: memory then one answer per question, per router; official F1 per category, evidence recall,
     memory cost and latency. Rerun the same command to resume."""
@@ -580,6 +599,8 @@ def locomo(
         out_dir=out_dir,
         plot=plot,
         quiet=quiet,
+        router_weights=router_weights,
+        chunk_turns=chunk_turns,
     )
 
 
@@ -602,6 +623,8 @@ def longmemeval(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     plot: Annotated[bool, typer.Option(help="Write plot.png (needs matplotlib).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    router_weights: _RouterWeights = None,
+    chunk_turns: _ChunkTurns = 8,
 ) -> None:
     """LongMemEval: each question's sessions mixed into a haystack (or alone with --haystack 0), memory
     then one answer; F1, EM, evidence recall, memory cost and latency per router."""
@@ -627,6 +650,8 @@ def longmemeval(
         out_dir=out_dir,
         plot=plot,
         quiet=quiet,
+        router_weights=router_weights,
+        chunk_turns=chunk_turns,
     )
 
 

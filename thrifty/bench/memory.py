@@ -29,7 +29,7 @@ import re
 import string
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.memory import Memory
 from thrifty.memory.formats import ChatSession, load_locomo, load_longmemeval
+from thrifty.memory.records import Level
 from thrifty.memory.temporal import resolve_relative
 
 __all__ = [
@@ -214,15 +215,19 @@ class MemBenchConfig:
     memory_budget: Budget = field(default_factory=lambda: Budget(memory_ops=10, total_tokens=4000))
     max_tokens: int = 64
     k: int = 5
+    learned_weights: str | None = None  # the learned router's weights file (None: the shipped one)
+    chunk_turns: int = 8  # turns per stored item
 
 
 def parse_routers(text: str) -> list[tuple[str, float]]:
-    """``low,mid,high,rules,rules:0.1`` -> [(router, lambda)] (lambda default 0.3)."""
+    """``low,mid,high,rules,rules:0.1,learned:0.5`` -> [(router, lambda)] (lambda default 0.3)."""
     out: list[tuple[str, float]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, lam = part.partition(":")
-        if name not in ("low", "mid", "high", "rules"):
-            raise ValueError(f"unknown memory router {name!r}: use low, mid, high or rules[:lambda]")
+        if name not in ("low", "mid", "high", "rules", "learned"):
+            raise ValueError(
+                f"unknown memory router {name!r}: use low, mid, high, rules[:lambda] or learned[:lambda]"
+            )
         try:
             value = float(lam) if lam else 0.3
         except ValueError:
@@ -236,7 +241,7 @@ def parse_routers(text: str) -> list[tuple[str, float]]:
 
 
 def _label(router: str, lam: float) -> str:
-    return router if router != "rules" else f"rules:{lam:g}"
+    return f"{router}:{lam:g}" if router in ("rules", "learned") else router
 
 
 def _done(path: Path) -> set[tuple[str, int, str]]:
@@ -267,16 +272,35 @@ def _answer(config: MemBenchConfig, ledger: Ledger, question: str, block: str) -
     return (reply.content or "").strip()
 
 
+def _router_choice(config: MemBenchConfig, router: str) -> str:
+    if router == "learned" and config.learned_weights:
+        return f"learned:{config.learned_weights}"
+    return router
+
+
 def _question_record(
-    config: MemBenchConfig, mem: Memory, conv: MemConversation, q: MemQuestion, router: str, lam: float
+    config: MemBenchConfig,
+    mem: Memory,
+    conv: MemConversation,
+    q: MemQuestion,
+    router: str,
+    lam: float,
+    *,
+    tiers: Mapping[str, Level] | None = None,
 ) -> dict[str, Any]:
+    """One question under one router (``tiers``: a fixed configuration instead, for the router's grid)."""
     from thrifty.bench.memsim import register_question
 
     register_question(q.question, q.answer, () if q.adversarial else q.evidence_lines)
     ledger = Ledger(Budget(), name="run")
     mem_ledger = ledger.child(config.memory_budget, name="memory")
     got = mem.recall(
-        q.question, scope={"run_id": conv.id}, ledger=mem_ledger, router=router, lam=lam, k=config.k
+        q.question,
+        scope={"run_id": conv.id},
+        ledger=mem_ledger,
+        router=dict(tiers) if tiers is not None else _router_choice(config, router),
+        lam=lam,
+        k=config.k,
     )
     started = time.perf_counter()
     prediction = _answer(config, ledger, q.question, got.block)
@@ -332,7 +356,10 @@ def run_memory_bench(
             if not todo:
                 continue
             with Memory(
-                embedder=config.embedder, model=config.memory_model or config.model, pricing=config.pricing
+                embedder=config.embedder,
+                model=config.memory_model or config.model,
+                pricing=config.pricing,
+                chunk_turns=config.chunk_turns,
             ) as mem:
                 mem.ingest(list(conv.sessions), scope={"run_id": conv.id})
                 for q, router, lam in todo:
