@@ -165,6 +165,7 @@ def test_learned_path_loads_another_file(trained: tuple[Any, Path]) -> None:
         ("[1, 2]", "'format'"),
         (None, "'layers[1].w'"),
         (None, "'beta'"),
+        (None, "'layers[0].b'"),
     ],
 )
 def test_a_bad_weights_file_is_a_clear_error(
@@ -175,6 +176,8 @@ def test_a_bad_weights_file_is_a_clear_error(
         data = json.loads(trained[1].read_text())
         if needle == "'beta'":
             data["beta"] = "big"
+        elif needle == "'layers[0].b'":
+            data["layers"][0]["b"] = [[1.0, 2.0], [3.0]]
         else:
             data["layers"][1]["w"] = data["layers"][1]["w"][:-1]
         content = json.dumps(data)

@@ -190,8 +190,13 @@ def _parse(path: str, data: Any) -> RouterWeights:
     for i, layer in enumerate(raw_layers):
         if not isinstance(layer, dict) or "w" not in layer or "b" not in layer:
             raise _bad(path, f"layers[{i}]", "needs 'w' and 'b'")
-        b = np.asarray(layer["b"], dtype=np.float64) if isinstance(layer["b"], list) else None
-        out = b.shape[0] if b is not None and b.ndim == 1 else -1
+        try:
+            b = np.asarray(layer["b"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise _bad(path, f"layers[{i}].b", "is not a list of numbers") from None
+        if b.ndim != 1:
+            raise _bad(path, f"layers[{i}].b", "is not a flat list of numbers")
+        out = b.shape[0]
         if i == len(raw_layers) - 1 and out != 2 * len(CONFIGS):
             raise _bad(path, f"layers[{i}].b", f"must have {2 * len(CONFIGS)} outputs (quality and cost)")
         w = _matrix(path, f"layers[{i}].w", layer["w"], (width, out))
