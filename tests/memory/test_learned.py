@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,17 @@ def test_a_bad_weights_file_is_a_clear_error(
     assert str(bad.resolve()) in str(err.value) and needle in str(err.value)
     with pytest.raises(LearnedRouterError, match="no such file"):
         make_router(f"learned:{tmp_path / 'missing.json'}")
+
+
+def test_inference_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "from thrifty.memory import Memory\n"
+        "from thrifty.memory.router import RouteView\n"
+        "from thrifty.memory.learned import LearnedRouter\n"
+        "LearnedRouter().decide('When did I move?', RouteView(lam=0.1))\n"
+        "Memory(router='learned', embedder='none').close()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
