@@ -1,9 +1,10 @@
-"""Memory latency on one LoCoMo conversation: the router's decision and a LOW recall, p50 / p95.
+"""Memory latency on one LoCoMo conversation: the routers' decisions and a LOW recall, p50 / p95.
 
     python benchmarks/memory_latency.py --data ../shared/data/locomo/locomo10.json [--conversation 0]
 
 LoCoMo (CC BY-NC) is read from the path given, never copied. Each question is recalled once to warm the
-index, then timed ``--repeat`` times: ``router`` is RuleRouter.decide alone; ``retrieve`` the charged LOW
+index, then timed ``--repeat`` times: ``router`` is RuleRouter.decide alone; ``learned`` LearnedRouter.decide
+(the shipped weights: features + numpy MLP, at lambda 0.3); ``retrieve`` the charged LOW
 BM25 retrieval (reserve, search, settle); ``recall`` the whole Memory.recall at LOW (retrieve + condense,
 with their Ledger charges).
 """
@@ -16,6 +17,7 @@ import time
 
 from thrifty.budget import Ledger
 from thrifty.memory import Memory, RecallRequest, RouteView, RuleRouter, Scope, charge, load_locomo
+from thrifty.memory.learned import LearnedRouter
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -32,10 +34,11 @@ def main() -> None:
     conv = load_locomo(args.data)[args.conversation]
     scope = Scope(run_id=conv.id)
     questions = [qa.question for qa in conv.qa]
-    timings: dict[str, list[float]] = {"router": [], "retrieve": [], "recall": []}
+    timings: dict[str, list[float]] = {"router": [], "learned": [], "retrieve": [], "recall": []}
     with Memory(embedder="none") as mem:
         mem.ingest(list(conv.sessions), scope=scope)
         router = RuleRouter()
+        learned = LearnedRouter()
         for q in questions:
             mem.recall(q, scope=scope, router="low")  # warm
         for _ in range(args.repeat):
@@ -43,6 +46,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 router.decide(q, RouteView())
                 timings["router"].append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                learned.decide(q, RouteView(lam=0.3))
+                timings["learned"].append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 charge(mem.low, RecallRequest(query=q, k=5, scope=scope), Ledger())
                 timings["retrieve"].append((time.perf_counter() - t0) * 1000)

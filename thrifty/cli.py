@@ -906,6 +906,15 @@ def _mount_bench() -> None:
 _mount_bench()
 
 
+def _mount_memory() -> None:
+    from thrifty.bench.memory_cli import memory_app
+
+    app.add_typer(memory_app, name="memory")
+
+
+_mount_memory()
+
+
 def main() -> None:
     # The `agent` command owns its process: make it offline for LiteLLM and Hugging Face (an application
     # that imports thrifty keeps its own environment).

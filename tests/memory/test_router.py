@@ -33,7 +33,7 @@ def test_fixed_routers_and_bad_names() -> None:
     assert make_router("mid").decide("x", RouteView()).tiers == {"retrieve": "mid", "condense": "mid"}
     assert FixedRouter({"retrieve": "high"}).tiers == {"retrieve": "high", "condense": "low"}
     with pytest.raises(ValueError, match="unknown memory router"):
-        make_router("learned")
+        make_router("smart")
     with pytest.raises(ValueError, match="unknown memory module"):
         FixedRouter({"filter": "low"})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="use low, mid or high"):

@@ -120,6 +120,7 @@ def test_the_cli_summary_reports_each_recall(tmp_path: Path) -> None:
     [
         ("  scope: {team: x}\n", "memory scope sets user_id"),
         ("  scope: {user_id: c}\n  router: fancy\n", "unknown memory router"),
+        ("  scope: {user_id: c}\n  router: 'learned:'\n", "unknown memory router"),
         ("  scope: {user_id: c}\n  lambda: 3\n", "lambda"),
         ("  scope: {user_id: c}\n  modes: tool\n", "modes"),
         (
@@ -154,3 +155,14 @@ def test_a_task_file_memory_block_writes_facts_and_summaries(tmp_path: Path) -> 
     assert "Facts (each with the day it holds from" in _system(script, 0)
     stored = Memory(tmp_path / "mem.db", embedder="none")
     assert stored.facts_of({"user_id": "caroline"}) and stored.summaries_of({"user_id": "caroline"})
+
+
+def test_a_task_file_uses_the_learned_router_and_refuses_bad_weights(tmp_path: Path) -> None:
+    script = ScriptedModel([reply("7 May 2023")])
+    memory = "  scope: {user_id: caroline}\n  ingest: [chats.jsonl]\n  embedder: none\n  router: learned\n"
+    result = run_task(load_task(_task(tmp_path, memory), model=script.model), store=False)
+    assert result.memory[0].router == "learned" and result.memory[0].items >= 1
+    (tmp_path / "w.json").write_text("{", encoding="utf-8")  # weights relative to the task file
+    bad = _task(tmp_path, memory.replace("router: learned", "router: learned:w.json"))
+    with pytest.raises(SetupError, match=r"w\.json: not valid JSON"):
+        run_task(load_task(bad, model=ScriptedModel([]).model), store=False)

@@ -465,9 +465,12 @@ def _memory_bench(
     chunk_tokens: int = 320,
     facts: str = "none",
     summaries: str = "none",
+    router_weights: Path | None = None,
+    chunk_turns: int | None = None,
 ) -> None:
     from thrifty.bench.memory import (
         MemBenchConfig,
+        _label,
         markdown_table,
         parse_routers,
         run_memory_bench,
@@ -477,9 +480,12 @@ def _memory_bench(
     from thrifty.bench.runner import make_pricing
     from thrifty.budget import Budget
     from thrifty.memory.embed import EmbedderError
+    from thrifty.memory.learned import load_weights
 
     try:
         parsed = parse_routers(routers)
+        if any(r == "learned" for r, _ in parsed):
+            load_weights(router_weights)  # a missing or bad weights file: exit 2 before any run
         pricing = make_pricing(model, price_in=price_in, price_out=price_out)
         if memory_model and memory_model != model:
             extra = make_pricing(memory_model, price_in=price_in, price_out=price_out)
@@ -494,9 +500,10 @@ def _memory_bench(
             embedder=embedder,
             memory_budget=Budget(memory_ops=memory_ops, total_tokens=memory_tokens),
             chunk_tokens=chunk_tokens or None,
-            chunk_turns=None if chunk_tokens else 8,
+            chunk_turns=chunk_turns if chunk_turns or chunk_tokens else 8,
             facts=facts,
             summaries=summaries,
+            learned_weights=str(router_weights) if router_weights else None,
         )
     except (ValueError, EmbedderError) as exc:
         raise fail(str(exc)) from None
@@ -519,7 +526,7 @@ def _memory_bench(
         raise fail(str(exc)) from None
     import json
 
-    wanted = {r if r != "rules" else f"rules:{lam:g}" for r, lam in parsed}
+    wanted = {_label(r, lam) for r, lam in parsed}
     ids = {c.id for c in conversations}
     records = [
         r
@@ -541,7 +548,23 @@ def _memory_bench(
 
 
 _Routers = Annotated[
-    str, typer.Option(help="Comma-separated: low, mid, high (fixed tiers), rules[:lambda] (rule router).")
+    str,
+    typer.Option(
+        help="Comma-separated: low, mid, high (fixed tiers), rules[:lambda] (rule router), "
+        "learned[:lambda] (learned router)."
+    ),
+]
+_ChunkTurns = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=64,
+        help="At most this many turns per stored item (default: none with --chunk-tokens, else 8).",
+    ),
+]
+_RouterWeights = Annotated[
+    Path | None,
+    typer.Option(help="Weights of the learned router (default: the shipped ones, trained on LongMemEval)."),
 ]
 _MemOps = Annotated[int, typer.Option(min=1, help="Memory cap per question: memory operations.")]
 _MemTokens = Annotated[int, typer.Option(min=1, help="Memory cap per question: model tokens (HIGH tiers).")]
@@ -571,6 +594,8 @@ def locomo(
     chunk_tokens: _ChunkTokens = 320,
     facts: _Facts = "none",
     summaries: _Summaries = "none",
+    router_weights: _RouterWeights = None,
+    chunk_turns: _ChunkTurns = None,
 ) -> None:
     """LoCoMo: memory then one answer per question, per router; official F1 per category, evidence recall,
     memory cost and latency. Rerun the same command to resume."""
@@ -598,6 +623,8 @@ def locomo(
         chunk_tokens=chunk_tokens,
         facts=facts,
         summaries=summaries,
+        router_weights=router_weights,
+        chunk_turns=chunk_turns,
     )
 
 
@@ -623,6 +650,8 @@ def longmemeval(
     chunk_tokens: _ChunkTokens = 320,
     facts: _Facts = "none",
     summaries: _Summaries = "none",
+    router_weights: _RouterWeights = None,
+    chunk_turns: _ChunkTurns = None,
 ) -> None:
     """LongMemEval: each question's sessions mixed into a haystack (or alone with --haystack 0), memory
     then one answer; F1, EM, evidence recall, memory cost and latency per router."""
@@ -651,6 +680,8 @@ def longmemeval(
         chunk_tokens=chunk_tokens,
         facts=facts,
         summaries=summaries,
+        router_weights=router_weights,
+        chunk_turns=chunk_turns,
     )
 
 

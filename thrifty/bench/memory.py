@@ -29,7 +29,7 @@ import re
 import string
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -39,6 +39,7 @@ from thrifty.memory import Memory
 from thrifty.memory.chunking import reached, turn_pieces
 from thrifty.memory.formats import ChatSession, load_locomo, load_longmemeval
 from thrifty.memory.memory import WriteLevel
+from thrifty.memory.records import Level
 from thrifty.memory.temporal import resolve_relative
 
 __all__ = [
@@ -223,15 +224,18 @@ class MemBenchConfig:
     chunk_turns: int | None = None
     facts: str = "none"  # write-time facts: none | low | high
     summaries: str = "none"  # write-time session summaries: none | low | high
+    learned_weights: str | None = None  # the learned router's weights file (None: the shipped one)
 
 
 def parse_routers(text: str) -> list[tuple[str, float]]:
-    """``low,mid,high,rules,rules:0.1`` -> [(router, lambda)] (lambda default 0.3)."""
+    """``low,mid,high,rules,rules:0.1,learned:0.5`` -> [(router, lambda)] (lambda default 0.3)."""
     out: list[tuple[str, float]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, lam = part.partition(":")
-        if name not in ("low", "mid", "high", "rules"):
-            raise ValueError(f"unknown memory router {name!r}: use low, mid, high or rules[:lambda]")
+        if name not in ("low", "mid", "high", "rules", "learned"):
+            raise ValueError(
+                f"unknown memory router {name!r}: use low, mid, high, rules[:lambda] or learned[:lambda]"
+            )
         try:
             value = float(lam) if lam else 0.3
         except ValueError:
@@ -245,7 +249,7 @@ def parse_routers(text: str) -> list[tuple[str, float]]:
 
 
 def _label(router: str, lam: float) -> str:
-    return router if router != "rules" else f"rules:{lam:g}"
+    return f"{router}:{lam:g}" if router in ("rules", "learned") else router
 
 
 def _done(path: Path) -> set[tuple[str, int, str]]:
@@ -284,6 +288,12 @@ def evidence_pieces(q: MemQuestion, pieces: dict[str, tuple[str, ...]] | None) -
     return [pieces.get(ref, (line,)) for ref, line in zip(q.evidence_refs, q.evidence_lines, strict=True)]
 
 
+def _router_choice(config: MemBenchConfig, router: str) -> str:
+    if router == "learned" and config.learned_weights:
+        return f"learned:{config.learned_weights}"
+    return router
+
+
 def _question_record(
     config: MemBenchConfig,
     mem: Memory,
@@ -292,7 +302,10 @@ def _question_record(
     router: str,
     lam: float,
     pieces: dict[str, tuple[str, ...]] | None = None,
+    *,
+    tiers: Mapping[str, Level] | None = None,
 ) -> dict[str, Any]:
+    """One question under one router (``tiers``: a fixed configuration instead, for the router's grid)."""
     from thrifty.bench.memsim import register_question
 
     gold = evidence_pieces(q, pieces)
@@ -300,7 +313,12 @@ def _question_record(
     ledger = Ledger(Budget(), name="run")
     mem_ledger = ledger.child(config.memory_budget, name="memory")
     got = mem.recall(
-        q.question, scope={"run_id": conv.id}, ledger=mem_ledger, router=router, lam=lam, k=config.k
+        q.question,
+        scope={"run_id": conv.id},
+        ledger=mem_ledger,
+        router=dict(tiers) if tiers is not None else _router_choice(config, router),
+        lam=lam,
+        k=config.k,
     )
     started = time.perf_counter()
     prediction = _answer(config, ledger, q.question, got.block)

@@ -7,6 +7,8 @@ budget cannot pay it (action masking), so no router can overspend.
 * :class:`FixedRouter` (``low`` / ``mid`` / ``high`` or a mapping): the baselines.
 * :class:`RuleRouter` (``rules``): reads the question's cues, the trade-off ``lam`` (0 = quality only,
   1 = cost only) and what is left of the memory budget. Pure Python, no model: a decision takes microseconds.
+* :class:`thrifty.memory.learned.LearnedRouter` (``learned`` / ``learned:PATH``): an MLP trained on a grid of
+  configurations, run in numpy, ``lam`` an input of the decision.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class RuleRouter:
 
 
 def make_router(choice: str | Mapping[str, Level] | Router) -> Router:
-    """``rules``, ``low`` / ``mid`` / ``high``, a mapping, or a Router."""
+    """``rules``, ``learned`` (the shipped weights) or ``learned:PATH``, ``low`` / ``mid`` / ``high``, a
+    mapping, or a Router. A weights file that cannot be used raises LearnedRouterError (a ValueError)."""
     if isinstance(choice, Mapping):
         return FixedRouter(choice)
     if not isinstance(choice, str):
@@ -148,4 +151,11 @@ def make_router(choice: str | Mapping[str, Level] | Router) -> Router:
         return RuleRouter()
     if choice == "low" or choice == "mid" or choice == "high":
         return FixedRouter(choice)
-    raise ValueError(f"unknown memory router {choice!r}: use rules, low, mid, high or a mapping")
+    if choice == "learned" or choice.startswith("learned:"):
+        from thrifty.memory.learned import LearnedRouter
+
+        path = choice.partition(":")[2].strip()
+        return LearnedRouter(path or None)
+    raise ValueError(
+        f"unknown memory router {choice!r}: use rules, learned, learned:PATH, low, mid, high or a mapping"
+    )

@@ -96,10 +96,13 @@ def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
         path = Path(p).expanduser()
         return str(path if path.is_absolute() else base_dir / path)
 
+    router = spec.router
+    if isinstance(router, str) and router.startswith("learned:"):  # weights relative to the task file
+        router = f"learned:{resolve(router.partition(':')[2].strip())}"
     memory = Memory(
         resolve(spec.store),
         embedder=spec.embedder,
-        router=spec.router,
+        router=router,
         lam=spec.lambda_,
         model=spec.model,
         k=spec.k,

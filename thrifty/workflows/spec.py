@@ -274,7 +274,8 @@ class MemorySpec(BaseModel):
         description="context: a memory block in the system prompt; tool: a `recall` tool; both.",
     )
     router: str | dict[str, Literal["low", "mid", "high"]] = Field(
-        default="rules", description="rules | low | mid | high | {retrieve: mid, condense: high}."
+        default="rules",
+        description="rules | learned | learned:PATH | low | mid | high | {retrieve: mid, condense: high}.",
     )
     lambda_: float = Field(
         default=0.3, alias="lambda", ge=0.0, le=1.0, description="Cost/quality trade-off: 0 quality, 1 cost."
@@ -324,8 +325,14 @@ class MemorySpec(BaseModel):
     @field_validator("router")
     @classmethod
     def _known_router(cls, value: str | dict[str, str]) -> str | dict[str, str]:
-        if isinstance(value, str) and value not in ("rules", "low", "mid", "high"):
-            raise ValueError(f"unknown memory router {value!r}: use rules, low, mid, high or a mapping")
+        if (
+            isinstance(value, str)
+            and value not in ("rules", "low", "mid", "high", "learned")
+            and not (value.startswith("learned:") and value[8:].strip())
+        ):
+            raise ValueError(
+                f"unknown memory router {value!r}: use rules, learned, learned:PATH, low, mid, high or a mapping"
+            )
         if isinstance(value, dict) and set(value) - {"retrieve", "condense"}:
             raise ValueError("a memory router mapping sets retrieve and/or condense")
         return value
