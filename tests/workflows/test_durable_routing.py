@@ -10,16 +10,18 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from thrifty import Budget
 from thrifty.agents.events import EscalationEvent
 from thrifty.budget import ModelPrice, Pricing
-from thrifty.models.routing import Escalation, EscalationPolicy, RoutedGateway, Routing
+from thrifty.models.routing import Escalation, EscalationPolicy, RoutedGateway, Routing, Scope
 from thrifty.store.durable import INFLIGHT_DETAIL
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, reply
 from thrifty.tools import tool
+from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import execute
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +43,7 @@ from thrifty.budget import ModelPrice, Pricing
 from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.testing import ScriptedModel, ScriptedReply, reply
 from thrifty.tools import tool
+from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import execute
 
 def done(request):
@@ -113,7 +116,7 @@ def _killed(tmp_path: Path, scope: str) -> Path:
     return db
 
 
-def _resume(db: Path, scope: str) -> object:
+def _resume(db: Path, scope: str) -> RunResult:
     _models(scope)
     return execute(
         "work",
@@ -121,7 +124,7 @@ def _resume(db: Path, scope: str) -> object:
         tools=[work],
         budget=Budget(tool_calls=8, usd=10),
         pricing=PRICING,
-        routing=Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=scope)),  # type: ignore[arg-type]
+        routing=Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=Scope(scope))),
         checkpoint=db,
         run_id="cascade-1",
         resume=True,
@@ -137,12 +140,12 @@ def test_an_escalation_for_the_rest_of_the_run_holds_after_kill_and_resume(tmp_p
     db = _killed(tmp_path, "run")
     assert len(_rows(db, "select * from thrifty_routing")) == 1  # the escalation, kept as it was told
     result = _resume(db, "run")
-    assert result.answer == "done" and result.stop_reason == "completed"  # type: ignore[attr-defined]
-    escalations = [e for e in result.trace if isinstance(e, EscalationEvent)]  # type: ignore[attr-defined]
+    assert result.answer == "done" and result.stop_reason == "completed"
+    escalations = [e for e in result.trace if isinstance(e, EscalationEvent)]
     assert [(e.reason, e.scope, e.from_model, e.to_model) for e in escalations] == [
         ("cannot_answer", "run", CHEAP, STRONG)
     ]
-    events = result.events  # type: ignore[attr-defined]
+    events = result.events
     # the cheap model was asked once, before the kill: after the resume every call went to the strong one
     assert [e["name"] for e in events if e["kind"] == "model"].count(CHEAP) == 1
     assert [e["kind"] for e in events if e["ok"]].count("tool") == 4  # each tool call paid once
@@ -154,19 +157,19 @@ def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(tmp_path
     kept = len(_rows(db, "select * from thrifty_routing"))
     assert kept == 3  # moves 1, 2 and 3 (killed during its tool call)
     result = _resume(db, "step")
-    assert result.answer == "done" and result.stop_reason == "completed"  # type: ignore[attr-defined]
-    escalations = [e for e in result.trace if isinstance(e, EscalationEvent)]  # type: ignore[attr-defined]
+    assert result.answer == "done" and result.stop_reason == "completed"
+    escalations = [e for e in result.trace if isinstance(e, EscalationEvent)]
     assert [(e.reason, e.scope) for e in escalations] == [("low_confidence", "step")] * 4
     assert all(e.usd > 0 and e.discarded_usd > 0 for e in escalations)
     steps = [e.step for e in escalations]
     assert steps == sorted(steps) and len(set(steps)) == 4
     # each escalation sits right before the move it produced
-    trace = result.trace  # type: ignore[attr-defined]
+    trace = result.trace
     for e in escalations:
         after = trace[trace.index(e) + 1]
         assert not isinstance(after, EscalationEvent) and after.step == e.step + 1
     # the re-run step's calls were replayed, not paid again: each model call paid once
-    events = result.events  # type: ignore[attr-defined]
+    events = result.events
     assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(CHEAP) == 5
     assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(STRONG) == 4
     assert len(_rows(db, "select * from thrifty_routing")) == 4
@@ -175,11 +178,11 @@ def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(tmp_path
 def _gateway(scope: str) -> RoutedGateway:
     from thrifty.budget import Ledger
 
-    routing = Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=scope))  # type: ignore[arg-type]
+    routing = Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=Scope(scope)))
     return RoutedGateway(Ledger(Budget()), PRICING, routing=routing)
 
 
-def _entry(**fields: object) -> dict[str, object]:
+def _entry(**fields: Any) -> dict[str, Any]:
     return {"kind": "escalation", "node": "act", "from_model": CHEAP, "to_model": STRONG, **fields}
 
 
@@ -234,7 +237,7 @@ def test_an_escalation_after_the_checkpoint_is_told_once_when_made_again() -> No
     gw.restore(entries, replay_after=5, replay_from_step=2)
     # only the one made after the last charge known saved, by the step the saved trace ends at, comes again
     assert len(gw.state.replayable) == 1 and len(gw.state.records) == 3
-    again = Escalation(**{k: v for k, v in _entry(**fields, usd=0.5).items() if k != "kind"})  # type: ignore[arg-type]
+    again = Escalation(**{k: v for k, v in _entry(**fields, usd=0.5).items() if k != "kind"})
     gw.state.add(again)
     assert told == []  # made again by the re-run node: already in the trace
     gw.state.add(again)
