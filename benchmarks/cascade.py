@@ -66,6 +66,17 @@ def _arm(records: list[dict[str, Any]], budget: int) -> dict[str, Any]:
     }
 
 
+def _paired(cascade: list[dict[str, Any]], strong: list[dict[str, Any]], budget: int) -> tuple[float, float]:
+    """Cascade EM minus always-strong EM on the same questions, with the standard error of the paired
+    difference (what says whether a gap is within noise)."""
+    theirs = {r["question_id"]: float(r["em"]) for r in strong if int(r["budget"]) == budget}
+    diffs = [
+        float(r["em"]) - theirs.get(r["question_id"], math.nan) for r in cascade if int(r["budget"]) == budget
+    ]
+    diffs = [d for d in diffs if not math.isnan(d)]
+    return (statistics.fmean(diffs), _se(diffs)) if diffs else (float("nan"), float("nan"))
+
+
 def parse_policy(text: str) -> EscalationPolicy:
     """``default`` or ``key=value,...`` fields of :class:`EscalationPolicy` (``null`` for None)."""
     if text.strip() in ("", "default"):
@@ -128,6 +139,7 @@ def _rows(
         for arm in ("cheap", "strong"):
             row[arm] = _arm(results[arm], b)
         row["cascade"] = _arm(results[f"cascade:{policy}"], b)
+        row["em_diff"], row["em_diff_se"] = _paired(results[f"cascade:{policy}"], results["strong"], b)
         c, s, k = row["cascade"], row["strong"], row["cheap"]
         row["em_ratio"] = c["em"] / s["em"] if s["em"] else float("nan")
         row["cost_ratio"] = c["usd"] / s["usd"] if s["usd"] else float("nan")
@@ -140,8 +152,8 @@ def _rows(
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| setting | policy | B | n | cheap EM | strong EM | cascade EM | cheap $/q | strong $/q | cascade $/q "
-        "| escalations/q | EM vs strong | cost vs strong (all / tokens) | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| escalations/q | EM vs strong | EM - strong (paired) | cost vs strong (all / tokens) | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         k, s, c = r["cheap"], r["strong"], r["cascade"]
@@ -149,7 +161,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"| {r['setting']} | {r['policy']} | {r['budget']} | {c['n']} | {k['em']:.3f}±{k['em_se']:.3f} "
             f"| {s['em']:.3f}±{s['em_se']:.3f} | {c['em']:.3f}±{c['em_se']:.3f} "
             f"| ${k['usd']:.5f} | ${s['usd']:.5f} | ${c['usd']:.5f}±{c['usd_se']:.5f} | {c['escalations']:.2f} "
-            f"| {r['em_ratio']:.1%} | {r['cost_ratio']:.1%} / {r['tokens_cost_ratio']:.1%} "
+            f"| {r['em_ratio']:.1%} | {r['em_diff']:+.3f}±{r['em_diff_se']:.3f} "
+            f"| {r['cost_ratio']:.1%} / {r['tokens_cost_ratio']:.1%} "
             f"| {'met' if r['pass'] else 'NOT met'} |"
         )
     return "\n".join(lines)
