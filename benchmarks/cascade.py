@@ -1,6 +1,6 @@
 """The escalation policy against always-cheap and always-strong, on the same questions (simulated pair).
 
-    python benchmarks/cascade.py                        # bundled 50 questions, default and 'hard' settings
+    python benchmarks/cascade.py                        # bundled 50 questions, default, hard and frontier
     python benchmarks/cascade.py --data /path/dev300.jsonl --items 150:300 --setting default
     python benchmarks/cascade.py --policy default --policy 'min_confidence_moves=0.4,scope=run'
 
@@ -172,7 +172,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--setting", default="default,hard", help=f"comma-separated: {', '.join(SETTINGS)}")
+    parser.add_argument(
+        "--setting", default="default,hard,frontier", help=f"comma-separated: {', '.join(SETTINGS)}"
+    )
     parser.add_argument("--data", default=None, help="HotpotQA .jsonl (default: the bundled 50 questions)")
     parser.add_argument("--items", default=None, help="a slice of the questions, A:B (e.g. 0:150)")
     parser.add_argument("--limit", type=int, default=None)
