@@ -374,3 +374,17 @@ def test_the_move_settings_are_checked() -> None:
         EscalationPolicy.model_validate({"min_confidence_moves": 1.5})
     with pytest.raises(ValidationError):
         EscalationPolicy.model_validate({"moves_when_tools_left": -1})
+
+
+def test_failover_only_a_list_of_deployments_tried_in_order() -> None:
+    # escalation on model_failed only: the cascade is a failover list (no escalation on the replies)
+    first, second, routing, pricing = _pair(
+        [ValueError("the first deployment is down"), reply("unknown")],
+        [reply("1901")],
+        on=["model_failed"],
+    )
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").model == second.model  # failed over, charged its price
+    assert gw.complete(gw.entry, MSG, node="act").content == "unknown"  # "unknown" is not a failure
+    assert [r.reason for r in gw.state.records] == [Trigger.MODEL_FAILED]
+    assert [e.name for e in gw.ledger.events if e.ok] == [second.model, first.model]
