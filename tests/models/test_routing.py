@@ -325,3 +325,66 @@ def test_an_escalation_kept_for_the_run_is_refused_once_the_budget_cannot_pay_it
         ("kept_escalation", True),
     ]
     assert gw.ledger.spent["usd"] <= 0.0035
+
+
+def _move(confidence: float) -> R:
+    return R(tool_calls=[("search", {"query": "x"})], confidence=confidence)
+
+
+def test_a_move_has_its_own_confidence_threshold() -> None:
+    # a move at 0.45 is below min_confidence (0.5) but not below the moves' own threshold (0.4)
+    weak, big, routing, pricing = _pair(
+        [_move(0.45), _move(0.3), R(content="1850", confidence=0.45)],
+        [_move(0.9), reply("1901")],
+        min_confidence=0.5,
+        min_confidence_moves=0.4,
+    )
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").model == weak.model
+    assert gw.complete(gw.entry, MSG, node="act").model == big.model  # 0.3 < 0.4
+    assert gw.complete(gw.entry, MSG, node="act").content == "1901"  # an answer: 0.45 < 0.5
+    assert [r.detail for r in gw.state.records] == ["confidence 0.30 < 0.4", "confidence 0.45 < 0.5"]
+    # 0 never escalates a move on confidence
+    weak, big, routing, pricing = _pair([_move(0.01)], [], min_confidence_moves=0)
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").model == weak.model and gw.state.records == []
+
+
+def test_a_doubtful_move_escalates_only_when_few_tool_calls_are_left() -> None:
+    weak, big, routing, pricing = _pair(
+        [_move(0.2), _move(0.2), R(content="1850", confidence=0.2)],
+        [_move(0.9), reply("1901")],
+        moves_when_tools_left=2,
+    )
+    gw = _gateway(routing, pricing, Budget(usd=1.0, tool_calls=3))
+    assert gw.complete(gw.entry, MSG, node="act").model == weak.model  # 3 tool calls left: kept
+    gw.ledger.charge({"tool_calls": 1}, kind="tool", name="search")
+    assert gw.complete(gw.entry, MSG, node="act").model == big.model  # 2 left: a wasted one matters
+    # an answer escalates whatever is left
+    assert gw.complete(gw.entry, MSG, node="act").content == "1901"
+    assert [r.reason for r in gw.state.records] == [Trigger.LOW_CONFIDENCE] * 2
+    # without a tool-call limit, a doubtful move is never short of tool calls: kept
+    weak, big, routing, pricing = _pair([_move(0.2)], [], moves_when_tools_left=2)
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").model == weak.model
+
+
+def test_the_move_settings_are_checked() -> None:
+    with pytest.raises(ValidationError):
+        EscalationPolicy.model_validate({"min_confidence_moves": 1.5})
+    with pytest.raises(ValidationError):
+        EscalationPolicy.model_validate({"moves_when_tools_left": -1})
+
+
+def test_failover_only_a_list_of_deployments_tried_in_order() -> None:
+    # escalation on model_failed only: the cascade is a failover list (no escalation on the replies)
+    first, second, routing, pricing = _pair(
+        [ValueError("the first deployment is down"), reply("unknown")],
+        [reply("1901")],
+        on=["model_failed"],
+    )
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").model == second.model  # failed over, charged its price
+    assert gw.complete(gw.entry, MSG, node="act").content == "unknown"  # "unknown" is not a failure
+    assert [r.reason for r in gw.state.records] == [Trigger.MODEL_FAILED]
+    assert [e.name for e in gw.ledger.events if e.ok] == [second.model, first.model]

@@ -126,11 +126,13 @@ def test_task_file_with_a_cascade_runs_and_reports_the_escalation(tmp_path: Path
     path = _task(
         tmp_path,
         f"models: [{weak.model}, {big.model}]\nescalation:\n  scope: run\n  min_confidence: 0.4\n"
+        "  min_confidence_moves: 0.3\n  moves_when_tools_left: 2\n"
         f"pricing:\n  models:\n    {weak.model}: {{input_per_token: 1.0e-6, output_per_token: 2.0e-6}}\n"
         f"    {big.model}: {{input_per_token: 2.0e-5, output_per_token: 4.0e-5}}\nbudget:\n  usd: 0.05\n",
     )
     spec = load_task(path)
     assert spec.routing() is not None and spec.escalation.scope == "run"
+    assert (spec.escalation.min_confidence_moves, spec.escalation.moves_when_tools_left) == (0.3, 2)
     res = CliRunner().invoke(app, ["run", str(path), "--json"])
     assert res.exit_code == 0, res.output
     result = RunResult.model_validate_json(res.stdout)
@@ -146,6 +148,8 @@ def test_task_file_with_a_cascade_runs_and_reports_the_escalation(tmp_path: Path
         ("roles:\n  boss: scripted/a\n", "unknown role 'boss'"),
         ("models: [scripted/a, openai]\n", "provider prefix"),
         ("escalation:\n  scope: forever\n", "scope"),
+        ("escalation:\n  min_confidence_moves: 2\n", "min_confidence_moves"),
+        ("escalation:\n  moves_when_tools_left: -1\n", "moves_when_tools_left"),
     ],
 )
 def test_bad_routing_in_a_task_file_exits_2(tmp_path: Path, body: str, message: str) -> None:

@@ -130,6 +130,20 @@ class EscalationPolicy(BaseModel):
         description="Escalate when the reply's mean token probability (from reported log-probabilities) is "
         "below this; null: never on confidence.",
     )
+    min_confidence_moves: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The threshold for a reply that calls a tool (a move) instead of min_confidence; 0: never "
+        "escalate a move on confidence; null: the same as min_confidence.",
+    )
+    moves_when_tools_left: int | None = Field(
+        default=None,
+        ge=0,
+        description="Escalate a doubtful move only when at most this many tool calls are left in the budget "
+        "(a wasted tool call matters when few are left; otherwise the cheap model's move is kept and its "
+        "tool call is cheaper than the stronger model's call); null: whatever is left.",
+    )
     min_tokens: PositiveInt = Field(
         default=32,
         description="The stronger model must be able to pay at least this many completion tokens (or the "
@@ -268,17 +282,25 @@ class RouterState:
     pending: dict[str, int] = field(default_factory=dict)  # role -> level for its next call only
     records: list[Escalation] = field(default_factory=list)
     listeners: list[Callable[[Escalation], None]] = field(default_factory=list)
+    consumed: list[Callable[[str], None]] = field(default_factory=list)
+    """Told the role whose one-call escalation (a verifier's rejection, scope ``step``) a call used up."""
+    replayable: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Escalations restored from a checkpoint that a re-run node may make again (told once, not twice)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self, role: str | None, node: str, size: int) -> int:
         """The level a call starts at (consumes a one-call escalation of its role)."""
         with self.lock:
+            once = self.pending.pop(role or "", 0)
             level = max(
                 self.run_level,
                 self.node_levels.get(f"node:{node}", 0),
                 self.node_levels.get(f"role:{role}", 0),
-                self.pending.pop(role or "", 0),
+                once,
             )
+            listeners = list(self.consumed) if once else []
+        for listener in listeners:
+            listener(role or "")
         return min(level, size - 1)
 
     def keep(self, scope: Scope, role: str | None, node: str, level: int, *, for_next: bool = False) -> None:
@@ -295,6 +317,10 @@ class RouterState:
 
     def add(self, record: Escalation) -> None:
         with self.lock:
+            data = record.to_dict()
+            if data in self.replayable:  # made again by a node re-run after a resume: already told
+                self.replayable.remove(data)
+                return
             self.records.append(record)
             listeners = list(self.listeners)
         for listener in listeners:
@@ -339,6 +365,44 @@ class RoutedGateway(Gateway):
         gw._cascades = self._cascades
         gw.entry = self.entry
         return gw
+
+    def restore(
+        self, entries: Sequence[tuple[int, Mapping[str, Any]]], replay_after: int, replay_from_step: int = 0
+    ) -> list[Escalation]:
+        """Resuming a checkpointed run: take back the escalations it had made (``entries``: what
+        ``thrifty.store.durable`` kept, in order: ``{"kind": "escalation", "step": ..., ...the record's
+        fields}`` or ``{"kind": "consumed", "role": ...}``, each with the last charge seen then). Their
+        ``node`` / ``run`` scope holds again; a one-call escalation not used up is still pending; one that a
+        node LangGraph runs again will make again (made after charge ``replay_after``, at or after step
+        ``replay_from_step``: the last step of the saved trace) is not told twice. Returns the records."""
+        names = set(Escalation.__dataclass_fields__)
+        restored: list[Escalation] = []
+        for at_seq, entry in entries:
+            if entry.get("kind") == "consumed":
+                with self.state.lock:
+                    self.state.pending.pop(str(entry.get("role") or ""), 0)
+                continue
+            if entry.get("kind") != "escalation":
+                continue
+            record = Escalation(**{k: v for k, v in entry.items() if k in names})
+            restored.append(record)
+            self.state.records.append(record)
+            if at_seq > replay_after and int(entry.get("step") or 0) >= replay_from_step:
+                self.state.replayable.append(record.to_dict())
+            self._keep_again(record)
+        return restored
+
+    def _keep_again(self, record: Escalation) -> None:
+        """What an escalation kept for its scope, applied again (a refusal or a failover keeps nothing)."""
+        if record.refused or record.reason == Trigger.MODEL_FAILED:
+            return
+        role = None if record.role == "default" else record.role
+        cascade = self.cascade(role)
+        if record.to_model not in cascade:
+            return
+        level = cascade.index(record.to_model)
+        rejected = record.reason == Trigger.VERIFIER_REJECTED
+        self.state.keep(Scope(record.scope), role, record.node, level, for_next=rejected)
 
     def check_models(self) -> None:
         """Check every model before anything is spent (unknown provider or model, unpriced under a USD
@@ -393,7 +457,7 @@ class RoutedGateway(Gateway):
             text = _answer_text(reply.content)
             if not text.strip() or _CANNOT_ANSWER.match(text):
                 return Trigger.CANNOT_ANSWER, f"answer {text.strip()[:60]!r}"
-        threshold = self.policy.min_confidence
+        threshold = self._threshold(reply)
         confidence = reply.confidence
         if (
             Trigger.LOW_CONFIDENCE in on
@@ -403,6 +467,18 @@ class RoutedGateway(Gateway):
         ):
             return Trigger.LOW_CONFIDENCE, f"confidence {reply.confidence:.2f} < {threshold:g}"
         return None
+
+    def _threshold(self, reply: ModelReply) -> float | None:
+        """The confidence below which ``reply`` escalates: a move's own threshold, and for a move only when
+        the tool calls left are few enough (``moves_when_tools_left``)."""
+        policy = self.policy
+        if not reply.tool_calls:
+            return policy.min_confidence
+        if policy.moves_when_tools_left is not None:
+            left = self.ledger.available("tool_calls")
+            if left > policy.moves_when_tools_left:
+                return None
+        return policy.min_confidence if policy.min_confidence_moves is None else policy.min_confidence_moves
 
     def _observe(self, role: str | None, node: str, level: int, reply: ModelReply) -> None:
         """A verifier that rejects an answer escalates the solver's next call(s)."""

@@ -9,6 +9,9 @@ SQLite one (``langgraph-checkpoint-sqlite``) in a file by default, the PostgreSQ
   step's end and the seconds it had used);
 * ``thrifty_charges``: every settled charge, each in its own transaction, and with it (in the same
   transaction) the result of the model or tool call it paid for, so the two are never apart;
+* ``thrifty_routing``: a run with several models (:mod:`thrifty.models.routing`): each escalation (its trace
+  event) and each one-call escalation used up, in order, with the last charge seen when it happened, so that
+  a resumed run keeps the escalations it had made (``scope: run`` / ``node``) and its trace shows each once;
 * ``thrifty_inflight``: the model and tool calls reserved and not yet settled. A row left there by a dead
   process is a call that was in flight when it died: the resume charges it at its reserved worst case (the
   provider may have billed it), marked so, in the same transaction that removes the row.
@@ -67,6 +70,9 @@ _SCHEMA = (
     """create table if not exists thrifty_charges (
         run_id text not null, seq bigint not null, event text not null, call_key text, result text,
         primary key (run_id, seq))""",
+    """create table if not exists thrifty_routing (
+        run_id text not null, n integer not null, at_seq integer not null, entry text not null,
+        primary key (run_id, n))""",
     """create table if not exists thrifty_inflight (
         run_id text not null, pid integer not null, res_id bigint not null, kind text not null,
         name text not null, node text, ledger text not null, amounts text not null,
@@ -323,6 +329,29 @@ class DurableStore:
                 }
             )
         return out
+
+    def add_routing(self, run_id: str, at_seq: int, entry: Mapping[str, Any]) -> None:
+        """Append one routing entry (an escalation's trace event, or a one-call escalation used up)."""
+        text = json.dumps(redact_value(dict(entry)))
+        with self.lock:
+            self.conn.execute(
+                "insert into thrifty_routing (run_id, n, at_seq, entry) values "
+                "(?, (select coalesce(max(n), 0) + 1 from thrifty_routing where run_id = ?), ?, ?)",
+                (run_id, run_id, at_seq, text),
+            )
+
+    def routing(self, run_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """The run's routing entries in order, each with the last charge seen when it was written."""
+        with self.lock:
+            rows = self.conn.execute(
+                "select at_seq, entry from thrifty_routing where run_id = ? order by n", (run_id,)
+            ).fetchall()
+        try:
+            return [(int(seq), json.loads(entry)) for seq, entry in rows]
+        except ValueError:
+            raise CheckpointError(
+                f"run '{run_id}' in {self.path}: a routing record is corrupt; fix: start the run again"
+            ) from None
 
     def mark_step(self, run_id: str, seq: int, elapsed: float) -> None:
         with self.lock:

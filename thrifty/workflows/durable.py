@@ -15,6 +15,7 @@ resume=True)`` resumes one. What a resume does:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any
 
 from thrifty.budget import Ledger
 from thrifty.budget.errors import ON_BUDGET_STOP
+from thrifty.redact import redact
+from thrifty.store.check import StoreWarning
 from thrifty.store.durable import (
     FINISHED,
     CheckpointError,
@@ -45,6 +48,12 @@ class DurableRun:
     resuming: bool
     meta: dict[str, Any] = field(default_factory=dict)
     _seen_seq: int = 0
+    _routing_failed: bool = False
+
+    @property
+    def checkpoint_seq(self) -> int:
+        """The last charge before the last step known saved: calls after it may be made again."""
+        return self._seen_seq
 
     @property
     def config(self) -> dict[str, Any]:
@@ -92,6 +101,27 @@ class DurableRun:
         last = max((e.seq for e in ledger.events), default=0)
         self.store.mark_step(self.run_id, self._seen_seq, ledger.elapsed())
         self._seen_seq = last
+
+    def routed(self, ledger: Ledger, entry: dict[str, Any]) -> None:
+        """Keep one routing entry (an escalation's trace event, or a one-call escalation used up) with the
+        last charge seen; a write that fails is reported once and the run goes on (as the journal's)."""
+        if self._routing_failed:
+            return
+        at_seq = max((e.seq for e in ledger.events), default=0)
+        try:
+            self.store.add_routing(self.run_id, at_seq, entry)
+        except Exception as exc:
+            self._routing_failed = True
+            warnings.warn(
+                f"{self.store.path}: the run's escalations are no longer kept ({redact(str(exc))}); the run "
+                "goes on, and a resume would start its escalations over",
+                StoreWarning,
+                stacklevel=2,
+            )
+
+    def routing(self) -> list[tuple[int, dict[str, Any]]]:
+        """The routing entries kept so far, in order, each with the last charge seen when it was kept."""
+        return self.store.routing(self.run_id)
 
     def finish(self, ledger: Ledger, result: Any) -> None:
         self.journal.detach(ledger)

@@ -168,13 +168,11 @@ def execute(
         if on_trace is not None:
             on_trace(event)
 
-    if isinstance(gateway, RoutedGateway):
-
-        def escalated(record: Escalation) -> None:
-            step = next((e.step for e in reversed(emitted) if not isinstance(e, EscalationEvent)), 0)
-            told(EscalationEvent(step=step, **record.to_dict()))
-
-        gateway.state.listeners.append(escalated)
+    restored = (
+        _listen_escalations(gateway, durable, ledger, saved, emitted, told)
+        if isinstance(gateway, RoutedGateway)
+        else []
+    )
     ctx = RunContext(
         ledger=ledger,
         gateway=gateway,
@@ -241,7 +239,9 @@ def execute(
         steps=int(state.get("step") or 0),
         error=_scrubbed_error(error or state.get("error")),
         expected_answer=expected_answer,
-        trace=_with_escalations(list(state.get("trace") or []), emitted) if keep_trace else [],
+        trace=_with_escalations(_with_restored(list(state.get("trace") or []), restored), emitted)
+        if keep_trace
+        else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
         memory=list(memory_use.reports) if memory_use is not None else [],
@@ -352,6 +352,78 @@ def _open_durable(
 def new_run_id() -> str:
     """A fresh run id (12 hex digits)."""
     return uuid.uuid4().hex[:12]
+
+
+def _listen_escalations(
+    gateway: RoutedGateway,
+    durable: Any,
+    ledger: Ledger,
+    saved: dict[str, Any] | None,
+    emitted: list[TraceEvent],
+    told: Callable[[TraceEvent], None],
+) -> list[EscalationEvent]:
+    """Tell each escalation as a trace event (kept by a durable run); resuming, the escalations made before
+    the interruption, as trace events."""
+    restored = _routing_journal(gateway, durable, ledger, _last_step(saved))
+
+    def escalated(record: Escalation) -> None:
+        step = next((e.step for e in reversed(emitted) if not isinstance(e, EscalationEvent)), None)
+        if step is None:  # nothing told yet in this process: the last step of the resumed trace
+            step = _last_step(saved)
+        event = EscalationEvent(step=step, **record.to_dict())
+        if durable is not None:
+            durable.routed(ledger, {"kind": "escalation", **event.model_dump(mode="json")})
+        told(event)
+
+    gateway.state.listeners.append(escalated)
+    return restored
+
+
+def _last_step(saved: dict[str, Any] | None) -> int:
+    """The step of the last entry of a saved trace (0: none)."""
+    steps = [
+        e.get("step") if isinstance(e, dict) else getattr(e, "step", None)
+        for e in (saved or {}).get("trace") or []
+    ]
+    return max((step for step in steps if isinstance(step, int)), default=0)
+
+
+def _routing_journal(
+    gateway: RoutedGateway, durable: Any, ledger: Ledger, last_step: int
+) -> list[EscalationEvent]:
+    """A durable run with several models: keep each one-call escalation used up (its escalations are kept
+    as they are told); resuming, take back the escalations made before the interruption (their scope
+    holds again; those the node run again will make again are told once) and return their trace events."""
+    if durable is None:
+        return []
+    restored: list[EscalationEvent] = []
+    if durable.resuming:
+        entries = durable.routing()
+        gateway.restore(entries, durable.checkpoint_seq, last_step)
+        names = set(EscalationEvent.model_fields)
+        restored = [
+            EscalationEvent.model_validate({k: v for k, v in e.items() if k in names})
+            for _, e in entries
+            if e.get("kind") == "escalation"
+        ]
+    gateway.state.consumed.append(lambda role: durable.routed(ledger, {"kind": "consumed", "role": role}))
+    return restored
+
+
+def _with_restored(trace: list[Any], restored: list[EscalationEvent]) -> list[Any]:
+    """The checkpointed trace with the escalations made before a resume, each before the first entry of a
+    later step (where it was when the run was told it)."""
+    if not restored:
+        return trace
+    merged: list[Any] = []
+    waiting = list(restored)
+    for entry in trace:
+        step = getattr(entry, "step", None)
+        while waiting and isinstance(step, int) and step > waiting[0].step:
+            merged.append(waiting.pop(0))
+        merged.append(entry)
+    merged.extend(waiting)
+    return merged
 
 
 def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
