@@ -27,14 +27,15 @@ class EchoError(ValueError):
 
 
 class EchoLLM(InProcessProvider):
-    """Answers with the last user message, upper-cased; one token per word. Never a real model."""
+    """Answers "YOU SAID: " and the last user message, upper-cased; one token per word. Never a real model.
+    (The bare message said back would be the question, which is never accepted as an answer.)"""
 
     prefix = "echo"
     model_errors = (EchoError,)
     request_error = get_litellm().BadRequestError
 
     def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
-        text = str(messages[-1]["content"]).upper()
+        text = "YOU SAID: " + str(messages[-1]["content"]).upper()
         words = len(text.split())
         cap = int(params.get("max_tokens") or words)
         return {

@@ -334,7 +334,7 @@ class DurableStore:
         """Append one routing entry (an escalation's trace event, or a one-call escalation used up)."""
         text = json.dumps(redact_value(dict(entry)))
         with self.lock:
-            self.conn.execute(
+            self.db.execute(
                 "insert into thrifty_routing (run_id, n, at_seq, entry) values "
                 "(?, (select coalesce(max(n), 0) + 1 from thrifty_routing where run_id = ?), ?, ?)",
                 (run_id, run_id, at_seq, text),
@@ -343,9 +343,9 @@ class DurableStore:
     def routing(self, run_id: str) -> list[tuple[int, dict[str, Any]]]:
         """The run's routing entries in order, each with the last charge seen when it was written."""
         with self.lock:
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 "select at_seq, entry from thrifty_routing where run_id = ? order by n", (run_id,)
-            ).fetchall()
+            )
         try:
             return [(int(seq), json.loads(entry)) for seq, entry in rows]
         except ValueError:
