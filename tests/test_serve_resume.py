@@ -313,3 +313,23 @@ def test_agent_serve_checkpoints_by_default_and_not_with_no_checkpoint(
     assert CliRunner().invoke(cli_app, ["serve", "--no-checkpoint"], env=env).exit_code == 0
     assert [s.checkpoint for s in seen] == [Path(".thrifty/checkpoints.db"), tmp_path / "c.db", None]
     assert not (tmp_path / "c.db").exists()  # nothing is written before a run is
+
+
+def test_a_restarted_server_keeps_counting_the_days_server_budget(tmp_path: Path) -> None:
+    db = tmp_path / "ck.db"
+    model = ScriptedModel([], default=_counting).model
+    tools_price = {"pricing": {"tools": {"calculator": 0.25}}}
+    with _client(db, server_budget=Budget(usd=1.0)) as first:
+        run_id = first.post("/runs", json=_task(model, **tools_price), headers=AUTH).json()["run_id"]
+        assert _wait(first, run_id)["status"] == "finished"
+        assert first.get("/runs", headers=AUTH).json()["server"]["spent"]["usd"] == pytest.approx(0.75)
+    # A new server on the same checkpoints (a restart): the day's cap still holds what was spent.
+    with _client(db, server_budget=Budget(usd=1.0)) as second:
+        assert second.get("/runs", headers=AUTH).json()["server"]["spent"]["usd"] == pytest.approx(0.75)
+        again = second.post("/runs", json=_task(model, **tools_price), headers=AUTH).json()["run_id"]
+        data = _wait(second, again)
+        assert data["result"]["usage"]["tool_calls"] == 1  # $0.25 was left of the day's $1.00
+        assert second.get("/runs", headers=AUTH).json()["server"]["spent"]["usd"] <= 1.0
+    # Without checkpoints there is nothing to read back: the cap counts from the start.
+    with _client(None, server_budget=Budget(usd=1.0)) as bare:
+        assert bare.get("/runs", headers=AUTH).json()["server"]["spent"].get("usd", 0.0) == 0.0

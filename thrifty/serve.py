@@ -17,8 +17,10 @@ Endpoints (all but the page's need ``Authorization: Bearer <token>``; the token 
 Budgets: a request's limits can never exceed the server's per-request cap (a limit the request leaves out
 is the cap's), and every run spends from one root ledger, the server-wide budget (e.g. dollars per UTC day),
 so the runs together cannot pass it either. At most ``max_concurrent`` runs go at once (429 past that).
-The server-wide budget is kept in memory: a restarted server counts from its start (a resumed run's earlier
-spend is back in the run's own ledger, not charged to the new server's budget again).
+With checkpoints, a restarted server reads back what its runs created that UTC day spent (every charge is
+journaled as it settles), so a kill or restart does not reset the day's cap; a resumed run's earlier spend is
+back in the run's own ledger and not charged to the server's budget twice. (A run that started the day before
+counts in that day's budget.)
 
 Errors are JSON ``{"error": {"code": 2, "message": ...}}`` with the CLI's exit code and message (a task that
 fails validation gets the same lines ``agent validate`` prints). No key or token appears in a response or
@@ -37,6 +39,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -52,9 +55,11 @@ from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from thrifty.budget import Budget, BudgetExceeded, Ledger
+from thrifty.budget import Budget, BudgetExceeded, ChargeEvent, Ledger
 from thrifty.redact import redact, redact_value
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERNAL, RunResult
+
+log = logging.getLogger(__name__)
 
 TOKEN_ENV = "THRIFTY_SERVE_TOKEN"
 MAX_BODY = 256 * 1024
@@ -168,8 +173,31 @@ class Server:
     def root(self) -> Ledger:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         if self._root is None or day != self._day:
-            self._root, self._day = Ledger(self.settings.server_budget, name=f"server-{day}"), day
+            root = Ledger(self.settings.server_budget, name=f"server-{day}")
+            root.restore(self._spent_on(day))
+            self._root, self._day = root, day
         return self._root
+
+    def _spent_on(self, day: str) -> list[ChargeEvent]:
+        """What this server's runs created on ``day`` (UTC) spent before a restart, from the checkpoint
+        journal (every charge is written as it settles): a restarted server keeps counting the same day's
+        cap. Without checkpoints there is nothing to read (and the cap counts from the start)."""
+        path = self.settings.checkpoint
+        if path is None:
+            return []
+        from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
+
+        if checkpoints_missing(path):
+            return []
+        try:
+            store = DurableStore(path)
+            try:
+                return store.charges_since(f"{day}T00:00:00", TASK_META)
+            finally:
+                store.close()
+        except CheckpointError as exc:
+            log.warning("the server budget cannot read what was spent before the restart: %s", exc)
+            return []
 
     def active(self) -> int:
         return sum(1 for r in self.runs.values() if r.status == "running")

@@ -286,6 +286,24 @@ class DurableStore:
             out.append({**data, "call_key": key, "recorded": bool(has_result)})
         return out
 
+    def charges_since(self, since: str, meta_key: str) -> list[ChargeEvent]:
+        """The charges of every run created at or after ``since`` (an ISO time, UTC) whose record holds
+        ``meta_key`` (the runs of `agent serve`): what a budget over many runs (a server's daily cap) has
+        spent, which a restart must not forget. Each is journaled as it settles, so a kill loses none."""
+        with self.lock:
+            rows = self.db.execute(
+                "select run_id, meta from thrifty_runs where created >= ? order by created", (since,)
+            )
+        out: list[ChargeEvent] = []
+        for run_id, meta in rows:
+            try:
+                held = meta_key in json.loads(meta)
+            except ValueError:
+                continue  # a corrupt record is refused when that run is resumed, not here
+            if held:
+                out.extend(charge_from_dict(c) for c in self.charges(run_id))
+        return out
+
     def inflight(self, run_id: str) -> list[dict[str, Any]]:
         with self.lock:
             rows = self.db.execute(
