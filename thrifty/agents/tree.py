@@ -190,6 +190,37 @@ def compact_evidence(tree: list[TreeNode], node_id: int, limit: int, full_above:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
+def listed_text(tree: list[TreeNode], node_id: int, exclude_own: bool = True) -> str:
+    """The titles listed by steps pruned for no progress whose parent is on the path to ``node_id``: a
+    search that listed the next page without its evidence was paid for, and the line that goes on past it
+    should still know what it listed (read the page instead of searching for it again). With
+    ``exclude_own``, the children of ``node_id`` itself are left out (the tried list shows them). Empty
+    when there are none."""
+    on_path = {n.id for n in path_to(tree, node_id)}
+    parents = on_path - {node_id} if exclude_own else on_path
+    lines: list[str] = []
+    for n in tree:
+        if (
+            n.parent not in parents
+            or n.id in on_path
+            or n.terminal
+            or not n.tool
+            or not (n.pruned and (n.prune_reason or "").startswith("no progress"))
+        ):
+            continue
+        text = n.observation.split("\n<budget>")[0]
+        titles = [line for line in text.splitlines() if line.startswith("Title:")]
+        if titles:
+            lines.append(f"> {n.tool}({n.arguments})")
+            lines.extend(titles)
+    return "\n".join(lines)
+
+
+def credited_steps(tree: list[TreeNode], node_id: int, min_progress: float) -> int:
+    """How many steps on the path to ``node_id`` the critic credited with at least ``min_progress``."""
+    return sum(1 for n in path_to(tree, node_id)[1:] if n.tool and not n.terminal and n.progress >= min_progress)
+
+
 def shared_text(tree: list[TreeNode], node_id: int, min_progress: float, limit: int = 1400) -> str:
     """What other branches found: the observations of steps off the path to ``node_id`` that the critic
     credited with at least ``min_progress``, each once (empty when none). A branch builds on them instead

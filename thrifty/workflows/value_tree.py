@@ -47,7 +47,9 @@ from thrifty.agents.tree import (
     Action,
     best_terminal,
     compact_evidence,
+    credited_steps,
     frontier,
+    listed_text,
     new_root,
     path_messages,
     path_to,
@@ -149,6 +151,17 @@ class ValueTreeOptions(StrategyOptions):
         default=True,
         description="Prompts show steps without progress as their call and listed titles only, so the "
         "steps that found something keep their text on long (3-4 hop) paths.",
+    )
+    keep_listings: bool = Field(
+        default=True,
+        description="An expansion's prompt lists the titles that searches pruned for no progress listed "
+        "off its path (paid for), so the line past them reads a listed page instead of searching for it.",
+    )
+    forced_from: Literal["evidence", "value"] = Field(
+        default="evidence",
+        description="The branch a forced answer reads: the open node whose path holds the most credited "
+        "steps ('evidence', then value, then depth), or the one of highest mean value ('value'), which "
+        "favours a short path with one lucky step over a longer one that found more.",
     )
     final_evidence: Literal["path", "tree"] = Field(
         default="tree",
@@ -290,10 +303,18 @@ def expansion_plan(node: TreeNode, width: int, opts: Mapping[str, Any]) -> int:
     return width
 
 
-def forced_leaf(tree: list[TreeNode]) -> TreeNode:
-    """The branch to force an answer from when no answer was verified: the open node of highest value
-    (deepest on ties), or the root."""
+def forced_leaf(tree: list[TreeNode], by: str = "value", credited: float = 0.5) -> TreeNode:
+    """The branch to force an answer from when no answer was verified, or the root.
+
+    ``by="value"``: the open node of highest value (deepest on ties). ``by="evidence"``: the open node
+    whose path holds the most steps with progress >= ``credited``, then by value and depth (the mean
+    value of a path falls with every step that found nothing, so by value alone a one-step path that
+    found one paragraph beats the two-step path that found both)."""
     leaves = [n for n in tree if not n.pruned and not n.terminal]
+    if by == "evidence":
+        return max(
+            leaves, key=lambda n: (credited_steps(tree, n.id, credited), n.value, n.depth), default=tree[0]
+        )
     return max(leaves, key=lambda n: (n.value, n.depth), default=tree[0])
 
 
@@ -336,6 +357,11 @@ def expansion_evidence(
         if compact
         else evidence_text(path_messages(tree, chosen.id), limit=900)
     )
+    listed = listed_text(tree, chosen.id, bool(opts.get("show_tried"))) if opts.get("keep_listings") else ""
+    if listed:
+        evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + "\n" + (
+            prompts.EXPAND_LISTED.format(listed=listed)
+        )
     shared = shared_text(tree, chosen.id, credited) if opts.get("share_evidence") else ""
     if shared:
         note = prompts.EXPAND_SHARED.format(shared=shared)
@@ -463,7 +489,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
     if answer is None:
-        leaf = forced_leaf(tree)
+        leaf = forced_leaf(tree, str(opts.get("forced_from", "value")), float(opts.get("credited", 0.5)))
         try:
             why = (
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
@@ -499,7 +525,7 @@ def build_value_tree(options: ValueTreeOptions | Mapping[str, Any] | None = None
     opts = ValueTreeOptions.of(options).model_dump()
 
     wf = Workflow("value_tree")
-    wf.node("expand", partial(expand, opts=opts)).node("finalize", finalize)
+    wf.node("expand", partial(expand, opts=opts)).node("finalize", partial(finalize, opts=opts))
     wf.route("expand", route, ["expand", "finalize"])
     wf.edge("finalize", END)
     return wf.compile()
