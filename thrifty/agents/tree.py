@@ -218,7 +218,9 @@ def listed_text(tree: list[TreeNode], node_id: int, exclude_own: bool = True) ->
 
 def credited_steps(tree: list[TreeNode], node_id: int, min_progress: float) -> int:
     """How many steps on the path to ``node_id`` the critic credited with at least ``min_progress``."""
-    return sum(1 for n in path_to(tree, node_id)[1:] if n.tool and not n.terminal and n.progress >= min_progress)
+    return sum(
+        1 for n in path_to(tree, node_id)[1:] if n.tool and not n.terminal and n.progress >= min_progress
+    )
 
 
 def shared_text(tree: list[TreeNode], node_id: int, min_progress: float, limit: int = 1400) -> str:
