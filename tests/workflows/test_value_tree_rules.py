@@ -413,3 +413,37 @@ def test_the_search_stops_after_max_idle_expansions_instead_of_reopening_forever
         max_idle=None,
     ).run("What is the capital of France?")
     assert len([e for e in capped.trace if isinstance(e, ExpandEvent)]) > 4  # went on to the expansion cap
+
+
+def test_keep_listings_shows_a_line_what_a_pruned_search_before_it_listed() -> None:
+    """search Berlin (found) -> search Paris (listed Paris, pruned) -> read Paris from the same node (found):
+    the next expansion, from the read, still sees the title the pruned search listed."""
+    prompts = {}
+    for keep in (True, False):
+        script = ScriptedModel(
+            [
+                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "search", "arguments": {"query": "Paris"}}),
+                reply(json.dumps({"progress": 0.0, "reason": "nothing yet"})),
+                cands({"tool": "read", "arguments": {"title": "Paris"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "answer", "arguments": {"answer": "Paris"}}),
+                reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "s", "justification": "j"})),
+            ]
+        )
+        agent = Agent(
+            script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=5),
+            strategy="value_tree",
+            seed=3,
+            parallel=False,
+            keep_listings=keep,
+        )
+        result = agent.run("What is the capital of France?")
+        assert result.answer == "Paris"
+        assert [e.selected for e in result.trace if isinstance(e, ExpandEvent)] == [0, 1, 1, 3]
+        prompts[keep] = json.dumps(script.requests[6].messages)
+    assert "Pages listed earlier" in prompts[True] and "Title: Paris" in prompts[True]
+    assert "Pages listed earlier" not in prompts[False]
