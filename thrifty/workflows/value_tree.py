@@ -190,6 +190,12 @@ class ValueTreeOptions(StrategyOptions):
         "the tree's evidence; without it a node with nothing new to try was reopened until the expansion "
         "cap or the token budget ran out, paying for the odd stray search on the way. null: never.",
     )
+    step_chars: PositiveInt = Field(
+        default=1500,
+        description="Characters of a step's observation the critic reads, and that a credited step keeps in "
+        "compact and shared evidence (was 900 and 700: a page whose evidence came after them was scored "
+        "'no progress' and pruned, and the line never learned it had found it).",
+    )
     keep_listings: bool = Field(
         default=True,
         description="An expansion's prompt lists the titles that searches pruned for no progress listed "
@@ -439,9 +445,10 @@ def expansion_evidence(
     ``compact_evidence``, plus what other branches found if ``share_evidence``."""
     credited = float(opts["credited"])
     compact = bool(opts.get("compact_evidence"))
-    evidence = compact_evidence(tree, chosen.id, 3600, credited) if compact else None
+    chars = int(opts.get("step_chars", 700))
+    evidence = compact_evidence(tree, chosen.id, 3600, credited, chars) if compact else None
     before = (
-        compact_evidence(tree, chosen.id, 1800, credited)
+        compact_evidence(tree, chosen.id, 1800, credited, chars)
         if compact
         else evidence_text(path_messages(tree, chosen.id), limit=900)
     )
@@ -452,7 +459,7 @@ def expansion_evidence(
             + "\n"
             + (prompts.EXPAND_LISTED.format(listed=listed))
         )
-    shared = shared_text(tree, chosen.id, credited) if opts.get("share_evidence") else ""
+    shared = shared_text(tree, chosen.id, credited, step_chars=chars) if opts.get("share_evidence") else ""
     if shared:
         note = prompts.EXPAND_SHARED.format(shared=shared)
         evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + "\n" + note
@@ -547,7 +554,14 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
             children.append(child)
         for child in children:
             if not (child.pruned or child.terminal):
-                progress, why = score_progress(sub, question, before, _action_of(child), child.observation)
+                progress, why = score_progress(
+                    sub,
+                    question,
+                    before,
+                    _action_of(child),
+                    child.observation,
+                    int(opts.get("step_chars", 900)),
+                )
                 apply_progress(child, chosen, progress, why, float(opts["prune_below"]))
         for child in children:
             if child.terminal and opts["verify"]:
