@@ -447,3 +447,34 @@ def test_keep_listings_shows_a_line_what_a_pruned_search_before_it_listed() -> N
         prompts[keep] = json.dumps(script.requests[6].messages)
     assert "Pages listed earlier" in prompts[True] and "Title: Paris" in prompts[True]
     assert "Pages listed earlier" not in prompts[False]
+
+
+def test_step_chars_keeps_evidence_that_comes_late_in_a_page() -> None:
+    late = "filler " * 150 + "THE EVIDENCE"  # past 700 and 900 characters
+    tree = [
+        new_root("q"),
+        node(1, 0, 1, tool="read", arguments='{"title": "Long"}', observation=late, progress=0.9),
+    ]
+    assert "THE EVIDENCE" not in compact_evidence(tree, 1, 3600, 0.5)  # the old 700 characters
+    assert "THE EVIDENCE" in compact_evidence(tree, 1, 3600, 0.5, step_chars=1500)
+    assert "THE EVIDENCE" in shared_text(tree, 0, 0.5, limit=3000, step_chars=1500)
+    tools = make_search_tools(Corpus([("Long", late)]), k=1)
+    for chars, seen in ((900, False), (1500, True)):
+        script = ScriptedModel(
+            [
+                cands({"tool": "read", "arguments": {"title": "Long"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            ],
+            default=reply("x"),
+        )
+        Agent(
+            script.model,
+            tools=tools,
+            budget=Budget(tool_calls=1),
+            strategy="value_tree",
+            parallel=False,
+            step_chars=chars,
+        ).run("What is long?")
+        critic = json.dumps(script.requests[1].messages)
+        assert "CRITIC" in critic.upper() or "progress" in critic
+        assert ("THE EVIDENCE" in critic) is seen
