@@ -190,11 +190,11 @@ class ValueTreeOptions(StrategyOptions):
         "the tree's evidence; without it a node with nothing new to try was reopened until the expansion "
         "cap or the token budget ran out, paying for the odd stray search on the way. null: never.",
     )
-    step_chars: PositiveInt = Field(
+    step_chars: PositiveInt | None = Field(
         default=1500,
         description="Characters of a step's observation the critic reads, and that a credited step keeps in "
-        "compact and shared evidence (was 900 and 700: a page whose evidence came after them was scored "
-        "'no progress' and pruned, and the line never learned it had found it).",
+        "compact and shared evidence; null: the earlier 900 and 700 (a page whose evidence came after them "
+        "was scored 'no progress' and pruned, and the line never learned it had found it).",
     )
     keep_listings: bool = Field(
         default=True,
@@ -445,7 +445,7 @@ def expansion_evidence(
     ``compact_evidence``, plus what other branches found if ``share_evidence``."""
     credited = float(opts["credited"])
     compact = bool(opts.get("compact_evidence"))
-    chars = int(opts.get("step_chars", 700))
+    chars = int(opts.get("step_chars") or 700)
     evidence = compact_evidence(tree, chosen.id, 3600, credited, chars) if compact else None
     before = (
         compact_evidence(tree, chosen.id, 1800, credited, chars)
@@ -560,7 +560,7 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
                     before,
                     _action_of(child),
                     child.observation,
-                    int(opts.get("step_chars", 900)),
+                    int(opts.get("step_chars") or 900),
                 )
                 apply_progress(child, chosen, progress, why, float(opts["prune_below"]))
         for child in children:
