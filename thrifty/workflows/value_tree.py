@@ -31,7 +31,9 @@ calls most runs end in a forced answer, so that was the tree's deficit at B = 3.
 evidence`` (the branch with the most credited steps), ``keep_listings`` (a line past a pruned search keeps the
 titles it listed, so it reads the page instead of searching again), ``follow_sure`` (no sampling while the
 critic is sure of the newest step), ``retry_rejected`` (a refused answer's node is asked again, at no tool
-cost), ``max_idle`` (stop after expansions that add nothing, instead of reopening a node that has nothing
+cost), ``step_chars`` (the critic read 900 characters of an observation and prompts kept 700 of a credited
+step, so evidence late in a page was never credited and the line stalled), ``max_idle`` (stop after
+expansions that add nothing, instead of reopening a node that has nothing
 new to try until the token budget runs out, paying for stray searches on the way: the B = 20 excess of tool
 calls) and ``max_rejections`` (a stop after refused answers from grounded paths; off, since the tree pays
 for no tool call after its first proposed answer: the next proposals come from evidence already paid for).
