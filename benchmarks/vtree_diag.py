@@ -5,7 +5,9 @@
 
 Per budget: EM, tool calls, tokens, model requests per role (from the trace), tool calls per depth, children
 pruned and why, wasted sibling calls (tool calls of children that were pruned), re-expansions, answers
-proposed / verified, stop reasons, and how many runs answered "unknown" (or nothing).
+proposed / verified, tool calls paid after the first proposed answer (``calls_after_answer``, per question;
+``answered``: the share of runs that proposed one), stop reasons, and how many runs answered "unknown"
+(or nothing).
 """
 
 from __future__ import annotations
@@ -85,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
                     t["expansions"] += 1
                 elif action == "tree":
                     methods[str(d.get("method", "")).split(" from")[0]] += 1
-                    nodes = d["nodes"]
+                    nodes = [n if isinstance(n, dict) else n.model_dump() for n in d["nodes"]]
+                    first = min((n["id"] for n in nodes if n["terminal"]), default=None)
+                    if first is not None:  # what the search paid for after its first proposed answer
+                        t["answered"] += 1
+                        t["calls_after_answer"] += sum(
+                            (n.get("spent") or {}).get("tool_calls", 0) for n in nodes if n["id"] > first
+                        )
                     for n in nodes:
                         n = n if isinstance(n, dict) else n.model_dump()
                         if n["expanded"] > 1:

@@ -51,6 +51,13 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
         "reuse_repeats": True,
         "reopen": True,
         "compact_evidence": True,
+        "follow_sure": True,
+        "retry_rejected": True,
+        "max_rejections": None,
+        "max_idle": 3,
+        "step_chars": 1500,
+        "keep_listings": True,
+        "forced_from": "evidence",
         "final_evidence": "tree",
     }
     for name, model in builtin_options().items():

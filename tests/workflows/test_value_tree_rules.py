@@ -5,6 +5,7 @@ pooled forced answer and the budget-scaled expansion cap."""
 from __future__ import annotations
 
 import json
+import random
 
 from thrifty import Agent, Budget
 from thrifty.agents.events import ExpandEvent, TreeEvent
@@ -12,7 +13,9 @@ from thrifty.agents.records import TreeNode
 from thrifty.agents.tree import (
     Action,
     compact_evidence,
+    credited_steps,
     frontier,
+    listed_text,
     new_root,
     pooled_messages,
     reopened,
@@ -21,9 +24,18 @@ from thrifty.agents.tree import (
     wide_needed,
 )
 from thrifty.budget import Ledger
-from thrifty.testing import ScriptedModel, reply
+from thrifty.testing import ScriptedModel, ScriptedReply, reply
 from thrifty.tools import Corpus, Observation, make_search_tools
-from thrifty.workflows.value_tree import expansion_plan, max_expansions, tool_child
+from thrifty.workflows.value_tree import (
+    choose,
+    expansion_plan,
+    forced_leaf,
+    idle_expansion,
+    max_expansions,
+    rejection_stop,
+    retry_node,
+    tool_child,
+)
 
 TOOLS = make_search_tools(
     Corpus([("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is the capital of Germany.")]),
@@ -217,3 +229,252 @@ def test_the_expansion_cap_scales_with_the_tool_call_budget() -> None:
     assert max_expansions(Ctx(Ledger(Budget(tool_calls=10))), None) == 22  # type: ignore[arg-type]
     assert max_expansions(Ctx(Ledger(Budget())), None) == 12  # type: ignore[arg-type]
     assert max_expansions(Ctx(Ledger(Budget(tool_calls=10))), 4) == 4  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------- issue 13, second round
+def test_listed_text_keeps_what_a_pruned_search_off_the_path_listed() -> None:
+    tree = small_tree()  # node 2: a search from the root, pruned for no progress, that listed B
+    assert listed_text(tree, 3) == '> search({"query": "b"})\nTitle: B'  # 3 descends from the root
+    assert listed_text(tree, 0) == ""  # the root's own children are in its tried list
+    assert listed_text(tree, 0, exclude_own=False) == '> search({"query": "b"})\nTitle: B'
+    tree[2].prune_reason = "repeats an observation already on its path"
+    assert listed_text(tree, 3) == ""  # only steps pruned for lack of progress
+
+
+def test_the_forced_answer_reads_the_branch_with_the_most_credited_steps() -> None:
+    tree = [
+        new_root("q"),
+        node(1, 0, 1, tool="search", progress=1.0, value=1.0),
+        node(2, 1, 2, tool="search", progress=0.2, value=0.6),
+        node(3, 2, 3, tool="read", progress=1.0, value=0.73),  # two credited steps on its path
+    ]
+    assert forced_leaf(tree, "value").id == 1
+    assert forced_leaf(tree, "evidence", 0.5).id == 3
+    assert credited_steps(tree, 3, 0.5) == 2 and credited_steps(tree, 2, 0.5) == 1
+
+
+def answer_tree(verdict: str) -> list[TreeNode]:
+    return [
+        new_root("q"),
+        node(1, 0, 1, tool="search", progress=1.0, value=1.0, expanded=1),
+        node(2, 1, 2, tool="answer", terminal=True, answer="x", verdict=verdict),
+        node(3, 0, 1, tool="search", progress=0.3, value=0.3),
+    ]
+
+
+def test_a_refused_answers_node_is_asked_again_once_before_anything_else() -> None:
+    tree = answer_tree("CONTINUE")
+    assert retry_node(tree, []) is tree[1]
+    assert retry_node(tree, [2]) is None  # already retried
+    assert retry_node(answer_tree("SUCCESS"), []) is None
+    assert retry_node(answer_tree("UNVERIFIED"), []) is None  # the budget stopped the verifier
+    rng = random.Random(0)
+    opts = {"retry_rejected": True, "follow_sure": True, "widen_below": 0.5}
+    chosen, how = choose(tree, [tree[3]], 1.0, rng, opts)
+    assert (chosen.id, how) == (1, "retry")
+    chosen, how = choose(tree, [tree[3]], 1.0, rng, {**opts, "_retried": [2]})
+    assert (chosen.id, how) == (3, "sampled")  # node 3 made progress 0.3: not sure, so sampled
+
+
+def test_follow_sure_goes_on_from_the_newest_step_the_critic_was_sure_of() -> None:
+    tree = [
+        new_root("q"),
+        node(1, 0, 1, tool="search", progress=0.9, value=0.9, expanded=1),
+        node(2, 1, 2, tool="read", progress=0.8, value=0.85),
+        node(3, 0, 1, tool="search", progress=0.95, value=0.95),
+        node(4, 1, 2, tool="search", progress=0.2, value=0.55),
+    ]
+    leaves = [tree[2], tree[3], tree[4]]
+    opts = {"retry_rejected": True, "follow_sure": True, "widen_below": 0.5}
+    assert choose(tree, leaves, 1.0, random.Random(0), opts)[0].id == 3
+    assert choose(tree, leaves[:1] + leaves[2:], 1.0, random.Random(0), opts)[0].id == 2
+    _, how = choose(tree, [tree[4]], 1.0, random.Random(0), opts)
+    assert how == "sampled"
+
+
+def test_the_search_stops_after_max_rejections_grounded_refusals() -> None:
+    tree = answer_tree("CONTINUE")
+    assert not rejection_stop(tree, 2, 0.5)
+    tree.append(node(5, 1, 2, tool="answer", terminal=True, answer="y", verdict="CONTINUE"))
+    assert rejection_stop(tree, 2, 0.5) and not rejection_stop(tree, None, 0.5)
+    ungrounded = [new_root("q"), node(1, 0, 1, tool="answer", terminal=True, answer="x", verdict="PIVOT")]
+    ungrounded.append(node(2, 0, 1, tool="answer", terminal=True, answer="z", verdict="PIVOT"))
+    assert not rejection_stop(ungrounded, 2, 0.5)  # guesses with no evidence behind them: search on
+
+
+def cands(*actions: dict[str, object]) -> ScriptedReply:
+    return reply(json.dumps({"thought": "t", "actions": list(actions)}))
+
+
+def test_a_refused_answer_is_retried_then_the_search_stops_and_answers_from_the_tree() -> None:
+    search = {"tool": "search", "arguments": {"query": "Paris"}}
+    script = ScriptedModel(
+        [
+            cands(search),
+            reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            cands({"tool": "answer", "arguments": {"answer": "Lyon"}}),
+            reply(json.dumps({"decision": "CONTINUE", "trajectory_summary": "s", "justification": "no"})),
+            cands({"tool": "answer", "arguments": {"answer": "Nice"}}),  # the retry, from the same node
+            reply(json.dumps({"decision": "CONTINUE", "trajectory_summary": "s", "justification": "no"})),
+            reply("Paris"),  # the forced answer, after the second grounded refusal
+        ]
+    )
+    agent = Agent(
+        script.model,
+        tools=TOOLS,
+        budget=Budget(tool_calls=10),
+        strategy="value_tree",
+        seed=3,
+        parallel=False,
+        max_rejections=2,
+    )
+    result = agent.run("What is the capital of France?")
+    expands = [e for e in result.trace if isinstance(e, ExpandEvent)]
+    assert [e.selected for e in expands] == [0, 1, 1]  # the refused answer's node, asked again
+    assert result.answer == "Paris" and result.usage.tool_calls == 1 and result.stop_reason == "completed"
+    tree = result.trace[-1]
+    assert isinstance(tree, TreeEvent) and tree.method.startswith("forced from branch 1")
+    final = json.dumps(script.requests[-1].messages)
+    assert "Paris is the capital of France" in final  # read from the tree's evidence
+
+
+def test_the_forced_answer_honours_final_evidence() -> None:
+    """finalize gets the strategy's options: with final_evidence: tree the forced answer also reads a
+    credited step off the branch it is forced from (here chosen by value: the shorter branch)."""
+    finals = {}
+    for evidence in ("tree", "path"):
+        script = ScriptedModel(
+            [
+                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "search", "arguments": {"query": "Paris"}}),
+                reply(json.dumps({"progress": 0.6, "reason": "partly"})),  # value 0.75 < 0.9
+                reply("Paris"),
+            ]
+        )
+        agent = Agent(
+            script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=2),
+            strategy="value_tree",
+            seed=3,
+            parallel=False,
+            final_evidence=evidence,
+            forced_from="value",
+        )
+        result = agent.run("What is the capital of France?")
+        tree = result.trace[-1]
+        assert isinstance(tree, TreeEvent) and tree.method == "forced from branch 1"
+        finals[evidence] = json.dumps(script.requests[-1].messages)
+    assert "Berlin is the capital" in finals["tree"] and "Paris is the capital" in finals["tree"]
+    assert "Berlin is the capital" in finals["path"] and "Paris is the capital" not in finals["path"]
+
+
+def test_an_expansion_is_idle_when_it_paid_for_nothing_and_kept_nothing() -> None:
+    repeat = node(
+        5, 1, 2, tool="read", pruned=True, prune_reason="repeats an observation already on its path"
+    )
+    assert idle_expansion([]) and idle_expansion([repeat])
+    paid = node(
+        6, 1, 2, tool="search", pruned=True, prune_reason="no progress (0.0)", spent={"tool_calls": 1}
+    )
+    assert not idle_expansion([repeat, paid])  # a search was paid for
+    assert not idle_expansion([node(7, 1, 2, tool="search", progress=0.9)])  # kept
+    assert not idle_expansion([node(8, 1, 2, tool="answer", terminal=True, answer="x")])
+
+
+def test_the_search_stops_after_max_idle_expansions_instead_of_reopening_forever() -> None:
+    read = {"tool": "read", "arguments": {"title": "Paris"}}
+    script = ScriptedModel(
+        [
+            cands(read),
+            reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            *[cands(read) for _ in range(3)],  # the same read again and again: filtered as tried, idle
+            reply("Paris"),  # the forced answer
+        ],
+        default=cands(read),
+    )
+    agent = Agent(
+        script.model, tools=TOOLS, budget=Budget(tool_calls=10), strategy="value_tree", seed=3, parallel=False
+    )
+    result = agent.run("What is the capital of France?")
+    expands = [e for e in result.trace if isinstance(e, ExpandEvent)]
+    assert len(expands) == 4 and all(c.pruned for e in expands[1:] for c in e.children)
+    assert result.answer == "Paris" and result.usage.tool_calls == 1 and result.stop_reason == "completed"
+    capped = Agent(
+        ScriptedModel(
+            [cands(read), reply(json.dumps({"progress": 0.9, "reason": "found"}))], default=cands(read)
+        ).model,
+        tools=TOOLS,
+        budget=Budget(tool_calls=10),
+        strategy="value_tree",
+        seed=3,
+        parallel=False,
+        max_idle=None,
+    ).run("What is the capital of France?")
+    assert len([e for e in capped.trace if isinstance(e, ExpandEvent)]) > 4  # went on to the expansion cap
+
+
+def test_keep_listings_shows_a_line_what_a_pruned_search_before_it_listed() -> None:
+    """search Berlin (found) -> search Paris (listed Paris, pruned) -> read Paris from the same node (found):
+    the next expansion, from the read, still sees the title the pruned search listed."""
+    prompts = {}
+    for keep in (True, False):
+        script = ScriptedModel(
+            [
+                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "search", "arguments": {"query": "Paris"}}),
+                reply(json.dumps({"progress": 0.0, "reason": "nothing yet"})),
+                cands({"tool": "read", "arguments": {"title": "Paris"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "answer", "arguments": {"answer": "Paris"}}),
+                reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "s", "justification": "j"})),
+            ]
+        )
+        agent = Agent(
+            script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=5),
+            strategy="value_tree",
+            seed=3,
+            parallel=False,
+            keep_listings=keep,
+        )
+        result = agent.run("What is the capital of France?")
+        assert result.answer == "Paris"
+        assert [e.selected for e in result.trace if isinstance(e, ExpandEvent)] == [0, 1, 1, 3]
+        prompts[keep] = json.dumps(script.requests[6].messages)
+    assert "Pages listed earlier" in prompts[True] and "Title: Paris" in prompts[True]
+    assert "Pages listed earlier" not in prompts[False]
+
+
+def test_step_chars_keeps_evidence_that_comes_late_in_a_page() -> None:
+    late = "filler " * 150 + "THE EVIDENCE"  # past 700 and 900 characters
+    tree = [
+        new_root("q"),
+        node(1, 0, 1, tool="read", arguments='{"title": "Long"}', observation=late, progress=0.9),
+    ]
+    assert "THE EVIDENCE" not in compact_evidence(tree, 1, 3600, 0.5)  # the old 700 characters
+    assert "THE EVIDENCE" in compact_evidence(tree, 1, 3600, 0.5, step_chars=1500)
+    assert "THE EVIDENCE" in shared_text(tree, 0, 0.5, limit=3000, step_chars=1500)
+    tools = make_search_tools(Corpus([("Long", late)]), k=1)
+    for chars, seen in ((900, False), (1500, True)):
+        script = ScriptedModel(
+            [
+                cands({"tool": "read", "arguments": {"title": "Long"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            ],
+            default=reply("x"),
+        )
+        Agent(
+            script.model,
+            tools=tools,
+            budget=Budget(tool_calls=1),
+            strategy="value_tree",
+            parallel=False,
+            step_chars=chars,
+        ).run("What is long?")
+        critic = json.dumps(script.requests[1].messages)
+        assert "CRITIC" in critic.upper() or "progress" in critic
+        assert ("THE EVIDENCE" in critic) is seen

@@ -87,6 +87,9 @@ This line of search so far:
 EXPAND_TRIED = """Already tried from this point (do not repeat these; build on what they listed):
 {tried}"""
 
+EXPAND_LISTED = """Pages listed earlier on this line by searches that found no evidence themselves (read one if it helps):
+{listed}"""
+
 EXPAND_SHARED = """Found on other lines of search (use it; do not search for it again):
 {shared}"""
 

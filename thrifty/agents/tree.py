@@ -171,7 +171,9 @@ def tried_text(tree: list[TreeNode], node_id: int, chars: int = 300) -> str:
     return "\n".join(lines)
 
 
-def compact_evidence(tree: list[TreeNode], node_id: int, limit: int, full_above: float) -> str:
+def compact_evidence(
+    tree: list[TreeNode], node_id: int, limit: int, full_above: float, step_chars: int = 700
+) -> str:
     """The path's evidence with each step that made less than ``full_above`` progress cut to its call and
     the titles it listed, so that the steps that found something keep their text on long (3-4 hop) paths.
     Newest kept when still over ``limit``."""
@@ -182,7 +184,7 @@ def compact_evidence(tree: list[TreeNode], node_id: int, limit: int, full_above:
         lines.append(f"> {n.tool}({n.arguments})")
         text = n.observation.split("\n<budget>")[0]
         if n.progress >= full_above:
-            lines.append(text[:700])
+            lines.append(text[:step_chars])
         else:
             titles = [line for line in text.splitlines() if line.startswith("Title:")]
             lines.append("\n".join(titles) if titles else text[:160])
@@ -190,7 +192,42 @@ def compact_evidence(tree: list[TreeNode], node_id: int, limit: int, full_above:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def shared_text(tree: list[TreeNode], node_id: int, min_progress: float, limit: int = 1400) -> str:
+def listed_text(tree: list[TreeNode], node_id: int, exclude_own: bool = True) -> str:
+    """The titles listed by steps pruned for no progress whose parent is on the path to ``node_id``: a
+    search that listed the next page without its evidence was paid for, and the line that goes on past it
+    should still know what it listed (read the page instead of searching for it again). With
+    ``exclude_own``, the children of ``node_id`` itself are left out (the tried list shows them). Empty
+    when there are none."""
+    on_path = {n.id for n in path_to(tree, node_id)}
+    parents = on_path - {node_id} if exclude_own else on_path
+    lines: list[str] = []
+    for n in tree:
+        if (
+            n.parent not in parents
+            or n.id in on_path
+            or n.terminal
+            or not n.tool
+            or not (n.pruned and (n.prune_reason or "").startswith("no progress"))
+        ):
+            continue
+        text = n.observation.split("\n<budget>")[0]
+        titles = [line for line in text.splitlines() if line.startswith("Title:")]
+        if titles:
+            lines.append(f"> {n.tool}({n.arguments})")
+            lines.extend(titles)
+    return "\n".join(lines)
+
+
+def credited_steps(tree: list[TreeNode], node_id: int, min_progress: float) -> int:
+    """How many steps on the path to ``node_id`` the critic credited with at least ``min_progress``."""
+    return sum(
+        1 for n in path_to(tree, node_id)[1:] if n.tool and not n.terminal and n.progress >= min_progress
+    )
+
+
+def shared_text(
+    tree: list[TreeNode], node_id: int, min_progress: float, limit: int = 1400, step_chars: int = 700
+) -> str:
     """What other branches found: the observations of steps off the path to ``node_id`` that the critic
     credited with at least ``min_progress``, each once (empty when none). A branch builds on them instead
     of paying again for what a sibling already found."""
@@ -203,7 +240,7 @@ def shared_text(tree: list[TreeNode], node_id: int, min_progress: float, limit: 
             continue
         seen.add(n.observation)
         lines.append(f"> {n.tool}({n.arguments})")
-        lines.append(n.observation.split("\n<budget>")[0][:700])
+        lines.append(n.observation.split("\n<budget>")[0][:step_chars])
     text = "\n".join(lines)
     return text if len(text) <= limit else "…" + text[-limit:]
 
@@ -391,7 +428,12 @@ def run_actions(
 
 
 def score_progress(
-    ctx: RunContext, question: str, before: str, action: Action, observation: str
+    ctx: RunContext,
+    question: str,
+    before: str,
+    action: Action,
+    observation: str,
+    observation_chars: int = 900,
 ) -> tuple[float, str]:
     """The residual critic: how much did this one step add? (0 on an invalid reply: no evidence of progress.)"""
     messages = [
@@ -402,7 +444,7 @@ def score_progress(
                 question=question,
                 before=before,
                 action=f"{action.tool}({json.dumps(action.arguments)})",
-                observation=observation[:900],
+                observation=observation[:observation_chars],
             ),
         },
     ]

@@ -24,6 +24,20 @@ search is sure), ``dead_ends_only`` (re-expand a node only when all its children
 ``compact_evidence`` (long 3-4 hop paths keep the text of the steps that found something), ``reopen`` (no
 early "completed" while budget remains), ``max_depth`` 8 and a budget-scaled ``max_expansions``.
 
+Second round (issue 13): the forced answer never read the tree's evidence (``finalize`` did not get the
+options, so ``final_evidence: tree`` was dead) and was forced from the branch of highest *mean* value, which
+prefers a one-step path that found one paragraph over the three-step path that found both: at three tool
+calls most runs end in a forced answer, so that was the tree's deficit at B = 3. Now ``forced_from:
+evidence`` (the branch with the most credited steps), ``keep_listings`` (a line past a pruned search keeps the
+titles it listed, so it reads the page instead of searching again), ``follow_sure`` (no sampling while the
+critic is sure of the newest step), ``retry_rejected`` (a refused answer's node is asked again, at no tool
+cost), ``step_chars`` (the critic read 900 characters of an observation and prompts kept 700 of a credited
+step, so evidence late in a page was never credited and the line stalled), ``max_idle`` (stop after
+expansions that add nothing, instead of reopening a node that has nothing
+new to try until the token budget runs out, paying for stray searches on the way: the B = 20 excess of tool
+calls) and ``max_rejections`` (a stop after refused answers from grounded paths; off, since the tree pays
+for no tool call after its first proposed answer: the next proposals come from evidence already paid for).
+
 Options: see :class:`ValueTreeOptions`.
 """
 
@@ -47,7 +61,9 @@ from thrifty.agents.tree import (
     Action,
     best_terminal,
     compact_evidence,
+    credited_steps,
     frontier,
+    listed_text,
     new_root,
     path_messages,
     path_to,
@@ -149,6 +165,49 @@ class ValueTreeOptions(StrategyOptions):
         default=True,
         description="Prompts show steps without progress as their call and listed titles only, so the "
         "steps that found something keep their text on long (3-4 hop) paths.",
+    )
+    follow_sure: bool = Field(
+        default=True,
+        description="Go straight down a line while the critic is sure: expand the newest unexpanded step "
+        "whose progress is >= widen_below without sampling; sample with P ∝ V ** (1 / r) only where the "
+        "last step made no clear progress (a react-like line where it works, a tree where it stalls).",
+    )
+    retry_rejected: bool = Field(
+        default=True,
+        description="After the verifier refuses an answer, ask the node that proposed it once more (an "
+        "answer from evidence already paid for costs no tool call) before paying for a new search.",
+    )
+    max_rejections: PositiveInt | None = Field(
+        default=None,
+        description="Stop searching after this many refused answers from paths with credited evidence and "
+        "force an answer from the tree's evidence (a budget-aware stop: once the evidence was judged "
+        "sufficient to answer and re-asking did not help, more searches rarely change it); null: never. "
+        "Off by default: measured, the tree spends no tool calls after its first proposed answer (the "
+        "next proposals come from evidence already paid for), so the stop only cut answer draws.",
+    )
+    max_idle: PositiveInt | None = Field(
+        default=3,
+        description="Stop after this many idle expansions (nothing paid for, nothing kept, no answer: the "
+        "model only proposed what was already tried or repeated its own path) and force an answer from "
+        "the tree's evidence; without it a node with nothing new to try was reopened until the expansion "
+        "cap or the token budget ran out, paying for the odd stray search on the way. null: never.",
+    )
+    step_chars: PositiveInt | None = Field(
+        default=1500,
+        description="Characters of a step's observation the critic reads, and that a credited step keeps in "
+        "compact and shared evidence; null: the earlier 900 and 700 (a page whose evidence came after them "
+        "was scored 'no progress' and pruned, and the line never learned it had found it).",
+    )
+    keep_listings: bool = Field(
+        default=True,
+        description="An expansion's prompt lists the titles that searches pruned for no progress listed "
+        "off its path (paid for), so the line past them reads a listed page instead of searching for it.",
+    )
+    forced_from: Literal["evidence", "value"] = Field(
+        default="evidence",
+        description="The branch a forced answer reads: the open node whose path holds the most credited "
+        "steps ('evidence', then value, then depth), or the one of highest mean value ('value'), which "
+        "favours a short path with one lucky step over a longer one that found more.",
     )
     final_evidence: Literal["path", "tree"] = Field(
         default="tree",
@@ -290,11 +349,69 @@ def expansion_plan(node: TreeNode, width: int, opts: Mapping[str, Any]) -> int:
     return width
 
 
-def forced_leaf(tree: list[TreeNode]) -> TreeNode:
-    """The branch to force an answer from when no answer was verified: the open node of highest value
-    (deepest on ties), or the root."""
+def forced_leaf(tree: list[TreeNode], by: str = "value", credited: float = 0.5) -> TreeNode:
+    """The branch to force an answer from when no answer was verified, or the root.
+
+    ``by="value"``: the open node of highest value (deepest on ties). ``by="evidence"``: the open node
+    whose path holds the most steps with progress >= ``credited``, then by value and depth (the mean
+    value of a path falls with every step that found nothing, so by value alone a one-step path that
+    found one paragraph beats the two-step path that found both)."""
     leaves = [n for n in tree if not n.pruned and not n.terminal]
+    if by == "evidence":
+        return max(
+            leaves, key=lambda n: (credited_steps(tree, n.id, credited), n.value, n.depth), default=tree[0]
+        )
     return max(leaves, key=lambda n: (n.value, n.depth), default=tree[0])
+
+
+def refused(node: TreeNode) -> bool:
+    """An answer the verifier looked at and did not accept."""
+    return node.terminal and node.verdict in ("CONTINUE", "PIVOT")
+
+
+def rejection_stop(tree: list[TreeNode], limit: int | None, credited: float) -> bool:
+    """The budget-aware stop: ``limit`` answers were refused that came from paths holding credited
+    evidence (the search had judged its evidence sufficient), so further searching has little value."""
+    if not limit:
+        return False
+    grounded = [
+        n for n in tree if refused(n) and n.parent is not None and credited_steps(tree, n.parent, credited)
+    ]
+    return len(grounded) >= limit
+
+
+def retry_node(tree: list[TreeNode], retried: list[int]) -> TreeNode | None:
+    """The node to re-ask after a refused answer: the parent of the newest answer node, when that answer
+    was refused, was not retried yet, and its parent is still open. None otherwise."""
+    answers = [n for n in tree if n.terminal]
+    if not answers:
+        return None
+    last = max(answers, key=lambda n: n.id)
+    if not refused(last) or last.id in retried or last.parent is None:
+        return None
+    parent = next(n for n in tree if n.id == last.parent)
+    return None if parent.pruned else parent
+
+
+def choose(
+    tree: list[TreeNode], nodes: list[TreeNode], r: float, rng: random.Random, opts: Mapping[str, Any]
+) -> tuple[TreeNode, str]:
+    """The node to expand and why: a refused answer's node first (``retry_rejected``), then the newest
+    unexpanded step the critic was sure of (``follow_sure``), else a sample with P ∝ V ** (1 / r)."""
+    if opts.get("retry_rejected"):
+        again = retry_node(tree, list(opts.get("_retried") or []))
+        if again is not None:
+            return again, "retry"
+    if opts.get("follow_sure"):
+        sure = [
+            n
+            for n in nodes
+            if n.parent is not None and not n.expanded and n.progress >= float(opts["widen_below"])
+        ]
+        if sure:
+            return max(sure, key=lambda n: n.id), "sure"
+    values = [n.value for n in nodes]
+    return nodes[select(values, r, rng)], "sampled"
 
 
 def _verify_terminal(
@@ -330,18 +447,53 @@ def expansion_evidence(
     ``compact_evidence``, plus what other branches found if ``share_evidence``."""
     credited = float(opts["credited"])
     compact = bool(opts.get("compact_evidence"))
-    evidence = compact_evidence(tree, chosen.id, 3600, credited) if compact else None
+    chars = int(opts.get("step_chars") or 700)
+    evidence = compact_evidence(tree, chosen.id, 3600, credited, chars) if compact else None
     before = (
-        compact_evidence(tree, chosen.id, 1800, credited)
+        compact_evidence(tree, chosen.id, 1800, credited, chars)
         if compact
         else evidence_text(path_messages(tree, chosen.id), limit=900)
     )
-    shared = shared_text(tree, chosen.id, credited) if opts.get("share_evidence") else ""
+    listed = listed_text(tree, chosen.id, bool(opts.get("show_tried"))) if opts.get("keep_listings") else ""
+    if listed:
+        evidence = (
+            (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800))
+            + "\n"
+            + (prompts.EXPAND_LISTED.format(listed=listed))
+        )
+    shared = shared_text(tree, chosen.id, credited, step_chars=chars) if opts.get("share_evidence") else ""
     if shared:
         note = prompts.EXPAND_SHARED.format(shared=shared)
         evidence = (evidence or evidence_text(path_messages(tree, chosen.id), limit=1800)) + "\n" + note
         before = f"{before}\n{note}"
     return evidence, before
+
+
+def expandable(
+    tree: list[TreeNode], ctx: RunContext, opts: Mapping[str, Any], expansions: int, idle: int = 0
+) -> tuple[list[TreeNode], dict[str, Any] | None]:
+    """The nodes the next expansion may choose from, or the update that ends the search: a budget stop,
+    no node left (after ``reopen``), the expansion cap, the rejection stop (``max_rejections``) or
+    ``idle`` expansions reaching ``max_idle``."""
+    stop = budget_stop(ctx)
+    nodes = frontier(
+        tree, int(opts["max_depth"]), int(opts["expansions_per_node"]), bool(opts.get("dead_ends_only"))
+    )
+    if not nodes and not stop and opts.get("reopen"):
+        nodes = reopened(tree, int(opts["max_depth"]))
+    if stop or not nodes or expansions >= max_expansions(ctx, opts.get("max_expansions")):
+        reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
+        return nodes, {"tree": tree, "decision": "DONE", "stop_reason": reason}
+    if rejection_stop(tree, opts.get("max_rejections"), float(opts["credited"])):
+        return nodes, {"tree": tree, "decision": "DONE", "stop_reason": None}
+    if opts.get("max_idle") and idle >= int(opts["max_idle"]):
+        return nodes, {"tree": tree, "decision": "DONE", "stop_reason": None}
+    return nodes, None
+
+
+def idle_expansion(children: list[TreeNode]) -> bool:
+    """An expansion that added nothing: no tool call paid, no child kept, no answer proposed."""
+    return not any(c.terminal or not c.pruned or c.spent.get("tool_calls", 0) for c in children)
 
 
 # ------------------------------------------------------------------------------------------- nodes
@@ -351,23 +503,21 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     question = state["question"]
     tree = [n.model_copy() for n in (state.get("tree") or [new_root(question)])]
     expansions = int((state.get("extra") or {}).get("expansions", 0))
-    stop = budget_stop(ctx)
-    nodes = frontier(
-        tree, int(opts["max_depth"]), int(opts["expansions_per_node"]), bool(opts.get("dead_ends_only"))
-    )
-    if not nodes and not stop and opts.get("reopen"):
-        nodes = reopened(tree, int(opts["max_depth"]))
-    if stop or not nodes or expansions >= max_expansions(ctx, opts.get("max_expansions")):
-        reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
-        return {"tree": tree, "decision": "DONE", "stop_reason": reason}
+    stop: str | None = None
+    idle = int((state.get("extra") or {}).get("idle", 0))
+    nodes, done = expandable(tree, ctx, opts, expansions, idle)
+    if done is not None:
+        return done
 
     step = int(state.get("step") or 0) + 1
     r = ctx.ledger.remaining_ratio()
     seed = opts["seed"] if opts["seed"] is not None else ctx.settings.seed
     rng = random.Random(f"{seed}-{expansions}")
-    values = [n.value for n in nodes]
-    probs = selection_probabilities(values, r)
-    chosen = nodes[select(values, r, rng)]
+    retried = list((state.get("extra") or {}).get("retried", []))
+    probs = selection_probabilities([n.value for n in nodes], r)
+    chosen, how = choose(tree, nodes, r, rng, {**opts, "_retried": retried})
+    if how == "retry":
+        retried.append(max(n.id for n in tree if n.terminal))
     chosen.expanded += 1
     try:
         sub, branch = open_branch(ctx, chosen.id, opts["branch_budget"])
@@ -406,7 +556,14 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
             children.append(child)
         for child in children:
             if not (child.pruned or child.terminal):
-                progress, why = score_progress(sub, question, before, _action_of(child), child.observation)
+                progress, why = score_progress(
+                    sub,
+                    question,
+                    before,
+                    _action_of(child),
+                    child.observation,
+                    int(opts.get("step_chars") or 900),
+                )
                 apply_progress(child, chosen, progress, why, float(opts["prune_below"]))
         for child in children:
             if child.terminal and opts["verify"]:
@@ -441,7 +598,7 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
         "decision": decision,
         "stop_reason": stop,
         "candidate": best.answer if best else state.get("candidate"),
-        "extra": {"expansions": expansions + 1},
+        "extra": {"expansions": expansions + 1, "retried": retried, "idle": idle + idle_expansion(children)},
         "trace": [*trace, entry],
     }
 
@@ -463,7 +620,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
     if answer is None:
-        leaf = forced_leaf(tree)
+        leaf = forced_leaf(tree, str(opts.get("forced_from", "value")), float(opts.get("credited", 0.5)))
         try:
             why = (
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
@@ -499,7 +656,7 @@ def build_value_tree(options: ValueTreeOptions | Mapping[str, Any] | None = None
     opts = ValueTreeOptions.of(options).model_dump()
 
     wf = Workflow("value_tree")
-    wf.node("expand", partial(expand, opts=opts)).node("finalize", finalize)
+    wf.node("expand", partial(expand, opts=opts)).node("finalize", partial(finalize, opts=opts))
     wf.route("expand", route, ["expand", "finalize"])
     wf.edge("finalize", END)
     return wf.compile()
