@@ -252,14 +252,16 @@ def _label(router: str, lam: float) -> str:
     return f"{router}:{lam:g}" if router in ("rules", "learned") else router
 
 
-def _done(path: Path) -> set[tuple[str, int, str]]:
+def done_runs(path: Path, field: str = "router") -> set[tuple[str, int, str]]:
+    """The (conversation, question index, ``field``) runs already in the results file ``path`` (``field``:
+    the router of a bench row, the configuration of a router-grid line)."""
     done: set[tuple[str, int, str]] = set()
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 r = json.loads(line)
-                done.add((r["conversation"], int(r["question_index"]), r["router"]))
-            except (json.JSONDecodeError, KeyError, ValueError):
+                done.add((r["conversation"], int(r["question_index"]), r[field]))
+            except (json.JSONDecodeError, KeyError, ValueError, TypeError):
                 continue  # a line cut by an interruption: that run is done again
     return done
 
@@ -363,7 +365,7 @@ def run_memory_bench(
     import thrifty.bench.memsim  # noqa: F401  (registers the simulated answerer)
 
     results.parent.mkdir(parents=True, exist_ok=True)
-    done = _done(results)
+    done = done_runs(results)
     with results.open("a", encoding="utf-8") as out:
         for conv in config.conversations:
             todo = [

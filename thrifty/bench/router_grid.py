@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from thrifty.bench.memory import MemBenchConfig, _question_record
+from thrifty.bench.memory import MemBenchConfig, _question_record, done_runs
 from thrifty.memory import Memory
 from thrifty.memory.learned import CONFIGS, config_name
 
@@ -27,15 +27,7 @@ __all__ = ["grid_done", "load_grid", "run_router_grid"]
 
 def grid_done(path: Path) -> set[tuple[str, int, str]]:
     """The (conversation, question index, configuration) lines already in ``path``."""
-    done: set[tuple[str, int, str]] = set()
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                r = json.loads(line)
-                done.add((r["conversation"], int(r["question_index"]), r["config"]))
-            except (json.JSONDecodeError, KeyError, ValueError, TypeError):
-                continue  # a line cut by an interruption: that run is done again
-    return done
+    return done_runs(path, "config")
 
 
 def run_router_grid(config: MemBenchConfig, out: Path) -> Iterator[dict[str, Any]]:
