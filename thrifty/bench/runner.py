@@ -29,7 +29,7 @@ from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
 from thrifty.budget.pool import LeaseClient, usage_spent
 from thrifty.models.routing import EscalationPolicy, Routing, parse_model_spec
 from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
-from thrifty.scale.executors import LocalExecutor, Refused, run_leased
+from thrifty.scale.executors import Placement, Refused, execute_pooled, run_leased
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
@@ -685,14 +685,22 @@ def run_grid(
             bar.advance(f"{em_sum[0] / em_sum[1]:.3f}")
 
     try:
-        left, snapshot = _dispatch(
-            config,
-            tools,
+        place = Placement(
+            executor,
+            config.concurrency,
+            workers,
+            ray_address,
+            gpus=gpus_per_worker,
+            on_start=on_workers,
+            keep_workers=keep_workers,
+        )
+        left, snapshot = execute_pooled(
             jobs,
-            (reservations, earlier),
             on_done,
-            (executor, workers, ray_address),
-            (on_workers, keep_workers, gpus_per_worker),
+            place,
+            config.global_budget,
+            earlier,
+            _grid_worker(config, reservations, tools, executor),
         )
     finally:
         if bar is not None:
@@ -733,51 +741,19 @@ def _earlier_spend(grid: list[Job], existing: list[dict[str, Any]]) -> dict[str,
     return total
 
 
-def _dispatch(
+def _grid_worker(
     config: BenchConfig,
+    reservations: dict[int, dict[str, float]] | None,
     tools: list[Tool],
-    jobs: list[Job],
-    budgeting: tuple[dict[int, dict[str, float]] | None, dict[str, float]],
-    on_done: Callable[[Job, Any], None],
-    where: tuple[str, int | None, str | None],
-    hooks: tuple[Callable[[list[int]], None] | None, bool, float],
-) -> tuple[list[Job], dict[str, Any]]:
-    """Run ``jobs`` on the chosen executor; the jobs the global budget left unrun and its final reading."""
+    executor: str,
+) -> Callable[[LeaseClient | None], Callable[[], GridWorker]]:
+    """The grid's worker factory for ``execute_pooled``: local threads share ``tools``; each Ray worker
+    builds its own."""
     from functools import partial
 
-    from thrifty.budget.pool import BudgetPool
-
-    reservations, earlier = budgeting
-    executor, workers, ray_address = where
-    global_budget = config.global_budget
     if executor == "local":
-        pool = BudgetPool(global_budget) if global_budget is not None else None
-        if pool is not None and earlier:
-            pool.record(earlier)
-        worker = GridWorker(config, pool, reservations, tools)
-        on_lost = pool.abandon if pool is not None else None
-        left = LocalExecutor(worker, config.concurrency).run(jobs, on_done, on_lost)
-        return left, pool.snapshot() if pool is not None else {}
-
-    from thrifty.scale.ray_executor import RayExecutor, RemotePool, cluster_cpus, import_ray, start_ray
-
-    started = start_ray(workers, ray_address)
-    remote: RemotePool | None = None
-    try:
-        if global_budget is not None:
-            remote = RemotePool.create(global_budget, earlier)
-        factory = partial(GridWorker, config, remote, reservations)  # each worker builds its own tools
-        count = workers or cluster_cpus()
-        ray_exec = RayExecutor(
-            factory, workers=count, on_start=hooks[0], keep_workers=hooks[1], gpus=hooks[2]
-        )
-        left = ray_exec.run(jobs, on_done, remote.abandon if remote is not None else None)
-        return left, remote.snapshot() if remote is not None else {}
-    finally:
-        if remote is not None:
-            remote.close()
-        if started:
-            import_ray().shutdown()
+        return lambda pool: partial(GridWorker, config, pool, reservations, tools)
+    return lambda pool: partial(GridWorker, config, pool, reservations)
 
 
 def _existing_results(path: Path, model: str) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.budget import Budget, Ledger
-from thrifty.budget.pool import BudgetPool, LeaseClient, lease_too_big, usage_spent
-from thrifty.scale.executors import LocalExecutor, run_leased
+from thrifty.budget.pool import LeaseClient, lease_too_big, usage_spent
+from thrifty.scale.executors import Placement, execute_pooled, run_leased
 
 __all__ = [
     "BatchError",
@@ -240,46 +240,12 @@ def run_batch(
         if on_result is not None:
             on_result(line)
 
-    left, snapshot = _execute(
+    left, snapshot = execute_pooled(
         todo,
         on_done,
-        (executor, concurrency, workers, ray_address),
+        Placement(executor, concurrency, workers, ray_address),
         global_budget,
-        (reservations, earlier, worker_setup),
+        earlier,
+        lambda pool: partial(BatchWorker, pool, reservations, worker_setup),
     )
     return BatchOutcome(records, len(records) - len(existing), [job.file for job in left], snapshot)
-
-
-def _execute(
-    todo: list[BatchJob],
-    on_done: Callable[[BatchJob, Any], None],
-    where: tuple[str, int, int | None, str | None],
-    global_budget: Budget | None,
-    budgeting: tuple[dict[str, dict[str, float]] | None, dict[str, float], Callable[[], object] | None],
-) -> tuple[list[BatchJob], dict[str, Any]]:
-    executor, concurrency, workers, ray_address = where
-    reservations, earlier, setup = budgeting
-    if executor == "local":
-        pool = BudgetPool(global_budget) if global_budget is not None else None
-        if pool is not None and earlier:
-            pool.record(earlier)
-        local = LocalExecutor(BatchWorker(pool, reservations, setup), concurrency)
-        left = local.run(todo, on_done, pool.abandon if pool is not None else None)
-        return left, pool.snapshot() if pool is not None else {}
-
-    from thrifty.scale.ray_executor import RayExecutor, RemotePool, cluster_cpus, import_ray, start_ray
-
-    started = start_ray(workers, ray_address)
-    remote: RemotePool | None = None
-    try:
-        if global_budget is not None:
-            remote = RemotePool.create(global_budget, earlier)
-        factory = partial(BatchWorker, remote, reservations, setup)
-        ray_exec = RayExecutor(factory, workers=workers or cluster_cpus())
-        left = ray_exec.run(todo, on_done, remote.abandon if remote is not None else None)
-        return left, remote.snapshot() if remote is not None else {}
-    finally:
-        if remote is not None:
-            remote.close()
-        if started:
-            import_ray().shutdown()

@@ -21,14 +21,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from thrifty.budget import Budget
     from thrifty.budget.pool import LeaseClient
 
 __all__ = [
     "Dispatch",
     "LocalExecutor",
+    "Placement",
     "Refused",
     "ScaleError",
     "Worker",
+    "execute_pooled",
     "run_leased",
 ]
 
@@ -184,3 +187,62 @@ class LocalExecutor:
             raise
         pool.shutdown(wait=True)
         return dispatch.left()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where runs execute: ``local`` threads (``concurrency`` of them) or ``ray`` workers (``workers``, at
+    ``ray_address`` or a local Ray; ``gpus`` each; ``on_start``/``keep_workers`` as for RayExecutor)."""
+
+    executor: str = "local"
+    concurrency: int = 1
+    workers: int | None = None
+    ray_address: str | None = None
+    gpus: float = 0.0
+    on_start: Callable[[list[int]], None] | None = None
+    keep_workers: bool = False
+
+
+def execute_pooled(
+    jobs: Sequence[J],
+    on_done: OnDone,
+    place: Placement,
+    global_budget: Budget | None,
+    earlier: Mapping[str, float],
+    worker: Callable[[LeaseClient | None], Callable[[], Worker]],
+) -> tuple[list[J], dict[str, Any]]:
+    """Run ``jobs`` where ``place`` says, all under one shared budget (``global_budget``, of which
+    ``earlier`` is already spent; none: no shared budget). ``worker(pool)`` gives a factory of the worker
+    that leases from ``pool``; on Ray the factory is pickled to each actor. Returns the jobs the shared
+    budget left unrun and its final reading (empty without one)."""
+    if place.executor == "local":
+        from thrifty.budget.pool import BudgetPool
+
+        pool = BudgetPool(global_budget) if global_budget is not None else None
+        if pool is not None and earlier:
+            pool.record(dict(earlier))
+        local = LocalExecutor(worker(pool)(), place.concurrency)
+        left = local.run(jobs, on_done, pool.abandon if pool is not None else None)
+        return left, pool.snapshot() if pool is not None else {}
+
+    from thrifty.scale.ray_executor import RayExecutor, RemotePool, cluster_cpus, import_ray, start_ray
+
+    started = start_ray(place.workers, place.ray_address)
+    remote: RemotePool | None = None
+    try:
+        if global_budget is not None:
+            remote = RemotePool.create(global_budget, earlier)
+        ray_exec = RayExecutor(
+            worker(remote),
+            workers=place.workers or cluster_cpus(),
+            gpus=place.gpus,
+            on_start=place.on_start,
+            keep_workers=place.keep_workers,
+        )
+        left = ray_exec.run(jobs, on_done, remote.abandon if remote is not None else None)
+        return left, remote.snapshot() if remote is not None else {}
+    finally:
+        if remote is not None:
+            remote.close()
+        if started:
+            import_ray().shutdown()
