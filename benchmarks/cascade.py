@@ -12,8 +12,9 @@ Prints EM with its standard error, the cost per question (USD, tokens and tools)
 >= 95% of always-strong, cost <= 50% of always-strong, cascade EM > always-cheap. Results are SIMULATED.
 
 ``--policy`` (repeatable) compares escalation policies on the same questions: ``default`` (the
-``EscalationPolicy`` defaults) or ``key=value`` fields of ``EscalationPolicy`` separated by commas
-(``min_confidence=0.4,min_confidence_moves=0,scope=run``). ``--items A:B`` takes a slice of the questions, so
+``EscalationPolicy`` defaults: scope step, min_confidence 0.5, prompt compact, answer_check on) or
+``key=value`` fields of ``EscalationPolicy`` separated by commas (``prompt=full,answer_check=false`` is the
+policy before the compact prompt and the answer check; ``min_confidence=0.4,min_confidence_moves=0,scope=run``). ``--items A:B`` takes a slice of the questions, so
 that a policy tuned on one part (say ``0:150``) is reported on another (``150:300``). The cheap and strong arms
 are run once per slice and reused (each arm's results file resumes).
 """

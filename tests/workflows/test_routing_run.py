@@ -186,6 +186,7 @@ def _reply(kind: str, p: int, c: int) -> object:
         "badjson": ("{not json", None),
         "verdict_no": (json.dumps({"decision": "CONTINUE"}), None),
         "verdict_ok": (json.dumps({"decision": "SUCCESS", "trajectory_summary": "ok"}), None),
+        "check_fail": (json.dumps({"decision": "FAIL", "reason": "not supported"}), None),
         "plan": (json.dumps({"exploration": ["france"], "verification": []}), None),
     }[kind]
     return ScriptedReply(content=content, prompt_tokens=p, completion_tokens=c, confidence=confidence)
@@ -194,7 +195,18 @@ def _reply(kind: str, p: int, c: int) -> object:
 steps = st.builds(
     _reply,
     st.sampled_from(
-        ["fail", "search", "answer", "unsure", "unknown", "badjson", "verdict_no", "verdict_ok", "plan"]
+        [
+            "fail",
+            "search",
+            "answer",
+            "unsure",
+            "unknown",
+            "badjson",
+            "verdict_no",
+            "verdict_ok",
+            "check_fail",
+            "plan",
+        ]
     ),
     st.integers(1, 400),
     st.integers(1, 300),
@@ -213,11 +225,18 @@ budgets = st.builds(
 @given(
     strategy=st.sampled_from(["react", "bats", "self_consistency"]),
     scope=st.sampled_from(["step", "node", "run"]),
+    prompt=st.sampled_from(["full", "compact"]),
+    answer_check=st.booleans(),
     scripts=st.lists(st.lists(steps, max_size=12), min_size=3, max_size=3),
     budget=budgets,
 )
 def test_no_escalation_or_failover_takes_a_run_past_a_limit(
-    strategy: str, scope: str, scripts: list[list[object]], budget: Budget
+    strategy: str,
+    scope: str,
+    prompt: str,
+    answer_check: bool,
+    scripts: list[list[object]],
+    budget: Budget,
 ) -> None:
     fallback = ScriptedReply(content="Paris", prompt_tokens=50, completion_tokens=20)
     models = [ScriptedModel(s, default=fallback) for s in scripts]
@@ -226,7 +245,7 @@ def test_no_escalation_or_failover_takes_a_run_past_a_limit(
     options: dict = {"samples": 2} if strategy == "self_consistency" else {}
     agent = Agent(
         models=[m.model for m in models],
-        escalation={"scope": scope, "min_confidence": 0.5},
+        escalation={"scope": scope, "min_confidence": 0.5, "prompt": prompt, "answer_check": answer_check},
         tools=TOOLS,
         budget=budget,
         pricing=pricing,
