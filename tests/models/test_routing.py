@@ -564,3 +564,17 @@ def test_the_prompt_setting_is_checked_and_the_defaults_are_the_measured_policy(
         EscalationPolicy.model_validate({"prompt": "short"})
     policy = EscalationPolicy()
     assert (policy.prompt, policy.answer_check, policy.min_confidence) == ("compact", True, 0.5)
+
+
+@pytest.mark.parametrize("prompt", ["compact", "full"])
+def test_the_check_is_sent_the_compact_prompt_whatever_the_setting(prompt: str) -> None:
+    from thrifty.budget import POLICY
+
+    weak, _big, routing, pricing = _pair(
+        [R(content="1901", confidence=0.9), _verdict("SUCCESS")], [], prompt=prompt
+    )
+    gw = _gateway(routing, pricing)
+    gw.complete(gw.entry, _trajectory(), node="act")
+    answer, check = weak.requests
+    assert POLICY in answer.messages[0]["content"] and POLICY not in check.messages[0]["content"]
+    assert sum(str(m.get("content")).count("<budget>") for m in check.messages) == 1

@@ -20,7 +20,8 @@ moves one model up the cascade when:
 * ``verifier_rejected``: the verifier's decision was not SUCCESS — the solver's next call is escalated;
 * ``model_failed``: the model failed after its retries (failover to the next model of the cascade);
 * ``answer_rejected``: with ``answer_check`` on, the model that answered (below the top of the cascade) was
-  asked, in one short structured call at its own price, whether its answer is right, and said it is not.
+  asked, in one short structured call at its own price, whether its answer is right, and said it is not
+  (the check is sent the compact prompt below: the budget policy says nothing about an answer's truth).
 
 ``prompt: compact`` sends a model above the cheapest a shorter prompt: the Budget Tracker's policy paragraph
 is left out of the system prompt and the ``<budget>`` blocks of older tool results are removed (the latest
@@ -930,8 +931,8 @@ class _Chain:
         if not answer:
             return None
         model = self.cascade[self.level]
-        prompt = [
-            *self.prompt(self.level),
+        prompt = [  # compact: the budget policy and stale budget blocks say nothing about an answer's truth
+            *compact_prompt(self.call[0]),
             {"role": "assistant", "content": reply.content or ""},
             {"role": "user", "content": CHECK_PROMPT.format(answer=answer[:200])},
         ]
