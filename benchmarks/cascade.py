@@ -43,6 +43,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
     # the default pair with the strong model at a frontier model's price (~100x): the tools' fixed $0.001 a
     # call is then a small part of always-strong's cost
     "frontier": ("sim/p=0.7,q=0.8,pin=0.15,pout=0.6", "sim/p=0.9,q=0.95,pin=15,pout=75"),
+    # not a price setting: the hard pair with a cheap model whose verdicts are wrong more often (bias 0.3: it
+    # passes a wrong answer 30% of the time, against 10% for every model of the other settings), to show how
+    # much the answer check owes to the simulated verifier's accuracy
+    "hard_weak_check": (
+        "sim/p=0.5,q=0.6,bias=0.3,cnoise=0.3,pin=0.5,pout=1.5",
+        "sim/p=0.9,q=0.9,pin=10,pout=30",
+    ),
 }
 
 
