@@ -150,6 +150,8 @@ def test_task_file_with_a_cascade_runs_and_reports_the_escalation(tmp_path: Path
         ("escalation:\n  scope: forever\n", "scope"),
         ("escalation:\n  min_confidence_moves: 2\n", "min_confidence_moves"),
         ("escalation:\n  moves_when_tools_left: -1\n", "moves_when_tools_left"),
+        ("escalation:\n  prompt: short\n", "prompt"),
+        ("escalation:\n  answer_check: maybe\n", "answer_check"),
     ],
 )
 def test_bad_routing_in_a_task_file_exits_2(tmp_path: Path, body: str, message: str) -> None:
