@@ -174,7 +174,7 @@ def test_unpriced_model_in_a_task_cascade_under_usd_exits_2(tmp_path: Path) -> N
 
 
 # ------------------------------------------------------------------------------------------ property
-def _reply(kind: str, p: int, c: int) -> object:
+def _reply(kind: str, p: int, c: int) -> ScriptedReply | ValueError:
     if kind == "fail":
         return ValueError("server down")
     if kind == "search":
@@ -237,7 +237,7 @@ def test_no_escalation_or_failover_takes_a_run_past_a_limit(
     scope: str,
     prompt: str,
     answer_check: bool,
-    scripts: list[list[object]],
+    scripts: list[list[ScriptedReply | ValueError]],
     budget: Budget,
 ) -> None:
     fallback = ScriptedReply(content="Paris", prompt_tokens=50, completion_tokens=20)
