@@ -12,8 +12,9 @@ Prints EM with its standard error, the cost per question (USD, tokens and tools)
 >= 95% of always-strong, cost <= 50% of always-strong, cascade EM > always-cheap. Results are SIMULATED.
 
 ``--policy`` (repeatable) compares escalation policies on the same questions: ``default`` (the
-``EscalationPolicy`` defaults) or ``key=value`` fields of ``EscalationPolicy`` separated by commas
-(``min_confidence=0.4,min_confidence_moves=0,scope=run``). ``--items A:B`` takes a slice of the questions, so
+``EscalationPolicy`` defaults: scope step, min_confidence 0.5, prompt compact, answer_check on) or
+``key=value`` fields of ``EscalationPolicy`` separated by commas (``prompt=full,answer_check=false`` is the
+policy before the compact prompt and the answer check; ``min_confidence=0.4,min_confidence_moves=0,scope=run``). ``--items A:B`` takes a slice of the questions, so
 that a policy tuned on one part (say ``0:150``) is reported on another (``150:300``). The cheap and strong arms
 are run once per slice and reused (each arm's results file resumes).
 """
@@ -42,6 +43,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
     # the default pair with the strong model at a frontier model's price (~100x): the tools' fixed $0.001 a
     # call is then a small part of always-strong's cost
     "frontier": ("sim/p=0.7,q=0.8,pin=0.15,pout=0.6", "sim/p=0.9,q=0.95,pin=15,pout=75"),
+    # not a price setting: the hard pair with a cheap model whose verdicts are wrong more often (bias 0.3: it
+    # passes a wrong answer 30% of the time, against 10% for every model of the other settings), to show how
+    # much the answer check owes to the simulated verifier's accuracy
+    "hard_weak_check": (
+        "sim/p=0.5,q=0.6,bias=0.3,cnoise=0.3,pin=0.5,pout=1.5",
+        "sim/p=0.9,q=0.9,pin=10,pout=30",
+    ),
 }
 
 

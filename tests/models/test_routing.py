@@ -388,3 +388,193 @@ def test_failover_only_a_list_of_deployments_tried_in_order() -> None:
     assert gw.complete(gw.entry, MSG, node="act").content == "unknown"  # "unknown" is not a failure
     assert [r.reason for r in gw.state.records] == [Trigger.MODEL_FAILED]
     assert [e.name for e in gw.ledger.events if e.ok] == [second.model, first.model]
+
+
+# ------------------------------------------------------------------- compact prompt and answer check
+def _trajectory() -> list[dict]:
+    """A solver's prompt after two tool results: the system prompt with the Budget Tracker's policy."""
+    from thrifty.agents.prompts import react_system
+
+    block = "<budget>search used: {u}, search remaining: {r}, regime: HIGH</budget>"
+    return [
+        {"role": "system", "content": react_system(True)},
+        {"role": "user", "content": "Question: Which is older?"},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "tool_call_id": "1", "content": "Title: A\nborn 1850\n" + block.format(u=1, r=2)},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "tool_call_id": "2", "content": "Title: B\nborn 1901\n" + block.format(u=2, r=1)},
+    ]
+
+
+def test_compact_prompt_drops_the_policy_and_the_stale_budget_blocks_only() -> None:
+    from thrifty.agents.prompts import REACT_SYSTEM
+    from thrifty.budget import POLICY
+    from thrifty.models.routing import compact_prompt
+
+    full = _trajectory()
+    short = compact_prompt(full)
+    assert short[0]["content"] == REACT_SYSTEM and POLICY in full[0]["content"]
+    assert short[3]["content"] == "Title: A\nborn 1850"  # an older result: its stale budget block is gone
+    assert short[5] == full[5] and "search remaining: 1" in short[5]["content"]  # the latest one stays
+    assert short[1:3] == full[1:3] and short[4] == full[4]
+    assert full == _trajectory()  # the caller's messages are not changed
+    plain = [{"role": "system", "content": "Be brief."}, *full[1:2]]
+    assert compact_prompt(plain) == plain
+
+
+@pytest.mark.parametrize("prompt", ["compact", "full"])
+def test_an_escalated_call_is_sent_the_compact_prompt(prompt: str) -> None:
+    from thrifty.budget import POLICY
+
+    weak, big, routing, pricing = _pair(
+        [R(content="unknown")], [reply("1901")], prompt=prompt, answer_check=False
+    )
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, _trajectory(), node="act").content == "1901"
+    [cheap_request], [strong_request] = weak.requests, big.requests
+    assert POLICY in cheap_request.messages[0]["content"]  # the cheap model always gets the full prompt
+    sent = "\n".join(str(m.get("content")) for m in strong_request.messages)
+    if prompt == "compact":
+        assert POLICY not in sent and sent.count("<budget>") == 1 and "search remaining: 1" in sent
+    else:
+        assert strong_request.messages == cheap_request.messages
+
+
+def test_the_compact_prompt_costs_the_stronger_model_less() -> None:
+    usd = {}
+    for prompt in ("full", "compact"):
+        # the strong model reports the size of the prompt it was sent
+        _weak, _big, routing, pricing = _pair(
+            [R(content="unknown")],
+            [lambda req: reply("1901", prompt_tokens=len(json.dumps(req.messages)) // 4)],
+            prompt=prompt,
+            answer_check=False,
+        )
+        gw = _gateway(routing, pricing)
+        gw.complete(gw.entry, _trajectory(), node="act")
+        usd[prompt] = gw.state.records[0].usd
+    assert 0 < usd["compact"] < usd["full"]
+
+
+def _verdict(decision: str) -> R:
+    return R(
+        content=json.dumps({"decision": decision, "reason": "checked"}), prompt_tokens=50, completion_tokens=8
+    )
+
+
+def test_the_answer_check_passes_a_right_answer_on_the_cheap_model() -> None:
+    weak, big, routing, pricing = _pair(
+        [R(content="1901", confidence=0.9, prompt_tokens=40, completion_tokens=2), _verdict("SUCCESS")], []
+    )
+    gw = _gateway(routing, pricing)
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=64)
+    assert out.content == "1901" and out.model == weak.model
+    assert big.requests == [] and gw.state.records == []
+    _answer, check = weak.requests
+    assert check.messages[: len(MSG)] == MSG and check.tool_names == []
+    assert check.messages[-1]["content"].startswith("Proposed answer: 1901\n")
+    assert check.params["response_format"]["json_schema"]["name"] == "verdict"
+    assert check.max_tokens == 64
+    # both calls charged at the cheap model's price, the check under its own node
+    assert [(e.name, e.node) for e in gw.ledger.events] == [(weak.model, "act"), (weak.model, "answer_check")]
+    assert gw.ledger.events[1].usd == pytest.approx(50 * 1e-6 + 8 * 2e-6)
+
+
+def test_a_rejected_answer_escalates_and_the_record_says_what_was_set_aside() -> None:
+    weak, big, routing, pricing = _pair(
+        [R(content="1850", confidence=0.9, prompt_tokens=40, completion_tokens=2), _verdict("FAIL")],
+        [reply("1901", prompt_tokens=40, completion_tokens=2)],
+    )
+    gw = _gateway(routing, pricing)
+    out = gw.complete(gw.entry, MSG, node="act")
+    assert out.content == "1901" and out.model == big.model
+    [record] = gw.state.records
+    assert (record.reason, record.from_model, record.to_model) == (
+        Trigger.ANSWER_REJECTED,
+        weak.model,
+        big.model,
+    )
+    assert record.detail == "check said FAIL: checked"
+    assert record.discarded_usd == pytest.approx(
+        (40 + 50) * 1e-6 + (2 + 8) * 2e-6
+    )  # the answer and its check
+    assert record.usd == pytest.approx(40 * 20e-6 + 2 * 40e-6)
+    assert len(big.requests) == 1  # the top model's answer is not checked
+
+
+def test_the_answer_check_is_not_made_when_off_or_for_a_move_or_when_the_budget_cannot_pay_it() -> None:
+    weak, _big, routing, pricing = _pair([R(content="1850", confidence=0.9)], [], answer_check=False)
+    gw = _gateway(routing, pricing)
+    gw.complete(gw.entry, MSG, node="act")
+    assert len(weak.requests) == 1
+    weak, _big, routing, pricing = _pair([_move(0.9)], [])
+    gw = _gateway(routing, pricing)
+    gw.complete(gw.entry, MSG, node="act")
+    assert len(weak.requests) == 1
+    # answer_rejected left out of `on`: no check
+    weak, _big, routing, pricing = _pair([R(content="1850", confidence=0.9)], [], on=["low_confidence"])
+    gw = _gateway(routing, pricing)
+    gw.complete(gw.entry, MSG, node="act")
+    assert len(weak.requests) == 1
+    # the budget pays the answer but not a check after it: the answer stands, nothing is overspent
+    weak, _big, routing, pricing = _pair(
+        [R(content="1850", confidence=0.9, prompt_tokens=10, completion_tokens=2)], []
+    )
+    gw = _gateway(routing, pricing, Budget(usd=1.0, total_tokens=60))
+    assert gw.complete(gw.entry, MSG, node="act", max_tokens=8).content == "1850"
+    assert len(weak.requests) == 1 and gw.ledger.spent["total_tokens"] <= 60
+
+
+def test_a_rejected_answer_stays_when_the_budget_cannot_pay_the_stronger_model() -> None:
+    weak, big, routing, pricing = _pair(
+        [R(content="1850", confidence=0.9, prompt_tokens=40, completion_tokens=2), _verdict("FAIL")], []
+    )
+    # the cheap answer and its check cost ~1.1e-4; the strong model needs >= 32 completion tokens at 4e-5
+    gw = _gateway(routing, pricing, Budget(usd=0.0012))
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=64)
+    assert out.content == "1850" and out.model == weak.model and big.requests == []
+    [record] = gw.state.records
+    assert record.refused and record.reason == Trigger.ANSWER_REJECTED
+    assert gw.ledger.spent["usd"] <= 0.0012
+
+
+def test_an_unreadable_or_failed_check_leaves_the_answer() -> None:
+    weak, big, routing, pricing = _pair([R(content="1850", confidence=0.9), reply("I think so")], [])
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").content == "1850" and big.requests == []
+    assert len(weak.requests) == 2  # the answer and its check, whose verdict holds no JSON
+    _weak, big, routing, pricing = _pair([R(content="1850", confidence=0.9), ValueError("down")], [])
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").content == "1850" and big.requests == []
+    assert gw.state.records == []
+
+
+def test_the_answer_check_in_async_calls() -> None:
+    _weak, big, routing, pricing = _pair(
+        [R(content="1850", confidence=0.9), _verdict("FAIL")], [reply("1901")]
+    )
+    gw = _gateway(routing, pricing)
+    out = asyncio.run(gw.acomplete(gw.entry, MSG, node="act"))
+    assert out.content == "1901" and out.model == big.model
+    assert [r.reason for r in gw.state.records] == [Trigger.ANSWER_REJECTED]
+
+
+def test_the_prompt_setting_is_checked_and_the_defaults_are_the_measured_policy() -> None:
+    with pytest.raises(ValidationError):
+        EscalationPolicy.model_validate({"prompt": "short"})
+    policy = EscalationPolicy()
+    assert (policy.prompt, policy.answer_check, policy.min_confidence) == ("compact", True, 0.5)
+
+
+@pytest.mark.parametrize("prompt", ["compact", "full"])
+def test_the_check_is_sent_the_compact_prompt_whatever_the_setting(prompt: str) -> None:
+    from thrifty.budget import POLICY
+
+    weak, _big, routing, pricing = _pair(
+        [R(content="1901", confidence=0.9), _verdict("SUCCESS")], [], prompt=prompt
+    )
+    gw = _gateway(routing, pricing)
+    gw.complete(gw.entry, _trajectory(), node="act")
+    answer, check = weak.requests
+    assert POLICY in answer.messages[0]["content"] and POLICY not in check.messages[0]["content"]
+    assert sum(str(m.get("content")).count("<budget>") for m in check.messages) == 1

@@ -170,7 +170,8 @@ def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(tmp_path
         assert not isinstance(after, EscalationEvent) and after.step == e.step + 1
     # the re-run step's calls were replayed, not paid again: each model call paid once
     events = result.events
-    assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(CHEAP) == 5
+    # four moves, the answer and its check (answer_check), each paid once
+    assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(CHEAP) == 6
     assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(STRONG) == 4
     assert len(_rows(db, "select * from thrifty_routing")) == 4
 

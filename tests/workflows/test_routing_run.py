@@ -150,6 +150,8 @@ def test_task_file_with_a_cascade_runs_and_reports_the_escalation(tmp_path: Path
         ("escalation:\n  scope: forever\n", "scope"),
         ("escalation:\n  min_confidence_moves: 2\n", "min_confidence_moves"),
         ("escalation:\n  moves_when_tools_left: -1\n", "moves_when_tools_left"),
+        ("escalation:\n  prompt: short\n", "prompt"),
+        ("escalation:\n  answer_check: maybe\n", "answer_check"),
     ],
 )
 def test_bad_routing_in_a_task_file_exits_2(tmp_path: Path, body: str, message: str) -> None:
@@ -172,7 +174,7 @@ def test_unpriced_model_in_a_task_cascade_under_usd_exits_2(tmp_path: Path) -> N
 
 
 # ------------------------------------------------------------------------------------------ property
-def _reply(kind: str, p: int, c: int) -> object:
+def _reply(kind: str, p: int, c: int) -> ScriptedReply | ValueError:
     if kind == "fail":
         return ValueError("server down")
     if kind == "search":
@@ -186,6 +188,7 @@ def _reply(kind: str, p: int, c: int) -> object:
         "badjson": ("{not json", None),
         "verdict_no": (json.dumps({"decision": "CONTINUE"}), None),
         "verdict_ok": (json.dumps({"decision": "SUCCESS", "trajectory_summary": "ok"}), None),
+        "check_fail": (json.dumps({"decision": "FAIL", "reason": "not supported"}), None),
         "plan": (json.dumps({"exploration": ["france"], "verification": []}), None),
     }[kind]
     return ScriptedReply(content=content, prompt_tokens=p, completion_tokens=c, confidence=confidence)
@@ -194,7 +197,18 @@ def _reply(kind: str, p: int, c: int) -> object:
 steps = st.builds(
     _reply,
     st.sampled_from(
-        ["fail", "search", "answer", "unsure", "unknown", "badjson", "verdict_no", "verdict_ok", "plan"]
+        [
+            "fail",
+            "search",
+            "answer",
+            "unsure",
+            "unknown",
+            "badjson",
+            "verdict_no",
+            "verdict_ok",
+            "check_fail",
+            "plan",
+        ]
     ),
     st.integers(1, 400),
     st.integers(1, 300),
@@ -213,11 +227,18 @@ budgets = st.builds(
 @given(
     strategy=st.sampled_from(["react", "bats", "self_consistency"]),
     scope=st.sampled_from(["step", "node", "run"]),
+    prompt=st.sampled_from(["full", "compact"]),
+    answer_check=st.booleans(),
     scripts=st.lists(st.lists(steps, max_size=12), min_size=3, max_size=3),
     budget=budgets,
 )
 def test_no_escalation_or_failover_takes_a_run_past_a_limit(
-    strategy: str, scope: str, scripts: list[list[object]], budget: Budget
+    strategy: str,
+    scope: str,
+    prompt: str,
+    answer_check: bool,
+    scripts: list[list[ScriptedReply | ValueError]],
+    budget: Budget,
 ) -> None:
     fallback = ScriptedReply(content="Paris", prompt_tokens=50, completion_tokens=20)
     models = [ScriptedModel(s, default=fallback) for s in scripts]
@@ -226,7 +247,7 @@ def test_no_escalation_or_failover_takes_a_run_past_a_limit(
     options: dict = {"samples": 2} if strategy == "self_consistency" else {}
     agent = Agent(
         models=[m.model for m in models],
-        escalation={"scope": scope, "min_confidence": 0.5},
+        escalation={"scope": scope, "min_confidence": 0.5, "prompt": prompt, "answer_check": answer_check},
         tools=TOOLS,
         budget=budget,
         pricing=pricing,

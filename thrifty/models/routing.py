@@ -18,7 +18,14 @@ moves one model up the cascade when:
 * ``low_confidence``: the provider reported token log-probabilities and their mean probability is below
   ``min_confidence``;
 * ``verifier_rejected``: the verifier's decision was not SUCCESS — the solver's next call is escalated;
-* ``model_failed``: the model failed after its retries (failover to the next model of the cascade).
+* ``model_failed``: the model failed after its retries (failover to the next model of the cascade);
+* ``answer_rejected``: with ``answer_check`` on, the model that answered (below the top of the cascade) was
+  asked, in one short structured call at its own price, whether its answer is right, and said it is not
+  (the check is sent the compact prompt below: the budget policy says nothing about an answer's truth).
+
+``prompt: compact`` sends a model above the cheapest a shorter prompt: the Budget Tracker's policy paragraph
+is left out of the system prompt and the ``<budget>`` blocks of older tool results are removed (the latest
+one stays, so the model still sees what is left). The prompt is most of what an escalated call costs.
 
 An escalation happens only when the budget can pay the stronger model's call: its worst case (the prompt
 counted by its own tokenizer, at least ``min_tokens`` of completion, at its own price) must fit what is left,
@@ -42,11 +49,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, UnpricedModelError
+from thrifty.budget import POLICY, Budget, BudgetExceeded, Ledger, Pricing, UnpricedModelError
 from thrifty.models.gateway import Gateway, ModelError, ModelReply
 from thrifty.models.protocol import first_json_object
 from thrifty.models.registry import provider_for
@@ -95,6 +102,52 @@ _CANNOT_ANSWER = re.compile(
 )
 
 
+#: The answer check (``answer_check``): a structured verdict the answering model gives on its own answer.
+CHECK_PROMPT = (
+    "Proposed answer: {answer}\n"
+    "Check this proposed answer against the question and the tool results above. Reply with JSON only: "
+    '{{"decision": "SUCCESS" if the results support it as the answer to the question, else "FAIL", '
+    '"reason": one short sentence}}'
+)
+CHECK_FORMAT: dict[str, Any] = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "verdict",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "decision": {"type": "string", "enum": ["SUCCESS", "FAIL"]},
+                "reason": {"type": "string", "maxLength": 200},
+            },
+            "required": ["decision", "reason"],
+            "additionalProperties": False,
+        },
+    },
+}
+CHECK_MAX_TOKENS = 64
+_BUDGET_BLOCK = re.compile(r"\n?<budget>.*?</budget>", re.DOTALL)
+
+
+def compact_prompt(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompt ``prompt: compact`` sends a model above the cheapest: the Budget Tracker's policy paragraph
+    out of the system prompt, and the ``<budget>`` block of every tool result but the latest (stale: the
+    latest one says what is left). Everything else, every observation included, is kept as it is."""
+    last_tool = max((i for i, m in enumerate(messages) if m.get("role") == "tool"), default=-1)
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, str):
+            new = content
+            if message.get("role") == "system" and POLICY in content:
+                new = re.sub(r"\n{3,}", "\n\n", content.replace(POLICY, "")).strip()
+            elif message.get("role") == "tool" and i != last_tool:
+                new = _BUDGET_BLOCK.sub("", content)
+            if new != content:
+                message = {**message, "content": new}
+        out.append(message)
+    return out
+
+
 class Scope(StrEnum):
     STEP = "step"
     NODE = "node"
@@ -107,6 +160,7 @@ class Trigger(StrEnum):
     CANNOT_ANSWER = "cannot_answer"
     LOW_CONFIDENCE = "low_confidence"
     MODEL_FAILED = "model_failed"
+    ANSWER_REJECTED = "answer_rejected"
 
 
 #: The reason of a refusal to carry an earlier escalation (its ``node`` / ``run`` scope, or a verifier's
@@ -143,6 +197,16 @@ class EscalationPolicy(BaseModel):
         description="Escalate a doubtful move only when at most this many tool calls are left in the budget "
         "(a wasted tool call matters when few are left; otherwise the cheap model's move is kept and its "
         "tool call is cheaper than the stronger model's call); null: whatever is left.",
+    )
+    prompt: Literal["full", "compact"] = Field(
+        default="compact",
+        description="What a model above the cheapest is sent: full (the same prompt) or compact (without the "
+        "Budget Tracker's policy paragraph and the <budget> blocks of older tool results; the latest stays).",
+    )
+    answer_check: bool = Field(
+        default=True,
+        description="Before an answer of a model below the top of the cascade is accepted, that model checks it "
+        "in one short structured call (at its own price); an answer it rejects escalates (answer_rejected).",
     )
     min_tokens: PositiveInt = Field(
         default=32,
@@ -613,12 +677,12 @@ class RoutedGateway(Gateway):
         chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
         try:
             while True:
-                gateway, current, fields = chain.target()
+                gateway, current, prompt, fields = chain.target()
                 call = gateway.complete if gateway is not None else super().complete
                 try:
                     reply = call(
                         current,
-                        messages,
+                        prompt,
                         tools=tools,
                         max_tokens=max_tokens,
                         node=node,
@@ -630,10 +694,37 @@ class RoutedGateway(Gateway):
                     if fallback is not None:
                         return fallback
                     continue
-                if chain.served(reply):
+                if chain.served(reply) and self._check(chain, reply):
                     return reply
         finally:
             chain.close()
+
+    def _check(self, chain: _Chain, reply: ModelReply) -> bool:
+        """The answer check (``answer_check``): True when ``reply`` stands, False to escalate it."""
+        check = chain.check(reply)
+        if check is None:
+            return True
+        model, prompt, fields = check
+        try:
+            verdict = Gateway.complete(
+                self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **fields
+            )
+        except (BudgetExceeded, ModelError):  # a check that cannot be paid or made leaves the answer
+            return True
+        return chain.checked(reply, verdict)
+
+    async def _acheck(self, chain: _Chain, reply: ModelReply) -> bool:
+        check = chain.check(reply)
+        if check is None:
+            return True
+        model, prompt, fields = check
+        try:
+            verdict = await Gateway.acomplete(
+                self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **fields
+            )
+        except (BudgetExceeded, ModelError):
+            return True
+        return chain.checked(reply, verdict)
 
     async def acomplete(
         self,
@@ -659,12 +750,12 @@ class RoutedGateway(Gateway):
         chain = _Chain(self, messages, tools, max_tokens, node, kwargs)
         try:
             while True:
-                gateway, current, fields = chain.target()
+                gateway, current, prompt, fields = chain.target()
                 call = gateway.acomplete if gateway is not None else super().acomplete
                 try:
                     reply = await call(
                         current,
-                        messages,
+                        prompt,
                         tools=tools,
                         max_tokens=max_tokens,
                         node=node,
@@ -676,7 +767,7 @@ class RoutedGateway(Gateway):
                     if fallback is not None:
                         return fallback
                     continue
-                if chain.served(reply):
+                if chain.served(reply) and await self._acheck(chain, reply):
                     return reply
         finally:
             chain.close()
@@ -765,23 +856,43 @@ class _Chain:
         self.guard: Ledger | None = None
         self.guard_gateway: Gateway | None = None
         self.discarded: ModelReply | None = None  # the last reply set aside for a stronger model
+        self._compact: list[dict[str, Any]] | None = None
 
-    def target(self) -> tuple[Gateway | None, str, dict[str, Any]]:
-        """(the Gateway to call on, None for the run's own; the model; its request fields)."""
+    def prompt(self, level: int) -> list[dict[str, Any]]:
+        """The messages a call at ``level`` sends: compact above the cheapest model with ``prompt: compact``."""
+        messages = self.call[0]
+        if level == 0 or self.gw.policy.prompt != "compact":
+            return list(messages)
+        if self._compact is None:
+            self._compact = compact_prompt(messages)
+        return self._compact
+
+    def at(self, level: int) -> tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]] | None, int | None]:
+        """The call as a model at ``level`` would make it (its prompt, the tools, max_tokens)."""
+        return self.prompt(level), self.call[1], self.call[2]
+
+    def target(self) -> tuple[Gateway | None, str, list[dict[str, Any]], dict[str, Any]]:
+        """(the Gateway to call on, None for the run's own; the model; its prompt; its request fields)."""
         current = self.cascade[self.level]
         failover = Trigger.MODEL_FAILED in self.gw.policy.on and self.level + 1 < len(self.cascade)
         if self.guard is None and failover:
             self.guard = self.gw.failover_guard(self.cascade[self.level :], *self.call, self.node)
             if self.guard is not None:
                 self.guard_gateway = Gateway.spawn(self.gw, self.guard)
-        return self.guard_gateway, current, self.gw._fields(current, self.kwargs)
+        return self.guard_gateway, current, self.prompt(self.level), self.gw._fields(current, self.kwargs)
 
     def failed(self, exc: ModelError) -> ModelReply | None:
         """The model failed: None to try the next one (failover); else the weaker model's reply that was set
         aside for it (an escalation never leaves a call worse off); else ``exc`` is raised."""
         self.gw._served(self.pending, None)
         self.pending = self.gw._next(
-            self.role, self.node, self.cascade, self.level, (Trigger.MODEL_FAILED, str(exc)), self.call, None
+            self.role,
+            self.node,
+            self.cascade,
+            self.level,
+            (Trigger.MODEL_FAILED, str(exc)),
+            self.at(self.level + 1),
+            None,
         )
         if self.pending is not None:
             self.level += 1
@@ -799,12 +910,53 @@ class _Chain:
         self.pending = None
         if signal is not None:
             self.pending = self.gw._next(
-                self.role, self.node, self.cascade, self.level, signal, self.call, reply
+                self.role, self.node, self.cascade, self.level, signal, self.at(self.level + 1), reply
             )
             self.discarded = reply
         if self.pending is None:
             self.gw._observe(self.role, self.node, self.level, reply)
             return True
+        self.level += 1
+        return False
+
+    def check(self, reply: ModelReply) -> tuple[str, list[dict[str, Any]], dict[str, Any]] | None:
+        """The answer check due on ``reply`` (model, prompt, request fields), or None: only for an answer
+        of the solver below the top of the cascade, with ``answer_check`` on, when the budget can pay it."""
+        policy = self.gw.policy
+        if not policy.answer_check or Trigger.ANSWER_REJECTED not in policy.on:
+            return None
+        if self.role != "solver" or reply.tool_calls or self.level + 1 >= len(self.cascade):
+            return None
+        answer = _answer_text(reply.content).strip()
+        if not answer:
+            return None
+        model = self.cascade[self.level]
+        prompt = [  # compact: the budget policy and stale budget blocks say nothing about an answer's truth
+            *compact_prompt(self.call[0]),
+            {"role": "assistant", "content": reply.content or ""},
+            {"role": "user", "content": CHECK_PROMPT.format(answer=answer[:200])},
+        ]
+        if self.gw.affordable(model, prompt, None, CHECK_MAX_TOKENS) is not None:
+            return None
+        kept = {k: v for k, v in self.kwargs.items() if k not in ("response_format", "tool_choice")}
+        return model, prompt, {**self.gw._fields(model, kept), "response_format": CHECK_FORMAT}
+
+    def checked(self, reply: ModelReply, verdict: ModelReply) -> bool:
+        """The check's verdict on ``reply``: True when the answer stands (SUCCESS, or a verdict that cannot be
+        read), False to call the next model up (answer_rejected), unless the budget cannot pay for it."""
+        found = _json_object(verdict.content)
+        decision = str(found.get("decision", "")).upper() if found else ""
+        if not decision or decision == "SUCCESS":
+            return True
+        reason = str(found.get("reason", "")) if found else ""
+        signal = (Trigger.ANSWER_REJECTED, f"check said {decision}: {reason}")
+        self.pending = self.gw._next(
+            self.role, self.node, self.cascade, self.level, signal, self.at(self.level + 1), reply
+        )
+        if self.pending is None:
+            return True
+        self.pending.discarded_usd += verdict.usd
+        self.discarded = reply
         self.level += 1
         return False
 
