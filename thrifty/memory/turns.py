@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -37,30 +36,32 @@ Neighbours = Literal["next", "both", "none"]
 NEIGHBOURS: tuple[Neighbours, ...] = ("next", "both", "none")
 
 
-@dataclass
 class _Block:
     """The lines kept so far, by item, and their size in characters (as the block will be joined)."""
 
-    cap_chars: int
-    headers: dict[int, str]
-    lines: dict[int, list[str]]
-    kept: dict[int, set[int]] = field(default_factory=dict)
-    used: int = 0
-
-    def cost(self, item: int, wanted: Sequence[int]) -> int:
-        new = [j for j in wanted if j not in self.kept.get(item, set())]
-        if not new:
-            return 0
-        extra = sum(len(self.lines[item][j]) + 1 for j in new)
-        if item not in self.kept:  # its header and the blank line before it
-            extra += len(self.headers[item]) + 2
-        return extra
+    def __init__(self, cap_chars: int, split: Sequence[tuple[str, list[str]]]) -> None:
+        self.cap_chars = cap_chars
+        self.headers = [header for header, _ in split]
+        self.lines = [lines for _, lines in split]
+        self.sizes = [[len(line) + 1 for line in lines] for lines in self.lines]
+        self.head_sizes = [len(header) + 2 for header in self.headers]  # with the blank line before it
+        self.kept: dict[int, set[int]] = {}
+        self.used = 0
 
     def add(self, item: int, wanted: Sequence[int]) -> bool:
-        extra = self.cost(item, wanted)
-        if extra == 0 or self.used + extra > self.cap_chars:
+        """Keep the ``wanted`` lines of ``item`` if they all fit (what is kept already costs nothing)."""
+        kept = self.kept.get(item)
+        sizes = self.sizes[item]
+        new = [j for j in wanted if kept is None or j not in kept]
+        if not new:
             return False
-        self.kept.setdefault(item, set()).update(wanted)
+        extra = sum(sizes[j] for j in new) + (self.head_sizes[item] if kept is None else 0)
+        if self.used + extra > self.cap_chars:
+            return False
+        if kept is None:
+            self.kept[item] = set(new)
+        else:
+            kept.update(new)
         self.used += extra
         return True
 
@@ -80,9 +81,7 @@ def _when(item: MemoryItem) -> tuple[datetime, str, int, str]:
     )
 
 
-def _neighbours(j: int, size: int, mode: Neighbours) -> list[int]:
-    around = {"next": (j + 1,), "both": (j + 1, j - 1), "none": ()}[mode]
-    return [j, *(n for n in around if 0 <= n < size)]
+_AROUND: dict[str, tuple[int, ...]] = {"next": (1,), "both": (1, -1), "none": ()}
 
 
 def select_turns(
@@ -100,12 +99,7 @@ def select_turns(
         raise ValueError(f"turn filter weight must be within [0, 1], got {weight}")
     if neighbours not in NEIGHBOURS:
         raise ValueError(f"turn filter neighbours={neighbours!r}: use next, both or none")
-    split = [item_lines(item) for item in items]
-    block = _Block(
-        cap_chars=max(0, cap_tokens) * 4,
-        headers={i: header for i, (header, _) in enumerate(split)},
-        lines={i: lines for i, (_, lines) in enumerate(split)},
-    )
+    block = _Block(max(0, cap_tokens) * 4, [item_lines(item) for item in items])
     best_item = max((item.score or 0.0 for item in items), default=0.0) or 1.0
     ranked: list[tuple[float, int, int]] = []
     scores = [list(line_scores[i]) if i < len(line_scores) else [] for i in range(len(items))]
@@ -114,19 +108,22 @@ def select_turns(
         own = (item.score or 0.0) / best_item
         for j in range(len(block.lines[i])):
             line = scores[i][j] if j < len(scores[i]) else 0.0
-            ranked.append((weight * own + (1.0 - weight) * line / best_line, i, j))
-    ranked.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))
-    shortest = min((len(line) + 1 for lines in block.lines.values() for line in lines), default=0)
+            ranked.append((-(weight * own + (1.0 - weight) * line / best_line), i, j))
+    ranked.sort()  # best first; ties: the better-ranked item, then its earlier line
+    shortest = min((size for sizes in block.sizes for size in sizes), default=0)
+    around = _AROUND[neighbours]
     for _, i, j in ranked:
         if block.cap_chars - block.used < shortest:
             break  # full: no line fits any more
-        if not block.add(i, _neighbours(j, len(block.lines[i]), neighbours)):
+        size = len(block.lines[i])
+        if not block.add(i, [j, *(j + d for d in around if 0 <= j + d < size)]):
             block.add(i, [j])  # the line alone when it and its neighbour do not fit
     if not block.kept and ranked:  # one line longer than the whole cap: its head, as LOW condense cuts
         _, i, j = ranked[0]
         room = block.cap_chars - len(block.headers[i]) - 3
         if room > 80:
             block.lines[i] = [*block.lines[i][:j], block.lines[i][j][:room], *block.lines[i][j + 1 :]]
+            block.sizes[i][j] = len(block.lines[i][j]) + 1
             block.add(i, [j])
     order = sorted(block.kept, key=lambda i: _when(items[i]))
     parts: list[str] = []
