@@ -27,6 +27,7 @@ from typing import Any
 
 import bm25s
 import numpy as np
+from bm25s.tokenization import Tokenized
 from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -140,18 +141,14 @@ def item_lines(item: MemoryItem) -> tuple[str, list[str]]:
 
 
 class _BM25:
-    """bm25s over some texts, with thrifty's tokenization (English stop words, optional stemming)."""
+    """bm25s over documents tokenized by :func:`_tokenize` (token ids and their vocabulary)."""
 
-    def __init__(self, texts: Sequence[str], stem: bool) -> None:
+    def __init__(self, ids: list[list[int]], vocab: dict[str, int], stem: bool) -> None:
         self.stem = stem
         self.retriever: bm25s.BM25 | None = None
-        if texts:
-            tokens = bm25s.tokenize(
-                list(texts), stopwords=_STOPWORDS, stemmer=self._stemmer(), show_progress=False
-            )
-            if getattr(tokens, "vocab", None):  # texts made only of stopwords have nothing to index
-                self.retriever = bm25s.BM25()
-                self.retriever.index(tokens, show_progress=False)
+        if ids and vocab:  # texts made only of stopwords have nothing to index
+            self.retriever = bm25s.BM25()
+            self.retriever.index(Tokenized(ids=ids, vocab=dict(vocab)), show_progress=False)
 
     def _stemmer(self) -> Any:
         return _stemmer() if self.stem else None
@@ -164,6 +161,21 @@ class _BM25:
         if not terms:
             return np.zeros(size)
         return np.asarray(self.retriever.get_scores(list(terms)), dtype=float)
+
+
+def _tokenize(texts: Sequence[str], stem: bool) -> tuple[list[list[int]], dict[str, int]]:
+    """Each text's token ids (lower case, English stop words out, stemmed if asked) and the vocabulary."""
+    if not texts:
+        return [], {}
+    tokens = bm25s.tokenize(
+        list(texts),
+        stopwords=_STOPWORDS,
+        stemmer=_stemmer() if stem else None,
+        allow_empty=True,
+        show_progress=False,
+    )
+    assert isinstance(tokens, Tokenized)
+    return [list(doc) for doc in tokens.ids], dict(tokens.vocab)
 
 
 @functools.lru_cache(maxsize=64)
@@ -187,31 +199,38 @@ class _Index:
         self.items = items
         self.stem = stem
         self.kinds = np.array([i.kind for i in items], dtype=object)
-        self._bm25 = _BM25([i.text for i in items], stem)
+        # Every header and line is tokenized once; an item's tokens are its header's and lines' (its text
+        # is them joined by newlines), so the item index and the line index share one tokenization.
+        split = [item_lines(item) for item in items]
+        ids, self._vocab = _tokenize([t for header, lines in split for t in (header, *lines)], stem)
+        self._line_ids: list[list[int]] = []
+        self._spans: dict[str, tuple[int, int]] = {}  # by text: unique within a scope, as the item id
+        docs: list[list[int]] = []
+        at = 0
+        for item, (_, lines) in zip(items, split, strict=True):
+            own = ids[at : at + 1 + len(lines)]
+            docs.append([t for doc in own for t in doc])
+            self._spans[item.text] = (len(self._line_ids), len(self._line_ids) + len(lines))
+            self._line_ids.extend(own[1:])
+            at += 1 + len(lines)
+        self._bm25 = _BM25(docs, self._vocab, stem)
         self._retriever = self._bm25.retriever
-        self._lines: tuple[_BM25, dict[str, tuple[int, int]], int] | None = None
+        self._lines: _BM25 | None = None
         self._lines_lock = threading.Lock()
 
-    def _line_index(self) -> tuple[_BM25, dict[str, tuple[int, int]], int]:
+    def _line_index(self) -> _BM25:
         with self._lines_lock:
             if self._lines is None:
-                texts: list[str] = []
-                spans: dict[str, tuple[int, int]] = {}  # by text: unique within a scope, as the item id
-                for item in self.items:
-                    lines = item_lines(item)[1]
-                    spans[item.text] = (len(texts), len(texts) + len(lines))
-                    texts.extend(lines)
-                self._lines = (_BM25(texts, self.stem), spans, len(texts))
+                self._lines = _BM25(self._line_ids, self._vocab, self.stem)
             return self._lines
 
     def line_scores(self, query: str, items: Sequence[MemoryItem]) -> list[list[float]]:
         """BM25 scores of the lines of each of ``items`` (scored among all the scope's lines), in their
         order; an item not in this index scores zero on every line."""
-        bm25, spans, size = self._line_index()
-        scores = bm25.scores(query, size)
+        scores = self._line_index().scores(query, len(self._line_ids))
         out: list[list[float]] = []
         for item in items:
-            start, end = spans.get(item.text, (0, 0))
+            start, end = self._spans.get(item.text, (0, 0))
             out.append([float(x) for x in scores[start:end]] or [0.0] * len(item_lines(item)[1]))
         return out
 
