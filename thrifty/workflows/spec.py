@@ -283,7 +283,13 @@ class MemorySpec(BaseModel):
     budget: Budget | None = Field(default=None, description="Memory's own cap (within the run's budget).")
     embedder: str = Field(default="auto", description="auto | minilm | none (MID tier).")
     model: str | None = Field(default=None, description="Model for the HIGH tiers (none: no HIGH tier).")
-    k: int = Field(default=5, ge=1, le=50, description="Items recalled per query.")
+    k: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Chunks recalled per query (whole, at MID/HIGH condense or low_filter: none); the LOW turn "
+        "filter reads filter_k.",
+    )
     max_context_tokens: int = Field(default=1500, ge=50, description="Cap on the memory block.")
     chunk_tokens: int | None = Field(
         default=320,
