@@ -121,3 +121,19 @@ def test_the_cli_runs_offline_and_refuses_a_bad_file(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no such file" in res.output
     res = runner.invoke(app, ["bench", "locomo", "--data", str(data), "--routers", "fancy"])
     assert res.exit_code == 2
+
+
+def test_the_old_low_recall_is_an_option_and_a_bad_filter_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "locomo.json"
+    data.write_text(json.dumps([locomo_sample()]), encoding="utf-8")
+    base = ["bench", "locomo", "--data", str(data), "--routers", "low", "--embedder", "none", "--no-plot"]
+    res = runner.invoke(app, [*base, "--no-stem", "--low-filter", "none", "--out", str(tmp_path / "old")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*base, "--filter-k", "3", "--out", str(tmp_path / "new")])
+    assert res.exit_code == 0, res.output
+    old = [json.loads(x) for x in (tmp_path / "old" / "results.jsonl").read_text().splitlines()]
+    new = [json.loads(x) for x in (tmp_path / "new" / "results.jsonl").read_text().splitlines()]
+    assert len(old) == len(new) == len(locomo_sample()["qa"])
+    res = runner.invoke(app, [*base, "--low-filter", "sentences", "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "--low-filter" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "bad" / "results.jsonl").exists()

@@ -467,6 +467,9 @@ def _memory_bench(
     summaries: str = "none",
     router_weights: Path | None = None,
     chunk_turns: int | None = None,
+    low_filter: str = "turns",
+    filter_k: int = 15,
+    stem: bool = True,
 ) -> None:
     from thrifty.bench.memory import (
         MemBenchConfig,
@@ -504,7 +507,12 @@ def _memory_bench(
             facts=facts,
             summaries=summaries,
             learned_weights=str(router_weights) if router_weights else None,
+            low_filter=low_filter,
+            filter_k=filter_k,
+            stem=stem,
         )
+        if low_filter not in ("turns", "none"):
+            raise ValueError(f"--low-filter {low_filter!r}: use turns or none")
     except (ValueError, EmbedderError) as exc:
         raise fail(str(exc)) from None
     target = out_dir or Path(".thrifty/bench") / f"{dataset}-{_slug(model)}"
@@ -573,6 +581,15 @@ _ChunkTokens = Annotated[
 ]
 _Facts = Annotated[str, typer.Option(help="Write-time facts: none, low (rules) or high (the memory model).")]
 _Summaries = Annotated[str, typer.Option(help="Write-time session summaries: none, low or high.")]
+_LowFilter = Annotated[
+    str,
+    typer.Option(
+        help="LOW condense: turns (the best turns of --filter-k chunks, each with the next one) or none "
+        "(the k best chunks whole, as before)."
+    ),
+]
+_FilterK = Annotated[int, typer.Option(min=1, max=100, help="Chunks the LOW turn filter reads from.")]
+_Stem = Annotated[bool, typer.Option(help="Stem words for BM25 (--no-stem: exact words, as before).")]
 
 
 @bench_app.command("locomo")
@@ -596,6 +613,9 @@ def locomo(
     summaries: _Summaries = "none",
     router_weights: _RouterWeights = None,
     chunk_turns: _ChunkTurns = None,
+    low_filter: _LowFilter = "turns",
+    filter_k: _FilterK = 15,
+    stem: _Stem = True,
 ) -> None:
     """LoCoMo: memory then one answer per question, per router; official F1 per category, evidence recall,
     memory cost and latency. Rerun the same command to resume."""
@@ -625,6 +645,9 @@ def locomo(
         summaries=summaries,
         router_weights=router_weights,
         chunk_turns=chunk_turns,
+        low_filter=low_filter,
+        filter_k=filter_k,
+        stem=stem,
     )
 
 
@@ -652,6 +675,9 @@ def longmemeval(
     summaries: _Summaries = "none",
     router_weights: _RouterWeights = None,
     chunk_turns: _ChunkTurns = None,
+    low_filter: _LowFilter = "turns",
+    filter_k: _FilterK = 15,
+    stem: _Stem = True,
 ) -> None:
     """LongMemEval: each question's sessions mixed into a haystack (or alone with --haystack 0), memory
     then one answer; F1, EM, evidence recall, memory cost and latency per router."""
@@ -682,6 +708,9 @@ def longmemeval(
         summaries=summaries,
         router_weights=router_weights,
         chunk_turns=chunk_turns,
+        low_filter=low_filter,
+        filter_k=filter_k,
+        stem=stem,
     )
 
 

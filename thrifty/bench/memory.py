@@ -38,7 +38,7 @@ from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.memory import Memory
 from thrifty.memory.chunking import reached, turn_pieces
 from thrifty.memory.formats import ChatSession, load_locomo, load_longmemeval
-from thrifty.memory.memory import WriteLevel
+from thrifty.memory.memory import LowFilter, WriteLevel
 from thrifty.memory.records import Level
 from thrifty.memory.temporal import resolve_relative
 
@@ -225,6 +225,25 @@ class MemBenchConfig:
     facts: str = "none"  # write-time facts: none | low | high
     summaries: str = "none"  # write-time session summaries: none | low | high
     learned_weights: str | None = None  # the learned router's weights file (None: the shipped one)
+    low_filter: str = "turns"  # LOW condense: turns (the turn filter) | none (the k best chunks whole)
+    filter_k: int = 15  # chunks the LOW turn filter reads from
+    stem: bool = True  # BM25 over stemmed words
+
+    def memory_options(self) -> dict[str, Any]:
+        """The Memory(...) options of this configuration (chunking, write layers, LOW retrieval)."""
+        return {
+            "embedder": self.embedder,
+            "model": self.memory_model or self.model,
+            "pricing": self.pricing,
+            "k": self.k,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_turns": self.chunk_turns,
+            "facts": cast(WriteLevel, self.facts),  # checked by Memory
+            "summaries": cast(WriteLevel, self.summaries),
+            "low_filter": cast(LowFilter, self.low_filter),
+            "filter_k": self.filter_k,
+            "stem": self.stem,
+        }
 
 
 def parse_routers(text: str) -> list[tuple[str, float]]:
@@ -376,15 +395,7 @@ def run_memory_bench(
             ]
             if not todo:
                 continue
-            with Memory(
-                embedder=config.embedder,
-                model=config.memory_model or config.model,
-                pricing=config.pricing,
-                chunk_tokens=config.chunk_tokens,
-                chunk_turns=config.chunk_turns,
-                facts=cast(WriteLevel, config.facts),  # checked by Memory
-                summaries=cast(WriteLevel, config.summaries),
-            ) as mem:
+            with Memory(**config.memory_options()) as mem:
                 mem.ingest(list(conv.sessions), scope={"run_id": conv.id})
                 pieces = {r: p for s in conv.sessions for r, p in turn_pieces(s, mem.chunk_tokens).items()}
                 for q, router, lam in todo:

@@ -46,13 +46,7 @@ def run_router_grid(config: MemBenchConfig, out: Path) -> Iterator[dict[str, Any
             ]
             if not todo:
                 continue
-            with Memory(
-                embedder=config.embedder,
-                model=config.memory_model or config.model,
-                pricing=config.pricing,
-                chunk_tokens=config.chunk_tokens,
-                chunk_turns=config.chunk_turns,
-            ) as mem:
+            with Memory(**config.memory_options()) as mem:
                 mem.ingest(list(conv.sessions), scope={"run_id": conv.id})
                 for q, tiers in todo:
                     record = _question_record(config, mem, conv, q, "grid", 0.0, tiers=tiers)

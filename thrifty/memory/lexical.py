@@ -7,12 +7,19 @@ richer tier must beat. Each operation costs one ``memory_ops`` (plus ``usd_per_o
 Storage: one table of items (``memory_items``) and one version counter (``memory_state``) bumped by every
 write or forget that changes something. Indexes are built per recall scope and kept until the version moves,
 so a recall after another process wrote sees its items. The tables can live in the run store's database.
+
+Words are stemmed (Snowball English, PyStemmer) unless ``stem=False``: "painted" finds "painting", "kids"
+finds "kid". On LoCoMo's 1,531 questions with gold evidence (categories 1-4) stemming raised the evidence
+recall of five 320-token chunks from 0.757 to 0.792. The index also scores single lines (a chunk's turns,
+:meth:`LexicalTier.line_scores`) for the LOW turn filter (:mod:`thrifty.memory.turns`).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +27,7 @@ from typing import Any
 
 import bm25s
 import numpy as np
+from bm25s.tokenization import Tokenized
 from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -43,7 +51,7 @@ from thrifty.memory.tier import Estimate, MemoryContext, MemoryTier
 from thrifty.store import make_engine
 from thrifty.store.db import IN_MEMORY
 
-__all__ = ["LexicalTier"]
+__all__ = ["LexicalTier", "item_lines"]
 
 _STOPWORDS = "en"
 _CACHED_SCOPES = 32
@@ -108,18 +116,123 @@ def _within(scope: Scope) -> list[ColumnElement[bool]]:
     return [getattr(_ItemRow, name) == value for name, value in scope.fields().items()]
 
 
-class _Index:
-    """BM25 over the items of one scope, as they were at one version of the store."""
+_STEMMER: Any = None
+_STEMMER_LOCK = threading.Lock()
 
-    def __init__(self, items: list[MemoryItem]) -> None:
+
+def _stemmer() -> Any:
+    """The Snowball English stemmer (PyStemmer, a dependency of thrifty), made once."""
+    global _STEMMER
+    with _STEMMER_LOCK:
+        if _STEMMER is None:
+            import Stemmer  # PyStemmer
+
+            _STEMMER = Stemmer.Stemmer("english")
+        return _STEMMER
+
+
+def item_lines(item: MemoryItem) -> tuple[str, list[str]]:
+    """An item as (header, lines): a chunk of turns is its dated header and one line per turn (or piece of
+    a turn); any other item is one line with no header."""
+    if item.kind == "turns":
+        header, _, rest = item.text.partition("\n")
+        return header, rest.split("\n") if rest else []
+    return "", [item.text]
+
+
+class _BM25:
+    """bm25s over documents tokenized by :func:`_tokenize` (token ids and their vocabulary)."""
+
+    def __init__(self, ids: list[list[int]], vocab: dict[str, int], stem: bool) -> None:
+        self.stem = stem
+        self.retriever: bm25s.BM25 | None = None
+        if ids and vocab:  # texts made only of stopwords have nothing to index
+            self.retriever = bm25s.BM25()
+            self.retriever.index(Tokenized(ids=ids, vocab=dict(vocab)), show_progress=False)
+
+    def _stemmer(self) -> Any:
+        return _stemmer() if self.stem else None
+
+    def scores(self, query: str, size: int) -> np.ndarray:
+        """The BM25 score of every text for ``query`` (zeros when nothing can match)."""
+        if self.retriever is None:
+            return np.zeros(size)
+        terms = _query_terms(query, self.stem)
+        if not terms:
+            return np.zeros(size)
+        return np.asarray(self.retriever.get_scores(list(terms)), dtype=float)
+
+
+def _tokenize(texts: Sequence[str], stem: bool) -> tuple[list[list[int]], dict[str, int]]:
+    """Each text's token ids (lower case, English stop words out, stemmed if asked) and the vocabulary."""
+    if not texts:
+        return [], {}
+    tokens = bm25s.tokenize(
+        list(texts),
+        stopwords=_STOPWORDS,
+        stemmer=_stemmer() if stem else None,
+        allow_empty=True,
+        show_progress=False,
+    )
+    assert isinstance(tokens, Tokenized)
+    return [list(doc) for doc in tokens.ids], dict(tokens.vocab)
+
+
+@functools.lru_cache(maxsize=64)
+def _query_terms(query: str, stem: bool) -> tuple[str, ...]:
+    """A query's BM25 terms (kept for the next lookups of the same query: retrieve, then the turn filter)."""
+    tokens = bm25s.tokenize(
+        [query],
+        stopwords=_STOPWORDS,
+        stemmer=_stemmer() if stem else None,
+        return_ids=False,
+        show_progress=False,
+    )
+    return tuple(t for t in tokens[0] if isinstance(t, str) and t) if tokens else ()
+
+
+class _Index:
+    """BM25 over the items of one scope, as they were at one version of the store; and, built on first
+    use, BM25 over their lines (:func:`item_lines`) for the turn filter."""
+
+    def __init__(self, items: list[MemoryItem], stem: bool = True) -> None:
         self.items = items
+        self.stem = stem
         self.kinds = np.array([i.kind for i in items], dtype=object)
-        self._retriever: bm25s.BM25 | None = None
-        if items:
-            tokens = bm25s.tokenize([i.text for i in items], stopwords=_STOPWORDS, show_progress=False)
-            if getattr(tokens, "vocab", None):  # items made only of stopwords have nothing to index
-                self._retriever = bm25s.BM25()
-                self._retriever.index(tokens, show_progress=False)
+        # Every header and line is tokenized once; an item's tokens are its header's and lines' (its text
+        # is them joined by newlines), so the item index and the line index share one tokenization.
+        split = [item_lines(item) for item in items]
+        ids, self._vocab = _tokenize([t for header, lines in split for t in (header, *lines)], stem)
+        self._line_ids: list[list[int]] = []
+        self._spans: dict[str, tuple[int, int]] = {}  # by text: unique within a scope, as the item id
+        docs: list[list[int]] = []
+        at = 0
+        for item, (_, lines) in zip(items, split, strict=True):
+            own = ids[at : at + 1 + len(lines)]
+            docs.append([t for doc in own for t in doc])
+            self._spans[item.text] = (len(self._line_ids), len(self._line_ids) + len(lines))
+            self._line_ids.extend(own[1:])
+            at += 1 + len(lines)
+        self._bm25 = _BM25(docs, self._vocab, stem)
+        self._retriever = self._bm25.retriever
+        self._lines: _BM25 | None = None
+        self._lines_lock = threading.Lock()
+
+    def _line_index(self) -> _BM25:
+        with self._lines_lock:
+            if self._lines is None:
+                self._lines = _BM25(self._line_ids, self._vocab, self.stem)
+            return self._lines
+
+    def line_scores(self, query: str, items: Sequence[MemoryItem]) -> list[list[float]]:
+        """BM25 scores of the lines of each of ``items`` (scored among all the scope's lines), in their
+        order; an item not in this index scores zero on every line."""
+        scores = self._line_index().scores(query, len(self._line_ids))
+        out: list[list[float]] = []
+        for item in items:
+            start, end = self._spans.get(item.text, (0, 0))
+            out.append([float(x) for x in scores[start:end]] or [0.0] * len(item_lines(item)[1]))
+        return out
 
     def allowed(self, kinds: frozenset[str] | None) -> np.ndarray:
         """A mask of the items of the given layers (all when ``kinds`` is None)."""
@@ -130,11 +243,7 @@ class _Index:
     def search(self, query: str, k: int, kinds: frozenset[str] | None = None) -> list[MemoryItem]:
         if self._retriever is None:
             return []
-        tokens = bm25s.tokenize([query], stopwords=_STOPWORDS, return_ids=False, show_progress=False)
-        terms = [t for t in tokens[0] if isinstance(t, str) and t] if tokens else []
-        if not terms:
-            return []
-        scores = np.asarray(self._retriever.get_scores(terms), dtype=float)
+        scores = self._bm25.scores(query, len(self.items))
         if kinds is not None:
             scores = np.where(self.allowed(kinds), scores, 0.0)
         order = np.argsort(-scores, kind="stable")[:k]
@@ -199,10 +308,12 @@ class LexicalTier(MemoryTier):
         *,
         name: str = "lexical",
         usd_per_op: float = 0.0,
+        stem: bool = True,
     ) -> None:
         if usd_per_op < 0:
             raise ValueError("usd_per_op must be >= 0")
         self.name = name
+        self.stem = stem
         self.usd_per_op = usd_per_op
         self._own_engine = not isinstance(store, Engine)
         self.engine: Engine = store if isinstance(store, Engine) else make_engine(store or IN_MEMORY)
@@ -256,6 +367,18 @@ class LexicalTier(MemoryTier):
             index = self._index(request.scope)
         return Recalled(items=index.search(request.query, request.k, request.kinds))
 
+    def line_scores(self, scope: Scope, query: str, items: Sequence[MemoryItem]) -> list[list[float]]:
+        """BM25 scores of each line of ``items`` (recalled from ``scope``) for ``query``, in their order: what
+        the LOW turn filter keeps turns by. Part of the operation that asks (a condense), not charged apart.
+        Reads the scope's cached index, as fresh as the recall that just retrieved ``items`` (built when
+        there is none)."""
+        with self._lock:  # the index the retrieve before it just checked against the store's version
+            cached = self._indexes.get(scope.key)
+        if cached is None:
+            with self._turn:
+                cached = (0, self._index(scope))
+        return cached[1].line_scores(query, items)
+
     def has_kind(self, scope: Scope, kind: str) -> bool:
         """Whether ``scope`` holds an item of layer ``kind`` (free, from the cached index: as fresh as the
         last recall in that scope, which checked the store's version; built when there is none)."""
@@ -307,7 +430,7 @@ class LexicalTier(MemoryTier):
             rows = session.scalars(
                 select(_ItemRow).where(*_within(scope)).order_by(_ItemRow.created, _ItemRow.id)
             ).all()
-            index = _Index([_item(row) for row in rows])
+            index = _Index([_item(row) for row in rows], self.stem)
         with self._lock:
             self._indexes[key] = (version, index)
             self._indexes.move_to_end(key)

@@ -16,8 +16,10 @@ store's) holds every item; the three tiers share it. What is stored:
 All are rows of one table (``meta["kind"]``: turns, fact, summary, note), written in one transaction.
 Every item's id is its scope and its text, so ingesting the same sessions again adds nothing.
 
-A recall runs two modules, each at the tier the router proposes: **retrieve** (LOW BM25, MID BM25 +
-embeddings, HIGH model-written queries) and **condense** (LOW the items in time order within the token cap,
+A recall runs two modules, each at the tier the router proposes: **retrieve** (LOW BM25 over stemmed words,
+MID BM25 + embeddings, HIGH model-written queries) and **condense** (LOW the turns of ``filter_k`` chunks that
+match the question best, each with the turn after it, in time order within the token cap
+(:mod:`thrifty.memory.turns`; ``low_filter="none"``: the ``k`` best chunks whole, as before),
 MID the two best items whole and, of the others, only the turns that share words with the question
 (and their neighbours), within half the cap, HIGH a model's notes on
 top of MID). Before a module starts, its worst case is checked against the ledger; a tier the budget cannot
@@ -70,6 +72,7 @@ from thrifty.memory.records import (
 from thrifty.memory.router import LEVELS, MODULES, Decision, Router, RouteView, make_router
 from thrifty.memory.temporal import format_day, resolve_relative
 from thrifty.memory.tiers import MAX_QUERY_CHARS, DenseTier, LLMTier
+from thrifty.memory.turns import NEIGHBOURS, Neighbours, select_turns
 from thrifty.redact import redact
 from thrifty.store.db import IN_MEMORY, database_url
 
@@ -77,6 +80,7 @@ __all__ = [
     "MEMORY_CLOSE",
     "MEMORY_OPEN",
     "Ingested",
+    "LowFilter",
     "Memory",
     "MemoryRecall",
     "MemoryReport",
@@ -98,6 +102,8 @@ _MAIN_KINDS = frozenset({"turns", "note"})  # what retrieve ranks; facts are rec
 _FACTS_HEADER = "Facts (each with the day it holds from; a replaced one with the day it ended):"
 WriteLevel = Literal["none", "low", "high"]
 _WRITE_LEVELS = ("none", "low", "high")
+LowFilter = Literal["turns", "none"]
+_LOW_FILTERS = ("turns", "none")
 _STOP = frozenset(
     [
         "a",
@@ -229,6 +235,11 @@ class Memory:
         summaries: WriteLevel = "none",
         facts_k: int = 3,
         busy_timeout: float = 30.0,
+        stem: bool = True,
+        low_filter: LowFilter = "turns",
+        filter_k: int = 15,
+        filter_weight: float = 0.5,
+        filter_neighbours: Neighbours = "next",
     ) -> None:
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"memory lambda must be within [0, 1], got {lam}")
@@ -238,6 +249,13 @@ class Memory:
             raise ValueError("memory chunks need chunk_turns >= 1 and chunk_tokens >= 32 (or None: no limit)")
         if chunk_turns is None and chunk_tokens is None:
             raise ValueError("memory chunks need a limit: set chunk_tokens (e.g. 320) or chunk_turns")
+        if low_filter not in _LOW_FILTERS:
+            raise ValueError(f"memory low_filter={low_filter!r}: use turns or none")
+        if filter_k < 1 or not 0.0 <= filter_weight <= 1.0 or filter_neighbours not in NEIGHBOURS:
+            raise ValueError(
+                "memory turn filter needs filter_k >= 1, filter_weight within [0, 1] and "
+                "filter_neighbours next, both or none"
+            )
         for name, value in (("facts", facts), ("summaries", summaries)):
             if value not in _WRITE_LEVELS:
                 raise ValueError(f"memory {name}={value!r}: use none, low or high")
@@ -249,11 +267,18 @@ class Memory:
         self.engine = _engine(store, busy_timeout)
         self.pricing = pricing or Pricing()
         vectors = load_embedder(embedder)
-        self.low = LexicalTier(self.engine, name="retrieve:low")
-        self.mid = DenseTier(self.engine, embedder=vectors, name="retrieve:mid")
+        self.low = LexicalTier(self.engine, name="retrieve:low", stem=stem)
+        self.mid = DenseTier(self.engine, embedder=vectors, name="retrieve:mid", stem=stem)
         self.model = model
         self.high: LLMTier | None = (
-            LLMTier(self.engine, model=model, pricing=self.pricing, embedder=vectors, name="retrieve:high")
+            LLMTier(
+                self.engine,
+                model=model,
+                pricing=self.pricing,
+                embedder=vectors,
+                name="retrieve:high",
+                stem=stem,
+            )
             if model
             else None
         )
@@ -272,6 +297,11 @@ class Memory:
         self.facts = facts
         self.summaries = summaries
         self.facts_k = facts_k
+        self.stem = stem
+        self.low_filter: LowFilter = low_filter
+        self.filter_k = filter_k
+        self.filter_weight = filter_weight
+        self.filter_neighbours: Neighbours = filter_neighbours
 
     # ------------------------------------------------------------------------------------- writing
     def chunks(self, sessions: Sequence[ChatSession], scope: Scope, source: str = "") -> list[MemoryItem]:
@@ -493,12 +523,13 @@ class Memory:
         router_ms = (time.perf_counter() - t0) * 1000
         before = len(ledger.events)
         ran: dict[str, str] = {}
-        items, ran["retrieve"] = self._retrieve(query, target, decision, ledger, k or self.k, notes)
+        k = k or self.k
+        items, ran["retrieve"] = self._retrieve(query, target, decision, ledger, k, notes)
         facts = self._recall_facts(query, target, ledger, notes) if ran["retrieve"] != "skipped" else []
         items += facts
         block, ran["condense"] = ("", "skipped")
         if items:
-            block, ran["condense"] = self._condense(query, items, decision, ledger, notes)
+            block, ran["condense"], items = self._condense(query, target, items, k, decision, ledger, notes)
         elif ran["retrieve"] != "skipped":
             ran["condense"] = "none"
         report = self._report(chosen.name, decision, ran, ledger.events[before:], notes)
@@ -530,9 +561,12 @@ class Memory:
     def _retrieve(
         self, query: str, scope: Scope, decision: Decision, ledger: Ledger, k: int, notes: list[str]
     ) -> tuple[list[MemoryItem], str]:
-        request = RecallRequest(query=query, k=k, scope=scope, kinds=_MAIN_KINDS)
+        """The ranked items of the retrieve tier that runs: ``k`` of them; at LOW with the turn filter on,
+        ``max(k, filter_k)`` (the filter's candidates; MID and HIGH condense still read the first ``k``)."""
         wanted = decision.tiers.get("retrieve", "low")
         for level in LEVELS[: LEVELS.index(wanted) + 1][::-1]:
+            pool = max(k, self.filter_k) if level == "low" and self.low_filter == "turns" else k
+            request = RecallRequest(query=query, k=pool, scope=scope, kinds=_MAIN_KINDS)
             tier = self._tier(level)
             if tier is None:
                 notes.append(f"retrieve:{level} unavailable (no model configured)")
@@ -581,20 +615,36 @@ class Memory:
         return [i for i in self.low.items(Scope.of(scope)) if i.kind == "summary"]
 
     def _condense(
-        self, query: str, items: list[MemoryItem], decision: Decision, ledger: Ledger, notes: list[str]
-    ) -> tuple[str, str]:
+        self,
+        query: str,
+        scope: Scope,
+        items: list[MemoryItem],
+        k: int,
+        decision: Decision,
+        ledger: Ledger,
+        notes: list[str],
+    ) -> tuple[str, str, list[MemoryItem]]:
+        """The block, the tier that wrote it, and the items it draws from (the turn filter's chunks and the
+        facts; else the first ``k`` chunks (and notes) retrieved and the facts: a LOW retrieve for the turn
+        filter hands over ``filter_k``, MID and HIGH condense read the first ``k`` as before)."""
+        top = [*[i for i in items if i.kind != "fact"][:k], *(i for i in items if i.kind == "fact")]
         wanted = decision.tiers.get("condense", "low")
         for level in LEVELS[: LEVELS.index(wanted) + 1][::-1]:
             if level == "high" and self.model is None:
                 notes.append("condense:high unavailable (no model configured)")
                 continue
-            models = self._notes_estimate(query, items) if level == "high" else {}
+            models = self._notes_estimate(query, top) if level == "high" else {}
             if not ledger.can_afford({"memory_ops": 1, **models}):
                 notes.append(f"condense:{level} not affordable: stepped down")
                 continue
             res = ledger.reserve({"memory_ops": 1}, kind="memory", name=f"condense:{level}", node="memory")
+            turns = level == "low" and self.low_filter == "turns"
             try:
-                block = self._condense_at(level, query, items, ledger)
+                block, used = (
+                    self._turns(query, scope, items)
+                    if turns
+                    else (self._condense_at(level, query, top, ledger), top)
+                )
             except BudgetExceeded:
                 ledger.release(res)
                 notes.append(f"condense:{level} stopped by the budget: stepped down")
@@ -603,10 +653,10 @@ class Memory:
                 ledger.release(res)
                 notes.append(redact(f"condense:{level} failed ({type(exc).__name__}): stepped down")[:300])
                 continue
-            ledger.settle(res, {"memory_ops": 1}, detail=f"items={len(items)} tokens={block_tokens(block)}")
-            return block, level
+            ledger.settle(res, {"memory_ops": 1}, detail=f"items={len(used)} tokens={block_tokens(block)}")
+            return block, level, used
         notes.append("condense skipped: the memory budget cannot pay it")
-        return "", "skipped"
+        return "", "skipped", top
 
     # ------------------------------------------------------------------------------------- condense
     def _ordered(self, items: list[MemoryItem], cap: int | None = None) -> str:
@@ -694,6 +744,19 @@ class Memory:
         messages = self._notes_messages(query, items)
         prompt = gateway.count_prompt_tokens(self.model, messages, None)
         return gateway.plan_call(self.model, prompt, _NOTES_TOKENS).amounts
+
+    def _turns(self, query: str, scope: Scope, items: list[MemoryItem]) -> tuple[str, list[MemoryItem]]:
+        """LOW condense with the turn filter (:mod:`thrifty.memory.turns`): the facts section, then the best
+        turns of all the retrieved chunks within the rest of the cap; and the items the block draws from."""
+        facts, others = self._facts_text(items)
+        text, drawn = select_turns(
+            others,
+            self.low.line_scores(scope, query, others),
+            self.max_context_tokens - block_tokens(facts),
+            weight=self.filter_weight,
+            neighbours=self.filter_neighbours,
+        )
+        return self._with_facts(facts, text), [*drawn, *(i for i in items if i.kind == "fact")]
 
     def _condense_at(self, level: str, query: str, items: list[MemoryItem], ledger: Ledger) -> str:
         facts, others = self._facts_text(items)

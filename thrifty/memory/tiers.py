@@ -66,8 +66,9 @@ class DenseTier(LexicalTier):
         embedder: str | TextEmbedder | None = "auto",
         name: str = "dense",
         usd_per_op: float = 0.0,
+        stem: bool = True,
     ) -> None:
-        super().__init__(store, name=name, usd_per_op=usd_per_op)
+        super().__init__(store, name=name, usd_per_op=usd_per_op, stem=stem)
         self.embedder = load_embedder(embedder)
         self._vectors: dict[str, np.ndarray] = {}
         self._vec_lock = threading.Lock()
@@ -132,8 +133,9 @@ class LLMTier(DenseTier):
         embedder: str | TextEmbedder | None = "auto",
         name: str = "llm",
         usd_per_op: float = 0.0,
+        stem: bool = True,
     ) -> None:
-        super().__init__(store, embedder=embedder, name=name, usd_per_op=usd_per_op)
+        super().__init__(store, embedder=embedder, name=name, usd_per_op=usd_per_op, stem=stem)
         self.model = model
         self.pricing = pricing or Pricing()
 

@@ -112,6 +112,9 @@ def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
         facts=spec.facts,
         summaries=spec.summaries,
         facts_k=spec.facts_k,
+        low_filter=spec.low_filter,
+        filter_k=spec.filter_k,
+        stem=spec.stem,
     )
     for source in spec.ingest:
         memory.ingest(resolve(source), scope=spec.scope)

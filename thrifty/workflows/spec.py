@@ -283,7 +283,13 @@ class MemorySpec(BaseModel):
     budget: Budget | None = Field(default=None, description="Memory's own cap (within the run's budget).")
     embedder: str = Field(default="auto", description="auto | minilm | none (MID tier).")
     model: str | None = Field(default=None, description="Model for the HIGH tiers (none: no HIGH tier).")
-    k: int = Field(default=5, ge=1, le=50, description="Items recalled per query.")
+    k: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Chunks recalled per query (whole, at MID/HIGH condense or low_filter: none); the LOW turn "
+        "filter reads filter_k.",
+    )
     max_context_tokens: int = Field(default=1500, ge=50, description="Cap on the memory block.")
     chunk_tokens: int | None = Field(
         default=320,
@@ -301,6 +307,13 @@ class MemorySpec(BaseModel):
         description="One summary per session at ingest: low (extractive) or high (memory.model).",
     )
     facts_k: int = Field(default=3, ge=0, le=20, description="Facts recalled beside the chunks per query.")
+    low_filter: Literal["turns", "none"] = Field(
+        default="turns",
+        description="LOW condense: turns (the turns of filter_k chunks that match the query, each with the "
+        "next one, within max_context_tokens) or none (the k best chunks whole).",
+    )
+    filter_k: int = Field(default=15, ge=1, le=100, description="Chunks the LOW turn filter reads from.")
+    stem: bool = Field(default=True, description="BM25 over stemmed words (false: exact words).")
 
     @model_validator(mode="after")
     def _high_write_needs_a_model(self) -> MemorySpec:
