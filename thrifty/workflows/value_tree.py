@@ -65,6 +65,7 @@ from thrifty.agents.tree import (
     frontier,
     listed_text,
     new_root,
+    paid_messages,
     path_messages,
     path_to,
     pooled_messages,
@@ -209,10 +210,11 @@ class ValueTreeOptions(StrategyOptions):
         "steps ('evidence', then value, then depth), or the one of highest mean value ('value'), which "
         "favours a short path with one lucky step over a longer one that found more.",
     )
-    final_evidence: Literal["path", "tree"] = Field(
+    final_evidence: Literal["path", "tree", "all"] = Field(
         default="tree",
-        description="What a forced answer reads: the best branch ('path'), or the best branch plus every "
-        "step the critic credited anywhere in the tree ('tree').",
+        description="What a forced answer reads: the best branch ('path'), the best branch plus every "
+        "step the critic credited anywhere in the tree ('tree'), or that plus every other step the run "
+        "paid for, pruned ones included ('all': the whole purchase, as react's history holds it).",
     )
 
 
@@ -362,6 +364,19 @@ def forced_leaf(tree: list[TreeNode], by: str = "value", credited: float = 0.5) 
             leaves, key=lambda n: (credited_steps(tree, n.id, credited), n.value, n.depth), default=tree[0]
         )
     return max(leaves, key=lambda n: (n.value, n.depth), default=tree[0])
+
+
+def forced_messages(tree: list[TreeNode], leaf_id: int, opts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a forced answer reads, by ``final_evidence``: the branch to ``leaf_id`` ('path'), plus the
+    steps credited anywhere ('tree'), plus every other step paid for ('all')."""
+    credited = float(opts.get("credited", 0.5))
+    match opts.get("final_evidence"):
+        case "tree":
+            return pooled_messages(tree, leaf_id, credited)
+        case "all":
+            return paid_messages(tree, leaf_id, credited)
+        case _:
+            return path_messages(tree, leaf_id)
 
 
 def refused(node: TreeNode) -> bool:
@@ -625,11 +640,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             why = (
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
             )
-            messages = (
-                pooled_messages(tree, leaf.id, float(opts.get("credited", 0.5)))
-                if opts.get("final_evidence") == "tree"
-                else path_messages(tree, leaf.id)
-            )
+            messages = forced_messages(tree, leaf.id, opts)
             reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
         except BudgetExceeded as exc:
