@@ -58,6 +58,7 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
         "step_chars": 1500,
         "keep_listings": True,
         "forced_from": "evidence",
+        "forced_checks": 2,
         "final_evidence": "tree",
     }
     for name, model in builtin_options().items():
@@ -73,6 +74,7 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
         ("value_tree", {"branch_budget": 0}, "option 'branch_budget'"),
         ("value_tree", {"branch_budget": 1.5}, "option 'branch_budget'"),
         ("value_tree", {"prune_below": -1}, "option 'prune_below'"),
+        ("value_tree", {"forced_checks": 6}, "option 'forced_checks'"),
         ("self_consistency", {"samples": 0}, "(fix: give a valid value, or drop it for the default: 3)"),
         ("react", {"width": 2}, "'width' is not an option of strategy 'react' (fix: remove it; react takes"),
         ("react", {"max_steps": 3}, "max_steps is a field of the strategy itself"),

@@ -202,6 +202,7 @@ def test_exhaustion_mid_expansion_still_answers() -> None:
             reply(progress(0.9)),
             reply(progress(0.6)),
             reply("Paris"),  # forced final answer from the best branch
+            reply(json.dumps({"decision": "SUCCESS", "trajectory_summary": "s", "justification": "j"})),
         ]
     )
     search_only = [t for t in TOOLS if t.name == "search"]
@@ -221,7 +222,7 @@ def test_exhaustion_mid_expansion_still_answers() -> None:
     assert result.usage.tool_calls == 2
     nodes = final_tree(result).nodes
     assert any("not run" in (n.prune_reason or "") for n in nodes)
-    assert final_tree(result).method.startswith("forced from branch 1")
+    assert final_tree(result).method == "forced from branch 1, verified after 0 re-asks"
 
 
 def test_expansion_narrows_as_the_budget_depletes() -> None:

@@ -17,6 +17,7 @@ from thrifty.agents.tree import (
     frontier,
     listed_text,
     new_root,
+    paid_messages,
     pooled_messages,
     reopened,
     shared_text,
@@ -208,6 +209,20 @@ def test_shared_text_and_pooled_messages_bring_credited_steps_from_other_branche
     assert contents == ["Title: A\nA text", "Title: C\nC text", "D found"]
 
 
+def test_paid_messages_add_every_other_paid_step_once_after_the_pooled_evidence() -> None:
+    tree = [
+        *small_tree(),
+        node(4, 0, 1, tool="read", arguments='{"title": "D"}', observation="D found", progress=1.0),
+        node(5, 1, 2, tool="read", arguments='{"title": "B"}', observation="Title: B\nB text", pruned=True),
+        node(6, 3, 3, tool="answer", terminal=True, answer="x"),
+    ]
+    messages = paid_messages(tree, 3, 0.5)
+    contents = [m.get("content") for m in messages if m["role"] == "tool"]
+    # the path, the credited step elsewhere, then the pruned search B (once: node 5 repeats it); no answer
+    assert contents == ["Title: A\nA text", "Title: C\nC text", "D found", "Title: B\nB text"]
+    assert messages[: len(pooled_messages(tree, 3, 0.5))] == pooled_messages(tree, 3, 0.5)
+
+
 def test_a_repeat_of_another_branchs_observation_is_reused_not_pruned() -> None:
     parent = node(1, 0, 1, tool="search")
     action = Action(tool="search", arguments={"query": "x"})
@@ -327,6 +342,7 @@ def test_a_refused_answer_is_retried_then_the_search_stops_and_answers_from_the_
         seed=3,
         parallel=False,
         max_rejections=2,
+        forced_checks=0,
     )
     result = agent.run("What is the capital of France?")
     expands = [e for e in result.trace if isinstance(e, ExpandEvent)]
@@ -361,6 +377,7 @@ def test_the_forced_answer_honours_final_evidence() -> None:
             parallel=False,
             final_evidence=evidence,
             forced_from="value",
+            forced_checks=0,
         )
         result = agent.run("What is the capital of France?")
         tree = result.trace[-1]
@@ -368,6 +385,40 @@ def test_the_forced_answer_honours_final_evidence() -> None:
         finals[evidence] = json.dumps(script.requests[-1].messages)
     assert "Berlin is the capital" in finals["tree"] and "Paris is the capital" in finals["tree"]
     assert "Berlin is the capital" in finals["path"] and "Paris is the capital" not in finals["path"]
+
+
+def test_final_evidence_all_lets_the_forced_answer_read_a_pruned_step() -> None:
+    """A step the critic scored "no progress" is pruned, but it was paid for: with final_evidence: all
+    the forced answer reads it (the critic may have been wrong), with 'tree' it does not."""
+    finals = {}
+    for evidence in ("all", "tree"):
+        script = ScriptedModel(
+            [
+                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "search", "arguments": {"query": "Paris"}}),
+                reply(json.dumps({"progress": 0.0, "reason": "nothing"})),  # pruned
+                reply("Paris"),
+            ]
+        )
+        agent = Agent(
+            script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=2),
+            strategy="value_tree",
+            seed=3,
+            parallel=False,
+            final_evidence=evidence,
+            forced_checks=0,
+        )
+        result = agent.run("What is the capital of France?")
+        tree = result.trace[-1]
+        assert isinstance(tree, TreeEvent) and tree.method == "forced from branch 1"
+        assert [n.pruned for n in tree.nodes if n.tool == "search"] == [False, True]
+        assert result.usage.tool_calls == 2
+        finals[evidence] = json.dumps(script.requests[-1].messages)
+    assert "Berlin is the capital" in finals["all"] and "Paris is the capital" in finals["all"]
+    assert "Berlin is the capital" in finals["tree"] and "Paris is the capital" not in finals["tree"]
 
 
 def test_an_expansion_is_idle_when_it_paid_for_nothing_and_kept_nothing() -> None:
@@ -478,3 +529,67 @@ def test_step_chars_keeps_evidence_that_comes_late_in_a_page() -> None:
         critic = json.dumps(script.requests[1].messages)
         assert "CRITIC" in critic.upper() or "progress" in critic
         assert ("THE EVIDENCE" in critic) is seen
+
+
+def verdict(decision: str) -> ScriptedReply:
+    return reply(json.dumps({"decision": decision, "trajectory_summary": "s", "justification": "j"}))
+
+
+def test_forced_checks_verify_the_forced_answer_and_ask_again_while_it_is_refused() -> None:
+    """The tool budget ran out (one call): with forced_checks the forced answer is verified, a refused one
+    is asked again (model calls only, the refused answer named in the prompt), and the accepted one wins."""
+    script = ScriptedModel(
+        [
+            cands({"tool": "search", "arguments": {"query": "Paris"}}),
+            reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            reply("Lyon"),  # the forced answer
+            verdict("CONTINUE"),
+            reply("Paris"),  # asked again
+            verdict("SUCCESS"),
+        ]
+    )
+    agent = Agent(
+        script.model,
+        tools=TOOLS,
+        budget=Budget(tool_calls=1),
+        strategy="value_tree",
+        seed=3,
+        parallel=False,
+        forced_checks=2,
+    )
+    result = agent.run("What is the capital of France?")
+    assert result.answer == "Paris" and result.usage.tool_calls == 1
+    tree = result.trace[-1]
+    assert isinstance(tree, TreeEvent) and tree.method == "forced from branch 1, verified after 1 re-asks"
+    reask = json.dumps(script.requests[4].messages)
+    assert "did not accept these answers" in reask and "Lyon" in reask and "Paris is the capital" in reask
+    assert len(script.requests) == 6
+
+
+def test_forced_checks_keep_the_first_answer_when_every_one_is_refused_and_zero_turns_them_off() -> None:
+    replies = [
+        cands({"tool": "search", "arguments": {"query": "Paris"}}),
+        reply(json.dumps({"progress": 0.9, "reason": "found"})),
+        reply("Lyon"),
+        verdict("CONTINUE"),
+        reply("Nice"),
+        verdict("PIVOT"),
+    ]
+    for checks, answer, requests, method in (
+        (1, "Lyon", 6, "forced from branch 1, refused 2 times, kept the first"),
+        (0, "Lyon", 3, "forced from branch 1"),
+    ):
+        script = ScriptedModel(list(replies))
+        agent = Agent(
+            script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=1),
+            strategy="value_tree",
+            seed=3,
+            parallel=False,
+            forced_checks=checks,
+        )
+        result = agent.run("What is the capital of France?")
+        tree = result.trace[-1]
+        assert result.answer == answer and isinstance(tree, TreeEvent) and tree.method == method
+        assert len(script.requests) == requests

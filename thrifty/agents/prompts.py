@@ -16,6 +16,12 @@ FINAL_ANSWER = (
 )
 
 
+FORCED_REFUSED = (
+    "A verifier did not accept these answers from this evidence: {refused}. "
+    "Answer again from the evidence above (the same answer only if the evidence really gives it)."
+)
+
+
 def react_system(tracker: bool, extra: str | None = None) -> str:
     """The solver's system prompt; with the Budget Tracker it carries the BATS regime policy."""
     parts = [REACT_SYSTEM]

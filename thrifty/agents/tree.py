@@ -109,6 +109,21 @@ def pooled_messages(tree: list[TreeNode], node_id: int, min_progress: float) -> 
     return messages
 
 
+def paid_messages(tree: list[TreeNode], node_id: int, min_progress: float) -> list[dict[str, Any]]:
+    """:func:`pooled_messages`, then every other tool step the run paid for (pruned or not), each
+    observation once, in tree order: a forced answer reads everything the budget bought, so a step the
+    critic wrongly scored as "no progress" (a noisy critic, a page whose evidence it missed) still grounds
+    the best guess, as a react trajectory's whole history does."""
+    messages = pooled_messages(tree, node_id, min_progress)
+    seen = {m.get("content") for m in messages if m.get("role") == "tool"}
+    for n in tree:
+        if n.terminal or not n.tool or not n.observation or n.observation in seen:
+            continue
+        seen.add(n.observation)
+        messages.extend(step_messages(n))
+    return messages
+
+
 def frontier(
     tree: list[TreeNode], max_depth: int, per_node: int = 2, dead_ends_only: bool = False
 ) -> list[TreeNode]:

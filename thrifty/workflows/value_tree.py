@@ -38,6 +38,13 @@ new to try until the token budget runs out, paying for stray searches on the way
 calls) and ``max_rejections`` (a stop after refused answers from grounded paths; off, since the tree pays
 for no tool call after its first proposed answer: the next proposals come from evidence already paid for).
 
+Third round (issue 13): at B = 3 and 5 most runs end when the tool budget runs out, with a forced answer that
+nobody checked, while every proposal during the search is verified and re-asked when refused. Now
+``forced_checks`` (default 2) verifies the forced answer too and asks again while it is refused: model calls
+only, so the tool calls of every run are unchanged (+0.03 to +0.06 EM at B = 3 and 5 on dev300, more
+tokens). ``final_evidence: all`` (the forced answer also reads every pruned step the run paid for) was
+measured within noise and is not the default.
+
 Options: see :class:`ValueTreeOptions`.
 """
 
@@ -65,6 +72,7 @@ from thrifty.agents.tree import (
     frontier,
     listed_text,
     new_root,
+    paid_messages,
     path_messages,
     path_to,
     pooled_messages,
@@ -209,10 +217,21 @@ class ValueTreeOptions(StrategyOptions):
         "steps ('evidence', then value, then depth), or the one of highest mean value ('value'), which "
         "favours a short path with one lucky step over a longer one that found more.",
     )
-    final_evidence: Literal["path", "tree"] = Field(
+    forced_checks: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="When the search ends without a verified answer, verify the forced answer too and, "
+        "while the verifier refuses it, ask for the answer again up to this many times (model calls "
+        "only: no tool call; the tool budget is usually what ran out). The first accepted answer is "
+        "returned, else the first forced one. 0: the forced answer is returned unverified (the earlier "
+        "behaviour). Measured: +0.03 to +0.06 EM at B = 3 and 5 on dev300, same tool calls.",
+    )
+    final_evidence: Literal["path", "tree", "all"] = Field(
         default="tree",
-        description="What a forced answer reads: the best branch ('path'), or the best branch plus every "
-        "step the critic credited anywhere in the tree ('tree').",
+        description="What a forced answer reads: the best branch ('path'), the best branch plus every "
+        "step the critic credited anywhere in the tree ('tree'), or that plus every other step the run "
+        "paid for, pruned ones included ('all': the whole purchase, as react's history holds it).",
     )
 
 
@@ -364,6 +383,19 @@ def forced_leaf(tree: list[TreeNode], by: str = "value", credited: float = 0.5) 
     return max(leaves, key=lambda n: (n.value, n.depth), default=tree[0])
 
 
+def forced_messages(tree: list[TreeNode], leaf_id: int, opts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a forced answer reads, by ``final_evidence``: the branch to ``leaf_id`` ('path'), plus the
+    steps credited anywhere ('tree'), plus every other step paid for ('all')."""
+    credited = float(opts.get("credited", 0.5))
+    match opts.get("final_evidence"):
+        case "tree":
+            return pooled_messages(tree, leaf_id, credited)
+        case "all":
+            return paid_messages(tree, leaf_id, credited)
+        case _:
+            return path_messages(tree, leaf_id)
+
+
 def refused(node: TreeNode) -> bool:
     """An answer the verifier looked at and did not accept."""
     return node.terminal and node.verdict in ("CONTINUE", "PIVOT")
@@ -414,25 +446,72 @@ def choose(
     return nodes[select(values, r, rng)], "sampled"
 
 
-def _verify_terminal(
-    ctx: RunContext, question: str, tree: list[TreeNode], node: TreeNode, step: int = 0
+def _verify_answer(
+    ctx: RunContext, question: str, answer: str, messages: list[dict[str, Any]], attempt: int, step: int = 0
 ) -> tuple[str, list[TraceEvent]]:
-    """The verifier's decision on an answer node (UNVERIFIED when the budget stopped it), and its trace."""
+    """The verifier's decision on ``answer`` given ``messages`` (UNVERIFIED when the budget stopped it),
+    and its trace."""
     pseudo: dict[str, Any] = {
         "question": question,
-        "answer": node.answer,
-        "messages": path_messages(tree, node.parent) if node.parent is not None else [],
+        "answer": answer,
+        "messages": messages,
         "window_start": 0,
         "plan": [],
         "candidates": [],
         "summaries": [],
         "extra": {},
-        "attempt": node.id,
+        "attempt": attempt,
         "step": step,
     }
     update = verify(cast(SolverState, pseudo), ctx)
     decision = "UNVERIFIED" if update.get("stop_reason") else update["decision"]
     return decision, update["trace"]
+
+
+def _verify_terminal(
+    ctx: RunContext, question: str, tree: list[TreeNode], node: TreeNode, step: int = 0
+) -> tuple[str, list[TraceEvent]]:
+    """The verifier's decision on an answer node (UNVERIFIED when the budget stopped it), and its trace."""
+    messages = path_messages(tree, node.parent) if node.parent is not None else []
+    return _verify_answer(ctx, question, node.answer or "", messages, node.id, step)
+
+
+def checked_forced_answer(
+    ctx: RunContext,
+    question: str,
+    messages: list[dict[str, Any]],
+    first: str,
+    why: str,
+    checks: int,
+    step: int = 0,
+    first_attempt: int = 1,
+) -> tuple[str, str, list[TraceEvent]]:
+    """``forced_checks``: verify a forced answer and, while the verifier refuses it, ask again (the prompt
+    lists the refused answers) up to ``checks`` times (verdicts numbered from ``first_attempt``). Returns
+    the first answer the verifier accepts (or could not check for lack of budget), else ``first``; how it
+    ended; and the verifier's trace. Model calls only: no tool is offered. A budget stop ends the checks
+    and keeps what was found so far."""
+    trace: list[TraceEvent] = []
+    answer, refused = first, []
+    for attempt in range(checks + 1):
+        decision, entries = _verify_answer(ctx, question, answer, messages, first_attempt + attempt, step)
+        trace.extend(entries)
+        if decision == "SUCCESS":
+            return answer, f"verified after {attempt} re-asks", trace
+        if decision == "UNVERIFIED":
+            return (answer if attempt == 0 else first), "unverified: no budget to check", trace
+        refused.append(answer)
+        if attempt == checks:
+            break
+        note = {"role": "user", "content": prompts.FORCED_REFUSED.format(refused="; ".join(refused))}
+        try:
+            again = clean_answer(final_answer_call(ctx, [*messages, note], question, why).content)
+        except BudgetExceeded:
+            break
+        if not again:
+            break
+        answer = again
+    return first, f"refused {len(refused)} times, kept the first", trace
 
 
 def _action_of(node: TreeNode) -> Action:
@@ -619,19 +698,28 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     best = best_terminal(tree)
     reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
+    trace: list[TraceEvent] = []
     if answer is None:
         leaf = forced_leaf(tree, str(opts.get("forced_from", "value")), float(opts.get("credited", 0.5)))
         try:
             why = (
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
             )
-            messages = (
-                pooled_messages(tree, leaf.id, float(opts.get("credited", 0.5)))
-                if opts.get("final_evidence") == "tree"
-                else path_messages(tree, leaf.id)
-            )
+            messages = forced_messages(tree, leaf.id, opts)
             reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
+            if answer and opts.get("forced_checks"):
+                answer, how, checks = checked_forced_answer(
+                    ctx,
+                    question,
+                    messages,
+                    answer,
+                    why,
+                    int(opts["forced_checks"]),
+                    state.get("step", 0),
+                    max(n.id for n in tree) + 1,
+                )
+                method, trace = f"{method}, {how}", checks
         except BudgetExceeded as exc:
             if reason == StopKind.COMPLETED.value:
                 reason = exc.stop_reason
@@ -648,7 +736,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             **snapshot(ctx),
         )
     )
-    return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [entry]}
+    return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [*trace, entry]}
 
 
 @takes_options(ValueTreeOptions)
