@@ -112,3 +112,44 @@ def test_ungrounded_requests_are_unchanged() -> None:
         assert "tool_choice" not in request.params and "response_format" not in request.params
         query = request.params["tools"][0]["function"]["parameters"]["properties"]["query"]
         assert "enum" not in query
+
+
+def _branches(schema: dict) -> dict:
+    return {b["properties"]["tool"]["const"]: b for b in schema["properties"]["actions"]["items"]["anyOf"]}
+
+
+def test_grounded_tree_candidates_look_first_and_answer_from_the_options() -> None:
+    from thrifty.agents.tree import ANSWER_TOOL, candidates_schema
+
+    ctx = _context(ScriptedModel([]), grounded=True)
+    first = _branches(candidates_schema(ctx, 2, question=QUESTION, path=[]))
+    assert ANSWER_TOOL not in first  # nothing observed on the path: look before answering
+    assert first["read"]["properties"]["arguments"]["properties"]["title"]["enum"] == [
+        "Morgan Llywelyn",
+        "Robert Jordan",
+    ]
+    path = [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "read", "arguments": '{"title": "Morgan Llywelyn"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "Title: Morgan Llywelyn\n" + PASSAGES[0][1]},
+    ]
+    after = _branches(candidates_schema(ctx, 2, question=QUESTION, path=path))
+    assert after["read"]["properties"]["arguments"]["properties"]["title"]["enum"] == ["Robert Jordan"]
+    answer = after[ANSWER_TOOL]["properties"]["arguments"]["properties"]["answer"]
+    assert answer == {"type": "string", "enum": ["Morgan Llywelyn", "Robert Jordan"]}
+    # Off (the default for a provider without a grammar): the free schema, an answer always allowed.
+    free = _branches(
+        candidates_schema(_context(ScriptedModel([]), grounded=None), 2, question=QUESTION, path=[])
+    )
+    assert (
+        ANSWER_TOOL in free and "enum" not in free["read"]["properties"]["arguments"]["properties"]["title"]
+    )

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from thrifty.agents import prompts
+from thrifty.agents import grounding, prompts
 from thrifty.agents.context import RunContext
 from thrifty.agents.records import TreeNode
 from thrifty.agents.structured import StructuredRole, structured_call
@@ -323,21 +323,46 @@ def describe_tools(ctx: RunContext) -> str:
     return "\n".join(lines)
 
 
-def candidates_schema(ctx: RunContext, k: int, allow_answer: bool = True) -> dict[str, Any]:
+def candidates_schema(
+    ctx: RunContext,
+    k: int,
+    allow_answer: bool = True,
+    *,
+    question: str | None = None,
+    path: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The candidates reply with each tool's own argument schema spelled out (one ``anyOf`` branch per
-    tool, plus ``answer`` when allowed), so a grammar-constrained model must fill in real arguments."""
+    tool, plus ``answer`` when allowed), so a grammar-constrained model must fill in real arguments.
+
+    Given the ``question`` and the node's ``path`` (its messages) on a grounded run (``ctx.grounded``,
+    :mod:`thrifty.agents.grounding`), the policies of the react solver apply to the tree too: no answer
+    before something was observed on the path, ``query`` / ``title`` arguments drawn from the question's
+    phrases and the titles seen, and answers drawn from the observed spans.
+    """
+    schemas = [t.openai_schema() for t in ctx.visible_tools()]
+    answer_branch = _ANSWER_BRANCH
+    if question is not None and ctx.grounded:
+        history = list(path or [])
+        schemas = grounding.grounded_tool_schemas(schemas, question, history)
+        observations = grounding.observed(history)
+        if not observations and schemas:
+            allow_answer = False  # look before answering
+        elif observations:
+            spans = grounding.answer_spans(question, observations)
+            answer_branch = _answer_branch({"type": "string", "enum": spans} if spans else None)
     branches = []
-    for t in ctx.visible_tools():
-        params = t.openai_schema()["function"].get("parameters") or {"type": "object"}
+    for schema in schemas:
+        function = schema["function"]
+        params = function.get("parameters") or {"type": "object"}
         branches.append(
             {
                 "type": "object",
-                "properties": {"tool": {"const": t.name}, "arguments": params},
+                "properties": {"tool": {"const": function["name"]}, "arguments": params},
                 "required": ["tool", "arguments"],
             }
         )
     if allow_answer or not branches:
-        branches.append(_ANSWER_BRANCH)
+        branches.append(answer_branch)
     return {
         "type": "object",
         "properties": {
@@ -348,18 +373,22 @@ def candidates_schema(ctx: RunContext, k: int, allow_answer: bool = True) -> dic
     }
 
 
-_ANSWER_BRANCH: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "tool": {"const": ANSWER_TOOL},
-        "arguments": {
-            "type": "object",
-            "properties": {"answer": {"type": "string", "maxLength": 120}},
-            "required": ["answer"],
+def _answer_branch(answer: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "tool": {"const": ANSWER_TOOL},
+            "arguments": {
+                "type": "object",
+                "properties": {"answer": answer or {"type": "string", "maxLength": 120}},
+                "required": ["answer"],
+            },
         },
-    },
-    "required": ["tool", "arguments"],
-}
+        "required": ["tool", "arguments"],
+    }
+
+
+_ANSWER_BRANCH: dict[str, Any] = _answer_branch(None)
 
 
 def propose_actions(
@@ -377,8 +406,9 @@ def propose_actions(
     ``show_tried``: the prompt also lists what was already tried from this node (:func:`tried_text`).
     ``evidence``: the path's evidence as text (default: :func:`evidence_text` of the path, 1800 chars).
     """
+    path = path_messages(tree, node_id)
     if evidence is None:
-        evidence = evidence_text(path_messages(tree, node_id), limit=1800)
+        evidence = evidence_text(path, limit=1800)
     tried = tried_text(tree, node_id) if show_tried else ""
     if tried:
         evidence = f"{evidence}\n{prompts.EXPAND_TRIED.format(tried=tried)}"
@@ -399,7 +429,7 @@ def propose_actions(
         messages,
         default=fallback,
         node="expand",
-        schema=candidates_schema(ctx, k),
+        schema=candidates_schema(ctx, k, question=question, path=path),
     )
     allowed = {t.name for t in ctx.visible_tools()}
     if node_id != 0 or not allowed:
