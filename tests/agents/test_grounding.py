@@ -50,6 +50,8 @@ def test_answer_spans_follow_the_kind_and_the_observations() -> None:
     ]
     assert grounding.answer_spans(QUESTION, seen) == ["Morgan Llywelyn", "Robert Jordan"]
     assert grounding.answer_format(QUESTION, []) is None  # nothing observed: no grounded answer yet
+    born = ["Title: Ruprekha Banerjee\nRuprekha Banerjee (born 1984 in Kolkata) is a Bengali singer."]
+    assert "Kolkata" in grounding.answer_spans("The singer was born where?", born)  # not "1984 in Kolkata"
 
 
 def test_non_answers() -> None:

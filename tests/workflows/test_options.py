@@ -59,7 +59,7 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
         "keep_listings": True,
         "forced_from": "evidence",
         "forced_checks": 2,
-        "final_evidence": "tree",
+        "final_evidence": "auto",
     }
     for name, model in builtin_options().items():
         assert model.model_config["extra"] == "forbid", name

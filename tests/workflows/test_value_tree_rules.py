@@ -25,8 +25,11 @@ from thrifty.agents.tree import (
     wide_needed,
 )
 from thrifty.budget import Ledger
+from thrifty.models.settings import ModelSettings
 from thrifty.testing import ScriptedModel, ScriptedReply, reply
 from thrifty.tools import Corpus, Observation, make_search_tools
+from thrifty.workflows.runner import execute
+from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.value_tree import (
     choose,
     expansion_plan,
@@ -419,6 +422,40 @@ def test_final_evidence_all_lets_the_forced_answer_read_a_pruned_step() -> None:
         finals[evidence] = json.dumps(script.requests[-1].messages)
     assert "Berlin is the capital" in finals["all"] and "Paris is the capital" in finals["all"]
     assert "Berlin is the capital" in finals["tree"] and "Paris is the capital" not in finals["tree"]
+
+
+def test_a_grounded_run_forces_its_answer_from_every_step_it_paid_for() -> None:
+    """final_evidence: auto is 'all' on a grounded run (a small model's critic scores the page holding
+    the answer "no progress"; an answer forced from nothing could not be grounded) and 'tree' otherwise."""
+    finals = {}
+    for grounded in (True, False):
+        script = ScriptedModel(
+            [
+                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
+                reply(json.dumps({"progress": 0.9, "reason": "found"})),
+                cands({"tool": "search", "arguments": {"query": "Paris"}}),
+                reply(json.dumps({"progress": 0.0, "reason": "nothing"})),  # pruned
+                reply("Paris"),
+            ]
+        )
+        result = execute(
+            "What is the capital of France?",
+            model=script.model,
+            tools=TOOLS,
+            budget=Budget(tool_calls=2),
+            strategy=StrategySpec(
+                name="value_tree", options={"seed": 3, "parallel": False, "forced_checks": 0}
+            ),
+            settings=ModelSettings(grounded=grounded, seed=3),
+        )
+        tree = result.trace[-1]
+        assert isinstance(tree, TreeEvent) and [n.pruned for n in tree.nodes if n.tool == "search"] == [
+            False,
+            True,
+        ]
+        finals[grounded] = json.dumps(script.requests[-1].messages)
+    assert "Paris is the capital" in finals[True]
+    assert "Paris is the capital" not in finals[False]
 
 
 def test_an_expansion_is_idle_when_it_paid_for_nothing_and_kept_nothing() -> None:

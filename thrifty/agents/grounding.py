@@ -58,8 +58,10 @@ _QUESTION_WORDS = {
     "did", "do", "does", "the", "a", "an", "in", "on", "of", "name", "have", "has", "and", "or", "for",
     "this", "that", "these", "those", "it", "its", "at", "by", "from", "with", "as", "to",
 }  # fmt: skip
+#: Lower-case words a name may hold ("Bank of America", "Ludwig van Beethoven"); not "in", which joined a
+#: year or a name to the place after it ("1984 in Kolkata") into one span that no answer matches.
 _CONNECT = {
-    "of", "the", "and", "de", "du", "la", "le", "van", "von", "da", "del", "di", "&", "for", "on", "in",
+    "of", "the", "and", "de", "du", "la", "le", "van", "von", "da", "del", "di", "&", "for", "on",
 }  # fmt: skip
 #: Sentence-initial words that are not names.
 _FUNCTION = {

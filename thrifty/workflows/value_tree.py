@@ -227,11 +227,14 @@ class ValueTreeOptions(StrategyOptions):
         "returned, else the first forced one. 0: the forced answer is returned unverified (the earlier "
         "behaviour). Measured: +0.03 to +0.06 EM at B = 3 and 5 on dev300, same tool calls.",
     )
-    final_evidence: Literal["path", "tree", "all"] = Field(
-        default="tree",
+    final_evidence: Literal["auto", "path", "tree", "all"] = Field(
+        default="auto",
         description="What a forced answer reads: the best branch ('path'), the best branch plus every "
         "step the critic credited anywhere in the tree ('tree'), or that plus every other step the run "
-        "paid for, pruned ones included ('all': the whole purchase, as react's history holds it).",
+        "paid for, pruned ones included ('all': the whole purchase, as react's history holds it). "
+        "'auto': 'all' on a grounded run (a small model's critic scores pages that hold the answer 'no "
+        "progress', and a forced answer that read nothing could not be grounded in any observation), "
+        "'tree' otherwise.",
     )
 
 
@@ -383,11 +386,17 @@ def forced_leaf(tree: list[TreeNode], by: str = "value", credited: float = 0.5) 
     return max(leaves, key=lambda n: (n.value, n.depth), default=tree[0])
 
 
-def forced_messages(tree: list[TreeNode], leaf_id: int, opts: Mapping[str, Any]) -> list[dict[str, Any]]:
+def forced_messages(
+    tree: list[TreeNode], leaf_id: int, opts: Mapping[str, Any], grounded: bool = False
+) -> list[dict[str, Any]]:
     """What a forced answer reads, by ``final_evidence``: the branch to ``leaf_id`` ('path'), plus the
-    steps credited anywhere ('tree'), plus every other step paid for ('all')."""
+    steps credited anywhere ('tree'), plus every other step paid for ('all'); 'auto' is 'all' on a
+    ``grounded`` run, else 'tree'."""
     credited = float(opts.get("credited", 0.5))
-    match opts.get("final_evidence"):
+    evidence = opts.get("final_evidence") or "auto"
+    if evidence == "auto":
+        evidence = "all" if grounded else "tree"
+    match evidence:
         case "tree":
             return pooled_messages(tree, leaf_id, credited)
         case "all":
@@ -705,7 +714,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             why = (
                 "The search is over." if reason == StopKind.COMPLETED.value else "The budget is nearly spent."
             )
-            messages = forced_messages(tree, leaf.id, opts)
+            messages = forced_messages(tree, leaf.id, opts, ctx.grounded)
             reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
             if answer and opts.get("forced_checks"):
