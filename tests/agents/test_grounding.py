@@ -155,3 +155,18 @@ def test_grounded_tree_candidates_look_first_and_answer_from_the_options() -> No
     assert (
         ANSWER_TOOL in free and "enum" not in free["read"]["properties"]["arguments"]["properties"]["title"]
     )
+
+
+def test_the_python_api_turns_grounding_on_for_any_provider() -> None:
+    """``Agent(grounded=True)``: the policies for a small model served over HTTP (no grammar to infer it
+    from); the default leaves a scripted (grammar-less) provider untouched."""
+    from thrifty import Agent
+
+    tools = make_search_tools(Corpus(PASSAGES), k=1)
+    for grounded, choice in ((True, "required"), (None, None)):
+        script = ScriptedModel([call("read", title="Morgan Llywelyn"), reply("Morgan Llywelyn")])
+        agent = Agent(script.model, tools=tools, budget=Budget(tool_calls=3), grounded=grounded)
+        assert agent.settings.grounded is grounded
+        agent.run(QUESTION)
+        assert script.requests[0].params.get("tool_choice") == choice
+    assert Agent(response_format="json_object").settings.response_format == "json_object"

@@ -27,6 +27,7 @@ from thrifty.models.settings import (
     DEFAULT_RETRIES,
     DEFAULT_TEMPERATURE,
     ModelSettings,
+    ResponseFormatMode,
 )
 from thrifty.tools import Tool
 from thrifty.workflows.memory import MemoryMode, MemorySetup
@@ -44,6 +45,11 @@ class Agent:
     ``models``: several models, cheapest first (the run starts on the cheapest and escalates as
     ``escalation`` says); ``roles``: a model or a cascade per role (``{"verifier": "openai/gpt-4o"}``); see
     :mod:`thrifty.models.routing`. A role name that does not exist is a ValueError here.
+
+    ``grounded``: keep tool arguments and answers tied to the question and the observations
+    (:mod:`thrifty.agents.grounding`; None: on for grammar-constrained providers such as the embedded model,
+    True also for a small model served over HTTP). ``response_format``: how structured calls ask for JSON
+    (``auto``, ``json_schema``, ``json_object`` or ``none``).
 
     ``api_base``: the OpenAI-compatible server a remote model is called at (``model="openai/<name>"``, the key
     from ``OPENAI_API_KEY``).
@@ -76,6 +82,8 @@ class Agent:
         models: Sequence[str | NamedModel] | None = None,
         roles: dict[str, str | NamedModel | Sequence[str | NamedModel]] | None = None,
         escalation: EscalationPolicy | dict[str, Any] | None = None,
+        grounded: bool | None = None,
+        response_format: ResponseFormatMode = "auto",
         **strategy_options: Any,
     ) -> None:
         self.model = model_name(model)  # a name, or a model object such as a ScriptedModel
@@ -117,7 +125,13 @@ class Agent:
             parse_options(spec.name, known, spec.options)
         self.pricing = pricing or Pricing()
         self.settings = ModelSettings(
-            temperature=temperature, max_tokens=max_tokens, seed=seed, retries=retries, api_base=api_base
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            retries=retries,
+            api_base=api_base,
+            grounded=grounded,
+            response_format=response_format,
         )
         self.system_prompt = system_prompt
         self.store = store
