@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from thrifty.agents import grounding
 from thrifty.agents.context import RunContext
 from thrifty.agents.solver import agent_step
@@ -170,3 +172,33 @@ def test_the_python_api_turns_grounding_on_for_any_provider() -> None:
         agent.run(QUESTION)
         assert script.requests[0].params.get("tool_choice") == choice
     assert Agent(response_format="json_object").settings.response_format == "json_object"
+
+
+def test_a_server_that_ignores_tool_choice_gets_the_moves_as_json() -> None:
+    """An OpenAI-compatible server without a tool-call template answers in prose whatever ``tool_choice``
+    says: the grounded move is asked for again as JSON (a schema such servers enforce), becomes the tool
+    call, and the rest of the run asks for its moves that way, with the history sent as plain text."""
+    script = ScriptedModel(
+        [
+            reply("Morgan Llywelyn was born in 1920."),  # tools and tool_choice ignored
+            reply('{"tool": "read", "arguments": {"title": "Morgan Llywelyn"}}'),
+            reply('{"tool": "answer", "answer": "Morgan Llywelyn"}'),
+        ]
+    )
+    state = _run(_context(script, grounded=True))
+    assert state["answer"] == "Morgan Llywelyn"
+    ignored, move, answer = script.requests
+    assert ignored.params["tool_choice"] == "required"
+    for request in (move, answer):
+        assert not request.params.get("tools") and "response_format" in request.params
+        assert all(m["role"] != "tool" and not m.get("tool_calls") for m in request.messages)
+    schema = json.dumps(move.params["response_format"])
+    assert '"Morgan Llywelyn"' in schema and '"answer"' not in schema  # nothing observed: look first
+    assert "Result of read:" in json.dumps(answer.messages)  # the page it read, as plain text
+    assert '"answer"' in json.dumps(answer.params["response_format"])
+
+
+def test_an_unreadable_json_move_is_no_answer() -> None:
+    script = ScriptedModel([reply("Sure."), reply("no json here"), reply("still none")])
+    state = _run(_context(script, grounded=True))
+    assert state["answer"] == "unknown"  # never the prose the server sent instead of a move

@@ -34,6 +34,9 @@ class RunContext:
     keep_observations: int | None = None  # keep only the N most recent tool results in context (BATS)
     system_extra: str | None = None
     on_trace: Callable[[TraceEvent], None] | None = None
+    #: A grounded run's server ignored ``tool_choice`` (no tool-call template): moves are asked for as JSON
+    #: (:func:`thrifty.agents.grounding.action_format`) for the rest of the run.
+    json_actions: bool = False
     _schemas: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def tool_schemas(self, tools: list[Tool]) -> list[dict[str, Any]]:

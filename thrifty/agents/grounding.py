@@ -16,6 +16,9 @@ solver can make those moves impossible instead of hoping the prompt prevents the
   a sentence or "unknown" cannot be written, and a long reply is cut to the span it starts with;
 * **enough looking**: after one lookup per name in the question and one more hop (:func:`max_lookups`),
   the grounded tools are withdrawn and the model answers;
+* **tool calls as JSON**: an OpenAI-compatible server that ignores ``tools`` and ``tool_choice`` (many do
+  for models without a tool-call template) gets the same grounded choice as a JSON-schema response format
+  (:func:`action_schema`), which such servers do enforce, and the reply becomes the tool call;
 * **answer check**: a non-answer ("unknown", an empty phrase, a preamble) never replaces a better candidate.
 
 Each policy is on when ``ModelSettings.grounded`` is true, or when it is left unset (``None``) and the
@@ -24,17 +27,23 @@ provider is grammar-constrained; providers without a grammar (remote APIs, the s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 from thrifty.agents import answers
 from thrifty.agents.answers import normalize_answer
 
 __all__ = [
+    "ANSWER_ACTION",
     "GROUNDED_ARGUMENTS",
     "MAX_ANSWER_SPANS",
     "MAX_QUERIES",
+    "Move",
+    "action_schema",
     "answer_format",
     "answer_kind",
     "answer_spans",
@@ -44,7 +53,9 @@ __all__ = [
     "lookups",
     "max_lookups",
     "observed",
+    "plain_messages",
     "question_phrases",
+    "tool_lines",
     "usable_answer",
 ]
 
@@ -316,3 +327,90 @@ def usable_answer(text: str | None) -> bool:
     """:func:`thrifty.agents.answers.usable_answer` (empty, "unknown", a bare preamble or colon-ended
     phrase), and, stricter for grounded models, no lead-in at all (:func:`is_preamble`)."""
     return answers.usable_answer(text) and not is_preamble(text)
+
+
+#: The ``tool`` value of the answer in :func:`action_format`.
+ANSWER_ACTION = "answer"
+
+
+def action_schema(
+    schemas: Sequence[dict[str, Any]], question: str, messages: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """One grounded move as a JSON schema (a :class:`Move`), for servers that ignore native tool calls:
+    ``{"tool": <name>, "arguments": {...}}`` for each of ``schemas`` (already grounded, see
+    :func:`grounded_tool_schemas`), plus ``{"tool": "answer", "answer": <an observed span>}`` once
+    something has been observed (none before: look before answering)."""
+    branches: list[dict[str, Any]] = []
+    for schema in schemas:
+        function = schema.get("function") or {}
+        branches.append(
+            {
+                "type": "object",
+                "properties": {
+                    "tool": {"const": function.get("name", "")},
+                    "arguments": function.get("parameters") or {"type": "object"},
+                },
+                "required": ["tool", "arguments"],
+            }
+        )
+    observations = observed(messages)
+    if observations or not branches:
+        spans = answer_spans(question, observations) if observations else []
+        answer: dict[str, Any] = {"type": "string", "enum": spans} if spans else {"type": "string"}
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": ANSWER_ACTION}, "answer": answer},
+                "required": ["tool", "answer"],
+            }
+        )
+    return {"anyOf": branches} if len(branches) > 1 else branches[0]
+
+
+class Move(BaseModel):
+    """A reply to :func:`action_schema`: a tool call (``tool``, ``arguments``) or the answer."""
+
+    tool: str = ""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    answer: str | None = None
+
+
+def plain_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` without tool-call fields, for a server without a tool-call template (its chat template
+    may fail on them): an assistant's calls become its text (the JSON moves), a tool result a user
+    message naming the tool."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if message.get("role") == "assistant" and calls:
+            moves = [
+                json.dumps(
+                    {"tool": c["function"]["name"], "arguments": _loads(c["function"].get("arguments"))}
+                )
+                for c in calls
+            ]
+            out.append({"role": "assistant", "content": "\n".join(moves)})
+        elif message.get("role") == "tool":
+            name = message.get("name") or "tool"
+            out.append({"role": "user", "content": f"Result of {name}:\n{message.get('content') or ''}"})
+        else:
+            out.append({"role": message.get("role", "user"), "content": message.get("content") or ""})
+    return out
+
+
+def _loads(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else (text or {})
+    except json.JSONDecodeError:
+        return text
+
+
+def tool_lines(schemas: Sequence[dict[str, Any]]) -> str:
+    """``- name(param, ...): first line of its description``, one line per tool schema."""
+    lines = []
+    for schema in schemas:
+        function = schema.get("function") or {}
+        params = ", ".join((function.get("parameters") or {}).get("properties") or {})
+        description = (str(function.get("description") or "").splitlines() or [""])[0][:120]
+        lines.append(f"- {function.get('name', '')}({params}): {description}")
+    return "\n".join(lines)

@@ -16,6 +16,12 @@ FINAL_ANSWER = (
 )
 
 
+JSON_ACTION = (
+    'Reply with one JSON object: a tool call {{"tool": name, "arguments": {{...}}}}'
+    "{answer}. Tools:\n{tools}\nQuestion: {question}"
+)
+
+
 FORCED_REFUSED = (
     "A verifier did not accept these answers from this evidence: {refused}. "
     "Answer again from the evidence above (the same answer only if the evidence really gives it)."

@@ -32,9 +32,14 @@ from thrifty.agents.events import (
     TraceEvent,
 )
 from thrifty.agents.records import ChecklistItem, TreeNode
-from thrifty.agents.structured import StructuredRole
+from thrifty.agents.structured import (
+    StructuredRole,
+    response_format,
+    structured_format,
+    structured_request,
+)
 from thrifty.budget import BudgetExceeded, BudgetView, StopKind, stop_reason
-from thrifty.models.gateway import ModelError, ModelReply
+from thrifty.models.gateway import ModelError, ModelReply, ToolCall
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -264,16 +269,30 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
         if final_reason is not None:
             reply = final_answer_call(ctx, messages, question, final_reason, state.get("messages"))
         else:
-            reply = ctx.gateway.complete(
-                ctx.model,
-                messages,
-                tools=_grounded_tools(ctx, schemas, question, state) if ctx.grounded else schemas,
-                max_tokens=ctx.settings.max_tokens,
-                node="act",
-                prompt_tokens=prompt_tokens,
-                **ctx.model_kwargs(),
-                **(_grounded_act(ctx, visible, question, state) if ctx.grounded else {}),
-            )
+            offered = _grounded_tools(ctx, schemas, question, state) if ctx.grounded else schemas
+            if ctx.grounded and ctx.json_actions and offered:
+                reply = _json_action(ctx, messages, question, state, offered, step)
+            else:
+                reply = ctx.gateway.complete(
+                    ctx.model,
+                    grounding.plain_messages(messages) if ctx.json_actions else messages,
+                    tools=None if ctx.json_actions else offered,
+                    max_tokens=ctx.settings.max_tokens,
+                    node="act",
+                    prompt_tokens=prompt_tokens,
+                    **ctx.model_kwargs(),
+                    **(_grounded_act(ctx, visible, question, state) if ctx.grounded else {}),
+                )
+                if (
+                    ctx.grounded
+                    and offered
+                    and not reply.tool_calls
+                    and not grounding.observed(list(state.get("messages") or []))
+                ):
+                    # tool_choice="required" was ignored: a server without a tool-call template for this
+                    # model. Ask for the move as JSON, which such servers enforce, from now on.
+                    ctx.json_actions = True
+                    reply = _json_action(ctx, messages, question, state, offered, step)
     except BudgetExceeded as exc:
         return _stop(state, ctx, step, exc.stop_reason, f"budget exhausted: {exc}")
     except ModelError as exc:
@@ -309,6 +328,56 @@ def _grounded_tools(
     return grounding.grounded_tool_schemas(schemas, question, list(state.get("messages") or [])) or None
 
 
+def _json_action(
+    ctx: RunContext,
+    messages: list[dict[str, Any]],
+    question: str,
+    state: StepState,
+    offered: list[dict[str, Any]],
+    step: int,
+) -> ModelReply:
+    """A grounded move asked for as JSON (:func:`thrifty.agents.grounding.action_schema`, through
+    :func:`thrifty.agents.structured.structured_request`: the response format the server takes, repaired
+    and asked again once if unreadable), for a server that ignores native tools. Returns it as a reply
+    holding the tool call, or the answer; an unreadable move as no answer (the run's candidate, or
+    "unknown", stands). The calls were charged by the Gateway; the reply's usage is not counted again."""
+    history = list(state.get("messages") or [])
+    names = [s["function"]["name"] for s in offered]
+    listed = grounding.tool_lines(offered)
+    answer = ' or the answer {"tool": "answer", "answer": ...}' if grounding.observed(history) else ""
+    note = {
+        "role": "user",
+        "content": prompts.JSON_ACTION.format(answer=answer, tools=listed, question=question),
+    }
+    out = structured_request(
+        ctx,
+        "action",
+        grounding.Move,
+        [*grounding.plain_messages(messages), note],
+        default=grounding.Move(),
+        node="act",
+        max_tokens=ctx.settings.max_tokens,
+        schema=grounding.action_schema(offered, question, history),
+    )
+    move = out.value
+    if move.tool in names:
+        call = ToolCall(id=f"call_json_{step}", name=move.tool, arguments=json.dumps(move.arguments))
+        return ModelReply(model=ctx.model, content=None, tool_calls=[call])
+    answer = (move.answer or "").strip() if move.tool == grounding.ANSWER_ACTION else ""
+    return ModelReply(model=ctx.model, content=answer)
+
+
+def _answer_format(ctx: RunContext, question: str, history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The grounded answer's ``response_format`` (:func:`thrifty.agents.grounding.answer_format`) in the
+    kind this model and server take (:func:`thrifty.agents.structured.structured_format`: a server that
+    knows only ``json_object``, such as llama-cpp-python's, gets the schema that way)."""
+    fmt = grounding.answer_format(question, history)
+    kind = structured_format(ctx)
+    if fmt is None or kind == "json_schema":
+        return fmt
+    return response_format(kind, "grounded_answer", fmt["json_schema"]["schema"])
+
+
 def _grounded_act(ctx: RunContext, visible: list[Any], question: str, state: StepState) -> dict[str, Any]:
     """Extra request fields of a grounded step: a tool call first, then answers drawn from observed spans."""
     history = list(state.get("messages") or [])
@@ -316,7 +385,7 @@ def _grounded_act(ctx: RunContext, visible: list[Any], question: str, state: Ste
     if visible and not grounding.observed(history):
         extra["tool_choice"] = "required"  # look before answering
     else:
-        answer = grounding.answer_format(question, history)
+        answer = _answer_format(ctx, question, history)
         if answer is not None:
             extra["response_format"] = answer
     return extra
@@ -339,11 +408,11 @@ def final_answer_call(
         # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
         extra["response_format"] = FINAL_ANSWER_FORMAT
         if ctx.grounded:
-            grounded = grounding.answer_format(question, history if history is not None else messages)
+            grounded = _answer_format(ctx, question, history if history is not None else messages)
             if grounded is not None:
                 extra["response_format"] = grounded
     final = [
-        *messages,
+        *(grounding.plain_messages(messages) if ctx.json_actions else messages),
         {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=reason, question=question)},
     ]
     return ctx.gateway.complete(
