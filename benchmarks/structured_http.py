@@ -4,6 +4,9 @@ called as ``openai/smollm2`` with ``api_base``, running ``bats`` on bundled Hotp
     python -m llama_cpp.server --model <SmolLM2 GGUF> --model_alias smollm2 --port 18931 --n_ctx 2048 &
     python benchmarks/structured_http.py run --api-base http://127.0.0.1:18931/v1 --limit 12 --out after.jsonl
     python benchmarks/structured_http.py report before.jsonl after.jsonl
+    # the small-model policies over HTTP (Agent(grounded=True)), any strategy:
+    python benchmarks/structured_http.py run --api-base http://127.0.0.1:18931/v1 --strategy react \
+        --grounded --limit 12 --out grounded.jsonl
 
 ``run`` uses only the public API (Agent, the trace), so the same script runs against an older checkout
 (``PYTHONPATH=<checkout>``) to measure "before". ``report`` tallies, per file: exact match, model requests,
@@ -40,13 +43,14 @@ def run(args: argparse.Namespace) -> None:
                 "openai/smollm2",
                 api_base=args.api_base,
                 tools=tools,
-                strategy="bats",
+                strategy=args.strategy,
                 budget=Budget(tool_calls=args.budget),
                 max_steps=2 * args.budget + 2,
                 temperature=0.7,
                 seed=args.seed,
                 retries=0,
                 max_tokens=args.max_tokens,
+                **({"grounded": True} if args.grounded else {}),
             )
             started = time.monotonic()
             result = agent.run(item.question)
@@ -129,6 +133,13 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--k", type=int, default=3, help="passages per search")
     r.add_argument("--max-tokens", type=int, default=256, help="completion tokens per solver call")
+    r.add_argument("--strategy", default="bats")
+    r.add_argument(
+        "--grounded",
+        action="store_true",
+        help="Agent(grounded=True): the small-model policies (look first, grounded arguments and answers, "
+        "moves as JSON when the server ignores tool_choice)",
+    )
     r.add_argument("--out", required=True)
     p = sub.add_parser("report")
     p.add_argument("files", nargs="+")
