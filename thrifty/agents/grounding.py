@@ -55,6 +55,7 @@ __all__ = [
     "observed",
     "plain_messages",
     "question_phrases",
+    "tool_branches",
     "tool_lines",
     "usable_answer",
 ]
@@ -338,13 +339,9 @@ def usable_answer(text: str | None) -> bool:
 ANSWER_ACTION = "answer"
 
 
-def action_schema(
-    schemas: Sequence[dict[str, Any]], question: str, messages: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
-    """One grounded move as a JSON schema (a :class:`Move`), for servers that ignore native tool calls:
-    ``{"tool": <name>, "arguments": {...}}`` for each of ``schemas`` (already grounded, see
-    :func:`grounded_tool_schemas`), plus ``{"tool": "answer", "answer": <an observed span>}`` once
-    something has been observed (none before: look before answering)."""
+def tool_branches(schemas: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One JSON-schema branch per tool schema, ``{"tool": <its name>, "arguments": <its parameters>}``:
+    a tool call asked for as a structured reply (the value tree's candidates, :func:`action_schema`)."""
     branches: list[dict[str, Any]] = []
     for schema in schemas:
         function = schema.get("function") or {}
@@ -358,6 +355,17 @@ def action_schema(
                 "required": ["tool", "arguments"],
             }
         )
+    return branches
+
+
+def action_schema(
+    schemas: Sequence[dict[str, Any]], question: str, messages: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """One grounded move as a JSON schema (a :class:`Move`), for servers that ignore native tool calls:
+    ``{"tool": <name>, "arguments": {...}}`` for each of ``schemas`` (already grounded, see
+    :func:`grounded_tool_schemas`), plus ``{"tool": "answer", "answer": <an observed span>}`` once
+    something has been observed (none before: look before answering)."""
+    branches = tool_branches(schemas)
     observations = observed(messages)
     if observations or not branches:
         spans = answer_spans(question, observations) if observations else []

@@ -362,17 +362,7 @@ def candidates_schema(
         elif observations:
             spans = grounding.answer_spans(question, observations)
             answer_branch = _answer_branch({"type": "string", "enum": spans} if spans else None)
-    branches = []
-    for schema in schemas:
-        function = schema["function"]
-        params = function.get("parameters") or {"type": "object"}
-        branches.append(
-            {
-                "type": "object",
-                "properties": {"tool": {"const": function["name"]}, "arguments": params},
-                "required": ["tool", "arguments"],
-            }
-        )
+    branches = grounding.tool_branches(schemas)
     if allow_answer or not branches:
         branches.append(answer_branch)
     return {
