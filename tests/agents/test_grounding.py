@@ -150,11 +150,6 @@ def test_grounded_tree_candidates_look_first_and_answer_from_the_options() -> No
     assert after["read"]["properties"]["arguments"]["properties"]["title"]["enum"] == ["Robert Jordan"]
     answer = after[ANSWER_TOOL]["properties"]["arguments"]["properties"]["answer"]
     assert answer == {"type": "string", "enum": ["Morgan Llywelyn", "Robert Jordan"]}
-    # A sibling already took a step from here: a re-expansion cannot propose it again, and the node's
-    # path is still unobserved (no answer yet).
-    again = _branches(candidates_schema(ctx, 2, question=QUESTION, path=[], tried=path))
-    assert again["read"]["properties"]["arguments"]["properties"]["title"]["enum"] == ["Robert Jordan"]
-    assert ANSWER_TOOL not in again
     # Off (the default for a provider without a grammar): the free schema, an answer always allowed.
     free = _branches(
         candidates_schema(_context(ScriptedModel([]), grounded=None), 2, question=QUESTION, path=[])

@@ -281,19 +281,14 @@ def max_lookups(question: str) -> int:
 
 
 def grounded_tool_schemas(
-    schemas: Sequence[dict[str, Any]],
-    question: str,
-    messages: Sequence[dict[str, Any]],
-    tried: Sequence[dict[str, Any]] = (),
+    schemas: Sequence[dict[str, Any]], question: str, messages: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """``schemas`` with each grounded string argument turned into an enum of unused grounded phrases.
 
     A ``title`` takes the titles seen in results and the question's names; a ``query`` the question's
     phrases (its keywords last) and those titles. An argument with nothing left to choose from keeps its free schema.
-    ``tried``: other steps already taken from here (a search tree's siblings, as messages): their calls
-    count as used and the titles they listed as seen, but not as lookups on this line.
     """
-    titles = _unique(_titles(observed([*messages, *tried])))
+    titles = _unique(_titles(observed(messages)))
     done = lookups(messages)
     out: list[dict[str, Any]] = []
     for schema in schemas:
@@ -309,7 +304,7 @@ def grounded_tool_schemas(
                 continue
             phrases = question_phrases(question)
             pool = [*titles, *phrases[:-1]] if name == "title" else [*phrases, *titles]
-            used = _used([*messages, *tried], function.get("name", ""), name)
+            used = _used(messages, function.get("name", ""), name)
             choices = [p for p in _unique(pool, MAX_QUERIES) if normalize_answer(p) not in used]
             if choices:
                 props[name] = {**prop, "enum": choices}

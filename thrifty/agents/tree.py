@@ -86,15 +86,6 @@ def step_messages(n: TreeNode) -> list[dict[str, Any]]:
     ]
 
 
-def children_messages(tree: list[TreeNode], node_id: int) -> list[dict[str, Any]]:
-    """The tool steps already taken from ``node_id`` (its children), as messages."""
-    messages: list[dict[str, Any]] = []
-    for n in tree:
-        if n.parent == node_id and n.tool and n.tool != ANSWER_TOOL:
-            messages.extend(step_messages(n))
-    return messages
-
-
 def path_messages(tree: list[TreeNode], node_id: int) -> list[dict[str, Any]]:
     """The OpenAI-format trajectory from the root to ``node_id`` (for prompts and the verifier)."""
     messages: list[dict[str, Any]] = []
@@ -339,7 +330,6 @@ def candidates_schema(
     *,
     question: str | None = None,
     path: Sequence[dict[str, Any]] | None = None,
-    tried: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The candidates reply with each tool's own argument schema spelled out (one ``anyOf`` branch per
     tool, plus ``answer`` when allowed), so a grammar-constrained model must fill in real arguments.
@@ -347,15 +337,13 @@ def candidates_schema(
     Given the ``question`` and the node's ``path`` (its messages) on a grounded run (``ctx.grounded``,
     :mod:`thrifty.agents.grounding`), the policies of the react solver apply to the tree too: no answer
     before something was observed on the path, ``query`` / ``title`` arguments drawn from the question's
-    phrases and the titles seen, and answers drawn from the observed spans. ``tried`` (the node's children
-    so far, as messages) takes their arguments out of the choices: a re-expansion cannot propose a step it
-    already took (it was dropped as a repeat, and the expansion was idle).
+    phrases and the titles seen, and answers drawn from the observed spans.
     """
     schemas = [t.openai_schema() for t in ctx.visible_tools()]
     answer_branch = _ANSWER_BRANCH
     if question is not None and ctx.grounded:
         history = list(path or [])
-        schemas = grounding.grounded_tool_schemas(schemas, question, history, tried)
+        schemas = grounding.grounded_tool_schemas(schemas, question, history)
         observations = grounding.observed(history)
         if not observations and schemas:
             allow_answer = False  # look before answering
@@ -431,9 +419,7 @@ def propose_actions(
         messages,
         default=fallback,
         node="expand",
-        schema=candidates_schema(
-            ctx, k, question=question, path=path, tried=children_messages(tree, node_id)
-        ),
+        schema=candidates_schema(ctx, k, question=question, path=path),
     )
     allowed = {t.name for t in ctx.visible_tools()}
     if node_id != 0 or not allowed:
