@@ -390,20 +390,25 @@ def test_the_forced_answer_honours_final_evidence() -> None:
     assert "Berlin is the capital" in finals["path"] and "Paris is the capital" not in finals["path"]
 
 
+def _paris_pruned_script() -> ScriptedModel:
+    """Two searches: Berlin credited (0.9), then Paris scored "no progress" and pruned; the forced answer."""
+    return ScriptedModel(
+        [
+            cands({"tool": "search", "arguments": {"query": "Berlin"}}),
+            reply(json.dumps({"progress": 0.9, "reason": "found"})),
+            cands({"tool": "search", "arguments": {"query": "Paris"}}),
+            reply(json.dumps({"progress": 0.0, "reason": "nothing"})),  # pruned
+            reply("Paris"),
+        ]
+    )
+
+
 def test_final_evidence_all_lets_the_forced_answer_read_a_pruned_step() -> None:
     """A step the critic scored "no progress" is pruned, but it was paid for: with final_evidence: all
     the forced answer reads it (the critic may have been wrong), with 'tree' it does not."""
     finals = {}
     for evidence in ("all", "tree"):
-        script = ScriptedModel(
-            [
-                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
-                reply(json.dumps({"progress": 0.9, "reason": "found"})),
-                cands({"tool": "search", "arguments": {"query": "Paris"}}),
-                reply(json.dumps({"progress": 0.0, "reason": "nothing"})),  # pruned
-                reply("Paris"),
-            ]
-        )
+        script = _paris_pruned_script()
         agent = Agent(
             script.model,
             tools=TOOLS,
@@ -429,15 +434,7 @@ def test_a_grounded_run_forces_its_answer_from_every_step_it_paid_for() -> None:
     the answer "no progress"; an answer forced from nothing could not be grounded) and 'tree' otherwise."""
     finals = {}
     for grounded in (True, False):
-        script = ScriptedModel(
-            [
-                cands({"tool": "search", "arguments": {"query": "Berlin"}}),
-                reply(json.dumps({"progress": 0.9, "reason": "found"})),
-                cands({"tool": "search", "arguments": {"query": "Paris"}}),
-                reply(json.dumps({"progress": 0.0, "reason": "nothing"})),  # pruned
-                reply("Paris"),
-            ]
-        )
+        script = _paris_pruned_script()
         result = execute(
             "What is the capital of France?",
             model=script.model,

@@ -35,7 +35,7 @@ class RunContext:
     system_extra: str | None = None
     on_trace: Callable[[TraceEvent], None] | None = None
     #: A grounded run's server ignored ``tool_choice`` (no tool-call template): moves are asked for as JSON
-    #: (:func:`thrifty.agents.grounding.action_format`) for the rest of the run.
+    #: (:func:`thrifty.agents.grounding.action_schema`) for the rest of the run.
     json_actions: bool = False
     _schemas: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 

@@ -330,7 +330,7 @@ def usable_answer(text: str | None) -> bool:
     return answers.usable_answer(text) and not is_preamble(text)
 
 
-#: The ``tool`` value of the answer in :func:`action_format`.
+#: The ``tool`` value of the answer in :func:`action_schema`.
 ANSWER_ACTION = "answer"
 
 

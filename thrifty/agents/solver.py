@@ -343,11 +343,12 @@ def _json_action(
     "unknown", stands). The calls were charged by the Gateway; the reply's usage is not counted again."""
     history = list(state.get("messages") or [])
     names = [s["function"]["name"] for s in offered]
-    listed = grounding.tool_lines(offered)
-    answer = ' or the answer {"tool": "answer", "answer": ...}' if grounding.observed(history) else ""
+    may_answer = ' or the answer {"tool": "answer", "answer": ...}' if grounding.observed(history) else ""
     note = {
         "role": "user",
-        "content": prompts.JSON_ACTION.format(answer=answer, tools=listed, question=question),
+        "content": prompts.JSON_ACTION.format(
+            answer=may_answer, tools=grounding.tool_lines(offered), question=question
+        ),
     }
     out = structured_request(
         ctx,

@@ -315,12 +315,8 @@ class Progress(BaseModel):
 
 
 def describe_tools(ctx: RunContext) -> str:
-    lines = []
-    for t in ctx.visible_tools():
-        params = t.openai_schema()["function"].get("parameters", {}).get("properties", {})
-        lines.append(f"- {t.name}({', '.join(params)}): {t.description.splitlines()[0][:120]}")
-    lines.append(f"- {ANSWER_TOOL}(answer): give the final answer")
-    return "\n".join(lines)
+    listed = grounding.tool_lines([t.openai_schema() for t in ctx.visible_tools()])
+    return "\n".join(line for line in (listed, f"- {ANSWER_TOOL}(answer): give the final answer") if line)
 
 
 def candidates_schema(
