@@ -71,6 +71,7 @@ def _arm(records: list[dict[str, Any]], budget: int) -> dict[str, Any]:
         "tokens_usd": statistics.fmean(tokens_usd),
         "escalated": statistics.fmean([1.0 if r.get("escalations") else 0.0 for r in rows]),
         "escalations": statistics.fmean([float(r.get("escalations") or 0) for r in rows]),
+        "resamples": statistics.fmean([float(r.get("resamples") or 0) for r in rows]),
     }
 
 
@@ -160,15 +161,15 @@ def _rows(
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| setting | policy | B | n | cheap EM | strong EM | cascade EM | cheap $/q | strong $/q | cascade $/q "
-        "| escalations/q | EM vs strong | EM - strong (paired) | cost vs strong (all / tokens) | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| escalations/q | resamples/q | EM vs strong | EM - strong (paired) | cost vs strong (all / tokens) | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         k, s, c = r["cheap"], r["strong"], r["cascade"]
         lines.append(
             f"| {r['setting']} | {r['policy']} | {r['budget']} | {c['n']} | {k['em']:.3f}±{k['em_se']:.3f} "
             f"| {s['em']:.3f}±{s['em_se']:.3f} | {c['em']:.3f}±{c['em_se']:.3f} "
-            f"| ${k['usd']:.5f} | ${s['usd']:.5f} | ${c['usd']:.5f}±{c['usd_se']:.5f} | {c['escalations']:.2f} "
+            f"| ${k['usd']:.5f} | ${s['usd']:.5f} | ${c['usd']:.5f}±{c['usd_se']:.5f} | {c['escalations']:.2f} | {c['resamples']:.2f} "
             f"| {r['em_ratio']:.1%} | {r['em_diff']:+.3f}±{r['em_diff_se']:.3f} "
             f"| {r['cost_ratio']:.1%} / {r['tokens_cost_ratio']:.1%} "
             f"| {'met' if r['pass'] else 'NOT met'} |"

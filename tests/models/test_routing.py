@@ -32,6 +32,7 @@ def _pair(
     cheap: list, strong: list, **policy: object
 ) -> tuple[ScriptedModel, ScriptedModel, Routing, Pricing]:
     weak, big = ScriptedModel(cheap), ScriptedModel(strong)
+    policy.setdefault("resample", 0)  # one call, one escalation: the resample tests below set their own
     routing = Routing(models=[weak.model, big.model], escalation=EscalationPolicy.model_validate(policy))
     pricing = Pricing(models={weak.model: CHEAP, big.model: STRONG})
     return weak, big, routing, pricing
@@ -563,7 +564,12 @@ def test_the_prompt_setting_is_checked_and_the_defaults_are_the_measured_policy(
     with pytest.raises(ValidationError):
         EscalationPolicy.model_validate({"prompt": "short"})
     policy = EscalationPolicy()
-    assert (policy.prompt, policy.answer_check, policy.min_confidence) == ("compact", True, 0.5)
+    assert (policy.prompt, policy.answer_check, policy.min_confidence, policy.resample) == (
+        "compact",
+        True,
+        0.6,
+        2,
+    )
 
 
 @pytest.mark.parametrize("prompt", ["compact", "full"])
@@ -578,3 +584,61 @@ def test_the_check_is_sent_the_compact_prompt_whatever_the_setting(prompt: str) 
     answer, check = weak.requests
     assert POLICY in answer.messages[0]["content"] and POLICY not in check.messages[0]["content"]
     assert sum(str(m.get("content")).count("<budget>") for m in check.messages) == 1
+
+
+def test_a_doubtful_reply_is_resampled_on_the_same_model_before_it_escalates() -> None:
+    # the second sample of the cheap model is sure: it stands, and the strong model is never called
+    weak, big, routing, pricing = _pair([_move(0.3), _move(0.9)], [], resample=1, min_confidence=0.5)
+    gw = _gateway(routing, pricing)
+    out = gw.complete(gw.entry, MSG, node="act", temperature=0.0, seed=7)
+    assert out.model == weak.model and out.confidence == pytest.approx(0.9) and big.requests == []
+    first, second = weak.requests
+    assert first.params.get("temperature") == 0.0 and first.params.get("seed") == 7
+    assert second.params.get("temperature") == pytest.approx(0.7) and second.params.get("seed") == 8
+    [record] = gw.state.records
+    assert record.resample and (record.from_model, record.to_model) == (weak.model, weak.model)
+    assert record.reason == Trigger.LOW_CONFIDENCE and "resample 1 of 1" in record.detail
+    assert record.usd > 0 and record.discarded_usd > 0
+    assert [e.name for e in gw.ledger.events] == [weak.model, weak.model]  # each sample charged
+
+
+def test_when_no_sample_is_sure_the_call_escalates_and_the_top_model_is_never_resampled() -> None:
+    weak, big, routing, pricing = _pair(
+        [_move(0.3), _move(0.2), _move(0.1)], [_move(0.2)], resample=2, min_confidence=0.5
+    )
+    gw = _gateway(routing, pricing)
+    out = gw.complete(gw.entry, MSG, node="act")
+    assert out.model == big.model and len(weak.requests) == 3 and len(big.requests) == 1
+    assert [(r.resample, r.to_model) for r in gw.state.records] == [
+        (True, weak.model),
+        (True, weak.model),
+        (False, big.model),
+    ]
+    # another trigger (an "unknown") escalates at once: a fresh sample is for doubt, not for refusal
+    weak, big, routing, pricing = _pair([reply("unknown")], [reply("1901")], resample=2)
+    gw = _gateway(routing, pricing)
+    assert gw.complete(gw.entry, MSG, node="act").content == "1901" and len(weak.requests) == 1
+
+
+def test_a_resample_the_budget_cannot_pay_is_not_asked() -> None:
+    weak, big, routing, pricing = _pair(
+        [R(tool_calls=[("search", {"query": "x"})], confidence=0.3, prompt_tokens=100)],
+        [],
+        resample=1,
+    )
+    # the cheap call spends ~1e-4 of 1.5e-4: neither another cheap sample nor the strong model fits
+    gw = _gateway(routing, pricing, Budget(usd=0.00015))
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=64)
+    assert out.model == weak.model and len(weak.requests) == 1 and big.requests == []
+    assert not any(r.resample for r in gw.state.records)
+    assert (gw.state.records[-1].reason, gw.state.records[-1].refused) == (Trigger.LOW_CONFIDENCE, True)
+    assert gw.ledger.spent["usd"] <= 0.00015
+
+
+def test_resamples_in_async_calls_and_the_setting_is_checked() -> None:
+    weak, _big, routing, pricing = _pair([_move(0.3), _move(0.8)], [], resample=1)
+    gw = _gateway(routing, pricing)
+    assert asyncio.run(gw.acomplete(gw.entry, MSG, node="act")).model == weak.model
+    assert [r.resample for r in gw.state.records] == [True]
+    with pytest.raises(ValidationError):
+        EscalationPolicy.model_validate({"resample": -1})

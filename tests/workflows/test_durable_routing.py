@@ -73,7 +73,7 @@ pricing = Pricing(models={
     "scripted/durable-strong": ModelPrice(input_per_token=20e-6, output_per_token=40e-6),
 })
 routing = Routing(models=["scripted/durable-cheap", "scripted/durable-strong"],
-                  escalation=EscalationPolicy(scope=sys.argv[2]))
+                  escalation=EscalationPolicy(scope=sys.argv[2], resample=0))
 execute("work", model="unused", tools=[work], budget=Budget(tool_calls=8, usd=10), pricing=pricing,
         routing=routing, checkpoint=sys.argv[1], run_id="cascade-1")
 """
@@ -124,7 +124,7 @@ def _resume(db: Path, scope: str) -> RunResult:
         tools=[work],
         budget=Budget(tool_calls=8, usd=10),
         pricing=PRICING,
-        routing=Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=Scope(scope))),
+        routing=Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=Scope(scope), resample=0)),
         checkpoint=db,
         run_id="cascade-1",
         resume=True,
@@ -179,7 +179,7 @@ def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(tmp_path
 def _gateway(scope: str) -> RoutedGateway:
     from thrifty.budget import Ledger
 
-    routing = Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=Scope(scope)))
+    routing = Routing(models=[CHEAP, STRONG], escalation=EscalationPolicy(scope=Scope(scope), resample=0))
     return RoutedGateway(Ledger(Budget()), PRICING, routing=routing)
 
 
@@ -214,6 +214,8 @@ def test_restore_a_used_one_call_escalation_and_a_refusal_keep_nothing() -> None
             (3, _entry(role="solver", reason="verifier_rejected", scope="step")),
             (4, {"kind": "consumed", "role": "solver"}),
             (5, _entry(role="solver", reason="low_confidence", scope="run", refused=True)),
+            # a resample (same model again) keeps nothing, whatever its scope
+            (6, _entry(role="solver", reason="low_confidence", scope="run", to_model=CHEAP, resample=True)),
         ],
         replay_after=10,
     )

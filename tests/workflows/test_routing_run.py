@@ -229,6 +229,7 @@ budgets = st.builds(
     scope=st.sampled_from(["step", "node", "run"]),
     prompt=st.sampled_from(["full", "compact"]),
     answer_check=st.booleans(),
+    resample=st.integers(0, 2),
     scripts=st.lists(st.lists(steps, max_size=12), min_size=3, max_size=3),
     budget=budgets,
 )
@@ -237,6 +238,7 @@ def test_no_escalation_or_failover_takes_a_run_past_a_limit(
     scope: str,
     prompt: str,
     answer_check: bool,
+    resample: int,
     scripts: list[list[ScriptedReply | ValueError]],
     budget: Budget,
 ) -> None:
@@ -247,7 +249,13 @@ def test_no_escalation_or_failover_takes_a_run_past_a_limit(
     options: dict = {"samples": 2} if strategy == "self_consistency" else {}
     agent = Agent(
         models=[m.model for m in models],
-        escalation={"scope": scope, "min_confidence": 0.5, "prompt": prompt, "answer_check": answer_check},
+        escalation={
+            "scope": scope,
+            "min_confidence": 0.5,
+            "prompt": prompt,
+            "answer_check": answer_check,
+            "resample": resample,
+        },
         tools=TOOLS,
         budget=budget,
         pricing=pricing,
@@ -277,7 +285,9 @@ def test_no_escalation_or_failover_takes_a_run_past_a_limit(
             )
             assert event["usd"] == pytest.approx(expected, rel=1e-6, abs=1e-12)
     for e in result.trace:
-        if isinstance(e, EscalationEvent) and not e.refused:
+        if isinstance(e, EscalationEvent) and e.resample:
+            assert e.to_model == e.from_model != models[-1].model  # the top model is never resampled
+        elif isinstance(e, EscalationEvent) and not e.refused:
             assert [m.model for m in models].index(e.to_model) == [m.model for m in models].index(
                 e.from_model
             ) + 1

@@ -279,8 +279,12 @@ class EscalationEvent(EventBase):
     detail: str = ""
     usd: float = 0.0
     discarded_usd: float = 0.0
+    resample: bool = False
+    """A fresh sample of the same model (``EscalationPolicy.resample``) instead of a move up."""
 
     def describe(self) -> str:
+        if self.resample:
+            return f"resampled {self.role} on {self.from_model} ({self.reason}) ${self.usd:.6f}"
         if self.refused:
             return f"escalation {self.from_model} → {self.to_model} refused ({self.reason}): {shorten(self.detail, 80)}"
         return (

@@ -23,6 +23,11 @@ moves one model up the cascade when:
   asked, in one short structured call at its own price, whether its answer is right, and said it is not
   (the check is sent the compact prompt below: the budget policy says nothing about an answer's truth).
 
+With ``resample: N``, a reply of low confidence is first asked again of the same model, up to N times (a
+fresh sample at ``resample_temperature`` or above, another seed, at that model's price); the call moves up
+only when no sample reaches the threshold. A resample is recorded like an escalation (``resample: true``,
+``to_model`` the same model) and is only asked when the budget can pay for it.
+
 ``prompt: compact`` sends a model above the cheapest a shorter prompt: the Budget Tracker's policy paragraph
 is left out of the system prompt and the ``<budget>`` blocks of older tool results are removed (the latest
 one stays, so the model still sees what is left). The prompt is most of what an escalated call costs.
@@ -129,9 +134,14 @@ _BUDGET_BLOCK = re.compile(r"\n?<budget>.*?</budget>", re.DOTALL)
 
 
 def compact_prompt(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The prompt ``prompt: compact`` sends a model above the cheapest: the Budget Tracker's policy paragraph
-    out of the system prompt, and the ``<budget>`` block of every tool result but the latest (stale: the
-    latest one says what is left). Everything else, every observation included, is kept as it is."""
+    """The prompt With ``resample: N``, a reply of low confidence is first asked again of the same model, up to N times (a
+    fresh sample at ``resample_temperature`` or above, another seed, at that model's price); the call moves up
+    only when no sample reaches the threshold. A resample is recorded like an escalation (``resample: true``,
+    ``to_model`` the same model) and is only asked when the budget can pay for it.
+
+    ``prompt: compact`` sends a model above the cheapest: the Budget Tracker's policy paragraph
+        out of the system prompt, and the ``<budget>`` block of every tool result but the latest (stale: the
+        latest one says what is left). Everything else, every observation included, is kept as it is."""
     last_tool = max((i for i, m in enumerate(messages) if m.get("role") == "tool"), default=-1)
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
@@ -178,7 +188,7 @@ class EscalationPolicy(BaseModel):
         default_factory=lambda: list(Trigger), description="The signals that escalate (default: all)."
     )
     min_confidence: float | None = Field(
-        default=0.5,
+        default=0.6,
         ge=0,
         le=1,
         description="Escalate when the reply's mean token probability (from reported log-probabilities) is "
@@ -207,6 +217,21 @@ class EscalationPolicy(BaseModel):
         default=True,
         description="Before an answer of a model below the top of the cascade is accepted, that model checks it "
         "in one short structured call (at its own price); an answer it rejects escalates (answer_rejected).",
+    )
+    resample: int = Field(
+        default=2,
+        ge=0,
+        le=3,
+        description="Before a reply of low confidence is escalated, ask the same model again up to this many "
+        "times (a fresh sample: temperature at least resample_temperature, another seed); the first sample "
+        "at or above the threshold stands, and only when none is does the call move up the cascade. Each "
+        "sample is charged at that model's price; a sample the budget cannot pay is not asked.",
+    )
+    resample_temperature: float = Field(
+        default=0.7,
+        ge=0,
+        le=2,
+        description="The lowest temperature a resample is asked at (a call at temperature 0 would repeat itself).",
     )
     min_tokens: PositiveInt = Field(
         default=32,
@@ -332,6 +357,8 @@ class Escalation:
     """What the call to the stronger model cost (filled when it is served; 0 for a refusal)."""
     discarded_usd: float = 0.0
     """What the weaker call whose reply was set aside cost."""
+    resample: bool = False
+    """A fresh sample of the same model (``resample``), not a move up: ``to_model`` is ``from_model``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -457,8 +484,9 @@ class RoutedGateway(Gateway):
         return restored
 
     def _keep_again(self, record: Escalation) -> None:
-        """What an escalation kept for its scope, applied again (a refusal or a failover keeps nothing)."""
-        if record.refused or record.reason == Trigger.MODEL_FAILED:
+        """What an escalation kept for its scope, applied again (a refusal, a failover or a resample keeps
+        nothing)."""
+        if record.refused or record.resample or record.reason == Trigger.MODEL_FAILED:
             return
         role = None if record.role == "default" else record.role
         cascade = self.cascade(role)
@@ -779,7 +807,8 @@ class RoutedGateway(Gateway):
         if reply is not None:
             record.usd = reply.usd
         else:
-            record.detail = (record.detail + "; the stronger model failed too")[:300]
+            failed = "the sample failed" if record.resample else "the stronger model failed too"
+            record.detail = f"{record.detail}; {failed}"[:300]
         self.state.add(record)
 
     def failover_guard(
@@ -857,6 +886,8 @@ class _Chain:
         self.guard_gateway: Gateway | None = None
         self.discarded: ModelReply | None = None  # the last reply set aside for a stronger model
         self._compact: list[dict[str, Any]] | None = None
+        self.resamples = 0  # fresh samples asked of the model at ``resample_level`` (``resample``)
+        self.resample_level = -1
 
     def prompt(self, level: int) -> list[dict[str, Any]]:
         """The messages a call at ``level`` sends: compact above the cheapest model with ``prompt: compact``."""
@@ -879,7 +910,13 @@ class _Chain:
             self.guard = self.gw.failover_guard(self.cascade[self.level :], *self.call, self.node)
             if self.guard is not None:
                 self.guard_gateway = Gateway.spawn(self.gw, self.guard)
-        return self.guard_gateway, current, self.prompt(self.level), self.gw._fields(current, self.kwargs)
+        fields = self.gw._fields(current, self.kwargs)
+        if self.resamples and self.level == self.resample_level:  # a fresh sample, not the same reply again
+            floor = self.gw.policy.resample_temperature
+            fields["temperature"] = max(float(fields.get("temperature") or 0.0), floor)
+            if isinstance(fields.get("seed"), int):
+                fields["seed"] += self.resamples
+        return self.guard_gateway, current, self.prompt(self.level), fields
 
     def failed(self, exc: ModelError) -> ModelReply | None:
         """The model failed: None to try the next one (failover); else the weaker model's reply that was set
@@ -908,6 +945,8 @@ class _Chain:
         self.gw._served(self.pending, reply)
         signal = self.gw._trigger(self.role, reply, self.kwargs)
         self.pending = None
+        if signal is not None and self._resample(signal, reply):
+            return False
         if signal is not None:
             self.pending = self.gw._next(
                 self.role, self.node, self.cascade, self.level, signal, self.at(self.level + 1), reply
@@ -918,6 +957,35 @@ class _Chain:
             return True
         self.level += 1
         return False
+
+    def _resample(self, signal: tuple[Trigger, str], reply: ModelReply) -> bool:
+        """``resample``: True when ``reply``'s low confidence is answered by asking the same model again
+        (only below the top of the cascade, only while samples are left and the budget can pay for one)."""
+        policy = self.gw.policy
+        reason, detail = signal
+        if reason is not Trigger.LOW_CONFIDENCE or self.level + 1 >= len(self.cascade):
+            return False
+        if self.level != self.resample_level:
+            self.resample_level, self.resamples = self.level, 0
+        if self.resamples >= policy.resample:
+            return False
+        model = self.cascade[self.level]
+        if self.gw.affordable(model, *self.at(self.level)) is not None:
+            return False
+        self.resamples += 1
+        self.discarded = reply
+        self.pending = Escalation(
+            role=self.role or "default",
+            node=self.node,
+            from_model=model,
+            to_model=model,
+            reason=reason,
+            scope=policy.scope,
+            detail=f"resample {self.resamples} of {policy.resample}: {detail}"[:300],
+            discarded_usd=reply.usd,
+            resample=True,
+        )
+        return True
 
     def check(self, reply: ModelReply) -> tuple[str, list[dict[str, Any]], dict[str, Any]] | None:
         """The answer check due on ``reply`` (model, prompt, request fields), or None: only for an answer
