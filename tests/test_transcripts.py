@@ -89,3 +89,24 @@ def test_readme_matches_the_run() -> None:
     assert transcripts.differences(shown, produced) == [], (
         "the README's transcript is stale: run python benchmarks/transcripts.py --update-readme"
     )
+
+
+def test_the_readme_commands_and_ci_build_the_same_llama_cpp() -> None:
+    """The transcript holds on any x86-64 machine with AVX2 only when llama.cpp is built for that, not for
+    the machine's own CPU (a native AVX-512 build gives the embedded model other greedy replies): the
+    README's two commands, CONTRIBUTING's and CI's install all say so."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv .venv")]
+    assert len(commands) == 2 and "agent run examples/hotpotqa.yaml" in commands[0]
+    assert "pytest -q" in commands[1]
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if "pip install" in line
+    ]
+    contributing = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    contributing_cmds = [
+        line for line in contributing.splitlines() if "pip install" in line and "[local" in line
+    ]
+    for line in [*commands, *[c for c in ci if "[local" in c], *contributing_cmds]:
+        assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install' in line, line
