@@ -108,3 +108,20 @@ def test_bench_refuses_bad_cascades_with_exit_2(
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_the_bench_escalation_is_the_default_policy() -> None:
+    """`agent bench --model cheap>strong` without --escalate / --min-confidence runs the default policy."""
+    import inspect
+
+    from thrifty.bench.cli import _escalation, hotpotqa
+
+    defaults = inspect.signature(hotpotqa).parameters
+    policy = _escalation(
+        "sim/p=0.5>sim/p=0.9",
+        defaults["escalate"].default,
+        defaults["min_confidence"].default,
+        None,
+        None,
+    )
+    assert policy == EscalationPolicy()

@@ -96,9 +96,11 @@ def hotpotqa(
     min_confidence: Annotated[
         float | None,
         typer.Option(
-            min=0.0, max=1.0, help="With a cascade: escalate an answer reported below this confidence."
+            min=0.0,
+            max=1.0,
+            help="With a cascade: resample, then escalate, a reply reported below this confidence.",
         ),
-    ] = 0.5,
+    ] = 0.6,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N questions.")] = None,
     data: Annotated[
         str | None, typer.Option(help="HotpotQA .jsonl (or question/answer .json); default: the bundled 50.")
