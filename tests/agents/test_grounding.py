@@ -202,3 +202,54 @@ def test_an_unreadable_json_move_is_no_answer() -> None:
     script = ScriptedModel([reply("Sure."), reply("no json here"), reply("still none")])
     state = _run(_context(script, grounded=True))
     assert state["answer"] == "unknown"  # never the prose the server sent instead of a move
+
+
+def _fn(name: str, arg: str) -> dict:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "parameters": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]},
+        },
+    }
+
+
+def test_a_page_is_read_only_from_an_address_a_search_listed() -> None:
+    schemas = [_fn("web_search", "query"), _fn("read_url", "url")]
+    # nothing observed: read_url has no address to take, so only the search is offered
+    first = grounding.grounded_tool_schemas(schemas, QUESTION, [])
+    assert [s["function"]["name"] for s in first] == ["web_search"]
+    listing = (
+        "Title: Morgan Llywelyn\nURL: http://127.0.0.1:8080/wiki/Morgan_Llywelyn\nMorgan Llywelyn (born 1937)...\n\n"
+        "Title: Robert Jordan\nURL: http://127.0.0.1:8080/wiki/Robert_Jordan\nRobert Jordan (born 1948)..."
+    )
+    messages = [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "1", "function": {"name": "web_search", "arguments": '{"query": "Morgan Llywelyn"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "1", "content": listing},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "2",
+                    "function": {
+                        "name": "read_url",
+                        "arguments": '{"url": "http://127.0.0.1:8080/wiki/Morgan_Llywelyn"}',
+                    },
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "2", "content": "Morgan Llywelyn (born December 3, 1937) ..."},
+    ]
+    schemas_now = {
+        s["function"]["name"]: s for s in grounding.grounded_tool_schemas(schemas, QUESTION, messages)
+    }
+    url = schemas_now["read_url"]["function"]["parameters"]["properties"]["url"]
+    assert url["enum"] == ["http://127.0.0.1:8080/wiki/Robert_Jordan"]  # listed, and not read yet
+    # an address is not an answer: no number or name is taken from the URL lines
+    spans = grounding.answer_spans("How many novels did Robert Jordan write?", grounding.observed(messages))
+    assert "8080" not in spans and "127.0.0.1" not in spans

@@ -8,8 +8,9 @@ solver can make those moves impossible instead of hoping the prompt prevents the
 * **look before answering**: while search tools are visible and nothing has been observed yet, the first
   call must be a tool call (``tool_choice="required"``);
 * **grounded arguments**: a tool's string argument named ``query`` or ``title`` is an ``enum`` of phrases
-  taken from the question (names, quoted titles, its keywords) and the titles seen in results, less the
-  ones already sent to that tool: no repeated searches, no invented titles;
+  taken from the question (names, quoted titles, its keywords) and the titles seen in results, and one named
+  ``url`` an ``enum`` of the addresses listed in search results, less the ones already sent to that tool:
+  no repeated searches, no invented titles or addresses;
 * **grounded answers**: once something has been observed, the answer is an ``enum`` of what the question
   asks for (:func:`answer_kind`): the options of an either-or question, ``yes`` / ``no``, the dates or
   numbers observed, or else names and titles from the observations closest to the question: a preamble,
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 #: Tool parameters whose values are grounded (a string parameter with one of these names).
-GROUNDED_ARGUMENTS = ("query", "title")
+GROUNDED_ARGUMENTS = ("query", "title", "url")
 MAX_QUERIES = 24
 MAX_ANSWER_SPANS = 24
 
@@ -84,6 +85,7 @@ _CAP_WORD = r"[A-Z0-9][\w'’.\-]*"
 _CAP_RUN = re.compile(rf"{_CAP_WORD}(?:\s+(?:(?:{'|'.join(sorted(_CONNECT - {'&'}))}|&)\s+)*{_CAP_WORD})*")
 _QUOTED = re.compile(r"[\"“`']([^\"”`']{2,80})[\"”`']")
 _TITLE_LINE = re.compile(r"^Title:\s*(.+)$", re.MULTILINE)
+_URL_LINE = re.compile(r"^URL:\s*(\S+)\s*$", re.MULTILINE)  # a web_search result's address
 _DATE = re.compile(
     r"\b(?:\d{1,2}\s+)?(?:January|February|March|April|May|June|July|August|September|October|November|"
     r"December)(?:\s+\d{1,2})?,?\s+\d{3,4}\b"
@@ -117,13 +119,13 @@ def _runs(text: str) -> list[str]:
     return out
 
 
-def _unique(items: Iterable[str], limit: int | None = None) -> list[str]:
+def _unique(items: Iterable[str], limit: int | None = None, longest: int = 120) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
     for item in items:
         item = " ".join(item.split())
         key = normalize_answer(item)
-        if not key or key in seen or len(item) > 120:
+        if not key or key in seen or len(item) > longest:
             continue
         seen.add(key)
         out.append(item)
@@ -155,6 +157,10 @@ def observed(messages: Sequence[dict[str, Any]]) -> list[str]:
 
 def _titles(observations: Sequence[str]) -> list[str]:
     return [t.strip() for text in observations for t in _TITLE_LINE.findall(text)]
+
+
+def _urls(observations: Sequence[str]) -> list[str]:
+    return [u.strip() for text in observations for u in _URL_LINE.findall(text)]
 
 
 _YES_NO = re.compile(r"^(is|are|was|were|do|does|did|have|has|had|can|could|will|would)\b", re.IGNORECASE)
@@ -192,7 +198,7 @@ def _ranked_sentences(question: str, observations: Sequence[str]) -> list[str]:
     words -= _QUESTION_WORDS
     sentences: list[str] = []
     for text in observations:
-        sentences.extend(_SENTENCE.split(_TITLE_LINE.sub("", text)))
+        sentences.extend(_SENTENCE.split(_URL_LINE.sub("", _TITLE_LINE.sub("", text))))
     scored = [
         (-len(words & {w.lower() for w in re.findall(r"[\w'’\-]+", s)}), i, s)
         for i, s in enumerate(sentences)
@@ -286,9 +292,13 @@ def grounded_tool_schemas(
     """``schemas`` with each grounded string argument turned into an enum of unused grounded phrases.
 
     A ``title`` takes the titles seen in results and the question's names; a ``query`` the question's
-    phrases (its keywords last) and those titles. An argument with nothing left to choose from keeps its free schema.
+    phrases (its keywords last) and those titles; a ``url`` the addresses listed in results (``URL:`` lines
+    of ``web_search``), so a page is read only once a search has shown it. A tool whose grounded argument
+    has nothing left to choose from is withdrawn (another call could only repeat one, or invent one).
     """
-    titles = _unique(_titles(observed(messages)))
+    seen = observed(messages)
+    titles = _unique(_titles(seen))
+    urls = _urls(seen)
     done = lookups(messages)
     out: list[dict[str, Any]] = []
     for schema in schemas:
@@ -303,9 +313,15 @@ def grounded_tool_schemas(
             if not isinstance(prop, dict) or prop.get("type") != "string":
                 continue
             phrases = question_phrases(question)
-            pool = [*titles, *phrases[:-1]] if name == "title" else [*phrases, *titles]
+            if name == "url":
+                pool = urls
+            elif name == "title":
+                pool = [*titles, *phrases[:-1]]
+            else:
+                pool = [*phrases, *titles]
             used = _used(messages, function.get("name", ""), name)
-            choices = [p for p in _unique(pool, MAX_QUERIES) if normalize_answer(p) not in used]
+            longest = 2048 if name == "url" else 120
+            choices = [p for p in _unique(pool, MAX_QUERIES, longest) if normalize_answer(p) not in used]
             if choices:
                 props[name] = {**prop, "enum": choices}
                 changed = True
