@@ -155,6 +155,18 @@ def test_unknown_prefix_and_blocked_remote_models_are_refused() -> None:
         gw.check_model("openai/gpt-4o-mini")
 
 
+def test_the_remote_guard_reads_the_providers_own_address_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an api_base LiteLLM sends an openai/ call to OPENAI_API_BASE: loopback there is local."""
+    gw = Gateway(Ledger(Budget()))
+    monkeypatch.setenv("OPENAI_API_BASE", "https://api.example.com/v1")
+    with pytest.raises(ModelError, match="blocked"):
+        gw.check_model("openai/gpt-4o-mini")
+    monkeypatch.setenv("OPENAI_API_BASE", "http://127.0.0.1:8080/v1")
+    gw.check_model("openai/gpt-4o-mini")  # a server on this machine
+    with pytest.raises(ModelError, match="blocked"):
+        gw.check_model("anthropic/claude-3-haiku")  # another provider's calls still go out
+
+
 def test_an_agent_takes_a_model_object() -> None:
     script = ScriptedModel([reply("Paris")])
 

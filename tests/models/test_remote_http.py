@@ -448,3 +448,45 @@ def test_agent_run_ends_typed_never_a_traceback(proxy: FaultProxy, tmp_path: Pat
     assert result.stop_reason == "budget_exhausted:seconds"
     assert result.usage.model_requests == len(proxy.requests) == 1
     result_within_limits(result)
+
+
+# ------------------------------------------------------------------ a cascade over the server (issue 18)
+def test_a_cascade_reads_the_servers_confidence_and_resamples_before_it_escalates(
+    proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real model's log-probabilities drive the cascade: the server's reply is below the threshold, so the
+    same model is asked again (a fresh sample at temperature 0.7, the next seed), then the stronger model
+    serves the call; each call is charged at the price of the model that served it."""
+    from thrifty.models.routing import EscalationPolicy, RoutedGateway, Routing, Trigger
+    from thrifty.testing import ScriptedModel, reply
+
+    strong = ScriptedModel([reply("Hi.")], name="remote-strong")
+    routing = Routing(
+        models=[MODEL, strong.model],
+        escalation=EscalationPolicy(
+            request_logprobs=True, min_confidence=1.0, resample=1, answer_check=False
+        ),
+    )
+    pricing = Pricing(
+        models={MODEL: PRICE, strong.model: ModelPrice(input_per_token=2e-5, output_per_token=4e-5)}
+    )
+    ledger = Ledger(Budget(usd=0.01, model_requests=4))
+    # api_base would apply to every model of the run; a cascade names its server with the provider's variable
+    monkeypatch.setenv("OPENAI_API_BASE", proxy.url)
+    gw = RoutedGateway(ledger, pricing, routing=routing, retries=0, backoff=0)
+    gw.check_models()
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=4, temperature=0, seed=3)
+
+    first, second = [r for r in proxy.requests if r.method == "POST"]
+    assert first.body["logprobs"] is True and first.body["top_logprobs"] == 1
+    assert (first.body["temperature"], first.body["seed"]) == (0, 3)
+    assert (second.body["temperature"], second.body["seed"]) == (0.7, 4)
+    resample, escalation = gw.state.records
+    assert resample.resample and resample.to_model == MODEL and resample.reason == Trigger.LOW_CONFIDENCE
+    confidence = float(resample.detail.split("confidence ")[1].split(" ")[0])
+    assert 0.0 < confidence < 1.0  # read from the server's log-probabilities
+    assert not escalation.resample and escalation.to_model == strong.model
+    assert out.model == strong.model and out.content == "Hi."
+    assert [e.name for e in ledger.events] == [MODEL, MODEL, strong.model]
+    assert ledger.events[-1].usd > ledger.events[0].usd  # the stronger call at its own, higher price
+    assert_within_limits(ledger)  # two requests went to the server (above), the third to the strong model

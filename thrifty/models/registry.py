@@ -192,7 +192,9 @@ class _Remote(Provider):
                 f"unknown provider '{prefix}' in model '{model}'. Known providers include: openai, "
                 f"anthropic, gemini, ollama, hosted_vllm, openrouter, {', '.join(sorted(_registry))}"
             )
-        if os.environ.get(BLOCK_REMOTE_ENV) == "1" and not (api_base and is_loopback_url(api_base)):
+        # Where LiteLLM sends the call without an api_base: the provider's own variable (OPENAI_API_BASE, ...).
+        base = api_base or os.environ.get(f"{prefix.upper()}_API_BASE")
+        if os.environ.get(BLOCK_REMOTE_ENV) == "1" and not (base and is_loopback_url(base)):
             # A server on this machine (a test's llama.cpp server behind a fault proxy) is not remote.
             raise ValueError(
                 f"remote model '{model}' blocked: {BLOCK_REMOTE_ENV}=1 (tests call no remote model; "

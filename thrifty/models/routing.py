@@ -613,6 +613,8 @@ class RoutedGateway(Gateway):
                 del fields["response_format"]
         if self.policy.request_logprobs and not provider.in_process:
             fields["logprobs"] = True
+            # llama.cpp's OpenAI-compatible server sends log-probabilities only when top_logprobs is given too
+            fields.setdefault("top_logprobs", 1)
         return fields
 
     def _start(
