@@ -544,21 +544,35 @@ def _durable_options(
 
 def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool, **durable: Any) -> RunResult:
     """Run the task, reading its event stream (the same events ``Agent.stream`` yields): each trace event
-    goes to the live view; the run id is shown as the run starts."""
+    goes to the live view; the run id is shown once the run has set up (its first charge, step or result, or
+    an interruption), so a setup error (an unknown model, a bad key) is not preceded by the id of a run that
+    never started."""
     from thrifty.workflows.stream import stream_task
 
     stream = stream_task(spec, store=not no_store, ledger=ledger, on_store_error=_store_warning, **durable)
     result: RunResult | None = None
+    run_id: Text | None = None
+
+    def show_id() -> None:
+        nonlocal run_id
+        if run_id is not None:
+            err.print(run_id, highlight=False)
+            run_id = None
+
     try:
         for event in stream:
             if event.kind == "start":
                 resumed = " (resumed)" if event.resumed else ""
-                err.print(Text(f"run id: {event.run_id}{resumed}", style="dim"), highlight=False)
-            elif event.kind == "trace" and on_trace is not None:
+                run_id = Text(f"run id: {event.run_id}{resumed}", style="dim")
+                continue
+            if event.kind in ("trace", "charge", "result"):
+                show_id()
+            if event.kind == "trace" and on_trace is not None:
                 on_trace(event.event)
             elif event.kind == "result":
                 result = event.result
     except KeyboardInterrupt:  # the stream cancelled the run and waited for it to end
+        show_id()  # an interrupted run can be resumed by its id
         result = stream.result
         if result is None:
             raise

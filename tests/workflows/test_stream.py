@@ -90,13 +90,23 @@ def test_a_reader_that_stops_early_cancels_the_run() -> None:
         if isinstance(event, TraceStreamEvent):
             break
     assert stream.result is not None and stream.result.stop_reason == "cancelled"
-    assert stream.result.usage.tool_calls <= 1  # stopped at the next step, not after 40
+    # stopped within a step or two (on a loaded machine the run's thread may finish a step before it sees the
+    # cancellation), not after 40
+    assert stream.result.usage.tool_calls <= 3
 
 
 def test_a_run_that_cannot_start_raises_to_the_reader() -> None:
     agent = Agent("scripted/no-such-script-here", budget=Budget(tool_calls=1))
     with pytest.raises(SetupError, match="no scripted model"):
         list(agent.stream("?"))
+
+
+def test_the_cli_shows_no_run_id_for_a_run_that_could_not_start(tmp_path: Path) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text("question: What is 2+2?\nmodel: scripted/no-such-script-here\nbudget:\n  tool_calls: 3\n")
+    res = CliRunner().invoke(app, ["run", str(task), "--no-store"])
+    assert res.exit_code == 2, res.output
+    assert "no scripted model" in res.stderr and "run id" not in res.stderr
 
 
 def test_the_cli_shows_the_run_id_and_each_step_from_the_stream(tmp_path: Path) -> None:
