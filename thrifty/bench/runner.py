@@ -405,9 +405,9 @@ def _routing_fields(config: BenchConfig, result: Any) -> dict[str, Any]:
     escalations = [e for e in result.trace if getattr(e, "action", None) == "escalation"]
     return {
         "models_usd": by_model,
-        "escalations": sum(1 for e in escalations if not e.refused and not getattr(e, "resample", False)),
+        "escalations": sum(1 for e in escalations if not e.refused and not e.resample),
         "escalations_refused": sum(1 for e in escalations if e.refused),
-        "resamples": sum(1 for e in escalations if getattr(e, "resample", False)),
+        "resamples": sum(1 for e in escalations if e.resample),
     }
 
 

@@ -134,14 +134,9 @@ _BUDGET_BLOCK = re.compile(r"\n?<budget>.*?</budget>", re.DOTALL)
 
 
 def compact_prompt(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The prompt With ``resample: N``, a reply of low confidence is first asked again of the same model, up to N times (a
-    fresh sample at ``resample_temperature`` or above, another seed, at that model's price); the call moves up
-    only when no sample reaches the threshold. A resample is recorded like an escalation (``resample: true``,
-    ``to_model`` the same model) and is only asked when the budget can pay for it.
-
-    ``prompt: compact`` sends a model above the cheapest: the Budget Tracker's policy paragraph
-        out of the system prompt, and the ``<budget>`` block of every tool result but the latest (stale: the
-        latest one says what is left). Everything else, every observation included, is kept as it is."""
+    """The prompt ``prompt: compact`` sends a model above the cheapest: the Budget Tracker's policy paragraph
+    out of the system prompt, and the ``<budget>`` block of every tool result but the latest (stale: the
+    latest one says what is left). Everything else, every observation included, is kept as it is."""
     last_tool = max((i for i, m in enumerate(messages) if m.get("role") == "tool"), default=-1)
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
@@ -942,14 +937,14 @@ class _Chain:
         raise exc
 
     def served(self, reply: ModelReply) -> bool:
-        """A reply came: True when it is the answer, False to escalate (call again one model up)."""
+        """A reply came: True when it is the answer, False to call again (one model up, or a resample)."""
         self.close()  # the failover hold is no longer needed: what it did not spend goes back
         self.gw._served(self.pending, reply)
         signal = self.gw._trigger(self.role, reply, self.kwargs)
         self.pending = None
-        if signal is not None and self._resample(signal, reply):
-            return False
         if signal is not None:
+            if self._resample(signal, reply):
+                return False
             self.pending = self.gw._next(
                 self.role, self.node, self.cascade, self.level, signal, self.at(self.level + 1), reply
             )
