@@ -80,6 +80,23 @@ def test_files_and_simulated_labels(tmp_path: Path) -> None:
     assert doc["simulated"] is False and "SIMULATED" not in doc["title"]
 
 
+def test_cascade_runs_add_escalation_and_resample_columns(tmp_path: Path) -> None:
+    cascade = [
+        {**rec("A", 1.0, 1.0, 0.002, 100, 2, "completed", qid="q1"), "escalations": 1, "resamples": 2},
+        {**rec("A", 0.0, 0.0, 0.004, 300, 3, "completed", qid="q2"), "escalations": 0, "resamples": 1},
+    ]
+    (row,) = summarize(cascade)
+    assert row.escalations == 0.5 and row.resamples == 1.5
+    md = write_report(cascade, tmp_path, plot=False)[1]["md"].read_text()
+    assert "| budget stop | escalations | resamples |" in md and "| 0% | 0.50 | 1.50 |" in md
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["rows"][0]["escalations"] == 0.5 and doc["rows"][0]["resamples"] == 1.5
+    # Runs without a cascade keep the table as it was.
+    (plain,) = summarize(RECORDS[:2])
+    assert plain.escalations is None and plain.resamples is None
+    assert "escalations" not in write_report(RECORDS[:2], tmp_path / "plain", plot=False)[1]["md"].read_text()
+
+
 def test_report_command(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n{truncated line\n")

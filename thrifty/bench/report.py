@@ -3,7 +3,9 @@
 Per row: the number of runs, EM and F1 (mean and standard error over runs), the mean budget *used*
 (tool calls, tokens, USD, seconds), cost-of-pass (mean USD / EM: dollars per correct answer), E^3
 (EM^2 / mean tokens) and the share of runs that ended by the budget. USD is the unified cost: tokens at
-their prices plus tool calls at theirs ($0.001 per search / read unless configured).
+their prices plus tool calls at theirs ($0.001 per search / read unless configured). Runs of a cascade
+(several models) add two columns: escalations (to a stronger model) and resamples (of the same model) per
+question.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class SummaryRow:
     e3: float
     budget_stop_share: float
     errors: int
+    #: Per question, for cascade runs only (None when the records have no routing fields).
+    escalations: float | None = None
+    resamples: float | None = None
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
@@ -66,6 +71,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
         usd = mean(float(u.get("usd", 0.0)) for u in usage)
         tokens = mean(float(u.get("total_tokens", 0)) for u in usage)
         em = mean(ems)
+        routed = [r for r in runs if "escalations" in r]
         rows.append(
             SummaryRow(
                 strategy=strategy,
@@ -83,6 +89,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
                 e3=e3(em, tokens),
                 budget_stop_share=budget_stop_share(r.get("stop_reason") for r in runs),
                 errors=sum(1 for r in runs if str(r.get("stop_reason", "")).startswith("error")),
+                escalations=mean(float(r["escalations"]) for r in routed) if routed else None,
+                resamples=mean(float(r.get("resamples", 0)) for r in routed) if routed else None,
             )
         )
     return rows
@@ -113,6 +121,18 @@ def _money(x: float) -> str:
     return f"${x:.4f}" if x < 10 else f"${x:.2f}"
 
 
+def _routed(rows: Sequence[SummaryRow]) -> bool:
+    """Whether any row has a cascade's columns."""
+    return any(r.escalations is not None for r in rows)
+
+
+def _routing_cells(row: SummaryRow) -> tuple[str, str]:
+    def cell(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    return cell(row.escalations), cell(row.resamples)
+
+
 def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
     """A rich Table of the summary."""
     from rich.console import JustifyMethod
@@ -133,6 +153,9 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
         ("E^3", "right"),
         ("budget stop", "right"),
     )
+    routed = _routed(rows)
+    if routed:
+        columns += (("escalations", "right"), ("resamples", "right"))
     for col, justify in columns:
         table.add_column(col, justify=justify)
     for r in rows:
@@ -149,15 +172,19 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
             _money(r.cost_of_pass),
             f"{r.e3:.2e}",
             f"{r.budget_stop_share:.0%}",
+            *(_routing_cells(r) if routed else ()),
         )
     return table
 
 
 def to_markdown(rows: Sequence[SummaryRow], title: str) -> str:
     """The summary as a GitHub markdown table (for READMEs)."""
+    routed = _routed(rows)
     head = (
-        "| strategy | B | n | EM | F1 | tool calls | tokens | USD | seconds | cost-of-pass | E^3 | budget stop |\n"
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "| strategy | B | n | EM | F1 | tool calls | tokens | USD | seconds | cost-of-pass | E^3 | budget stop |"
+        + (" escalations | resamples |" if routed else "")
+        + "\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        + ("--:|--:|" if routed else "")
     )
     lines = [f"**{title}**", "", head]
     for r in rows:
@@ -165,6 +192,7 @@ def to_markdown(rows: Sequence[SummaryRow], title: str) -> str:
             f"| {r.strategy} | {r.budget} | {r.n} | {r.em:.3f} ± {r.em_se:.3f} | {r.f1:.3f} ± {r.f1_se:.3f} | "
             f"{r.tool_calls:.2f} | {r.tokens:,.0f} | {_money(r.usd)} | {r.seconds:.2f} | {_money(r.cost_of_pass)} | "
             f"{r.e3:.2e} | {r.budget_stop_share:.0%} |"
+            + ("".join(f" {c} |" for c in _routing_cells(r)) if routed else "")
         )
     return "\n".join(lines) + "\n"
 
