@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import trustme
 
 from tests.tools.webserver import Request, WebServer, drip, html
 from thrifty.budget import Budget, Ledger
@@ -185,3 +188,56 @@ def test_pinned_request_carries_the_host_name() -> None:
         obs = _run(tool, f"http://wiki.example.test:{srv.port}/article")
     assert obs.ok
     assert seen[0].headers["host"] == f"wiki.example.test:{srv.port}"
+
+
+def _tls_pair(name: str) -> tuple[ssl.SSLContext, ssl.SSLContext, list[str | None]]:
+    """A server context holding a certificate for ``name`` from a throwaway CA, a client context that
+    trusts that CA, and the TLS server names (SNI) the server is sent."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(server_ctx)
+    names: list[str | None] = []
+    server_ctx.sni_callback = lambda _sock, sent, _ctx: names.append(sent)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx, names
+
+
+def test_https_to_the_pinned_address_checks_the_certificate_for_the_host_name() -> None:
+    """The request goes to the checked address, yet TLS still names and verifies the URL's host."""
+    server_ctx, client_ctx, names = _tls_pair("wiki.example.test")
+    seen: list[Request] = []
+
+    def route(r: Request):
+        seen.append(r)
+        return html(ARTICLE)
+
+    with WebServer({"/article": route}, tls=server_ctx) as srv:
+        tool = make_read_url(
+            allow_hosts=["127.0.0.1"],
+            resolve=lambda _h, _p: ["127.0.0.1"],
+            transport=httpx.HTTPTransport(verify=client_ctx),
+        )
+        obs = _run(tool, f"https://wiki.example.test:{srv.port}/article")
+    assert obs.ok, obs.content
+    assert "born July 16, 1966" in obs.content
+    assert names == ["wiki.example.test"]  # SNI: the host name, not the pinned address
+    assert seen[0].headers["host"] == f"wiki.example.test:{srv.port}"
+
+
+@pytest.mark.parametrize("host", ["evil.example.test", "127.0.0.1"])
+def test_https_certificate_for_another_name_is_refused(host: str) -> None:
+    """A certificate that does not name the URL's host fails the fetch (no page is read), whether the URL
+    names a host resolved to the address or the address itself."""
+    server_ctx, client_ctx, _names = _tls_pair("wiki.example.test")
+    with WebServer({"/article": lambda _r: html(ARTICLE)}, tls=server_ctx) as srv:
+        tool = make_read_url(
+            allow_hosts=["127.0.0.1"],
+            resolve=lambda _h, _p: ["127.0.0.1"],
+            transport=httpx.HTTPTransport(verify=client_ctx),
+            retries=0,
+        )
+        obs = _run(tool, f"https://{host}:{srv.port}/article")
+        assert srv.hits["/article"] == 0
+    assert not obs.ok
+    assert "certificate" in obs.content.lower() or "hostname" in obs.content.lower(), obs.content

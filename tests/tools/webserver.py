@@ -6,6 +6,7 @@ comes, for slow or endless pages). ``hits`` counts requests per path.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
@@ -29,7 +30,9 @@ class Request:
 
 
 class WebServer:
-    def __init__(self, routes: dict[str, Route]) -> None:
+    """Serves ``routes`` on 127.0.0.1 (a free port); with ``tls`` (a server-side SSL context) over HTTPS."""
+
+    def __init__(self, routes: dict[str, Route], *, tls: ssl.SSLContext | None = None) -> None:
         self.routes = routes
         self.hits: Counter[str] = Counter()
         self.requests: list[Request] = []
@@ -77,8 +80,10 @@ class WebServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> WebServer:
