@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
@@ -116,3 +117,37 @@ def postgres_server() -> Iterator[str | None]:
         return
     with throwaway_server(binaries) as url:
         yield url
+
+
+class Backend:
+    """Where a test's checkpoints (and run store) live: SQLite files, or databases on a PostgreSQL server."""
+
+    def __init__(self, server: str | None) -> None:
+        self.server = server
+
+    def new(self, tmp_path: Path, name: str = "ck.db") -> str | Path:
+        """A new, empty place for checkpoints."""
+        return tmp_path / name if self.server is None else create_database(self.server)
+
+    def copy(self, tmp_path: Path, source: str | Path) -> str | Path:
+        if self.server is None:
+            shutil.copy(source, tmp_path / "ck.db")
+            return tmp_path / "ck.db"
+        return create_database(self.server, template=str(source).rsplit("/", 1)[1])
+
+    def rows(self, target: str | Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+        if self.server is None:
+            with sqlite3.connect(target) as conn:
+                return conn.execute(sql, args).fetchall()
+        import psycopg
+
+        with psycopg.connect(str(target), autocommit=True) as conn:
+            cur = conn.execute(sql.replace("?", "%s"), args)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+
+    def corrupt_checkpoints(self, target: str | Path) -> None:
+        """Garble the saved checkpoints (SQLite: the serialized checkpoint; PostgreSQL: its JSON document)."""
+        if self.server is None:
+            self.rows(target, "update checkpoints set checkpoint = x'00ff00'")
+        else:
+            self.rows(target, "update checkpoints set checkpoint = '\"corrupt\"'::jsonb")

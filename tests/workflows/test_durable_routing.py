@@ -1,12 +1,11 @@
 """A durable run with several models (issue 18): its escalations survive ``kill -9`` and a resume. An
 escalation kept for the rest of the run still holds after the resume, each escalation is in the trace once
 (a node that runs again makes its escalation again from the replayed replies, and it is not told twice),
-and nothing is paid twice."""
+and nothing is paid twice. The kill tests run on SQLite and on PostgreSQL (the ``backend`` fixture)."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.postgres import Backend
 from thrifty import Budget
 from thrifty.agents.events import EscalationEvent
 from thrifty.budget import ModelPrice, Pricing
@@ -38,6 +38,7 @@ PRICING = Pricing(
 # the strong model serves the rest. The third tool call kills the child (kill -9), mid-call.
 SCRIPT = """
 import os, signal, sys
+from tests.postgres import Backend
 from thrifty import Budget
 from thrifty.budget import ModelPrice, Pricing
 from thrifty.models.routing import EscalationPolicy, Routing
@@ -106,8 +107,8 @@ def work(n: int) -> str:
     return f"worked {n}"
 
 
-def _killed(tmp_path: Path, scope: str) -> Path:
-    db = tmp_path / "ck.db"
+def _killed(tmp_path: Path, scope: str, backend: Backend) -> str | Path:
+    db = backend.new(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(db), scope], env=env, capture_output=True, text=True, timeout=300
@@ -116,7 +117,7 @@ def _killed(tmp_path: Path, scope: str) -> Path:
     return db
 
 
-def _resume(db: Path, scope: str) -> RunResult:
+def _resume(db: str | Path, scope: str) -> RunResult:
     _models(scope)
     return execute(
         "work",
@@ -131,14 +132,11 @@ def _resume(db: Path, scope: str) -> RunResult:
     )
 
 
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def test_an_escalation_for_the_rest_of_the_run_holds_after_kill_and_resume(tmp_path: Path) -> None:
-    db = _killed(tmp_path, "run")
-    assert len(_rows(db, "select * from thrifty_routing")) == 1  # the escalation, kept as it was told
+def test_an_escalation_for_the_rest_of_the_run_holds_after_kill_and_resume(
+    tmp_path: Path, backend: Backend
+) -> None:
+    db = _killed(tmp_path, "run", backend)
+    assert len(backend.rows(db, "select * from thrifty_routing")) == 1  # the escalation, kept as it was told
     result = _resume(db, "run")
     assert result.answer == "done" and result.stop_reason == "completed"
     escalations = [e for e in result.trace if isinstance(e, EscalationEvent)]
@@ -152,9 +150,11 @@ def test_an_escalation_for_the_rest_of_the_run_holds_after_kill_and_resume(tmp_p
     assert [e["detail"] for e in events if not e["ok"]] == [INFLIGHT_DETAIL]  # the one in flight at the kill
 
 
-def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(tmp_path: Path) -> None:
-    db = _killed(tmp_path, "step")
-    kept = len(_rows(db, "select * from thrifty_routing"))
+def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(
+    tmp_path: Path, backend: Backend
+) -> None:
+    db = _killed(tmp_path, "step", backend)
+    kept = len(backend.rows(db, "select * from thrifty_routing"))
     assert kept == 3  # moves 1, 2 and 3 (killed during its tool call)
     result = _resume(db, "step")
     assert result.answer == "done" and result.stop_reason == "completed"
@@ -173,7 +173,7 @@ def test_escalations_made_again_by_a_node_that_runs_again_are_told_once(tmp_path
     # four moves, the answer and its check (answer_check), each paid once
     assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(CHEAP) == 6
     assert [e["name"] for e in events if e["kind"] == "model" and e["ok"]].count(STRONG) == 4
-    assert len(_rows(db, "select * from thrifty_routing")) == 4
+    assert len(backend.rows(db, "select * from thrifty_routing")) == 4
 
 
 def _gateway(scope: str) -> RoutedGateway:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.postgres import create_database
+from tests.postgres import Backend
 from thrifty import Agent, Budget
 from thrifty.cli import app
 from thrifty.store.durable import INFLIGHT_DETAIL, DurableStore
@@ -32,47 +31,6 @@ cli = CliRunner()
 def _counting(request: ScriptedRequest) -> ScriptedReply:
     done = sum(1 for m in request.messages if m.get("role") == "tool")
     return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
-
-
-class Backend:
-    """Where a test's checkpoints (and run store) live: SQLite files, or databases on a PostgreSQL server."""
-
-    def __init__(self, server: str | None) -> None:
-        self.server = server
-
-    def new(self, tmp_path: Path, name: str = "ck.db") -> str | Path:
-        """A new, empty place for checkpoints."""
-        return tmp_path / name if self.server is None else create_database(self.server)
-
-    def copy(self, tmp_path: Path, source: str | Path) -> str | Path:
-        if self.server is None:
-            shutil.copy(source, tmp_path / "ck.db")
-            return tmp_path / "ck.db"
-        return create_database(self.server, template=str(source).rsplit("/", 1)[1])
-
-    def rows(self, target: str | Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-        if self.server is None:
-            with sqlite3.connect(target) as conn:
-                return conn.execute(sql, args).fetchall()
-        import psycopg
-
-        with psycopg.connect(str(target), autocommit=True) as conn:
-            cur = conn.execute(sql.replace("?", "%s"), args)
-            return [tuple(r) for r in cur.fetchall()] if cur.description else []
-
-    def corrupt_checkpoints(self, target: str | Path) -> None:
-        """Garble the saved checkpoints (SQLite: the serialized checkpoint; PostgreSQL: its JSON document)."""
-        if self.server is None:
-            self.rows(target, "update checkpoints set checkpoint = x'00ff00'")
-        else:
-            self.rows(target, "update checkpoints set checkpoint = '\"corrupt\"'::jsonb")
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "sqlite":
-        return Backend(None)
-    return Backend(request.getfixturevalue("postgres_server_url"))
 
 
 def _usd(backend: Backend, db: str | Path) -> tuple[int, float]:
