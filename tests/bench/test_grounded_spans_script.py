@@ -1,0 +1,47 @@
+"""benchmarks/grounded_spans.py: the ceiling of a grounded answer and the EM of a uniform pick, the figures
+benchmarks/README.md quotes for the bundled 50 questions (so the README cannot go stale when the grounded
+answer's spans change)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grounded_spans", ROOT / "benchmarks" / "grounded_spans.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grounded_spans"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _all_row(
+    script: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> str:
+    monkeypatch.setattr(sys, "argv", ["grounded_spans.py", *args])
+    script.main()
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("| all |")]
+    return row
+
+
+def test_the_figures_the_benchmarks_readme_quotes(
+    script: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gold = _all_row(script, capsys, monkeypatch)
+    searches = _all_row(script, capsys, monkeypatch, "--observations", "searches")
+    assert gold == "| all | 50 | 35 | 7 | 16 | 7.98 (0.160) |"
+    assert searches == "| all | 50 | 22 | 5 | 12 | 5.90 (0.118) |"
+    readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    assert "| all | 50 | 35 / 22 | 5 | **5.90 (0.118)** |" in readme
+    assert re.search(r"among the\s+spans a grounded answer may pick for 35 of these 50 questions", readme)
