@@ -155,7 +155,8 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
     )
     routed = _routed(rows)
     if routed:
-        columns += (("escalations", "right"), ("resamples", "right"))
+        extra: tuple[tuple[str, JustifyMethod], ...] = (("escalations", "right"), ("resamples", "right"))
+        columns += extra
     for col, justify in columns:
         table.add_column(col, justify=justify)
     for r in rows:
