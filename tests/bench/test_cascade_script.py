@@ -3,13 +3,12 @@ against always-strong on the same questions."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.scripts import load_script
 from thrifty.bench.datasets import load_dataset
 from thrifty.models.routing import Scope
 
@@ -18,12 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cascade_bench", ROOT / "benchmarks" / "cascade.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cascade_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/cascade.py", "cascade_bench")
 
 
 def test_policies_from_the_command_line(script: ModuleType) -> None:

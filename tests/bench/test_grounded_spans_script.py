@@ -4,7 +4,6 @@ answer's spans change)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -12,17 +11,14 @@ from types import ModuleType
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grounded_spans", ROOT / "benchmarks" / "grounded_spans.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["grounded_spans"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/grounded_spans.py", "grounded_spans")
 
 
 def _all_row(
