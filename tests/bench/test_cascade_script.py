@@ -12,8 +12,6 @@ from tests.scripts import load_script
 from thrifty.bench.datasets import load_dataset
 from thrifty.models.routing import Scope
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
