@@ -21,7 +21,8 @@ from collections import Counter
 from thrifty.agents import grounding
 from thrifty.agents.answers import normalize_answer
 from thrifty.bench.datasets import QAItem, load_dataset
-from thrifty.tools import Tool, make_search_tools
+from thrifty.budget import Budget, Ledger
+from thrifty.tools import ToolRunner, make_search_tools
 
 
 def _gold_paragraphs(item: QAItem) -> list[str]:
@@ -35,9 +36,12 @@ def _gold_paragraphs(item: QAItem) -> list[str]:
     return observations
 
 
-def _searches(item: QAItem, search: Tool) -> list[str]:
+def _searches(item: QAItem, runner: ToolRunner) -> list[str]:
+    """The results of the agent's first lookups, each run through the Ledger like the agent's own."""
     phrases = grounding.question_phrases(item.question)
-    return [str(search.fn(query=p)) for p in phrases[: grounding.max_lookups(item.question)]]
+    return [
+        runner.run("search", {"query": p}).content for p in phrases[: grounding.max_lookups(item.question)]
+    ]
 
 
 def main() -> None:
@@ -48,16 +52,16 @@ def main() -> None:
     parser.add_argument("--observations", choices=("gold", "searches"), default="gold")
     args = parser.parse_args()
     dataset = load_dataset(args.data)
-    search = None
+    runner = None
     if args.observations == "searches":
         corpus = dataset.corpus()
         if corpus is None:
             parser.error(f"{args.data} has no passages to search")
-        search = make_search_tools(corpus, k=3)[0]
+        runner = ToolRunner(make_search_tools(corpus, k=3)[:1], Ledger(Budget()))
     counts: Counter[tuple[str, str]] = Counter()
     chance: Counter[str] = Counter()
     for item in dataset.items:
-        observations = _gold_paragraphs(item) if search is None else _searches(item, search)
+        observations = _gold_paragraphs(item) if runner is None else _searches(item, runner)
         spans = grounding.answer_spans(item.question, observations)
         gold = {normalize_answer(a) for a in item.answers}
         rank = next((i for i, s in enumerate(spans) if normalize_answer(s) in gold), None)
@@ -78,6 +82,8 @@ def main() -> None:
                 f"| {kind} | {k} | {counts[(kind, 'among')]} | {counts[(kind, 'first')]} | "
                 f"{counts[(kind, 'top3')]} | {chance[kind]:.2f} ({chance[kind] / k:.3f}) |"
             )
+    if runner is not None:
+        runner.close()
 
 
 if __name__ == "__main__":

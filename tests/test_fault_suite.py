@@ -4,24 +4,17 @@ limit without an explicit overrun event, and overrun events stay rare (issue 14)
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.scripts import load_script
 
 RUNS = 150
 
 
 def _suite() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_suite.py"
-    spec = importlib.util.spec_from_file_location("thrifty_fault_suite", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/fault_suite.py", "thrifty_fault_suite")
 
 
 @pytest.mark.timeout(120)

@@ -7,18 +7,14 @@ regenerate it with ``python benchmarks/transcripts.py --update-readme``. The oth
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("transcripts", ROOT / "benchmarks" / "transcripts.py")
-assert _spec is not None and _spec.loader is not None
-transcripts = importlib.util.module_from_spec(_spec)
-sys.modules["transcripts"] = transcripts
-_spec.loader.exec_module(transcripts)
+transcripts = load_script("benchmarks/transcripts.py", "transcripts")
 
 SAMPLE = """$ agent run examples/hotpotqa.yaml
 Question: Who was born first, Morgan Llywelyn or Robert Jordan?

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.scripts import load_script
 from tests.tools.webserver import Request, WebServer, html
 from thrifty.cli import app
 from thrifty.testing import ScriptedModel, call, reply
@@ -113,12 +114,7 @@ def test_example_task_file_validates() -> None:
 def test_example_webqa_runs_offline(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("webqa_example", EXAMPLES / "webqa.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("examples/webqa.py", "webqa_example")
     script = ScriptedModel([call("web_search", query="Morgan Llywelyn"), reply("Morgan Llywelyn")])
     monkeypatch.setattr("sys.argv", ["webqa.py", "--model", script.model, "--tool-calls", "3"])
     assert module.main() == 0
