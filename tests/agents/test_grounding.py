@@ -253,3 +253,68 @@ def test_a_page_is_read_only_from_an_address_a_search_listed() -> None:
     # an address is not an answer: no number or name is taken from the URL lines
     spans = grounding.answer_spans("How many novels did Robert Jordan write?", grounding.observed(messages))
     assert "8080" not in spans and "127.0.0.1" not in spans
+
+
+def test_a_grounded_answer_asks_a_scoring_provider_to_choose_by_likelihood(monkeypatch) -> None:
+    """On a provider that can score whole options (llama.cpp's), the grounded answer's request asks it to
+    (``enum_choice``), with the reply's full token cap to pay for the scoring, unless
+    ``answer_choice: grammar``; a provider that cannot (the scripted one) never gets the field."""
+    import dataclasses
+
+    for choice, scoring, sent in (
+        ("likelihood", True, True),
+        ("grammar", True, False),
+        ("likelihood", False, False),
+    ):
+        script = ScriptedModel(
+            [
+                call("read", title="Morgan Llywelyn"),
+                call("read", title="Robert Jordan"),
+                reply('"Robert Jordan"'),
+            ]
+        )
+        ctx = _context(script, grounded=True)
+        ctx.settings = ctx.settings.model_copy(update={"answer_choice": choice})
+        provider = dataclasses.replace(ctx.gateway.provider(script.model), enum_likelihood=scoring)
+        monkeypatch.setattr(ctx.gateway, "provider", lambda model, p=provider: p)
+        state = _run(ctx)
+        assert state["answer"] == "Robert Jordan"
+        first, *answerable = script.requests
+        assert "enum_choice" not in first.params  # nothing observed: a tool call, no answer to score
+        for request in answerable:  # every request that may answer with an observed span
+            assert "response_format" in request.params
+            assert (request.params.get("enum_choice") == "likelihood") is sent, (choice, scoring)
+
+
+def test_the_final_answer_keeps_the_reply_cap_for_scoring(monkeypatch) -> None:
+    """The forced last answer is short (64 tokens) unless its spans are to be scored from its tokens."""
+    import dataclasses
+
+    from thrifty.agents.solver import final_answer_call
+
+    history = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "read", "arguments": '{"title": "Robert Jordan"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "Title: Robert Jordan\n" + PASSAGES[1][1]},
+    ]
+    for scoring, cap in ((True, 256), (False, 64)):
+        script = ScriptedModel([reply('"Robert Jordan"')])
+        ctx = _context(script, grounded=True)
+        ctx.settings = ctx.settings.model_copy(update={"max_tokens": 256})
+        provider = dataclasses.replace(
+            ctx.gateway.provider(script.model), grammar=True, enum_likelihood=scoring
+        )
+        monkeypatch.setattr(ctx.gateway, "provider", lambda model, p=provider: p)
+        final_answer_call(ctx, [{"role": "user", "content": QUESTION}, *history], QUESTION, "Time to answer.")
+        (request,) = script.requests
+        assert request.params["max_tokens"] == cap
+        assert (request.params.get("enum_choice") == "likelihood") is scoring

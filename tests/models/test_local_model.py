@@ -21,9 +21,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm
 
 from thrifty.models.local import (
+    ENUM_CHOICE_PARAM,
     LocalModelError,
     LocalProvider,
+    _answer_value,
     _load,
+    _option_logprobs,
     _schema_grammar,
     _tool_plan,
     context_window,
@@ -253,3 +256,117 @@ def test_nested_tool_schema_with_defs_compiles_to_a_grammar() -> None:
     assert plan is not None
     assert "t0__Item" in plan.schema["$defs"]
     assert _schema_grammar(plan.schema) is not None
+
+
+CAPITALS = ["Paris", "London", "Berlin in Germany"]
+CAPITAL_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "answer", "schema": {"type": "string", "enum": CAPITALS}},
+}
+CAPITAL_QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def _reference_scores(prompt: str, options: list[str]) -> list[float]:
+    """log P(option | prompt) computed independently of the provider: a second copy of the model that
+    keeps every position's logits, each prompt + option evaluated from scratch in one batch."""
+    import llama_cpp
+    import numpy as np
+
+    llama = llama_cpp.Llama(
+        model_path=str(resolve_model_path("smollm2")), n_ctx=512, logits_all=True, verbose=False
+    )
+    try:
+        prefix = llama.tokenize(prompt.encode(), add_bos=False, special=True)
+        out = []
+        for option in options:
+            tokens = llama.tokenize(json.dumps(option).encode(), add_bos=False, special=False)
+            llama.reset()
+            llama.eval(prefix + tokens)
+            rows = np.asarray(llama.scores[len(prefix) - 1 : len(prefix) + len(tokens) - 1], dtype=np.float64)
+            logp = rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+            out.append(float(sum(logp[i, t] for i, t in enumerate(tokens))))
+        return out
+    finally:
+        llama.close()
+
+
+def test_an_enum_answer_is_the_option_the_model_finds_likeliest_as_a_whole() -> None:
+    """The grammar picks "London" token by token (its first token is likelier than "Paris"'s); scored as
+    whole options the model prefers "Paris". The scoring tokens are charged with the reply, within its cap."""
+    grammar = _ask(CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=64)
+    likely = _ask(
+        CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=64, **{ENUM_CHOICE_PARAM: "likelihood"}
+    )
+    chosen = json.loads(likely.choices[0].message.content)
+    assert chosen in CAPITALS
+    assert likely.usage.prompt_tokens == grammar.usage.prompt_tokens
+    assert grammar.usage.completion_tokens < likely.usage.completion_tokens <= 64
+    # The choice is the argmax of the options' log-probabilities, as a second copy of the model computes
+    # them from scratch (the provider reuses its KV cache and scores token by token: up to llama.cpp's float
+    # differences between batch shapes, ~1%).
+    loaded = _load(MODEL)
+    prompt, _ = loaded.count_formatter(render_messages(CAPITAL_QUESTION))
+    reference = _reference_scores(prompt, CAPITALS)
+    assert chosen == CAPITALS[max(range(len(CAPITALS)), key=reference.__getitem__)]
+    llama = loaded.llama
+    prefix = llama.tokenize(prompt.encode(), add_bos=False, special=True)
+    encoded = [llama.tokenize(json.dumps(o).encode(), add_bos=False, special=False) for o in CAPITALS]
+    assert _option_logprobs(llama, prefix, 0, encoded) == pytest.approx(reference, rel=0.03)
+    assert json.loads(grammar.choices[0].message.content) in CAPITALS
+
+
+def test_without_headroom_to_score_the_grammar_choice_stands() -> None:
+    """Scoring every option must fit the reply's reserved tokens; when it does not, nothing is scored."""
+    grammar = _ask(CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=8)
+    tight = _ask(
+        CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=8, **{ENUM_CHOICE_PARAM: "likelihood"}
+    )
+    assert tight.choices[0].message.content == grammar.choices[0].message.content
+    assert tight.usage.completion_tokens == grammar.usage.completion_tokens
+
+
+def test_a_sampled_enum_answer_follows_the_seed() -> None:
+    first, again = (
+        _ask(
+            CAPITAL_QUESTION,
+            response_format=CAPITAL_FORMAT,
+            max_tokens=64,
+            temperature=1.5,
+            seed=11,
+            **{ENUM_CHOICE_PARAM: "likelihood"},
+        )
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    )
+    assert first == again and json.loads(first) in CAPITALS
+
+
+def test_an_enum_answer_beside_tools_is_rescored_inside_the_answer_object() -> None:
+    reply = _ask(
+        [{"role": "user", "content": "What is the capital of France? Answer now, do not search."}],
+        tools=[SEARCH_TOOL],
+        response_format=CAPITAL_FORMAT,
+        max_tokens=96,
+        **{ENUM_CHOICE_PARAM: "likelihood"},
+    )
+    _assert_parsed_or_enum(reply)
+
+
+def _assert_parsed_or_enum(reply: Any) -> None:
+    message = reply.choices[0].message
+    if message.tool_calls:
+        _assert_parsed(reply)
+    else:
+        assert json.loads(message.content) in CAPITALS
+
+
+def test_the_answer_value_is_found_in_both_reply_shapes() -> None:
+    options = ["Paris", "Nîmes"]
+    assert _answer_value('"Paris"', options) == (0, 7)
+    text = '{"answer": "Nîmes"}'
+    start, end = _answer_value(text, options) or (0, 0)
+    assert text[start:end] == '"Nîmes"'
+    assert _answer_value('"Lyon"', options) is None  # not an option: left alone
+    assert _answer_value('{"tool": "search", "arguments": {"query": "Paris"}}', options) is None
+    assert _answer_value('{"answer": 3}', options) is None

@@ -49,6 +49,7 @@ __all__ = [
     "answer_kind",
     "answer_spans",
     "choices_in",
+    "focused_messages",
     "grounded_tool_schemas",
     "is_preamble",
     "lookups",
@@ -237,6 +238,26 @@ def answer_spans(question: str, observations: Sequence[str]) -> list[str]:
         if normalize_answer(r) not in asked and not r.isdigit() and r.lower() not in _FUNCTION
     ]
     return _unique(spans, MAX_ANSWER_SPANS) or _unique([*_runs(question), "yes", "no"])
+
+
+#: Sentences of the observations a focused answer prompt shows (:func:`focused_messages`).
+FOCUSED_SENTENCES = 8
+_FOCUSED_SYSTEM = "Answer the question with a short phrase taken from the context."
+
+
+def focused_messages(question: str, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A short reading-comprehension prompt for a grounded answer: the observations' sentences closest to
+    the question (at most :data:`FOCUSED_SENTENCES`, closest first) and the question, instead of the whole
+    conversation, whose tool calls, listings and budget notes a small model loses the question in. None
+    before anything has been observed."""
+    observations = observed(messages)
+    if not observations:
+        return None
+    context = " ".join(_ranked_sentences(question, observations)[:FOCUSED_SENTENCES])
+    return [
+        {"role": "system", "content": _FOCUSED_SYSTEM},
+        {"role": "user", "content": f"Context: {context}\n\nQuestion: {question}"},
+    ]
 
 
 def answer_format(question: str, messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -275,7 +275,7 @@ def act(state: StepState, ctx: RunContext) -> dict[str, Any]:
             else:
                 reply = ctx.gateway.complete(
                     ctx.model,
-                    grounding.plain_messages(messages) if ctx.json_actions else messages,
+                    _act_messages(ctx, messages, question, state, offered),
                     tools=None if ctx.json_actions else offered,
                     max_tokens=ctx.settings.max_tokens,
                     node="act",
@@ -389,7 +389,40 @@ def _grounded_act(ctx: RunContext, visible: list[Any], question: str, state: Ste
         answer = _answer_format(ctx, question, history)
         if answer is not None:
             extra["response_format"] = answer
+            extra.update(_choice(ctx))
     return extra
+
+
+def _act_messages(
+    ctx: RunContext,
+    messages: list[dict[str, Any]],
+    question: str,
+    state: StepState,
+    offered: list[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """What an act call sends: the conversation (as plain text for a server without tool calls), or, for
+    a grounded answer with no tool left to call, its focused prompt (:func:`_focused`)."""
+    if ctx.grounded and not offered:
+        focused = _focused(ctx, question, list(state.get("messages") or []))
+        if focused is not None:
+            return focused
+    return grounding.plain_messages(messages) if ctx.json_actions else messages
+
+
+def _focused(ctx: RunContext, question: str, history: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The focused prompt of a grounded answer (:func:`thrifty.agents.grounding.focused_messages`) when
+    ``ModelSettings.answer_context`` asks for it; None to send the conversation."""
+    if ctx.settings.answer_context != "focused":
+        return None
+    return grounding.focused_messages(question, history)
+
+
+def _choice(ctx: RunContext) -> dict[str, Any]:
+    """The request field that has a grounded answer chosen by the model's likelihood of each whole span
+    (``ModelSettings.answer_choice``), on a provider that can score them; {} otherwise."""
+    if ctx.settings.answer_choice == "likelihood" and ctx.gateway.provider(ctx.model).enum_likelihood:
+        return {"enum_choice": "likelihood"}
+    return {}
 
 
 def final_answer_call(
@@ -405,6 +438,8 @@ def final_answer_call(
     ``messages``). Raises BudgetExceeded when even that cannot be paid for.
     """
     extra: dict[str, Any] = {}
+    focused: list[dict[str, Any]] | None = None
+    max_tokens = min(ctx.settings.max_tokens, 64)
     if ctx.gateway.provider(ctx.model).grammar:
         # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
         extra["response_format"] = FINAL_ANSWER_FORMAT
@@ -412,14 +447,19 @@ def final_answer_call(
             grounded = _answer_format(ctx, question, history if history is not None else messages)
             if grounded is not None:
                 extra["response_format"] = grounded
+                extra.update(_choice(ctx))
+                focused = _focused(ctx, question, history if history is not None else messages)
+                if extra.get("enum_choice"):
+                    max_tokens = ctx.settings.max_tokens  # scoring the spans is paid from the reply's tokens
     final = [
         *(grounding.plain_messages(messages) if ctx.json_actions else messages),
         {"role": "user", "content": prompts.FINAL_ANSWER.format(reason=reason, question=question)},
     ]
+    final = focused or final
     return ctx.gateway.complete(
         ctx.model,
         final,
-        max_tokens=min(ctx.settings.max_tokens, 64),
+        max_tokens=max_tokens,
         node="final",
         **ctx.model_kwargs(),
         **extra,

@@ -31,7 +31,9 @@ def _scripted_tokens(name: str, messages: Sequence[dict[str, Any]], tools: Any) 
     return get_script(name).peek_prompt_tokens()
 
 
-def _in_process_model(prefix: str, module: str, handler: str, check: str, *, grammar: bool) -> Provider:
+def _in_process_model(
+    prefix: str, module: str, handler: str, check: str, *, grammar: bool, enum_likelihood: bool = False
+) -> Provider:
     """A free in-process provider whose module exports its handler, a name check, ``count_tokens`` and
     ``context_window`` (the llama.cpp and transformers providers)."""
     return register_provider(
@@ -41,6 +43,7 @@ def _in_process_model(prefix: str, module: str, handler: str, check: str, *, gra
             in_process=True,
             free=True,
             grammar=grammar,
+            enum_likelihood=enum_likelihood,
             check=lazy(module, check),
             count_tokens=_counter(module),
             context_window=lazy(module, "context_window"),
@@ -49,7 +52,7 @@ def _in_process_model(prefix: str, module: str, handler: str, check: str, *, gra
 
 
 LOCAL = _in_process_model(
-    "local", "thrifty.models.local", "LocalProvider", "resolve_model_path", grammar=True
+    "local", "thrifty.models.local", "LocalProvider", "resolve_model_path", grammar=True, enum_likelihood=True
 )
 HF = _in_process_model("hf", "thrifty.models.hf", "HFProvider", "ensure_available", grammar=False)
 SCRIPTED = register_provider(

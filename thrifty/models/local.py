@@ -22,6 +22,7 @@ import contextlib
 import copy
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import threading
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_N_CTX",
+    "ENUM_CHOICE_PARAM",
     "LOCAL_EXTRA_HINT",
     "LOCAL_MODELS",
     "LocalExtraMissingError",
@@ -543,14 +545,163 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
                     message=str(exc), model=f"local/{_strip_prefix(model)}", llm_provider="local"
                 ) from exc
             raise
-    choice = result["choices"][0]
-    text = choice["message"].get("content") or ""
+        choice = result["choices"][0]
+        text = choice["message"].get("content") or ""
+        scored = 0
+        if optional_params.get(ENUM_CHOICE_PARAM) == "likelihood":
+            usage = result.get("usage") or {}
+            headroom = kwargs["max_tokens"] - int(usage.get("completion_tokens", 0))
+            text, scored = _choose_by_likelihood(
+                loaded,
+                rendered,
+                text,
+                optional_params,
+                headroom,
+                kwargs.get("temperature"),
+                kwargs.get("seed"),
+            )
     message, finish = _to_message(text, plan, wants_json)
     return {
         "result": result,
         "message": message,
         "finish_reason": finish or choice.get("finish_reason") or "stop",
+        "scored_tokens": scored,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing an enum value by the model's own likelihood
+# --------------------------------------------------------------------------------------------------
+
+#: Request parameter (``enum_choice="likelihood"``) that makes the provider pick a string-enum answer by
+#: :func:`_choose_by_likelihood` instead of keeping the grammar's token-by-token choice.
+ENUM_CHOICE_PARAM = "enum_choice"
+#: llama-cpp-python's default temperature, used when a request names none.
+_DEFAULT_TEMPERATURE = 0.2
+
+
+def _enum_options(optional_params: Mapping[str, Any]) -> list[str]:
+    """The options of a ``response_format`` that is one string enum (a grounded answer), else []."""
+    schema = response_schema(optional_params.get("response_format"))
+    if not isinstance(schema, dict) or schema.get("type") != "string":
+        return []
+    options = schema.get("enum")
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        return []
+    return list(dict.fromkeys(options))
+
+
+def _answer_value(text: str, options: Sequence[str]) -> tuple[int, int] | None:
+    """Where the JSON string holding the chosen option is in ``text`` (``"..."`` alone, or the value of
+    ``{"answer": ...}``): its start and end, or None when the reply is not such an answer."""
+    decoder = json.JSONDecoder()
+    start = text.find('"')
+    try:
+        value, end = decoder.raw_decode(text, start) if start >= 0 else (None, 0)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(value, str) and value in options and not text[:start].strip():
+        return start, end
+    if value != "answer":
+        return None
+    colon = text.find(":", end)
+    start = text.find('"', colon)
+    if colon < 0 or start < 0 or text[end:colon].strip() or text[colon + 1 : start].strip():
+        return None
+    try:
+        value, end = decoder.raw_decode(text, start)
+    except json.JSONDecodeError:
+        return None
+    return (start, end) if isinstance(value, str) and value in options else None
+
+
+def _log_softmax_row(llama: Llama) -> Any:
+    """Log-probabilities of the next token after the last evaluated one."""
+    import numpy as np
+
+    logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
+    top = logits.max()
+    return logits - top - np.log(np.exp(logits - top).sum())
+
+
+def _cached(llama: Llama, prefix: list[int]) -> int:
+    """How many of ``prefix``'s tokens (all but its last) the KV cache already holds."""
+    cached = 0
+    for have, want in zip(llama.input_ids[: llama.n_tokens], prefix[:-1], strict=False):
+        if have != want:
+            break
+        cached += 1
+    return cached
+
+
+def _option_logprobs(llama: Llama, prefix: list[int], cached: int, options: list[list[int]]) -> list[float]:
+    """log P(option | prefix) for each tokenised option. The cache already holds the prompt (the reply
+    was just generated from it): only ``prefix``'s tokens after the first ``cached`` are evaluated, then
+    each option token by token."""
+    llama.n_tokens = cached
+    llama.eval(prefix[cached:])
+    base = llama.n_tokens
+    first = _log_softmax_row(llama)
+    out: list[float] = []
+    for tokens in options:
+        total = float(first[tokens[0]])
+        llama.n_tokens = base
+        for token, following in itertools.pairwise(tokens):
+            llama.eval([token])
+            total += float(_log_softmax_row(llama)[following])
+        out.append(total)
+    return out
+
+
+def _choose_by_likelihood(
+    loaded: _Loaded,
+    rendered: list[dict[str, str]],
+    text: str,
+    optional_params: Mapping[str, Any],
+    headroom: int,
+    temperature: float | None,
+    seed: int | None,
+) -> tuple[str, int]:
+    """Re-choose a string-enum answer by the probability the model gives each whole option.
+
+    A grammar picks an enum value token by token: the first token that is likeliest wins, whatever the
+    rest of the option, so options that start alike split their mass and a long option is judged by its
+    first word. Here every option is scored in full after the same prompt and the same reply prefix
+    (``{"answer": `` or nothing), and the likeliest is taken; at a temperature above 0 one is sampled with
+    probabilities ``softmax(log P / temperature)`` (seeded by ``seed``). The tokens evaluated are returned
+    to be charged with the reply; when they would pass ``headroom`` (the reply's reserved tokens left), the
+    grammar's choice stands. Returns the reply text and the tokens evaluated (0 when nothing was scored).
+    """
+    import math
+    import random
+
+    options = _enum_options(optional_params)
+    span = _answer_value(text, options) if len(options) > 1 else None
+    if span is None:
+        return text, 0
+    llama = loaded.llama
+    prompt, added_special = loaded.count_formatter(rendered)
+    prefix = llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+    if text[: span[0]]:
+        prefix += llama.tokenize(text[: span[0]].encode("utf-8"), add_bos=False, special=False)
+    encoded = [
+        llama.tokenize(json.dumps(o, ensure_ascii=False).encode("utf-8"), add_bos=False, special=False)
+        for o in options
+    ]
+    cached = _cached(llama, prefix)
+    cost = len(prefix) - cached + sum(len(t) - 1 for t in encoded)
+    if cost > headroom or len(prefix) + max(len(t) for t in encoded) >= llama.n_ctx():
+        return text, 0
+    scores = _option_logprobs(llama, prefix, cached, encoded)
+    temp = _DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+    if temp <= 0:
+        best = max(range(len(options)), key=scores.__getitem__)
+    else:
+        top = max(scores)
+        weights = [math.exp((s - top) / temp) for s in scores]
+        best = random.Random(seed).choices(range(len(options)), weights=weights)[0]
+    chosen = json.dumps(options[best], ensure_ascii=False)
+    return text[: span[0]] + chosen + text[span[1] :], cost
 
 
 class LocalProvider(InProcessProvider):
@@ -570,7 +721,7 @@ class LocalProvider(InProcessProvider):
             "message": out["message"],
             "finish_reason": out["finish_reason"],
             "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-            "completion_tokens": int(usage.get("completion_tokens", 0)),
+            "completion_tokens": int(usage.get("completion_tokens", 0)) + out["scored_tokens"],
         }
 
 

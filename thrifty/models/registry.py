@@ -148,6 +148,9 @@ class Provider:
     LiteLLM's bundled map."""
     grammar: bool = False
     """Enforces ``response_format`` with a grammar, so a final answer can be constrained to a schema."""
+    enum_likelihood: bool = False
+    """Takes ``enum_choice="likelihood"``: a reply that must be one of a string enum is the option the model
+    gives the highest probability as a whole (scored after the prompt), not the grammar's token-by-token pick."""
     check: Callable[[str], Any] | None = None
     count_tokens: TokenCounter | None = None
     context_window: Callable[[str], int | None] | None = None

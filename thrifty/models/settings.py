@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_REPLY_TOKENS",
     "DEFAULT_RETRIES",
     "DEFAULT_TEMPERATURE",
+    "AnswerChoice",
     "ModelSettings",
     "ResponseFormatMode",
 ]
@@ -33,6 +34,10 @@ DEFAULT_RETRIES = 2
 #: schema alongside (llama.cpp's and llama-cpp-python's servers turn that into a grammar, others give plain
 #: JSON), ``none`` (the prompt alone), or ``auto`` (see :func:`thrifty.agents.structured.structured_format`).
 ResponseFormatMode = Literal["auto", "json_schema", "json_object", "none"]
+
+#: How a grounded answer is chosen among the observed spans it may be, on a provider that can score them
+#: (``Provider.enum_likelihood``: llama.cpp's): ``likelihood`` or ``grammar`` (see ``ModelSettings``).
+AnswerChoice = Literal["likelihood", "grammar"]
 
 
 class ModelSettings(BaseModel):
@@ -58,6 +63,18 @@ class ModelSettings(BaseModel):
         default=None,
         description="Keep tool arguments and answers grounded in the question and the observations "
         "(thrifty.agents.grounding); null: on when the provider constrains output with a grammar.",
+    )
+    answer_choice: AnswerChoice = Field(
+        default="likelihood",
+        description="How a grounded answer is chosen among the observed spans it may be, on a provider that "
+        "can score them (llama.cpp): likelihood (every span scored whole by the model's probability of "
+        "writing it; the likeliest, or one sampled by it at temperature > 0) or grammar (the grammar's "
+        "token-by-token pick, which favours spans whose first word is likely).",
+    )
+    answer_context: Literal["conversation", "focused"] = Field(
+        default="focused",
+        description="What a grounded answer is asked from once no tool is left to call: focused (the "
+        "observed sentences closest to the question, and the question) or conversation (the whole run).",
     )
     retries: int = Field(
         default=DEFAULT_RETRIES,

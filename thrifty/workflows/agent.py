@@ -26,6 +26,7 @@ from thrifty.models.settings import (
     DEFAULT_REPLY_TOKENS,
     DEFAULT_RETRIES,
     DEFAULT_TEMPERATURE,
+    AnswerChoice,
     ModelSettings,
     ResponseFormatMode,
 )
@@ -48,8 +49,10 @@ class Agent:
 
     ``grounded``: keep tool arguments and answers tied to the question and the observations
     (:mod:`thrifty.agents.grounding`; None: on for grammar-constrained providers such as the embedded model,
-    True also for a small model served over HTTP). ``response_format``: how structured calls ask for JSON
-    (``auto``, ``json_schema``, ``json_object`` or ``none``).
+    True also for a small model served over HTTP). ``answer_choice``: how a grounded answer is picked among
+    the observed spans on a provider that can score them (``likelihood``: the span the model is likeliest
+    to write, scored whole; ``grammar``: the grammar's token-by-token pick). ``response_format``: how
+    structured calls ask for JSON (``auto``, ``json_schema``, ``json_object`` or ``none``).
 
     ``api_base``: the OpenAI-compatible server a remote model is called at (``model="openai/<name>"``, the key
     from ``OPENAI_API_KEY``).
@@ -83,6 +86,7 @@ class Agent:
         roles: dict[str, str | NamedModel | Sequence[str | NamedModel]] | None = None,
         escalation: EscalationPolicy | dict[str, Any] | None = None,
         grounded: bool | None = None,
+        answer_choice: AnswerChoice = "likelihood",
         response_format: ResponseFormatMode = "auto",
         **strategy_options: Any,
     ) -> None:
@@ -131,6 +135,7 @@ class Agent:
             retries=retries,
             api_base=api_base,
             grounded=grounded,
+            answer_choice=answer_choice,
             response_format=response_format,
         )
         self.system_prompt = system_prompt
