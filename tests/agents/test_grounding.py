@@ -318,3 +318,40 @@ def test_the_final_answer_keeps_the_reply_cap_for_scoring(monkeypatch) -> None:
         (request,) = script.requests
         assert request.params["max_tokens"] == cap
         assert (request.params.get("enum_choice") == "likelihood") is scoring
+
+
+def test_a_focused_answer_prompt_holds_the_closest_sentences_and_the_question() -> None:
+    assert grounding.focused_messages(QUESTION, []) is None  # nothing observed: nothing to focus on
+    history = [
+        {"role": "tool", "content": "Title: Misc\nThe sky is blue. Paris is large."},
+        {"role": "tool", "content": "Title: Robert Jordan\n" + PASSAGES[1][1]},
+    ]
+    system, user = grounding.focused_messages(QUESTION, history) or []
+    assert system["role"] == "system" and user["role"] == "user"
+    context, question = user["content"].split("\n\nQuestion: ")
+    assert question == QUESTION
+    assert context.startswith("Context: Robert Jordan (October 17, 1948")  # shares the question's words
+    assert "Title:" not in context and "The sky is blue." in context
+
+
+def test_once_no_tool_is_left_the_answer_is_asked_from_the_focused_prompt() -> None:
+    for mode in ("focused", "conversation"):
+        script = ScriptedModel(
+            [
+                call("read", title="Morgan Llywelyn"),
+                call("read", title="Robert Jordan"),
+                call("search", query="born first Morgan Llywelyn Robert Jordan"),
+                reply('"Morgan Llywelyn"'),
+            ]
+        )
+        ctx = _context(script, grounded=True)
+        ctx.settings = ctx.settings.model_copy(update={"answer_context": mode})
+        assert _run(ctx)["answer"] == "Morgan Llywelyn"
+        *looking, last = script.requests
+        assert not last.params.get("tools")
+        if mode == "focused":
+            assert [m["role"] for m in last.messages] == ["system", "user"]
+            assert "December 3, 1937" in last.messages[1]["content"]
+        else:
+            assert any(m["role"] == "tool" for m in last.messages)
+        assert all(any(m["role"] == "tool" for m in r.messages) for r in looking[1:])

@@ -253,7 +253,8 @@ def focused_messages(question: str, messages: Sequence[dict[str, Any]]) -> list[
     observations = observed(messages)
     if not observations:
         return None
-    context = " ".join(_ranked_sentences(question, observations)[:FOCUSED_SENTENCES])
+    sentences = [" ".join(s.split()) for s in _ranked_sentences(question, observations)]
+    context = " ".join([s for s in sentences if s][:FOCUSED_SENTENCES])
     return [
         {"role": "system", "content": _FOCUSED_SYSTEM},
         {"role": "user", "content": f"Context: {context}\n\nQuestion: {question}"},

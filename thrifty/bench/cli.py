@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -18,7 +18,15 @@ from rich.text import Text
 
 from thrifty.bench.runner import DEFAULT_TOKENS_PER_CALL
 from thrifty.console import err, fail, out
-from thrifty.models.settings import DEFAULT_MODEL, DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE
+from thrifty.models.settings import (
+    DEFAULT_ANSWER_CHOICE,
+    DEFAULT_ANSWER_CONTEXT,
+    DEFAULT_MODEL,
+    DEFAULT_REPLY_TOKENS,
+    DEFAULT_TEMPERATURE,
+    AnswerChoice,
+    AnswerContext,
+)
 
 __all__ = ["bench_app"]
 
@@ -133,6 +141,20 @@ def hotpotqa(
     temperature: Annotated[
         float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")
     ] = DEFAULT_TEMPERATURE,
+    answer_choice: Annotated[
+        str,
+        typer.Option(
+            help="Grounded answers on llama.cpp: likelihood (the span the model is likeliest to write) or "
+            "grammar (the grammar's token-by-token pick)."
+        ),
+    ] = DEFAULT_ANSWER_CHOICE,
+    answer_context: Annotated[
+        str,
+        typer.Option(
+            help="Grounded answers once no tool is left: focused (the observed sentences closest to the "
+            "question) or conversation (the whole run). Use another --out per setting."
+        ),
+    ] = DEFAULT_ANSWER_CONTEXT,
     price_in: Annotated[
         float | None, typer.Option(min=0.0, help="Model price, USD per 1M input tokens (sim/local are free).")
     ] = None,
@@ -210,6 +232,8 @@ def hotpotqa(
         corpus_obj = load_corpus(corpus) if corpus is not None else None
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
         escalation = _escalation(model, escalate, min_confidence, price_in, price_out)
+        choice = _one_of("--answer-choice", answer_choice, get_args(AnswerChoice))
+        context = _one_of("--answer-context", answer_context, get_args(AnswerContext))
         _check_model(model, pricing)
         global_budget = global_limits(global_usd, global_tokens, global_tool_calls)
         check_executor(executor, ray_address, gpus_per_worker)
@@ -232,6 +256,8 @@ def hotpotqa(
         pricing=pricing,
         temperature=temperature,
         max_tokens=max_tokens,
+        answer_choice=choice,
+        answer_context=context,
         search_k=k,
         corpus=corpus_obj,
         shard=shard_kn,
@@ -321,6 +347,15 @@ def _start_local_web(config: Any, tool_price: float | None) -> Any:
         raise BenchError(str(exc)) from None
     err.print(f"[dim]local web: {web.base} (search: {web.base}/search, pages: {web.base}/wiki/<title>)[/dim]")
     return web
+
+
+def _one_of(flag: str, value: str, allowed: tuple[str, ...]) -> Any:
+    """``value`` if it is one of ``allowed``, else a BenchError naming the flag and the choices."""
+    from thrifty.bench.runner import BenchError
+
+    if value not in allowed:
+        raise BenchError(f"{flag} {value!r}: use {' or '.join(allowed)}")
+    return value
 
 
 def _escalation(

@@ -28,7 +28,15 @@ from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
 from thrifty.budget.pool import LeaseClient, usage_spent
 from thrifty.models.routing import EscalationPolicy, Routing, parse_model_spec
-from thrifty.models.settings import DEFAULT_REPLY_TOKENS, DEFAULT_TEMPERATURE, ModelSettings
+from thrifty.models.settings import (
+    DEFAULT_ANSWER_CHOICE,
+    DEFAULT_ANSWER_CONTEXT,
+    DEFAULT_REPLY_TOKENS,
+    DEFAULT_TEMPERATURE,
+    AnswerChoice,
+    AnswerContext,
+    ModelSettings,
+)
 from thrifty.scale.executors import Placement, Refused, execute_pooled, run_leased
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
@@ -261,6 +269,9 @@ class BenchConfig:
     pricing: Pricing = field(default_factory=Pricing)
     temperature: float | None = DEFAULT_TEMPERATURE
     max_tokens: int = DEFAULT_REPLY_TOKENS
+    #: ``ModelSettings.answer_choice`` / ``answer_context`` of every run (grounded answers of small models)
+    answer_choice: AnswerChoice = DEFAULT_ANSWER_CHOICE
+    answer_context: AnswerContext = DEFAULT_ANSWER_CONTEXT
     search_k: int = 3
     corpus: Corpus | None = None
     tools: list[Tool] | None = None
@@ -589,7 +600,13 @@ class GridWorker:
         from thrifty.workflows.runner import execute
 
         config = self.config
-        settings = ModelSettings(temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
+        settings = ModelSettings(
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            seed=seed,
+            answer_choice=config.answer_choice,
+            answer_context=config.answer_context,
+        )
         routing = config.routing
 
         def go() -> Any:

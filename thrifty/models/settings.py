@@ -15,11 +15,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 __all__ = [
+    "DEFAULT_ANSWER_CHOICE",
+    "DEFAULT_ANSWER_CONTEXT",
     "DEFAULT_MODEL",
     "DEFAULT_REPLY_TOKENS",
     "DEFAULT_RETRIES",
     "DEFAULT_TEMPERATURE",
     "AnswerChoice",
+    "AnswerContext",
     "ModelSettings",
     "ResponseFormatMode",
 ]
@@ -38,6 +41,10 @@ ResponseFormatMode = Literal["auto", "json_schema", "json_object", "none"]
 #: How a grounded answer is chosen among the observed spans it may be, on a provider that can score them
 #: (``Provider.enum_likelihood``: llama.cpp's): ``likelihood`` or ``grammar`` (see ``ModelSettings``).
 AnswerChoice = Literal["likelihood", "grammar"]
+#: What a grounded answer is asked from once no tool is left: ``focused`` or ``conversation``.
+AnswerContext = Literal["focused", "conversation"]
+DEFAULT_ANSWER_CHOICE: AnswerChoice = "likelihood"
+DEFAULT_ANSWER_CONTEXT: AnswerContext = "focused"
 
 
 class ModelSettings(BaseModel):
@@ -65,14 +72,14 @@ class ModelSettings(BaseModel):
         "(thrifty.agents.grounding); null: on when the provider constrains output with a grammar.",
     )
     answer_choice: AnswerChoice = Field(
-        default="likelihood",
+        default=DEFAULT_ANSWER_CHOICE,
         description="How a grounded answer is chosen among the observed spans it may be, on a provider that "
         "can score them (llama.cpp): likelihood (every span scored whole by the model's probability of "
         "writing it; the likeliest, or one sampled by it at temperature > 0) or grammar (the grammar's "
         "token-by-token pick, which favours spans whose first word is likely).",
     )
-    answer_context: Literal["conversation", "focused"] = Field(
-        default="focused",
+    answer_context: AnswerContext = Field(
+        default=DEFAULT_ANSWER_CONTEXT,
         description="What a grounded answer is asked from once no tool is left to call: focused (the "
         "observed sentences closest to the question, and the question) or conversation (the whole run).",
     )

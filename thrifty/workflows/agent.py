@@ -22,11 +22,14 @@ from thrifty.memory import Memory, Scope
 from thrifty.models import NamedModel, model_name
 from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.models.settings import (
+    DEFAULT_ANSWER_CHOICE,
+    DEFAULT_ANSWER_CONTEXT,
     DEFAULT_MODEL,
     DEFAULT_REPLY_TOKENS,
     DEFAULT_RETRIES,
     DEFAULT_TEMPERATURE,
     AnswerChoice,
+    AnswerContext,
     ModelSettings,
     ResponseFormatMode,
 )
@@ -51,7 +54,9 @@ class Agent:
     (:mod:`thrifty.agents.grounding`; None: on for grammar-constrained providers such as the embedded model,
     True also for a small model served over HTTP). ``answer_choice``: how a grounded answer is picked among
     the observed spans on a provider that can score them (``likelihood``: the span the model is likeliest
-    to write, scored whole; ``grammar``: the grammar's token-by-token pick). ``response_format``: how
+    to write, scored whole; ``grammar``: the grammar's token-by-token pick); ``answer_context``: what it is
+    asked from once no tool is left (``focused``: the observed sentences closest to the question;
+    ``conversation``: the whole run). ``response_format``: how
     structured calls ask for JSON (``auto``, ``json_schema``, ``json_object`` or ``none``).
 
     ``api_base``: the OpenAI-compatible server a remote model is called at (``model="openai/<name>"``, the key
@@ -86,7 +91,8 @@ class Agent:
         roles: dict[str, str | NamedModel | Sequence[str | NamedModel]] | None = None,
         escalation: EscalationPolicy | dict[str, Any] | None = None,
         grounded: bool | None = None,
-        answer_choice: AnswerChoice = "likelihood",
+        answer_choice: AnswerChoice = DEFAULT_ANSWER_CHOICE,
+        answer_context: AnswerContext = DEFAULT_ANSWER_CONTEXT,
         response_format: ResponseFormatMode = "auto",
         **strategy_options: Any,
     ) -> None:
@@ -136,6 +142,7 @@ class Agent:
             api_base=api_base,
             grounded=grounded,
             answer_choice=answer_choice,
+            answer_context=answer_context,
             response_format=response_format,
         )
         self.system_prompt = system_prompt
