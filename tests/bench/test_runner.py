@@ -257,3 +257,49 @@ def test_load_results_skips_bad_lines_and_counts_a_run_once(tmp_path: Path) -> N
     path.write_text("\n".join(rows) + "\n")
     records = load_results(path)
     assert [(r["budget"], r["answer"], r["seed"]) for r in records] == [(3, "c", 0), (5, "b", 0), (3, "d", 1)]
+
+
+def test_the_grid_runs_with_its_answer_settings(
+    hotpot_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--answer-choice / --answer-context reach every run's ModelSettings (defaults: the settings')."""
+    import thrifty.workflows.runner as workflow_runner
+    from thrifty.models.settings import ModelSettings
+
+    seen: list[ModelSettings] = []
+    real = workflow_runner.execute
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["settings"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workflow_runner, "execute", spy)
+    script = ScriptedModel(default=one_search_then_answer)
+    run_grid(grid(hotpot_file, script.model), tmp_path / "a.jsonl", progress=False)
+    defaults = ModelSettings()
+    assert {(s.answer_choice, s.answer_context) for s in seen} == {
+        (defaults.answer_choice, defaults.answer_context)
+    }
+    seen.clear()
+    config = grid(hotpot_file, script.model, answer_choice="grammar", answer_context="conversation")
+    run_grid(config, tmp_path / "b.jsonl", progress=False)
+    assert len(seen) == 6 and {(s.answer_choice, s.answer_context) for s in seen} == {
+        ("grammar", "conversation")
+    }
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--answer-choice", "best"), ("--answer-context", "everything")])
+def test_bad_answer_settings_are_refused_with_exit_2(
+    hotpot_file: Path, tmp_path: Path, flag: str, value: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from thrifty.bench.cli import bench_app
+
+    res = CliRunner().invoke(
+        bench_app,
+        ["hotpotqa", "--data", str(hotpot_file), "--out", str(tmp_path), "-q", "--no-plot", flag, value],
+    )
+    assert res.exit_code == 2, res.output
+    assert f"{flag} '{value}': use" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "results.jsonl").exists()
