@@ -334,8 +334,16 @@ def test_a_focused_answer_prompt_holds_the_closest_sentences_and_the_question() 
     assert "Title:" not in context and "The sky is blue." in context
 
 
-def test_once_no_tool_is_left_the_answer_is_asked_from_the_focused_prompt() -> None:
-    for mode in ("focused", "conversation"):
+def test_once_no_tool_is_left_the_answer_is_asked_from_the_focused_prompt(monkeypatch) -> None:
+    """On a grammar-constrained provider (answer_context: focused, the default); a provider without a
+    grammar (a server over HTTP, grounded on request) and ``conversation`` get the whole run."""
+    import dataclasses
+
+    for mode, grammar, focused in (
+        ("focused", True, True),
+        ("conversation", True, False),
+        ("focused", False, False),
+    ):
         script = ScriptedModel(
             [
                 call("read", title="Morgan Llywelyn"),
@@ -346,12 +354,14 @@ def test_once_no_tool_is_left_the_answer_is_asked_from_the_focused_prompt() -> N
         )
         ctx = _context(script, grounded=True)
         ctx.settings = ctx.settings.model_copy(update={"answer_context": mode})
+        provider = dataclasses.replace(ctx.gateway.provider(script.model), grammar=grammar)
+        monkeypatch.setattr(ctx.gateway, "provider", lambda model, p=provider: p)
         assert _run(ctx)["answer"] == "Morgan Llywelyn"
         *looking, last = script.requests
         assert not last.params.get("tools")
-        if mode == "focused":
+        if focused:
             assert [m["role"] for m in last.messages] == ["system", "user"]
             assert "December 3, 1937" in last.messages[1]["content"]
         else:
-            assert any(m["role"] == "tool" for m in last.messages)
+            assert any(m["role"] == "tool" for m in last.messages), (mode, grammar)
         assert all(any(m["role"] == "tool" for m in r.messages) for r in looking[1:])

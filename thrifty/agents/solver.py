@@ -401,8 +401,9 @@ def _act_messages(
     offered: list[dict[str, Any]] | None,
 ) -> list[dict[str, Any]]:
     """What an act call sends: the conversation (as plain text for a server without tool calls), or, for
-    a grounded answer with no tool left to call, its focused prompt (:func:`_focused`)."""
-    if ctx.grounded and not offered:
+    a grounded answer with no tool left to call on a grammar-constrained provider, its focused prompt
+    (:func:`_focused`)."""
+    if ctx.grounded and not offered and ctx.gateway.provider(ctx.model).grammar:
         focused = _focused(ctx, question, list(state.get("messages") or []))
         if focused is not None:
             return focused

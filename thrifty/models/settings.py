@@ -80,8 +80,9 @@ class ModelSettings(BaseModel):
     )
     answer_context: AnswerContext = Field(
         default=DEFAULT_ANSWER_CONTEXT,
-        description="What a grounded answer is asked from once no tool is left to call: focused (the "
-        "observed sentences closest to the question, and the question) or conversation (the whole run).",
+        description="What a grounded answer is asked from once no tool is left to call, on a "
+        "grammar-constrained provider (llama.cpp): focused (the observed sentences closest to the question, "
+        "and the question) or conversation (the whole run).",
     )
     retries: int = Field(
         default=DEFAULT_RETRIES,
