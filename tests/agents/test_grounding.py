@@ -255,11 +255,22 @@ def test_a_page_is_read_only_from_an_address_a_search_listed() -> None:
     assert "8080" not in spans and "127.0.0.1" not in spans
 
 
+def _on_provider(monkeypatch, script: ScriptedModel, settings: dict, **provider: bool) -> RunContext:
+    """A grounded run's context with ``settings`` changed, on the scripted provider as if it had the
+    capabilities in ``provider`` (``grammar``, ``enum_likelihood``)."""
+    import dataclasses
+
+    ctx = _context(script, grounded=True)
+    ctx.settings = ctx.settings.model_copy(update=settings)
+    changed = dataclasses.replace(ctx.gateway.provider(script.model), **provider)
+    monkeypatch.setattr(ctx.gateway, "provider", lambda model: changed)
+    return ctx
+
+
 def test_a_grounded_answer_asks_a_scoring_provider_to_choose_by_likelihood(monkeypatch) -> None:
     """On a provider that can score whole options (llama.cpp's), the grounded answer's request asks it to
     (``enum_choice``), with the reply's full token cap to pay for the scoring, unless
     ``answer_choice: grammar``; a provider that cannot (the scripted one) never gets the field."""
-    import dataclasses
 
     for choice, scoring, sent in (
         ("likelihood", True, True),
@@ -273,10 +284,7 @@ def test_a_grounded_answer_asks_a_scoring_provider_to_choose_by_likelihood(monke
                 reply('"Robert Jordan"'),
             ]
         )
-        ctx = _context(script, grounded=True)
-        ctx.settings = ctx.settings.model_copy(update={"answer_choice": choice})
-        provider = dataclasses.replace(ctx.gateway.provider(script.model), enum_likelihood=scoring)
-        monkeypatch.setattr(ctx.gateway, "provider", lambda model, p=provider: p)
+        ctx = _on_provider(monkeypatch, script, {"answer_choice": choice}, enum_likelihood=scoring)
         state = _run(ctx)
         assert state["answer"] == "Robert Jordan"
         first, *answerable = script.requests
@@ -288,7 +296,6 @@ def test_a_grounded_answer_asks_a_scoring_provider_to_choose_by_likelihood(monke
 
 def test_the_final_answer_keeps_the_reply_cap_for_scoring(monkeypatch) -> None:
     """The forced last answer is short (64 tokens) unless its spans are to be scored from its tokens."""
-    import dataclasses
 
     from thrifty.agents.solver import final_answer_call
 
@@ -308,12 +315,7 @@ def test_the_final_answer_keeps_the_reply_cap_for_scoring(monkeypatch) -> None:
     ]
     for scoring, cap in ((True, 256), (False, 64)):
         script = ScriptedModel([reply('"Robert Jordan"')])
-        ctx = _context(script, grounded=True)
-        ctx.settings = ctx.settings.model_copy(update={"max_tokens": 256})
-        provider = dataclasses.replace(
-            ctx.gateway.provider(script.model), grammar=True, enum_likelihood=scoring
-        )
-        monkeypatch.setattr(ctx.gateway, "provider", lambda model, p=provider: p)
+        ctx = _on_provider(monkeypatch, script, {"max_tokens": 256}, grammar=True, enum_likelihood=scoring)
         final_answer_call(ctx, [{"role": "user", "content": QUESTION}, *history], QUESTION, "Time to answer.")
         (request,) = script.requests
         assert request.params["max_tokens"] == cap
@@ -337,7 +339,6 @@ def test_a_focused_answer_prompt_holds_the_closest_sentences_and_the_question() 
 def test_once_no_tool_is_left_the_answer_is_asked_from_the_focused_prompt(monkeypatch) -> None:
     """On a grammar-constrained provider (answer_context: focused, the default); a provider without a
     grammar (a server over HTTP, grounded on request) and ``conversation`` get the whole run."""
-    import dataclasses
 
     for mode, grammar, focused in (
         ("focused", True, True),
@@ -352,10 +353,7 @@ def test_once_no_tool_is_left_the_answer_is_asked_from_the_focused_prompt(monkey
                 reply('"Morgan Llywelyn"'),
             ]
         )
-        ctx = _context(script, grounded=True)
-        ctx.settings = ctx.settings.model_copy(update={"answer_context": mode})
-        provider = dataclasses.replace(ctx.gateway.provider(script.model), grammar=grammar)
-        monkeypatch.setattr(ctx.gateway, "provider", lambda model, p=provider: p)
+        ctx = _on_provider(monkeypatch, script, {"answer_context": mode}, grammar=grammar)
         assert _run(ctx)["answer"] == "Morgan Llywelyn"
         *looking, last = script.requests
         assert not last.params.get("tools")
