@@ -40,6 +40,7 @@ from thrifty.agents.structured import (
 )
 from thrifty.budget import BudgetExceeded, BudgetView, StopKind, stop_reason
 from thrifty.models.gateway import ModelError, ModelReply, ToolCall
+from thrifty.models.registry import ENUM_CHOICE
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -422,7 +423,7 @@ def _choice(ctx: RunContext) -> dict[str, Any]:
     """The request field that has a grounded answer chosen by the model's likelihood of each whole span
     (``ModelSettings.answer_choice``), on a provider that can score them; {} otherwise."""
     if ctx.settings.answer_choice == "likelihood" and ctx.gateway.provider(ctx.model).enum_likelihood:
-        return {"enum_choice": "likelihood"}
+        return {ENUM_CHOICE: "likelihood"}
     return {}
 
 
@@ -445,12 +446,13 @@ def final_answer_call(
         # Small local models imitate the tool-call JSON they saw; a grammar makes the last call an answer.
         extra["response_format"] = FINAL_ANSWER_FORMAT
         if ctx.grounded:
-            grounded = _answer_format(ctx, question, history if history is not None else messages)
+            observed = history if history is not None else messages
+            grounded = _answer_format(ctx, question, observed)
             if grounded is not None:
                 extra["response_format"] = grounded
                 extra.update(_choice(ctx))
-                focused = _focused(ctx, question, history if history is not None else messages)
-                if extra.get("enum_choice"):
+                focused = _focused(ctx, question, observed)
+                if extra.get(ENUM_CHOICE):
                     max_tokens = ctx.settings.max_tokens  # scoring the spans is paid from the reply's tokens
     final = [
         *(grounding.plain_messages(messages) if ctx.json_actions else messages),

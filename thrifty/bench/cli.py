@@ -354,7 +354,9 @@ def _one_of(flag: str, value: str, allowed: tuple[str, ...]) -> Any:
     from thrifty.bench.runner import BenchError
 
     if value not in allowed:
-        raise BenchError(f"{flag} {value!r}: use {' or '.join(allowed)}")
+        *most, last = allowed
+        choices = f"{', '.join(most)} or {last}" if most else last
+        raise BenchError(f"{flag} {value!r}: use {choices}")
     return value
 
 
@@ -376,8 +378,7 @@ def _escalation(
             "--price-in/--price-out price one model; with several, give each its price: pin=/pout= in a "
             "sim/ name, LiteLLM's prices for API models"
         )
-    if scope not in {s.value for s in Scope}:
-        raise BenchError(f"--escalate {scope!r}: use step, node or run")
+    scope = _one_of("--escalate", scope, tuple(s.value for s in Scope))
     return EscalationPolicy(scope=Scope(scope), min_confidence=min_confidence)
 
 

@@ -40,6 +40,7 @@ from thrifty.models.protocol import (
     render_messages,
     response_schema,
 )
+from thrifty.models.registry import ENUM_CHOICE
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
@@ -573,9 +574,10 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
 # Choosing an enum value by the model's own likelihood
 # --------------------------------------------------------------------------------------------------
 
-#: Request parameter (``enum_choice="likelihood"``) that makes the provider pick a string-enum answer by
-#: :func:`_choose_by_likelihood` instead of keeping the grammar's token-by-token choice.
-ENUM_CHOICE_PARAM = "enum_choice"
+#: Request parameter (``enum_choice="likelihood"``, :data:`thrifty.models.registry.ENUM_CHOICE`) that makes
+#: the provider pick a string-enum answer by :func:`_choose_by_likelihood` instead of keeping the grammar's
+#: token-by-token choice.
+ENUM_CHOICE_PARAM = ENUM_CHOICE
 #: llama-cpp-python's default temperature, used when a request names none.
 _DEFAULT_TEMPERATURE = 0.2
 
@@ -680,8 +682,7 @@ def _choose_by_likelihood(
     if span is None:
         return text, 0
     llama = loaded.llama
-    prompt, added_special = loaded.count_formatter(rendered)
-    prefix = llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+    prefix = _prompt_tokens(loaded, rendered)
     if text[: span[0]]:
         prefix += llama.tokenize(text[: span[0]].encode("utf-8"), add_bos=False, special=False)
     encoded = [
@@ -740,6 +741,11 @@ def count_tokens(model_name: str, messages: list[dict], *, tools: Sequence[Any] 
     loaded = _load(model_name)
     plan = _tool_plan(tools or [], None, None) if tools else None
     rendered = render_messages(messages, plan.instructions if plan is not None else None)
-    prompt, added_special = loaded.count_formatter(rendered)
     # Tokenizing only reads the vocabulary, so it does not need the generation lock.
-    return len(loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True))
+    return len(_prompt_tokens(loaded, rendered))
+
+
+def _prompt_tokens(loaded: _Loaded, rendered: list[dict[str, str]]) -> list[int]:
+    """The tokens of ``rendered`` with the chat template applied, as a completion would feed them."""
+    prompt, added_special = loaded.count_formatter(rendered)
+    return loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)

@@ -28,6 +28,7 @@ from thrifty.models._litellm import get_litellm, litellm_loaded, on_litellm_load
 
 __all__ = [
     "BLOCK_REMOTE_ENV",
+    "ENUM_CHOICE",
     "REMOTE",
     "NamedModel",
     "Provider",
@@ -125,6 +126,10 @@ def litellm_price(model: str) -> ModelPrice | None:
                 cached_input_per_token=info.get("cache_read_input_token_cost"),
             )
     return None
+
+
+#: The request field (``ENUM_CHOICE="likelihood"``) a provider with ``enum_likelihood`` takes.
+ENUM_CHOICE = "enum_choice"
 
 
 @dataclass(frozen=True)
