@@ -286,6 +286,16 @@ def test_the_grid_runs_with_its_answer_settings(
     assert len(seen) == 6 and {(s.answer_choice, s.answer_context) for s in seen} == {
         ("grammar", "conversation")
     }
+    # each record says which settings produced it, so one results file can hold several
+    records = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert {
+        (r["model_settings"]["answer_choice"], r["model_settings"]["answer_context"]) for r in records
+    } == {("grammar", "conversation")}
+    first = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])["model_settings"]
+    assert (first["answer_choice"], first["answer_context"]) == (
+        defaults.answer_choice,
+        defaults.answer_context,
+    )
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--answer-choice", "best"), ("--answer-context", "everything")])

@@ -396,6 +396,12 @@ def _record(
             "seconds": usage.seconds,
         },
         "model": config.model,
+        "model_settings": {
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+            "answer_choice": config.answer_choice,
+            "answer_context": config.answer_context,
+        },
         **_routing_fields(config, result),
         "simulated": config.simulated,
         "dataset": config.dataset.name,
