@@ -97,6 +97,23 @@ def test_cascade_runs_add_escalation_and_resample_columns(tmp_path: Path) -> Non
     assert "escalations" not in write_report(RECORDS[:2], tmp_path / "plain", plot=False)[1]["md"].read_text()
 
 
+def test_the_terminal_table_and_the_markdown_show_the_same_cells() -> None:
+    """One column list serves both: the rich table's cells are the markdown's (the ± spaced there)."""
+    from thrifty.bench.report import render_table, to_markdown
+
+    cascade = [{**rec("A", 1.0, 1.0, 0.002, 100, 2, "completed", qid="q1"), "escalations": 1, "resamples": 2}]
+    for records in (RECORDS[:2], cascade):
+        rows = summarize(records)
+        table = render_table(rows, "t")
+        md_rows = [line for line in to_markdown(rows, "t").splitlines() if line.startswith("| ")]
+        md_head, md_cells = md_rows[0], md_rows[1:]
+        assert len(table.columns) == md_head.count(" | ") + 1
+        for i, line in enumerate(md_cells):
+            cells = [c.strip() for c in line.strip("| ").split(" | ")]
+            shown = [str(list(col.cells)[i]) for col in table.columns]
+            assert [c.replace(" ± ", "±") for c in cells] == shown
+
+
 def test_report_command(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n{truncated line\n")

@@ -133,68 +133,71 @@ def _routing_cells(row: SummaryRow) -> tuple[str, str]:
     return cell(row.escalations), cell(row.resamples)
 
 
+#: (rich header, markdown header, right-justified) of every summary column, in order; a cascade adds two
+_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("strategy", "strategy", False),
+    ("budget", "B", True),
+    ("n", "n", True),
+    ("EM", "EM", True),
+    ("F1", "F1", True),
+    ("tool calls", "tool calls", True),
+    ("tokens", "tokens", True),
+    ("USD", "USD", True),
+    ("seconds", "seconds", True),
+    ("cost-of-pass", "cost-of-pass", True),
+    ("E^3", "E^3", True),
+    ("budget stop", "budget stop", True),
+)
+_ROUTED_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("escalations", "escalations", True),
+    ("resamples", "resamples", True),
+)
+
+
+def _columns(rows: Sequence[SummaryRow]) -> tuple[tuple[str, str, bool], ...]:
+    return _COLUMNS + (_ROUTED_COLUMNS if _routed(rows) else ())
+
+
+def _cells(row: SummaryRow, *, routed: bool, pm: str) -> list[str]:
+    """One row's cells, in the order of :func:`_columns` (``pm`` joins a mean and its standard error)."""
+    return [
+        row.strategy,
+        str(row.budget),
+        str(row.n) + (f" ({row.errors} err)" if row.errors else ""),
+        f"{row.em:.3f}{pm}{row.em_se:.3f}",
+        f"{row.f1:.3f}{pm}{row.f1_se:.3f}",
+        f"{row.tool_calls:.2f}",
+        f"{row.tokens:,.0f}",
+        _money(row.usd),
+        f"{row.seconds:.2f}",
+        _money(row.cost_of_pass),
+        f"{row.e3:.2e}",
+        f"{row.budget_stop_share:.0%}",
+        *(_routing_cells(row) if routed else ()),
+    ]
+
+
 def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
     """A rich Table of the summary."""
-    from rich.console import JustifyMethod
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", title_style="bold")
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("strategy", "left"),
-        ("budget", "right"),
-        ("n", "right"),
-        ("EM", "right"),
-        ("F1", "right"),
-        ("tool calls", "right"),
-        ("tokens", "right"),
-        ("USD", "right"),
-        ("seconds", "right"),
-        ("cost-of-pass", "right"),
-        ("E^3", "right"),
-        ("budget stop", "right"),
-    )
+    for name, _, right in _columns(rows):
+        table.add_column(name, justify="right" if right else "left")
     routed = _routed(rows)
-    if routed:
-        extra: tuple[tuple[str, JustifyMethod], ...] = (("escalations", "right"), ("resamples", "right"))
-        columns += extra
-    for col, justify in columns:
-        table.add_column(col, justify=justify)
     for r in rows:
-        table.add_row(
-            r.strategy,
-            str(r.budget),
-            str(r.n) + (f" ({r.errors} err)" if r.errors else ""),
-            f"{r.em:.3f}±{r.em_se:.3f}",
-            f"{r.f1:.3f}±{r.f1_se:.3f}",
-            f"{r.tool_calls:.2f}",
-            f"{r.tokens:,.0f}",
-            _money(r.usd),
-            f"{r.seconds:.2f}",
-            _money(r.cost_of_pass),
-            f"{r.e3:.2e}",
-            f"{r.budget_stop_share:.0%}",
-            *(_routing_cells(r) if routed else ()),
-        )
+        table.add_row(*_cells(r, routed=routed, pm="±"))
     return table
 
 
 def to_markdown(rows: Sequence[SummaryRow], title: str) -> str:
     """The summary as a GitHub markdown table (for READMEs)."""
+    columns = _columns(rows)
     routed = _routed(rows)
-    head = (
-        "| strategy | B | n | EM | F1 | tool calls | tokens | USD | seconds | cost-of-pass | E^3 | budget stop |"
-        + (" escalations | resamples |" if routed else "")
-        + "\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
-        + ("--:|--:|" if routed else "")
-    )
-    lines = [f"**{title}**", "", head]
-    for r in rows:
-        lines.append(
-            f"| {r.strategy} | {r.budget} | {r.n} | {r.em:.3f} ± {r.em_se:.3f} | {r.f1:.3f} ± {r.f1_se:.3f} | "
-            f"{r.tool_calls:.2f} | {r.tokens:,.0f} | {_money(r.usd)} | {r.seconds:.2f} | {_money(r.cost_of_pass)} | "
-            f"{r.e3:.2e} | {r.budget_stop_share:.0%} |"
-            + ("".join(f" {c} |" for c in _routing_cells(r)) if routed else "")
-        )
+    head = "| " + " | ".join(md for _, md, _ in columns) + " |"
+    rule = "|" + "|".join("--:" if right else "---" for _, _, right in columns) + "|"
+    lines = [f"**{title}**", "", head, rule]
+    lines += ["| " + " | ".join(_cells(r, routed=routed, pm=" ± ")) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
