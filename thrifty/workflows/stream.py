@@ -190,6 +190,11 @@ class RunStream:
         """Stop the run at its next step (it ends ``cancelled``, its best answer and charges kept)."""
         self._cancel.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was asked to stop (by :meth:`cancel` or by its reader stopping early)."""
+        return self._cancel.is_set()
+
     def __iter__(self) -> Iterator[RunEvent]:
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._launch(inbox.put)
