@@ -21,7 +21,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm
 
 from thrifty.models.local import (
-    ENUM_CHOICE_PARAM,
     LocalModelError,
     LocalProvider,
     _answer_value,
@@ -35,6 +34,7 @@ from thrifty.models.local import (
     thread_count,
 )
 from thrifty.models.protocol import render_messages
+from thrifty.models.registry import ENUM_CHOICE
 
 pytestmark = pytest.mark.local_model
 
@@ -295,7 +295,7 @@ def test_an_enum_answer_is_the_option_the_model_finds_likeliest_as_a_whole() -> 
     whole options the model prefers "Paris". The scoring tokens are charged with the reply, within its cap."""
     grammar = _ask(CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=64)
     likely = _ask(
-        CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=64, **{ENUM_CHOICE_PARAM: "likelihood"}
+        CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=64, **{ENUM_CHOICE: "likelihood"}
     )
     chosen = json.loads(likely.choices[0].message.content)
     assert chosen in CAPITALS
@@ -319,7 +319,7 @@ def test_without_headroom_to_score_the_grammar_choice_stands() -> None:
     """Scoring every option must fit the reply's reserved tokens; when it does not, nothing is scored."""
     grammar = _ask(CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=8)
     tight = _ask(
-        CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=8, **{ENUM_CHOICE_PARAM: "likelihood"}
+        CAPITAL_QUESTION, response_format=CAPITAL_FORMAT, max_tokens=8, **{ENUM_CHOICE: "likelihood"}
     )
     assert tight.choices[0].message.content == grammar.choices[0].message.content
     assert tight.usage.completion_tokens == grammar.usage.completion_tokens
@@ -333,7 +333,7 @@ def test_a_sampled_enum_answer_follows_the_seed() -> None:
             max_tokens=64,
             temperature=1.5,
             seed=11,
-            **{ENUM_CHOICE_PARAM: "likelihood"},
+            **{ENUM_CHOICE: "likelihood"},
         )
         .choices[0]
         .message.content
@@ -348,7 +348,7 @@ def test_an_enum_answer_beside_tools_is_rescored_inside_the_answer_object() -> N
         tools=[SEARCH_TOOL],
         response_format=CAPITAL_FORMAT,
         max_tokens=96,
-        **{ENUM_CHOICE_PARAM: "likelihood"},
+        **{ENUM_CHOICE: "likelihood"},
     )
     _assert_parsed_or_enum(reply)
 

@@ -154,8 +154,8 @@ _ROUTED_COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def _columns(rows: Sequence[SummaryRow]) -> tuple[tuple[str, str, bool], ...]:
-    return _COLUMNS + (_ROUTED_COLUMNS if _routed(rows) else ())
+def _columns(routed: bool) -> tuple[tuple[str, str, bool], ...]:
+    return _COLUMNS + (_ROUTED_COLUMNS if routed else ())
 
 
 def _cells(row: SummaryRow, *, routed: bool, pm: str) -> list[str]:
@@ -182,9 +182,9 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", title_style="bold")
-    for name, _, right in _columns(rows):
-        table.add_column(name, justify="right" if right else "left")
     routed = _routed(rows)
+    for name, _, right in _columns(routed):
+        table.add_column(name, justify="right" if right else "left")
     for r in rows:
         table.add_row(*_cells(r, routed=routed, pm="±"))
     return table
@@ -192,8 +192,8 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
 
 def to_markdown(rows: Sequence[SummaryRow], title: str) -> str:
     """The summary as a GitHub markdown table (for READMEs)."""
-    columns = _columns(rows)
     routed = _routed(rows)
+    columns = _columns(routed)
     head = "| " + " | ".join(md for _, md, _ in columns) + " |"
     rule = "|" + "|".join("--:" if right else "---" for _, _, right in columns) + "|"
     lines = [f"**{title}**", "", head, rule]

@@ -285,6 +285,16 @@ class BenchConfig:
     #: with a cascade or per-role ``model`` (``a>b``, ``role=a;...``): when a call moves up the cascade
     escalation: EscalationPolicy | None = None
 
+    def settings(self, seed: int) -> ModelSettings:
+        """The model settings of every run of the grid with this seed."""
+        return ModelSettings(
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=seed,
+            answer_choice=self.answer_choice,
+            answer_context=self.answer_context,
+        )
+
     @property
     def routing(self) -> Routing | None:
         """The run's models when ``model`` names several (:func:`thrifty.models.routing.parse_model_spec`)."""
@@ -396,12 +406,9 @@ def _record(
             "seconds": usage.seconds,
         },
         "model": config.model,
-        "model_settings": {
-            "temperature": config.temperature,
-            "max_tokens": config.max_tokens,
-            "answer_choice": config.answer_choice,
-            "answer_context": config.answer_context,
-        },
+        "model_settings": config.settings(seed).model_dump(
+            include={"temperature", "max_tokens", "answer_choice", "answer_context"}
+        ),
         **_routing_fields(config, result),
         "simulated": config.simulated,
         "dataset": config.dataset.name,
@@ -606,13 +613,7 @@ class GridWorker:
         from thrifty.workflows.runner import execute
 
         config = self.config
-        settings = ModelSettings(
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
-            seed=seed,
-            answer_choice=config.answer_choice,
-            answer_context=config.answer_context,
-        )
+        settings = config.settings(seed)
         routing = config.routing
 
         def go() -> Any:

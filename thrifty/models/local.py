@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_N_CTX",
-    "ENUM_CHOICE_PARAM",
     "LOCAL_EXTRA_HINT",
     "LOCAL_MODELS",
     "LocalExtraMissingError",
@@ -549,7 +548,9 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
         choice = result["choices"][0]
         text = choice["message"].get("content") or ""
         scored = 0
-        if optional_params.get(ENUM_CHOICE_PARAM) == "likelihood":
+        # ``enum_choice="likelihood"`` (:data:`thrifty.models.registry.ENUM_CHOICE`): pick a string-enum answer
+        # by :func:`_choose_by_likelihood` instead of keeping the grammar's token-by-token choice
+        if optional_params.get(ENUM_CHOICE) == "likelihood":
             usage = result.get("usage") or {}
             headroom = kwargs["max_tokens"] - int(usage.get("completion_tokens", 0))
             text, scored = _choose_by_likelihood(
@@ -574,10 +575,6 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
 # Choosing an enum value by the model's own likelihood
 # --------------------------------------------------------------------------------------------------
 
-#: Request parameter (``enum_choice="likelihood"``, :data:`thrifty.models.registry.ENUM_CHOICE`) that makes
-#: the provider pick a string-enum answer by :func:`_choose_by_likelihood` instead of keeping the grammar's
-#: token-by-token choice.
-ENUM_CHOICE_PARAM = ENUM_CHOICE
 #: llama-cpp-python's default temperature, used when a request names none.
 _DEFAULT_TEMPERATURE = 0.2
 
