@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -112,6 +113,20 @@ def test_the_terminal_table_and_the_markdown_show_the_same_cells() -> None:
             cells = [c.strip() for c in line.strip("| ").split(" | ")]
             shown = [str(list(col.cells)[i]) for col in table.columns]
             assert [c.replace(" ± ", "±") for c in cells] == shown
+
+
+def test_a_narrow_terminal_cuts_neither_names_nor_figures() -> None:
+    """At 80 columns the strategy name is whole and no figure is replaced by an ellipsis."""
+    from rich.console import Console
+
+    from thrifty.bench.report import render_table
+
+    rows = summarize([{**r, "strategy": "self_consistency_long_name"} for r in RECORDS[:2]])
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(render_table(rows, "t"))
+    text = console.export_text()
+    assert "self_consistency_long_name" in text
+    assert "…" not in text
 
 
 def test_report_command(tmp_path: Path) -> None:

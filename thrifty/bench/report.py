@@ -178,15 +178,21 @@ def _cells(row: SummaryRow, *, routed: bool, pm: str) -> list[str]:
 
 
 def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
-    """A rich Table of the summary."""
+    """A rich Table of the summary: on a narrow terminal the strategy names stay whole and the figures
+    wrap rather than being cut short."""
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", title_style="bold")
     routed = _routed(rows)
-    for name, _, right in _columns(routed):
-        table.add_column(name, justify="right" if right else "left")
-    for r in rows:
-        table.add_row(*_cells(r, routed=routed, pm="±"))
+    cells = [_cells(r, routed=routed, pm="±") for r in rows]
+    for i, (name, _, right) in enumerate(_columns(routed)):
+        if i == 0:  # the strategy: whole on any terminal, the other columns give way
+            widest = max([len(name), *(len(c[0]) for c in cells)])
+            table.add_column(name, no_wrap=True, min_width=widest)
+        else:  # a figure too wide for a narrow terminal wraps onto a second line, never "0.1…"
+            table.add_column(name, justify="right" if right else "left", overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
