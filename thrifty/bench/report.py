@@ -185,12 +185,11 @@ def render_table(rows: Sequence[SummaryRow], title: str) -> Any:
     table = Table(title=title, header_style="bold", title_style="bold")
     routed = _routed(rows)
     cells = [_cells(r, routed=routed, pm="±") for r in rows]
-    for i, (name, _, right) in enumerate(_columns(routed)):
-        if i == 0:  # the strategy: whole on any terminal, the other columns give way
-            widest = max([len(name), *(len(c[0]) for c in cells)])
-            table.add_column(name, no_wrap=True, min_width=widest)
-        else:  # a figure too wide for a narrow terminal wraps onto a second line, never "0.1…"
-            table.add_column(name, justify="right" if right else "left", overflow="fold")
+    (first, _, _), *figures = _columns(routed)
+    # the strategy: whole on any terminal, the other columns give way
+    table.add_column(first, no_wrap=True, min_width=max([len(first), *(len(c[0]) for c in cells)]))
+    for name, _, right in figures:  # a figure too wide wraps onto a second line, never "0.1…"
+        table.add_column(name, justify="right" if right else "left", overflow="fold")
     for row in cells:
         table.add_row(*row)
     return table

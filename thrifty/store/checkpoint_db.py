@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,28 +40,37 @@ class CheckpointDBError(Exception):
     """The database cannot be opened; the message says why and how to fix it (the URL's password hidden)."""
 
 
-class CheckpointDB:
-    """One connection to the checkpoints' database."""
+class CheckpointDB(ABC):
+    """One connection to the checkpoints' database (:class:`SqliteDB` or :class:`PostgresDB`)."""
 
     #: Where the checkpoints are, as shown in messages (a path, or the URL with its password hidden).
     where: str
+    #: The journal's connection, and the saver's once :meth:`saver` has opened it.
+    conn: Any
+    _saver_conn: Any
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """Run one statement (``?`` placeholders) and return its rows."""
 
+    @abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
+        """The statements run inside land together or not at all."""
 
+    @abstractmethod
     def saver(self, serde: Any) -> Any:
         """LangGraph's checkpointer on this database (a connection of its own, its tables set up)."""
-        raise NotImplementedError
 
     def setup_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held while tables are created: two processes creating them at once on a new database fail."""
         return contextlib.nullcontext()
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the journal's connection and the saver's (a failure to close one is not an error)."""
+        for conn in (self.conn, self._saver_conn):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
 
 class SqliteDB(CheckpointDB):
@@ -107,12 +117,6 @@ class SqliteDB(CheckpointDB):
         saver = SqliteSaver(self._saver_conn, serde=serde)
         saver.setup()
         return saver
-
-    def close(self) -> None:
-        for conn in (self.conn, self._saver_conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
 
 
 class PostgresDB(CheckpointDB):
@@ -182,12 +186,6 @@ class PostgresDB(CheckpointDB):
             yield
         finally:
             self.conn.execute("select pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
-
-    def close(self) -> None:
-        for conn in (self.conn, self._saver_conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
 
 
 def open_checkpoint_db(target: str | Path) -> CheckpointDB:
