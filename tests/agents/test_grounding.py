@@ -35,7 +35,9 @@ def test_answer_kinds() -> None:
     assert grounding.answer_kind(QUESTION) == "choice"
     assert grounding.choices_in(QUESTION) == ["Morgan Llywelyn", "Robert Jordan"]
     assert grounding.answer_kind("Are Cryptanthus and Gagea, both a genus?") == "yesno"
-    assert grounding.answer_kind("What year did Christopher Nolan's magic-themed drama come out?") == "date"
+    assert grounding.answer_kind("What year did Christopher Nolan's magic-themed drama come out?") == "year"
+    assert grounding.answer_kind("In which year was this figure skater coached by Frank Carroll?") == "year"
+    assert grounding.answer_kind("When was the host of Religion on the Line born?") == "date"
     assert grounding.answer_kind("How many animals does the wall depict?") == "number"
     assert grounding.answer_kind("The band Tinted Windows played first in what city?") == "span"
 
@@ -51,6 +53,17 @@ def test_answer_spans_follow_the_kind_and_the_observations() -> None:
         "2009"
     ]
     assert grounding.answer_spans(QUESTION, seen) == ["Morgan Llywelyn", "Robert Jordan"]
+    actor = [
+        "Title: Zach Galifianakis\nGalifianakis was born on October 1, 1969, and acted in Weeds in 2006."
+    ]
+    # "in what year" offers years only (a date's year too), which a gold "1969" can match ...
+    assert grounding.answer_spans("The actor from Weeds was born in what year?", actor) == ["1969", "2006"]
+    # ... while "when" offers the whole date as well
+    assert grounding.answer_spans("When was the actor from Weeds born?", actor) == [
+        "October 1, 1969",
+        "1969",
+        "2006",
+    ]
     assert grounding.answer_format(QUESTION, []) is None  # nothing observed: no grounded answer yet
     born = ["Title: Ruprekha Banerjee\nRuprekha Banerjee (born 1984 in Kolkata) is a Bengali singer."]
     assert "Kolkata" in grounding.answer_spans("The singer was born where?", born)  # not "1984 in Kolkata"

@@ -12,8 +12,8 @@ solver can make those moves impossible instead of hoping the prompt prevents the
   ``url`` an ``enum`` of the addresses listed in search results, less the ones already sent to that tool:
   no repeated searches, no invented titles or addresses;
 * **grounded answers**: once something has been observed, the answer is an ``enum`` of what the question
-  asks for (:func:`answer_kind`): the options of an either-or question, ``yes`` / ``no``, the dates or
-  numbers observed, or else names and titles from the observations closest to the question: a preamble,
+  asks for (:func:`answer_kind`): the options of an either-or question, ``yes`` / ``no``, the years (for "in
+  what year"), dates or numbers observed, or else names and titles from the observations closest to the question: a preamble,
   a sentence or "unknown" cannot be written, and a long reply is cut to the span it starts with;
 * **enough looking**: after one lookup per name in the question and one more hop (:func:`max_lookups`),
   the grounded tools are withdrawn and the model answers;
@@ -165,7 +165,9 @@ def _urls(observations: Sequence[str]) -> list[str]:
 
 
 _YES_NO = re.compile(r"^(is|are|was|were|do|does|did|have|has|had|can|could|will|would)\b", re.IGNORECASE)
-_WHEN = re.compile(r"\b(what|which) year\b|^when\b|\bwhen (was|were|did|is)\b|\bwhat date\b", re.IGNORECASE)
+_WHEN = re.compile(r"^when\b|\bwhen (was|were|did|is)\b|\bwhat date\b", re.IGNORECASE)
+#: "In what year", "which year", "year did": the answer is a bare year, not a full date.
+_WHICH_YEAR = re.compile(r"\b(what|which) year\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow (many|much|long|old)\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b1\d{3}\b|\b20\d{2}\b")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
@@ -180,12 +182,15 @@ def choices_in(question: str) -> list[str]:
 
 
 def answer_kind(question: str) -> str:
-    """What the question asks for: ``choice`` (A or B), ``yesno``, ``date``, ``number`` or ``span``."""
+    """What the question asks for: ``choice`` (A or B), ``yesno``, ``year``, ``date``, ``number`` or
+    ``span``."""
     text = " ".join(question.split())
     if choices_in(text):
         return "choice"
     if _YES_NO.match(text):
         return "yesno"
+    if _WHICH_YEAR.search(text):
+        return "year"
     if _WHEN.search(text):
         return "date"
     if _HOW_MANY.search(text):
@@ -210,7 +215,8 @@ def _ranked_sentences(question: str, observations: Sequence[str]) -> list[str]:
 def answer_spans(question: str, observations: Sequence[str]) -> list[str]:
     """What a grounded answer may be, by what the question asks (:func:`answer_kind`).
 
-    Either-or: its options. Yes / no: ``yes``, ``no``. When / what year: the dates and years observed.
+    Either-or: its options. Yes / no: ``yes``, ``no``. In what year: the years observed (a date's year
+    too: "March 14, 1966" offers "1966"). When: the dates and years observed.
     How many: the numbers observed. Otherwise names and titles from the observations (not those the
     question already names), from the sentences closest to the question first, at most
     :data:`MAX_ANSWER_SPANS`. A typed kind with nothing observed to offer falls back to spans.
@@ -221,6 +227,10 @@ def answer_spans(question: str, observations: Sequence[str]) -> list[str]:
     if kind == "yesno":
         return ["yes", "no"]
     sentences = _ranked_sentences(question, observations)
+    if kind == "year":  # the years of the dates observed and the bare years, in the sentences' order
+        years = [y.group(0) for s in sentences for y in _YEAR.finditer(s)]
+        if years:
+            return _unique(years, MAX_ANSWER_SPANS)
     if kind == "date":
         dates = [m.group(0) for s in sentences for m in _DATE.finditer(s)]
         dates += [m.group(0) for s in sentences for m in _YEAR.finditer(s)]
