@@ -1,6 +1,6 @@
 """README transcripts from real runs: ``python benchmarks/transcripts.py [--update-readme] [--check]``.
 
-The README shows what ``agent run examples/hotpotqa.yaml`` prints. Written by hand, such a transcript goes
+The README shows what ``agent run examples/hotpotqa.yaml`` and ``python examples/webqa.py`` print. Written by hand, such a transcript goes
 stale the first time a prompt or a policy changes; here it is produced by running the command, so it can
 be regenerated and checked:
 
@@ -12,7 +12,8 @@ be regenerated and checked:
   reason, tool calls or spend than the run produces.
 
 What is compared (:func:`fields`): each step's action (what it called and saw, or answered), the answer,
-the expected answer, the stop reason, and every row of the Spent table except seconds. The run is
+the expected answer, the stop reason, and every row of the Spent table except seconds (for webqa: its
+answer, stop line, cost line less the seconds, and sources less the local web's port). The run is
 deterministic (the task's seed, temperature and a greedy grammar), while times, the run id and the budget
 left in seconds are not, so those are left out. ``tests/test_transcripts.py`` runs the same check (marked
 ``local_model``: it runs the embedded model).
@@ -32,7 +33,10 @@ README = ROOT / "README.md"
 OUT_DIR = ROOT / "benchmarks" / "results" / "transcripts"
 
 #: name -> the command line shown in the README (run from the repository root).
-EXAMPLES = {"hotpotqa": ["agent", "run", "examples/hotpotqa.yaml"]}
+EXAMPLES = {
+    "hotpotqa": ["agent", "run", "examples/hotpotqa.yaml"],
+    "webqa": ["python", "examples/webqa.py"],
+}
 
 WIDTH = 80  # the console width the transcript is rendered at (rich wraps the panel and table to it)
 _NOISE = ("llama_context:", "llama_kv_cache", "ggml_")  # llama.cpp's own log lines on stderr
@@ -41,8 +45,12 @@ _NOISE = ("llama_context:", "llama_kv_cache", "ggml_")  # llama.cpp's own log li
 def run_example(name: str) -> str:
     """Run an example the way a user does and return what it printed (stderr and stdout interleaved)."""
     command = EXAMPLES[name]
-    agent = Path(sys.executable).parent / "agent"
-    argv = [str(agent) if agent.exists() else command[0], *command[1:]]
+    if command[0] == "python":
+        program = sys.executable
+    else:
+        installed = Path(sys.executable).parent / command[0]
+        program = str(installed) if installed.exists() else command[0]
+    argv = [program, *command[1:]]
     env = {**os.environ, "COLUMNS": str(WIDTH), "NO_COLOR": "1", "TERM": "dumb"}
     env.pop("FORCE_COLOR", None)
     proc = subprocess.run(
@@ -65,6 +73,10 @@ def run_example(name: str) -> str:
 _STEP = re.compile(r"^\[step (\d+)\] (.*?)(?:\s+\| left:.*)?$")
 _PANEL = re.compile(r"^│ (.*?)\s*│$")
 _ROW = re.compile(r"^│\s*(.+?)\s*│\s*(\S+)\s*│\s*(\S+)\s*│$")
+# examples/webqa.py's plain lines ("answer:   ...", "cost: $0.0030 (tools $0.0030), 3760 tokens, 29.8s")
+_LINE = re.compile(r"^(question|answer|stopped|cost):\s+(.*)$")
+_SECONDS = re.compile(r",\s*[\d.]+s$")
+_LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d+")  # the local web's port differs from run to run
 
 
 def fields(transcript: str) -> dict[str, object]:
@@ -72,9 +84,18 @@ def fields(transcript: str) -> dict[str, object]:
     steps: list[str] = []
     panel: list[str] = []
     spent: dict[str, str] = {}
+    plain: dict[str, str] = {}
+    sources: list[str] = []
+    in_sources = False
     for line in transcript.splitlines():
         line = line.rstrip()
-        if match := _STEP.match(line):
+        if in_sources and line.startswith("  "):
+            sources.append(_LOCAL_URL.sub("http://127.0.0.1:PORT", line.strip()))
+            continue
+        in_sources = line == "sources:"
+        if match := _LINE.match(line):
+            plain[match.group(1)] = _SECONDS.sub("", match.group(2).strip())
+        elif match := _STEP.match(line):
             steps.append(f"{match.group(1)} {match.group(2).strip()}")
         elif match := _ROW.match(line):
             dimension, used = match.group(1), match.group(2)
@@ -92,12 +113,14 @@ def fields(transcript: str) -> dict[str, object]:
             entries[label] = head.group(2).strip()
         elif label:
             entries[label] = f"{entries[label]} {text.strip()}".strip()
+    spent.update({"cost": plain["cost"]} if "cost" in plain else {})
     return {
         "steps": steps,
-        "answer": entries.get("Answer"),
+        "answer": entries.get("Answer", plain.get("answer")),
         "expected": entries.get("Expected"),
-        "stopped": entries.get("Stopped"),
+        "stopped": entries.get("Stopped", plain.get("stopped")),
         "spent": spent,
+        "sources": sources,
     }
 
 

@@ -233,3 +233,28 @@ def test_validate_checks_the_run_store(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "output.store" in res.stderr and "fix" in res.stderr
     assert text.read_text() == "not a database\n"
+
+
+@pytest.mark.parametrize(("weights", "problem"), [(None, "no such file"), ("{", "not valid JSON")])
+def test_validate_loads_learned_router_weights(tmp_path: Path, weights: str | None, problem: str) -> None:
+    if weights is not None:
+        (tmp_path / "w.json").write_text(weights)  # relative to the task file, as at run time
+    memory = "memory:\n  store: mem.db\n  scope: {user_id: c}\n  router: learned:w.json\n"
+    task = write_task(tmp_path, ScriptedModel([reply("x")]).model, extra=memory)
+    res = runner.invoke(app, ["validate", str(task)])
+    assert res.exit_code == 2, res.output
+    assert "field 'memory.router'" in res.stderr and problem in res.stderr and "w.json" in res.stderr
+    assert "fix: " in res.stderr and not (tmp_path / "mem.db").exists()  # refused before anything opened
+    (tmp_path / "w.json").unlink(missing_ok=True)
+    shipped = runner.invoke(
+        app, ["validate", str(write_task(tmp_path, "scripted/x", extra=memory.replace(":w.json", "")))]
+    )
+    assert shipped.exit_code == 0, shipped.output
+
+
+@pytest.mark.parametrize("command", [["batch"], ["bench", "hotpotqa"]])
+def test_help_names_the_extra_to_install(command: list[str]) -> None:
+    # Rich reads "[ray]" as markup and drops it unless escaped: the help said "pip install 'thrifty'".
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "pip install 'thrifty[ray]'" in res.output

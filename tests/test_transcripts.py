@@ -1,7 +1,7 @@
 """The README's example output must be what the example produces (benchmarks/transcripts.py).
 
-``test_readme_matches_the_run`` runs ``agent run examples/hotpotqa.yaml`` with the embedded model (marked
-``local_model``) and fails when the README's block shows another answer, stop reason, step actions or spend;
+``test_readme_matches_the_run`` runs ``agent run examples/hotpotqa.yaml`` and ``python examples/webqa.py``
+with the embedded model (marked ``local_model``) and fails when the README's block shows another answer, stop reason, step actions or spend;
 regenerate it with ``python benchmarks/transcripts.py --update-readme``. The other tests need no model.
 """
 
@@ -62,26 +62,55 @@ def test_readme_block_round_trip() -> None:
     assert transcripts.readme_block("hotpotqa", updated) == SAMPLE
 
 
-def _shown() -> str:
-    shown = transcripts.readme_block("hotpotqa", (ROOT / "README.md").read_text(encoding="utf-8"))
+WEBQA = """$ python examples/webqa.py
+local web: http://127.0.0.1:38537 (bundled HotpotQA paragraphs, one page each)
+question: Who was born first, Morgan Llywelyn or Robert Jordan?
+answer:   Morgan Llywelyn
+stopped:  completed after 3 tool calls {'web_search': 3}
+cost:     $0.0030 (tools $0.0030), 3760 tokens, 29.8s
+sources:
+  http://127.0.0.1:38537/wiki/Morgan%20Llywelyn
+  http://127.0.0.1:38537/wiki/Lion%20of%20Ireland
+"""
+
+
+def test_webqa_fields_drop_the_port_and_seconds_but_not_the_spend() -> None:
+    got = transcripts.fields(WEBQA)
+    assert got["answer"] == "Morgan Llywelyn"
+    assert got["stopped"] == "completed after 3 tool calls {'web_search': 3}"
+    assert got["spent"] == {"cost": "$0.0030 (tools $0.0030), 3760 tokens"}
+    assert got["sources"] == [
+        "http://127.0.0.1:PORT/wiki/Morgan%20Llywelyn",
+        "http://127.0.0.1:PORT/wiki/Lion%20of%20Ireland",
+    ]
+    later = WEBQA.replace("38537", "40001").replace("29.8s", "55.0s")
+    assert transcripts.differences(WEBQA, later) == []
+    assert transcripts.differences(WEBQA, WEBQA.replace("3760 tokens", "5173 tokens"))
+    assert transcripts.differences(WEBQA, WEBQA.replace("Lion%20of%20Ireland", "Robert%20Jordan"))
+
+
+def _shown(name: str) -> str:
+    shown = transcripts.readme_block(name, (ROOT / "README.md").read_text(encoding="utf-8"))
     assert shown is not None, (
-        "README.md has no <!-- transcript:hotpotqa --> block: add the markers and run "
+        f"README.md has no <!-- transcript:{name} --> block: add the markers and run "
         "python benchmarks/transcripts.py --update-readme"
     )
     return shown
 
 
-def test_readme_shows_the_recorded_transcript() -> None:
-    """The README's block and benchmarks/results/transcripts/hotpotqa.txt come from the same run."""
-    recorded = (transcripts.OUT_DIR / "hotpotqa.txt").read_text(encoding="utf-8")
-    assert transcripts.differences(_shown(), recorded) == []
+@pytest.mark.parametrize("name", sorted(transcripts.EXAMPLES))
+def test_readme_shows_the_recorded_transcript(name: str) -> None:
+    """The README's block and benchmarks/results/transcripts/<name>.txt come from the same run."""
+    recorded = (transcripts.OUT_DIR / f"{name}.txt").read_text(encoding="utf-8")
+    assert transcripts.differences(_shown(name), recorded) == []
 
 
 @pytest.mark.local_model
-def test_readme_matches_the_run() -> None:
+@pytest.mark.parametrize("name", sorted(transcripts.EXAMPLES))
+def test_readme_matches_the_run(name: str) -> None:
     pytest.importorskip("llama_cpp")
-    shown = _shown()
-    produced = transcripts.run_example("hotpotqa")
+    shown = _shown(name)
+    produced = transcripts.run_example(name)
     assert transcripts.differences(shown, produced) == [], (
         "the README's transcript is stale: run python benchmarks/transcripts.py --update-readme"
     )

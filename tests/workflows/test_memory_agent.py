@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from thrifty import Agent, Budget
 from thrifty.memory import Memory
+from thrifty.memory.learned import DEFAULT_WEIGHTS
 from thrifty.memory.memory import MEMORY_CLOSE, MEMORY_OPEN
 from thrifty.testing import ScriptedModel, call, reply
 from thrifty.workflows.runner import SetupError, run_task
-from thrifty.workflows.spec import load_task
+from thrifty.workflows.spec import TaskFileError, load_task
 
 SESSIONS = [
     {
@@ -164,5 +166,10 @@ def test_a_task_file_uses_the_learned_router_and_refuses_bad_weights(tmp_path: P
     assert result.memory[0].router == "learned" and result.memory[0].items >= 1
     (tmp_path / "w.json").write_text("{", encoding="utf-8")  # weights relative to the task file
     bad = _task(tmp_path, memory.replace("router: learned", "router: learned:w.json"))
+    with pytest.raises(TaskFileError, match=r"memory\.router.*w\.json: not valid JSON"):
+        load_task(bad, model=ScriptedModel([]).model)  # refused when the file is read, before a run
+    shutil.copy(DEFAULT_WEIGHTS, tmp_path / "w.json")
+    task = load_task(bad, model=ScriptedModel([]).model)
+    (tmp_path / "w.json").write_text("{", encoding="utf-8")  # broken after loading: the run refuses it
     with pytest.raises(SetupError, match=r"w\.json: not valid JSON"):
-        run_task(load_task(bad, model=ScriptedModel([]).model), store=False)
+        run_task(task, store=False)

@@ -70,7 +70,7 @@ def _show_report(records: list[dict[str, Any]], out_dir: Path, plot: bool) -> No
     if plot and importlib.util.find_spec("matplotlib") is None:
         # The table and summaries are the results; the plot is a picture of them.
         err.print(
-            "[yellow]note: plot.png skipped: matplotlib is not installed (pip install 'thrifty[bench]')[/yellow]"
+            "[yellow]note: plot.png skipped: matplotlib is not installed (pip install 'thrifty\\[bench]')[/yellow]"
         )
         plot = False
     rows, files = write_report(records, out_dir, plot=plot)
@@ -168,7 +168,7 @@ def hotpotqa(
     executor: Annotated[
         str,
         typer.Option(
-            help="local (threads, see --concurrency) or ray (Ray workers, pip install 'thrifty[ray]')."
+            help="local (threads, see --concurrency) or ray (Ray workers, pip install 'thrifty\\[ray]')."
         ),
     ] = "local",
     workers: Annotated[

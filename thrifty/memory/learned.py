@@ -220,8 +220,8 @@ def _load_cached(path: str, mtime_ns: int, size: int) -> RouterWeights:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LearnedRouterError(
-            f"router weights {path}: not valid JSON ({exc.msg}, line {exc.lineno}); the file may be "
-            "truncated: retrain it with `agent memory train-router`"
+            f"router weights {path}: not valid JSON ({exc.msg}, line {exc.lineno}), perhaps truncated; fix: "
+            "retrain it with `agent memory train-router --data FILE --out router.json`"
         ) from None
     return _parse(path, data)
 

@@ -19,7 +19,7 @@ from thrifty.memory import Memory, MemoryReport, Scope
 from thrifty.memory.records import Level
 from thrifty.tools import Tool, tool
 
-__all__ = ["MemoryMode", "MemorySetup", "MemoryUse", "setup_from_spec"]
+__all__ = ["MemoryMode", "MemorySetup", "MemoryUse", "learned_weights", "setup_from_spec"]
 
 MemoryMode = Literal["context", "tool", "both"]
 _NOTHING = "(nothing recalled)"
@@ -86,6 +86,14 @@ class MemoryUse:
         return [tool(timeout=None, retries=0)(recall)]
 
 
+def learned_weights(router: object, base_dir: Path) -> Path | None:
+    """The weights file of a ``learned:PATH`` router, relative to the task file's folder; else None."""
+    if not (isinstance(router, str) and router.startswith("learned:")):
+        return None
+    path = Path(router.partition(":")[2].strip()).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
 def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
     """A MemorySetup from a task file's ``memory:`` block (a :class:`thrifty.workflows.spec.MemorySpec`):
     opens the store and ingests the listed files (again is a no-op: ingest is idempotent)."""
@@ -97,8 +105,9 @@ def setup_from_spec(spec: Any, base_dir: Path) -> MemorySetup:
         return str(path if path.is_absolute() else base_dir / path)
 
     router = spec.router
-    if isinstance(router, str) and router.startswith("learned:"):  # weights relative to the task file
-        router = f"learned:{resolve(router.partition(':')[2].strip())}"
+    weights = learned_weights(router, base_dir)
+    if weights is not None:
+        router = f"learned:{weights}"
     memory = Memory(
         resolve(spec.store),
         embedder=spec.embedder,

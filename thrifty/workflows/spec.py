@@ -878,6 +878,7 @@ def check_resources(
 
     issues += _check_corpus(spec, root)
     issues += _check_mcp(spec, root)
+    issues += _check_router_weights(spec, root)
 
     strategy = spec.strategy.name
     builder = None
@@ -1010,6 +1011,24 @@ def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue
                 )
             )
     return issues
+
+
+def _check_router_weights(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
+    """A ``learned:PATH`` memory router's weights file: present and loadable (else the run would stop
+    after the memory store was opened, and ``agent validate`` would have said ok)."""
+    from thrifty.memory.learned import LearnedRouterError, load_weights
+    from thrifty.workflows.memory import learned_weights
+
+    path = learned_weights(spec.memory.router, spec.base_dir) if spec.memory else None
+    if path is None:
+        return []
+    try:
+        load_weights(path)
+    except LearnedRouterError as exc:
+        message, _, fix = str(exc).partition("; fix: ")
+        default_fix = "train one with `agent memory train-router --data FILE --out router.json`"
+        return [Issue(_line_of(root, ("memory", "router")), "memory.router", message, fix or default_fix)]
+    return []
 
 
 def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
