@@ -36,7 +36,10 @@ OUT_DIR = ROOT / "benchmarks" / "results" / "transcripts"
 EXAMPLES = {
     "hotpotqa": ["agent", "run", "examples/hotpotqa.yaml"],
     "webqa": ["python", "examples/webqa.py"],
+    "hotpotqa_tree": ["agent", "run", "examples/hotpotqa_tree.yaml", "--no-store"],
 }
+#: Exit codes of a run that ended as designed: 0, or 4 when a limit (budget, max_steps) stopped it.
+OK_EXITS = (0, 4)
 
 WIDTH = 80  # the console width the transcript is rendered at (rich wraps the panel and table to it)
 _NOISE = ("llama_context:", "llama_kv_cache", "ggml_")  # llama.cpp's own log lines on stderr
@@ -64,7 +67,7 @@ def run_example(name: str) -> str:
         check=False,
     )
     lines = [ln.rstrip() for ln in proc.stdout.splitlines() if not ln.startswith(_NOISE)]
-    if proc.returncode != 0:
+    if proc.returncode not in OK_EXITS:
         raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n" + "\n".join(lines[-20:]))
     return "\n".join([f"$ {' '.join(command)}", *lines]) + "\n"
 
@@ -76,6 +79,7 @@ _ROW = re.compile(r"^│\s*(.+?)\s*│\s*(\S+)\s*│\s*(\S+)\s*│$")
 # examples/webqa.py's plain lines ("answer:   ...", "cost: $0.0030 (tools $0.0030), 3760 tokens, 29.8s")
 _LINE = re.compile(r"^(question|answer|stopped|cost):\s+(.*)$")
 _SECONDS = re.compile(r",\s*[\d.]+s$")
+_RATIO = re.compile(r" \(r=[\d.]+\)")  # the value tree's budget ratio r, which counts seconds too
 _LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d+")  # the local web's port differs from run to run
 
 
@@ -93,6 +97,7 @@ def fields(transcript: str) -> dict[str, object]:
             sources.append(_LOCAL_URL.sub("http://127.0.0.1:PORT", line.strip()))
             continue
         in_sources = line == "sources:"
+        line = _RATIO.sub("", line)
         if match := _LINE.match(line):
             plain[match.group(1)] = _SECONDS.sub("", match.group(2).strip())
         elif match := _STEP.match(line):
