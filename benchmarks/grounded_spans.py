@@ -75,7 +75,7 @@ def main() -> None:
     print(f"{args.data}, observations: {args.observations}; n = {n}")
     print("| asks for | n | gold among the spans | first | in the first three | EM of a uniform pick |")
     print("|---|--:|--:|--:|--:|--:|")
-    for kind in ("choice", "yesno", "date", "number", "span", "all"):
+    for kind in ("choice", "yesno", "year", "date", "number", "span", "all"):
         if counts[(kind, "n")]:
             k = counts[(kind, "n")]
             print(

@@ -247,7 +247,8 @@ def test_validate_loads_learned_router_weights(tmp_path: Path, weights: str | No
     assert "fix: " in res.stderr and not (tmp_path / "mem.db").exists()  # refused before anything opened
     (tmp_path / "w.json").unlink(missing_ok=True)
     shipped = runner.invoke(
-        app, ["validate", str(write_task(tmp_path, "scripted/x", extra=memory.replace(":w.json", "")))]
+        app,
+        ["validate", str(write_task(tmp_path, ScriptedModel([]).model, extra=memory.replace(":w.json", "")))],
     )
     assert shipped.exit_code == 0, shipped.output
 
@@ -258,3 +259,31 @@ def test_help_names_the_extra_to_install(command: list[str]) -> None:
     res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "pip install 'thrifty[ray]'" in res.output
+
+
+@pytest.mark.parametrize(
+    ("model", "settings", "field", "problem"),
+    [
+        ("nosuch/x", "", "model", "unknown provider 'nosuch'"),
+        # a server on this machine (tests reach no other), unpriced: the task's usd limit needs a price
+        ("ollama/qwen3", 'model_settings: {api_base: "http://127.0.0.1:9"}\n', "model", "has no known price"),
+        ("local/nosuchmodel", "", "model", "unknown local model"),
+        (
+            "local/smollm2",
+            'model_settings: {api_base: "http://127.0.0.1:9/v1"}\n',
+            "model",
+            "api_base is for remote models",
+        ),
+    ],
+)
+def test_validate_and_run_check_the_model_before_anything_else(
+    tmp_path: Path, model: str, settings: str, field: str, problem: str
+) -> None:
+    task = write_task(tmp_path, model, extra=settings, budget="  tool_calls: 5\n  usd: 0.05\n")
+    checked = runner.invoke(app, ["validate", str(task)])
+    assert checked.exit_code == 2, checked.output  # validate said ok, and only the run refused it
+    assert f"field '{field}'" in checked.stderr and problem in checked.stderr and str(task) in checked.stderr
+    ran = runner.invoke(app, ["run", str(task)])
+    assert ran.exit_code == 2 and problem in ran.stderr
+    assert "Question:" not in ran.stderr  # refused before the run began, nothing shown as started
+    assert not (tmp_path / "runs.db").exists()

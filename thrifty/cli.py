@@ -254,7 +254,9 @@ def run(
     from thrifty.workflows.spec import TaskFileError, load_task
 
     try:
-        spec = load_task(file, import_references=True, **({"model": model} if model else {}))
+        spec = load_task(
+            file, import_references=True, check_models=True, **({"model": model} if model else {})
+        )
         if tree_out is not None:
             check_tree_out(tree_out, spec)
         overrides = {
@@ -664,7 +666,7 @@ def validate(
     from thrifty.workflows.spec import TaskFileError, load_task
 
     try:
-        spec = load_task(file, import_references=import_)
+        spec = load_task(file, import_references=import_, check_models=True)
     except TaskFileError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug of ours: still never a traceback

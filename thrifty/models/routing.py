@@ -73,6 +73,8 @@ __all__ = [
     "Routing",
     "Scope",
     "Trigger",
+    "checked_entry",
+    "make_gateway",
     "parse_model_spec",
     "role_of",
 ]
@@ -1060,3 +1062,28 @@ def _has_json(content: str | None) -> bool:
     except json.JSONDecodeError:
         return _json_object(content) is not None
     return True
+
+
+def make_gateway(
+    ledger: Ledger,
+    pricing: Pricing,
+    *,
+    retries: int | None = None,
+    api_base: str | None = None,
+    routing: Routing | None = None,
+) -> Gateway:
+    """The Gateway a run calls its models through: a :class:`RoutedGateway` when ``routing`` is given."""
+    options: dict[str, Any] = {"api_base": api_base} | ({} if retries is None else {"retries": retries})
+    if routing is None:
+        return Gateway(ledger, pricing, **options)
+    return RoutedGateway(ledger, pricing, routing=routing, **options)
+
+
+def checked_entry(gateway: Gateway, model: str) -> str:
+    """Refuse, before anything is spent, a model that cannot be called or priced under the budget (with
+    routing, every model of every cascade: ModelError / UnpricedModelError); the model the run starts on."""
+    if isinstance(gateway, RoutedGateway):
+        gateway.check_models()
+        return gateway.entry
+    gateway.check_model(model)
+    return model

@@ -15,8 +15,8 @@ from typing import Any
 from thrifty.agents.context import ModelSettings, RunContext
 from thrifty.agents.events import EscalationEvent, TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
-from thrifty.models.gateway import Gateway, ModelError
-from thrifty.models.routing import Escalation, RoutedGateway, Routing
+from thrifty.models.gateway import ModelError
+from thrifty.models.routing import Escalation, RoutedGateway, Routing, checked_entry, make_gateway
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
@@ -113,22 +113,16 @@ def execute(
     settings = settings or ModelSettings()
     ledger = ledger or Ledger(budget or Budget(), name="run")
     pricing = pricing or Pricing()
-    gateway_options: dict[str, Any] = {
-        "retries": settings.retries if retries is None else retries,
-        "api_base": settings.api_base,
-    }
-    gateway = (
-        Gateway(ledger, pricing, **gateway_options)
-        if routing is None
-        else RoutedGateway(ledger, pricing, routing=routing, **gateway_options)
+    gateway = make_gateway(
+        ledger,
+        pricing,
+        retries=settings.retries if retries is None else retries,
+        api_base=settings.api_base,
+        routing=routing,
     )
     memory_use = None
     try:
-        if isinstance(gateway, RoutedGateway):
-            gateway.check_models()  # every model of every cascade, before anything is spent
-            model = gateway.entry
-        else:
-            gateway.check_model(model)
+        model = checked_entry(gateway, model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
         # Memory recalls after the checks: nothing is spent on a run that cannot start.

@@ -792,13 +792,18 @@ def _fail(issues: list[Issue], file: str, dropped: int = 0) -> TaskFileError:
 
 
 # ------------------------------------------------------------------------------------------ loading
-def load_task(path: str | Path, *, import_references: bool = True, **overrides: Any) -> TaskSpec:
+def load_task(
+    path: str | Path, *, import_references: bool = True, check_models: bool = False, **overrides: Any
+) -> TaskSpec:
     """Read and validate a task file. Raises TaskFileError with file, line, field and a fix.
 
     ``import_references`` (the default, as ``agent run`` needs them) imports the ``module:function``
     tools and strategy, turning any exception or ``sys.exit`` at import into an error; False checks them
     in their source without running any code (``agent validate``). ``overrides`` (``model=...``) replace
-    fields of the file and are validated like them.
+    fields of the file and are validated like them. ``check_models`` also makes the checks a run makes on
+    its models before spending anything (a known provider and model, ``api_base`` only for a remote one, a
+    price under a USD limit; ``agent run`` and ``agent validate``): off by default, since a scripted or
+    registered model may be created after the file is read.
     """
     path = Path(path)
     file = str(path)
@@ -848,6 +853,8 @@ def load_task(path: str | Path, *, import_references: bool = True, **overrides: 
         spec = None
     else:
         issues += check_resources(spec, root, import_references=import_references)
+        if check_models and not issues:
+            issues += _check_models(spec, root, overridden="model" in given)
     if issues or spec is None:
         issues.sort(key=lambda i: i.line or 0)
         raise _fail(issues, file)
@@ -1011,6 +1018,34 @@ def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue
                 )
             )
     return issues
+
+
+def _check_models(spec: TaskSpec, root: yaml.Node | LineIndex | None, overridden: bool) -> list[Issue]:
+    """What a run checks on its models before it spends anything, as issues of the ``model`` field (or of
+    ``models`` / ``roles`` with routing; ``--model`` when the command line gave the model)."""
+    from thrifty.budget import Ledger, UnpricedModelError
+    from thrifty.models.gateway import ModelError
+    from thrifty.models.routing import checked_entry, make_gateway
+
+    routing = spec.routing()
+    gateway = make_gateway(
+        Ledger(spec.budget), spec.pricing, api_base=spec.model_settings.api_base, routing=routing
+    )
+    try:
+        checked_entry(gateway, spec.model)
+    except UnpricedModelError as exc:
+        model = exc.model
+        message = f"model '{model}' has no known price, so a USD budget cannot be enforced"
+        fix = f"set its price under pricing.models.{model} (input_per_token, output_per_token), or drop the usd limit"
+    except (ModelError, ValueError, ImportError) as exc:
+        message = str(exc)
+        fix = "name a model this machine can run or reach (see README, Remote models)"
+    else:
+        return []
+    field = "models" if routing and spec.models else "roles" if routing else "model"
+    if overridden and not routing:
+        return [Issue(None, "model", f"--model: {message}", fix)]
+    return [Issue(_line_of(root, (field,)), field, message, fix)]
 
 
 def _check_router_weights(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
