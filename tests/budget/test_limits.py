@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from pydantic import ValidationError
 
-from thrifty.budget import DIMENSIONS, Budget, tool_dimension
+from thrifty.budget import DIMENSIONS, Budget, ModelPrice, Pricing, tool_dimension
 
 INT_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "model_requests", "tool_calls")
 FLOAT_FIELDS = ("usd", "seconds")
@@ -23,6 +25,22 @@ def test_default_budget_is_unlimited() -> None:
 def test_zero_or_negative_limit_is_rejected(field: str, value: float) -> None:
     with pytest.raises(ValidationError):
         Budget(**{field: value})
+
+
+@pytest.mark.parametrize("field", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_an_infinite_or_nan_limit_is_rejected(field: str, value: float) -> None:
+    # unlimited is an unset field; Budget(usd=inf) was accepted and the run then failed (OverflowError)
+    with pytest.raises(ValidationError, match="finite"):
+        Budget(**{field: value})
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_an_infinite_or_nan_price_is_rejected(value: float) -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        Pricing(tools={"search": value})
+    with pytest.raises(ValidationError, match="finite"):
+        ModelPrice(input_per_token=value)
 
 
 @pytest.mark.parametrize("value", [0, -3])

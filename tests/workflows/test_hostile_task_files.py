@@ -205,6 +205,12 @@ def test_many_bad_values_are_capped_too(tmp_path: Path) -> None:
         "question: hi\noutput: {store: 3}\n",
         "question: hi\nmodel_settings: {temperature: .inf}\n",
         "question: hi\npricing: {tools: {search: -1}}\n",
+        # an infinite limit or price is refused (no limit is an unset field); usd: .inf ran and ended in an
+        # OverflowError inside the run (exit 1)
+        "question: hi\nbudget: {usd: .inf}\n",
+        "question: hi\nbudget: {seconds: .inf}\n",
+        "question: hi\npricing: {tools: {search: .inf}}\n",
+        "question: hi\ntools: [{name: search, price: .inf}]\n",
         "question: hi\n\tmodel: x/y\n",
         "",
         "~\n",

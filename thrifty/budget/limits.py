@@ -13,7 +13,9 @@ Dimensions are plain strings so that the Ledger can treat them uniformly:
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "total_tokens")
 DIMENSIONS = (*TOKEN_DIMENSIONS, "usd", "model_requests", "tool_calls", "memory_ops", "seconds")
@@ -27,6 +29,11 @@ def tool_dimension(tool_name: str) -> str:
     'tool:search'
     """
     return f"{TOOL_PREFIX}{tool_name}"
+
+
+#: A positive, finite number: an infinite limit is no limit (leave the field unset), and ``inf`` broke the
+#: arithmetic of the reservations.
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Budget(BaseModel):
@@ -53,7 +60,7 @@ class Budget(BaseModel):
         default=None, description="Completion tokens over all model calls."
     )
     total_tokens: PositiveInt | None = Field(default=None, description="Prompt + completion tokens.")
-    usd: PositiveFloat | None = Field(
+    usd: PositiveFinite | None = Field(
         default=None, description="Dollars: tokens at their prices plus tool calls."
     )
     model_requests: PositiveInt | None = Field(default=None, description="Model calls, retries included.")
@@ -66,7 +73,7 @@ class Budget(BaseModel):
     memory_ops: PositiveInt | None = Field(
         default=None, description="Memory operations (each write, recall or forget of a memory tier is one)."
     )
-    seconds: PositiveFloat | None = Field(default=None, description="Wall-clock seconds for the whole run.")
+    seconds: PositiveFinite | None = Field(default=None, description="Wall-clock seconds for the whole run.")
 
     @field_validator("per_tool")
     @classmethod

@@ -11,7 +11,13 @@ Unified cost (BATS): ``C = tokens at the provider's input / output / cached-inpu
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: A price in dollars: zero or more, and finite (no call has an infinite price; ``inf`` would only make
+#: every reservation fail or its arithmetic overflow).
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 DEFAULT_TOOL_PRICES: dict[str, float] = {"search": 0.001, "read": 0.001}
 
@@ -21,10 +27,10 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_per_token: NonNegativeFloat = 0.0
-    output_per_token: NonNegativeFloat = 0.0
-    cached_input_per_token: NonNegativeFloat | None = None
-    per_second: NonNegativeFloat = 0.0
+    input_per_token: Price = 0.0
+    output_per_token: Price = 0.0
+    cached_input_per_token: Price | None = None
+    per_second: Price = 0.0
 
     def cost(
         self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0, seconds: float = 0
@@ -58,7 +64,7 @@ class Pricing(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, ModelPrice] = Field(default_factory=dict, description="Per-model price overrides.")
-    tools: dict[str, NonNegativeFloat] = Field(default_factory=dict, description="Dollars per tool call.")
+    tools: dict[str, Price] = Field(default_factory=dict, description="Dollars per tool call.")
 
     def model_price(self, model: str) -> ModelPrice | None:
         """The price configured for ``model``, or None (the model's provider then gives its default:

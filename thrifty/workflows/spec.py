@@ -79,7 +79,9 @@ class ToolSpec(BaseModel):
     k: PositiveInt | None = Field(
         default=None, description="search / web_search only: passages or results returned per query."
     )
-    price: float | None = Field(default=None, ge=0, description="Dollars per call (overrides the default).")
+    price: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Dollars per call (overrides the default)."
+    )
     # web_search only
     provider: str | None = Field(
         default=None,
@@ -165,7 +167,9 @@ class MCPServerSpec(BaseModel):
     prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9_-]{0,20}$", description="Put before each tool's name (e.g. wiki_)."
     )
-    price: float | None = Field(default=None, ge=0, description="Dollars per call of each of its tools.")
+    price: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Dollars per call of each of its tools."
+    )
     timeout: float = Field(default=60.0, gt=0, description="Seconds one call may take.")
     startup_timeout: float = Field(default=30.0, gt=0, description="Seconds to start and list its tools.")
     retries: int = Field(
