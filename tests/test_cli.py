@@ -155,10 +155,12 @@ def test_unknown_model_and_remote_block_are_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
-def test_negative_cli_limit_is_bad_input(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--max-usd", "--max-tokens", "--max-tool-calls", "--max-seconds"])
+def test_negative_cli_limit_is_bad_input_naming_its_option(tmp_path: Path, option: str) -> None:
     script = ScriptedModel([reply("x")])
-    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--max-usd", "-1"])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), option, "-1"])
     assert res.exit_code == 2 and "must be a positive finite number" in res.stderr
+    assert f"{option}: " in res.stderr  # --max-tokens was reported as "--max-total-tokens", no such option
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -186,6 +188,9 @@ def test_runs_lists_recorded_runs(tmp_path: Path) -> None:
     run_id = json.loads(res.stdout)["run_id"]
     res = runner.invoke(app, ["runs", "--store", str(tmp_path / "runs.db")])
     assert res.exit_code == 0 and run_id in res.stdout
+    # on a narrow terminal the id stays whole (it is what `agent resume` takes): it was cut to "e359aed5d8…"
+    narrow = runner.invoke(app, ["runs", "--store", str(tmp_path / "runs.db")], env={"COLUMNS": "50"})
+    assert narrow.exit_code == 0 and run_id in narrow.stdout
 
 
 def test_tree_out_writes_the_value_tree(tmp_path: Path) -> None:

@@ -339,6 +339,8 @@ def run(
 #: The option that raises a limit when a paused run is resumed.
 _RAISE_OPTIONS = {"usd": "--max-usd", "total_tokens": "--max-tokens", "tool_calls": "--max-tool-calls"}
 _RAISE_ARGS = {"usd": "max_usd", "total_tokens": "max_tokens", "tool_calls": "max_tool_calls"}
+#: The command-line option that sets each budget dimension (a message names the option the user typed).
+_LIMIT_OPTIONS = {**_RAISE_OPTIONS, "seconds": "--max-seconds"}
 
 
 def _ask_for_budget(result: RunResult, as_json: bool) -> dict[str, float]:
@@ -370,7 +372,8 @@ def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
     for dim, value in overrides.items():
         if not math.isfinite(value) or value <= 0:
             raise TaskFileError(
-                f"--max-{dim.replace('_', '-')}: must be a positive finite number (got {value:g}); "
+                f"{_LIMIT_OPTIONS.get(dim, '--max-' + dim.replace('_', '-'))}: must be a positive finite "
+                f"number (got {value:g}); "
                 "fix: give a positive limit, or drop the option for the task file's"
             )
     try:
@@ -744,7 +747,7 @@ def runs(
         recent = RunStore(store).recent(limit)
     except StoreError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    table = Table("run", "task", "answer", "stop", "tokens", "tools", "USD")
+    table = _runs_table(["task", "answer", "stop", "tokens", "tools", "USD"], [r["run_id"] for r in recent])
     for r in recent:
         table.add_row(
             r["run_id"],
@@ -756,6 +759,15 @@ def runs(
             f"${r['usd']:.4f}",
         )
     out.print(table)
+
+
+def _runs_table(columns: list[str], run_ids: list[str]) -> Table:
+    """A table of runs whose first column shows each run id whole (it is what `agent resume` takes): the
+    other columns wrap on a narrow terminal instead."""
+    table = Table("run", *columns)
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max((len(i) for i in run_ids), default=3)
+    return table
 
 
 def _list_unfinished(path: str | Path, limit: int) -> None:
@@ -771,8 +783,7 @@ def _list_unfinished(path: str | Path, limit: int) -> None:
             store.close()
     except CheckpointError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    table = Table("run", "status", "task", "tokens", "tools", "USD")
-    table.columns[0].no_wrap = True
+    table = _runs_table(["status", "task", "tokens", "tools", "USD"], [r["run_id"] for r in rows])
     for r in rows:
         spent = r["spent"]
         table.add_row(
