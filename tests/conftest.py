@@ -25,6 +25,13 @@ import pytest  # noqa: E402
 from tests.postgres import INSTALL_HINT, REQUIRE_ENV, create_database, postgres_server  # noqa: E402
 
 
+@pytest.fixture
+def fake_openai_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OPENAI_API_KEY for tests of openai/ models on a loopback server (or refused before the call):
+    without one the Gateway refuses the model, as a run would fail on its first call."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A real PostgreSQL server for the session (see tests/postgres.py). Skipped when PostgreSQL is not

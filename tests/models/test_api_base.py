@@ -23,6 +23,8 @@ from thrifty.testing import ScriptedModel, reply
 from thrifty.workflows.runner import SetupError
 from thrifty.workflows.spec import TaskSpec
 
+pytestmark = pytest.mark.usefixtures("fake_openai_key")  # openai/ models on loopback servers
+
 MSG = [{"role": "user", "content": "hello"}]
 
 

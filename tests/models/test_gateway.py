@@ -131,6 +131,7 @@ def test_remote_models_are_blocked_in_tests() -> None:
         Gateway(Ledger()).check_model("openai/gpt-4o-mini")
 
 
+@pytest.mark.usefixtures("fake_openai_key")
 def test_usd_budget_with_unpriced_model_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("THRIFTY_BLOCK_REMOTE")
     with pytest.raises(UnpricedModelError, match="no known price"):

@@ -155,6 +155,7 @@ def test_unknown_prefix_and_blocked_remote_models_are_refused() -> None:
         gw.check_model("openai/gpt-4o-mini")
 
 
+@pytest.mark.usefixtures("fake_openai_key")
 def test_the_remote_guard_reads_the_providers_own_address_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without an api_base LiteLLM sends an openai/ call to OPENAI_API_BASE: loopback there is local."""
     gw = Gateway(Ledger(Budget()))
@@ -180,3 +181,18 @@ def test_an_agent_takes_a_model_object() -> None:
     assert result.model == script.model
     with pytest.raises(TypeError, match="model must be a name"):
         Agent(object())  # type: ignore[arg-type]
+
+
+def test_a_missing_api_key_is_refused_before_anything_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its key every call of a remote model fails (retried as a provider error, then exit 1): the
+    model check says which variable to set instead, and a server's base address alone is not a key."""
+    for var in ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    local = "http://127.0.0.1:8080/v1"  # the test guard lets a loopback server through
+    with pytest.raises(ModelError, match="needs OPENAI_API_KEY in the environment"):
+        Gateway(Ledger(Budget()), api_base=local).check_model("openai/smollm2")
+    with pytest.raises(ModelError, match="needs GOOGLE_API_KEY or GEMINI_API_KEY"):
+        Gateway(Ledger(Budget()), api_base=local).check_model("gemini/gemini-1.5-flash")
+    monkeypatch.setenv("OPENAI_API_KEY", "any-value")  # a server without auth accepts any value
+    Gateway(Ledger(Budget()), api_base=local).check_model("openai/smollm2")
+    Gateway(Ledger(Budget()), api_base=local).check_model("hosted_vllm/smollm2")  # LiteLLM needs no key

@@ -105,8 +105,10 @@ def test_bad_web_tool_options_exit_2(
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@pytest.mark.usefixtures("fake_openai_key")
 def test_example_task_file_validates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # validate calls no model; it checks the remote one as a run would (the suite blocks remote calls)
+    # validate calls no model; it checks the remote one as a run would (the suite blocks remote calls,
+    # and a run without OPENAI_API_KEY could not start)
     monkeypatch.delenv("THRIFTY_BLOCK_REMOTE")
     res = cli.invoke(app, ["validate", str(EXAMPLES / "webqa.yaml")])
     assert res.exit_code == 0, res.output

@@ -208,6 +208,17 @@ class _Remote(Provider):
                 f"remote model '{model}' blocked: {BLOCK_REMOTE_ENV}=1 (tests call no remote model; "
                 f"only an api_base on 127.0.0.1, ::1 or localhost is allowed)"
             )
+        # A missing key fails every call (after retries, as a provider error); say so before anything is
+        # spent. Only API-key variables are required here: other credentials (cloud accounts, a server's
+        # base) have defaults or other sources LiteLLM knows and this check does not.
+        missing = get_litellm().validate_environment(model, api_base=base).get("missing_keys") or []
+        if missing and all(str(k).endswith("_API_KEY") for k in missing):
+            either = " or ".join(missing)
+            raise ValueError(
+                f"model '{model}' needs {either} in the environment (LiteLLM reads the key from there; "
+                "a server without auth accepts any value): export it, e.g. "
+                f"export {missing[-1]}=..."
+            )
 
 
 REMOTE: Provider = _Remote(prefix="")
