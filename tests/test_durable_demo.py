@@ -1,0 +1,44 @@
+"""examples/durable/: the driver and job behind the README's durable-run and server demos run as shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "durable"
+
+
+def _agent(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, str(DEMO / "agent_demo.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_job_runs_its_five_steps_with_the_demo_model(tmp_path: Path) -> None:
+    done = _agent("run", str(DEMO / "job.yaml"), "--json", "--no-store", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["answer"] == "all 5 steps done" and result["stop_reason"] == "completed"
+    assert result["usage"]["tool_calls"] == 5 and abs(result["usage"]["usd"] - 0.05) < 1e-9
+
+
+def test_the_demo_model_counts_with_the_calculator(tmp_path: Path) -> None:
+    task = tmp_path / "count.yaml"
+    task.write_text(
+        "question: Count to 3\nmodel: scripted/demo\ntools: [calculator]\nbudget: {tool_calls: 5}\n"
+    )
+    done = _agent("run", str(task), "--json", "--no-store", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["answer"] == "3" and result["usage"]["tool_calls"] == 3
