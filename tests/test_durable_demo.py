@@ -42,3 +42,12 @@ def test_the_demo_model_counts_with_the_calculator(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["answer"] == "3" and result["usage"]["tool_calls"] == 3
+
+
+def test_resuming_a_finished_run_is_refused_before_anything_is_shown(tmp_path: Path) -> None:
+    done = _agent("run", str(DEMO / "job.yaml"), "--json", cwd=tmp_path)  # checkpointed in tmp/.thrifty
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    again = _agent("resume", run_id, cwd=tmp_path)
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
+    assert "Question:" not in again.stderr  # it printed the question, then the refusal

@@ -525,6 +525,7 @@ def _durable_options(
     """The checkpoint file, run id and resume flag of a run (nothing when it is not durable); for a
     resume, the budget the run was started with (under ``budget``)."""
     from thrifty.store.durable import CheckpointError, DurableStore, checkpoint_target, checkpoints_beside
+    from thrifty.workflows.durable import check_row
     from thrifty.workflows.spec import TaskFileError
 
     if no_store and resume is None and checkpoint is None:
@@ -540,6 +541,7 @@ def _durable_options(
         store = DurableStore(path)
         try:
             row = store.get(resume)
+            check_row(store, row, resume)  # missing, finished or running: refused before the run is shown
         finally:
             store.close()
     except CheckpointError as exc:

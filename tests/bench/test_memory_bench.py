@@ -121,6 +121,9 @@ def test_the_cli_runs_offline_and_refuses_a_bad_file(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no such file" in res.output
     res = runner.invoke(app, ["bench", "locomo", "--data", str(data), "--routers", "fancy"])
     assert res.exit_code == 2
+    data.write_text(json.dumps([locomo_sample()]), encoding="utf-8")
+    res = runner.invoke(app, [*args, "--conversations", "5-2"])  # ran 0 questions and exited 0
+    assert res.exit_code == 2 and "the range 5-2 is empty" in res.output
 
 
 def test_the_old_low_recall_is_an_option_and_a_bad_filter_is_refused(tmp_path: Path) -> None:

@@ -762,6 +762,10 @@ def _pick(convs: list[Any], which: str | None, questions: int | None) -> list[An
             lo, _, hi = part.partition("-")
             if not lo.isdigit() or (hi and not hi.isdigit()):
                 raise ValueError(f"--conversations {which!r}: give indexes such as 0,1 or 8-9")
+            if int(hi or lo) < int(lo):  # "5-2" picked nothing and the bench ran 0 questions
+                raise ValueError(
+                    f"--conversations {which!r}: the range {part} is empty; write it low-high, e.g. 2-5"
+                )
             idx.extend(range(int(lo), int(hi or lo) + 1))
         bad = [i for i in idx if i >= len(convs)]
         if bad:

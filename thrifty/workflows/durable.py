@@ -196,6 +196,20 @@ def open_durable(
 
 def check_resumable(store: DurableStore, row: dict[str, Any] | None, run_id: str, ledger: Ledger) -> None:
     """Refuse a resume that cannot continue the run (nothing is changed)."""
+    check_row(store, row, run_id)
+    assert row is not None
+    spent = _spent(store.charges(run_id), store.inflight(run_id))
+    for dim, limit in ledger.limits.items():
+        if spent.get(dim, 0.0) > limit + 1e-9:
+            raise CheckpointError(
+                f"run '{run_id}' has already spent {spent[dim]:g} {dim}, more than the budget it is resumed "
+                f"with ({limit:g}); fix: resume with a {dim} limit above {spent[dim]:g}"
+            )
+
+
+def check_row(store: DurableStore, row: dict[str, Any] | None, run_id: str) -> None:
+    """Refuse a run that is missing, finished or still running (the checks that need no budget, so that
+    `agent resume` can make them before it shows anything)."""
     if row is None:
         raise CheckpointError(
             f"no run '{run_id}' in {store.path}; fix: `agent runs` lists the runs that can be resumed"
@@ -208,13 +222,6 @@ def check_resumable(store: DurableStore, row: dict[str, Any] | None, run_id: str
         raise CheckpointError(
             f"run '{run_id}' is still running (process {row['pid']}); fix: wait for it, or stop it first"
         )
-    spent = _spent(store.charges(run_id), store.inflight(run_id))
-    for dim, limit in ledger.limits.items():
-        if spent.get(dim, 0.0) > limit + 1e-9:
-            raise CheckpointError(
-                f"run '{run_id}' has already spent {spent[dim]:g} {dim}, more than the budget it is resumed "
-                f"with ({limit:g}); fix: resume with a {dim} limit above {spent[dim]:g}"
-            )
 
 
 #: The stop reason of a run paused at its budget: ``paused:<dimension>`` (see :func:`pausing_at_budget`).
