@@ -79,6 +79,9 @@ def test_bad_requests_get_the_cli_messages_as_json() -> None:
         (_task(script.model, budget={"usd": 50}), 400, "over this server's per-request cap of 1"),
         (_task(script.model, tools=["mymod:tool"]), 400, "cannot be used on a server"),
         (_task(script.model, strategy="nosuch"), 400, "unknown strategy 'nosuch'"),
+        # a model the run would refuse is refused here, not accepted as a run that then fails
+        (_task("scripted/nobody-made-this"), 400, "no scripted model named 'nobody-made-this'"),
+        (_task("nosuch/x"), 400, "unknown provider 'nosuch'"),
         ([1, 2], 400, "JSON object"),
         (_task(script.model, question="x" * 5000), 413, "request body over 2000 bytes"),
     ]

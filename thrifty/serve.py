@@ -460,7 +460,13 @@ def _check_checkpoint(store: Any, run_id: str, spec: Any) -> None:
 
 def parse_task(data: Any) -> Any:
     """A task from a request body, validated as a task file is (the same messages), with no code reference."""
-    from thrifty.workflows.spec import TaskSpec, check_resources, render_issues, validation_issues
+    from thrifty.workflows.spec import (
+        TaskSpec,
+        check_resources,
+        model_issues,
+        render_issues,
+        validation_issues,
+    )
 
     if not isinstance(data, dict):
         raise ServeError(400, EXIT_BAD_INPUT, "the request body must be a JSON object of task fields")
@@ -479,7 +485,9 @@ def parse_task(data: Any) -> Any:
             EXIT_BAD_INPUT,
             f"request: {what} cannot be used on a server (fix: use built-in tools and strategies, no file paths)",
         )
-    issues = check_resources(spec)
+    issues = check_resources(spec) or model_issues(
+        spec
+    )  # a model the run would refuse: 400, not a failed run
     if issues:
         raise ServeError(400, EXIT_BAD_INPUT, render_issues(issues, "request"))
     return spec

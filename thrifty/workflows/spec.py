@@ -858,7 +858,7 @@ def load_task(
     else:
         issues += check_resources(spec, root, import_references=import_references)
         if check_models and not issues:
-            issues += _check_models(spec, root, overridden="model" in given)
+            issues += model_issues(spec, root, overridden="model" in given)
     if issues or spec is None:
         issues.sort(key=lambda i: i.line or 0)
         raise _fail(issues, file)
@@ -1024,7 +1024,9 @@ def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue
     return issues
 
 
-def _check_models(spec: TaskSpec, root: yaml.Node | LineIndex | None, overridden: bool) -> list[Issue]:
+def model_issues(
+    spec: TaskSpec, root: yaml.Node | LineIndex | None = None, overridden: bool = False
+) -> list[Issue]:
     """What a run checks on its models before it spends anything, as issues of the ``model`` field (or of
     ``models`` / ``roles`` with routing; ``--model`` when the command line gave the model)."""
     from thrifty.budget import Ledger, UnpricedModelError
