@@ -485,9 +485,8 @@ def parse_task(data: Any) -> Any:
             EXIT_BAD_INPUT,
             f"request: {what} cannot be used on a server (fix: use built-in tools and strategies, no file paths)",
         )
-    issues = check_resources(spec) or model_issues(
-        spec
-    )  # a model the run would refuse: 400, not a failed run
+    # a model the run would refuse is a 400 here, not an accepted run that then fails
+    issues = check_resources(spec) or model_issues(spec)
     if issues:
         raise ServeError(400, EXIT_BAD_INPUT, render_issues(issues, "request"))
     return spec

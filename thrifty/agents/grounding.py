@@ -12,9 +12,10 @@ solver can make those moves impossible instead of hoping the prompt prevents the
   ``url`` an ``enum`` of the addresses listed in search results, less the ones already sent to that tool:
   no repeated searches, no invented titles or addresses;
 * **grounded answers**: once something has been observed, the answer is an ``enum`` of what the question
-  asks for (:func:`answer_kind`): the options of an either-or question, ``yes`` / ``no``, the years (for "in
-  what year"), dates or numbers observed, or else names and titles from the observations closest to the question: a preamble,
-  a sentence or "unknown" cannot be written, and a long reply is cut to the span it starts with;
+  asks for (:func:`answer_kind`): the options of an either-or question, ``yes`` / ``no``, the years (for
+  "in what year"), dates or numbers observed, or else names and titles from the observations closest to
+  the question: a preamble, a sentence or "unknown" cannot be written, and a long reply is cut to the span
+  it starts with;
 * **enough looking**: after one lookup per name in the question and one more hop (:func:`max_lookups`),
   the grounded tools are withdrawn and the model answers;
 * **tool calls as JSON**: an OpenAI-compatible server that ignores ``tools`` and ``tool_choice`` (many do
@@ -166,7 +167,7 @@ def _urls(observations: Sequence[str]) -> list[str]:
 
 _YES_NO = re.compile(r"^(is|are|was|were|do|does|did|have|has|had|can|could|will|would)\b", re.IGNORECASE)
 _WHEN = re.compile(r"^when\b|\bwhen (was|were|did|is)\b|\bwhat date\b", re.IGNORECASE)
-#: "In what year", "which year", "year did": the answer is a bare year, not a full date.
+#: "In what year", "which year": the answer is a bare year, not a full date.
 _WHICH_YEAR = re.compile(r"\b(what|which) year\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow (many|much|long|old)\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b1\d{3}\b|\b20\d{2}\b")

@@ -29,6 +29,7 @@ from pydantic import (
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
+from thrifty.budget.pricing import Price
 from thrifty.models.routing import ROLES, EscalationPolicy, Routing
 from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 from thrifty.workflows.imports import BadReference, check_reference, import_object, split_reference
@@ -79,9 +80,7 @@ class ToolSpec(BaseModel):
     k: PositiveInt | None = Field(
         default=None, description="search / web_search only: passages or results returned per query."
     )
-    price: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Dollars per call (overrides the default)."
-    )
+    price: Price | None = Field(default=None, description="Dollars per call (overrides the default).")
     # web_search only
     provider: str | None = Field(
         default=None,
@@ -167,9 +166,7 @@ class MCPServerSpec(BaseModel):
     prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9_-]{0,20}$", description="Put before each tool's name (e.g. wiki_)."
     )
-    price: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Dollars per call of each of its tools."
-    )
+    price: Price | None = Field(default=None, description="Dollars per call of each of its tools.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds one call may take.")
     startup_timeout: float = Field(default=30.0, gt=0, description="Seconds to start and list its tools.")
     retries: int = Field(
