@@ -51,3 +51,14 @@ def test_resuming_a_finished_run_is_refused_before_anything_is_shown(tmp_path: P
     again = _agent("resume", run_id, cwd=tmp_path)
     assert again.returncode == 2 and "nothing to resume" in again.stderr
     assert "Question:" not in again.stderr  # it printed the question, then the refusal
+
+
+def test_the_paused_job_exits_4_and_resumes_with_a_higher_limit(tmp_path: Path) -> None:
+    paused = _agent("run", str(DEMO / "job-pause.yaml"), "--json", cwd=tmp_path)
+    assert paused.returncode == 4, paused.stderr
+    first = json.loads(paused.stdout)
+    assert first["stop_reason"] == "paused:tool_calls" and first["usage"]["tool_calls"] == 3
+    done = _agent("resume", first["run_id"], "--max-tool-calls", "6", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["answer"] == "all 5 steps done" and result["usage"]["tool_calls"] == 5
