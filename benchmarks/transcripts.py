@@ -1,8 +1,8 @@
 """README transcripts from real runs: ``python benchmarks/transcripts.py [--update-readme] [--check]``.
 
-The README shows what ``agent run examples/hotpotqa.yaml`` and ``python examples/webqa.py`` print. Written by hand, such a transcript goes
-stale the first time a prompt or a policy changes; here it is produced by running the command, so it can
-be regenerated and checked:
+The README shows what the commands in :data:`EXAMPLES` print (``agent run examples/hotpotqa.yaml`` and
+others). Written by hand, such a transcript goes stale the first time a prompt or a policy changes; here it
+is produced by running the command, so it can be regenerated and checked:
 
 * ``python benchmarks/transcripts.py`` runs every example in :data:`EXAMPLES` and writes its output to
   ``benchmarks/results/transcripts/<name>.txt``;
@@ -118,7 +118,8 @@ def fields(transcript: str) -> dict[str, object]:
             entries[label] = head.group(2).strip()
         elif label:
             entries[label] = f"{entries[label]} {text.strip()}".strip()
-    spent.update({"cost": plain["cost"]} if "cost" in plain else {})
+    if "cost" in plain:  # webqa's one spend line
+        spent["cost"] = plain["cost"]
     return {
         "steps": steps,
         "answer": entries.get("Answer", plain.get("answer")),

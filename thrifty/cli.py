@@ -372,8 +372,7 @@ def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
     for dim, value in overrides.items():
         if not math.isfinite(value) or value <= 0:
             raise TaskFileError(
-                f"{_LIMIT_OPTIONS.get(dim, '--max-' + dim.replace('_', '-'))}: must be a positive finite "
-                f"number (got {value:g}); "
+                f"{_LIMIT_OPTIONS[dim]}: must be a positive finite number (got {value:g}); "
                 "fix: give a positive limit, or drop the option for the task file's"
             )
     try:

@@ -92,8 +92,7 @@ class UnpricedModelError(ValueError):
 
     def __init__(self, model: str) -> None:
         self.model = model
-        super().__init__(
-            f"model '{model}' has no known price, so a USD budget cannot be enforced. "
-            f"Set its price under `pricing.models.{model}` (input_per_token / output_per_token), "
-            "or drop the `usd` limit."
-        )
+        #: What is wrong and how to fix it, apart (a task-file check reports them as message and fix).
+        self.problem = f"model '{model}' has no known price, so a USD budget cannot be enforced"
+        self.fix = f"set its price under pricing.models.{model} (input_per_token, output_per_token), or drop the usd limit"
+        super().__init__(f"{self.problem}; fix: {self.fix}")

@@ -1037,9 +1037,7 @@ def model_issues(
     try:
         checked_entry(gateway, spec.model)
     except UnpricedModelError as exc:
-        model = exc.model
-        message = f"model '{model}' has no known price, so a USD budget cannot be enforced"
-        fix = f"set its price under pricing.models.{model} (input_per_token, output_per_token), or drop the usd limit"
+        message, fix = exc.problem, exc.fix
     except (ModelError, ValueError, ImportError) as exc:
         message = str(exc)
         fix = "name a model this machine can run or reach (see README, Remote models)"
