@@ -157,7 +157,7 @@ def one_run(index: int, model: str, seed: int) -> Outcome:
     agent = Agent(
         model,
         tools=[make_lookup(state)],
-        budget=Budget(**limits),
+        budget=Budget.model_validate(limits),
         pricing=Pricing(models={model: price}),
         max_tokens=64,
         retries=0,

@@ -16,7 +16,7 @@ much rests on the model's pick, and what a model without skill would score. No m
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+from collections import Counter, defaultdict
 
 from thrifty.agents import grounding
 from thrifty.agents.answers import normalize_answer
@@ -59,7 +59,7 @@ def main() -> None:
             parser.error(f"{args.data} has no passages to search")
         runner = ToolRunner(make_search_tools(corpus, k=3)[:1], Ledger(Budget()))
     counts: Counter[tuple[str, str]] = Counter()
-    chance: Counter[str] = Counter()
+    chance: dict[str, float] = defaultdict(float)
     for item in dataset.items:
         observations = _gold_paragraphs(item) if runner is None else _searches(item, runner)
         spans = grounding.answer_spans(item.question, observations)

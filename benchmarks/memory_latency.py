@@ -26,7 +26,7 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--conversation", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)

@@ -55,7 +55,7 @@ def timed_grid(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--strategies", default="react,react_tracker")

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
                 seed=args.seed,
                 retries=0,
                 max_tokens=args.max_tokens,
-                **({"grounded": True} if args.grounded else {}),
+                grounded=True if args.grounded else None,
             )
             started = time.monotonic()
             result = agent.run(item.question)

@@ -77,7 +77,7 @@ def report(folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
     args = ap.parse_args(argv)
     print("\n\n".join(report(f) for f in args.folders))

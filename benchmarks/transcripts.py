@@ -160,7 +160,7 @@ def differences(shown: str, produced: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("names", nargs="*", default=sorted(EXAMPLES), help="examples to run")
     parser.add_argument("--update-readme", action="store_true", help="rewrite the README's blocks")
     parser.add_argument("--check", action="store_true", help="compare with the README, write nothing")

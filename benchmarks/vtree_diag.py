@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(args.data)
     items = ds.items[args.offset : args.offset + args.limit]
     corpus = ds.corpus()
-    tools = make_search_tools(corpus, k=3)
+    tools = make_search_tools(corpus, k=3) if corpus else ap.error(f"{args.data} has no passages to search")
     sim.register_items(ds.items, corpus)
     options = {k: _value(v) for k, _, v in (o.partition("=") for o in args.opt)}
     out: dict[str, Any] = {}

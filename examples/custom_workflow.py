@@ -5,17 +5,18 @@ The same `build` function can be named from a task file: `strategy: {name: "cust
 """
 
 from thrifty import END, Agent, Budget, Workflow
-from thrifty.agents import judge, plan, solve, verify
+from thrifty.agents import SolverState, judge, plan, solve, verify
 from thrifty.agents.events import JudgeEvent, PlanEvent, VerdictEvent
 from thrifty.tools import bundled_dataset_path, load_corpus, make_search_tools
 from thrifty.workflows.bats import after_solve
 
 
-def next_after_verify(state: dict) -> str:
+def next_after_verify(state: SolverState) -> str:
     """SUCCESS, a budget stop or 3 attempts end the loop; CONTINUE digs deeper; PIVOT re-plans."""
-    if state.get("stop_reason") or state["decision"] == "SUCCESS" or state["attempt"] >= 3:
+    decision = state.get("decision")
+    if state.get("stop_reason") or decision == "SUCCESS" or state.get("attempt", 0) >= 3:
         return "judge"
-    return "solve" if state["decision"] == "CONTINUE" else "plan"
+    return "solve" if decision == "CONTINUE" else "plan"
 
 
 def build(options: dict | None = None) -> Workflow:

@@ -42,7 +42,7 @@ HOW_TO_SEARCH = (
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
     p.add_argument("--model", default="local/smollm2", help="any LiteLLM model, or local/smollm2 (default)")
     p.add_argument("--strategy", default="react", help="react, bats, self_consistency, value_tree, ...")
