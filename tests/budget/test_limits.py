@@ -27,6 +27,15 @@ def test_zero_or_negative_limit_is_rejected(field: str, value: float) -> None:
         Budget(**{field: value})
 
 
+@pytest.mark.parametrize("field", [*INT_FIELDS, *FLOAT_FIELDS, "memory_ops"])
+def test_true_or_false_is_not_a_limit(field: str) -> None:
+    # `tool_calls: true` in a task file was read as a limit of 1
+    with pytest.raises(ValidationError, match="not true or false"):
+        Budget(**{field: True})
+    with pytest.raises(ValidationError):
+        Budget(per_tool={"search": True})
+
+
 @pytest.mark.parametrize("field", FLOAT_FIELDS)
 @pytest.mark.parametrize("value", [math.inf, math.nan])
 def test_an_infinite_or_nan_limit_is_rejected(field: str, value: float) -> None:

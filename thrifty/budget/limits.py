@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, Strict, field_validator
 
 TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "total_tokens")
 DIMENSIONS = (*TOKEN_DIMENSIONS, "usd", "model_requests", "tool_calls", "memory_ops", "seconds")
@@ -67,13 +67,21 @@ class Budget(BaseModel):
     tool_calls: PositiveInt | None = Field(
         default=None, description="Tool calls over all tools (batch items count)."
     )
-    per_tool: dict[str, PositiveInt] = Field(
+    per_tool: dict[str, Annotated[PositiveInt, Strict()]] = Field(  # strict: `search: true` is no limit
         default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
     )
     memory_ops: PositiveInt | None = Field(
         default=None, description="Memory operations (each write, recall or forget of a memory tier is one)."
     )
     seconds: PositiveFinite | None = Field(default=None, description="Wall-clock seconds for the whole run.")
+
+    @field_validator(*DIMENSIONS, mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        """``tool_calls: true`` is a typo, not a limit of 1 (pydantic would read a bool as 0 or 1)."""
+        if isinstance(value, bool):
+            raise ValueError("a limit is a number, not true or false")
+        return value
 
     @field_validator("per_tool")
     @classmethod
