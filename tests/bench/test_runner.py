@@ -64,8 +64,9 @@ def test_strategy_options_are_checked(text: str, message: str) -> None:
 
 
 def test_strategies_come_from_the_registry_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(BenchError, match="unknown strategy 'my_search'"):
+    with pytest.raises(BenchError, match="unknown strategy 'my_search'") as unknown:
         parse_strategies("react,my_search")
+    assert str(unknown.value).count("use one of") == 1  # the list once, not the registry's message again
     # A builder that declares no options model gets its options as a plain dict, unchecked.
     monkeypatch.setitem(registry.STRATEGIES, "my_search", lambda options: build_react())
     (choice,) = parse_strategies("my_search:width=3")

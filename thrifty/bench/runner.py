@@ -164,7 +164,11 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
             builder = get_builder(name)
         except (ValueError, ImportError, AttributeError) as exc:
             known = ", ".join(["react", "react_tracker", *[s for s in STRATEGIES if s != "react"]])
-            raise BenchError(f"unknown strategy '{head}': use one of {known} ({exc})") from None
+            # a custom builder's own failure says why; an unknown name is answered by the list alone
+            why = f" ({exc})" if ":" in name else ""
+            raise BenchError(
+                f"unknown strategy '{head}': use one of {known} or 'module:function'{why}"
+            ) from None
         spec_fields = {k: options.pop(k) for k in list(options) if k in _SPEC_FIELDS}
         try:
             parse_options(name, builder, options)
