@@ -99,3 +99,41 @@ def test_task_file_can_name_a_module_function_strategy(tmp_path: Path) -> None:
     result = run_task(load_task(task))
     assert result.answer == "Paris"
     assert result.strategy == "mygraph:build"
+
+
+def _answer_then(second: object) -> Workflow:
+    wf = Workflow("answer-then")
+    wf.node("a", lambda state, ctx: {"answer": "from a", "trace": [{"kind": "note", "action": "a ran"}]})
+    wf.node("b", second)  # type: ignore[arg-type]
+    return wf.edge("a", "b").edge("b", END)
+
+
+def test_a_node_that_crashes_keeps_the_answer_and_trace_found_before_it() -> None:
+    def boom(state: object, ctx: object) -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    result = Agent(ScriptedModel([]).model, budget=Budget(tool_calls=1), strategy=_answer_then(boom)).run("q")
+    assert result.stop_reason == "error" and result.error == "RuntimeError: boom"
+    assert result.answer == "from a" and [t.describe() for t in result.trace] == ["a ran"]
+
+
+def test_an_interrupted_run_keeps_the_answer_found_before_it() -> None:
+    def interrupted(state: object, ctx: object) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    result = Agent(
+        ScriptedModel([]).model, budget=Budget(tool_calls=1), strategy=_answer_then(interrupted)
+    ).run("q")
+    assert result.stop_reason == "cancelled" and result.answer == "from a" and len(result.trace) == 1
+
+
+@pytest.mark.parametrize("paths", [None, ["b", END]])
+def test_a_route_to_an_undeclared_node_is_an_error_naming_it(paths: list[str] | None) -> None:
+    wf = Workflow("misrouted")
+    wf.node("a", lambda state, ctx: {"answer": "from a"}).node("b", lambda state, ctx: {})
+    wf.route("a", lambda state: "bb", paths).edge("b", END)
+    result = Agent(ScriptedModel([]).model, budget=Budget(tool_calls=1), strategy=wf).run("q")
+    # LangGraph runs a route with its node's writes, so that step's state is lost with it; the run ends
+    # "error" naming the route, where it ended "completed" (no destinations) or with a bare KeyError.
+    assert result.stop_reason == "error" and result.error is not None
+    assert "route from 'a' returned 'bb'" in result.error and "'b'" in result.error

@@ -39,7 +39,7 @@ from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute, new_run_id
 from thrifty.workflows.spec import StrategySpec
-from thrifty.workflows.strategies import STRATEGIES
+from thrifty.workflows.strategies import STRATEGIES, get_builder
 from thrifty.workflows.stream import RunStream
 
 
@@ -71,10 +71,11 @@ class Agent:
         model: str | NamedModel = DEFAULT_MODEL,
         *,
         tools: Sequence[Tool] = (),
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
         strategy: str | StrategySpec | Callable[[Any], Any] = "react",
         tracker: bool = True,
         max_steps: int = DEFAULT_MAX_STEPS,
+        keep_observations: int | None = None,
         pricing: Pricing | None = None,
         temperature: float | None = DEFAULT_TEMPERATURE,
         max_tokens: int = DEFAULT_REPLY_TOKENS,
@@ -113,8 +114,8 @@ class Agent:
                 if not isinstance(escalation, EscalationPolicy)
                 else escalation,
             )
-        self.tools = list(tools)
-        self.budget = budget or Budget()
+        self.tools = _checked_tools(tools)
+        self.budget = _as_budget(budget, "budget") or Budget()
         self.builder: Callable[[Any], Any] | None = None
         if callable(strategy) and not isinstance(strategy, StrategySpec):
             # A Workflow, or any function building a graph: run it like a built-in strategy.
@@ -122,10 +123,19 @@ class Agent:
             strategy = getattr(strategy, "name", getattr(strategy, "__name__", "custom"))
         spec: StrategySpec
         if isinstance(strategy, str):
-            spec = StrategySpec(name=strategy, tracker=tracker, max_steps=max_steps, options=strategy_options)
+            spec = StrategySpec(
+                name=strategy,
+                tracker=tracker,
+                max_steps=max_steps,
+                keep_observations=keep_observations,
+                options=strategy_options,
+            )
         elif isinstance(strategy, StrategySpec):
             # keyword options add to (and override) the StrategySpec's own
-            spec = strategy.model_copy(update={"options": {**strategy.options, **strategy_options}})
+            update: dict[str, Any] = {"options": {**strategy.options, **strategy_options}}
+            if keep_observations is not None:
+                update["keep_observations"] = keep_observations
+            spec = strategy.model_copy(update=update)
         else:
             raise TypeError(f"strategy must be a name, a StrategySpec or a graph builder, got {strategy!r}")
         self.strategy = spec
@@ -133,6 +143,8 @@ class Agent:
         known = self.builder or STRATEGIES.get(spec.name)
         if known is not None:
             parse_options(spec.name, known, spec.options)
+        elif ":" not in spec.name:
+            get_builder(spec.name)  # an unknown name: UnknownStrategy, naming the registered ones
         self.pricing = pricing or Pricing()
         self.settings = ModelSettings(
             temperature=temperature,
@@ -153,7 +165,7 @@ class Agent:
         self,
         question: str,
         *,
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
         on_trace: TraceCallback | None = None,
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
@@ -181,7 +193,7 @@ class Agent:
         self,
         question: str,
         *,
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
         on_trace: TraceCallback | None = None,
         ledger: Ledger | None = None,
         run_id: str | None = None,
@@ -198,7 +210,7 @@ class Agent:
             **durable,
             model=self.model,
             tools=self.tools,
-            budget=budget or self.budget,
+            budget=_as_budget(budget, "budget") or self.budget,
             pricing=self.pricing,
             strategy=self.strategy,
             settings=self.settings,
@@ -218,14 +230,14 @@ class Agent:
         self,
         question: str,
         *,
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
     ) -> RunStream:
         """Run ``question`` and yield its events as they happen (:mod:`thrifty.workflows.stream`): ``start``,
         then each ``trace`` and ``charge`` with the budget left at that moment, and last ``result`` with the
         RunResult. Stopping early (``break``) cancels the run at its next step."""
-        limits = budget or self.budget
+        limits = _as_budget(budget, "budget") or self.budget
         ledger = Ledger(limits, name="run")
         durable = _durable(run_id, checkpoint)
         run_id = run_id or new_run_id()
@@ -248,7 +260,7 @@ class Agent:
         self,
         question: str,
         *,
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
     ) -> RunStream:
@@ -260,7 +272,7 @@ class Agent:
         self,
         question: str,
         *,
-        budget: Budget | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
         memory_scope: Scope | Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run in a worker thread, so an asyncio application is never blocked by a local model."""
@@ -305,3 +317,25 @@ def _memory_setup(
     if memory is None or isinstance(memory, MemorySetup):
         return memory
     return MemorySetup(memory=memory, scope=scope or {"agent_id": "default"}, budget=budget, mode=mode)
+
+
+def _checked_tools(tools: Sequence[Tool]) -> list[Tool]:
+    """The agent's tools, each a :class:`~thrifty.tools.Tool` (a plain function has no schema or price)."""
+    out = list(tools)
+    for i, item in enumerate(out):
+        if not isinstance(item, Tool):
+            what = f"the function {item.__name__!r}" if callable(item) else repr(item)[:60]
+            raise TypeError(
+                f"tools[{i}] is {what}, not a Tool: decorate a function with @tool (from thrifty.tools "
+                "import tool), or pass tools made by make_search_tools, make_web_search, make_read_url or connect_mcp"
+            )
+    return out
+
+
+def _as_budget(value: Budget | Mapping[str, Any] | None, name: str) -> Budget | None:
+    """A Budget, or a mapping of its fields (``{"tool_calls": 3}``); a ValueError names a bad field."""
+    if value is None or isinstance(value, Budget):
+        return value
+    if isinstance(value, Mapping):
+        return Budget.model_validate(dict(value))
+    raise TypeError(f"{name} must be a Budget (or a dict of its fields), got {type(value).__name__}")

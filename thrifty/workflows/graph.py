@@ -24,6 +24,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Send
 
 from thrifty.agents.context import RunContext
 from thrifty.agents.solver import SolverState
@@ -119,8 +120,28 @@ class Workflow:
         for source, target in self._edges:
             graph.add_edge(source, target)
         for source, router, paths in self._routes:
-            graph.add_conditional_edges(source, router, paths)  # type: ignore[arg-type]
+            graph.add_conditional_edges(source, self._checked(source, router, paths), paths)  # type: ignore[arg-type]
         return graph.compile(name=self.name)
+
+    def _checked(self, source: str, router: Router, paths: dict[Hashable, str] | None) -> Router:
+        """``router`` refusing a value that names no destination: LangGraph would end the run "completed"
+        (a name it does not know) or raise a bare KeyError (a key missing from ``paths``)."""
+        allowed: list[Hashable] = list(paths) if paths is not None else [*self._nodes, END]
+
+        def route(state: SolverState) -> Hashable:
+            value = router(state)
+            chosen: list[Any] = list(value) if isinstance(value, list | tuple) else [value]
+            for one in chosen:
+                name = one.node if isinstance(one, Send) else one  # a Send names the node it runs
+                if name not in (allowed if not isinstance(one, Send) else [*self._nodes]):
+                    shown = ", ".join(repr(a) for a in allowed)
+                    raise WorkflowError(
+                        f"route from '{source}' returned {name!r}, which is not one of its destinations ({shown})"
+                    )
+            return value
+
+        route.__name__ = getattr(router, "__name__", "route")
+        return route
 
     def __call__(self, options: dict[str, Any] | None = None) -> Any:
         return self.compile()

@@ -125,6 +125,8 @@ def execute(
         model = checked_entry(gateway, model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
+        recall = [] if memory is None or memory.mode == "context" else ["recall"]  # memory's tool
+        _check_per_tool(ledger.budget, [*(t.name for t in tools), *recall])
         # Memory recalls after the checks: nothing is spent on a run that cannot start.
         memory_use, system_prompt, tools = _start_memory(memory, question, ledger, system_prompt, tools)
         runner = ToolRunner(list(tools), ledger, pricing)  # refuses duplicate tool names
@@ -199,9 +201,18 @@ def execute(
 
     telemetry = RunTelemetry(ledger, run_id=run_id, strategy=strategy_label, model=model)
     telemetry.start()
+    latest: dict[str, Any] = {"state": state}  # the last state streamed: kept when a node crashes
     try:
-        state = _drive(
-            graph, state, ctx, strategy, durable, saved, pause=on_limit == "pause", telemetry=telemetry
+        _drive(
+            graph,
+            state,
+            ctx,
+            strategy,
+            durable,
+            saved,
+            pause=on_limit == "pause",
+            telemetry=telemetry,
+            latest=latest,
         )
     except KeyboardInterrupt:
         reason = stop_reason(StopKind.CANCELLED)
@@ -214,6 +225,7 @@ def execute(
         reason = stop_reason(StopKind.ERROR)
     finally:
         runner.close()
+    state = latest["state"]
 
     reason = reason or _paused_reason(durable, graph, on_limit)
     if reason is None:
@@ -276,10 +288,15 @@ def _drive(
     *,
     pause: bool,
     telemetry: Any = None,
+    latest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Stream the graph to its end and return the last state (a durable run: checkpointed at each step,
-    resumed from ``saved``, a budget pause answered with the budget it is resumed with)."""
+    resumed from ``saved``, a budget pause answered with the budget it is resumed with). Each state is
+    also put in ``latest["state"]`` as it comes, so a caller keeps the answer and trace found before a
+    node crashed or the run was interrupted."""
     import contextlib
+
+    latest = {} if latest is None else latest
 
     inputs: Any = state
     config: dict[str, Any] = {"recursion_limit": strategy.max_steps * 4 + 20}
@@ -294,6 +311,7 @@ def _drive(
             guard = pausing_at_budget(ctx.ledger)
         if saved:
             state, inputs = saved, durable.resume_input(graph)  # continue from the last checkpoint
+    latest["state"] = state
     traced = telemetry is not None and telemetry.enabled
     modes = ["values", "tasks"] if traced else ["values"]  # tasks: the node spans' starts and ends
     with guard:
@@ -304,7 +322,7 @@ def _drive(
                 continue
             if "__interrupt__" in values:  # a pause: the state is the checkpoint's
                 continue
-            state = values
+            state = latest["state"] = values
             if durable is not None:
                 durable.step(ctx.ledger)
     return state
@@ -437,6 +455,17 @@ def _with_escalations(trace: list[Any], emitted: list[TraceEvent]) -> list[Any]:
         merged.append(entry)
     merged.extend(e for _, e in waiting)
     return merged
+
+
+def _check_per_tool(budget: Budget, tools: Sequence[str]) -> None:
+    """A ``per_tool`` limit must name a tool of the run: a misspelt name would never bind."""
+    names = sorted(tools)
+    unknown = sorted(set(budget.per_tool) - set(names))
+    if unknown:
+        raise ValueError(
+            f"budget per_tool names {', '.join(repr(u) for u in unknown)}, which the run has no tool called "
+            f"(its tools: {', '.join(names) or 'none'}); fix: use one of those names, or drop the limit"
+        )
 
 
 def _start_memory(
