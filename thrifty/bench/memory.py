@@ -3,7 +3,11 @@
 Protocol: per conversation a fresh in-memory store; every session ingested (LOW write); then, per question
 and router, one memory recall on a capped child ledger, then one answer call (no tools) with the memory
 block in the system prompt, through the real Gateway and Ledger. Results are JSON lines, one per
-(conversation, question, router); a rerun skips what is done (resumable).
+(conversation, question, router); a rerun skips what is done (resumable). The settings the rows depend on
+(models, prices, memory options, the conversations' sessions) are kept beside them
+(``results.settings.json``): a rerun with other settings is refused (:class:`MemBenchError`) rather than
+mixed in. Both models are checked before anything runs, and an answer call that fails stops the run
+without writing its row (a rerun does it again).
 
 Scoring (offline, exact):
 
@@ -41,9 +45,11 @@ from thrifty.memory.formats import ChatSession, load_locomo, load_longmemeval
 from thrifty.memory.memory import LowFilter, WriteLevel
 from thrifty.memory.records import Level
 from thrifty.memory.temporal import resolve_relative
+from thrifty.redact import redact
 
 __all__ = [
     "MemBenchConfig",
+    "MemBenchError",
     "MemConversation",
     "MemQuestion",
     "locomo_conversations",
@@ -246,6 +252,122 @@ class MemBenchConfig:
         }
 
 
+class MemBenchError(ValueError):
+    """A memory benchmark that cannot run as asked: an unusable model, results made with other settings,
+    an answer call that failed (what was finished is kept)."""
+
+
+def check_models(config: MemBenchConfig) -> None:
+    """Refuse, before any run, an answer or memory model that cannot be called or priced (the check a run
+    makes on its own model, :func:`thrifty.models.routing.checked_entry`)."""
+    import thrifty.bench.memsim  # noqa: F401  (registers the simulated answerer)
+    from thrifty.budget import UnpricedModelError
+    from thrifty.models.gateway import ModelError
+    from thrifty.models.routing import checked_entry, make_gateway
+
+    gateway = make_gateway(Ledger(), config.pricing)
+    for what, model in (
+        ("answer model (--model)", config.model),
+        ("memory model (--memory-model)", config.memory_model),
+    ):
+        if model is None:
+            continue
+        try:
+            checked_entry(gateway, model)
+        except (ModelError, UnpricedModelError, ValueError, ImportError) as exc:
+            raise MemBenchError(f"{what} {model!r}: {exc}") from None
+
+
+def settings_path(results: Path) -> Path:
+    """Where the settings of the rows in ``results`` are kept (``results.settings.json`` beside it)."""
+    return results.with_name(f"{results.stem}.settings.json")
+
+
+def _embedder_used(choice: str) -> str:
+    """The embedder a run really uses (``auto`` is minilm where it is installed, else none)."""
+    if choice != "auto":
+        return choice
+    from thrifty.memory.embed import minilm_available
+
+    return "minilm" if minilm_available() else "none"
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def run_settings(config: MemBenchConfig) -> dict[str, Any]:
+    """What every row of a run depends on besides its (conversation, question, router) key: the models and
+    their prices, the memory options and cap, the answer's length, the learned weights (by content), and
+    each conversation's sessions (by id: another --haystack or data file changes them)."""
+    options = {k: v for k, v in config.memory_options().items() if k != "pricing"}
+    models = {m for m in (config.model, config.memory_model or config.model)}
+    weights = config.learned_weights
+    return {
+        "dataset": config.dataset,
+        "model": config.model,
+        **options,
+        "embedder": _embedder_used(config.embedder),
+        "prices": {
+            m: p.model_dump() if (p := config.pricing.model_price(m)) else None for m in sorted(models)
+        },
+        "memory_budget": config.memory_budget.limits(),
+        "max_tokens": config.max_tokens,
+        "learned_weights": _digest(Path(weights).read_bytes())
+        if weights and Path(weights).is_file()
+        else weights,
+        "conversations": {
+            c.id: _digest("\n".join(s.id for s in c.sessions).encode()) for c in config.conversations
+        },
+    }
+
+
+def check_settings(config: MemBenchConfig, results: Path, flag: str = "--out") -> None:
+    """Refuse to add rows to ``results`` made with other settings (MemBenchError naming the differences);
+    else record this run's settings beside it (the conversations of both runs kept)."""
+    mine = run_settings(config)
+    path = settings_path(results)
+    has_rows = results.exists() and results.stat().st_size > 0
+    if not path.exists():
+        if has_rows:
+            raise MemBenchError(
+                f"{results} has rows but no {path.name}: their settings are unknown, so they cannot be resumed; "
+                f"fix: give {flag} a new location, or delete {results} to start again"
+            )
+        _write_settings(path, mine)
+        return
+    try:
+        theirs = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(theirs, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise MemBenchError(
+            f"{path}: unreadable ({exc}); fix: give {flag} a new location, or delete the folder's results"
+        ) from None
+    differ = [k for k in mine if k != "conversations" and theirs.get(k) != mine[k]]
+    convs: dict[str, Any] = dict(theirs.get("conversations") or {})
+    differ += [f"conversation {c}" for c, d in mine["conversations"].items() if convs.get(c, d) != d][:3]
+    if differ:
+        shown = ", ".join(
+            f"{k} (was {json.dumps(theirs.get(k))}, now {json.dumps(mine[k])})" if k in mine else k
+            for k in differ
+        )
+        raise MemBenchError(
+            f"{results} was made with other settings: {shown}; fix: give {flag} a new location for these "
+            "settings, or rerun with the settings it was made with"
+        )
+    _write_settings(path, {**mine, "conversations": {**convs, **mine["conversations"]}})
+
+
+def _write_settings(path: Path, settings: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def parse_routers(text: str) -> list[tuple[str, float]]:
     """``low,mid,high,rules,rules:0.1,learned:0.5`` -> [(router, lambda)] (lambda default 0.3)."""
     out: list[tuple[str, float]] = []
@@ -286,6 +408,8 @@ def done_runs(path: Path, field: str = "router") -> set[tuple[str, int, str]]:
 
 
 def _answer(config: MemBenchConfig, ledger: Ledger, question: str, block: str) -> str:
+    """The answer model's reply; MemBenchError when the call fails (no row is written for it: a rerun asks
+    again, where a stored error would have counted as a finished run)."""
     from thrifty.models.gateway import Gateway, ModelError
 
     system = f"{ANSWER_PROMPT}\n\n{block}" if block else ANSWER_PROMPT
@@ -297,7 +421,10 @@ def _answer(config: MemBenchConfig, ledger: Ledger, question: str, block: str) -
             node="answer",
         )
     except ModelError as exc:
-        return f"[error: {exc}]"[:300]
+        raise MemBenchError(
+            redact(f"the answer model {config.model} failed: {' '.join(str(exc).split())}")[:500]
+            + "; the finished runs are saved: rerun the same command to resume"
+        ) from None
     return (reply.content or "").strip()
 
 
@@ -380,10 +507,10 @@ def _question_record(
 def run_memory_bench(
     config: MemBenchConfig, results: Path, *, progress: bool = True
 ) -> Iterator[dict[str, Any]]:
-    """Run what is not done yet (appending to ``results``), yielding each new record."""
-    import thrifty.bench.memsim  # noqa: F401  (registers the simulated answerer)
-
-    results.parent.mkdir(parents=True, exist_ok=True)
+    """Run what is not done yet (appending to ``results``), yielding each new record. MemBenchError before
+    any run when a model cannot be used or ``results`` holds rows of other settings."""
+    check_models(config)
+    check_settings(config, results)
     done = done_runs(results)
     with results.open("a", encoding="utf-8") as out:
         for conv in config.conversations:

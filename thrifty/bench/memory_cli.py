@@ -75,7 +75,7 @@ def train_router_cmd(
     """Run every training question under all 9 (retrieve, condense) configurations (resumable), then fit
     the router (torch) and write its weights (JSON, run by numpy). Only LongMemEval is read: a router
     trained on LoCoMo (CC BY-NC) must never be shipped."""
-    from thrifty.bench.memory import MemBenchConfig, longmemeval_conversations
+    from thrifty.bench.memory import MemBenchConfig, check_models, check_settings, longmemeval_conversations
     from thrifty.bench.router_grid import load_grid, run_router_grid
     from thrifty.bench.runner import make_pricing
     from thrifty.budget import Budget
@@ -100,6 +100,8 @@ def train_router_cmd(
             chunk_tokens=None,  # whole turns, as the shipped weights were trained
             chunk_turns=chunk_turns,
         )
+        check_models(config)  # before any run: an unusable model is exit 2, not rows of errors
+        check_settings(config, grid_path, "--grid")  # a grid of other settings is never resumed into
     except (MemoryFormatError, ValueError, EmbedderError) as exc:
         raise fail(str(exc)) from None
     if model.startswith("memsim/"):

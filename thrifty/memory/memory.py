@@ -187,7 +187,33 @@ class MemoryRecall(BaseModel):
 
 
 class MemoryStoreError(ValueError):
-    """The memory database cannot be written (held by another process past the wait, or unreachable)."""
+    """The memory database cannot be opened, read or written (held by another process past the wait,
+    unreachable, or not a database); the message names the store, never its password."""
+
+
+def _url_parts(url: str) -> tuple[str, str | None]:
+    """A store's URL as messages show it (any password hidden), and the password (to scrub it elsewhere)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except (SQLAlchemyError, ValueError):
+        return redact(url), None
+    return parsed.render_as_string(hide_password=True), parsed.password
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    """The first line of a driver's error, the store's password hidden should it quote it."""
+    text = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
+    if password:
+        text = text.replace(password, "***")
+    return redact(text)[:200]
+
+
+def _check_lam(lam: float) -> float:
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"memory lambda must be within [0, 1], got {lam}")
+    return lam
 
 
 def _engine(store: str | Path | Engine | None, busy_timeout: float) -> Engine:
@@ -204,9 +230,13 @@ def _engine(store: str | Path | Engine | None, busy_timeout: float) -> Engine:
     return create_engine(url)
 
 
+_TAG = re.compile(r"(<\s*/?\s*memory)", re.I)
+
+
 def _safe(text: str) -> str:
-    """Recalled text can never close the memory block early."""
-    return re.sub(r"</?\s*memory", lambda m: m.group(0).replace("memory", "memory\u200b"), text, flags=re.I)
+    """Recalled text can never close (or reopen) the memory block early: every ``<memory`` / ``</memory`` tag,
+    in any case and with any spaces (``</MEMORY>``, ``< /memory>``), gets a zero-width space after the word."""
+    return _TAG.sub("\\1\u200b", text)
 
 
 class Memory:
@@ -241,8 +271,7 @@ class Memory:
         filter_weight: float = 0.5,
         filter_neighbours: Neighbours = "next",
     ) -> None:
-        if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"memory lambda must be within [0, 1], got {lam}")
+        _check_lam(lam)
         if k < 1 or max_context_tokens < 50 or facts_k < 0:
             raise ValueError("memory needs k >= 1, max_context_tokens >= 50 and facts_k >= 0")
         if (chunk_turns is not None and chunk_turns < 1) or (chunk_tokens is not None and chunk_tokens < 32):
@@ -264,10 +293,16 @@ class Memory:
                     f"memory {name}='high' needs a model (Memory(model=...)); or use {name}='low'"
                 )
         self._own_engine = not isinstance(store, Engine)
-        self.engine = _engine(store, busy_timeout)
         self.pricing = pricing or Pricing()
         vectors = load_embedder(embedder)
-        self.low = LexicalTier(self.engine, name="retrieve:low", stem=stem)
+        self._embedder_off = embedder is None or embedder == "none"  # chosen, not missing
+        self.engine = self._open(store, busy_timeout)
+        try:
+            self.low = LexicalTier(self.engine, name="retrieve:low", stem=stem)
+        except SQLAlchemyError as exc:
+            if self._own_engine:
+                self.engine.dispose()
+            raise self._store_error(exc, "open") from None
         self.mid = DenseTier(self.engine, embedder=vectors, name="retrieve:mid", stem=stem)
         self.model = model
         self.high: LLMTier | None = (
@@ -302,6 +337,20 @@ class Memory:
         self.filter_k = filter_k
         self.filter_weight = filter_weight
         self.filter_neighbours: Neighbours = filter_neighbours
+
+    @staticmethod
+    def _open(store: str | Path | Engine | None, busy_timeout: float) -> Engine:
+        """The store's engine; a URL that cannot be used (a bad URL, a driver not installed) is a
+        MemoryStoreError naming it (its password hidden)."""
+        try:
+            return _engine(store, busy_timeout)
+        except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+            raw = str(store)
+            shown, password = _url_parts(raw) if "://" in raw else (raw, None)
+            raise MemoryStoreError(
+                f"memory store {shown}: cannot open ({_reason(exc, password)}); give a SQLite file in a folder "
+                "you can write, or a SQLAlchemy URL whose driver is installed"
+            ) from None
 
     # ------------------------------------------------------------------------------------- writing
     def chunks(self, sessions: Sequence[ChatSession], scope: Scope, source: str = "") -> list[MemoryItem]:
@@ -426,25 +475,30 @@ class Memory:
         scope: Scope | Mapping[str, str],
         ledger: Ledger | None = None,
         budget: Budget | None = None,
+        source: str | None = None,
     ) -> Ingested:
         """Store chat sessions (objects, dicts as in a JSONL line, or a LoCoMo / LongMemEval / JSONL file):
         their chunks and, as configured, their facts and summaries, in one charged write, all or nothing,
         idempotent by content. ``ledger``: charge it there (else a fresh one with ``budget``); HIGH writes
-        never exceed it (they fall back to LOW). Raises MemoryFormatError on a bad file, BudgetExceeded
-        (nothing written) when even the write cannot be paid."""
+        never exceed it (they fall back to LOW). ``source``: the prefix of each item's source (default: the
+        file's name and a colon). Raises MemoryFormatError on a bad file, BudgetExceeded (nothing written)
+        when even the write cannot be paid, MemoryStoreError when the store cannot be read or written."""
         target = Scope.of(scope)
         if isinstance(sessions, str | Path):
             loaded = load_sessions(sessions)
-            source = f"{Path(sessions).name}:"
+            source = f"{Path(sessions).name}:" if source is None else source
         else:
             loaded = sessions_from(list(sessions))
-            source = ""
+            source = source or ""
         ledger = ledger or Ledger(budget)
         report = Ingested()
         items = self.chunks(loaded, target, source)
         if not items:
             return report
-        items += self._layers(loaded, target, source, ledger, report)
+        try:
+            items += self._layers(loaded, target, source, ledger, report)
+        except SQLAlchemyError as exc:  # the look for sessions already written at HIGH
+            raise self._store_error(exc, "read") from None
         request = WriteRequest(items=tuple(items))
         for item in request.items:
             report.layers[item.kind] = report.layers.get(item.kind, 0) + 1
@@ -485,16 +539,21 @@ class Memory:
         except SQLAlchemyError as exc:
             raise self._store_error(exc) from None
 
-    def _store_error(self, exc: SQLAlchemyError) -> MemoryStoreError:
+    def _store_error(self, exc: SQLAlchemyError, doing: str = "write") -> MemoryStoreError:
         url = self.engine.url.render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        reason = _reason(exc, self.engine.url.password and str(self.engine.url.password))
+        done = "; nothing was written" if doing == "write" else ""
         return MemoryStoreError(
-            f"memory store {url}: cannot write ({reason}); nothing was written. If another process holds "
-            "the database, retry when it is done (or give it its own store)"
+            f"memory store {url}: cannot {doing} ({reason}){done}. If another process holds the database, "
+            "retry when it is done (or give it its own store); else check the file or URL"
         )
 
     def count(self, scope: Scope | Mapping[str, str] | None = None) -> int:
-        return self.low.count(None if scope is None else Scope.of(scope))
+        """How many items are stored (within ``scope``). Free: a look at the store."""
+        try:
+            return self.low.count(None if scope is None else Scope.of(scope))
+        except SQLAlchemyError as exc:
+            raise self._store_error(exc, "read") from None
 
     # ------------------------------------------------------------------------------------- reading
     def recall(
@@ -509,7 +568,10 @@ class Memory:
         k: int | None = None,
     ) -> MemoryRecall:
         """The memory block for ``query`` (see the module docstring). ``ledger``: charge it there (an agent
-        passes its memory child ledger); else a fresh ledger with ``budget``. Never raises BudgetExceeded."""
+        passes its memory child ledger); else a fresh ledger with ``budget``. Never raises BudgetExceeded.
+        ``lam`` (this recall's trade-off) must be within [0, 1], as the constructor's."""
+        if lam is not None:
+            _check_lam(lam)
         started = time.perf_counter()
         ledger = ledger or Ledger(budget)
         target = Scope.of(scope)
@@ -535,6 +597,7 @@ class Memory:
         report = self._report(chosen.name, decision, ran, ledger.events[before:], notes)
         report.router_ms = router_ms
         report.recall_ms = (time.perf_counter() - started) * 1000
+        items = items if block else []  # no block: nothing recalled was shown
         report.items = len(items)
         report.facts = len(facts)
         text = f"{MEMORY_OPEN}\n{_safe(block)}\n{MEMORY_CLOSE}" if block else ""
@@ -562,8 +625,11 @@ class Memory:
         self, query: str, scope: Scope, decision: Decision, ledger: Ledger, k: int, notes: list[str]
     ) -> tuple[list[MemoryItem], str]:
         """The ranked items of the retrieve tier that runs: ``k`` of them; at LOW with the turn filter on,
-        ``max(k, filter_k)`` (the filter's candidates; MID and HIGH condense still read the first ``k``)."""
+        ``max(k, filter_k)`` (the filter's candidates; MID and HIGH condense still read the first ``k``).
+        A tier starts only when the budget can pay it and a LOW condense after it (retrieved items that
+        cannot be condensed would be paid for nothing)."""
         wanted = decision.tiers.get("retrieve", "low")
+        store_failed: SQLAlchemyError | None = None
         for level in LEVELS[: LEVELS.index(wanted) + 1][::-1]:
             pool = max(k, self.filter_k) if level == "low" and self.low_filter == "turns" else k
             request = RecallRequest(query=query, k=pool, scope=scope, kinds=_MAIN_KINDS)
@@ -571,21 +637,35 @@ class Memory:
             if tier is None:
                 notes.append(f"retrieve:{level} unavailable (no model configured)")
                 continue
-            if not ledger.can_afford(tier.estimate(request).total()):
-                notes.append(f"retrieve:{level} not affordable: stepped down")
+            need = tier.estimate(request).total()
+            if not ledger.can_afford({**need, "memory_ops": need.get("memory_ops", 0.0) + 1}):
+                notes.append(f"retrieve:{level} not affordable (with a condense after it): stepped down")
                 continue
             try:
                 recalled = charge(tier, request, ledger, node="memory")
+            except (
+                SQLAlchemyError
+            ) as exc:  # the store is held or unreachable: no cheaper tier reads elsewhere
+                store_failed = exc
+                break
             except Exception as exc:  # a model error or a budget stop mid-way: the next cheaper tier
                 notes.append(redact(f"retrieve:{level} failed ({type(exc).__name__}): stepped down")[:300])
                 continue
             if level == "mid" and self.mid.fallback:
-                notes.append(
-                    "retrieve:mid ran lexical only: no embedder installed (pip install 'thrifty[memory]')"
-                )
+                notes.append(self._lexical_note())
             return recalled.items, level
-        notes.append("memory skipped: the memory budget cannot pay even a LOW recall")
+        if store_failed is not None:
+            notes.append(f"memory skipped: {self._store_error(store_failed, 'read')}")
+        else:
+            notes.append(
+                "memory skipped: the memory budget cannot pay even a LOW recall (retrieve and condense)"
+            )
         return [], "skipped"
+
+    def _lexical_note(self) -> str:
+        if self._embedder_off:
+            return "retrieve:mid ran lexical only: embedder none was chosen"
+        return "retrieve:mid ran lexical only: no embedder installed (pip install 'thrifty[memory]')"
 
     def _recall_facts(self, query: str, scope: Scope, ledger: Ledger, notes: list[str]) -> list[MemoryItem]:
         """Up to ``facts_k`` facts beside the chunks: one LOW lookup (1 memory_ops), only when the scope has
@@ -606,13 +686,19 @@ class Memory:
     def facts_of(self, scope: Scope | Mapping[str, str], *, current: bool = False) -> list[MemoryItem]:
         """The facts stored within ``scope``, in the order they hold (``current``: only those not replaced).
         Free: a look at the store, not a recall."""
-        found = [i for i in self.low.items(Scope.of(scope)) if i.kind == "fact"]
+        found = [i for i in self._stored(Scope.of(scope)) if i.kind == "fact"]
         found = [i for i in found if not current or i.valid_to is None]
         return sorted(found, key=lambda i: (i.valid_from or i.created, i.created, i.meta.get("order", 0)))
 
     def summaries_of(self, scope: Scope | Mapping[str, str]) -> list[MemoryItem]:
         """The session summaries stored within ``scope``, oldest first (free, as :meth:`facts_of`)."""
-        return [i for i in self.low.items(Scope.of(scope)) if i.kind == "summary"]
+        return [i for i in self._stored(Scope.of(scope)) if i.kind == "summary"]
+
+    def _stored(self, scope: Scope) -> list[MemoryItem]:
+        try:
+            return self.low.items(scope)
+        except SQLAlchemyError as exc:
+            raise self._store_error(exc, "read") from None
 
     def _condense(
         self,

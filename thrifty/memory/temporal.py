@@ -116,7 +116,10 @@ def _last_weekday(name: str, anchor: date) -> date:
 
 
 _NUM = "|".join(sorted((re.escape(k) for k in _NUMBERS), key=len, reverse=True))
+# The longer phrases first: "the day before yesterday" is not "yesterday" (an earlier match keeps its span).
 _RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(the day before yesterday)\b", re.I), "day_before"),
+    (re.compile(r"\b(the day after tomorrow)\b", re.I), "day_after"),
     (re.compile(r"\b(yesterday|last night)\b", re.I), "yesterday"),
     (re.compile(r"\b(today|tonight|this morning|this afternoon|this evening)\b", re.I), "today"),
     (re.compile(r"\b(tomorrow)\b", re.I), "tomorrow"),
@@ -128,13 +131,12 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+_DAY_SHIFT = {"day_before": -2, "yesterday": -1, "today": 0, "tomorrow": 1, "day_after": 2}
+
+
 def _absolute(kind: str, m: re.Match[str], anchor: date) -> str | None:
-    if kind == "yesterday":
-        return format_day(anchor - timedelta(days=1))
-    if kind == "today":
-        return format_day(anchor)
-    if kind == "tomorrow":
-        return format_day(anchor + timedelta(days=1))
+    if kind in _DAY_SHIFT:
+        return format_day(anchor + timedelta(days=_DAY_SHIFT[kind]))
     if kind == "last_week":
         return f"the {m.group(2).lower()} before {format_day(anchor)}"
     if kind == "next_week":
@@ -178,8 +180,8 @@ def resolve_relative(text: str, when: datetime | None) -> str:
 
 def _day_of(kind: str, m: re.Match[str], anchor: date) -> date | None:
     """The day a relative phrase names, when it names one day (None for weeks, months, years)."""
-    if kind in ("yesterday", "today", "tomorrow"):
-        return anchor + timedelta(days={"yesterday": -1, "today": 0, "tomorrow": 1}[kind])
+    if kind in _DAY_SHIFT:
+        return anchor + timedelta(days=_DAY_SHIFT[kind])
     if kind == "weekday":
         return _last_weekday(m.group(2).lower(), anchor)
     if kind == "ago" and m.group(2).lower().startswith("day"):

@@ -250,7 +250,7 @@ def execute(
         else [],
         events=[e.to_dict() for e in ledger.events],
         overruns=Overrun.from_ledger(ledger),
-        memory=list(memory_use.reports) if memory_use is not None else [],
+        memory=memory_use.all_reports() if memory_use is not None else [],
     )
     telemetry.finish(result)
     if recorder is not None:
@@ -563,7 +563,11 @@ def run_task(
     try:
         tools, pricing = resolve_tools(spec)
         builder = get_builder(spec.strategy.name, spec.base_dir)
-        memory = setup_from_spec(spec.memory, spec.base_dir) if spec.memory is not None else None
+        memory = (
+            setup_from_spec(spec.memory, spec.base_dir, pricing=pricing, run_budget=spec.budget)
+            if spec.memory is not None
+            else None
+        )
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
     with open_mcp_servers(spec) as mcp_tools:
