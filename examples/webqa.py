@@ -23,14 +23,16 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from thrifty import Agent, Budget, RunResult
 from thrifty.agents.events import ObservationEvent
 from thrifty.bench.localweb import LocalWeb, web_tools
+from thrifty.models.gateway import ModelError
 from thrifty.models.search import LiteLLMSearch
 from thrifty.tools import Tool, bundled_dataset_path, load_corpus
-from thrifty.tools.mcp import MCPServerConfig, connect_mcp
+from thrifty.tools.mcp import MCPServerConfig, MCPStartupError, connect_mcp
 from thrifty.tools.web import make_read_url
 from thrifty.tools.web_search import make_web_search
 
@@ -41,17 +43,32 @@ HOW_TO_SEARCH = (
 )
 
 
+def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number > 0 (argparse then exits 2 naming the option)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not more than 0: give a positive limit")
+        return value
+
+    return parse
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
     p.add_argument("--model", default="local/smollm2", help="any LiteLLM model, or local/smollm2 (default)")
     p.add_argument("--strategy", default="react", help="react, bats, self_consistency, value_tree, ...")
-    p.add_argument("--tool-calls", type=int, default=5, help="tool calls allowed for the question")
+    p.add_argument("--tool-calls", type=positive(int), default=5, help="tool calls allowed for the question")
     p.add_argument(
-        "--usd", type=float, default=0.05, help="dollars allowed for the question (tokens + tools)"
+        "--usd", type=positive(float), default=0.05, help="dollars allowed for the question (tokens + tools)"
     )
-    p.add_argument("--seconds", type=float, default=300.0, help="seconds allowed for the question")
-    p.add_argument("--k", type=int, default=3, help="search results per query")
+    p.add_argument("--seconds", type=positive(float), default=300.0, help="seconds allowed for the question")
+    p.add_argument("--k", type=positive(int), default=3, help="search results per query")
     p.add_argument("--provider", help="a LiteLLM search provider on the real web (default: the local web)")
     p.add_argument(
         "--fallback", action="append", default=[], help="a provider tried when the one before fails"
@@ -92,20 +109,21 @@ def main() -> int:
                     connect_mcp(MCPServerConfig(f"mcp{i}", command=shlex.split(command)))
                 )
                 tools += connection.tools
-        except (ValueError, RuntimeError) as exc:  # a missing key, an unknown provider, an MCP server down
+            agent = Agent(
+                args.model,
+                tools=tools,
+                budget=Budget(tool_calls=args.tool_calls, usd=args.usd, seconds=args.seconds),
+                strategy=args.strategy,
+                temperature=0.2,
+                seed=7,
+                max_tokens=96,
+                system_prompt=HOW_TO_SEARCH,
+            )
+            result = agent.run(args.question)  # a model that cannot start raises before spending anything
+        # a missing key, an unknown provider or strategy, a bad limit, an MCP server down
+        except (ValueError, MCPStartupError, ModelError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        agent = Agent(
-            args.model,
-            tools=tools,
-            budget=Budget(tool_calls=args.tool_calls, usd=args.usd, seconds=args.seconds),
-            strategy=args.strategy,
-            temperature=0.2,
-            seed=7,
-            max_tokens=96,
-            system_prompt=HOW_TO_SEARCH,
-        )
-        result = agent.run(args.question)
     print(f"question: {args.question}")
     print(f"answer:   {result.answer}")
     print(

@@ -182,6 +182,9 @@ def render_result(result: RunResult, console: Console) -> None:
         ("tool calls", usage.tool_calls, "tool_calls"),
     ]
     rows += [(f"  {name} calls", n, f"tool:{name}") for name, n in usage.per_tool.items()]
+    if "memory_ops" in result.budget:  # the run's budget caps memory operations: show them against it
+        ops = sum(e.get("units", {}).get("memory_ops", 0.0) for e in result.events)
+        rows += [("memory operations", f"{ops:g}", "memory_ops")]
     rows += [
         ("USD (tokens + tools)", f"${usage.usd:.4f}", "usd"),
         ("seconds", f"{usage.seconds:.1f}", "seconds"),
@@ -197,10 +200,16 @@ def render_result(result: RunResult, console: Console) -> None:
     for report in result.memory:  # each recall: what the router chose, what ran, what it cost
         ran = ", ".join(f"{module} {tier}" for module, tier in report.ran.items()) or "nothing"
         notes = f"; {'; '.join(report.notes)}" if report.notes else ""
+        what = (  # the ingest adds items; a recall delivers a block, chosen by its router
+            f"{report.items} items added"
+            if report.router == "ingest"
+            else f"{report.items} items, {report.block_tokens} block tokens"
+        )
+        router = "" if report.router == "ingest" else f"; router {report.router_ms:.2f} ms"
         console.print(
-            f"[dim]memory ({report.router}): ran {ran}; {report.items} items, {report.block_tokens} block tokens; "
-            f"{report.memory_ops:g} memory ops, {report.model_tokens:g} model tokens, ${report.usd:.4f}; "
-            f"router {report.router_ms:.2f} ms{escape(notes)}[/dim]"
+            f"[dim]memory ({report.router}): ran {ran}; {what}; "
+            f"{report.memory_ops:g} memory ops, {report.model_tokens:g} model tokens, ${report.usd:.4f}"
+            f"{router}{escape(notes)}[/dim]"
         )
     for over in result.overruns:  # a limit crossed is never silent
         where = "" if over.ledger == "run" else f" ({over.ledger})"
@@ -882,7 +891,7 @@ def batch(
     from thrifty.bench.cli import check_executor, global_limits
     from thrifty.bench.runner import BenchError
     from thrifty.scale import ScaleError
-    from thrifty.scale.batch import BatchError, load_batch, run_batch
+    from thrifty.scale.batch import BatchError, ResultsFileError, load_batch, run_batch
     from thrifty.workflows.runner import SetupError
     from thrifty.workflows.spec import TaskFileError
 
@@ -908,7 +917,11 @@ def batch(
             store=not no_store,
             on_result=show,
         )
-    except (TaskFileError, BatchError, BenchError, ScaleError, SetupError, typer.BadParameter) as exc:
+    except ResultsFileError as exc:
+        raise fail(f"--out {exc.path}: {exc.reason} (fix: {exc.fix})", EXIT_BAD_INPUT) from None
+    except typer.BadParameter as exc:  # its message alone would not name the option
+        raise fail(exc.format_message(), EXIT_BAD_INPUT) from None
+    except (TaskFileError, BatchError, BenchError, ScaleError, SetupError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         raise fail(f"interrupted: finished tasks are saved in {out_file}; rerun to resume", 130) from None

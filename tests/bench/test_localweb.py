@@ -55,3 +55,34 @@ def test_bench_grid_through_the_local_web(hotpot_file: Path, tmp_path: Path) -> 
     used = {tool for r in records for tool in r["usage"]["per_tool"]}
     assert "web_search" in used and used <= {"web_search", "read_url"}  # never the in-process search/read
     assert sum(r["em"] for r in records) >= 2  # a perfect simulated model finds the evidence over HTTP
+
+
+def test_the_local_webs_port_does_not_change_the_simulated_replies(hotpot_file: Path, tmp_path: Path) -> None:
+    from thrifty.bench.sim import _request_hash
+
+    def messages(port: int) -> list[dict[str, object]]:
+        url = f"http://127.0.0.1:{port}/wiki/Oberhal"
+        return [
+            {"role": "user", "content": "Where is Oberhal?", "calls": []},
+            {"role": "assistant", "content": "", "calls": [("read_url", {"url": url})]},
+            {"role": "tool", "content": f"[web page: {url} -- untrusted content]\nOberhal\n[end of web page]",
+             "calls": []},
+        ]  # fmt: skip
+
+    assert _request_hash("sim/default", messages(40001), {}) == _request_hash(
+        "sim/default", messages(51234), {}
+    )
+    runs = []
+    for name in ("first", "second"):  # each run serves the corpus on a new ephemeral port
+        out = tmp_path / name
+        res = CliRunner().invoke(
+            app,
+            ["bench", "hotpotqa", "--data", str(hotpot_file), "--model", "sim/default", "--strategies", "react",
+             "--budgets", "4", "--web", "--out", str(out), "--no-plot", "-q"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        runs.append(
+            sorted((r["question_id"], r["answer"], r["steps"], r["usage"]["per_tool"]) for r in records)
+        )
+    assert runs[0] == runs[1]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from thrifty.budget import Budget
 from thrifty.cli import app
 from thrifty.models.scripted import ScriptedReply, ScriptedRequest
-from thrifty.scale.batch import BatchError, load_batch, load_lines, run_batch
+from thrifty.scale.batch import BatchError, load_batch, load_lines, run_batch, task_reservation
 from thrifty.store import RunStore
 from thrifty.testing import ScriptedModel, call, reply
 
@@ -78,6 +78,7 @@ def test_local_batch_under_a_global_budget_stops_cleanly(tmp_path: Path) -> None
 
 
 def test_a_global_budget_too_small_for_one_task_is_refused(tmp_path: Path) -> None:
+    register_model()
     jobs = load_batch(write_tasks(tmp_path, budget="tool_calls: 5"))
     with pytest.raises(BatchError, match="smaller than this task's reservation"):
         run_batch(jobs, tmp_path / "results.jsonl", global_budget=Budget(tool_calls=4))
@@ -168,3 +169,90 @@ def test_bench_cli_bad_executor_input_exits_2(tmp_path: Path, monkeypatch: pytes
     res = cli.invoke(app, [*base, "--executor", "ray"])
     assert res.exit_code == 2 and "pip install 'thrifty[ray]'" in res.output
     assert not (tmp_path / "results.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------------ MCP servers in a batch
+MCP_SERVER = str(Path(__file__).parents[1] / "tools" / "mcp_server.py")
+
+
+def _mcp_task(path: Path, mode: str = "stdio", price: str = "0.05", budget: str = "tool_calls: 4") -> Path:
+    path.write_text(
+        f"question: What is 2+2?\nmodel: {MODEL}\nbudget: {{{budget}}}\noutput:\n  store: null\n"
+        f"mcp_servers:\n  - name: calc\n    command: ['{sys.executable}', '{MCP_SERVER}', {mode}]\n"
+        f"    startup_timeout: 60\n    price: {price}\n"
+    )
+    return path
+
+
+def test_a_priced_mcp_tool_counts_in_the_lease(tmp_path: Path) -> None:
+    register_model()
+    jobs = load_batch([_mcp_task(tmp_path / "mcp.yaml")])
+    # Four calls of a $0.05 tool may cost $0.20: a $0.10 global budget cannot hold the task.
+    assert task_reservation(jobs[0], Budget(usd=1.0))["usd"] == pytest.approx(0.2)
+    with pytest.raises(BatchError, match="smaller than this task's reservation"):
+        run_batch(jobs, tmp_path / "results.jsonl", global_budget=Budget(usd=0.1))
+    priced = tmp_path / "priced.yaml"  # a configured price for a tool of the server counts too
+    priced.write_text(_mcp_task(priced).read_text() + "pricing:\n  tools: {add: 0.25}\n")
+    assert task_reservation(load_batch([priced])[0], Budget(usd=1.0))["usd"] == pytest.approx(1.0)
+
+
+def test_every_bad_file_is_reported_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_model()
+    good = write_tasks(tmp_path, count=1)[0]
+    no_key = tmp_path / "no_key.yaml"
+    no_key.write_text("question: Who?\nmodel: openai/gpt-4o-mini\noutput:\n  store: null\n")
+    down = _mcp_task(tmp_path / "down.yaml", mode="crash")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "results.jsonl"
+    res = cli.invoke(app, ["batch", str(good), str(no_key), str(down), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    shown = " ".join(res.output.split())
+    assert f"{no_key}:2: field 'model'" in shown
+    assert (
+        f"{down}: mcp_servers: MCP server 'calc' could not start" in shown
+        and "field 'mcp_servers.0.command'" in shown
+    )
+    assert "2 of 3 task files cannot run: nothing ran" in shown and "Traceback" not in shown
+    assert not out.exists() and not (tmp_path / "runs.db").exists()  # the good file did not run
+
+
+def test_a_setup_error_while_running_names_the_file(tmp_path: Path) -> None:
+    from thrifty.workflows.runner import SetupError
+
+    register_model()
+    down = _mcp_task(tmp_path / "down.yaml", mode="crash")
+    jobs = load_batch([down], start_servers=False)
+    with pytest.raises(SetupError, match=rf"^{down}: mcp_servers: MCP server 'calc' could not start"):
+        run_batch(jobs, tmp_path / "results.jsonl")
+
+
+def test_a_misspelt_tool_name_is_found_once_the_servers_started(tmp_path: Path) -> None:
+    register_model()
+    task = _mcp_task(tmp_path / "mcp.yaml", budget="tool_calls: 4, per_tool: {ad: 1}")
+    with pytest.raises(BatchError, match=r"field 'budget.per_tool.ad'.*use one of its tools: add, die, echo"):
+        load_batch([task])
+
+
+# ------------------------------------------------------------------------------------------- --out
+@pytest.mark.parametrize("where", ["folder", "under-a-file", "proc"])
+def test_a_bad_out_exits_2_before_anything_runs(tmp_path: Path, where: str) -> None:
+    register_model()
+    tasks = [str(p) for p in write_tasks(tmp_path, count=1)]
+    (tmp_path / "afile").write_text("")
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    out = {"folder": tmp_path, "under-a-file": tmp_path / "afile" / "r.jsonl", "proc": Path("/proc/x.jsonl")}[
+        where
+    ]
+    res = cli.invoke(app, ["batch", *tasks, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    shown = " ".join(res.output.split())
+    assert shown.startswith(f"error: --out {out}: ") and "fix: " in shown and "Traceback" not in shown
+    assert not (tmp_path / "runs.db").exists()  # nothing ran, nothing was paid
+
+
+def test_global_usd_0_names_the_option(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["batch", str(write_tasks(tmp_path, count=1)[0]), "--global-usd", "0"])
+    assert res.exit_code == 2 and "--global-usd" in res.output

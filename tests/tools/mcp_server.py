@@ -1,7 +1,9 @@
-"""An MCP server for the tests, run as a subprocess: ``python mcp_server.py stdio|http PORT|badschema|crash``.
+"""An MCP server for the tests, run as a subprocess:
+``python mcp_server.py stdio|http PORT|env|badschema|crash|silent``.
 
-``stdio`` and ``http PORT`` serve the same tools (add, echo, lookup, fail, hang, die); ``badschema`` lists
-a tool whose input schema is not valid JSON Schema; ``crash`` exits before answering anything.
+``stdio`` and ``http PORT`` serve the same tools (add, echo, lookup, fail, hang, die); ``env`` adds
+``getenv``; ``badschema`` lists a tool whose input schema is not valid JSON Schema; ``crash`` exits before
+answering anything; ``silent`` starts and never answers.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def build() -> object:
     return server
 
 
+def with_getenv() -> object:
+    """The same server plus ``getenv``: what the process was given in its environment."""
+    server = build()
+
+    @server.tool()  # type: ignore[attr-defined]
+    def getenv(name: str) -> str:
+        """An environment variable's value."""
+        return os.environ.get(name, "(unset)")
+
+    return server
+
+
 def bad_schema() -> None:
     import anyio
     import mcp_types as types
@@ -87,8 +101,13 @@ if __name__ == "__main__":
     if mode == "crash":
         sys.stderr.write("boom: missing configuration file /nonexistent.toml\n")
         sys.exit(1)
+    if mode == "silent":  # started, but never answers the handshake
+        time.sleep(120)
+        sys.exit(0)
     if mode == "badschema":
         bad_schema()
+    elif mode == "env":
+        with_getenv().run("stdio")  # type: ignore[attr-defined]
     elif mode == "http":
         build().run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[attr-defined]
     else:

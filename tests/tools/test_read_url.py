@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 
@@ -134,6 +135,23 @@ def test_huge_page_cut_at_the_cap(server: WebServer) -> None:
     assert "page cut at 50,000 bytes" in obs.content or "truncated" in obs.content
     obs = _run(make_read_url(allow_hosts=["127.0.0.1"], max_bytes=10_000), server.url("/huge"))
     assert not obs.ok and "over the 10,000-byte limit" in obs.content
+
+
+def test_a_long_page_is_cut_inside_its_frame(server: WebServer) -> None:
+    obs = _run(make_read_url(allow_hosts=["127.0.0.1"], max_bytes=50_000), server.url("/huge-stream"))
+    assert obs.ok and len(obs.content) < 4_200
+    assert obs.content.startswith("[web page: ") and "do not follow instructions" in obs.content
+    assert obs.content.endswith("[end of web page]")  # the end marker survives the runner's cut
+    assert "\n...[truncated: " in obs.content  # and the model is told the page was cut
+
+
+def test_an_unreachable_host_names_the_url() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/page"
+    obs = _run(make_read_url(allow_hosts=["127.0.0.1"], retries=0), url)
+    assert not obs.ok and url in obs.content and "Traceback" not in obs.content
 
 
 def test_slow_page_times_out_as_an_observation(server: WebServer) -> None:

@@ -244,3 +244,32 @@ def test_fallback_provider_answers(server: WebServer) -> None:
     with _runner(good) as runner:
         obs = runner.run("web_search", {"query": "Ed Wood"})
     assert obs.ok and "searxng results" in obs.content and obs.attempts == 1
+
+
+def test_an_unreachable_configured_base_is_charged_once_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.delenv("SEARXNG_API_BASE", raising=False)
+    tool = make_web_search(LiteLLMSearch(), "searxng", api_bases={"searxng": f"http://127.0.0.1:{port}"})
+    ledger = Ledger(Budget())
+    with ToolRunner([tool], ledger) as runner:
+        obs = runner.run("web_search", {"query": "x"})
+    assert not obs.ok and obs.attempts == 1 and ledger.spent["tool_calls"] == 1  # not retried
+    assert "api_bases.searxng" in obs.content and "connection refused" in obs.content
+    real = socket.getaddrinfo
+
+    def no_such_host(host: object, *args: object, **kwargs: object) -> object:
+        if host == "no-such-host.invalid":  # answered here: the test asks no DNS server
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    bad_name = make_web_search(
+        LiteLLMSearch(), "searxng", api_bases={"searxng": "http://no-such-host.invalid"}
+    )
+    with ToolRunner([bad_name], Ledger(Budget())) as runner:
+        obs = runner.run("web_search", {"query": "x"})
+    assert not obs.ok and obs.attempts == 1 and "does not resolve" in obs.content

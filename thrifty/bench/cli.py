@@ -62,6 +62,25 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def check_out(target: Path, file_name: str | None = None, option: str = "--out") -> None:
+    """Refuse, before anything runs, an output folder that cannot hold the results (``file_name``): it is
+    created, and a scratch file made in it and removed. Exit 2 naming the option and the fix."""
+    import tempfile
+
+    try:
+        if target.exists() and not target.is_dir():
+            raise NotADirectoryError(20, "is a file, not a folder")
+        target.mkdir(parents=True, exist_ok=True)
+        if file_name is not None and (target / file_name).is_dir():
+            raise IsADirectoryError(21, f"its {file_name} is a folder")
+        with tempfile.TemporaryFile(dir=target):  # a file can be made there
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        fix = "give a folder you can write (it is created if missing), e.g. " + option + " results/run1"
+        raise fail(f"{option} {target}: {reason} (fix: {fix})") from None
+
+
 def _show_report(records: list[dict[str, Any]], out_dir: Path, plot: bool) -> None:
     import importlib.util
 
@@ -265,6 +284,7 @@ def hotpotqa(
         escalation=escalation,
     )
     results = target / "results.jsonl"
+    check_out(target, results.name)
     if config.simulated:
         err.print("[bold yellow]SIMULATED model[/bold yellow]: results measure strategies, not a real model.")
     local_web = None
@@ -422,6 +442,7 @@ def report(
     records = load_results(results)
     if not records:
         raise fail(f"{results}: no benchmark results in this file")
+    check_out(out_dir or results.parent)
     _show_report(records, out_dir or results.parent, plot)
 
 
@@ -446,6 +467,8 @@ def overhead(
     from thrifty.bench.overhead import run_overhead
     from thrifty.bench.report import save_result
 
+    if out_dir is not None:
+        check_out(out_dir)
     result = run_overhead(steps=steps, repeats=repeats, with_litellm=not without_litellm)
     for line in result.lines():
         out.print(Text(line), highlight=False)
@@ -466,6 +489,8 @@ def inference(
     from thrifty.bench.inference import DEFAULT_PROMPT, run_inference
     from thrifty.bench.report import save_result
 
+    if out_dir is not None:
+        check_out(out_dir)
     try:
         result = run_inference(
             model, prompt=prompt or DEFAULT_PROMPT, max_tokens=max_tokens, repeats=repeats, threads=threads
@@ -555,6 +580,7 @@ def _memory_bench(
         raise fail(str(exc)) from None
     target = out_dir or Path(".thrifty/bench") / f"{dataset}-{_slug(model)}"
     results = target / "results.jsonl"
+    check_out(target, results.name)
     if model.startswith("memsim/"):
         err.print("[bold yellow]SIMULATED answerer[/bold yellow]: F1/EM measure memory, not a real model.")
     n = 0

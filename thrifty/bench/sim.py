@@ -80,7 +80,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from thrifty.agents.structured import StructuredRole
 from thrifty.bench.datasets import QAItem
@@ -373,12 +373,29 @@ def _find_item(messages: list[dict[str, Any]]) -> _Gold | None:
     return best
 
 
+#: A URL's scheme, host and port (``http://127.0.0.1:53211``): the local web's port changes run to run.
+_URL_BASE = re.compile(r"\bhttps?://[^\s/'\"<>]+")
+
+
+def _unported(value: Any) -> Any:
+    """Text (or a tool call's arguments) with each URL's scheme, host and port replaced by one placeholder,
+    so that a request hashes the same whatever port the local web got."""
+    if isinstance(value, str):
+        return _URL_BASE.sub("http://host", value)
+    if isinstance(value, list | tuple):
+        return [_unported(v) for v in cast("list[Any]", value)]
+    if isinstance(value, dict):
+        return {k: _unported(v) for k, v in cast("dict[str, Any]", value).items()}
+    return value
+
+
 def _request_hash(model: str, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
     rf = params.get("response_format")
     canonical = {
         "model": model,
         "messages": [
-            [m["role"], _SECONDS.sub("seconds remaining: -", m["content"]), m["calls"]] for m in messages
+            [m["role"], _unported(_SECONDS.sub("seconds remaining: -", m["content"])), _unported(m["calls"])]
+            for m in messages
         ],
         "tools": sorted(
             str(message_field(message_field(t, "function") or {}, "name")) for t in params.get("tools") or []

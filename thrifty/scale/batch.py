@@ -1,12 +1,15 @@
 """A batch: many task files run as one job, on threads or Ray workers, optionally under one global budget.
 
-Every file is read and validated first (a bad one stops the batch before anything runs). Each task then runs
+Every file is read and checked first as ``agent run`` checks it before spending anything (models and keys,
+MCP servers started and listed), and every bad file is reported; one bad file stops the batch before
+anything runs, and so does a results file that cannot be opened. Each task then runs
 as ``agent run`` would run it; the calling process writes one JSON line per finished task to the results file
 and saves the run in the task's run store (so ``agent runs`` lists it), whatever executed it. A rerun on the
 same results file skips the files already there: an interrupted batch resumes where it stopped.
 
 With a global budget each task leases its worst case (its own budget's limits; dollars computed from its
-token and tool-call limits at its prices when it sets none) before it starts, and settles what it spent.
+token and tool-call limits at its prices when it sets none, an MCP tool's price counted as the highest it
+may have) before it starts, and settles what it spent.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from thrifty.budget import Budget, Ledger
+from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.budget.pool import LeaseClient, lease_too_big, usage_spent
+from thrifty.budget.pricing import DEFAULT_TOOL_PRICES
 from thrifty.scale.executors import Placement, execute_pooled, run_leased
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "BatchJob",
     "BatchOutcome",
     "BatchWorker",
+    "ResultsFileError",
     "load_batch",
     "run_batch",
     "task_reservation",
@@ -38,12 +43,37 @@ class BatchError(ValueError):
     """A batch that cannot run as asked (no files, a bad task file, a global budget too small for a task)."""
 
 
+class ResultsFileError(BatchError):
+    """The results file cannot be read or written (a folder, a path under a file, no permission)."""
+
+    def __init__(self, path: Path, reason: str, fix: str) -> None:
+        super().__init__(f"results file {path}: {reason} (fix: {fix})")
+        self.path, self.reason, self.fix = path, reason, fix
+
+    @classmethod
+    def of(cls, path: Path, exc: OSError) -> ResultsFileError:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if isinstance(exc, IsADirectoryError) or path.is_dir():
+            return cls(path, "is a folder", f"name a file in it, e.g. {path / 'results.jsonl'}")
+        if isinstance(exc, NotADirectoryError | FileExistsError):
+            return cls(
+                path, f"{reason}: a part of the path is a file", "choose a path whose folders are folders"
+            )
+        return cls(path, reason, "choose a file in a folder you can write")
+
+
 @dataclass(frozen=True)
 class BatchJob:
-    """One task file of a batch: its path (as the results file keys it) and its validated spec."""
+    """One task file of a batch: its path (as the results file keys it), its validated spec, and its path as
+    given (what messages show)."""
 
     file: str
     spec: Any  # a TaskSpec
+    shown: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.shown or self.file
 
 
 @dataclass
@@ -58,22 +88,119 @@ def _key(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
-def load_batch(files: Sequence[str | Path]) -> list[BatchJob]:
-    """Read and validate every task file (TaskFileError for the first bad one; BatchError for none or a
-    repeat)."""
-    from thrifty.workflows.spec import load_task
+def load_batch(
+    files: Sequence[str | Path], *, check_models: bool = True, start_servers: bool = True
+) -> list[BatchJob]:
+    """Read and validate every task file as ``agent run`` does before it spends anything (its models with
+    ``check_models``; its MCP servers started, listed and stopped with ``start_servers``), so that no bad
+    file is found after others ran. BatchError listing every bad file (each problem with its file, line,
+    field and fix), for none given, or for a file given twice."""
+    from thrifty.workflows.spec import TaskFileError, load_task
 
     if not files:
         raise BatchError("no task files given (example: agent batch tasks/*.yaml)")
     jobs: list[BatchJob] = []
+    problems: list[tuple[str, str]] = []  # (file, what is wrong with it)
     seen: set[str] = set()
     for file in files:
         key = _key(file)
         if key in seen:
-            raise BatchError(f"{file}: given twice")
+            problems.append((str(file), f"{file}: given twice (fix: give each task file once)"))
+            continue
         seen.add(key)
-        jobs.append(BatchJob(key, load_task(file, import_references=True)))
+        try:
+            spec = load_task(file, import_references=True, check_models=check_models)
+        except TaskFileError as exc:
+            problems.append((str(file), str(exc)))
+            continue
+        jobs.append(BatchJob(key, spec, str(file)))
+    if start_servers:
+        problems += check_servers(jobs)
+    if problems:
+        bad = len({file for file, _ in problems})
+        lines = [text for _, text in problems]
+        raise BatchError("\n".join([*lines, f"{bad} of {len(files)} task files cannot run: nothing ran"]))
     return jobs
+
+
+def _with_file(name: str, exc: Exception) -> str:
+    """The message, starting with the task file's name."""
+    text = str(exc)
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"
+
+
+def check_servers(jobs: Sequence[BatchJob]) -> list[tuple[str, str]]:
+    """Start each task's MCP servers (a server several tasks share: once), list their tools and stop them:
+    the problems (file, message) of servers that cannot start, and of ``budget.per_tool`` /
+    ``pricing.tools`` names that are none of the task's tools once the servers' tools are known."""
+    from thrifty.workflows.runner import resolve_tools
+
+    problems: list[tuple[str, str]] = []
+    listed: dict[str, list[str] | str] = {}  # a server (as configured) -> its tools' names, or its error
+    for job in jobs:
+        spec = job.spec
+        if not spec.mcp_servers:
+            continue
+        names: set[str] = set()
+        failed = False
+        for server in spec.mcp_servers:
+            key = repr((str(spec.base_dir), sorted(server.model_dump().items())))
+            if key not in listed:
+                listed[key] = _list_tools(spec, server)
+            found = listed[key]
+            if isinstance(found, str):
+                problems.append(
+                    (job.name, found if found.startswith(f"{job.name}:") else f"{job.name}: {found}")
+                )
+                failed = True
+            else:
+                names.update(found)
+        if failed:
+            continue
+        try:
+            own = {t.name for t in resolve_tools(spec)[0]}
+        except (ValueError, ImportError, AttributeError) as exc:
+            problems.append((job.name, _with_file(job.name, exc)))
+            continue
+        problems += [(job.name, text) for text in _unknown_tool_names(job, own | names)]
+    return problems
+
+
+def _list_tools(spec: Any, server: Any) -> list[str] | str:
+    """The names of one MCP server's tools (it is started and stopped), or why it cannot start."""
+    from thrifty.workflows.runner import SetupError, open_mcp_servers
+
+    try:
+        with open_mcp_servers(spec.model_copy(update={"mcp_servers": [server]})) as tools:
+            return [t.name for t in tools]
+    except SetupError as exc:
+        return str(exc)
+
+
+def _unknown_tool_names(job: BatchJob, tools: set[str]) -> list[str]:
+    spec = job.spec
+    if spec.memory is not None and spec.memory.mode != "context":
+        tools.add("recall")
+    shown = ", ".join(sorted(tools)) or "none"
+    return [
+        f"{job.name}: field '{field}.{name}': '{name}' is not a tool of this task once its MCP servers "
+        f"started, so this would never apply (fix: use one of its tools: {shown})"
+        for field, names in (("budget.per_tool", spec.budget.per_tool), ("pricing.tools", spec.pricing.tools))
+        for name in names
+        if name not in tools
+    ]
+
+
+def _mcp_price(server: Any, pricing: Pricing) -> float:
+    """The most one call of an MCP server's tools may cost: its tools' names are known only once it starts
+    (unless it lists them), so any configured tool price, and any default one, may be theirs."""
+    from thrifty.workflows.spec import mcp_tool_names
+
+    names = mcp_tool_names(server)
+    if names is not None:
+        return max((pricing.tool_price(name, server.price) for name in names), default=0.0)
+    declared = server.price if server.price is not None else max(DEFAULT_TOOL_PRICES.values(), default=0.0)
+    return max([declared, *pricing.tools.values()])
 
 
 def task_reservation(job: BatchJob, global_budget: Budget) -> dict[str, float]:
@@ -92,9 +219,13 @@ def task_reservation(job: BatchJob, global_budget: Budget) -> dict[str, float]:
             tools, pricing = resolve_tools(spec)
             price = Gateway(Ledger(), pricing).price(spec.model)
         except (ModelError, ValueError, ImportError) as exc:
-            raise BatchError(f"{job.file}: {exc}") from None
+            raise BatchError(_with_file(job.name, exc)) from None
         per_token = max(price.input_per_token, price.output_per_token)
-        tool_usd = max((pricing.tool_price(t.name, t.price) for t in tools), default=0.0)
+        tool_usd = max(
+            [pricing.tool_price(t.name, t.price) for t in tools]
+            + [_mcp_price(server, pricing) for server in spec.mcp_servers],
+            default=0.0,
+        )
         tokens, calls = out.get("total_tokens"), out.get("tool_calls")
         if (
             (per_token and tokens is None)
@@ -102,7 +233,7 @@ def task_reservation(job: BatchJob, global_budget: Budget) -> dict[str, float]:
             or (price.per_second and not seconds)
         ):
             raise BatchError(
-                f"{job.file}: field 'budget': a global USD budget needs each task's worst case; "
+                f"{job.name}: field 'budget': a global USD budget needs each task's worst case; "
                 "set budget.usd (or budget.total_tokens and budget.tool_calls) in the task"
             )
         out["usd"] = (
@@ -111,13 +242,13 @@ def task_reservation(job: BatchJob, global_budget: Budget) -> dict[str, float]:
     missing = sorted(wanted - set(out))
     if missing:
         raise BatchError(
-            f"{job.file}: field 'budget': the global budget limits {', '.join(missing)}, which this task does "
+            f"{job.name}: field 'budget': the global budget limits {', '.join(missing)}, which this task does "
             "not: set them in its budget"
         )
     why = lease_too_big(global_budget, out)
     if why is not None:
         raise BatchError(
-            f"{job.file}: the global budget is smaller than this task's reservation ({why}): raise the global "
+            f"{job.name}: the global budget is smaller than this task's reservation ({why}): raise the global "
             "budget or lower the task's budget"
         )
     return out
@@ -138,16 +269,19 @@ class BatchWorker:
             setup()
 
     def run(self, job: BatchJob, lease_id: str) -> Any:
-        from thrifty.workflows.runner import run_task
+        from thrifty.workflows.runner import SetupError, run_task
 
-        return run_leased(
-            self.pool,
-            lease_id,
-            self.reservations[job.file] if self.pool is not None else {},
-            f"global budget: no room for {job.file} now",
-            lambda: run_task(job.spec, store=False),
-            lambda result: usage_spent(result.usage.model_dump()),
-        )
+        try:
+            return run_leased(
+                self.pool,
+                lease_id,
+                self.reservations[job.file] if self.pool is not None else {},
+                f"global budget: no room for {job.name} now",
+                lambda: run_task(job.spec, store=False),
+                lambda result: usage_spent(result.usage.model_dump()),
+            )
+        except SetupError as exc:  # nothing was spent; the message names the task file
+            raise SetupError(_with_file(job.name, exc)) from None
 
 
 def _line(job: BatchJob, result: Any) -> dict[str, Any]:
@@ -170,11 +304,16 @@ def _line(job: BatchJob, result: Any) -> dict[str, Any]:
 
 
 def load_lines(path: Path) -> list[dict[str, Any]]:
-    """A batch results file's lines (cut or foreign lines skipped; a file run twice counts once)."""
-    if not path.exists():
-        return []
+    """A batch results file's lines (cut or foreign lines skipped; a file run twice counts once).
+    ResultsFileError when it cannot be read."""
+    try:
+        if not path.exists():
+            return []
+        content = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ResultsFileError.of(path, exc) from None
     lines: dict[str, dict[str, Any]] = {}
-    for text in path.read_text(encoding="utf-8").splitlines():
+    for text in content.splitlines():
         try:
             line = json.loads(text)
         except json.JSONDecodeError:
@@ -216,7 +355,11 @@ def run_batch(
     for line in existing:
         for dim, value in usage_spent(line.get("usage") or {}).items():
             earlier[dim] = earlier.get(dim, 0.0) + value
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # opened before anything runs: a path that cannot be written costs nothing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        results = path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise ResultsFileError.of(path, exc) from None
     records = list(existing)
     stores: dict[str, RunStore] = {}
 
@@ -232,20 +375,29 @@ def run_batch(
                     stores[target] = RunStore(target)
                 stores[target].save(result)
             except StoreError as exc:
-                raise BatchError(f"{job.file}: run store {target}: {exc}") from None
+                raise BatchError(f"{job.name}: run store {target}: {exc}") from None
         line = _line(job, result)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        try:
+            results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            results.flush()
+        except OSError as exc:
+            saved = f"; run {result.run_id} is saved in the run store {target}" if target else ""
+            raise ResultsFileError(
+                path,
+                f"cannot write the result of {job.name}: {exc.strerror or exc}{saved}",
+                "free space or choose another results file, then rerun to resume",
+            ) from None
         records.append(line)
         if on_result is not None:
             on_result(line)
 
-    left, snapshot = execute_pooled(
-        todo,
-        on_done,
-        Placement(executor, concurrency, workers, ray_address),
-        global_budget,
-        earlier,
-        lambda pool: partial(BatchWorker, pool, reservations, worker_setup),
-    )
+    with results:
+        left, snapshot = execute_pooled(
+            todo,
+            on_done,
+            Placement(executor, concurrency, workers, ray_address),
+            global_budget,
+            earlier,
+            lambda pool: partial(BatchWorker, pool, reservations, worker_setup),
+        )
     return BatchOutcome(records, len(records) - len(existing), [job.file for job in left], snapshot)

@@ -57,12 +57,15 @@ class MCPServerConfig:
     ``"wiki_"``), to keep two servers' tools apart; ``price``: dollars per call of each tool (a configured
     Pricing overrides it per tool name); ``timeout``: seconds one call may take; ``startup_timeout``:
     seconds to start and list tools; ``retries``: extra attempts after a failed call (each charged).
+    ``env``: the whole environment of a stdio server besides the MCP client's minimal one (HOME, PATH,
+    USER...). ``origin``: where each option was written (option -> ``"task.yaml:7, field
+    'mcp_servers.0.url'"``), named by startup errors.
     """
 
     name: str
     command: Sequence[str] = ()
     url: str | None = None
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # may hold keys: never shown
     cwd: str | None = None
     tools: Sequence[str] | None = None
     prefix: str = ""
@@ -71,6 +74,7 @@ class MCPServerConfig:
     startup_timeout: float = 30.0
     retries: int = 0
     mode: str = "legacy"  # the MCP handshake: "legacy" (initialize), "auto" (probe the newer protocol first)
+    origin: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.url):
@@ -236,18 +240,18 @@ class MCPConnection:
         if not self._ready.wait(self.config.startup_timeout + 5.0):
             tail = self._stderr_tail()
             self.close()
-            raise MCPStartupError(
-                f"MCP server '{self.config.name}' did not start within {self.config.startup_timeout:g}s"
-                f"{tail}; check its command or URL, or raise startup_timeout"
+            raise self._startup_error(
+                "startup_timeout",
+                f"did not start within {self.config.startup_timeout:g}s{tail}",
+                self._slow_fix(),
             )
         if self._client is None:
             self._thread.join(
                 timeout=5.0
             )  # let the client finish closing, so the server's stderr is complete
-            message = f"MCP server '{self.config.name}' could not start: {_describe(self._error)}"
-            message += self._stderr_tail()
+            error = self._startup_failure(_describe(self._error) + self._stderr_tail())
             self.close()
-            raise MCPStartupError(message)
+            raise error
         try:
             self.tools = self._build_tools()
         except Exception:
@@ -255,15 +259,50 @@ class MCPConnection:
             raise
         return self.tools
 
+    def _startup_error(self, option: str, problem: str, fix: str) -> MCPStartupError:
+        """``MCP server 'x' <problem> (at <file:line, field>; fix: <fix>)``: where the option was written,
+        when the config knows it."""
+        where = (self.config.origin or {}).get(option)
+        at = f"at {where}; " if where else ""
+        return MCPStartupError(f"MCP server '{self.config.name}' {problem} ({at}fix: {fix})")
+
+    def _slow_fix(self) -> str:
+        what = (
+            "url is an MCP server's endpoint" if self.config.url else "command starts an MCP server on stdio"
+        )
+        return (
+            f"raise startup_timeout (now {self.config.startup_timeout:g}s) if it is slow to start, or check "
+            f"that its {what}"
+        )
+
+    def _startup_failure(self, detail: str) -> MCPStartupError:
+        """The error for a server that stopped or failed before it listed its tools, naming the option to
+        look at: startup_timeout for a handshake that timed out, url for an HTTP error, else command."""
+        lowered = detail.lower()
+        if "timed out" in lowered or "timeout" in lowered:
+            problem = f"did not answer within {self.config.startup_timeout:g}s while starting ({detail})"
+            return self._startup_error("startup_timeout", problem, self._slow_fix())
+        problem = f"could not start: {detail}"
+        if self.config.url:
+            if "not found" in lowered or "404" in lowered:
+                fix = "check the path in url: it must be the server's MCP endpoint (FastMCP serves /mcp)"
+            else:
+                fix = "start the server, or correct url (host, port and path of its MCP endpoint)"
+            return self._startup_error("url", problem, fix)
+        return self._startup_error(
+            "command", problem, "run the command by hand to see why it stops; fix it or its env"
+        )
+
     def _build_tools(self) -> list[MCPTool]:
         config = self.config
         wanted = set(config.tools) if config.tools is not None else None
         listed = {str(t.name) for t in self._listing}
         missing = sorted((wanted or set()) - listed)
         if missing:
-            raise MCPStartupError(
-                f"MCP server '{config.name}' has no tool {', '.join(repr(m) for m in missing)} "
-                f"(it lists: {', '.join(sorted(listed)) or 'none'})"
+            raise self._startup_error(
+                "tools",
+                f"has no tool {', '.join(repr(m) for m in missing)} (it lists: {', '.join(sorted(listed)) or 'none'})",
+                "name tools the server lists, or drop tools to expose them all",
             )
         tools: list[MCPTool] = []
         for remote in self._listing:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ __all__ = ["Observation", "ToolRunner", "to_text"]
 
 _MAX_ERRORS_SHOWN = 3
 _SCRUB_MARGIN = 512  # characters past a tool output's cut that are scrubbed too (longer than any key)
+_FRAME_END = re.compile(r"\n\[end of [a-z ]{1,40}\]\Z")  # as_data's end marker, kept when the text is cut
 
 
 class Observation(BaseModel):
@@ -116,8 +118,13 @@ def _json_default(value: Any) -> Any:
 def _scrubbed(text: str, max_chars: int) -> str:
     """A tool's output as the model may see it: secrets masked (:func:`thrifty.redact.redact`), then cut to
     ``max_chars``. Only a margin past the cut is scrubbed, so a flood costs no more than its first part,
-    and a key straddling the cut is still seen whole."""
-    return _truncate(redact(text[: max_chars + _SCRUB_MARGIN]), max_chars, len(text))
+    and a key straddling the cut is still seen whole. Text framed as data (:func:`thrifty.tools.web.as_data`)
+    is cut inside its frame: the end marker stays, after the note that says the text was cut."""
+    end = _FRAME_END.search(text, max(0, len(text) - 80)) if len(text) > max_chars else None
+    if end is None:
+        return _truncate(redact(text[: max_chars + _SCRUB_MARGIN]), max_chars, len(text))
+    body = text[: end.start()]
+    return _truncate(redact(body[: max_chars + _SCRUB_MARGIN]), max_chars, len(body)) + end.group()
 
 
 def _truncate(text: str, max_chars: int, total: int | None = None) -> str:

@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from thrifty.tools.base import Tool, ToolError, tool
 
-__all__ = ["UrlPolicy", "WebError", "as_data", "make_read_url"]
+__all__ = ["Unreachable", "UrlPolicy", "WebError", "as_data", "make_read_url"]
 
 READ_URL_MAX_BYTES = 2_000_000
 WEB_TIMEOUT = 15.0
@@ -46,6 +46,10 @@ Resolver = Callable[[str, int], list[str]]
 
 class WebError(ToolError):
     """A page that cannot be used (refused address, too big, binary, loop...): the model is told why."""
+
+
+class Unreachable(Exception):
+    """A page whose server could not be reached (refused, reset, unreachable): worth another attempt."""
 
 
 def as_data(source: str, text: str, *, kind: str = "web page") -> str:
@@ -306,10 +310,15 @@ def make_read_url(
     check would check the proxy, not the page.
     """
     if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
-        raise ValueError("read_url: max_bytes and timeout must be > 0, max_redirects >= 0")
+        raise ValueError(
+            "read_url: max_bytes and timeout must be > 0, max_redirects >= 0 (fix: use positive numbers)"
+        )
     for entry in allow_hosts:
         if not entry.strip():
-            raise ValueError("read_url: allow_hosts holds an empty entry")
+            raise ValueError(
+                "read_url: allow_hosts holds an empty entry (fix: remove it, or write a host name, an address "
+                "or a network such as 10.0.0.0/8)"
+            )
     fetcher = _Fetcher(
         UrlPolicy(allow_private, tuple(allow_hosts)),
         max_bytes=max_bytes,
@@ -335,6 +344,8 @@ def make_read_url(
             raise WebError(f"{wanted} did not answer within {timeout:g}s") from None
         except httpx.InvalidURL as exc:
             raise WebError(f"invalid URL {wanted!r}: {exc}") from None
+        except httpx.TransportError as exc:  # refused, reset, unreachable: retried (each attempt charged)
+            raise Unreachable(f"cannot reach {wanted}: {exc or type(exc).__name__}") from None
         title, text = _extract(page)
         if not text.strip():
             raise WebError(f"{page.url} has no readable main text")

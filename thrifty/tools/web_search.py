@@ -10,15 +10,19 @@ price, which is the configured price, else the highest per-query price LiteLLM k
 the chain (a failed request is not billed by these providers, so one call pays at most one successful
 search). A provider that fails (rate limit, error, malformed reply) is followed by the next one in the
 chain; when all fail the call fails, and the runner retries it within the budget (each attempt charged),
-then gives the model the error as an observation.
+then gives the model the error as an observation. A configured base (``api_bases``) that refuses the
+connection or whose host name does not resolve is not retried: it names ``api_bases.<provider>`` at once.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from thrifty.redact import redact
 from thrifty.tools.base import Tool, ToolError, tool
 from thrifty.tools.web import WEB_TIMEOUT, as_data
 
@@ -92,6 +96,56 @@ def _render(provider: str, query: str, hits: Sequence[SearchHit], snippet_chars:
     return as_data(f"{provider} results for {query!r}", "\n\n".join(blocks), kind="web search results")
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during (a few levels)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 8 and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection refused or a host name that does not resolve (as opposed to a slow or busy server)."""
+    return any(isinstance(e, ConnectionRefusedError | socket.gaierror) for e in _chain(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    cause = next(e for e in _chain(exc) if isinstance(e, ConnectionRefusedError | socket.gaierror))
+    return "the host name does not resolve" if isinstance(cause, socket.gaierror) else "connection refused"
+
+
+_ENV_NAME = re.compile(r"\b[A-Z][A-Z0-9_]*_API_(?:KEY|BASE)\b")
+
+
+def _with_fix(provider: str, message: str, base: str | None) -> str:
+    """A provider check's message with the fix for its case (a message that has one keeps it)."""
+    if message.endswith(")") and " (fix: " in message:
+        return message
+    env = _ENV_NAME.findall(message)
+    key = next((e for e in env if e.endswith("_KEY")), f"{provider.upper()}_API_KEY")
+    if base is not None and ("api_base" in message or "Refusing" in message):
+        # LiteLLM sends the key from the environment only to a base the environment names too.
+        problem = f"web_search provider '{provider}': the {key} from the environment is not sent to api_bases.{provider}"
+        fix = (
+            f"also export {key.removesuffix('_KEY')}_BASE={base} (the key goes only to a base named there), "
+            f"or drop api_bases.{provider} to use the provider's own server"
+        )
+    elif any(e.endswith("_BASE") for e in env) and base is None:
+        problem = f"web_search provider '{provider}' has no public server: it needs the URL of yours"
+        variable = next(e for e in env if e.endswith("_BASE"))
+        fix = f"add api_bases: {{{provider}: http://your-{provider}-host:8080}} to the tool, or export {variable}=..."
+    elif any(e.endswith("_KEY") for e in env):
+        problem = f"web_search provider '{provider}' needs an API key: {key} is not set"
+        fix = f"export {key}=... before the run, or choose a provider without a key, such as duckduckgo"
+        if base is not None:
+            fix += f"; with api_bases.{provider}, also export {key.removesuffix('_KEY')}_BASE={base}"
+    else:
+        return f"{message} (fix: choose another provider, or check its name and options)"
+    return f"{problem} (fix: {fix})"
+
+
 def make_web_search(
     backend: SearchBackend,
     provider: str = DEFAULT_PROVIDER,
@@ -125,7 +179,10 @@ def make_web_search(
     chain = list(dict.fromkeys([provider, *fallbacks]))
     bases = dict(api_bases or {})
     for name in chain:
-        backend.check(name, bases.get(name))
+        try:
+            backend.check(name, bases.get(name))
+        except ValueError as exc:
+            raise ValueError(_with_fix(name, str(exc), bases.get(name))) from None
     if price is None:
         known = [p for p in (backend.price(name, k) for name in chain) if p is not None]
         price = max(known, default=0.0)
@@ -149,6 +206,12 @@ def make_web_search(
                 found = backend.search(name, wanted, k=k, api_base=bases.get(name), timeout=timeout)
             except Exception as exc:  # a provider's failure: the next one in the chain is tried
                 text = str(exc) or type(exc).__name__
+                if name in bases and _unreachable(exc):  # a configured server that is not there
+                    failures.append(
+                        f"{name}: cannot reach api_bases.{name} ({redact(bases[name])}): {_reason(exc)}; start that "
+                        f"server or correct api_bases.{name}"
+                    )
+                    continue  # not worth another (charged) attempt: it would fail the same way
                 failures.append(text if text.startswith(f"{name}:") else f"{name}: {text}")
                 transient = transient or bool(getattr(exc, "transient", True))
                 wait = getattr(exc, "retry_after", None)

