@@ -276,7 +276,7 @@ def test_help_names_the_extra_to_install(command: list[str]) -> None:
         (
             "local/smollm2",
             'model_settings: {api_base: "http://127.0.0.1:9/v1"}\n',
-            "model",
+            "model_settings.api_base",  # the base is what is wrong, not the model
             "api_base is for remote models",
         ),
     ],

@@ -696,10 +696,12 @@ def validate(
             if import_
             else "; module references checked in their source, not imported (--import imports them)"
         )
+    servers = ", ".join(m.name for m in spec.mcp_servers)  # their tools are known once they start
+    mcp = f", MCP servers [{servers}]" if servers else ""
     out.print(
         Text(
             f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
-            f"tools [{', '.join(t.name for t in spec.tools)}], budget: {limits}{how}"
+            f"tools [{', '.join(t.name for t in spec.tools)}]{mcp}, budget: {limits}{how}"
         ),
         soft_wrap=True,
     )

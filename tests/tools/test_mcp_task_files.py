@@ -81,6 +81,8 @@ def test_pass_env_hands_variables_through_by_name(tmp_path: Path, monkeypatch: p
     assert config.env == {"THRIFTY_TEST_PASSED": "passed-value-7f3a", "MODE": "test"}
     assert "passed-value-7f3a" not in repr(config)
     assert RunResult.model_validate_json(res.stdout).answer == "ok"
+    checked = cli.invoke(app, ["validate", str(task)])
+    assert checked.exit_code == 0 and "MCP servers [calc]" in checked.output  # its tools come when it starts
     monkeypatch.delenv("THRIFTY_TEST_PASSED")
     res = cli.invoke(app, ["validate", str(task)])
     assert res.exit_code == 2

@@ -1175,6 +1175,10 @@ def model_issues(
     else:
         return _memory_issues(spec, root)
     field = "models" if routing and spec.models else "roles" if routing else "model"
+    if spec.model_settings.api_base and message.startswith("api_base "):  # the base is what is wrong
+        fix = "remove model_settings.api_base, or name the remote model served there (e.g. openai/<name>)"
+        where = _line_of(root, ("model_settings", "api_base"))
+        return [Issue(where, "model_settings.api_base", message, fix), *_memory_issues(spec, root)]
     if overridden and not routing:
         return [Issue(None, "model", f"--model: {message}", fix), *_memory_issues(spec, root)]
     return [Issue(_line_of(root, (field,)), field, message, fix), *_memory_issues(spec, root)]
