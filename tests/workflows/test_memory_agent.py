@@ -80,6 +80,24 @@ def test_tool_mode_offers_a_recall_tool_charged_to_memory() -> None:
     assert result.usage.tool_calls == 1 and len(result.memory) == 1
 
 
+def test_a_recall_tool_whose_budget_is_spent_says_so() -> None:
+    # it answered "(nothing recalled)" as for an empty store, so a model went on asking
+    mem = Memory(embedder="none", router="low")
+    mem.ingest(SESSIONS, scope={"user_id": "caroline"})
+    script = ScriptedModel([call("recall", query="cat name"), call("recall", query="pet"), reply("Pixel")])
+    agent = Agent(
+        script.model,
+        memory=mem,
+        memory_scope={"user_id": "caroline"},
+        memory_mode="tool",
+        memory_budget=Budget(memory_ops=2),  # one LOW recall: retrieve and condense
+    )
+    agent.run("What is the name of Melanie's cat?")
+    observed = [m["content"] for m in script.requests[2].messages if m.get("role") == "tool"]
+    assert "Pixel" in observed[0]
+    assert "nothing recalled: memory skipped" in observed[1] and "budget" in observed[1]
+
+
 def _task(tmp_path: Path, memory: str) -> Path:
     (tmp_path / "chats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in SESSIONS), encoding="utf-8")
     path = tmp_path / "task.yaml"

@@ -121,7 +121,13 @@ class MemoryUse:
             Args:
                 query: What to look for: people, things, events, times.
             """
-            return self.recall(query) or _NOTHING
+            block = self.recall(query)
+            if block:
+                return block
+            report = self.reports[-1]
+            if report.ran and report.notes and all(t == "skipped" for t in report.ran.values()):
+                return f"(nothing recalled: {report.notes[-1]})"  # e.g. the memory budget is spent
+            return _NOTHING
 
         return [tool(timeout=None, retries=0)(recall)]
 
