@@ -236,7 +236,8 @@ def test_validate_checks_the_run_store(tmp_path: Path) -> None:
     task.write_text(task.read_text().replace(str(tmp_path / "runs.db"), str(text)))
     res = runner.invoke(app, ["validate", str(task)])
     assert res.exit_code == 2, res.output
-    assert "output.store" in res.stderr and "fix" in res.stderr
+    line = next(i for i, row in enumerate(task.read_text().splitlines(), 1) if "notes.txt" in row)
+    assert f"{task}:{line}: field 'output.store'" in res.stderr and "fix" in res.stderr  # with its line
     assert text.read_text() == "not a database\n"
 
 

@@ -716,7 +716,11 @@ def _check_store_field(file: Path, target: str | None) -> None:
     try:
         check_store(target)
     except StoreError as exc:
-        raise fail(f"{file}: field 'output.store': {exc}", EXIT_BAD_INPUT) from None
+        from thrifty.workflows.yaml_input import LineIndex, compose_and_load, decode, read_capped
+
+        node, _ = compose_and_load(decode(read_capped(file)))  # as load_task read it, which checked it
+        line = LineIndex(node).line(("output", "store"))
+        raise fail(f"{file}:{line}: field 'output.store': {exc}", EXIT_BAD_INPUT) from None
 
 
 @app.command()
