@@ -64,6 +64,8 @@ def test_tools_carry_the_servers_schema(stdio: MCPConnection) -> None:
     assert schema["description"] == "Add two integers."
     assert schema["parameters"]["required"] == ["a", "b"]
     assert schema["parameters"]["properties"]["a"]["type"] == "integer"
+    echo = next(t for t in stdio.tools if t.name == "echo")
+    assert echo.signature_hint() == "echo(text: string, times: integer = 1)"  # the server's default, shown
 
 
 def test_call_charged_cached_and_framed(stdio: MCPConnection) -> None:

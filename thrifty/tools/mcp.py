@@ -127,8 +127,11 @@ class MCPTool(Tool):
         required = set(cast("list[str]", self.input_schema.get("required") or []))
         parts: list[str] = []
         for name, schema in props.items():
-            kind = cast("dict[str, Any]", schema).get("type", "any") if isinstance(schema, dict) else "any"
-            parts.append(f"{name}: {kind}" + ("" if name in required else " = optional"))
+            spec = cast("dict[str, Any]", schema) if isinstance(schema, dict) else {}
+            default = (
+                f" = {spec['default']!r}" if "default" in spec else " = optional"
+            )  # the server's default
+            parts.append(f"{name}: {spec.get('type', 'any')}" + ("" if name in required else default))
         return f"{self.name}({', '.join(parts)})"
 
 
