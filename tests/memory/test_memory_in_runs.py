@@ -4,6 +4,7 @@ store's failures reported as setup errors naming the field, and its cost in the 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,26 @@ def test_the_task_files_pricing_reaches_memory(tmp_path: Path) -> None:
     path.write_text(text + prices, encoding="utf-8")
     result = run_task(load_task(path, model=answer.model), store=False)
     assert result.memory[-1].usd == pytest.approx(len(SESSIONS) * 1000 * 2.0 / 1e6)
+
+
+def test_a_task_files_memory_is_closed_after_its_run_and_after_a_setup_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each run_task opens the task's Memory (its store engine); a server running many tasks leaked them
+    from thrifty.memory import Memory
+
+    closed: list[Memory] = []
+    monkeypatch.setattr(Memory, "close", lambda self: closed.append(self))
+    memory = "  scope: {user_id: caroline}\n  ingest: [chats.jsonl]\n  router: low\n  embedder: none\n"
+    run_task(
+        load_task(_task(tmp_path, memory), model=ScriptedModel([reply("7 May 2023")]).model), store=False
+    )
+    assert len(closed) == 1
+    broken = (
+        _task(tmp_path, memory).read_text()
+        + f"mcp_servers:\n  - name: gone\n    command: ['{sys.executable}', -c, 'raise SystemExit(3)']\n"
+    )
+    (tmp_path / "task.yaml").write_text(broken, encoding="utf-8")
+    with pytest.raises(SetupError, match="mcp_servers"):
+        run_task(load_task(tmp_path / "task.yaml", model=ScriptedModel([]).model), store=False)
+    assert len(closed) == 2

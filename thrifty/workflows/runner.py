@@ -570,22 +570,26 @@ def run_task(
         )
     except (ValueError, ImportError, AttributeError) as exc:
         raise SetupError(str(exc)) from None
-    with open_mcp_servers(spec) as mcp_tools:
-        return _run_spec(
-            spec,
-            [*tools, *mcp_tools],
-            pricing,
-            builder,
-            on_trace,
-            store,
-            ledger,
-            on_store_error,
-            run_id=run_id,
-            checkpoint=checkpoint,
-            resume=resume,
-            checkpoint_meta=checkpoint_meta,
-            memory=memory,
-        )
+    try:
+        with open_mcp_servers(spec) as mcp_tools:
+            return _run_spec(
+                spec,
+                [*tools, *mcp_tools],
+                pricing,
+                builder,
+                on_trace,
+                store,
+                ledger,
+                on_store_error,
+                run_id=run_id,
+                checkpoint=checkpoint,
+                resume=resume,
+                checkpoint_meta=checkpoint_meta,
+                memory=memory,
+            )
+    finally:
+        if memory is not None:  # the task's own Memory, opened for this run: its store connection ends here
+            memory.memory.close()
 
 
 @contextlib.contextmanager
