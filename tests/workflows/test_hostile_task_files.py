@@ -600,3 +600,34 @@ def test_validate_rejects_a_special_file_as_corpus(tmp_path: Path) -> None:
 def test_load_task_raises_task_file_error_not_anything_else(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError):
         load_task(task(tmp_path, "question: " + "[" * 5000 + "\n"))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # a mapping with a bad value: only the mapping's error (pydantic also said "should be a valid string")
+        (
+            "memory:\n  scope: {user_id: c}\n  router: {retrieve: medium}\n",
+            ["field 'memory.router.retrieve': Input should be 'low', 'mid' or 'high'"],
+        ),
+        # neither kind: one message naming both
+        (
+            "memory:\n  scope: {user_id: c}\n  router: 5\n",
+            ["field 'memory.router': Input should be a valid string, or a valid dictionary"],
+        ),
+        (
+            "roles: {verifier: 5}\n",
+            ["field 'roles.verifier': Input should be a valid string, or a valid list"],
+        ),
+    ],
+)
+def test_a_field_of_two_kinds_reports_one_error_without_pydantics_branch_tags(
+    tmp_path: Path, body: str, expected: list[str]
+) -> None:
+    path = tmp_path / "task.yaml"
+    path.write_text(f"question: q\n{body}", encoding="utf-8")
+    code, _, stderr = validate(str(path))
+    lines = error_lines(stderr)
+    assert code == 2 and len(lines) == len(expected), stderr
+    assert all(want in line for want, line in zip(expected, lines, strict=True)), stderr
+    assert ".str'" not in stderr and "dict[" not in stderr and "list[" not in stderr  # no branch tags

@@ -791,7 +791,7 @@ def validation_issues(
     if not isinstance(root, LineIndex):
         root = LineIndex(root)
     issues = []
-    for e in err.errors():
+    for e in _union_errors(list(err.errors())):
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         if (
             len(loc) == 1
@@ -809,6 +809,45 @@ def validation_issues(
         line = _line_of(root, loc)
         issues.append(Issue(line, short(field, 80), msg, fix))
     return issues
+
+
+#: How pydantic tags the branch of a union (``str | dict[str, ...]``) in an error's location.
+_UNION_TAG = re.compile(r"(str|int|float|bool|dict|list|tuple|set|literal|none)(\[.*\])?")
+
+
+def _union_errors(errors: list[Any]) -> list[Any]:
+    """A union field's errors as one branch's: pydantic reports each branch, tagged in ``loc`` with its type
+    (``memory.router.str``: "should be a valid string" beside the mapping's real error). The tags leave the
+    location; a branch's type mismatch is dropped when another branch got further (the input was of its
+    kind), and when every branch mismatched they become one message naming the kinds accepted."""
+    out: list[Any] = []
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for e in errors:
+        loc = tuple(e["loc"])
+        at = next((i for i, p in enumerate(loc) if isinstance(p, str) and _UNION_TAG.fullmatch(p)), None)
+        if at is None:
+            out.append(e)
+            continue
+        prefix = loc[:at]
+        if prefix not in groups:
+            groups[prefix] = []
+            out.append(prefix)  # the group's place among the errors
+        groups[prefix].append({**e, "loc": (*prefix, *loc[at + 1 :])})
+    result: list[Any] = []
+    for item in out:
+        if not isinstance(item, tuple):
+            result.append(item)
+            continue
+        branch = groups[item]
+        deeper = [e for e in branch if len(e["loc"]) > len(item) or not str(e["type"]).endswith("_type")]
+        if deeper:
+            result.extend(deeper)
+            continue
+        kinds = [str(e["msg"]).removeprefix("Input should be ") for e in branch]
+        field = ".".join(str(p) for p in item)
+        fix = f"see `agent schema` for what '{field}' accepts"
+        result.append({**branch[0], "msg": f"Input should be {', or '.join(kinds)} (fix: {fix})"})
+    return result
 
 
 def format_validation_error(err: ValidationError, file: str, root: yaml.Node | None) -> str:
