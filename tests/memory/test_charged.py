@@ -99,7 +99,7 @@ def test_an_llm_tier_s_model_calls_are_charged_by_the_gateway_as_model_calls() -
     recalled = memory.recall("What instrument does Alice play? cello", ALICE)
     assert [i.text for i in recalled.items] == ["Alice plays the cello."]
     assert [(e.kind, e.name, e.node) for e in ledger.events] == [
-        ("memory", "rewrite", "memory"),
+        ("memory", "write:rewrite", "memory"),  # a write is named as one, not as the tier's recall
         ("model", script.model, "memory"),
         ("memory", "rewrite", "memory"),
     ]

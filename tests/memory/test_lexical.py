@@ -71,7 +71,7 @@ def test_a_priced_tier_charges_its_dollars_and_an_engine_can_be_shared() -> None
     with pytest.raises(Exception, match="usd"):
         memory.forget(ALICE)
     assert [(e.name, e.usd, e.detail) for e in ledger.events] == [
-        ("lexical-paid", 0.001, "added=1 skipped=0"),
+        ("write:lexical-paid", 0.001, "added=1 skipped=0"),
         ("lexical-paid", 0.001, "items=1"),
     ]
     tier.close()

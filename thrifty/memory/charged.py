@@ -4,7 +4,8 @@ Why the same pattern as a tool call (see :mod:`thrifty.tools.runner`): memory mu
 show up in the Ledger's events like any other cost. So, for each operation:
 
 1. the tier prices it (:meth:`MemoryTier.estimate`);
-2. the memory part is reserved (``kind="memory"``, ``name`` = the tier's name), and the worst case of the
+2. the memory part is reserved (``kind="memory"``, ``name`` = the tier's name for a recall,
+   ``write:<tier>`` or ``forget:<tier>`` for the others), and the worst case of the
    tier's model calls is checked against what is left; if either cannot be paid, :class:`BudgetExceeded`
    is raised and nothing runs (the store is untouched, nothing is spent);
 3. the operation runs; if it raises, the reservation is released (the model calls it made, if any, were
@@ -105,6 +106,12 @@ def _detail(outcome: Outcome) -> str:
     return ""
 
 
+def _charge_name(tier: MemoryTier, request: MemoryRequest) -> str:
+    """What the Ledger calls the operation: a recall by its tier ("retrieve:low"), a write or forget by what
+    it does and the tier ("write:retrieve:low"; an ingest's charge read "retrieve:low", as if it recalled)."""
+    return tier.name if isinstance(request, RecallRequest) else f"{request.op}:{tier.name}"
+
+
 @overload
 def charge(tier: MemoryTier, request: WriteRequest, ledger: Ledger, *, node: str | None = ...) -> Written: ...
 @overload
@@ -123,7 +130,7 @@ def charge(
     Raises BudgetExceeded (nothing run, nothing spent) when the budget cannot pay the operation's worst case.
     """
     estimate = _checked_estimate(tier, request)
-    res = ledger.reserve(estimate.memory, kind="memory", name=tier.name, node=node)
+    res = ledger.reserve(estimate.memory, kind="memory", name=_charge_name(tier, request), node=node)
     try:
         if estimate.models:
             _refuse_unaffordable(ledger, estimate.models)

@@ -249,7 +249,8 @@ class MemoryTierContract:
             charges = [e for e in new if e.kind == "memory"]
             assert len(charges) == 1, f"{request.op}: one memory charge per operation"
             event = charges[0]
-            assert event.name == tier.name and event.ok
+            named = tier.name if isinstance(request, RecallRequest) else f"{request.op}:{tier.name}"
+            assert event.name == named and event.ok  # a recall by its tier, a write or forget by what it does
             assert event.units.get("memory_ops", 0) >= 1
             spent = {**event.units, "usd": event.usd}
             for dim, amount in spent.items():
