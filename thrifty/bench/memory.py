@@ -259,13 +259,10 @@ class MemBenchError(ValueError):
 
 def check_models(config: MemBenchConfig) -> None:
     """Refuse, before any run, an answer or memory model that cannot be called or priced (the check a run
-    makes on its own model, :func:`thrifty.models.routing.checked_entry`)."""
+    makes on its own model, :func:`thrifty.models.routing.check_model`)."""
     import thrifty.bench.memsim  # noqa: F401  (registers the simulated answerer)
-    from thrifty.budget import UnpricedModelError
-    from thrifty.models.gateway import ModelError
-    from thrifty.models.routing import checked_entry, make_gateway
+    from thrifty.models.routing import MODEL_CHECK_ERRORS, check_model
 
-    gateway = make_gateway(Ledger(), config.pricing)
     for what, model in (
         ("answer model (--model)", config.model),
         ("memory model (--memory-model)", config.memory_model),
@@ -273,8 +270,8 @@ def check_models(config: MemBenchConfig) -> None:
         if model is None:
             continue
         try:
-            checked_entry(gateway, model)
-        except (ModelError, UnpricedModelError, ValueError, ImportError) as exc:
+            check_model(model, config.pricing)
+        except MODEL_CHECK_ERRORS as exc:
             raise MemBenchError(f"{what} {model!r}: {exc}") from None
 
 

@@ -643,10 +643,8 @@ class Memory:
                 continue
             try:
                 recalled = charge(tier, request, ledger, node="memory")
-            except (
-                SQLAlchemyError
-            ) as exc:  # the store is held or unreachable: no cheaper tier reads elsewhere
-                store_failed = exc
+            except SQLAlchemyError as exc:
+                store_failed = exc  # the store is held or unreachable: no cheaper tier reads elsewhere
                 break
             except Exception as exc:  # a model error or a budget stop mid-way: the next cheaper tier
                 notes.append(redact(f"retrieve:{level} failed ({type(exc).__name__}): stepped down")[:300])

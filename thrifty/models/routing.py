@@ -64,6 +64,7 @@ from thrifty.models.protocol import first_json_object
 from thrifty.models.registry import provider_for
 
 __all__ = [
+    "MODEL_CHECK_ERRORS",
     "NODE_ROLES",
     "ROLES",
     "Escalation",
@@ -73,6 +74,7 @@ __all__ = [
     "Routing",
     "Scope",
     "Trigger",
+    "check_model",
     "checked_entry",
     "make_gateway",
     "parse_model_spec",
@@ -1077,6 +1079,25 @@ def make_gateway(
     if routing is None:
         return Gateway(ledger, pricing, **options)
     return RoutedGateway(ledger, pricing, routing=routing, **options)
+
+
+#: What :func:`check_model` raises for a model a run would refuse.
+MODEL_CHECK_ERRORS = (ModelError, UnpricedModelError, ValueError, ImportError)
+
+
+def check_model(
+    model: str,
+    pricing: Pricing | None = None,
+    budget: Budget | None = None,
+    *,
+    api_base: str | None = None,
+    routing: Routing | None = None,
+) -> str:
+    """The check a run makes on its model before it spends anything, made apart from a run (a task file's
+    ``model`` or ``memory.model``, a benchmark's models): one of :data:`MODEL_CHECK_ERRORS`, or the model
+    the run would start on. Nothing is called: the Gateway is built on a fresh Ledger."""
+    gateway = make_gateway(Ledger(budget), pricing or Pricing(), api_base=api_base, routing=routing)
+    return checked_entry(gateway, model)
 
 
 def checked_entry(gateway: Gateway, model: str) -> str:

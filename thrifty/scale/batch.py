@@ -123,9 +123,9 @@ def load_batch(
     return jobs
 
 
-def _with_file(name: str, exc: Exception) -> str:
-    """The message, starting with the task file's name."""
-    text = str(exc)
+def _with_file(name: str, problem: object) -> str:
+    """The message (an exception's, or text), starting with the task file's name."""
+    text = str(problem)
     return text if text.startswith(f"{name}:") else f"{name}: {text}"
 
 
@@ -133,7 +133,7 @@ def check_servers(jobs: Sequence[BatchJob]) -> list[tuple[str, str]]:
     """Start each task's MCP servers (a server several tasks share: once), list their tools and stop them:
     the problems (file, message) of servers that cannot start, and of ``budget.per_tool`` /
     ``pricing.tools`` names that are none of the task's tools once the servers' tools are known."""
-    from thrifty.workflows.runner import resolve_tools
+    from thrifty.workflows.spec import task_tool_names
 
     problems: list[tuple[str, str]] = []
     listed: dict[str, list[str] | str] = {}  # a server (as configured) -> its tools' names, or its error
@@ -149,20 +149,12 @@ def check_servers(jobs: Sequence[BatchJob]) -> list[tuple[str, str]]:
                 listed[key] = _list_tools(spec, server)
             found = listed[key]
             if isinstance(found, str):
-                problems.append(
-                    (job.name, found if found.startswith(f"{job.name}:") else f"{job.name}: {found}")
-                )
+                problems.append((job.name, _with_file(job.name, found)))
                 failed = True
             else:
                 names.update(found)
-        if failed:
-            continue
-        try:
-            own = {t.name for t in resolve_tools(spec)[0]}
-        except (ValueError, ImportError, AttributeError) as exc:
-            problems.append((job.name, _with_file(job.name, exc)))
-            continue
-        problems += [(job.name, text) for text in _unknown_tool_names(job, own | names)]
+        if not failed:  # load_task imported the task's own tools already
+            problems += _unknown_tool_names(job, (task_tool_names(spec) or set()) | names)
     return problems
 
 
@@ -177,17 +169,17 @@ def _list_tools(spec: Any, server: Any) -> list[str] | str:
         return str(exc)
 
 
-def _unknown_tool_names(job: BatchJob, tools: set[str]) -> list[str]:
-    spec = job.spec
-    if spec.memory is not None and spec.memory.mode != "context":
-        tools.add("recall")
+def _unknown_tool_names(job: BatchJob, tools: set[str]) -> list[tuple[str, str]]:
+    from thrifty.workflows.spec import unknown_tool_names
+
     shown = ", ".join(sorted(tools)) or "none"
     return [
-        f"{job.name}: field '{field}.{name}': '{name}' is not a tool of this task once its MCP servers "
-        f"started, so this would never apply (fix: use one of its tools: {shown})"
-        for field, names in (("budget.per_tool", spec.budget.per_tool), ("pricing.tools", spec.pricing.tools))
-        for name in names
-        if name not in tools
+        (
+            job.name,
+            f"{job.name}: field '{field}.{name}': '{name}' is not a tool of this task once its MCP servers "
+            f"started, so this would never apply (fix: use one of its tools: {shown})",
+        )
+        for field, name in unknown_tool_names(job.spec, tools)
     ]
 
 

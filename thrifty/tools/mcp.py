@@ -38,10 +38,16 @@ from thrifty.redact import redact
 from thrifty.tools.base import Tool, ToolError
 from thrifty.tools.web import as_data
 
-__all__ = ["MCPConnection", "MCPServerConfig", "MCPStartupError", "MCPTool", "connect_mcp"]
+__all__ = ["MCPConnection", "MCPServerConfig", "MCPStartupError", "MCPTool", "connect_mcp", "mcp_tool_name"]
 
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _STDERR_TAIL = 600
+
+
+def mcp_tool_name(prefix: str, remote_name: str) -> str:
+    """The name a server's tool has in a run: its prefix and name, in the characters a model's tool names
+    may use, at most 64 of them."""
+    return _BAD_NAME_CHARS.sub("_", f"{prefix}{remote_name}")[:64]
 
 
 class MCPStartupError(RuntimeError):
@@ -128,9 +134,7 @@ class MCPTool(Tool):
         parts: list[str] = []
         for name, schema in props.items():
             spec = cast("dict[str, Any]", schema) if isinstance(schema, dict) else {}
-            default = (
-                f" = {spec['default']!r}" if "default" in spec else " = optional"
-            )  # the server's default
+            default = f" = {spec['default']!r}" if "default" in spec else " = optional"  # the server's
             parts.append(f"{name}: {spec.get('type', 'any')}" + ("" if name in required else default))
         return f"{self.name}({', '.join(parts)})"
 
@@ -313,8 +317,8 @@ class MCPConnection:
             if wanted is not None and remote_name not in wanted:
                 continue
             schema, validator = _checked_schema(config.name, remote_name, remote.input_schema)
-            name = _BAD_NAME_CHARS.sub("_", f"{config.prefix}{remote_name}")[:64]
-            model = create_model(f"{_BAD_NAME_CHARS.sub('_', name)}Args", __base__=_SchemaArgs)
+            name = mcp_tool_name(config.prefix, remote_name)
+            model = create_model(f"{name}Args", __base__=_SchemaArgs)
             model.schema_validator = validator
             description = " ".join(str(remote.description or remote_name.replace("_", " ")).split())
             tools.append(

@@ -106,14 +106,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """A connection refused or a host name that does not resolve (as opposed to a slow or busy server)."""
-    return any(isinstance(e, ConnectionRefusedError | socket.gaierror) for e in _chain(exc))
-
-
-def _reason(exc: BaseException) -> str:
-    cause = next(e for e in _chain(exc) if isinstance(e, ConnectionRefusedError | socket.gaierror))
-    return "the host name does not resolve" if isinstance(cause, socket.gaierror) else "connection refused"
+def _unreachable(exc: BaseException) -> str | None:
+    """Why a server is not there at all (a connection refused, a host name that does not resolve), or None
+    (a slow or busy server, worth another attempt)."""
+    for cause in _chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+    return None
 
 
 _ENV_NAME = re.compile(r"\b[A-Z][A-Z0-9_]*_API_(?:KEY|BASE)\b")
@@ -206,9 +207,10 @@ def make_web_search(
                 found = backend.search(name, wanted, k=k, api_base=bases.get(name), timeout=timeout)
             except Exception as exc:  # a provider's failure: the next one in the chain is tried
                 text = str(exc) or type(exc).__name__
-                if name in bases and _unreachable(exc):  # a configured server that is not there
+                missing = _unreachable(exc) if name in bases else None
+                if missing is not None:  # a configured server that is not there
                     failures.append(
-                        f"{name}: cannot reach api_bases.{name} ({redact(bases[name])}): {_reason(exc)}; start that "
+                        f"{name}: cannot reach api_bases.{name} ({redact(bases[name])}): {missing}; start that "
                         f"server or correct api_bases.{name}"
                     )
                     continue  # not worth another (charged) attempt: it would fail the same way

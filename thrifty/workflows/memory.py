@@ -23,9 +23,27 @@ from thrifty.memory.records import Level
 from thrifty.redact import redact
 from thrifty.tools import Tool, tool
 
-__all__ = ["MemoryMode", "MemorySetup", "MemoryUse", "PendingIngest", "learned_weights", "setup_from_spec"]
+__all__ = [
+    "RECALL_TOOL",
+    "MemoryMode",
+    "MemorySetup",
+    "MemoryUse",
+    "PendingIngest",
+    "learned_weights",
+    "memory_tool_names",
+    "setup_from_spec",
+]
 
 MemoryMode = Literal["context", "tool", "both"]
+#: The tool a run's memory gives the model in ``tool`` and ``both`` modes.
+RECALL_TOOL = "recall"
+
+
+def memory_tool_names(mode: str) -> list[str]:
+    """The tools memory adds to a run in ``mode`` (a limit or a price may name them)."""
+    return [] if mode == "context" else [RECALL_TOOL]
+
+
 _NOTHING = "(nothing recalled)"
 
 
@@ -129,7 +147,7 @@ class MemoryUse:
                 return f"(nothing recalled: {report.notes[-1]})"  # e.g. the memory budget is spent
             return _NOTHING
 
-        return [tool(timeout=None, retries=0)(recall)]
+        return [tool(name=RECALL_TOOL, timeout=None, retries=0)(recall)]
 
 
 def _ingest_report(done: Sequence[Ingested], notes: list[str], events: Sequence[Any]) -> MemoryReport:
@@ -160,14 +178,6 @@ def learned_weights(router: object, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else base_dir / path
 
 
-def check_memory_model(model: str, pricing: Pricing | None = None, budget: Budget | None = None) -> None:
-    """Refuse, before anything is spent, a memory model that cannot be called or priced (the check a run
-    makes on its own model): ModelError / UnpricedModelError."""
-    from thrifty.models.routing import checked_entry, make_gateway
-
-    checked_entry(make_gateway(Ledger(budget), pricing or Pricing()), model)
-
-
 def setup_from_spec(
     spec: Any, base_dir: Path, *, pricing: Pricing | None = None, run_budget: Budget | None = None
 ) -> MemorySetup:
@@ -176,10 +186,9 @@ def setup_from_spec(
     the run, charged to it (again is a no-op: ingest is idempotent). ``pricing``: the task's (for the memory
     model); ``run_budget``: the run's (an unpriced memory model is refused under a USD limit). A problem is
     a ValueError naming the field (``memory.model``, ``memory.store``, ``memory.embedder``)."""
-    from thrifty.budget import UnpricedModelError
     from thrifty.memory import MemoryStoreError
     from thrifty.memory.embed import EmbedderError
-    from thrifty.models.gateway import ModelError
+    from thrifty.models.routing import MODEL_CHECK_ERRORS, check_model
 
     def resolve(p: str) -> str:
         if "://" in p:
@@ -189,8 +198,8 @@ def setup_from_spec(
 
     if spec.model:
         try:
-            check_memory_model(spec.model, pricing, run_budget)
-        except (ModelError, UnpricedModelError, ValueError, ImportError) as exc:
+            check_model(spec.model, pricing, run_budget)
+        except MODEL_CHECK_ERRORS as exc:
             raise ValueError(f"memory.model: {exc}") from None
     router = spec.router
     weights = learned_weights(router, base_dir)

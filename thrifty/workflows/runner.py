@@ -20,7 +20,7 @@ from thrifty.models.routing import Escalation, RoutedGateway, Routing, checked_e
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
-from thrifty.workflows.memory import MemorySetup, MemoryUse, setup_from_spec
+from thrifty.workflows.memory import MemorySetup, MemoryUse, memory_tool_names, setup_from_spec
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import Cost, Overrun, RunResult, Usage
 from thrifty.workflows.spec import WEB_TOOLS, StrategySpec, TaskSpec, web_tool
@@ -125,7 +125,7 @@ def execute(
         model = checked_entry(gateway, model)
         builder = builder or get_builder(strategy.name)
         options = parse_options(strategy.name, builder, strategy.options)
-        recall = [] if memory is None or memory.mode == "context" else ["recall"]  # memory's tool
+        recall = memory_tool_names(memory.mode) if memory is not None else []
         _check_per_tool(ledger.budget, [*(t.name for t in tools), *recall])
         # Memory recalls after the checks: nothing is spent on a run that cannot start.
         memory_use, system_prompt, tools = _start_memory(memory, question, ledger, system_prompt, tools)
@@ -287,16 +287,14 @@ def _drive(
     saved: dict[str, Any] | None,
     *,
     pause: bool,
+    latest: dict[str, Any],
     telemetry: Any = None,
-    latest: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Stream the graph to its end and return the last state (a durable run: checkpointed at each step,
-    resumed from ``saved``, a budget pause answered with the budget it is resumed with). Each state is
-    also put in ``latest["state"]`` as it comes, so a caller keeps the answer and trace found before a
-    node crashed or the run was interrupted."""
+) -> None:
+    """Stream the graph to its end (a durable run: checkpointed at each step, resumed from ``saved``, a
+    budget pause answered with the budget it is resumed with), keeping each state in ``latest["state"]`` as
+    it comes, so that the caller has the answer and trace found before a node crashed or the run was
+    interrupted."""
     import contextlib
-
-    latest = {} if latest is None else latest
 
     inputs: Any = state
     config: dict[str, Any] = {"recursion_limit": strategy.max_steps * 4 + 20}
@@ -322,10 +320,9 @@ def _drive(
                 continue
             if "__interrupt__" in values:  # a pause: the state is the checkpoint's
                 continue
-            state = latest["state"] = values
+            latest["state"] = values
             if durable is not None:
                 durable.step(ctx.ledger)
-    return state
 
 
 def _open_durable(

@@ -12,7 +12,7 @@ import os
 import re
 import string
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -1085,14 +1085,18 @@ def _locate_mcp(spec: TaskSpec, file: str, root: yaml.Node | LineIndex | None) -
 def mcp_tool_names(server: MCPServerSpec) -> list[str] | None:
     """The names the server's tools will have in the run, when they are known before it starts (a
     ``tools`` list); None otherwise."""
+    from thrifty.tools.mcp import mcp_tool_name
+
     if server.tools is None:
         return None
-    return [re.sub(r"[^A-Za-z0-9_-]", "_", f"{server.prefix}{name}")[:64] for name in server.tools]
+    return [mcp_tool_name(server.prefix, name) for name in server.tools]
 
 
-def _known_tool_names(spec: TaskSpec, import_references: bool) -> set[str] | None:
-    """The names of the task's own tools (built-in, web, module, memory's recall); None when one of them
-    is known only once imported (a module tool while references are not imported)."""
+def task_tool_names(spec: TaskSpec, import_references: bool = True) -> set[str] | None:
+    """The names of the task's own tools (built-in, web, module, memory's recall), MCP servers' aside; None
+    when one of them is known only once imported (a module tool while references are not imported)."""
+    from thrifty.workflows.memory import memory_tool_names
+
     names: set[str] = set()
     for tool in spec.tools:
         if ":" not in tool.name:
@@ -1105,9 +1109,23 @@ def _known_tool_names(spec: TaskSpec, import_references: bool) -> set[str] | Non
         except (BadReference, ImportError, AttributeError):
             continue  # reported with its own fix
         names.add(str(getattr(obj, "name", tool.name.rpartition(":")[2])))
-    if spec.memory is not None and spec.memory.mode != "context":
-        names.add("recall")
+    if spec.memory is not None:
+        names.update(memory_tool_names(spec.memory.mode))
     return names
+
+
+def unknown_tool_names(
+    spec: TaskSpec, known: set[str], prefixes: Sequence[str] = ()
+) -> list[tuple[str, str]]:
+    """The ``(field, name)`` of each ``budget.per_tool`` and ``pricing.tools`` entry that names none of the
+    ``known`` tools (nor a name with one of an MCP server's ``prefixes``): a limit or a price that would
+    never apply."""
+    return [
+        (field, name)
+        for field, names in (("budget.per_tool", spec.budget.per_tool), ("pricing.tools", spec.pricing.tools))
+        for name in names
+        if name not in known and not any(name.startswith(p) for p in prefixes)
+    ]
 
 
 def _check_tool_names(
@@ -1117,7 +1135,7 @@ def _check_tool_names(
     bind. An MCP server's tools are known before it starts when it lists them (``tools``); otherwise a name
     with its ``prefix`` passes (a run checks ``per_tool`` once the servers are up; ``agent batch`` checks
     both fields then)."""
-    known = _known_tool_names(spec, import_references)
+    known = task_tool_names(spec, import_references)
     if known is None:
         return []
     prefixes: list[str] = []
@@ -1131,21 +1149,15 @@ def _check_tool_names(
             return []  # a server without prefix or tool list: any name may be one of its tools
     shown = ", ".join(sorted(known)) or "none"
     also = f"; or an MCP tool named {' / '.join(p + '...' for p in prefixes)}" if prefixes else ""
-    issues: list[Issue] = []
-    for field, names in (("budget.per_tool", spec.budget.per_tool), ("pricing.tools", spec.pricing.tools)):
-        for name in names:
-            if name in known or any(name.startswith(p) for p in prefixes):
-                continue
-            loc = (*field.split("."), name)
-            issues.append(
-                Issue(
-                    _line_of(root, loc),
-                    f"{field}.{name}",
-                    f"'{short(name)}' is not a tool of this task, so this would never apply",
-                    f"use one of the task's tools: {shown}{also}",
-                )
-            )
-    return issues
+    return [
+        Issue(
+            _line_of(root, (*field.split("."), name)),
+            f"{field}.{name}",
+            f"'{short(name)}' is not a tool of this task, so this would never apply",
+            f"use one of the task's tools: {shown}{also}",
+        )
+        for field, name in unknown_tool_names(spec, known, prefixes)
+    ]
 
 
 def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
@@ -1195,40 +1207,42 @@ def model_issues(
     spec: TaskSpec, root: yaml.Node | LineIndex | None = None, overridden: bool = False
 ) -> list[Issue]:
     """What a run checks on its models before it spends anything, as issues of the ``model`` field (or of
-    ``models`` / ``roles`` with routing; ``--model`` when the command line gave the model)."""
-    from thrifty.budget import Ledger, UnpricedModelError
-    from thrifty.models.gateway import ModelError
-    from thrifty.models.routing import checked_entry, make_gateway
+    ``models`` / ``roles`` with routing; ``--model`` when the command line gave the model; ``api_base`` when
+    that is what is wrong), then of ``memory``."""
+    from thrifty.models.routing import MODEL_CHECK_ERRORS, check_model
 
     routing = spec.routing()
-    gateway = make_gateway(
-        Ledger(spec.budget), spec.pricing, api_base=spec.model_settings.api_base, routing=routing
-    )
     try:
-        checked_entry(gateway, spec.model)
-    except UnpricedModelError as exc:
-        message, fix = exc.problem, exc.fix
-    except (ModelError, ValueError, ImportError) as exc:
-        message = str(exc)
-        fix = "name a model this machine can run or reach (see README, Remote models)"
-    else:
-        return _memory_issues(spec, root)
-    field = "models" if routing and spec.models else "roles" if routing else "model"
-    if spec.model_settings.api_base and message.startswith("api_base "):  # the base is what is wrong
-        fix = "remove model_settings.api_base, or name the remote model served there (e.g. openai/<name>)"
-        where = _line_of(root, ("model_settings", "api_base"))
-        return [Issue(where, "model_settings.api_base", message, fix), *_memory_issues(spec, root)]
-    if overridden and not routing:
-        return [Issue(None, "model", f"--model: {message}", fix), *_memory_issues(spec, root)]
-    return [Issue(_line_of(root, (field,)), field, message, fix), *_memory_issues(spec, root)]
+        check_model(
+            spec.model, spec.pricing, spec.budget, api_base=spec.model_settings.api_base, routing=routing
+        )
+    except MODEL_CHECK_ERRORS as exc:
+        message, fix = _problem(exc, "name a model this machine can run or reach (see README, Remote models)")
+        if spec.model_settings.api_base and message.startswith("api_base "):  # the base is what is wrong
+            fix = "remove model_settings.api_base, or name the remote model served there (e.g. openai/<name>)"
+            issue = Issue(
+                _line_of(root, ("model_settings", "api_base")), "model_settings.api_base", message, fix
+            )
+        elif overridden and not routing:
+            issue = Issue(None, "model", f"--model: {message}", fix)
+        else:
+            field = "models" if routing and spec.models else "roles" if routing else "model"
+            issue = Issue(_line_of(root, (field,)), field, message, fix)
+        return [issue, *_memory_issues(spec, root)]
+    return _memory_issues(spec, root)
+
+
+def _problem(exc: Exception, fix: str) -> tuple[str, str]:
+    """A model check's failure as a message and its fix (a missing price carries its own fix)."""
+    from thrifty.budget import UnpricedModelError
+
+    return (exc.problem, exc.fix) if isinstance(exc, UnpricedModelError) else (str(exc), fix)
 
 
 def _memory_issues(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
     """``memory.model``: the check the run makes on its own model; ``embedder: minilm``: installed."""
-    from thrifty.budget import UnpricedModelError
     from thrifty.memory.embed import minilm_available
-    from thrifty.models.gateway import ModelError
-    from thrifty.workflows.memory import check_memory_model
+    from thrifty.models.routing import MODEL_CHECK_ERRORS, check_model
 
     memory = spec.memory
     if memory is None:
@@ -1245,12 +1259,10 @@ def _memory_issues(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[I
         )
     if memory.model:
         try:
-            check_memory_model(memory.model, spec.pricing, spec.budget)
-        except UnpricedModelError as exc:
-            issues.append(Issue(_line_of(root, ("memory", "model")), "memory.model", exc.problem, exc.fix))
-        except (ModelError, ValueError, ImportError) as exc:
+            check_model(memory.model, spec.pricing, spec.budget)
+        except MODEL_CHECK_ERRORS as exc:
             fix = "name a model this machine can run or reach (README, Remote models), or drop memory.model"
-            issues.append(Issue(_line_of(root, ("memory", "model")), "memory.model", str(exc), fix))
+            issues.append(Issue(_line_of(root, ("memory", "model")), "memory.model", *_problem(exc, fix)))
     return issues
 
 
