@@ -9,7 +9,7 @@ import time
 import pytest
 
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing
-from thrifty.tools import Observation, ToolError, ToolRunner, tool
+from thrifty.tools import Observation, ToolError, ToolRunner, TransientToolError, tool
 
 
 @tool(price=0.5)
@@ -235,6 +235,22 @@ def test_tool_error_is_not_retried() -> None:
     obs = ToolRunner([picky], ledger).run("picky", {"x": 1})
     assert obs.content == "error: odd numbers are not allowed"
     assert len(calls) == 1 and len(ledger.events) == 1
+
+
+def test_a_transient_tool_error_is_retried_and_shown_without_its_class_name() -> None:
+    calls: list[int] = []
+
+    @tool(retries=2)
+    def weather(city: str) -> str:
+        """A service that is down."""
+        calls.append(1)
+        raise TransientToolError("the weather service is down; try again later")
+
+    ledger = Ledger()
+    obs = ToolRunner([weather], ledger).run("weather", {"city": "Oslo"})
+    assert len(calls) == 3 and obs.attempts == 3  # retried, unlike a ToolError
+    assert obs.content == "error: the weather service is down; try again later (after 3 attempts)"
+    assert all(e.detail == "the weather service is down; try again later" for e in ledger.events)
 
 
 def test_sync_tool_timeout_is_an_error_observation() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from thrifty.tools.base import Tool, ToolError, tool
+from thrifty.tools.base import Tool, ToolError, TransientToolError, tool
 from thrifty.tools.calculator import calculator
 from thrifty.tools.corpus import Corpus, CorpusError, Passage, bundled_dataset_path, load_corpus
 from thrifty.tools.runner import Observation, ToolRunner
@@ -23,6 +23,7 @@ __all__ = [
     "Tool",
     "ToolError",
     "ToolRunner",
+    "TransientToolError",
     "builtin_tools",
     "bundled_dataset_path",
     "calculator",

@@ -37,6 +37,19 @@ class ToolError(Exception):
     """
 
 
+class TransientToolError(Exception):
+    """Raised by a tool whose failure may pass (a service down for now), with a message meant for the model.
+
+    Unlike a :class:`ToolError` the runner retries it (each attempt charged); once the attempts are spent the
+    observation shows the message alone, like a ToolError's, not the exception's class name. An optional
+    ``retry_after`` (seconds) asks the runner to wait that long before the next attempt.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class _Docstring:
     summary: str

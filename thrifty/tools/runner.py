@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 from thrifty.budget import BudgetExceeded, Ledger, Pricing, Reservation, tool_dimension
 from thrifty.budget.retry import MAX_RETRY_AFTER, RetryPolicy, retry_after
 from thrifty.redact import redact
-from thrifty.tools.base import Tool, ToolError
+from thrifty.tools.base import Tool, ToolError, TransientToolError
 
 __all__ = ["Observation", "ToolRunner", "to_text"]
 
@@ -567,10 +567,11 @@ class _Attempts:
 
 
 def _describe(exc: BaseException) -> str:
-    """``ExcType: message`` for a crash; the bare message for a ToolError refusal or a timeout. Scrubbed
+    """``ExcType: message`` for a crash; the bare message for a ToolError refusal, a TransientToolError or a
+    timeout. Scrubbed
     (:func:`thrifty.redact.redact`): it goes into the observation, the trace, the charge event, the run
     store and the next prompt, and a tool's HTTP client puts keys in its errors."""
-    if isinstance(exc, _Refused | _ToolTimeout):
+    if isinstance(exc, _Refused | _ToolTimeout | TransientToolError):
         return redact(str(exc))
     message = str(exc)
     return redact(f"{type(exc).__name__}: {message}") if message else type(exc).__name__

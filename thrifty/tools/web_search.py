@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from thrifty.redact import redact
-from thrifty.tools.base import Tool, ToolError, tool
+from thrifty.tools.base import Tool, ToolError, TransientToolError, tool
 from thrifty.tools.web import WEB_TIMEOUT, as_data
 
 __all__ = [
@@ -55,13 +55,9 @@ class SearchHit:
         return cls(text("title"), text("url"), text("snippet"), text("date") or None)
 
 
-class SearchUnavailable(Exception):
+class SearchUnavailable(TransientToolError):
     """Every provider of the chain failed, at least one of them transiently (the runner retries, after
     ``retry_after`` seconds when the providers asked for a wait: the shortest wait any of them asked)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class SearchBackend(Protocol):
