@@ -209,12 +209,19 @@ def test_an_unusable_answer_or_memory_model_is_refused_before_any_run(
     data = tmp_path / "locomo.json"
     data.write_text(json.dumps([locomo_sample()]), encoding="utf-8")
     for i, model in enumerate(
-        [["--model", "nope/x"], ["--model", "openai/gpt-4o-mini"], ["--memory-model", "nope/y"]]
+        [
+            ["--model", "nope/x"],
+            ["--model", "openai/gpt-4o-mini"],
+            ["--memory-model", "nope/y"],
+            ["--model", "memsim/q=2"],
+            ["--model", "memsim/qq=0.5"],
+        ]
     ):
         out = tmp_path / f"o{i}"
         res = runner.invoke(app, [*_cli_args(data, out), "--routers", "low,high", *model])
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
-        assert any(m in res.output for m in ("unknown provider 'nope'", "OPENAI_API_KEY", "blocked"))
+        wanted = ("unknown provider 'nope'", "OPENAI_API_KEY", "blocked", "q must be within", "use memsim/q=")
+        assert any(m in res.output for m in wanted)
         assert "model" in res.output and not (out / "results.jsonl").exists()
 
 

@@ -136,4 +136,6 @@ class MemSimProvider(InProcessProvider):
         return gold.answer if rng.random() < q * found else REFUSAL
 
 
-register_provider(Provider("memsim", handler=MemSimProvider, in_process=True, free=True))
+register_provider(
+    Provider("memsim", handler=MemSimProvider, in_process=True, free=True, check=_params)
+)  # a bad name is refused before a run
