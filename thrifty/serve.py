@@ -433,9 +433,15 @@ def _resume_budget(data: Any) -> dict[str, float]:
         return Budget.model_validate(data.get("budget") or {}).limits()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(["budget", *(str(p) for p in first["loc"])])
+        if first["type"] == "extra_forbidden":
+            fix = f"use the fields of a budget: {', '.join(Budget.model_fields)}"
+        elif not first["loc"]:
+            fix = 'give a mapping of limits, e.g. {"budget": {"tool_calls": 10}}'
+        else:
+            fix = "a positive limit"
         raise ServeError(
-            400, EXIT_BAD_INPUT, f"request: field 'budget.{where}': {first['msg']} (fix: a positive limit)"
+            400, EXIT_BAD_INPUT, f"request: field '{where}': {first['msg']} (fix: {fix})"
         ) from None
 
 
@@ -485,11 +491,101 @@ def parse_task(data: Any) -> Any:
             EXIT_BAD_INPUT,
             f"request: {what} cannot be used on a server (fix: use built-in tools and strategies, no file paths)",
         )
+    server_only = _server_refusal(spec, data)
+    if server_only:
+        raise ServeError(400, EXIT_BAD_INPUT, f"request: {server_only}")
     # a model the run would refuse is a 400 here, not an accepted run that then fails
     issues = check_resources(spec) or model_issues(spec)
     if issues:
         raise ServeError(400, EXIT_BAD_INPUT, render_issues(issues, "request"))
     return spec
+
+
+def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:
+    """What a request may not ask of a server though a task file may (None: nothing): run a program, read
+    or write a file of the server's, or price a model or tool below what it costs (the server's dollar caps
+    count those prices)."""
+    for i, mcp in enumerate(spec.mcp_servers):
+        if mcp.command:
+            return (
+                f"field 'mcp_servers.{i}.command': a stdio MCP server would run a program on the "
+                "server (fix: give its url: http(s)://host/mcp of a running MCP server)"
+            )
+    memory = data.get("memory")
+    if spec.memory is not None and isinstance(memory, dict):
+        if spec.memory.ingest:
+            return "field 'memory.ingest': files cannot be read on a server (fix: drop memory.ingest)"
+        if "store" in memory:
+            return (
+                "field 'memory.store': a request cannot choose where memory is stored on a server "
+                "(fix: drop memory.store: the server's own is used)"
+            )
+        if isinstance(spec.memory.router, str) and spec.memory.router.startswith("learned:"):
+            return (
+                "field 'memory.router': 'learned:PATH' reads a file on the server "
+                "(fix: use learned, rules, low, mid or high)"
+            )
+    for i, tool in enumerate(spec.tools):
+        for option in ("allow_private", "allow_hosts", "api_bases"):
+            if getattr(tool, option):
+                return (
+                    f"field 'tools.{i}.{option}': a request cannot choose which hosts the server reaches "
+                    f"or sends its search keys to (fix: drop {option})"
+                )
+        if tool.price is not None and _tool_underpriced(tool.name, tool.price):
+            return f"field 'tools.{i}.price': {_TOOL_PRICE_FIX}"
+    for name, price in spec.pricing.tools.items():
+        if _tool_underpriced(name, price):
+            return f"field 'pricing.tools.{name}': {_TOOL_PRICE_FIX}"
+    return _underpriced(spec.pricing.models)
+
+
+_TOOL_PRICE_FIX = (
+    "a request may not lower a built-in tool's price on a server (the server's dollar caps count it) "
+    "(fix: drop the price, or ask for at least the tool's own)"
+)
+
+
+def _tool_underpriced(name: str, price: float) -> bool:
+    """A request's price for a built-in tool below its own (web_search's depends on its provider: any
+    price a request gives it is refused)."""
+    from thrifty.budget.pricing import DEFAULT_TOOL_PRICES
+
+    if name == "web_search":
+        return True
+    return price < DEFAULT_TOOL_PRICES.get(name, 0.0) - 1e-15
+
+
+def _underpriced(prices: dict[str, Any]) -> str | None:
+    """A request's model price below the model's known price (it would spend the server's dollars
+    uncounted), or None. A model with no known price may be priced (a USD cap needs a price)."""
+    from thrifty.models.registry import provider_for
+
+    for model, asked in prices.items():
+        try:
+            known = provider_for(model).default_price(model) if "/" in model else None
+        except Exception:  # an unknown provider: the model check reports it
+            known = None
+        if known is None:
+            continue
+        floors = {
+            "input_per_token": known.input_per_token,
+            "output_per_token": known.output_per_token,
+            "cached_input_per_token": known.cached_input_per_token
+            if known.cached_input_per_token is not None
+            else known.input_per_token,
+            "per_second": known.per_second,
+        }
+        for name, floor in floors.items():
+            value = getattr(asked, name)
+            if name == "cached_input_per_token" and value is None:
+                continue  # its input rate applies, checked with input_per_token
+            if float(value) < float(floor) - 1e-15:
+                return (
+                    f"field 'pricing.models.{model}.{name}': {float(value):g} is below the model's known "
+                    f"price ({float(floor):g}) (fix: drop the price, or ask for at least the known one)"
+                )
+    return None
 
 
 def _error(status: int, code: int, message: str) -> Any:
@@ -612,6 +708,8 @@ def _add_run_routes(app: Any, server: Server) -> None:
     @app.post("/runs/{run_id}/resume", status_code=202)
     async def resume(run_id: str, request: Request) -> Any:
         body = await request.body()
+        if len(body) > server.settings.max_body:
+            raise ServeError(413, EXIT_BAD_INPUT, f"request body over {server.settings.max_body} bytes")
         try:
             data = json.loads(body) if body.strip() else None
         except ValueError:

@@ -199,12 +199,35 @@ def check_resumable(store: DurableStore, row: dict[str, Any] | None, run_id: str
     check_row(store, row, run_id)
     assert row is not None
     spent = _spent(store.charges(run_id), store.inflight(run_id))
+    spent["seconds"] = float(row.get("elapsed") or 0.0)
     for dim, limit in ledger.limits.items():
-        if spent.get(dim, 0.0) > limit + 1e-9:
+        if dim != "seconds" and spent.get(dim, 0.0) > limit + 1e-9:
             raise CheckpointError(
                 f"run '{run_id}' has already spent {spent[dim]:g} {dim}, more than the budget it is resumed "
                 f"with ({limit:g}); fix: resume with a {dim} limit above {spent[dim]:g}"
             )
+    check_raised(row, run_id, spent, ledger.limits)
+
+
+def check_raised(row: dict[str, Any], run_id: str, spent: dict[str, float], limits: dict[str, float]) -> None:
+    """Refuse to resume a run paused at a limit that is not raised: it would stop again at once, for good
+    (as if its pause were answered "stop"), after paying for one more call."""
+    reason = str(row.get("stop_reason") or "")
+    if row["status"] != PAUSED_STATUS or not reason.startswith(PAUSED + ":"):
+        return
+    dim = reason.partition(":")[2]
+    limit = limits.get(dim)
+    if limit is None:
+        return  # the limit is lifted
+    paused_at = ((row.get("result") or {}).get("budget") or {}).get(dim)
+    used = spent.get(dim, 0.0)
+    if (paused_at is not None and limit <= float(paused_at) + 1e-9) or used >= limit - 1e-9:
+        shown = max(used, float(paused_at or 0.0))
+        raise CheckpointError(
+            f"run '{run_id}' is paused at its {dim} limit ({shown:g}; spent {used:g}) and resumed with "
+            f"{limit:g} it would stop there again at once; fix: resume with a {dim} limit above {shown:g} "
+            "(the run stays paused)"
+        )
 
 
 def check_row(store: DurableStore, row: dict[str, Any] | None, run_id: str) -> None:

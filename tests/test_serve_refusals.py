@@ -1,0 +1,169 @@
+"""What a request to `agent serve` may not do though a task file may (run a program, read or write the
+server's files, price a model below its cost), a paused run resumed without a raised limit, and the
+resume endpoint's bad bodies: each a 4xx JSON error naming the field and the fix, nothing run or stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from thrifty import Agent
+from thrifty.budget import Budget
+from thrifty.serve import ServeSettings, create_app
+from thrifty.store.durable import DurableStore
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
+from thrifty.tools import calculator
+from thrifty.workflows.runner import SetupError
+
+TOKEN = "r3fuse-t0ken-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _counting(request: ScriptedRequest) -> ScriptedReply:
+    done = sum(1 for m in request.messages if m.get("role") == "tool")
+    return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
+
+
+def _client(tmp_path: Path | None = None) -> TestClient:
+    db = None if tmp_path is None else tmp_path / "checkpoints.db"
+    return TestClient(create_app(ServeSettings(token=TOKEN, checkpoint=db)))
+
+
+def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
+    for _ in range(1200):
+        data = client.get(f"/runs/{run_id}", headers=AUTH).json()
+        if data["status"] != "running":
+            return data
+        time.sleep(0.05)
+    raise AssertionError("the run did not end")
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"mcp_servers": [{"name": "p", "command": ["touch", "{marker}"]}]}, "mcp_servers.0.command"),
+        ({"memory": {"store": "{marker}", "scope": {"user_id": "a"}}}, "memory.store"),
+        ({"memory": {"scope": {"user_id": "a"}, "ingest": ["{marker}"]}}, "memory.ingest"),
+        ({"memory": {"scope": {"user_id": "a"}, "router": "learned:{marker}"}}, "memory.router"),
+        ({"pricing": {"tools": {"search": 0}}}, "pricing.tools.search"),
+        ({"tools": [{"name": "web_search", "price": 0}]}, "tools.0.price"),
+        ({"tools": [{"name": "read_url", "allow_private": True}]}, "tools.0.allow_private"),
+        (
+            {"tools": [{"name": "web_search", "provider": "tavily", "api_bases": {"tavily": "http://x"}}]},
+            "tools.0.api_bases",
+        ),
+        (
+            {"model": "openai/gpt-4o-mini", "pricing": {"models": {"openai/gpt-4o-mini": {}}}},
+            "pricing.models.openai/gpt-4o-mini.input_per_token",
+        ),
+    ],
+)
+def test_a_request_cannot_run_a_program_touch_a_file_or_underprice_a_model(
+    tmp_path: Path, extra: dict[str, Any], field: str
+) -> None:
+    script = ScriptedModel([], default=_counting)
+    marker = tmp_path / "marker"
+    body: dict[str, Any] = {"question": "count to 3", "model": script.model, "tools": ["calculator"]}
+    body.update(json.loads(json.dumps(extra).replace("{marker}", str(marker))))
+    client = _client()
+    res = client.post("/runs", json=body, headers=AUTH)
+    assert res.status_code == 400, res.text
+    error = res.json()["error"]
+    assert error["code"] == 2 and f"field '{field}'" in error["message"] and "fix:" in error["message"]
+    time.sleep(0.3)
+    assert not marker.exists() and client.get("/runs", headers=AUTH).json()["runs"] == []
+
+
+def test_a_request_may_price_a_free_model_and_raise_a_tool_price() -> None:
+    script = ScriptedModel([], default=_counting)
+    body = {
+        "question": "count to 3",
+        "model": script.model,
+        "tools": ["calculator"],
+        "pricing": {
+            "models": {script.model: {"input_per_token": 1e-6, "output_per_token": 2e-6}},
+            "tools": {"calculator": 0.25},
+        },
+    }
+    client = _client()
+    res = client.post("/runs", json=body, headers=AUTH)
+    assert res.status_code == 202, res.text
+    data = _wait(client, res.json()["run_id"])
+    assert data["status"] == "finished" and data["spent"]["usd"] > 0.75
+
+
+def test_a_paused_run_resumed_without_a_raised_limit_stays_paused(tmp_path: Path) -> None:
+    script = ScriptedModel([], default=_counting)
+    client = _client(tmp_path)
+    res = client.post(
+        "/runs",
+        json={
+            "question": "count to 3",
+            "model": script.model,
+            "tools": ["calculator"],
+            "budget": {"tool_calls": 2},
+            "on_limit": "pause",
+        },
+        headers=AUTH,
+    )
+    run_id = res.json()["run_id"]
+    assert _wait(client, run_id)["status"] == "paused"
+    calls = len(script.requests)
+    for body in (None, {"budget": {"tool_calls": 2}}):
+        res = client.post(f"/runs/{run_id}/resume", json=body, headers=AUTH)
+        assert res.status_code == 409, res.text
+        message = res.json()["error"]["message"]
+        assert (
+            "is paused at its tool_calls limit" in message
+            and "fix: resume with a tool_calls limit above 2" in message
+        )
+    assert len(script.requests) == calls  # no model call was made
+    row = DurableStore(tmp_path / "checkpoints.db").get(run_id)
+    assert row is not None and row["status"] == "paused"
+    res = client.post(f"/runs/{run_id}/resume", json={"budget": {"tool_calls": 5}}, headers=AUTH)
+    assert res.status_code == 202, res.text
+    data = _wait(client, run_id)
+    assert data["status"] == "finished" and data["result"]["answer"] == "3"
+
+
+def test_a_paused_run_resumed_from_python_with_the_same_budget_is_refused(tmp_path: Path) -> None:
+    script = ScriptedModel([], default=_counting)
+    agent = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=2))
+    db = tmp_path / "c.db"
+    paused = agent.run("count", on_limit="pause", checkpoint=db)
+    assert paused.paused
+    with pytest.raises(SetupError, match="paused at its tool_calls limit"):
+        agent.run("count", run_id=paused.run_id, checkpoint=db, on_limit="pause")
+    row = DurableStore(db).get(paused.run_id)
+    assert row is not None and row["status"] == "paused"
+    done = agent.run("count", run_id=paused.run_id, checkpoint=db, budget=Budget(tool_calls=5))
+    assert done.stop_reason == "completed" and done.answer == "3"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"budget": 5}, "field 'budget': Input should be a valid dictionary"),
+        (
+            {"budget": {"bogus": 1}},
+            "field 'budget.bogus': Extra inputs are not permitted (fix: use the fields",
+        ),
+    ],
+)
+def test_bad_resume_bodies_name_the_field_and_the_fix(tmp_path: Path, body: Any, message: str) -> None:
+    res = _client(tmp_path).post("/runs/nope/resume", json=body, headers=AUTH)
+    assert res.status_code == 400 and message in res.json()["error"]["message"], res.text
+
+
+def test_a_resume_body_over_the_limit_is_refused(tmp_path: Path) -> None:
+    def chunks() -> Any:
+        for _ in range(300):
+            yield b"x" * 1024
+
+    res = _client(tmp_path).post("/runs/nope/resume", content=chunks(), headers=AUTH)
+    assert res.status_code == 413, res.text
