@@ -57,6 +57,10 @@ def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
             {"tools": [{"name": "web_search", "provider": "tavily", "api_bases": {"tavily": "http://x"}}]},
             "tools.0.api_bases",
         ),
+        ({"model": "local/{gguf}"}, "model"),
+        ({"model": "hf/{hfdir}"}, "model"),
+        ({"models": ["{model}", "hf/{hfdir}"]}, "models"),
+        ({"memory": {"scope": {"user_id": "a"}, "model": "local/{gguf}"}}, "memory.model"),
         (
             {"model": "openai/gpt-4o-mini", "pricing": {"models": {"openai/gpt-4o-mini": {}}}},
             "pricing.models.openai/gpt-4o-mini.input_per_token",
@@ -69,7 +73,13 @@ def test_a_request_cannot_run_a_program_touch_a_file_or_underprice_a_model(
     script = ScriptedModel([], default=_counting)
     marker = tmp_path / "marker"
     body: dict[str, Any] = {"question": "count to 3", "model": script.model, "tools": ["calculator"]}
-    body.update(json.loads(json.dumps(extra).replace("{marker}", str(marker))))
+    gguf, hfdir = tmp_path / "server-owned.gguf", tmp_path / "server-owned-model"  # the server's files
+    gguf.write_bytes(b"GGUF")
+    hfdir.mkdir()
+    (hfdir / "config.json").write_text("{}")
+    text = json.dumps(extra).replace("{marker}", str(marker)).replace("{model}", script.model)
+    text = text.replace("{gguf}", str(gguf)).replace("{hfdir}", str(hfdir))
+    body.update(json.loads(text))
     client = _client()
     res = client.post("/runs", json=body, headers=AUTH)
     assert res.status_code == 400, res.text

@@ -505,6 +505,9 @@ def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:
     """What a request may not ask of a server though a task file may (None: nothing): run a program, read
     or write a file of the server's, or price a model or tool below what it costs (the server's dollar caps
     count those prices)."""
+    path_model = _model_path(spec)
+    if path_model:
+        return path_model
     for i, mcp in enumerate(spec.mcp_servers):
         if mcp.command:
             return (
@@ -538,6 +541,31 @@ def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:
         if _tool_underpriced(name, price):
             return f"field 'pricing.tools.{name}': {_TOOL_PRICE_FIX}"
     return _underpriced(spec.pricing.models)
+
+
+def _model_path(spec: Any) -> str | None:
+    """A model named by a path on the server (``local/<file>.gguf``, ``hf/<directory>``): a request would
+    load, or probe for, the server's files (None: every model is a name)."""
+    from pathlib import Path
+
+    routing = spec.routing()
+    named = [("model", spec.model)] + [("models", m) for m in (routing.all_models() if routing else [])]
+    if spec.memory is not None and spec.memory.model:
+        named.append(("memory.model", spec.memory.model))
+    for where, model in named:
+        prefix, _, name = model.partition("/")
+        by_path = (prefix == "local" and name.strip().endswith(".gguf")) or (
+            prefix == "hf"
+            and (
+                name.startswith(("/", "~", ".")) or "\\" in name or name.count("/") > 1 or Path(name).exists()
+            )
+        )
+        if by_path:
+            return (
+                f"field '{where}': {model!r} names a file or directory on the server "
+                "(fix: use a model name, e.g. local/smollm2 or openai/<name>)"
+            )
+    return None
 
 
 _TOOL_PRICE_FIX = (
