@@ -192,9 +192,15 @@ def test_bad_resumes_are_refused_and_leave_the_run_intact(
         execute("work", model=model, checkpoint=db, run_id="nope", resume=True)
     with pytest.raises(SetupError, match=r"already spent 3 tool_calls.*above 3"):
         execute("work", model=model, budget=Budget(tool_calls=2), checkpoint=db, run_id="r-2", resume=True)
+    with pytest.raises(
+        SetupError, match=r"started with tools \['work'\] and is resumed with \[\].*task file"
+    ):
+        execute("work", model=model, checkpoint=db, run_id="r-2", resume=True)  # its tool left out
+    with pytest.raises(SetupError, match=r"started with question 'work' and is resumed with 'other'"):
+        execute("other", model=model, tools=[work], checkpoint=db, run_id="r-2", resume=True)
     backend.corrupt_checkpoints(db)
     with pytest.raises(SetupError, match="checkpoint cannot be read"):
-        execute("work", model=model, checkpoint=db, run_id="r-2", resume=True)
+        execute("work", model=model, tools=[work], checkpoint=db, run_id="r-2", resume=True)
     assert (
         _rows(db, "select * from thrifty_charges order by seq"),
         _rows(db, "select * from thrifty_inflight"),

@@ -182,6 +182,7 @@ def open_durable(
             return DurableRun(store, run_id, journal, resuming=False, meta=dict(meta))
         check_resumable(store, row, run_id, ledger)
         assert row is not None
+        check_same_run(row, run_id, meta)
         charges = store.charges(run_id)
         ledger.restore([charge_from_dict(c) for c in charges], elapsed=float(row["elapsed"] or 0.0))
         journal = RunJournal(store, run_id, store.recorded_calls(run_id, int(row["checkpoint_seq"] or 0)))
@@ -228,6 +229,24 @@ def check_raised(row: dict[str, Any], run_id: str, spent: dict[str, float], limi
             f"{limit:g} it would stop there again at once; fix: resume with a {dim} limit above {shown:g} "
             "(the run stays paused)"
         )
+
+
+#: What a resume must share with the run it continues (a run stored before a key was recorded is not checked
+#: on it).
+_SAME = {"question": "question", "strategy": "strategy", "tools": "tools"}
+
+
+def check_same_run(row: dict[str, Any], run_id: str, meta: dict[str, Any]) -> None:
+    """Refuse to continue a run with another question, strategy or set of tools (a changed task file): the
+    saved steps would be replayed against a job they were not made for."""
+    stored = row.get("meta") or {}
+    for key, label in _SAME.items():
+        if key in stored and key in meta and stored[key] != meta[key]:
+            raise CheckpointError(
+                f"run '{run_id}' was started with {label} {stored[key]!r} and is resumed with {meta[key]!r}; "
+                "fix: resume it with the task file (or arguments) it was started with, or start a new run "
+                "(the stored run is unchanged)"
+            )
 
 
 def check_row(store: DurableStore, row: dict[str, Any] | None, run_id: str) -> None:

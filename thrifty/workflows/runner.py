@@ -154,6 +154,7 @@ def execute(
             "task": task,
             "model": model,
             "strategy": strategy.name,
+            "tools": sorted(t.name for t in tools),  # a resume with other tools is refused
             **(checkpoint_meta or {}),
         },
     )
