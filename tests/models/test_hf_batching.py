@@ -3,6 +3,7 @@ padding-aware, with each request's own length and usage."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -81,6 +82,32 @@ def test_a_bad_batch_setting_is_a_clear_error(tiny_model_dir: str, monkeypatch: 
     hf.clear_cache()
     with pytest.raises(Exception, match="THRIFTY_HF_BATCH_WINDOW='soon' is not a number"):
         _ask(tiny_model_dir, "hi", 2)
+    hf.clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        (hf.MAX_BATCH_ENV, "0", "must be at least 1"),  # served no request: an AssertionError
+        (hf.MAX_BATCH_ENV, "0.5", "not a whole number"),  # int(0.5) was 0
+        (hf.MAX_BATCH_ENV, "many", "not a whole number"),
+        (hf.BATCH_WINDOW_ENV, "inf", "finite number"),  # the first request of a batch waited forever
+        (hf.BATCH_WINDOW_ENV, "nan", "finite number"),
+        (hf.BATCH_WINDOW_ENV, "-1", "finite number >= 0"),
+    ],
+)
+def test_a_batch_setting_that_cannot_serve_is_refused(
+    tiny_model_dir: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    says: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    hf.clear_cache()
+    with pytest.raises(Exception, match=re.escape(f"{name}='{value}'") + f".*{re.escape(says)}") as info:
+        _ask(tiny_model_dir, "hi", 2)
+    assert "fix:" in str(info.value)
     hf.clear_cache()
 
 

@@ -41,15 +41,14 @@ from thrifty.models.gateway import ModelError
 from thrifty.models.protocol import extract_json as extract_json
 from thrifty.models.protocol import parse_reply
 from thrifty.models.protocol import repair_json as repair_json
+from thrifty.models.routing import REJECTED_REQUEST as REJECTED_REQUEST
+from thrifty.models.routing import rejected_request
 from thrifty.models.settings import ResponseFormatMode
 
 T = TypeVar("T", bound=BaseModel)
 
 #: The format to try next when a server rejects one (``auto`` only).
 NEXT_FORMAT: dict[str, str] = {"json_schema": "json_object", "json_object": "none"}
-#: Errors that say the server refused the request as written (a response format it does not take; a
-#: llama-cpp-python server answers 500 to a validation error), not that it is down or the key is wrong.
-REJECTED_REQUEST = ("BadRequestError", "UnprocessableEntityError", "InternalServerError")
 _learned: dict[tuple[str, str | None], str] = {}
 _learned_lock = threading.Lock()
 
@@ -243,8 +242,10 @@ def _call(
                 **kwargs,
             )
         except ModelError as exc:
-            rejected = any(f": {name}:" in str(exc) for name in REJECTED_REQUEST)
-            if not (auto and rejected and kind in NEXT_FORMAT) or ctx.gateway.provider(ctx.model).in_process:
+            if (
+                not (auto and rejected_request(exc) and kind in NEXT_FORMAT)
+                or ctx.gateway.provider(ctx.model).in_process
+            ):
                 raise
             kind = NEXT_FORMAT[kind]
             continue

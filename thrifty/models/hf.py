@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import re
 import threading
@@ -784,21 +785,37 @@ def _batcher(loaded: _Loaded) -> _Batcher:
     with loaded.lock:
         if loaded.batcher is None:
             window = _env_float(BATCH_WINDOW_ENV, DEFAULT_BATCH_WINDOW)
-            size = int(_env_float(MAX_BATCH_ENV, DEFAULT_MAX_BATCH))
+            size = _env_int(MAX_BATCH_ENV, DEFAULT_MAX_BATCH)
             loaded.batcher = _Batcher(loaded, window, size)
         return loaded.batcher
 
 
 def _env_float(name: str, default: float) -> float:
+    """A batch window in seconds from the environment: a finite number >= 0 (``inf`` would make the first
+    request of a batch wait forever)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise HFModelError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise HFModelError(f"{name}={raw!r} must be >= 0")
+        raise HFModelError(f"{name}={raw!r} is not a number (fix: e.g. {name}={default})") from None
+    if not math.isfinite(value) or value < 0:
+        raise HFModelError(f"{name}={raw!r} must be a finite number >= 0 (fix: e.g. {name}={default})")
+    return value
+
+
+def _env_int(name: str, default: int) -> int:
+    """A batch size from the environment: a whole number >= 1 (0 would serve no request of a batch)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HFModelError(f"{name}={raw!r} is not a whole number (fix: e.g. {name}={default})") from None
+    if value < 1:
+        raise HFModelError(f"{name}={raw!r} must be at least 1 (fix: 1 serves requests one at a time)")
     return value
 
 

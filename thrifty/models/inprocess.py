@@ -27,12 +27,26 @@ class Generation(TypedDict):
     completion_tokens: int
 
 
+class InProcessRequestError(BadRequestError):
+    """A provider's model error as callers of ``litellm.completion`` see it when the provider names no
+    ``request_error`` of its own, or one that is not a LiteLLM ``BadRequestError`` (which LiteLLM would wrap
+    as a connection error, its message the tuple of the arguments)."""
+
+    def __init__(self, message: str, model: str, provider: str) -> None:
+        super().__init__(message=message, model=model, llm_provider=provider)
+
+
 class InProcessProvider(CustomLLM, ABC):
-    """Subclasses set ``prefix``, ``model_errors`` and ``request_error`` and implement :meth:`generate`."""
+    """Subclasses set ``prefix`` and ``model_errors`` (the exceptions of :meth:`generate` that mean a bad
+    model or request, reported as they are and never retried) and implement :meth:`generate`.
+
+    ``request_error`` (optional): a LiteLLM ``BadRequestError`` subclass built from ``(message, name)`` that
+    carries those errors to the caller; by default (or for a class that is not one, or not built so) an
+    :class:`InProcessRequestError` does."""
 
     prefix: ClassVar[str]
     model_errors: ClassVar[tuple[type[Exception], ...]]
-    request_error: ClassVar[type[Exception]]
+    request_error: ClassVar[type[Exception] | None] = None
 
     @abstractmethod
     def generate(self, model: str, messages: Sequence[Any], params: Mapping[str, Any]) -> Generation:
@@ -53,7 +67,15 @@ class InProcessProvider(CustomLLM, ABC):
         except self.model_errors as exc:
             if isinstance(exc, BadRequestError):
                 raise
-            raise self.request_error(str(exc), name) from exc
+            error: Exception | None = None
+            if self.request_error is not None:
+                try:
+                    error = self.request_error(str(exc), name)
+                except TypeError:  # a carrier that does not take (message, name)
+                    error = None
+            if not isinstance(error, BadRequestError):
+                error = InProcessRequestError(str(exc), f"{self.prefix}/{name}", self.prefix)
+            raise error from exc
         choice = model_response.choices[0]
         choice.message = out["message"]
         # LiteLLM types finish_reason as OpenAI's set of literals; the engine's own reason passes through.

@@ -134,6 +134,30 @@ CHECK_FORMAT: dict[str, Any] = {
     },
 }
 CHECK_MAX_TOKENS = 64
+#: What the answer check sends a server that rejects ``CHECK_FORMAT`` (llama-cpp-python's answers 500 to
+#: ``json_schema``): JSON mode with the schema alongside, then no ``response_format`` (the prompt asks for JSON).
+CHECK_FALLBACK_FORMATS: tuple[dict[str, Any] | None, ...] = (
+    {"type": "json_object", "schema": CHECK_FORMAT["json_schema"]["schema"]},
+    None,
+)
+#: Errors that say a server refused a request as written (a response format it does not take; a
+#: llama-cpp-python server answers 500 to a validation error), not that it is down or the key is wrong.
+REJECTED_REQUEST = ("BadRequestError", "UnprocessableEntityError", "InternalServerError")
+_check_formats: dict[tuple[str, str | None], int] = {}
+_check_formats_lock = threading.Lock()
+
+
+def rejected_request(exc: ModelError) -> bool:
+    """Whether a model error says the server refused the request as written (see :data:`REJECTED_REQUEST`)."""
+    return any(f": {name}:" in str(exc) for name in REJECTED_REQUEST)
+
+
+def forget_check_formats() -> None:
+    """Forget the answer-check formats learned from servers that rejected one (tests)."""
+    with _check_formats_lock:
+        _check_formats.clear()
+
+
 _BUDGET_BLOCK = re.compile(r"\n?<budget>.*?</budget>", re.DOTALL)
 
 
@@ -734,26 +758,73 @@ class RoutedGateway(Gateway):
         if check is None:
             return True
         model, prompt, fields = check
-        try:
-            verdict = Gateway.complete(
-                self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **fields
-            )
-        except (BudgetExceeded, ModelError):  # a check that cannot be paid or made leaves the answer
-            return True
-        return chain.checked(reply, verdict)
+        for level, request in self._check_requests(model, fields):
+            try:
+                verdict = Gateway.complete(
+                    self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **request
+                )
+            except BudgetExceeded:  # a check that cannot be paid leaves the answer
+                return True
+            except ModelError as exc:  # a check that cannot be made leaves the answer
+                if self._check_rejected(model, level, exc):
+                    continue
+                return True
+            self._check_worked(model, level)
+            return chain.checked(reply, verdict)
+        return True
+
+    def _check_requests(self, model: str, fields: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """The answer check's request fields, one per response format to try (the check's ``json_schema``,
+        then, for a remote server that rejects it, JSON mode with the schema, then none), starting from the
+        one this model and server were seen to take."""
+        formats: list[dict[str, Any] | None] = [CHECK_FORMAT]
+        if not provider_for(model).in_process:
+            formats += CHECK_FALLBACK_FORMATS
+        with _check_formats_lock:
+            start = _check_formats.get((model, self.api_base), 0)
+        requests: list[tuple[int, dict[str, Any]]] = []
+        for level, fmt in enumerate(formats):
+            if level < start:
+                continue
+            request = {k: v for k, v in fields.items() if k != "response_format"}
+            if fmt is not None:
+                request["response_format"] = fmt
+            requests.append((level, request))
+        return requests
+
+    def _check_rejected(self, model: str, level: int, exc: ModelError) -> bool:
+        """Whether a failed answer check is asked again with the next format: its server (a remote one)
+        refused the format it was sent, and a format is left to try."""
+        return (
+            not provider_for(model).in_process
+            and level < len(CHECK_FALLBACK_FORMATS)
+            and rejected_request(exc)
+        )
+
+    def _check_worked(self, model: str, level: int) -> None:
+        if level > 0:  # remembered for this model and server for the rest of the process
+            with _check_formats_lock:
+                _check_formats[(model, self.api_base)] = level
 
     async def _acheck(self, chain: _Chain, reply: ModelReply) -> bool:
         check = chain.check(reply)
         if check is None:
             return True
         model, prompt, fields = check
-        try:
-            verdict = await Gateway.acomplete(
-                self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **fields
-            )
-        except (BudgetExceeded, ModelError):
-            return True
-        return chain.checked(reply, verdict)
+        for level, request in self._check_requests(model, fields):
+            try:
+                verdict = await Gateway.acomplete(
+                    self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **request
+                )
+            except BudgetExceeded:
+                return True
+            except ModelError as exc:
+                if self._check_rejected(model, level, exc):
+                    continue
+                return True
+            self._check_worked(model, level)
+            return chain.checked(reply, verdict)
+        return True
 
     async def acomplete(
         self,

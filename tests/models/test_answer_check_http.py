@@ -1,0 +1,155 @@
+"""The answer check (``escalation.answer_check``) of a cheap model served over HTTP by a server that rejects
+``response_format={"type": "json_schema"}`` (llama-cpp-python's server answers 500): the check is asked again
+in JSON mode with the schema, then without a format, each request charged, and what worked is remembered for
+that model and server. Before, the rejected check was taken as "no check", and a wrong answer stood."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from thrifty.budget import Budget, Ledger, ModelPrice, Pricing
+from thrifty.models.routing import EscalationPolicy, RoutedGateway, Routing, Trigger, forget_check_formats
+from thrifty.testing import ScriptedModel, reply
+
+CHEAP = "openai/cheap-http"
+MSG = [{"role": "user", "content": "Who was born first, Morgan Llywelyn or Robert Jordan?"}]
+
+
+class _Server:
+    """An OpenAI-compatible server on 127.0.0.1: rejects ``rejects`` response formats with 500, answers a
+    request with a response format (or one asking for JSON) with a FAIL verdict, any other with ``answer``."""
+
+    def __init__(self, rejects: set[str], answer: str = "Robert Jordan") -> None:
+        self.rejects, self.answer = rejects, answer
+        self.formats: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                kind = (body.get("response_format") or {}).get("type")
+                server.formats.append(kind)
+                if kind in server.rejects:
+                    self._send(
+                        500, {"error": {"message": f"{kind} is not supported", "type": "server_error"}}
+                    )
+                    return
+                asks_json = "Reply with JSON only" in json.dumps(body["messages"])
+                content = json.dumps({"decision": "FAIL", "reason": "no"}) if asks_json else server.answer
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 40, "completion_tokens": 6, "total_tokens": 46},
+                    },
+                )
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+    srv = _Server({"json_schema"})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("OPENAI_API_BASE", srv.url)  # a cascade names its server with the provider's variable
+    forget_check_formats()
+    yield srv
+    forget_check_formats()
+    srv.close()
+
+
+def _gateway(strong: ScriptedModel) -> RoutedGateway:
+    routing = Routing(
+        models=[CHEAP, strong.model],
+        escalation=EscalationPolicy(answer_check=True, resample=0, min_confidence=0.0),
+    )
+    pricing = Pricing(
+        models={
+            CHEAP: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
+            strong.model: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
+        }
+    )
+    gw = RoutedGateway(
+        Ledger(Budget(usd=0.05, model_requests=10)), pricing, routing=routing, retries=0, backoff=0
+    )
+    gw.check_models()
+    return gw
+
+
+def test_a_check_the_server_rejects_as_json_schema_is_asked_in_json_mode(server: _Server) -> None:
+    strong = ScriptedModel([reply("Morgan Llywelyn"), reply("Morgan Llywelyn")], name="check-strong")
+    gw = _gateway(strong)
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=16)
+    # the answer, the check rejected as json_schema, the check in JSON mode (FAIL): the strong model answers
+    assert server.formats == [None, "json_schema", "json_object"]
+    assert out.model == strong.model and out.content == "Morgan Llywelyn"
+    [record] = gw.state.records
+    assert record.reason == Trigger.ANSWER_REJECTED and record.to_model == strong.model
+    # every request is charged, the rejected one too
+    assert [(e.name, e.node) for e in gw.ledger.events] == [
+        (CHEAP, "act"),
+        (CHEAP, "answer_check"),
+        (CHEAP, "answer_check"),
+        (strong.model, "act"),
+    ]
+    # the format that worked is remembered for this model and server: the next check goes straight to it
+    gw.complete(gw.entry, MSG, node="act", max_tokens=16)
+    assert server.formats[3:] == [None, "json_object"]
+
+
+def test_a_check_rejected_in_json_mode_too_is_asked_without_a_format(server: _Server) -> None:
+    server.rejects = {"json_schema", "json_object"}
+    strong = ScriptedModel([reply("Morgan Llywelyn")], name="check-strong-2")
+    gw = _gateway(strong)
+    out = gw.complete(gw.entry, MSG, node="act", max_tokens=16)
+    assert server.formats == [None, "json_schema", "json_object", None]  # the prompt alone asks for JSON
+    assert out.model == strong.model
+    assert len(gw.ledger.events) == 5  # the answer, three checks, the strong model's answer
+
+
+def test_the_async_check_steps_down_the_same_way(server: _Server) -> None:
+    strong = ScriptedModel([reply("Morgan Llywelyn")], name="check-strong-3")
+    gw = _gateway(strong)
+    out = asyncio.run(gw.acomplete(gw.entry, MSG, node="act", max_tokens=16))
+    assert server.formats == [None, "json_schema", "json_object"]
+    assert out.model == strong.model
