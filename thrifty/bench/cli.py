@@ -261,7 +261,7 @@ def hotpotqa(
     except (BenchError, DatasetError, CorpusError, SetupError, ScaleError, ValueError) as exc:
         raise fail(str(exc)) from None
     except typer.BadParameter as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc.format_message()) from None  # str(exc) would not name the option
 
     target = out_dir or Path(".thrifty/bench") / f"{dataset.name}-{_slug(model)}{'-web' if web else ''}"
     config = BenchConfig(
@@ -437,8 +437,10 @@ def report(
     """Re-render the table, summary.csv, summary.json and plot.png from saved results."""
     from thrifty.bench.runner import load_results
 
+    if results.is_dir():
+        raise fail(f"{results}: is a folder (fix: give its results.jsonl, e.g. {results / 'results.jsonl'})")
     if not results.is_file():
-        raise fail(f"{results}: results file not found")
+        raise fail(f"{results}: results file not found (fix: give the results.jsonl of an `agent bench` run)")
     records = load_results(results)
     if not records:
         raise fail(f"{results}: no benchmark results in this file")

@@ -99,7 +99,15 @@ def register_format(name: str, detect: Detector, load: Loader) -> None:
 
 # --------------------------------------------------------------------------------------------- reading
 def _records(path: Path) -> list[tuple[str, Any]]:
-    return list(read_json_records(path, error=DatasetError, what="data file", sniff=True))
+    try:
+        return list(read_json_records(path, error=DatasetError, what="data file", sniff=True))
+    except DatasetError as exc:
+        if path.suffix.lower() == ".json" and "Extra data" in str(exc):  # JSON lines in a .json file
+            raise DatasetError(
+                f"{exc} (fix: a .json data file holds one JSON list; a file of one JSON object a line "
+                "is read as JSON lines when its name ends in .jsonl)"
+            ) from None
+        raise
 
 
 def _get(record: Mapping[str, Any], *keys: str) -> Any:
@@ -159,6 +167,19 @@ def _hotpot_item(record: Mapping[str, Any], index: int) -> QAItem:
     )
 
 
+def _check_unique(path: Path, items: list[QAItem], wheres: list[str]) -> None:
+    """Refuse two records with one id: a benchmark keys its results by question id, so the second would
+    be skipped as done on a resume and counted twice in the first run's table."""
+    first: dict[str, str] = {}
+    for item, where in zip(items, wheres, strict=True):
+        if item.id in first:
+            raise DatasetError(
+                f"{path}: {where}: id {item.id!r} is also the id of {first[item.id]} (fix: give each "
+                "question its own id, or remove the repeated question)"
+            )
+        first[item.id] = where
+
+
 def _load_hotpot(path: Path, records: list[tuple[str, Any]]) -> Dataset:
     items = []
     for index, (where, record) in enumerate(records):
@@ -166,6 +187,7 @@ def _load_hotpot(path: Path, records: list[tuple[str, Any]]) -> Dataset:
             items.append(_hotpot_item(record, index))
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise DatasetError(f"{path}: {where}: not a HotpotQA record: {exc}") from None
+    _check_unique(path, items, [where for where, _ in records])
     return Dataset(path.stem, items, source=path, corpus_path=path, format="hotpotqa")
 
 
@@ -183,6 +205,7 @@ def _load_qa(path: Path, records: list[tuple[str, Any]]) -> Dataset:
             items.append(QAItem(id=str(qid or f"q{index}"), question=question.strip(), answers=answers))
         except (ValueError, TypeError) as exc:
             raise DatasetError(f"{path}: {where}: {exc}") from None
+    _check_unique(path, items, [where for where, _ in records])
     return Dataset(path.stem, items, source=path, corpus_path=None, format="qa")
 
 

@@ -175,7 +175,9 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
         except StrategyOptionsError as exc:
             raise BenchError(f"strategy '{piece}': {exc}") from None
         if "tracker" in spec_fields:
-            tracker = bool(spec_fields["tracker"])
+            if not isinstance(spec_fields["tracker"], bool):  # bool("maybe") would be True
+                raise BenchError(f"strategy '{piece}': tracker must be true or false")
+            tracker = spec_fields["tracker"]
         for key in ("max_steps", "keep_observations"):
             value = spec_fields.get(key)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -356,19 +358,51 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records: dict[Key, dict[str, Any]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+    for raw in path.read_bytes().splitlines():
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):  # a damaged line: not a result
             continue
         if isinstance(record, dict) and {"strategy", "budget", "question_id"} <= record.keys():
             try:
-                records[_key(record)] = record
+                key = _key(record)
             except (TypeError, ValueError):  # a budget or seed that is not a number: not our line
                 continue
+            if _well_formed(record):
+                records[key] = record
     return list(records.values())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    """Whether the figures the summary reads from ``record`` are numbers where it has them (a line with
+    ``"em": "yes"`` or a ``usage`` that is not a mapping is not a result of ours: skipped, not a crash)."""
+    for name in ("em", "f1", "escalations", "resamples"):
+        if name in record and not _is_number(record[name]):
+            return False
+    usage = record.get("usage")
+    if usage is None:
+        return True
+    if not isinstance(usage, dict):
+        return False
+    names = (
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "tool_calls",
+        "model_requests",
+        "usd",
+        "seconds",
+    )
+    if not all(_is_number(usage[name]) for name in names if name in usage):
+        return False
+    per_tool = usage.get("per_tool")
+    return per_tool is None or (isinstance(per_tool, dict) and all(map(_is_number, per_tool.values())))
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -677,7 +711,7 @@ def run_grid(
         raise BenchError(f"unknown executor {executor!r}: use local or ray")
     shard_k, shard_n = _checked_shard(*config.shard)
     path = Path(results_path)
-    existing = _existing_results(path, config.model)
+    existing = _existing_results(path, config)
     done = {_key(r) for r in existing}
     tools = _grid_tools(config)
 
@@ -701,7 +735,14 @@ def run_grid(
         else None
     )
 
+    # Set once the grid is interrupted (Ctrl-C) or fails: a run still in flight then ends in a process that
+    # is shutting down (its model client's threads refuse new work, so it "fails"), and is not recorded: it
+    # was not finished when the grid stopped, and the resumed grid runs it again.
+    stopped = threading.Event()
+
     def on_done(job: Job, record: dict[str, Any] | None) -> None:
+        if stopped.is_set():
+            return
         if record is None:
             raise KeyboardInterrupt  # a cancelled run: stop, keeping what finished
         writer.write(record)
@@ -731,6 +772,9 @@ def run_grid(
             earlier,
             _grid_worker(config, reservations, tools, executor),
         )
+    except BaseException:
+        stopped.set()
+        raise
     finally:
         if bar is not None:
             bar.stop()
@@ -785,15 +829,69 @@ def _grid_worker(
     return lambda pool: partial(GridWorker, config, pool, reservations)
 
 
-def _existing_results(path: Path, model: str) -> list[dict[str, Any]]:
-    """The runs already in ``path`` (to skip); refuses a file that holds another model's runs."""
+def _existing_results(path: Path, config: BenchConfig) -> list[dict[str, Any]]:
+    """The runs already in ``path`` (to skip); refuses a file that holds another model's runs, or runs made
+    with other settings (their keys would match this grid's, so they would be skipped as done and reported
+    as this grid's results)."""
     existing = load_results(path)
+    model = config.model
     other = sorted({str(r.get("model")) for r in existing} - {model})
     if other:
         raise BenchError(
             f"{path} holds results of model {other[0]}, not {model}: use another --out directory"
         )
+    for record in existing:
+        clash = _other_settings(record, config)
+        if clash is not None:
+            what, was, now = clash
+            raise BenchError(
+                f"{path} holds runs made with other settings ({what} was {was} there, {now} now): its "
+                "finished runs would be taken for this grid's (fix: rerun with the same settings to resume, "
+                "or use another --out folder)"
+            )
     return existing
+
+
+#: model_settings keys of a record, and the option that sets each
+_SETTING_OPTIONS = {
+    "temperature": "--temperature",
+    "max_tokens": "--max-tokens",
+    "answer_choice": "--answer-choice",
+    "answer_context": "--answer-context",
+}
+
+
+def _other_settings(record: dict[str, Any], config: BenchConfig) -> tuple[str, Any, Any] | None:
+    """``(option, recorded value, this grid's value)`` of the first setting in which ``record`` differs from
+    ``config``; None when it was made the same way (a field the record lacks, from an older version, is not
+    compared)."""
+    dataset = record.get("dataset")
+    if dataset is not None and dataset != config.dataset.name:
+        return "--data", repr(dataset), repr(config.dataset.name)
+    recorded = record.get("model_settings")
+    if isinstance(recorded, dict):
+        wanted = config.settings(0).model_dump(include=set(_SETTING_OPTIONS))
+        for key, option in _SETTING_OPTIONS.items():
+            if key in recorded and recorded[key] != wanted[key]:
+                return option, recorded[key], wanted[key]
+    limits = record.get("limits")
+    if isinstance(limits, dict):
+        budget = int(record["budget"])
+        wanted_limits = config.rule.budget(budget).limits()
+        for dim in ("total_tokens", "seconds"):  # what the rule adds to B tool calls
+            was, now = limits.get(dim), wanted_limits.get(dim)
+            if was is not None and not _is_number(was):
+                continue  # not a limit this version writes: nothing to compare
+            if (was is None) != (now is None) or (
+                was is not None and now is not None and abs(float(was) - now) > 1e-9 * max(1.0, now)
+            ):
+                option = "--tokens-per-call" if dim == "total_tokens" else "--timeout"
+                return f"{option}: the {dim} limit at budget {budget}", _limit(was), _limit(now)
+    return None
+
+
+def _limit(value: Any) -> str:
+    return "none" if value is None else f"{float(value):g}"
 
 
 def _grid_tools(config: BenchConfig) -> list[Tool]:

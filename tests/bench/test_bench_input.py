@@ -1,0 +1,206 @@
+"""`agent bench` given bad or stale input: results files made with other settings, damaged result lines,
+repeated question ids, an interrupted grid's runs still in flight, options that would be misread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from thrifty.bench.datasets import DatasetError, load_dataset
+from thrifty.bench.runner import (
+    BenchConfig,
+    BenchError,
+    BudgetRule,
+    load_results,
+    make_pricing,
+    parse_strategies,
+    run_grid,
+)
+from thrifty.cli import app
+
+cli = CliRunner()
+
+
+def grid(hotpot_file: Path, **kw: Any) -> BenchConfig:
+    kw.setdefault("budgets", [3])
+    return BenchConfig(
+        dataset=load_dataset(hotpot_file),
+        strategies=parse_strategies("react"),
+        model="sim/p=0.9,q=1",
+        pricing=make_pricing("sim/p=0.9,q=1"),
+        **kw,
+    )
+
+
+# ------------------------------------------------------------------- a results file of other settings
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"temperature": 1.5}, "--temperature was 0.7 there, 1.5 now"),
+        ({"max_tokens": 50}, "--max-tokens was 256 there, 50 now"),
+        ({"answer_context": "conversation"}, "--answer-context was focused there, conversation now"),
+        ({"rule": BudgetRule(tokens_per_call=None)}, "--tokens-per-call: the total_tokens limit at budget 3"),
+        ({"rule": BudgetRule(timeout=30)}, "--timeout: the seconds limit at budget 3 was none there, 30 now"),
+    ],
+)
+def test_a_results_file_of_other_settings_is_refused_before_anything_runs(
+    hotpot_file: Path, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """Rerunning with another setting used to skip every run as done and report the old runs as the new
+    setting's results."""
+    path = tmp_path / "results.jsonl"
+    assert len(run_grid(grid(hotpot_file), path, progress=False)) == 3
+    before = path.read_text()
+    with pytest.raises(BenchError) as info:
+        run_grid(grid(hotpot_file, **change), path, progress=False)
+    assert message in str(info.value) and "another --out folder" in str(info.value)
+    assert path.read_text() == before
+    # the same settings resume (nothing left to run); another budget runs alongside
+    assert len(run_grid(grid(hotpot_file), path, progress=False)) == 3
+    assert len(run_grid(grid(hotpot_file, budgets=[5]), path, progress=False)) == 6
+
+
+def test_a_results_file_of_another_dataset_is_refused(hotpot_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    run_grid(grid(hotpot_file), path, progress=False)
+    other = tmp_path / "other.jsonl"
+    other.write_text(hotpot_file.read_text())
+    config = grid(hotpot_file)
+    config.dataset = load_dataset(other)
+    with pytest.raises(BenchError, match="--data was 'mini' there, 'other' now"):
+        run_grid(config, path, progress=False)
+
+
+def test_the_cli_refuses_other_settings_with_exit_2(hotpot_file: Path, tmp_path: Path) -> None:
+    base = ["bench", "hotpotqa", "--model", "sim/default", "--data", str(hotpot_file), "--budgets", "3"]
+    base += ["--strategies", "react", "--out", str(tmp_path), "-q", "--no-plot"]
+    assert cli.invoke(app, base).exit_code == 0
+    res = cli.invoke(app, [*base, "--temperature", "0.2"])
+    assert res.exit_code == 2, res.output
+    assert "other settings" in res.output and "Traceback" not in res.output
+
+
+# ---------------------------------------------------------------------------- damaged result lines
+def test_damaged_or_foreign_lines_are_skipped_not_a_crash(hotpot_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    run_grid(grid(hotpot_file), path, progress=False)
+    good = len(load_results(path))
+    with path.open("ab") as fh:
+        fh.write(b"\xff\xfe not utf-8\n")
+        for odd in (
+            {"strategy": "react", "budget": 3, "question_id": "x1", "em": "yes"},
+            {"strategy": "react", "budget": 3, "question_id": "x2", "usage": [1]},
+            {"strategy": "react", "budget": 3, "question_id": "x3", "usage": {"usd": "lots"}},
+            {"strategy": "react", "budget": 3, "question_id": "x4", "usage": {"per_tool": {"search": "2"}}},
+        ):
+            fh.write(json.dumps(odd).encode() + b"\n")
+    assert len(load_results(path)) == good
+    res = cli.invoke(app, ["bench", "report", str(path), "--no-plot"])
+    assert res.exit_code == 0, res.output
+    # the grid resumes over the same file: nothing left to run, no crash
+    assert len(run_grid(grid(hotpot_file), path, progress=False)) == good
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\n", "no benchmark results"),
+        (b'{"strategy": "react", "budget": 3, "question_id": "q", "em": "yes"}\n', "no benchmark results"),
+    ],
+)
+def test_report_of_a_file_without_results_exits_2(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(content)
+    res = cli.invoke(app, ["bench", "report", str(path), "--no-plot"])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and isinstance(res.exception, SystemExit)
+
+
+def test_report_of_a_folder_says_so(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["bench", "report", str(tmp_path), "--no-plot"])
+    assert res.exit_code == 2
+    assert "is a folder" in res.output and "results.jsonl" in res.output
+
+
+# ------------------------------------------------------------------------------------ repeated ids
+def test_a_data_file_with_a_repeated_id_is_refused(hotpot_file: Path, tmp_path: Path) -> None:
+    lines = hotpot_file.read_text().splitlines()
+    path = tmp_path / "twice.jsonl"
+    path.write_text("\n".join([*lines, lines[0]]) + "\n")
+    with pytest.raises(DatasetError, match=r"line 4: id 'q1' is also the id of line 1 \(fix:"):
+        load_dataset(path)
+    qa = tmp_path / "qa.json"
+    qa.write_text(
+        json.dumps(
+            [{"id": "a", "question": "x?", "answer": "y"}, {"id": "a", "question": "z?", "answer": "w"}]
+        )
+    )
+    with pytest.raises(DatasetError, match="item 1: id 'a' is also the id of item 0"):
+        load_dataset(qa)
+
+
+def test_json_lines_in_a_json_file_get_a_fix(tmp_path: Path) -> None:
+    path = tmp_path / "qa.json"
+    path.write_text('{"question": "x?", "answer": "y"}\n{"question": "z?", "answer": "w"}\n')
+    with pytest.raises(DatasetError, match=r"line 2: invalid JSON.*\(fix: .*\.jsonl\)"):
+        load_dataset(path)
+
+
+# ---------------------------------------------------------------------------------- interruptions
+def test_runs_ending_after_an_interruption_are_not_recorded(
+    hotpot_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C with runs in flight on other threads: they end while the process shuts down (where the model
+    client's threads refuse new work), so their results (errors, for the most part) must not be saved as
+    finished runs: the resumed grid runs them again."""
+    from thrifty.bench import runner as bench_runner
+
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+    real = bench_runner.GridWorker._execute
+
+    def slow(self: Any, *job: Any) -> Any:
+        if job[2].id != "q1":  # q2 and q3 are still running when the grid is interrupted
+            entered.release()
+            release.wait(10)
+        return real(self, *job)
+
+    monkeypatch.setattr(bench_runner.GridWorker, "_execute", slow)
+    path = tmp_path / "results.jsonl"
+    config = grid(hotpot_file, concurrency=3)
+
+    def interrupt(record: dict[str, Any]) -> None:
+        entered.acquire(timeout=10)
+        entered.acquire(timeout=10)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(config, path, progress=False, on_result=interrupt)
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("run"):
+            thread.join(10)
+    assert [r["question_id"] for r in load_results(path)] == ["q1"]
+    monkeypatch.setattr(bench_runner.GridWorker, "_execute", real)
+    assert len(run_grid(grid(hotpot_file), path, progress=False)) == 3
+
+
+# ------------------------------------------------------------------------------- misread options
+def test_a_tracker_option_that_is_not_true_or_false_is_refused() -> None:
+    with pytest.raises(BenchError, match="tracker must be true or false"):
+        parse_strategies("react:tracker=maybe")
+    assert parse_strategies("react:tracker=false")[0].tracker is False
+
+
+@pytest.mark.parametrize(
+    ("args", "option"), [(["--global-usd", "0"], "--global-usd"), (["--seed", "a"], "--seed")]
+)
+def test_a_bad_option_value_names_the_option(tmp_path: Path, args: list[str], option: str) -> None:
+    res = cli.invoke(app, ["bench", "hotpotqa", "--model", "sim/default", "--out", str(tmp_path), *args])
+    assert res.exit_code == 2
+    assert option in res.output
