@@ -153,3 +153,26 @@ def test_the_async_check_steps_down_the_same_way(server: _Server) -> None:
     out = asyncio.run(gw.acomplete(gw.entry, MSG, node="act", max_tokens=16))
     assert server.formats == [None, "json_schema", "json_object"]
     assert out.model == strong.model
+
+
+def test_a_structured_call_escalated_to_a_server_that_rejects_json_schema_steps_down(server: _Server) -> None:
+    """A cascade whose first model runs in process and whose next one is served over HTTP: a structured
+    call (a plan, a verdict) that escalates is asked again in JSON mode when the server rejects
+    ``json_schema``; before, the server's 500 ended the call and the node fell back to its default."""
+    cheap = ScriptedModel([], default=RuntimeError("cheap model down"), name="cascade-cheap")
+    strong = "openai/strong-http"
+    routing = Routing(models=[cheap.model, strong], escalation=EscalationPolicy(answer_check=False))
+    pricing = Pricing(
+        models={
+            cheap.model: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
+            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
+        }
+    )
+    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
+    gw.check_models()
+    fmt = {"type": "json_schema", "json_schema": {"name": "plan", "schema": {"type": "object"}}}
+    out = gw.complete(gw.entry, MSG, node="plan", max_tokens=16, response_format=fmt)
+    assert out.model == strong and server.formats == ["json_schema", "json_object"]
+    assert [e.name for e in gw.ledger.events].count(strong) == 2  # the rejected request is charged too
+    asyncio.run(gw.acomplete(gw.entry, MSG, node="plan", max_tokens=16, response_format=fmt))
+    assert server.formats[2:] == ["json_object"]  # remembered for this model and server

@@ -54,6 +54,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
@@ -134,17 +135,13 @@ CHECK_FORMAT: dict[str, Any] = {
     },
 }
 CHECK_MAX_TOKENS = 64
-#: What the answer check sends a server that rejects ``CHECK_FORMAT`` (llama-cpp-python's answers 500 to
-#: ``json_schema``): JSON mode with the schema alongside, then no ``response_format`` (the prompt asks for JSON).
-CHECK_FALLBACK_FORMATS: tuple[dict[str, Any] | None, ...] = (
-    {"type": "json_object", "schema": CHECK_FORMAT["json_schema"]["schema"]},
-    None,
-)
 #: Errors that say a server refused a request as written (a response format it does not take; a
 #: llama-cpp-python server answers 500 to a validation error), not that it is down or the key is wrong.
 REJECTED_REQUEST = ("BadRequestError", "UnprocessableEntityError", "InternalServerError")
-_check_formats: dict[tuple[str, str | None], int] = {}
-_check_formats_lock = threading.Lock()
+#: The formats a cascade's call steps down to when a remote server rejects one: ``json_schema``, then JSON
+#: mode with the schema alongside (llama-cpp-python's server takes that), then none (the prompt asks for JSON).
+_learned_formats: dict[tuple[str, str | None, str], int] = {}
+_learned_formats_lock = threading.Lock()
 
 
 def rejected_request(exc: ModelError) -> bool:
@@ -153,9 +150,38 @@ def rejected_request(exc: ModelError) -> bool:
 
 
 def forget_check_formats() -> None:
-    """Forget the answer-check formats learned from servers that rejected one (tests)."""
-    with _check_formats_lock:
-        _check_formats.clear()
+    """Forget the response formats learned from servers that rejected one (tests)."""
+    with _learned_formats_lock:
+        _learned_formats.clear()
+
+
+def format_steps(model: str, fields: Mapping[str, Any], api_base: str | None) -> list[dict[str, Any]]:
+    """The request fields to try in turn for a call of ``model``: as given, and for a remote model asked for
+    ``json_schema`` or ``json_object``, the same with JSON mode (the schema alongside), then with no
+    ``response_format``; starting from the one this model and server were seen to take."""
+    fmt = fields.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if kind not in ("json_schema", "json_object") or provider_for(model).in_process:
+        return [dict(fields)]
+    assert isinstance(fmt, Mapping)
+    schema = fmt.get("json_schema", {}).get("schema") if kind == "json_schema" else fmt.get("schema")
+    formats: list[Mapping[str, Any] | None] = [fmt]
+    if kind == "json_schema":
+        formats.append({"type": "json_object", **({"schema": schema} if schema is not None else {})})
+    formats.append(None)
+    with _learned_formats_lock:
+        start = _learned_formats.get((model, api_base, str(kind)), 0)
+    plain = {k: v for k, v in fields.items() if k != "response_format"}
+    return [plain if f is None else {**plain, "response_format": f} for f in formats[start:]]
+
+
+def _format_worked(model: str, fields: Mapping[str, Any], api_base: str | None, step: int) -> None:
+    """Remember that the ``step``-th of :func:`format_steps` worked (for the rest of the process)."""
+    fmt = fields.get("response_format")
+    if step > 0 and isinstance(fmt, Mapping):
+        key = (model, api_base, str(fmt.get("type")))
+        with _learned_formats_lock:
+            _learned_formats[key] = _learned_formats.get(key, 0) + step
 
 
 _BUDGET_BLOCK = re.compile(r"\n?<budget>.*?</budget>", re.DOTALL)
@@ -733,14 +759,16 @@ class RoutedGateway(Gateway):
                 gateway, current, prompt, fields = chain.target()
                 call = gateway.complete if gateway is not None else super().complete
                 try:
-                    reply = call(
+                    reply = self._stepped(
+                        call,
                         current,
+                        fields,
+                        (gateway or self).api_base,
                         prompt,
                         tools=tools,
                         max_tokens=max_tokens,
                         node=node,
                         prompt_tokens=prompt_tokens if current == model else None,
-                        **fields,
                     )
                 except ModelError as exc:
                     fallback = chain.failed(exc)  # raises when no model is left and no reply was set aside
@@ -752,79 +780,80 @@ class RoutedGateway(Gateway):
         finally:
             chain.close()
 
+    def _stepped(
+        self,
+        call: Callable[..., ModelReply],
+        model: str,
+        fields: Mapping[str, Any],
+        api_base: str | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelReply:
+        """``call(model, *args, **kwargs, **fields)``, asked again with the next of :func:`format_steps` while
+        a remote server rejects the response format it was sent (each attempt charged)."""
+        steps = format_steps(model, fields, api_base)
+        for i, request in enumerate(steps):
+            try:
+                reply = call(model, *args, **kwargs, **request)
+            except ModelError as exc:
+                if i + 1 < len(steps) and rejected_request(exc):
+                    continue
+                raise
+            _format_worked(model, fields, api_base, i)
+            return reply
+        raise AssertionError("format_steps is never empty")
+
+    async def _astepped(
+        self,
+        call: Callable[..., Any],
+        model: str,
+        fields: Mapping[str, Any],
+        api_base: str | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelReply:
+        """:meth:`_stepped` for an async ``call``."""
+        steps = format_steps(model, fields, api_base)
+        for i, request in enumerate(steps):
+            try:
+                reply = await call(model, *args, **kwargs, **request)
+            except ModelError as exc:
+                if i + 1 < len(steps) and rejected_request(exc):
+                    continue
+                raise
+            _format_worked(model, fields, api_base, i)
+            return reply
+        raise AssertionError("format_steps is never empty")
+
     def _check(self, chain: _Chain, reply: ModelReply) -> bool:
-        """The answer check (``answer_check``): True when ``reply`` stands, False to escalate it."""
+        """The answer check (``answer_check``): True when ``reply`` stands, False to escalate it. A check the
+        budget cannot pay, or that cannot be made, leaves the answer."""
         check = chain.check(reply)
         if check is None:
             return True
         model, prompt, fields = check
-        for level, request in self._check_requests(model, fields):
-            try:
-                verdict = Gateway.complete(
-                    self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **request
-                )
-            except BudgetExceeded:  # a check that cannot be paid leaves the answer
-                return True
-            except ModelError as exc:  # a check that cannot be made leaves the answer
-                if self._check_rejected(model, level, exc):
-                    continue
-                return True
-            self._check_worked(model, level)
-            return chain.checked(reply, verdict)
-        return True
-
-    def _check_requests(self, model: str, fields: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-        """The answer check's request fields, one per response format to try (the check's ``json_schema``,
-        then, for a remote server that rejects it, JSON mode with the schema, then none), starting from the
-        one this model and server were seen to take."""
-        formats: list[dict[str, Any] | None] = [CHECK_FORMAT]
-        if not provider_for(model).in_process:
-            formats += CHECK_FALLBACK_FORMATS
-        with _check_formats_lock:
-            start = _check_formats.get((model, self.api_base), 0)
-        requests: list[tuple[int, dict[str, Any]]] = []
-        for level, fmt in enumerate(formats):
-            if level < start:
-                continue
-            request = {k: v for k, v in fields.items() if k != "response_format"}
-            if fmt is not None:
-                request["response_format"] = fmt
-            requests.append((level, request))
-        return requests
-
-    def _check_rejected(self, model: str, level: int, exc: ModelError) -> bool:
-        """Whether a failed answer check is asked again with the next format: its server (a remote one)
-        refused the format it was sent, and a format is left to try."""
-        return (
-            not provider_for(model).in_process
-            and level < len(CHECK_FALLBACK_FORMATS)
-            and rejected_request(exc)
-        )
-
-    def _check_worked(self, model: str, level: int) -> None:
-        if level > 0:  # remembered for this model and server for the rest of the process
-            with _check_formats_lock:
-                _check_formats[(model, self.api_base)] = level
+        call = partial(Gateway.complete, self)
+        try:
+            verdict = self._stepped(
+                call, model, fields, self.api_base, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check"
+            )
+        except (BudgetExceeded, ModelError):
+            return True
+        return chain.checked(reply, verdict)
 
     async def _acheck(self, chain: _Chain, reply: ModelReply) -> bool:
         check = chain.check(reply)
         if check is None:
             return True
         model, prompt, fields = check
-        for level, request in self._check_requests(model, fields):
-            try:
-                verdict = await Gateway.acomplete(
-                    self, model, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check", **request
-                )
-            except BudgetExceeded:
-                return True
-            except ModelError as exc:
-                if self._check_rejected(model, level, exc):
-                    continue
-                return True
-            self._check_worked(model, level)
-            return chain.checked(reply, verdict)
-        return True
+        call = partial(Gateway.acomplete, self)
+        try:
+            verdict = await self._astepped(
+                call, model, fields, self.api_base, prompt, max_tokens=CHECK_MAX_TOKENS, node="answer_check"
+            )
+        except (BudgetExceeded, ModelError):
+            return True
+        return chain.checked(reply, verdict)
 
     async def acomplete(
         self,
@@ -853,14 +882,16 @@ class RoutedGateway(Gateway):
                 gateway, current, prompt, fields = chain.target()
                 call = gateway.acomplete if gateway is not None else super().acomplete
                 try:
-                    reply = await call(
+                    reply = await self._astepped(
+                        call,
                         current,
+                        fields,
+                        (gateway or self).api_base,
                         prompt,
                         tools=tools,
                         max_tokens=max_tokens,
                         node=node,
                         prompt_tokens=prompt_tokens if current == model else None,
-                        **fields,
                     )
                 except ModelError as exc:
                     fallback = chain.failed(exc)  # raises when no model is left and no reply was set aside
