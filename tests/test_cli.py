@@ -293,3 +293,52 @@ def test_validate_and_run_check_the_model_before_anything_else(
     assert ran.exit_code == 2 and problem in ran.stderr
     assert "Question:" not in ran.stderr  # refused before the run began, nothing shown as started
     assert not (tmp_path / "runs.db").exists()
+
+
+def test_a_checkpoint_folder_is_refused_before_anything_is_shown(tmp_path: Path) -> None:
+    task = write_task(tmp_path, ScriptedModel([reply("Paris")]).model)
+    for target in (tmp_path, tmp_path / "runs.db" / "x.db"):  # a folder; a path under a file
+        if target != tmp_path:
+            (tmp_path / "runs.db").write_text("")
+        res = runner.invoke(app, ["run", str(task), "--checkpoint", str(target)])
+        assert res.exit_code == 2, res.output
+        assert res.stderr.startswith(f"error: {target}: ") and "fix:" in res.stderr, res.stderr
+        assert "Question:" not in res.stderr and "Traceback" not in res.output
+    (tmp_path / "junk.db").write_text("not a database\n")
+    res = runner.invoke(app, ["run", str(task), "--checkpoint", str(tmp_path / "junk.db")])
+    assert res.exit_code == 2 and "is not a SQLite database" in res.stderr and "Question:" not in res.stderr
+    assert (tmp_path / "junk.db").read_text() == "not a database\n"
+
+
+def test_a_refused_resume_creates_no_checkpoint_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    task = tmp_path / "task.yaml"
+    task.write_text(f"question: hi\nmodel: {ScriptedModel([reply('hi')]).model}\n")  # default stores
+    res = runner.invoke(app, ["run", str(task), "--resume", "nosuchrun"])
+    assert res.exit_code == 2, res.output
+    assert " ".join(res.stderr.split()) == (
+        f"error: no run 'nosuchrun' in {tmp_path / '.thrifty' / 'checkpoints.db'}; "
+        "fix: `agent runs` lists the runs that can be resumed"
+    )
+    assert not (tmp_path / ".thrifty").exists()
+    beside = write_task(tmp_path, ScriptedModel([]).model)  # checkpoints beside the task's run store
+    res = runner.invoke(app, ["run", str(beside), "--resume", "nosuchrun", "--quiet"])
+    assert res.exit_code == 2 and "no run 'nosuchrun'" in res.stderr
+    assert not (tmp_path / "checkpoints.db").exists() and not (tmp_path / "runs.db").exists()
+
+
+def test_progress_line_of_an_escalation_claims_no_budget(tmp_path: Path) -> None:
+    weak, big = ScriptedModel([reply("I cannot answer")]), ScriptedModel([reply("Paris")])
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f"question: What is the capital of France?\nmodels: [{weak.model}, {big.model}]\n"
+        f"pricing:\n  models:\n    {weak.model}: {{input_per_token: 1.0e-6, output_per_token: 2.0e-6}}\n"
+        f"    {big.model}: {{input_per_token: 2.0e-5, output_per_token: 4.0e-5}}\n"
+        f"budget:\n  usd: 0.05\noutput:\n  store: {tmp_path / 'runs.db'}\n"
+    )
+    res = runner.invoke(app, ["run", str(task)])
+    assert res.exit_code == 0, res.output
+    [line] = [x for x in res.stderr.splitlines() if "escalated" in x]
+    assert "left:" not in line and "unlimited" not in line, line  # an EscalationEvent has no budget snapshot
+    answered = [x for x in res.stderr.splitlines() if x.startswith("[step") and "escalated" not in x]
+    assert answered and all("left: USD" in x for x in answered), answered  # the others still show theirs

@@ -532,7 +532,13 @@ def _durable_options(
 ) -> dict[str, Any]:
     """The checkpoint file, run id and resume flag of a run (nothing when it is not durable); for a
     resume, the budget the run was started with (under ``budget``)."""
-    from thrifty.store.durable import CheckpointError, DurableStore, checkpoint_target, checkpoints_beside
+    from thrifty.store.durable import (
+        CheckpointError,
+        DurableStore,
+        checkpoint_target,
+        checkpoints_beside,
+        checkpoints_missing,
+    )
     from thrifty.workflows.durable import check_row
     from thrifty.workflows.spec import TaskFileError
 
@@ -543,6 +549,13 @@ def _durable_options(
         "checkpoint": path,
         "checkpoint_meta": {"task_file": str(file.resolve())},
     }
+    if resume is not None and checkpoints_missing(path):  # refused without creating the file
+        raise TaskFileError(
+            f"no run '{resume}' in {_shown(path)}; fix: `agent runs` lists the runs that can be resumed"
+        )
+    problem = _checkpoint_problem(path)
+    if problem:  # refused before the run shows anything
+        raise TaskFileError(problem)
     if resume is None:
         return options
     try:
@@ -555,6 +568,39 @@ def _durable_options(
     except CheckpointError as exc:
         raise TaskFileError(str(exc)) from None
     return {**options, "run_id": resume, "resume": True, "budget": (row or {}).get("meta", {}).get("budget")}
+
+
+def _checkpoint_problem(target: str | Path) -> str | None:
+    """Why a checkpoint file cannot be one, found without creating anything (None: it can, or it is a
+    database URL, which the run checks when it connects)."""
+    text = str(target)
+    if "://" in text and not text.startswith("sqlite:///"):
+        return None
+    path = Path(text.removeprefix("sqlite:///")).expanduser()
+    shown = _shown(target)
+    if path.is_dir():
+        return f"{shown}: is a folder, not a checkpoint file; fix: name a file in it, e.g. {path / 'checkpoints.db'}"
+    if path.exists() and not path.is_file():
+        return f"{shown}: is not a regular file (a device or a pipe); fix: name a checkpoint file"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{shown}: cannot be written (permissions); fix: make it writable or name another file"
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            return f"{shown}: cannot be read ({exc.strerror}); fix: name another file"
+        if head and head != b"SQLite format 3\x00":
+            return f"{shown}: is not a SQLite database (it holds other data); fix: name a new file"
+        return None
+    folder = path.parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{shown}: '{folder}' is a file, not a folder; fix: name a path in a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{shown}: folder '{folder}' cannot be written; fix: name a writable path"
+    return None
 
 
 def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool, **durable: Any) -> RunResult:
@@ -605,8 +651,10 @@ def _plain_printer() -> Any:
     """Progress lines for a non-terminal stderr (CI logs, pipes): one line per step."""
 
     def on_trace(event: TraceEvent) -> None:
-        left = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in (event.remaining or {}).items())
-        line = f"[step {event.step}] {event.describe()}  | left: {left or 'unlimited'} | {event.regime or ''}"
+        line = f"[step {event.step}] {event.describe()}"
+        if event.remaining is not None:  # an event with the budget at that moment (an escalation has none)
+            left = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in event.remaining.items())
+            line += f"  | left: {left or 'unlimited'} | {event.regime or ''}"
         err.print(Text(line), highlight=False, soft_wrap=True)
 
     return on_trace

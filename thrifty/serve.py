@@ -43,11 +43,11 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -58,6 +58,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from thrifty.budget import Budget, BudgetExceeded, ChargeEvent, Ledger
 from thrifty.redact import redact, redact_value
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERNAL, RunResult
+
+if TYPE_CHECKING:
+    from thrifty.workflows.yaml_input import Issue
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +484,7 @@ def parse_task(data: Any) -> Any:
         spec = TaskSpec.model_validate(data)
     except ValidationError as exc:
         raise ServeError(
-            400, EXIT_BAD_INPUT, render_issues(validation_issues(exc, None), "request")
+            400, EXIT_BAD_INPUT, render_issues(_for_a_request(validation_issues(exc, None)), "request")
         ) from None
     refs = [t.name for t in spec.tools if ":" in t.name] + [spec.strategy.name] * (":" in spec.strategy.name)
     if refs or spec.corpus_path() is not None:
@@ -499,6 +502,27 @@ def parse_task(data: Any) -> Any:
     if issues:
         raise ServeError(400, EXIT_BAD_INPUT, render_issues(issues, "request"))
     return spec
+
+
+def _for_a_request(issues: list[Issue]) -> list[Issue]:
+    """A task file's messages as a request's: a server refuses every ``module:function`` tool or strategy, so
+    an unknown (or malformed) one is told the built-ins, never to write a reference."""
+    from thrifty.workflows.spec import BUILTIN_TOOLS
+    from thrifty.workflows.strategies import STRATEGIES
+
+    out: list[Issue] = []
+    for issue in issues:
+        if "module:function" not in issue.message + issue.fix:
+            out.append(issue)
+            continue
+        field = issue.field or ""
+        kind, names = ("strategy", STRATEGIES) if field.startswith("strategy") else ("tool", BUILTIN_TOOLS)
+        message, malformed, _ = issue.message.partition(" is not a reference of the form")
+        if malformed:  # 'x:y!' is not a reference ...: to a server, just not one of its tools
+            message = f"unknown {kind} {message}"
+        fix = f"use one of {', '.join(names)}; a server runs only built-in tools and strategies"
+        out.append(replace(issue, message=message, fix=fix))
+    return out
 
 
 def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:

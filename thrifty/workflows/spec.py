@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
@@ -71,6 +72,26 @@ class TaskFileError(ValueError):
 
 def _fix(message: str, fix: str) -> str:
     return f"{message} (fix: {fix})"
+
+
+def _errors_at(title: str, errors: Sequence[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
+    """Errors of a field's parts, each at its own place (``roles.verifier``, not ``roles``): raised from a
+    validator, pydantic puts the field's name in front of each ``loc``. ``errors``: (loc, message, input)."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                loc=loc,
+                input=value,
+            )
+            for loc, message, value in errors
+        ],
+    )
+
+
+#: The start of the message refusing a task that names both ``model`` and ``models``.
+BOTH_MODELS = "`model` and `models` are both given"
 
 
 class ToolSpec(BaseModel):
@@ -508,7 +529,7 @@ class TaskSpec(BaseModel):
     models: list[str] | None = Field(
         default=None,
         description="Several models, cheapest first: the run starts on the cheapest and escalates "
-        "(thrifty.models.routing). Replaces `model`.",
+        "(thrifty.models.routing). Replaces `model`: a task names one or the other.",
     )
     roles: dict[str, str | list[str]] = Field(
         default_factory=dict,
@@ -585,21 +606,60 @@ class TaskSpec(BaseModel):
             return None
         if not value:
             raise ValueError(_fix("`models` is empty", "list at least one model, cheapest first"))
+        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for i, model in enumerate(value):
+            try:
+                check_model_name(model)
+            except ValueError as exc:
+                errors.append(((i,), str(exc), model))
+        if errors:
+            raise _errors_at("models", errors)
         if len(set(value)) != len(value):
             raise ValueError(_fix("`models` names a model twice", "list each model once"))
-        return [check_model_name(m) for m in value]
+        return value
 
     @field_validator("roles")
     @classmethod
     def _role_models(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        """Each problem at its role (``roles.verifier``), or at the model of the role's list."""
+        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
         for role, models in value.items():
             if role not in ROLES:
-                raise ValueError(_fix(f"unknown role '{short(role)}'", f"use one of {', '.join(ROLES)}"))
-            for m in [models] if isinstance(models, str) else models:
-                check_model_name(m)
+                message = _fix(f"unknown role '{short(role)}'", f"use one of {', '.join(ROLES)}")
+                errors.append(((role,), message, role))
+                continue
             if isinstance(models, list) and not models:
-                raise ValueError(_fix(f"role '{role}' names no model", "give a model or a list of models"))
+                message = _fix(f"role '{role}' names no model", "give a model or a list of models")
+                errors.append(((role,), message, models))
+                continue
+            named = (
+                [((role,), models)]
+                if isinstance(models, str)
+                else [((role, j), m) for j, m in enumerate(models)]
+            )
+            for loc, model in named:
+                try:
+                    check_model_name(model)
+                except ValueError as exc:
+                    errors.append((loc, str(exc), model))
+            if isinstance(models, list) and len(set(models)) != len(models):
+                message = _fix(f"role '{role}' names a model twice", "list each model once")
+                errors.append(((role,), message, models))
+        if errors:
+            raise _errors_at("roles", errors)
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_name_models(self) -> TaskSpec:
+        # `models` replaces `model`: a file naming both would run without the model it names.
+        if "model" in self.model_fields_set and self.models is not None:
+            message = _fix(
+                f"{BOTH_MODELS}; `models` replaces `model`, so the run would ignore model: {short(self.model)}",
+                "remove `model:` and list that model in `models:` if the cascade should use it, or remove "
+                "`models:` to run the one model",
+            )
+            raise _errors_at("TaskSpec", [(("models",), message, self.models)])
+        return self
 
     def routing(self) -> Routing | None:
         """The run's models when the task names several (``models:`` or ``roles:``), else None."""
@@ -925,7 +985,14 @@ def load_task(
     except ValidationError as exc:
         new = validation_issues(exc, root, unknown)
         for i, issue in enumerate(new):
-            if issue.field is not None and issue.field.split(".")[0] in given:
+            if "model" in given and issue.field == "models" and issue.message.startswith(BOTH_MODELS):
+                new[i] = Issue(
+                    issue.line,
+                    "models",
+                    "--model cannot replace the several models the task file names in `models:`",
+                    "drop --model, or edit `models:` in the task file; remove `models:` to run the --model alone",
+                )
+            elif issue.field is not None and issue.field.split(".")[0] in given:
                 new[i] = Issue(
                     None, issue.field, f"--{issue.field.split('.')[0]}: {issue.message}", issue.fix
                 )
@@ -1206,30 +1273,66 @@ def _check_mcp(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue
 def model_issues(
     spec: TaskSpec, root: yaml.Node | LineIndex | None = None, overridden: bool = False
 ) -> list[Issue]:
-    """What a run checks on its models before it spends anything, as issues of the ``model`` field (or of
-    ``models`` / ``roles`` with routing; ``--model`` when the command line gave the model; ``api_base`` when
-    that is what is wrong), then of ``memory``."""
+    """What a run checks on its models before it spends anything, as issues of the field that names each
+    model that fails (``model``; with routing ``models.N``, ``roles.ROLE`` or ``roles.ROLE.N``; ``--model``
+    when the command line gave the model; ``model_settings.api_base`` when that is what is wrong), then of
+    ``memory``."""
     from thrifty.models.routing import MODEL_CHECK_ERRORS, check_model
 
     routing = spec.routing()
-    try:
-        check_model(
-            spec.model, spec.pricing, spec.budget, api_base=spec.model_settings.api_base, routing=routing
-        )
-    except MODEL_CHECK_ERRORS as exc:
-        message, fix = _problem(exc, "name a model this machine can run or reach (see README, Remote models)")
-        if spec.model_settings.api_base and message.startswith("api_base "):  # the base is what is wrong
-            fix = "remove model_settings.api_base, or name the remote model served there (e.g. openai/<name>)"
-            issue = Issue(
-                _line_of(root, ("model_settings", "api_base")), "model_settings.api_base", message, fix
-            )
-        elif overridden and not routing:
-            issue = Issue(None, "model", f"--model: {message}", fix)
+    api_base = spec.model_settings.api_base
+    fix = "name a model this machine can run or reach (see README, Remote models)"
+    issues: list[Issue] = []
+    checked: dict[str, Exception | None] = {}
+    for loc, model in _named_models(spec) if routing else [(("model",), spec.model)]:
+        if model not in checked:  # each model once: its check is the run's check of that model
+            try:
+                check_model(model, spec.pricing, spec.budget, api_base=api_base)
+                checked[model] = None
+            except MODEL_CHECK_ERRORS as exc:
+                checked[model] = exc
+        exc = checked[model]
+        if exc is None:
+            continue
+        message, model_fix = _problem(exc, fix)
+        if api_base and message.startswith("api_base "):  # the base is what is wrong: said once
+            if not any(i.field == "model_settings.api_base" for i in issues):
+                base_fix = "remove model_settings.api_base, or name the remote model served there (e.g. openai/<name>)"
+                issues.append(
+                    Issue(
+                        _line_of(root, ("model_settings", "api_base")),
+                        "model_settings.api_base",
+                        message,
+                        base_fix,
+                    )
+                )
+        elif loc == ("model",) and overridden:
+            issues.append(Issue(None, "model", f"--model: {message}", model_fix))
         else:
-            field = "models" if routing and spec.models else "roles" if routing else "model"
-            issue = Issue(_line_of(root, (field,)), field, message, fix)
-        return [issue, *_memory_issues(spec, root)]
-    return _memory_issues(spec, root)
+            issues.append(Issue(_line_of(root, loc), ".".join(str(p) for p in loc), message, model_fix))
+    if routing is not None and not issues:  # every model passed: what the routing checks as a whole
+        try:
+            check_model(spec.model, spec.pricing, spec.budget, api_base=api_base, routing=routing)
+        except MODEL_CHECK_ERRORS as exc:
+            field = "models" if spec.models else "roles"
+            issues.append(Issue(_line_of(root, (field,)), field, *_problem(exc, fix)))
+    return [*issues, *_memory_issues(spec, root)]
+
+
+def _named_models(spec: TaskSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every model of a run with routing, with the place that names it: ``models.N`` (or ``model``, the
+    default cascade when there is no ``models``), ``roles.ROLE`` or ``roles.ROLE.N``."""
+    named: list[tuple[tuple[str | int, ...], str]] = (
+        [(("models", i), m) for i, m in enumerate(spec.models)]
+        if spec.models is not None
+        else [(("model",), spec.model)]
+    )
+    for role, chosen in spec.roles.items():
+        if isinstance(chosen, str):
+            named.append((("roles", role), chosen))
+        else:
+            named.extend((("roles", role, j), m) for j, m in enumerate(chosen))
+    return named
 
 
 def _problem(exc: Exception, fix: str) -> tuple[str, str]:
