@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.serving import counting, wait_run
 from thrifty.budget import Budget
 from thrifty.cli import app as cli_app
 from thrifty.serve import ServeError, ServeSettings, check_start, create_app
@@ -21,11 +22,6 @@ from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call,
 
 TOKEN = "s3rve-t0ken-abcdef123456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _counting(request: ScriptedRequest) -> ScriptedReply:
-    done = sum(1 for m in request.messages if m.get("role") == "tool")
-    return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
 
 
 def _task(model: str, **extra: Any) -> dict[str, Any]:
@@ -37,16 +33,11 @@ def _client(**settings: Any) -> TestClient:
 
 
 def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        data = client.get(f"/runs/{run_id}", headers=AUTH).json()
-        if data["status"] != "running":
-            return data
-        time.sleep(0.05)
-    raise AssertionError("the run did not end")
+    return wait_run(client, run_id, AUTH)
 
 
 def test_submit_read_and_stream_a_run() -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     client = _client()
     res = client.post("/runs", json=_task(script.model, budget={"tool_calls": 5}), headers=AUTH)
     assert res.status_code == 202, res.text
@@ -96,7 +87,7 @@ def test_bad_requests_get_the_cli_messages_as_json() -> None:
 
 
 def test_the_server_budget_is_shared_and_never_passed() -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     # the calculator is free: dollars come from a priced model here
     client = _client(server_budget=Budget(tool_calls=7), request_cap=Budget(tool_calls=5))
     ids = [client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"] for _ in range(2)]
@@ -165,7 +156,7 @@ def live_server() -> Iterator[str]:
 
 
 def test_a_real_server_on_loopback(live_server: str) -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     with httpx.Client(base_url=live_server, headers=AUTH, timeout=30) as http:
         run_id = http.post("/runs", json=_task(script.model)).json()["run_id"]
         events = []

@@ -12,21 +12,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.serving import counting, wait_run
 from thrifty import Agent
 from thrifty.budget import Budget
 from thrifty.serve import ServeSettings, create_app
 from thrifty.store.durable import DurableStore
-from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
+from thrifty.testing import ScriptedModel
 from thrifty.tools import calculator
 from thrifty.workflows.runner import SetupError
 
 TOKEN = "r3fuse-t0ken-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _counting(request: ScriptedRequest) -> ScriptedReply:
-    done = sum(1 for m in request.messages if m.get("role") == "tool")
-    return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
 
 
 def _client(tmp_path: Path | None = None) -> TestClient:
@@ -35,12 +31,7 @@ def _client(tmp_path: Path | None = None) -> TestClient:
 
 
 def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
-    for _ in range(1200):
-        data = client.get(f"/runs/{run_id}", headers=AUTH).json()
-        if data["status"] != "running":
-            return data
-        time.sleep(0.05)
-    raise AssertionError("the run did not end")
+    return wait_run(client, run_id, AUTH)
 
 
 @pytest.mark.parametrize(
@@ -70,7 +61,7 @@ def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
 def test_a_request_cannot_run_a_program_touch_a_file_or_underprice_a_model(
     tmp_path: Path, extra: dict[str, Any], field: str
 ) -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     marker = tmp_path / "marker"
     body: dict[str, Any] = {"question": "count to 3", "model": script.model, "tools": ["calculator"]}
     gguf, hfdir = tmp_path / "server-owned.gguf", tmp_path / "server-owned-model"  # the server's files
@@ -92,7 +83,7 @@ def test_a_request_cannot_run_a_program_touch_a_file_or_underprice_a_model(
 
 
 def test_a_request_may_price_a_free_model_and_raise_a_tool_price() -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     body = {
         "question": "count to 3",
         "model": script.model,
@@ -110,7 +101,7 @@ def test_a_request_may_price_a_free_model_and_raise_a_tool_price() -> None:
 
 
 def test_a_paused_run_resumed_without_a_raised_limit_stays_paused(tmp_path: Path) -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     client = _client(tmp_path)
     res = client.post(
         "/runs",
@@ -144,7 +135,7 @@ def test_a_paused_run_resumed_without_a_raised_limit_stays_paused(tmp_path: Path
 
 
 def test_a_paused_run_resumed_from_python_with_the_same_budget_is_refused(tmp_path: Path) -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     agent = Agent(script.model, tools=[calculator], budget=Budget(tool_calls=2))
     db = tmp_path / "c.db"
     paused = agent.run("count", on_limit="pause", checkpoint=db)

@@ -20,22 +20,18 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.serving import counting, wait_run
 from thrifty import Agent
 from thrifty.budget import Budget
 from thrifty.cli import app as cli_app
 from thrifty.serve import ServeSettings, create_app
 from thrifty.store.durable import INFLIGHT_DETAIL
-from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, reply
 from thrifty.tools import calculator
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "r3sume-t0ken-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _counting(request: ScriptedRequest) -> ScriptedReply:
-    done = sum(1 for m in request.messages if m.get("role") == "tool")
-    return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
 
 
 def _task(model: str, **extra: Any) -> dict[str, Any]:
@@ -47,12 +43,7 @@ def _client(db: Path | None, **settings: Any) -> TestClient:
 
 
 def _wait(client: Any, run_id: str) -> dict[str, Any]:
-    for _ in range(1200):
-        data = client.get(f"/runs/{run_id}", headers=AUTH).json()
-        if data["status"] != "running":
-            return data
-        time.sleep(0.05)
-    raise AssertionError("the run did not end")
+    return wait_run(client, run_id, AUTH)
 
 
 def _stored(db: Path) -> tuple[list[Any], ...]:
@@ -79,7 +70,7 @@ def _paused(client: TestClient, model: str) -> str:
 
 
 def test_a_paused_run_is_resumed_with_a_raised_budget_paying_nothing_twice(tmp_path: Path) -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     db = tmp_path / "checkpoints.db"
     client = _client(db, server_budget=Budget(tool_calls=20))
     run_id = _paused(client, script.model)
@@ -113,7 +104,7 @@ def test_a_paused_run_is_resumed_with_a_raised_budget_paying_nothing_twice(tmp_p
 
 
 def test_bad_resumes_get_the_cli_messages_and_leave_the_run_intact(tmp_path: Path) -> None:
-    script = ScriptedModel([], default=_counting)
+    script = ScriptedModel([], default=counting)
     db = tmp_path / "checkpoints.db"
     client = _client(db)
     run_id = _paused(client, script.model)
@@ -168,7 +159,7 @@ def test_a_running_run_and_a_run_of_the_cli_are_not_resumed(tmp_path: Path) -> N
 
     def slow(request: ScriptedRequest) -> ScriptedReply:
         gate.wait(30)
-        return _counting(request)
+        return counting(request)
 
     db = tmp_path / "checkpoints.db"
     client = _client(db)
@@ -180,7 +171,7 @@ def test_a_running_run_and_a_run_of_the_cli_are_not_resumed(tmp_path: Path) -> N
     gate.set()
     assert _wait(client, run_id)["status"] == "finished"
 
-    model = ScriptedModel([], default=_counting).model
+    model = ScriptedModel([], default=counting).model
     paused = Agent(model, tools=[calculator], budget=Budget(tool_calls=1)).run(
         "count", on_limit="pause", checkpoint=db
     )
@@ -315,9 +306,9 @@ def test_agent_serve_checkpoints_by_default_and_not_with_no_checkpoint(
     assert not (tmp_path / "c.db").exists()  # nothing is written before a run is
 
 
-def test_a_restarted_server_keeps_counting_the_days_server_budget(tmp_path: Path) -> None:
+def test_a_restarted_server_keepscounting_the_days_server_budget(tmp_path: Path) -> None:
     db = tmp_path / "ck.db"
-    model = ScriptedModel([], default=_counting).model
+    model = ScriptedModel([], default=counting).model
     tools_price = {"pricing": {"tools": {"calculator": 0.25}}}
     with _client(db, server_budget=Budget(usd=1.0)) as first:
         run_id = first.post("/runs", json=_task(model, **tools_price), headers=AUTH).json()["run_id"]
