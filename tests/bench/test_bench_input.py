@@ -18,6 +18,7 @@ from thrifty.bench.runner import (
     BudgetRule,
     load_results,
     make_pricing,
+    parse_budgets,
     parse_strategies,
     run_grid,
 )
@@ -155,9 +156,8 @@ def test_json_lines_in_a_json_file_get_a_fix(tmp_path: Path) -> None:
 def test_runs_ending_after_an_interruption_are_not_recorded(
     hotpot_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C with runs in flight on other threads: they end while the process shuts down (where the model
-    client's threads refuse new work), so their results (errors, for the most part) must not be saved as
-    finished runs: the resumed grid runs them again."""
+    """Ctrl-C with runs in flight on other threads: the grid stops them at their next call and waits for
+    them; cancelled, they are not saved as finished runs: the resumed grid runs them again."""
     from thrifty.bench import runner as bench_runner
 
     release = threading.Event()
@@ -177,6 +177,7 @@ def test_runs_ending_after_an_interruption_are_not_recorded(
     def interrupt(record: dict[str, Any]) -> None:
         entered.acquire(timeout=10)
         entered.acquire(timeout=10)
+        threading.Timer(0.2, release.set).start()  # the runs in flight go on once Ctrl-C is pressed
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -204,3 +205,75 @@ def test_a_bad_option_value_names_the_option(tmp_path: Path, args: list[str], op
     res = cli.invoke(app, ["bench", "hotpotqa", "--model", "sim/default", "--out", str(tmp_path), *args])
     assert res.exit_code == 2
     assert option in res.output
+
+
+# ------------------------------------------------------------------------------------ --escalate
+BENCH = [
+    "bench",
+    "hotpotqa",
+    "--model",
+    "sim/default",
+    "--budgets",
+    "3",
+    "--strategies",
+    "react",
+    "--limit",
+    "1",
+]
+
+
+def test_a_malformed_escalate_is_refused_with_one_model_too(hotpot_file: Path, tmp_path: Path) -> None:
+    """It was accepted silently when --model named one model (a task file's bad `escalation:` is refused
+    whatever its models)."""
+    res = cli.invoke(
+        app, [*BENCH, "--data", str(hotpot_file), "--out", str(tmp_path), "-q", "--escalate", "foo"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "--escalate 'foo': use step, node or run" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_escalation_options_with_one_model_get_a_note(hotpot_file: Path, tmp_path: Path) -> None:
+    base = [*BENCH, "--data", str(hotpot_file), "-q", "--no-plot"]
+    res = cli.invoke(
+        app, [*base, "--out", str(tmp_path / "a"), "--escalate", "run", "--min-confidence", "0.3"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "note: --escalate and --min-confidence have no effect with one model (sim/default)" in res.output
+    res = cli.invoke(app, [*base, "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert "no effect" not in res.output
+
+
+# -------------------------------------------------------------------------------------- --budgets
+@pytest.mark.parametrize("budgets", ["99999999999999999999", "3,10001"])
+def test_absurd_budgets_are_refused(hotpot_file: Path, tmp_path: Path, budgets: str) -> None:
+    args = ["bench", "hotpotqa", "--model", "sim/default", "--data", str(hotpot_file), "--out", str(tmp_path)]
+    res = cli.invoke(app, [*args, "--budgets", budgets, "-q", "--no-plot"])
+    assert res.exit_code == 2, res.output
+    assert "--budgets" in res.output and "more than 10,000 tool calls" in res.output
+    assert "fix: give budgets from 1 to 10000" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_budget_messages_name_the_option_and_the_fix() -> None:
+    assert parse_budgets("1,10000") == [1, 10000]
+    for bad in ("", "x", "0", "3,3", "2.5", "10001"):
+        with pytest.raises(BenchError, match=r"^--budgets: .*\(fix: "):
+            parse_budgets(bad)
+    for value in (float("inf"), float("nan"), True, 2.5):
+        with pytest.raises(BenchError, match="--budgets"):
+            parse_budgets([value])  # pyright: ignore[reportArgumentType]
+
+
+def test_a_result_line_with_a_budget_or_seed_that_is_not_whole_is_skipped(
+    hotpot_file: Path, tmp_path: Path
+) -> None:
+    """`"budget": 3.7` was read as a budget-3 run: the grid skipped a run as done and reported the line."""
+    path = tmp_path / "results.jsonl"
+    run_grid(grid(hotpot_file), path, progress=False)
+    good = load_results(path)
+    with path.open("a") as fh:
+        for odd in ({"budget": 3.7}, {"budget": True}, {"budget": "3"}, {"seed": 0.5}):
+            fh.write(json.dumps({**good[0], "question_id": "x", **odd}) + "\n")
+    assert load_results(path) == good

@@ -186,3 +186,63 @@ def test_in_memory_corpus_deduplicates_identical_passages() -> None:
 def test_a_corpus_with_nothing_to_index_finds_nothing() -> None:
     index = BM25Index(Corpus([("A", "x"), ("B", "the")]))
     assert index.search("x the a") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where", "fix"),
+    [
+        (
+            "bad.jsonl",
+            '{"title": "A", "text": "a"}\n{"title": "B", "text": ',
+            "line 2:",
+            "one whole JSON record",
+        ),
+        ("text.jsonl", "Alpha is a letter.\n", "line 1:", '{"title": "...", "text": "..."}'),
+        ("list.jsonl", '[\n{"title": "A", "text": "a"}\n]\n', "line 1:", "needs a .json file name"),
+        ("bad.json", '[{"title": "A", "text": "a"},\n {"title": ]', "line 2:", "one JSON list of records"),
+        ("lines.json", '{"title": "A", "text": "a"}\n{"title": "B", "text": "b"}\n', "line 2:", ".jsonl"),
+        ("object.json", '{"title": "A", "text": "a"}', "top level:", "put the records in a list"),
+        ("latin1.jsonl", b'{"title": "Caf\xe9", "text": "a"}\n', "not UTF-8", "saved as UTF-8"),
+        ("odd.jsonl", '{"name": "A"}\n', "line 1:", "make each record a passage"),
+        ("empty.jsonl", "\n", "no passages", "add passages"),
+    ],
+)
+def test_every_loader_error_has_a_fix(
+    tmp_path: Path, name: str, content: str | bytes, where: str, fix: str
+) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and where in message
+    assert "(fix: " in message and fix in message, message
+    assert message.count("(fix: ") == 1
+
+
+def test_missing_or_folder_corpus_errors_have_a_fix(tmp_path: Path) -> None:
+    for path, fix in ((tmp_path / "nope.jsonl", "check the path"), (tmp_path, "give a file, not a folder")):
+        with pytest.raises(CorpusError) as info:
+            load_corpus(path)
+        assert str(path) in str(info.value) and f"(fix: {fix}" in str(info.value)
+
+
+def test_a_data_file_error_shows_a_question_record(tmp_path: Path) -> None:
+    from thrifty.bench.datasets import DatasetError, load_dataset
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "x?", "answer": "y"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(
+        DatasetError, match=r'line 2: invalid JSON.*\(fix: .*\{"question": "\.\.\.", "answer"'
+    ):
+        load_dataset(path)
+    lines = tmp_path / "qa.json"
+    lines.write_text(
+        '{"question": "x?", "answer": "y"}\n{"question": "z?", "answer": "w"}\n', encoding="utf-8"
+    )
+    with pytest.raises(DatasetError) as info:
+        load_dataset(lines)
+    assert "line 2" in str(info.value) and str(info.value).count("(fix: ") == 1

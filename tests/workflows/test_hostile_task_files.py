@@ -89,6 +89,13 @@ def test_corpus_paths_that_cannot_exist_are_field_errors(tmp_path: Path, corpus:
     assert len(stderr) < 1000  # the 5,000-character path is not echoed in full
 
 
+def test_a_corpus_with_a_bad_line_names_the_line_and_gives_one_fix(tmp_path: Path) -> None:
+    (tmp_path / "corpus.jsonl").write_text('{"title": "a", "text": "b"}\nnot json\n', encoding="utf-8")
+    code, _, stderr = validate(str(task(tmp_path, "question: hi\ntools: [search]\ncorpus: corpus.jsonl\n")))
+    assert_clean_error(code, stderr, field="corpus", line=3)
+    assert "line 2" in stderr and stderr.count("(fix:") == 1, stderr
+
+
 @pytest.mark.parametrize(
     "ref", ["../evil:x", "evil:", ":x", "a b:c", "os.path:x:y", "1abc:f", "class:f", "mod:f.g", "é:"]
 )

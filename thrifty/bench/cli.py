@@ -102,6 +102,7 @@ def _show_report(records: list[dict[str, Any]], out_dir: Path, plot: bool) -> No
 
 @bench_app.command("hotpotqa")
 def hotpotqa(
+    ctx: typer.Context,
     strategies: Annotated[
         str,
         typer.Option(
@@ -118,7 +119,10 @@ def hotpotqa(
         ),
     ] = DEFAULT_MODEL,
     escalate: Annotated[
-        str, typer.Option(help="With a cascade: how long an escalation lasts: step, node or run.")
+        str,
+        typer.Option(
+            help="With a cascade: how long an escalation lasts: step, node or run (no effect with one model)."
+        ),
     ] = "step",
     min_confidence: Annotated[
         float | None,
@@ -251,6 +255,8 @@ def hotpotqa(
         corpus_obj = load_corpus(corpus) if corpus is not None else None
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
         escalation = _escalation(model, escalate, min_confidence, price_in, price_out)
+        if escalation is None:
+            _note_unused_escalation(ctx, model)
         choice = _one_of("--answer-choice", answer_choice, get_args(AnswerChoice))
         context = _one_of("--answer-context", answer_context, get_args(AnswerContext))
         _check_model(model, pricing)
@@ -383,10 +389,12 @@ def _one_of(flag: str, value: str, allowed: tuple[str, ...]) -> Any:
 def _escalation(
     model: str, scope: str, min_confidence: float | None, price_in: float | None, price_out: float | None
 ) -> Any:
-    """The escalation policy for a cascade (None for one model); BenchError for what cannot be used."""
+    """The escalation policy for a cascade (None for one model); BenchError for what cannot be used (a
+    malformed --escalate whatever the model, as a task file's malformed ``escalation:`` is refused)."""
     from thrifty.bench.runner import BenchError
     from thrifty.models.routing import EscalationPolicy, Scope, parse_model_spec
 
+    scope = _one_of("--escalate", scope, tuple(s.value for s in Scope))
     try:
         routing = parse_model_spec(model)
     except ValueError as exc:
@@ -398,8 +406,26 @@ def _escalation(
             "--price-in/--price-out price one model; with several, give each its price: pin=/pout= in a "
             "sim/ name, LiteLLM's prices for API models"
         )
-    scope = _one_of("--escalate", scope, tuple(s.value for s in Scope))
     return EscalationPolicy(scope=Scope(scope), min_confidence=min_confidence)
+
+
+def _note_unused_escalation(ctx: typer.Context, model: str) -> None:
+    """A note for --escalate / --min-confidence given with one model: they apply to a cascade only (as a task
+    file's ``escalation:`` without ``models:`` or ``roles:``), so the grid runs without them."""
+    given = [
+        flag
+        for flag, name in (("--escalate", "escalate"), ("--min-confidence", "min_confidence"))
+        # by name: typer ships its own copy of click, whose ParameterSource is another enum than click's
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+    if given:
+        err.print(
+            Text(
+                f"note: {' and '.join(given)} {'has' if len(given) == 1 else 'have'} no effect with one model "
+                f"({model}): escalation moves a call up a cascade; give --model 'cheap>strong' to use it"
+            ),
+            soft_wrap=True,
+        )
 
 
 def _check_model(model: str, pricing: Any) -> None:

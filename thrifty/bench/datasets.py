@@ -99,15 +99,7 @@ def register_format(name: str, detect: Detector, load: Loader) -> None:
 
 # --------------------------------------------------------------------------------------------- reading
 def _records(path: Path) -> list[tuple[str, Any]]:
-    try:
-        return list(read_json_records(path, error=DatasetError, what="data file", sniff=True))
-    except DatasetError as exc:
-        if path.suffix.lower() == ".json" and "Extra data" in str(exc):  # JSON lines in a .json file
-            raise DatasetError(
-                f"{exc} (fix: a .json data file holds one JSON list; a file of one JSON object a line "
-                "is read as JSON lines when its name ends in .jsonl)"
-            ) from None
-        raise
+    return list(read_json_records(path, error=DatasetError, what="data file", sniff=True))
 
 
 def _get(record: Mapping[str, Any], *keys: str) -> Any:

@@ -37,7 +37,7 @@ from thrifty.models.settings import (
     AnswerContext,
     ModelSettings,
 )
-from thrifty.scale.executors import Placement, Refused, execute_pooled, run_leased
+from thrifty.scale.executors import Placement, Refused, RunStopper, execute_pooled, run_leased
 from thrifty.tools import Corpus, Tool, make_search_tools
 from thrifty.workflows.spec import StrategySpec
 
@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - not on POSIX
 
 __all__ = [
     "DEFAULT_TOKENS_PER_CALL",
+    "MAX_BUDGET",
     "BenchConfig",
     "BenchError",
     "BudgetRule",
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 DEFAULT_TOKENS_PER_CALL = 2000
+#: The largest budget B (tool calls per run) a grid takes: a run may take 2B + 2 model calls and
+#: ``tokens_per_call`` x B tokens, so a larger B is a typo, not a benchmark setting.
+MAX_BUDGET = 10_000
 _SPEC_FIELDS = {"tracker", "max_steps", "keep_observations"}
 
 
@@ -197,22 +201,35 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
 
 
 def parse_budgets(text: str | Iterable[int]) -> list[int]:
-    """``"3,5,10"`` -> [3, 5, 10]: positive whole numbers of tool calls, no repeats."""
+    """``"3,5,10"`` -> [3, 5, 10]: whole numbers of tool calls from 1 to :data:`MAX_BUDGET`, no repeats
+    (BenchError naming ``--budgets`` and the fix otherwise)."""
     raw = [p.strip() for p in text.split(",") if p.strip()] if isinstance(text, str) else list(text)
     if not raw:
-        raise BenchError("no budgets given (example: --budgets 3,5,10,20)")
+        raise BenchError(
+            "--budgets: no budgets given (fix: give tool-call budgets, e.g. --budgets 3,5,10,20)"
+        )
     out: list[int] = []
     for value in raw:
+        whole = (
+            f"--budgets: budget {value!r} is not a whole number of tool calls (fix: e.g. --budgets 3,5,10,20)"
+        )
         try:
             number = int(value)
-        except (TypeError, ValueError):
-            raise BenchError(f"budget {value!r} is not a whole number of tool calls") from None
-        if isinstance(value, float) and value != number:
-            raise BenchError(f"budget {value!r} is not a whole number of tool calls")
+        except (TypeError, ValueError, OverflowError):
+            raise BenchError(whole) from None
+        if isinstance(value, bool) or (isinstance(value, float) and value != number):
+            raise BenchError(whole)
         if number < 1:
-            raise BenchError(f"budget {value!r} must be at least 1 tool call")
+            raise BenchError(
+                f"--budgets: budget {value!r} must be at least 1 tool call (fix: e.g. --budgets 3,5)"
+            )
+        if number > MAX_BUDGET:
+            raise BenchError(
+                f"--budgets: budget {value!r} is more than {MAX_BUDGET:,} tool calls, the most a benchmark run "
+                f"may have (fix: give budgets from 1 to {MAX_BUDGET}, e.g. --budgets 3,5,10,20)"
+            )
         if number in out:
-            raise BenchError(f"budget {number} given twice")
+            raise BenchError(f"--budgets: budget {number} given twice (fix: give each budget once)")
         out.append(number)
     return out
 
@@ -326,12 +343,13 @@ Key = tuple[str, int, str, int]
 
 
 def _key(record: dict[str, Any]) -> Key:
-    return (
-        str(record["strategy"]),
-        int(record["budget"]),
-        str(record["question_id"]),
-        int(record.get("seed", 0)),
-    )
+    """The run a record is the result of; ValueError for a budget or seed that is not a whole number (not a
+    line this module wrote: ``"budget": 3.7`` is no budget-3 run)."""
+    budget, seed = record["budget"], record.get("seed", 0)
+    for name, value in (("budget", budget), ("seed", seed)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} {value!r} is not a whole number")
+    return (str(record["strategy"]), budget, str(record["question_id"]), seed)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -615,9 +633,10 @@ def run_reservation(config: BenchConfig, b: int, tools: Sequence[Tool]) -> dict[
     return out
 
 
-class GridWorker:
+class GridWorker(RunStopper):
     """Runs a grid's jobs in one process: builds the tools (and registers the simulated model's questions)
-    once, then leases, runs and settles each job. Ray workers each build one."""
+    once, then leases, runs and settles each job. Ray workers each build one. :meth:`stop` (an interrupted
+    grid) ends its runs in flight at their next call."""
 
     def __init__(
         self,
@@ -626,6 +645,7 @@ class GridWorker:
         reservations: dict[int, dict[str, float]] | None = None,
         tools: list[Tool] | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self.tools = tools if tools is not None else _grid_tools(config)
         self.pool = pool
@@ -659,7 +679,7 @@ class GridWorker:
                 item.question,
                 model=config.model,
                 tools=self.tools,
-                budget=config.rule.budget(b),
+                ledger=self.ledger(config.rule.budget(b)),
                 pricing=config.pricing,
                 strategy=choice.spec(b),
                 settings=settings,
@@ -735,9 +755,10 @@ def run_grid(
         else None
     )
 
-    # Set once the grid is interrupted (Ctrl-C) or fails: a run still in flight then ends in a process that
-    # is shutting down (its model client's threads refuse new work, so it "fails"), and is not recorded: it
-    # was not finished when the grid stopped, and the resumed grid runs it again.
+    # Set once the grid is interrupted (Ctrl-C) or fails and has stopped waiting for its runs in flight (the
+    # executor stops them at their next call and waits; a second Ctrl-C cuts the wait short): a run ending
+    # later ends in a process that is shutting down (its model client's threads refuse new work, so it
+    # "fails"), and is not recorded: it was not finished when the grid stopped; the resumed grid runs it.
     stopped = threading.Event()
 
     def on_done(job: Job, record: dict[str, Any] | None) -> None:

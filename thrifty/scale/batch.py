@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +26,7 @@ from typing import Any
 from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.budget.pool import LeaseClient, lease_too_big, usage_spent
 from thrifty.budget.pricing import DEFAULT_TOOL_PRICES
-from thrifty.scale.executors import Placement, execute_pooled, run_leased
+from thrifty.scale.executors import Placement, RunStopper, execute_pooled, run_leased
 
 __all__ = [
     "BatchError",
@@ -246,8 +247,9 @@ def task_reservation(job: BatchJob, global_budget: Budget) -> dict[str, float]:
     return out
 
 
-class BatchWorker:
-    """Runs a batch's tasks in one process: lease, run (without the store: the caller saves), settle."""
+class BatchWorker(RunStopper):
+    """Runs a batch's tasks in one process: lease, run (without the store: the caller saves), settle.
+    :meth:`stop` (an interrupted batch) ends its runs in flight at their next call."""
 
     def __init__(
         self,
@@ -255,6 +257,7 @@ class BatchWorker:
         reservations: dict[str, dict[str, float]] | None = None,
         setup: Callable[[], object] | None = None,
     ) -> None:
+        super().__init__()
         self.pool = pool
         self.reservations = reservations or {}
         if setup is not None:  # e.g. register a custom provider in each worker process
@@ -269,7 +272,7 @@ class BatchWorker:
                 lease_id,
                 self.reservations[job.file] if self.pool is not None else {},
                 f"global budget: no room for {job.name} now",
-                lambda: run_task(job.spec, store=False),
+                lambda: run_task(job.spec, store=False, ledger=self.ledger(job.spec.budget)),
                 lambda result: usage_spent(result.usage.model_dump()),
             )
         except SetupError as exc:  # nothing was spent; the message names the task file
@@ -354,10 +357,15 @@ def run_batch(
         raise ResultsFileError.of(path, exc) from None
     records = list(existing)
     stores: dict[str, RunStore] = {}
+    # Set once the batch is interrupted and stopped waiting for its runs in flight (a second Ctrl-C): one
+    # ending later is not a finished task (the resumed batch runs it again), and the results file is closed.
+    stopped = threading.Event()
 
     def on_done(job: BatchJob, result: Any) -> None:
         from thrifty.budget import StopKind
 
+        if stopped.is_set():
+            return
         if result.stop_reason == StopKind.CANCELLED.value:
             raise KeyboardInterrupt
         target = job.spec.store_target() if store else None
@@ -384,12 +392,16 @@ def run_batch(
             on_result(line)
 
     with results:
-        left, snapshot = execute_pooled(
-            todo,
-            on_done,
-            Placement(executor, concurrency, workers, ray_address),
-            global_budget,
-            earlier,
-            lambda pool: partial(BatchWorker, pool, reservations, worker_setup),
-        )
+        try:
+            left, snapshot = execute_pooled(
+                todo,
+                on_done,
+                Placement(executor, concurrency, workers, ray_address),
+                global_budget,
+                earlier,
+                lambda pool: partial(BatchWorker, pool, reservations, worker_setup),
+            )
+        except BaseException:
+            stopped.set()
+            raise
     return BatchOutcome(records, len(records) - len(existing), [job.file for job in left], snapshot)

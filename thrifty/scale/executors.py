@@ -8,11 +8,18 @@ A worker returns :class:`Refused` when the shared budget cannot hold the run's w
 goes back to the front of the queue and nothing new starts until a run in flight ends (and settles, handing
 back what it did not use); a job refused while nothing is in flight can never be paid for, and the executor
 stops there, returning the jobs it did not run.
+
+Interrupted (Ctrl-C) or failing, the local executor starts nothing more and stops the runs in flight before it
+raises: a worker that has a ``stop()`` method (:class:`RunStopper`) is told, and each of its runs ends
+``cancelled`` at its next charge (a model or tool call already in flight ends first; nothing is spent after
+it). The executor waits for them, saying so; a second Ctrl-C stops the waiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from thrifty.budget import Budget
+    from thrifty.budget import Budget, Ledger, Reservation
     from thrifty.budget.pool import LeaseClient
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "LocalExecutor",
     "Placement",
     "Refused",
+    "RunStopper",
     "ScaleError",
     "Worker",
     "execute_pooled",
@@ -52,6 +60,37 @@ class Refused:
 
 class Worker(Protocol):
     def run(self, job: Any, lease_id: str) -> Any: ...
+
+
+class RunStopper:
+    """What lets an executor stop a worker's runs in flight: each run's Ledger (from :meth:`ledger`) refuses
+    every charge after :meth:`stop`, so the run ends ``cancelled`` at its next model or tool call (the call
+    already in flight ends first and is charged; nothing is spent after it)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def ledger(self, budget: Budget) -> Ledger:
+        """A run's Ledger, refusing every charge once the runs are stopped."""
+        from thrifty.budget import Ledger
+
+        ledger = Ledger(budget, name="run")
+        ledger.reserve_listeners.append(self._refuse)
+        return ledger
+
+    def _refuse(self, reservation: Reservation) -> None:
+        if self._stop.is_set():
+            from thrifty.workflows.stream import RunCancelled
+
+            reservation.ledger.release(reservation)  # nothing was spent: the call never starts
+            raise RunCancelled("interrupted: the run stops before its next call")
 
 
 def run_leased(
@@ -178,15 +217,34 @@ class LocalExecutor:
                         dispatch.refused(job, len(pending))
                     else:
                         dispatch.ended()
-        except BaseException:
-            # Ctrl-C or an error: schedule nothing more; runs in flight finish on their own.
+        except BaseException as exc:
+            # Ctrl-C or an error: schedule nothing more, stop the runs in flight and wait for them to end.
             dispatch.stopped = True
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._stop_runs(pool, pending, interrupted=isinstance(exc, KeyboardInterrupt))
             raise
         pool.shutdown(wait=True)
         return dispatch.left()
+
+    def _stop_runs(
+        self, pool: ThreadPoolExecutor, pending: dict[Future[Any], J], *, interrupted: bool
+    ) -> None:
+        """Cancel the runs not started, stop those in flight at their next charge (when the worker can) and
+        wait for them to end; a second Ctrl-C stops the waiting (they still stop at their next charge)."""
+        stop = getattr(self.worker, "stop", None)
+        if callable(stop):
+            stop()
+        running = [fut for fut in pending if not fut.cancel() and not fut.done()]
+        if interrupted and running:
+            what = "at their next call" if callable(stop) else "when they end"
+            sys.stderr.write(
+                f"interrupted: stopping {len(running)} run(s) in flight {what}; nothing new starts "
+                "(Ctrl-C again to stop waiting)\n"
+            )
+            sys.stderr.flush()
+        # Waits for every run the pool started (one submitted as Ctrl-C came included); a second Ctrl-C
+        # stops the waiting.
+        with contextlib.suppress(KeyboardInterrupt):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,10 @@ class Corpus:
 
 # ------------------------------------------------------------------------------------------- loading
 def _fail(path: Path, where: str, problem: str) -> CorpusError:
-    return CorpusError(f"{path}: {where}: {problem}")
+    return CorpusError(
+        f"{path}: {where}: {problem} (fix: make each record a passage, "
+        '{"title": "...", "text": "..."}, or a HotpotQA record with its \'context\')'
+    )
 
 
 def _is_list(value: object) -> TypeGuard[list[object]]:
@@ -163,27 +166,56 @@ def _record_passages(record: object) -> tuple[list[tuple[str, str]], bool]:
     )
 
 
+#: One record of each kind of file :func:`read_json_records` reads, as its messages show it.
+_EXAMPLE_RECORD = {
+    "corpus file": '{"title": "...", "text": "..."}',
+    "data file": '{"question": "...", "answer": "..."}',
+}
+
+
 def read_json_records(
     path: Path, *, error: type[ValueError] = CorpusError, what: str = "corpus file", sniff: bool = False
 ) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs from a JSONL file ('line N') or a JSON list ('item N': a ``.json`` file, or with
     ``sniff`` any file whose text starts with ``[``).
 
-    Every problem raises ``error`` naming the file and the line; shared by corpora and benchmark datasets.
+    Every problem raises ``error`` naming the file, the line and the fix; shared by corpora and benchmark
+    datasets.
     """
+    example = _EXAMPLE_RECORD.get(what, "{...}")
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot read {what}: {exc}") from None
+        raise error(f"{path}: {what} not found (fix: check the path, or give the file's full path)") from None
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: cannot read {what}: byte {exc.start} is not UTF-8 text (fix: give a JSON-lines or JSON "
+            "file saved as UTF-8)"
+        ) from None
+    except OSError as exc:
+        raise error(
+            f"{path}: cannot read {what}: {exc.strerror or exc} (fix: {_read_fix(path, exc)})"
+        ) from None
     if path.suffix.lower() == ".json" or (sniff and raw.lstrip().startswith("[")):
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise error(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+            if exc.msg == "Extra data":  # one JSON object a line, in a file named .json
+                raise error(
+                    f"{path}: line {exc.lineno}: invalid JSON: more data after the first JSON value (fix: a "
+                    f".json {what} holds one JSON list; a file of one JSON object a line is read as JSON "
+                    "lines when its name ends in .jsonl)"
+                ) from None
+            raise error(
+                f"{path}: line {exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno}) (fix: make the "
+                f"file one JSON list of records, [{example}, ...], or write one record a line in a .jsonl "
+                "file)"
+            ) from None
         if not _is_list(data):
-            raise error(f"{path}: top level: a .json {what} must be a list, got {type(data).__name__}")
+            raise error(
+                f"{path}: top level: a .json {what} must be a list, got {type(data).__name__} (fix: put the "
+                f"records in a list, [{example}, ...], or write one record a line in a .jsonl file)"
+            )
         for index, record in enumerate(data):
             yield f"item {index}", record
         return
@@ -193,8 +225,21 @@ def read_json_records(
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise error(f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            raise error(
+                f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno}) (fix: make each line "
+                f"one whole JSON record, e.g. {example}; a JSON list over several lines needs a .json "
+                "file name)"
+            ) from None
         yield f"line {lineno}", record
+
+
+def _read_fix(path: Path, exc: OSError) -> str:
+    """What to do about a file that exists but cannot be read."""
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return "give a file, not a folder"
+    if isinstance(exc, PermissionError):
+        return "make the file readable, or give a copy you can read"
+    return "check that the file can be read, or give another copy of it"
 
 
 def load_corpus(path: str | os.PathLike[str]) -> Corpus:
@@ -218,7 +263,10 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
                 hotpot_titles.add(title)
             passages.append((title, text))
     if not passages:
-        raise CorpusError(f"{path}: no passages found (empty corpus)")
+        raise CorpusError(
+            f"{path}: no passages found (empty corpus) (fix: add passages, one a line: "
+            '{"title": "...", "text": "..."})'
+        )
     return Corpus(passages, source=path)
 
 

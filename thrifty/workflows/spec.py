@@ -1417,6 +1417,9 @@ def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Is
     try:
         load_corpus(path)
     except (CorpusError, OSError, ValueError) as exc:
+        problem, has_fix, fix = str(exc).partition(" (fix: ")
+        if has_fix:  # the loader's own fix, said once
+            return issue(f"cannot load the corpus: {short(problem, 300)}", fix.removesuffix(")"))
         return issue(
             f"cannot load the corpus: {short(exc, 300)}",
             "give a .jsonl file of {title, text} lines, a .json list of them, or a HotpotQA file",
