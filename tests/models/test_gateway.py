@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -207,10 +208,10 @@ def test_a_reply_without_usage_is_charged_the_reserved_worst_case() -> None:
     assert "no usage reported" in ledger.events[0].detail
 
 
-def test_a_reply_without_choices_is_a_model_error_and_releases_its_reservation(
+def test_a_reply_without_choices_is_a_model_error_and_charges_only_what_was_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    script = ScriptedModel([reply("hi")])
+    script = ScriptedModel([reply("hi", prompt_tokens=0, completion_tokens=0)])
     ledger = Ledger(Budget(model_requests=3, total_tokens=1000))
     litellm = get_litellm()
     real = litellm.completion
@@ -223,5 +224,75 @@ def test_a_reply_without_choices_is_a_model_error_and_releases_its_reservation(
     monkeypatch.setattr(litellm, "completion", no_choices)
     with pytest.raises(ModelError, match="no choices"):
         Gateway(ledger, retries=0).complete(script.model, MSG, max_tokens=5)
-    assert ledger.spent["model_requests"] == 1 and ledger.spent["total_tokens"] == 0
+    # no usage reported: the worst case, as for any reply without usage; the rest of the hold released
+    assert ledger.spent["model_requests"] == 1 and 0 < ledger.spent["total_tokens"] <= 5 + 20
     assert all(v == 0 for v in ledger.reserved.values())
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        {"num_retries": 2},  # LiteLLM's own retries: requests no attempt reserved
+        {"max_retries": 2},
+        {"fallbacks": ["scripted/other"]},
+        {"n": 3},  # three completions for a reservation of one
+        {"best_of": 2},
+        {"max_completion_tokens": 10_000},  # a second cap, above the capped max_tokens
+        {"stream": True},
+    ],
+)
+def test_a_keyword_that_would_cost_more_than_the_reservation_is_refused(keyword: dict[str, Any]) -> None:
+    litellm = get_litellm()
+    script = ScriptedModel([litellm.RateLimitError("429", llm_provider="scripted", model="x"), reply("hi")])
+    ledger = Ledger(Budget(model_requests=1))
+    with pytest.raises(ModelError, match=next(iter(keyword))):
+        Gateway(ledger, retries=0, backoff=0).complete(script.model, MSG, max_tokens=10, **keyword)
+    with pytest.raises(ModelError, match=next(iter(keyword))):
+        asyncio.run(Gateway(ledger, retries=0, backoff=0).acomplete(script.model, MSG, **keyword))
+    assert script.requests == [] and ledger.spent["model_requests"] == 0  # refused before any call
+    # the harmless values pass
+    harmless: dict[str, Any] = {"num_retries": 0, "n": 1, "stream": False}
+    wide = Ledger(Budget(model_requests=2))
+    reply_ = Gateway(wide, retries=1, backoff=0).complete(script.model, MSG, max_tokens=10, **harmless)
+    assert reply_.content == "hi" and wide.spent["model_requests"] == 2  # the failed attempt is charged
+
+
+def test_a_callers_timeout_never_outlasts_the_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    litellm = get_litellm()
+    script = ScriptedModel([reply("hi")] * 2)
+    sent: list[object] = []
+    real = litellm.completion
+
+    def spy(**request: object) -> object:
+        sent.append(request.get("timeout"))
+        return real(**request)
+
+    monkeypatch.setattr(litellm, "completion", spy)
+    gateway = Gateway(Ledger(Budget(seconds=30)))
+    gateway.complete(script.model, MSG, max_tokens=10, timeout=600)
+    gateway.complete(script.model, MSG, max_tokens=10, timeout=5)
+    assert isinstance(sent[0], float) and sent[0] <= 30  # not the 600 s the budget cannot pay for
+    assert sent[1] == 5  # a shorter one stands
+
+
+def test_a_reply_that_cannot_be_read_is_still_charged_what_the_provider_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    litellm = get_litellm()
+    script = ScriptedModel([reply("x")] * 2)
+    real = litellm.completion
+
+    def no_choices(**request: object) -> object:
+        response = real(**request)
+        response.choices = []  # billed (usage reported) but nothing to read
+        response.usage = litellm.Usage(prompt_tokens=40, completion_tokens=60, total_tokens=100)
+        return response
+
+    monkeypatch.setattr(litellm, "completion", no_choices)
+    ledger = Ledger(Budget(total_tokens=1000))
+    with pytest.raises(ModelError, match="no choices"):
+        Gateway(ledger, retries=0).complete(script.model, MSG, max_tokens=100)
+    assert ledger.spent["total_tokens"] == 100 and ledger.spent["model_requests"] == 1
+    assert ledger.reserved["total_tokens"] == 0
+    [event] = ledger.events
+    assert not event.ok and "no choices" in event.detail

@@ -136,6 +136,21 @@ def is_transient(exc: BaseException, in_process: bool = False) -> bool:
 
 _retry_after = retry_after  # the server's Retry-After, read as the tools runner reads it
 
+# LiteLLM keywords that would make one charged call cost more than its reservation, with the values that do
+# not: LiteLLM's own retries and fallbacks (requests no attempt reserved), several choices (``n``,
+# ``best_of``: tokens the cap does not bound), ``max_completion_tokens`` (a cap besides the capped
+# ``max_tokens``), ``stream`` (a reply read after the call is settled).
+_UNRESERVED: dict[str, tuple[object, ...]] = {
+    "num_retries": (0,),
+    "max_retries": (0,),
+    "fallbacks": ((), []),
+    "context_window_fallback_dict": ({},),
+    "n": (1,),
+    "best_of": (1,),
+    "max_completion_tokens": (),
+    "stream": (False,),
+}
+
 
 # Raised under the provider's error when the request reached the server but its answer was lost: the
 # provider may have done (and may bill) the work.
@@ -436,11 +451,22 @@ class Gateway:
         if self.api_base and not provider_for(model).in_process:
             request["api_base"] = self.api_base
         request.update({k: v for k, v in kwargs.items() if v is not None})
+        if plan.timeout is not None and isinstance(kwargs.get("timeout"), int | float):
+            # the caller's timeout may be shorter, never longer than what the budget can pay for
+            request["timeout"] = max(min(float(kwargs["timeout"]), plan.timeout), 0.001)
         return request
 
     def _check_call(self, model: str, kwargs: dict[str, Any]) -> None:
-        """Before anything is reserved: the model is usable, and a server named for this call only (an
-        ``api_base`` / ``base_url`` keyword the model check never saw) is allowed too."""
+        """Before anything is reserved: the model is usable, no keyword makes the call cost more than its
+        reservation (:data:`_UNRESERVED`), and a server named for this call only (an ``api_base`` /
+        ``base_url`` keyword the model check never saw) is allowed too."""
+        for name, allowed in _UNRESERVED.items():
+            value = kwargs.get(name)
+            if value is not None and value not in allowed:
+                raise ModelError(
+                    f"the keyword {name}={value!r} would make one call cost more than the Gateway reserves "
+                    f"for it; leave it out (retries: Gateway(retries=...), the reply's length: max_tokens)"
+                )
         self.price(model)
         endpoint = kwargs.get("api_base") or kwargs.get("base_url")
         if endpoint and endpoint != self.api_base:
@@ -459,9 +485,6 @@ class Gateway:
         plan: CallPlan,
         key: str | None = None,
     ) -> ModelReply:
-        choices = getattr(response, "choices", None)
-        if not choices or getattr(choices[0], "message", None) is None:
-            raise ValueError("the provider's reply has no choices")  # _fail charges it
         usage_obj = getattr(response, "usage", None)
         prompt = int(getattr(usage_obj, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage_obj, "completion_tokens", 0) or 0)
@@ -481,7 +504,7 @@ class Gateway:
         else:
             self._learn(model, plan, prompt, completion)
         usd = self.price(model).cost(prompt, completion, cached, elapsed)
-        actual = {
+        actual: dict[str, float] = {
             "input_tokens": prompt,
             "output_tokens": completion,
             "total_tokens": prompt + completion,
@@ -490,6 +513,36 @@ class Gateway:
         }
         if cached:
             actual["cached_tokens"] = cached
+        try:
+            reply = self._reply(model, response, actual, usd, attempts, elapsed, plan.cap)
+        except Exception as exc:
+            # a reply that cannot be read still cost what the provider reports (or the worst case)
+            text = redact(f"unreadable reply: {type(exc).__name__}: {exc}")[:300]
+            self.ledger.settle(res, actual, ok=False, detail=f"{detail}; {text}" if detail else text)
+            raise
+        journal = self.ledger.journal
+        if journal is not None and key is not None:
+            # a durable run: the reply is written with its charge, to be replayed (free) if the node runs again
+            with journal.completing("model", key, reply.model_dump(mode="json")):
+                self.ledger.settle(res, actual, detail=detail)
+        else:
+            self.ledger.settle(res, actual, detail=detail)
+        return reply
+
+    @staticmethod
+    def _reply(
+        model: str,
+        response: Any,
+        actual: dict[str, float],
+        usd: float,
+        attempts: int,
+        elapsed: float,
+        cap: int,
+    ) -> ModelReply:
+        """The reply read from the provider's response (ValueError when it has no choices)."""
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise ValueError("the provider's reply has no choices")
         choice = choices[0]
         message = choice.message
         calls = [
@@ -500,26 +553,22 @@ class Gateway:
             )
             for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
         ]
-        reply = ModelReply(
+        return ModelReply(
             model=model,
             confidence=_confidence(choice),
             content=message.content,
             tool_calls=calls,
             finish_reason=choice.finish_reason,
-            usage=TokenUsage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached),
+            usage=TokenUsage(
+                prompt_tokens=int(actual["input_tokens"]),
+                completion_tokens=int(actual["output_tokens"]),
+                cached_tokens=int(actual.get("cached_tokens", 0)),
+            ),
             usd=usd,
             attempts=attempts,
             elapsed=elapsed,
-            max_tokens=plan.cap,
+            max_tokens=cap,
         )
-        journal = self.ledger.journal
-        if journal is not None and key is not None:
-            # a durable run: the reply is written with its charge, to be replayed (free) if the node runs again
-            with journal.completing("model", key, reply.model_dump(mode="json")):
-                self.ledger.settle(res, actual, detail=detail)
-        else:
-            self.ledger.settle(res, actual, detail=detail)
-        return reply
 
     def _replayed(
         self,
