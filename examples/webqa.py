@@ -95,7 +95,9 @@ def sources(result: RunResult) -> list[str]:
         if event.tool == "read_url":
             read.append(json.loads(event.arguments or "{}").get("url", ""))
         elif event.tool == "web_search":
-            listed += [line[5:] for line in event.observation.splitlines() if line.startswith("URL: ")]
+            # The trace keeps a result's first 600 characters: its last line may be a URL cut short.
+            lines = event.observation.splitlines()[:-1]
+            listed += [line[5:] for line in lines if line.startswith("URL: ")]
     return list(dict.fromkeys(read or listed))
 
 

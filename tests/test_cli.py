@@ -342,3 +342,20 @@ def test_progress_line_of_an_escalation_claims_no_budget(tmp_path: Path) -> None
     assert "left:" not in line and "unlimited" not in line, line  # an EscalationEvent has no budget snapshot
     answered = [x for x in res.stderr.splitlines() if x.startswith("[step") and "escalated" not in x]
     assert answered and all("left: USD" in x for x in answered), answered  # the others still show theirs
+
+
+def test_a_paused_runs_checkpoint_is_shown_relative_to_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "agent resume ... --checkpoint FILE" hint names the file as `agent runs` does: relative to the
+    folder the command ran in (it printed the absolute path)."""
+    script = ScriptedModel(
+        [call("calculator", expression="1+1"), call("calculator", expression="2+1"), reply("3")]
+    )
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "task.yaml").write_text(
+        f"question: count\nmodel: {script.model}\ntools: [calculator]\nbudget:\n  tool_calls: 1\non_limit: pause\n"
+    )
+    res = runner.invoke(app, ["run", "task.yaml", "--quiet"])
+    assert res.exit_code == 4, res.output
+    assert "--checkpoint .thrifty/checkpoints.db --max-tool-calls N" in res.stderr, res.stderr

@@ -521,10 +521,17 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
 
 
 def _shown(target: Any) -> str:
-    """A checkpoint file or URL as a message shows it (a URL's password hidden)."""
+    """A checkpoint file or URL as a message shows it: a file under the current folder relative to it (as
+    `agent runs` shows it), a URL's password hidden."""
     from thrifty.redact import redact
 
-    return redact(str(target))
+    text = str(target)
+    if "://" not in text:
+        try:
+            text = str(Path(text).resolve().relative_to(Path.cwd().resolve()))
+        except (ValueError, OSError):  # not under the current folder: shown as it is
+            pass
+    return redact(text)
 
 
 def _durable_options(
