@@ -42,6 +42,7 @@ __all__ = ["MCPConnection", "MCPServerConfig", "MCPStartupError", "MCPTool", "co
 
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _STDERR_TAIL = 600
+_ERROR_CHARS = 2000  # characters of a server's error message kept
 
 
 def mcp_tool_name(prefix: str, remote_name: str) -> str:
@@ -157,7 +158,39 @@ def _checked_schema(server: str, tool: str, schema: Any) -> tuple[dict[str, Any]
             f"MCP server '{server}': tool '{tool}' has an invalid input schema ({exc.message}); fix the "
             "server, or leave the tool out with `tools: [...]`"
         ) from None
-    return checked, cls(checked)
+    outside = _external_ref(checked)
+    if outside is not None:
+        raise MCPStartupError(
+            f"MCP server '{server}': tool '{tool}' has an input schema that refers to another document "
+            f"({outside[:200]!r}), which is never fetched; fix the server (refer only inside the schema, "
+            "'#/...'), or leave the tool out with `tools: [...]`"
+        )
+    # A registry that holds the JSON Schema metaschemas and retrieves nothing: jsonschema's default one
+    # would fetch a $ref's URL (any host, file:// too) while the model's arguments are checked.
+    from jsonschema_specifications import REGISTRY  # pyright: ignore[reportMissingTypeStubs]
+
+    return checked, cls(checked, registry=REGISTRY)
+
+
+def _external_ref(node: Any) -> str | None:
+    """The first ``$ref`` / ``$dynamicRef`` in a schema that points outside it (not ``#...``), or None."""
+    from jsonschema_specifications import REGISTRY  # pyright: ignore[reportMissingTypeStubs]
+
+    stack: list[Any] = [node]
+    seen = 0
+    while stack and seen < 100_000:
+        seen += 1
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in cast("dict[str, Any]", item).items():
+                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                    if not value.startswith("#") and value.split("#")[0] not in REGISTRY:
+                        return value
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(cast("list[Any]", item))
+    return None
 
 
 def _content_text(result: Any) -> str:
@@ -312,12 +345,27 @@ class MCPConnection:
                 "name tools the server lists, or drop tools to expose them all",
             )
         tools: list[MCPTool] = []
+        named: dict[str, str] = {}  # tool name in the run -> the server's name for it
         for remote in self._listing:
             remote_name = str(remote.name)
             if wanted is not None and remote_name not in wanted:
                 continue
             schema, validator = _checked_schema(config.name, remote_name, remote.input_schema)
             name = mcp_tool_name(config.prefix, remote_name)
+            if not name:
+                raise self._startup_error(
+                    "tools",
+                    "lists a tool with an empty name",
+                    "leave it out with `tools: [...]` (the names you want), or give the server a prefix",
+                )
+            if name in named:
+                raise self._startup_error(
+                    "tools",
+                    f"lists tools {named[name][:80]!r} and {remote_name[:80]!r}, which both become '{name}' "
+                    "(a tool name keeps letters, digits, _ and -, and 64 of them)",
+                    "leave one of them out with `tools: [...]`",
+                )
+            named[name] = remote_name
             model = create_model(f"{name}Args", __base__=_SchemaArgs)
             model.schema_validator = validator
             description = " ".join(str(remote.description or remote_name.replace("_", " ")).split())
@@ -370,7 +418,8 @@ class MCPConnection:
                 raise ToolError(
                     f"MCP server '{self.config.name}' stopped: {_describe(exc)}{self._stderr_tail()}"
                 ) from None
-            raise ToolError(f"MCP server '{self.config.name}': {redact(str(exc))}") from None
+            detail = " ".join(str(exc).split())[:_ERROR_CHARS]  # one line: it cannot pose as a frame's end
+            raise ToolError(f"MCP server '{self.config.name}': {redact(detail)}") from None
         except Exception as exc:
             if not self._thread.is_alive() or loop.is_closed():
                 raise ToolError(
@@ -378,8 +427,11 @@ class MCPConnection:
                 ) from None
             raise
         text = _content_text(result)
-        if getattr(result, "is_error", False):
-            raise ToolError(f"{tool} failed: {text or 'no detail'}")
+        if getattr(result, "is_error", False):  # the server's words: framed as data like its output
+            shown = text[:_ERROR_CHARS] if text else "no detail"
+            raise ToolError(
+                f"{tool} failed: " + as_data(f"MCP {self.config.name}/{tool}", shown, kind="tool error")
+            )
         return as_data(f"MCP {self.config.name}/{tool}", text or "(no output)", kind="tool output")
 
     def _stderr_tail(self) -> str:

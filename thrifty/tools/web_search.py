@@ -77,15 +77,20 @@ class SearchBackend(Protocol):
         ...
 
 
+def _line(text: str, limit: int) -> str:
+    """A provider's field on one line (a newline in it could start a line that poses as the frame's end or
+    as an instruction), cut at ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def _render(provider: str, query: str, hits: Sequence[SearchHit], snippet_chars: int) -> str:
     blocks: list[str] = []
     for hit in hits:
-        lines = [f"Title: {' '.join(hit.title.split()) or '(untitled)'}", f"URL: {hit.url}"]
+        lines = [f"Title: {_line(hit.title, 200) or '(untitled)'}", f"URL: {_line(hit.url, 500)}"]
         if hit.date:
-            lines.append(f"Date: {hit.date}")
-        snippet = " ".join(hit.snippet.split())
-        if len(snippet) > snippet_chars:
-            snippet = snippet[:snippet_chars].rsplit(" ", 1)[0] + " ..."
+            lines.append(f"Date: {_line(hit.date, 40)}")
+        snippet = _line(hit.snippet, snippet_chars)
         if snippet:
             lines.append(snippet)
         blocks.append("\n".join(lines))
