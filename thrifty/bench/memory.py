@@ -323,7 +323,9 @@ def run_settings(config: MemBenchConfig) -> dict[str, Any]:
 
 def check_settings(config: MemBenchConfig, results: Path, flag: str = "--out") -> None:
     """Refuse to add rows to ``results`` made with other settings (MemBenchError naming the differences);
-    else record this run's settings beside it (the conversations of both runs kept)."""
+    else record this run's settings beside it (the conversations of both runs kept). Memory's options are
+    checked first (a ValueError), so a refused run leaves no settings behind to refuse the next one."""
+    Memory(**{**config.memory_options(), "embedder": None}).close()  # no embedder: nothing to load
     mine = run_settings(config)
     path = settings_path(results)
     has_rows = results.exists() and results.stat().st_size > 0

@@ -30,7 +30,7 @@ import numpy as np
 from bm25s.tokenization import Tokenized
 from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
@@ -294,6 +294,20 @@ def _chain_facts(session: Session, new: list[MemoryItem]) -> int:
     return closed
 
 
+def _create_tables(engine: Engine, attempts: int = 3) -> None:
+    """Create the memory tables that are missing. Another writer opening the same new store at once (a
+    batch's tasks, two processes) may create one between the check and the CREATE, which then fails
+    ("table memory_items already exists"): checking again finds it and creates only what is still missing;
+    an error that stays is raised."""
+    for attempt in range(attempts):
+        try:
+            _Base.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            if attempt == attempts - 1 or "already exists" not in str(exc.orig):  # e.g. locked: not retried
+                raise
+
+
 class LexicalTier(MemoryTier):
     """LOW tier: SQLAlchemy storage (in-memory SQLite by default; a path or any URL), BM25 recall.
 
@@ -321,7 +335,7 @@ class LexicalTier(MemoryTier):
         self._turn: AbstractContextManager[object] = (
             threading.RLock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
         )
-        _Base.metadata.create_all(self.engine)
+        _create_tables(self.engine)
         try:
             with Session(self.engine) as session, session.begin():
                 if session.get(_StateRow, _VERSION) is None:

@@ -194,6 +194,19 @@ def release_workers() -> None:
     _kept["actors"] = []
 
 
+def _cause(exc: Any) -> BaseException:
+    """What a worker raised (a RayTaskError's cause), its message as the local executor gives it: Ray's own
+    form of it puts the worker's traceback into the message, which the command line then prints as the
+    error (a task's setup error included). The worker's traceback is kept as a note, for a real bug."""
+    from ray.exceptions import RayError
+
+    cause = getattr(exc, "cause", None)
+    if not isinstance(cause, Exception) or isinstance(cause, RayError):
+        return exc.as_instanceof_cause()
+    cause.add_note(f"raised in a Ray worker:\n{getattr(exc, 'traceback_str', None) or exc}")
+    return cause
+
+
 @dataclass
 class _Slot:
     actor: Any
@@ -339,8 +352,8 @@ class RayExecutor:
 
         try:
             outcomes = ray.get(ref)
-        except RayTaskError as exc:  # the worker raised: a harness error, as the local executor re-raises it
-            raise exc.as_instanceof_cause() from None
+        except RayTaskError as exc:  # the worker raised: re-raised as the local executor re-raises it
+            raise _cause(exc) from None
         except RayActorError:
             self._lost(tickets, dispatch, on_lost, attempts)
             return

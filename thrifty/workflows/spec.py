@@ -392,9 +392,23 @@ class MemorySpec(BaseModel):
     @field_validator("scope")
     @classmethod
     def _known_scope(cls, value: dict[str, str]) -> dict[str, str]:
+        from pydantic import ValidationError
+
+        from thrifty.memory import Scope
+
         unknown = sorted(set(value) - {"user_id", "agent_id", "run_id"})
         if unknown or not value:
             raise ValueError(f"memory scope sets user_id, agent_id and/or run_id (got {sorted(value)})")
+        try:
+            Scope.of(value)  # what the store takes: ids of 1 to 200 characters
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(
+                _fix(
+                    problems,
+                    "give user_id, agent_id and/or run_id as text of 1 to 200 characters, e.g. {user_id: caroline}",
+                )
+            ) from None
         return value
 
     @field_validator("router")
