@@ -6,6 +6,7 @@ Exit codes: 0 answered, 4 stopped by the budget or the step limit (the answer is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -527,10 +528,8 @@ def _shown(target: Any) -> str:
 
     text = str(target)
     if "://" not in text:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not under the current folder: shown as it is
             text = str(Path(text).resolve().relative_to(Path.cwd().resolve()))
-        except (ValueError, OSError):  # not under the current folder: shown as it is
-            pass
     return redact(text)
 
 
