@@ -14,7 +14,7 @@ import pytest
 
 from tests.tools.webserver import Request, WebServer, html
 from thrifty.budget import Budget, Ledger
-from thrifty.tools import ToolRunner
+from thrifty.tools import Observation, ToolRunner
 from thrifty.tools.web import UrlPolicy, WebError, as_data, make_read_url
 from thrifty.tools.web_search import make_web_search
 
@@ -61,7 +61,7 @@ def server() -> Iterator[WebServer]:
         yield srv
 
 
-def _run(tool: Any, url: str) -> Any:
+def _run(tool: Any, url: str) -> Observation:
     with ToolRunner([tool], Ledger(Budget())) as runner:
         return runner.run(tool.name, {"url": url})
 
@@ -89,26 +89,25 @@ def test_public_addresses_still_pass() -> None:
         assert UrlPolicy().check("http://example.org/", lambda _h, _p, a=address: [a]) == address
 
 
-def test_a_gzip_bomb_is_cut_without_inflating_it_all(server: WebServer) -> None:
+def _read_measured(server: WebServer, path: str) -> tuple[Observation, int]:
+    """read_url of ``path`` with a 20,000-byte cap, and the peak memory it took (bytes)."""
     tool = make_read_url(allow_hosts=["127.0.0.1"], max_bytes=20_000, retries=0)
     tracemalloc.start()
     try:
-        obs = _run(tool, server.url("/gzip-bomb"))
-        peak = tracemalloc.get_traced_memory()[1]
+        obs = _run(tool, server.url(path))
+        return obs, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_a_gzip_bomb_is_cut_without_inflating_it_all(server: WebServer) -> None:
+    obs, peak = _read_measured(server, "/gzip-bomb")
     assert obs.ok and "word word" in obs.content
     assert peak < 10_000_000  # the page inflates to 50 MB
 
 
 def test_a_body_encoded_twice_is_refused(server: WebServer) -> None:
-    tool = make_read_url(allow_hosts=["127.0.0.1"], max_bytes=20_000, retries=0)
-    tracemalloc.start()
-    try:
-        obs = _run(tool, server.url("/double-gzip-bomb"))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    obs, peak = _read_measured(server, "/double-gzip-bomb")
     assert not obs.ok and "Content-Encoding 'gzip, gzip'" in obs.content
     assert peak < 10_000_000
 
