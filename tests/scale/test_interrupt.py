@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -51,6 +52,16 @@ class Gate:
         thread = threading.Thread(target=press, daemon=True)
         thread.start()
         return thread
+
+
+@pytest.fixture(autouse=True)
+def _python_handles_ctrl_c() -> Any:
+    """Ctrl-C as a terminal gives it: Python's own SIGINT handler raising KeyboardInterrupt in the main thread.
+    ``_thread.interrupt_main`` does nothing when SIGINT is ignored, and an earlier test in the same process
+    (Ray's, a server's) may have replaced the handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _run_threads_alive() -> list[threading.Thread]:
