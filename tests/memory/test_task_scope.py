@@ -17,6 +17,7 @@ from thrifty.testing import ScriptedModel, reply
     [
         ('{user_id: ""}', "user_id: String should have at least 1"),
         ("{agent_id: " + "a" * 201 + "}", "agent_id: String should have at most 200"),
+        ('{run_id: "   "}', "run_id: String should match pattern"),  # blank
     ],
 )
 @pytest.mark.parametrize("command", ["validate", "run"])
@@ -38,3 +39,10 @@ def test_an_empty_or_too_long_scope_id_is_refused_naming_memory_scope(
     assert "field 'memory.scope'" in message and problem in message and "fix:" in message, message
     assert "validation error for Scope" not in message and "Traceback" not in res.output
     assert answer.requests == [] and not (tmp_path / "mem.db").exists()
+
+
+def test_a_scope_given_as_a_bare_string_is_told_the_mapping_it_should_be() -> None:
+    from thrifty.memory import Scope
+
+    with pytest.raises(TypeError, match=r"a memory scope is a mapping such as \{'user_id': 'caroline'\}"):
+        Scope.of("caroline")  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ Level = Literal["low", "mid", "high"]  # BudgetMem's tiers: rules / BM25 -> embe
 Op = Literal["write", "recall", "forget"]
 
 _SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
-_Id = Field(default=None, min_length=1, max_length=200)
+_Id = Field(default=None, min_length=1, max_length=200, pattern=r"\S")  # not blank
 
 
 class Scope(BaseModel):
@@ -61,7 +61,14 @@ class Scope(BaseModel):
     @classmethod
     def of(cls, value: Scope | Mapping[str, str]) -> Scope:
         """A Scope from itself or from a mapping such as ``{"user_id": "caroline"}``."""
-        return value if isinstance(value, Scope) else cls.model_validate(dict(value))
+        if isinstance(value, Scope):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"a memory scope is a mapping such as {{'user_id': 'caroline'}}, not {type(value).__name__} "
+                f"{str(value)[:60]!r}"
+            )
+        return cls.model_validate(dict(value))
 
     def fields(self) -> dict[str, str]:
         """The fields that are set."""

@@ -406,7 +406,7 @@ class MemorySpec(BaseModel):
             raise ValueError(
                 _fix(
                     problems,
-                    "give user_id, agent_id and/or run_id as text of 1 to 200 characters, e.g. {user_id: caroline}",
+                    "give user_id, agent_id and/or run_id as non-blank text of 1 to 200 characters, e.g. {user_id: caroline}",
                 )
             ) from None
         return value
