@@ -986,6 +986,15 @@ def batch(
     except KeyboardInterrupt:
         raise fail(f"interrupted: finished tasks are saved in {out_file}; rerun to resume", 130) from None
     out.print(f"{outcome.ran} tasks run, {len(outcome.records)} in {out_file}", highlight=False)
+    if outcome.changed:
+        err.print(
+            Text(
+                f"note: {len(outcome.changed)} task file(s) changed since their results were saved and were "
+                f"skipped, their old results kept: {', '.join(outcome.changed)}; to run them again, remove "
+                f"their lines from {out_file} or use another --out"
+            ),
+            soft_wrap=True,
+        )
     if outcome.not_run:
         spent = outcome.snapshot.get("spent", {})
         shown = ", ".join(

@@ -256,3 +256,21 @@ def test_a_bad_out_exits_2_before_anything_runs(tmp_path: Path, where: str) -> N
 def test_global_usd_0_names_the_option(tmp_path: Path) -> None:
     res = cli.invoke(app, ["batch", str(write_tasks(tmp_path, count=1)[0]), "--global-usd", "0"])
     assert res.exit_code == 2 and "--global-usd" in res.output
+
+
+def test_a_task_file_edited_since_its_result_is_skipped_with_a_note(tmp_path: Path) -> None:
+    """A rerun skips the files already in the results file, as documented; one edited since its result was
+    saved used to be skipped without a word."""
+    register_model()
+    tasks = write_tasks(tmp_path)
+    out = tmp_path / "results.jsonl"
+    assert cli.invoke(app, ["batch", *map(str, tasks), "--out", str(out)]).exit_code == 0
+    res = cli.invoke(app, ["batch", *map(str, tasks), "--out", str(out)])
+    assert res.exit_code == 0 and "changed since" not in res.output  # nothing edited: no note
+    tasks[1].write_text(tasks[1].read_text().replace("case 1", "case one"))
+    res = cli.invoke(app, ["batch", *map(str, tasks), "--out", str(out)])
+    assert res.exit_code == 0 and "0 tasks run, 3 in" in res.stdout
+    note = " ".join(res.stderr.split())
+    assert "note: 1 task file(s) changed since their results were saved" in note and "task1.yaml" in note
+    assert "task0.yaml" not in note and "another --out" in note
+    assert run_batch(load_batch(tasks), tmp_path / "fresh.jsonl").changed == []

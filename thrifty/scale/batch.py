@@ -15,10 +15,11 @@ may have) before it starts, and settles what it spent.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,12 @@ class BatchJob:
     def name(self) -> str:
         return self.shown or self.file
 
+    @property
+    def digest(self) -> str:
+        """What the task asks, as read (its validated spec), in 16 hex digits: a results line made from
+        another version of the file has another digest."""
+        return hashlib.sha256(self.spec.model_dump_json().encode()).hexdigest()[:16]
+
 
 @dataclass
 class BatchOutcome:
@@ -83,6 +90,7 @@ class BatchOutcome:
     ran: int  # tasks run by this call
     not_run: list[str]  # files the global budget left unrun
     snapshot: dict[str, Any]  # the global budget's reading ({} without one)
+    changed: list[str] = field(default_factory=list[str])  # skipped files edited since their result was saved
 
 
 def _key(path: str | Path) -> str:
@@ -282,6 +290,7 @@ class BatchWorker(RunStopper):
 def _line(job: BatchJob, result: Any) -> dict[str, Any]:
     return {
         "file": job.file,
+        "digest": job.digest,
         "task": result.task,
         "run_id": result.run_id,
         "model": result.model,
@@ -343,8 +352,13 @@ def run_batch(
         raise BatchError(f"unknown executor {executor!r}: use local or ray")
     path = Path(results_path)
     existing = load_lines(path)
-    done = {line["file"] for line in existing}
+    done = {line["file"]: line for line in existing}
     todo = [job for job in jobs if job.file not in done]
+    changed = [  # kept as they are (skipped), but said: a line without a digest is from an older version
+        job.name
+        for job in jobs
+        if job.file in done and done[job.file].get("digest") not in (None, job.digest)
+    ]
     reservations = {job.file: task_reservation(job, global_budget) for job in jobs} if global_budget else None
     earlier: dict[str, float] = {}
     for line in existing:
@@ -404,4 +418,4 @@ def run_batch(
         except BaseException:
             stopped.set()
             raise
-    return BatchOutcome(records, len(records) - len(existing), [job.file for job in left], snapshot)
+    return BatchOutcome(records, len(records) - len(existing), [job.file for job in left], snapshot, changed)
