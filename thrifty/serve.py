@@ -570,21 +570,16 @@ def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:
 def _model_path(spec: Any) -> str | None:
     """A model named by a path on the server (``local/<file>.gguf``, ``hf/<directory>``): a request would
     load, or probe for, the server's files (None: every model is a name)."""
-    from pathlib import Path
+    from thrifty.models import hf, local
 
     routing = spec.routing()
     named = [("model", spec.model)] + [("models", m) for m in (routing.all_models() if routing else [])]
     if spec.memory is not None and spec.memory.model:
         named.append(("memory.model", spec.memory.model))
+    by_path = {"local": local.names_a_path, "hf": hf.names_a_path}
     for where, model in named:
-        prefix, _, name = model.partition("/")
-        by_path = (prefix == "local" and name.strip().endswith(".gguf")) or (
-            prefix == "hf"
-            and (
-                name.startswith(("/", "~", ".")) or "\\" in name or name.count("/") > 1 or Path(name).exists()
-            )
-        )
-        if by_path:
+        reads = by_path.get(model.partition("/")[0])
+        if reads is not None and reads(model):
             return (
                 f"field '{where}': {model!r} names a file or directory on the server "
                 "(fix: use a model name, e.g. local/smollm2 or openai/<name>)"

@@ -140,6 +140,13 @@ def _strip_prefix(model_name: str) -> str:
     return model_name.removeprefix("hf/")
 
 
+def names_a_path(model_name: str) -> bool:
+    """Whether ``hf/<name>`` is read from the filesystem (a path's spelling, or a file or folder that exists:
+    a path wins over a Hub id, as in :func:`resolve_model_path`), not from the Hugging Face cache."""
+    name = _strip_prefix(model_name).strip()
+    return bool(name) and (_looks_like_path(name) or Path(name).expanduser().exists())
+
+
 def _looks_like_path(name: str) -> bool:
     """Whether ``name`` can only be meant as a filesystem path (Hub ids are ``name`` or ``org/name``)."""
     return (

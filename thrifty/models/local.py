@@ -175,6 +175,12 @@ def _strip_prefix(model_name: str) -> str:
     return model_name.removeprefix("local/")
 
 
+def names_a_path(model_name: str) -> bool:
+    """Whether ``local/<name>`` is a GGUF file's path rather than a catalogue name (:func:`_spec_for`)."""
+    name = _strip_prefix(model_name)
+    return name not in LOCAL_MODELS and name.endswith(".gguf")
+
+
 def _spec_for(model_name: str) -> LocalModelSpec:
     """Catalogue entry for a name, or an ad-hoc entry for a ``.gguf`` path."""
     name = _strip_prefix(model_name)

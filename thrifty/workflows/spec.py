@@ -646,12 +646,7 @@ class TaskSpec(BaseModel):
                 message = _fix(f"role '{role}' names no model", "give a model or a list of models")
                 errors.append(((role,), message, models))
                 continue
-            named = (
-                [((role,), models)]
-                if isinstance(models, str)
-                else [((role, j), m) for j, m in enumerate(models)]
-            )
-            for loc, model in named:
+            for loc, model in _role_places(role, models):
                 try:
                     check_model_name(model)
                 except ValueError as exc:
@@ -1342,11 +1337,15 @@ def _named_models(spec: TaskSpec) -> list[tuple[tuple[str | int, ...], str]]:
         else [(("model",), spec.model)]
     )
     for role, chosen in spec.roles.items():
-        if isinstance(chosen, str):
-            named.append((("roles", role), chosen))
-        else:
-            named.extend((("roles", role, j), m) for j, m in enumerate(chosen))
+        named.extend((("roles", *loc), m) for loc, m in _role_places(role, chosen))
     return named
+
+
+def _role_places(role: str, models: str | list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+    """A role's models with their places under ``roles``: ``ROLE`` for one, ``ROLE.N`` in a list."""
+    if isinstance(models, str):
+        return [((role,), models)]
+    return [((role, j), m) for j, m in enumerate(models)]
 
 
 def _problem(exc: Exception, fix: str) -> tuple[str, str]:
