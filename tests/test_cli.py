@@ -264,7 +264,7 @@ def test_help_names_the_extra_to_install(command: list[str]) -> None:
     # Rich reads "[ray]" as markup and drops it unless escaped: the help said "pip install 'thrifty'".
     res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "pip install 'thrifty[ray]'" in res.output
+    assert "optional extra [ray]" in res.output
 
 
 @pytest.mark.parametrize(

@@ -923,7 +923,8 @@ def batch(
         Path, typer.Option("--out", help="Results: one JSON line per task (rerun to resume).")
     ] = Path(".thrifty/batch/results.jsonl"),
     executor: Annotated[
-        str, typer.Option(help="local (threads) or ray (Ray workers, pip install 'thrifty\\[ray]').")
+        str,
+        typer.Option(help="local (threads) or ray (Ray workers; needs thrifty's optional extra \\[ray])."),
     ] = "local",
     concurrency: Annotated[int, typer.Option(min=1, help="Tasks at once with --executor local.")] = 1,
     workers: Annotated[

@@ -30,7 +30,6 @@ import torch
 
 from thrifty.models import hf
 from thrifty.models.hf import (
-    HF_EXTRA_HINT,
     HFExtraMissingError,
     HFModelError,
     HFProvider,
@@ -40,6 +39,7 @@ from thrifty.models.hf import (
     _tool_plan,
     context_window,
     count_tokens,
+    hf_extra_hint,
 )
 from thrifty.models.protocol import first_json_object
 
@@ -241,7 +241,8 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(HFExtraMissingError) as info:
         hf._import_transformers()
-    assert str(info.value) == HF_EXTRA_HINT
+    assert str(info.value) == hf_extra_hint()
+    assert "[hf]" in str(info.value) and "torch==2.13.0" in str(info.value)
 
 
 def test_device_override(monkeypatch: pytest.MonkeyPatch) -> None:

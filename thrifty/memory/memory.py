@@ -44,6 +44,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing
+from thrifty.extras import pip_install
 from thrifty.memory.charged import charge
 from thrifty.memory.chunking import chunk_session
 from thrifty.memory.embed import TextEmbedder, load_embedder
@@ -556,6 +557,17 @@ class Memory:
             raise self._store_error(exc, "read") from None
 
     # ------------------------------------------------------------------------------------- reading
+    def least_recall_cost(self, scope: Scope | Mapping[str, str]) -> dict[str, float]:
+        """What the cheapest recall in ``scope`` that can deliver a block needs (a LOW retrieve and a LOW
+        condense): with less left, :meth:`recall` skips memory.
+
+        >>> Memory(embedder="none").least_recall_cost({"user_id": "caroline"})
+        {'memory_ops': 2.0}
+        """
+        request = RecallRequest(query="", k=1, scope=Scope.of(scope), kinds=_MAIN_KINDS)
+        one = self.low.estimate(request).total()
+        return {**one, "memory_ops": one.get("memory_ops", 0.0) + 1}
+
     def recall(
         self,
         query: str,
@@ -663,7 +675,7 @@ class Memory:
     def _lexical_note(self) -> str:
         if self._embedder_off:
             return "retrieve:mid ran lexical only: embedder none was chosen"
-        return "retrieve:mid ran lexical only: no embedder installed (pip install 'thrifty[memory]')"
+        return f"retrieve:mid ran lexical only: no embedder installed ({pip_install('memory')})"
 
     def _recall_facts(self, query: str, scope: Scope, ledger: Ledger, notes: list[str]) -> list[MemoryItem]:
         """Up to ``facts_k`` facts beside the chunks: one LOW lookup (1 memory_ops), only when the scope has

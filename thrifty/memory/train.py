@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty.extras import pip_install
 from thrifty.memory.learned import (
     CONFIGS,
     FEATURE_VERSION,
@@ -133,8 +134,7 @@ def fit_router(
         import torch
     except ImportError:
         raise ImportError(
-            "training the router needs torch: pip install 'thrifty[memory-train]' "
-            '"torch==2.13.0" (inference does not)'
+            f"training the router needs torch: {pip_install('memory-train', 'torch==2.13.0')} (inference does not)"
         ) from None
     torch.manual_seed(seed)
     cost, p5, p95 = _cost_norm(table.usd)

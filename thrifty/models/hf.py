@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thrifty.extras import pip_install
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, InProcessProvider
 from thrifty.models.protocol import (
@@ -62,7 +63,6 @@ __all__ = [
     "DEFAULT_CONTEXT_WINDOW",
     "DEFAULT_MAX_TOKENS",
     "DEVICE_ENV",
-    "HF_EXTRA_HINT",
     "MAX_BATCH_ENV",
     "N_THREADS_ENV",
     "HFExtraMissingError",
@@ -73,10 +73,15 @@ __all__ = [
     "context_window",
     "count_tokens",
     "ensure_available",
+    "hf_extra_hint",
     "resolve_model_path",
 ]
 
-HF_EXTRA_HINT = "the hf/ provider needs the `hf` extra: pip install 'thrifty[hf]' torch==2.13.0"
+
+def hf_extra_hint() -> str:
+    """What to do when the `hf` extra is missing."""
+    return f"the hf/ provider needs the `hf` extra: {pip_install('hf', 'torch==2.13.0')}"
+
 
 #: Completion cap when the caller gives none: ``generate``'s own default (20 tokens total, or the whole
 #: context) is either uselessly short or lets a small model ramble for minutes.
@@ -168,7 +173,7 @@ def _cached_snapshot(model_id: str) -> Path:
     try:
         from huggingface_hub import constants, snapshot_download
     except ImportError as exc:
-        raise HFExtraMissingError(HF_EXTRA_HINT) from exc
+        raise HFExtraMissingError(hf_extra_hint()) from exc
     try:
         path = Path(snapshot_download(model_id, local_files_only=True))
     except Exception as exc:
@@ -228,7 +233,7 @@ def ensure_available(model_name: str) -> Path:
     path = resolve_model_path(model_name)
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
-            raise HFExtraMissingError(f"package `{package}` is not installed; {HF_EXTRA_HINT}")
+            raise HFExtraMissingError(f"package `{package}` is not installed; {hf_extra_hint()}")
     if os.environ.get(DEVICE_ENV, "").strip().lower() not in ("", "cpu"):
         # An accelerator asked for by name must exist: refused here, before anything is spent.
         _select_device(_import_torch())
@@ -320,7 +325,7 @@ def _import_transformers() -> Any:
     try:
         import transformers
     except ImportError as exc:
-        raise HFExtraMissingError(HF_EXTRA_HINT) from exc
+        raise HFExtraMissingError(hf_extra_hint()) from exc
     return transformers
 
 
@@ -328,7 +333,7 @@ def _import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise HFExtraMissingError(HF_EXTRA_HINT) from exc
+        raise HFExtraMissingError(hf_extra_hint()) from exc
     return torch
 
 

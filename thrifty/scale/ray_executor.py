@@ -7,7 +7,7 @@ executor. A worker that dies (its process killed, its node lost) has the leases 
 abandoned (charged at their worst case to the shared budget) and those runs are queued again for the others;
 a replacement worker is started in its place.
 
-Ray is an optional dependency (``pip install 'thrifty[ray]'``): nothing here imports it before it is asked for.
+Ray is an optional dependency (the ``ray`` extra): nothing here imports it before it is asked for.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from thrifty.budget import Budget
 from thrifty.budget.pool import BudgetPool
+from thrifty.extras import pip_install
 from thrifty.scale.executors import Dispatch, OnDone, OnLost, Refused, ScaleError, Worker
 
 __all__ = [
@@ -43,7 +44,6 @@ DEPTH = 2
 CHUNK = 8
 #: How many times one run may lose its worker before the grid gives up on it (a run that kills its worker).
 MAX_ATTEMPTS = 3
-INSTALL_HINT = "install it with: pip install 'thrifty[ray]'"
 
 
 def import_ray() -> Any:
@@ -52,7 +52,7 @@ def import_ray() -> Any:
         import ray
     except ImportError as exc:
         raise ScaleError(
-            f"--executor ray needs Ray, which is not installed ({exc}): {INSTALL_HINT}"
+            f"--executor ray needs Ray, which is not installed ({exc}): install it with: {pip_install('ray')}"
         ) from None
     return ray
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from thrifty.extras import pip_install
 from thrifty.redact import redact
 from thrifty.store.db import database_url
 
@@ -22,7 +23,6 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 # Drivers SQLAlchemy looks for by default, and the package that provides each.
 _DRIVER_PACKAGES = {
     "psycopg2": "psycopg2-binary",
-    "psycopg": '"thrifty[postgres]" (psycopg[binary])',
     "pymysql": "pymysql",
     "MySQLdb": "mysqlclient",
     "oracledb": "oracledb",
@@ -120,11 +120,14 @@ def _check_sqlite_path(path: Path, shown: str) -> None:
 
 def _driver_message(shown: str, drivername: str, exc: ImportError) -> str:
     missing = getattr(exc, "name", None) or str(exc)
-    package = _DRIVER_PACKAGES.get(str(missing), str(missing))
+    if missing == "psycopg":
+        install = f"{pip_install('postgres')} (psycopg[binary])"
+    else:
+        install = f"pip install {_DRIVER_PACKAGES.get(str(missing), str(missing))}"
     return _message(
         shown,
         f"the '{drivername}' driver is not installed (no module '{missing}')",
-        f"pip install {package}, or use a SQLite path such as .thrifty/runs.db",
+        f"{install}, or use a SQLite path such as .thrifty/runs.db",
     )
 
 

@@ -17,13 +17,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from thrifty.extras import pip_install
 from thrifty.redact import redact
 from thrifty.store.db import is_postgres_url, postgres_conninfo
 
 __all__ = ["CheckpointDB", "DuplicateRow", "PostgresDB", "SqliteDB", "open_checkpoint_db"]
 
 #: What to install for PostgreSQL checkpoints.
-POSTGRES_EXTRA = 'pip install "thrifty[postgres]" (langgraph-checkpoint-postgres and psycopg[binary])'
 
 
 #: The advisory lock held while thrifty creates its checkpoint tables on a PostgreSQL database (any fixed
@@ -128,7 +128,7 @@ class PostgresDB(CheckpointDB):
         except ImportError as exc:
             raise CheckpointDBError(
                 f"checkpoints '{self.where}': the PostgreSQL checkpointer is not installed (no module "
-                f"'{exc.name}'); fix: {POSTGRES_EXTRA}, or give a SQLite file path"
+                f"'{exc.name}'); fix: {pip_install('postgres')} (langgraph-checkpoint-postgres and psycopg[binary]), or give a SQLite file path"
             ) from None
         self._psycopg = psycopg
         self.conninfo = postgres_conninfo(url)

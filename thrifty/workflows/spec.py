@@ -34,6 +34,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Pricing
 from thrifty.budget.pricing import Price
+from thrifty.extras import pip_install
 from thrifty.models.routing import ROLES, EscalationPolicy, Routing
 from thrifty.models.settings import DEFAULT_MODEL, ModelSettings
 from thrifty.workflows.imports import BadReference, check_reference, import_object, split_reference
@@ -1370,7 +1371,7 @@ def _memory_issues(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[I
                 _line_of(root, ("memory", "embedder")),
                 "memory.embedder",
                 "the minilm embedder is not installed",
-                "pip install 'thrifty[memory]', or use embedder: auto (minilm when installed) or none",
+                f"{pip_install('memory')}, or use embedder: auto (minilm when installed) or none",
             )
         )
     if memory.model:
