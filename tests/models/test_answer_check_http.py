@@ -13,10 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
+from thrifty.agents.context import RunContext
+from thrifty.agents.structured import StructuredReply, structured_request
 from thrifty.budget import Budget, Ledger, ModelPrice, Pricing
-from thrifty.models.routing import EscalationPolicy, RoutedGateway, Routing, Trigger, forget_check_formats
+from thrifty.models.gateway import Gateway
+from thrifty.models.routing import EscalationPolicy, RoutedGateway, Routing, Trigger, forget_formats
 from thrifty.testing import ScriptedModel, reply
+from thrifty.tools import ToolRunner
 
 CHEAP = "openai/cheap-http"
 MSG = [{"role": "user", "content": "Who was born first, Morgan Llywelyn or Robert Jordan?"}]
@@ -92,9 +97,9 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
     srv = _Server({"json_schema"})
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
     monkeypatch.setenv("OPENAI_API_BASE", srv.url)  # a cascade names its server with the provider's variable
-    forget_check_formats()
+    forget_formats()
     yield srv
-    forget_check_formats()
+    forget_formats()
     srv.close()
 
 
@@ -176,3 +181,67 @@ def test_a_structured_call_escalated_to_a_server_that_rejects_json_schema_steps_
     assert [e.name for e in gw.ledger.events].count(strong) == 2  # the rejected request is charged too
     asyncio.run(gw.acomplete(gw.entry, MSG, node="plan", max_tokens=16, response_format=fmt))
     assert server.formats[2:] == ["json_object"]  # remembered for this model and server
+
+
+class _Decision(BaseModel):
+    decision: str
+    reason: str
+
+
+ASK_JSON = [{"role": "user", "content": "Is Robert Jordan right? Reply with JSON only."}]
+
+
+def _structured(gw: Gateway, model: str) -> StructuredReply[_Decision]:
+    ctx = RunContext(ledger=gw.ledger, gateway=gw, runner=ToolRunner([], gw.ledger), model=model)
+    return structured_request(
+        ctx, "verdict", _Decision, ASK_JSON, default=_Decision(decision="?", reason=""), node="verify"
+    )
+
+
+def test_a_structured_reply_escalated_in_a_cascade_reports_the_format_that_got_it(server: _Server) -> None:
+    """The cascade stepped the strong model down to JSON mode; the reply says so (it said json_schema, the
+    format asked for), and the structured call does not step the cascade down a second time."""
+    cheap = ScriptedModel([], default=RuntimeError("cheap model down"), name="structured-cheap")
+    strong = "openai/strong-http"
+    routing = Routing(models=[cheap.model, strong], escalation=EscalationPolicy(answer_check=False))
+    pricing = Pricing(
+        models={
+            cheap.model: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
+            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
+        }
+    )
+    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
+    gw.check_models()
+    out = _structured(gw, gw.entry)
+    assert out.ok and out.value.decision == "FAIL", out.label()
+    assert out.format == "json_object" and server.formats == ["json_schema", "json_object"]
+
+
+def test_a_cascade_that_rejects_every_format_is_not_stepped_down_again_by_the_structured_call(
+    server: _Server,
+) -> None:
+    server.rejects = {"json_schema", "json_object", None}
+    strong = "openai/strong-http"
+    routing = Routing(models=[CHEAP, strong], escalation=EscalationPolicy(answer_check=False))
+    pricing = Pricing(
+        models={
+            CHEAP: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
+            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
+        }
+    )
+    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
+    gw.check_models()
+    out = _structured(gw, gw.entry)
+    assert not out.ok and out.error and out.error.startswith("model error"), out.label()
+    # JSON mode first (LiteLLM does not know the cheap model's name), then none, once per model of the
+    # cascade: 4 requests (the structured call used to step the whole cascade down once more: 6)
+    assert server.formats == ["json_object", None] * 2
+    assert gw.ledger.spent["model_requests"] == 4
+
+
+def test_a_structured_call_to_one_server_steps_down_and_reports_json_mode(server: _Server) -> None:
+    gw = Gateway(Ledger(Budget(usd=0.05)), retries=0, backoff=0, api_base=server.url)
+    out = _structured(gw, "openai/gpt-4o-mini")  # LiteLLM says it takes json_schema; this server does not
+    assert out.ok and out.format == "json_object" and server.formats == ["json_schema", "json_object"]
+    again = _structured(gw, "openai/gpt-4o-mini")  # remembered: straight to JSON mode
+    assert again.ok and again.format == "json_object" and server.formats[2:] == ["json_object"]

@@ -15,7 +15,9 @@ malformed reply is never a crash. How the JSON is asked for depends on what the 
 ``auto`` (the default) picks ``json_schema`` for in-process providers and for models LiteLLM knows support
 it, else ``json_object``; a server that rejects the format (a failed call) is asked again at once with the
 next one (``json_schema`` -> ``json_object`` -> ``none``), and what worked is remembered for that model and
-server for the rest of the process.
+server for the rest of the process. The steps and what was learned are the cascade's own
+(:func:`thrifty.models.routing.format_steps`): a cascade steps each of its models down itself, and
+:class:`StructuredReply` reports the format of the request that got the reply.
 
 A reply is read leniently (:func:`parse_reply`): the first JSON object in it, else the object
 ``json_repair`` recovers from it (trailing commas, single quotes, bare words, a reply cut off by
@@ -26,7 +28,6 @@ failure returns the caller's default, and :class:`StructuredReply` says why (the
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,22 +36,18 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from thrifty.agents.context import RunContext
-from thrifty.models.gateway import ModelError
+from thrifty.models.gateway import ModelError, format_kind
 
 # The lenient reply parsing lives with the chat protocol (memory, below the agents, uses it too).
 from thrifty.models.protocol import extract_json as extract_json
 from thrifty.models.protocol import parse_reply
 from thrifty.models.protocol import repair_json as repair_json
 from thrifty.models.routing import REJECTED_REQUEST as REJECTED_REQUEST
-from thrifty.models.routing import rejected_request
+from thrifty.models.routing import RoutedGateway, format_steps, format_worked, rejected_request
+from thrifty.models.routing import forget_formats as forget_formats
 from thrifty.models.settings import ResponseFormatMode
 
 T = TypeVar("T", bound=BaseModel)
-
-#: The format to try next when a server rejects one (``auto`` only).
-NEXT_FORMAT: dict[str, str] = {"json_schema": "json_object", "json_object": "none"}
-_learned: dict[tuple[str, str | None], str] = {}
-_learned_lock = threading.Lock()
 
 
 class StructuredRole(StrEnum):
@@ -92,17 +89,24 @@ def structured_format(ctx: RunContext) -> str:
         in_process = False
     if in_process:
         return "json_schema"
-    with _learned_lock:
-        learned = _learned.get((ctx.model, ctx.gateway.api_base))
-    if learned is not None:
-        return learned
-    return "json_schema" if _schema_supported(ctx.model) else "json_object"
+    kind = "json_schema" if _schema_supported(ctx.model) else "json_object"
+    if _steps_itself(ctx):
+        return kind
+    first = _steps(ctx, {"response_format": response_format(kind, "", {})})[0]
+    return format_kind(first.get("response_format"))
 
 
-def forget_formats() -> None:
-    """Forget the formats learned from servers that rejected one (tests)."""
-    with _learned_lock:
-        _learned.clear()
+def _steps_itself(ctx: RunContext) -> bool:
+    """Whether ``ctx.model`` is a cascade's entry, whose calls step each model's format down themselves."""
+    return isinstance(ctx.gateway, RoutedGateway) and ctx.model == ctx.gateway.entry
+
+
+def _steps(ctx: RunContext, fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request fields to try in turn: under ``auto``, the format stepped down on a remote server that
+    rejects it (see :func:`format_steps`); an explicit setting, or a cascade, is sent as it is."""
+    if ctx.settings.response_format != "auto" or _steps_itself(ctx):
+        return [fields]
+    return format_steps(ctx.model, fields, ctx.gateway.api_base)
 
 
 def response_format(kind: str, role: str, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -225,34 +229,24 @@ def _call(
     max_tokens: int,
     kwargs: dict[str, Any],
 ) -> tuple[Any, str]:
-    """One charged call with the ``kind`` of response format, and the kind that was used: under ``auto``, a
-    call that fails is made again at once with the next kind (a server that rejects ``json_schema``), and a
-    kind that worked after one that failed is remembered for this model and server."""
-    auto = ctx.settings.response_format == "auto"
-    first = kind
-    while True:
-        fmt = response_format(kind, role, schema)
+    """One charged call with the ``kind`` of response format, and the kind of the request that got the reply:
+    under ``auto``, a call that a remote server rejects is made again at once with the next kind (see
+    :func:`_steps`), and what worked is remembered for this model and server."""
+    fmt = response_format(kind, role, schema)
+    fields: dict[str, Any] = {"response_format": fmt} if fmt is not None else {}
+    steps = _steps(ctx, fields)
+    for i, request in enumerate(steps):
         try:
             reply = ctx.gateway.complete(
-                ctx.model,
-                convo,
-                max_tokens=max_tokens,
-                node=node,
-                **({"response_format": fmt} if fmt is not None else {}),
-                **kwargs,
+                ctx.model, convo, max_tokens=max_tokens, node=node, **request, **kwargs
             )
         except ModelError as exc:
-            if (
-                not (auto and rejected_request(exc) and kind in NEXT_FORMAT)
-                or ctx.gateway.provider(ctx.model).in_process
-            ):
-                raise
-            kind = NEXT_FORMAT[kind]
-            continue
-        if kind != first:
-            with _learned_lock:
-                _learned[(ctx.model, ctx.gateway.api_base)] = kind
-        return reply, kind
+            if i + 1 < len(steps) and rejected_request(exc):
+                continue
+            raise
+        format_worked(ctx.model, fields, ctx.gateway.api_base, i)
+        return reply, reply.response_format or format_kind(request.get("response_format"))
+    raise AssertionError("format_steps is never empty")
 
 
 def _short_errors(exc: ValidationError) -> str:

@@ -31,7 +31,7 @@ import json
 import math
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,11 @@ class ModelReply(BaseModel):
         default=None,
         description="The mean token probability of the reply, when the provider reported log-probabilities.",
     )
+    response_format: str | None = Field(
+        default=None,
+        description="The response format the request that got this reply carried: json_schema, json_object "
+        "or none (a cascade may have stepped down the one asked for); None on a reply the Gateway did not make.",
+    )
 
     def assistant_message(self) -> dict[str, Any]:
         """The OpenAI-format assistant message to append to the conversation."""
@@ -155,6 +160,16 @@ _UNRESERVED: dict[str, tuple[object, ...]] = {
 # Raised under the provider's error when the request reached the server but its answer was lost: the
 # provider may have done (and may bill) the work.
 _LOST_ANSWER = ("ReadTimeout", "ReadError", "RemoteProtocolError", "JSONDecodeError")
+
+
+def format_kind(response_format: Any) -> str:
+    """The kind of an OpenAI ``response_format`` request field: its ``type`` (``json_schema``,
+    ``json_object``, ...), ``json_schema`` for a pydantic class (LiteLLM sends its schema), or ``none``."""
+    if response_format is None:
+        return "none"
+    if isinstance(response_format, Mapping):
+        return str(response_format.get("type") or "none")
+    return "json_schema"
 
 
 def _answer_lost(exc: BaseException) -> bool:
@@ -483,7 +498,8 @@ class Gateway:
         started: float,
         attempts: int,
         plan: CallPlan,
-        key: str | None = None,
+        key: str | None,
+        request: Mapping[str, Any],
     ) -> ModelReply:
         usage_obj = getattr(response, "usage", None)
         prompt = int(getattr(usage_obj, "prompt_tokens", 0) or 0)
@@ -514,7 +530,8 @@ class Gateway:
         if cached:
             actual["cached_tokens"] = cached
         try:
-            reply = self._reply(model, response, actual, usd, attempts, elapsed, plan.cap)
+            sent = format_kind(request.get("response_format"))
+            reply = self._reply(model, response, actual, usd, attempts, elapsed, plan.cap, sent)
         except Exception as exc:
             # a reply that cannot be read still cost what the provider reports (or the worst case)
             text = redact(f"unreadable reply: {type(exc).__name__}: {exc}")[:300]
@@ -538,6 +555,7 @@ class Gateway:
         attempts: int,
         elapsed: float,
         cap: int,
+        response_format: str,
     ) -> ModelReply:
         """The reply read from the provider's response (ValueError when it has no choices)."""
         choices = getattr(response, "choices", None)
@@ -568,6 +586,7 @@ class Gateway:
             attempts=attempts,
             elapsed=elapsed,
             max_tokens=cap,
+            response_format=response_format,
         )
 
     def _replayed(
@@ -680,7 +699,7 @@ class Gateway:
             started = self.ledger.clock()
             try:
                 response = litellm.completion(**request)
-                return self._settle(res, model, response, started, attempts, plan, key)
+                return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
                 if res.open:
                     self._fail(res, exc, model)
@@ -719,7 +738,7 @@ class Gateway:
             started = self.ledger.clock()
             try:
                 response = await litellm.acompletion(**request)
-                return self._settle(res, model, response, started, attempts, plan, key)
+                return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
                 if res.open:
                     self._fail(res, exc, model)

@@ -77,6 +77,9 @@ __all__ = [
     "Trigger",
     "check_model",
     "checked_entry",
+    "forget_formats",
+    "format_steps",
+    "format_worked",
     "make_gateway",
     "parse_model_spec",
     "role_of",
@@ -138,7 +141,8 @@ CHECK_MAX_TOKENS = 64
 #: Errors that say a server refused a request as written (a response format it does not take; a
 #: llama-cpp-python server answers 500 to a validation error), not that it is down or the key is wrong.
 REJECTED_REQUEST = ("BadRequestError", "UnprocessableEntityError", "InternalServerError")
-#: The formats a cascade's call steps down to when a remote server rejects one: ``json_schema``, then JSON
+#: The formats a structured call (a cascade's, or one of thrifty.agents.structured) steps down to when a
+#: remote server rejects one: ``json_schema``, then JSON
 #: mode with the schema alongside (llama-cpp-python's server takes that), then none (the prompt asks for JSON).
 _learned_formats: dict[tuple[str, str | None, str], int] = {}
 _learned_formats_lock = threading.Lock()
@@ -149,7 +153,7 @@ def rejected_request(exc: ModelError) -> bool:
     return any(f": {name}:" in str(exc) for name in REJECTED_REQUEST)
 
 
-def forget_check_formats() -> None:
+def forget_formats() -> None:
     """Forget the response formats learned from servers that rejected one (tests)."""
     with _learned_formats_lock:
         _learned_formats.clear()
@@ -175,7 +179,7 @@ def format_steps(model: str, fields: Mapping[str, Any], api_base: str | None) ->
     return [plain if f is None else {**plain, "response_format": f} for f in formats[start:]]
 
 
-def _format_worked(model: str, fields: Mapping[str, Any], api_base: str | None, step: int) -> None:
+def format_worked(model: str, fields: Mapping[str, Any], api_base: str | None, step: int) -> None:
     """Remember that the ``step``-th of :func:`format_steps` worked (for the rest of the process)."""
     fmt = fields.get("response_format")
     if step > 0 and isinstance(fmt, Mapping):
@@ -799,7 +803,7 @@ class RoutedGateway(Gateway):
                 if i + 1 < len(steps) and rejected_request(exc):
                     continue
                 raise
-            _format_worked(model, fields, api_base, i)
+            format_worked(model, fields, api_base, i)
             return reply
         raise AssertionError("format_steps is never empty")
 
@@ -821,7 +825,7 @@ class RoutedGateway(Gateway):
                 if i + 1 < len(steps) and rejected_request(exc):
                     continue
                 raise
-            _format_worked(model, fields, api_base, i)
+            format_worked(model, fields, api_base, i)
             return reply
         raise AssertionError("format_steps is never empty")
 
