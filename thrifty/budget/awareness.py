@@ -17,8 +17,9 @@ CRITICAL      < 10% or a   avoid the depleted tool; answer now (or say "unknown"
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from thrifty.budget.ledger import Ledger
@@ -71,6 +72,88 @@ def _used(ledger: Ledger, dim: str, limit_dim: str | None = None) -> float:
     return (binding or ledger.root).spent.get(dim, 0.0)
 
 
+@dataclass(frozen=True)
+class ChargeBound:
+    """A tool's calls bound by another dimension it charges: ``dim`` has ``left`` and a call takes
+    ``per_call`` of it."""
+
+    dim: str
+    left: float
+    per_call: float
+
+
+def declare_tool_charge(
+    ledger: Ledger, tool: str, amounts: Mapping[str, float], *, payer: Ledger | None = None
+) -> None:
+    """Declare that each call of ``tool`` made under ``ledger`` (or a ledger below it) also charges at
+    least ``amounts`` at ``payer`` (default ``ledger``), e.g. a ``recall`` tool that spends ``memory_ops``
+    on a run's memory ledger. The ``<budget>`` block, :func:`spent_tools` and the regime then count the
+    calls those dimensions can still pay, as they count a per-tool limit.
+
+    >>> from thrifty.budget import Budget
+    >>> run = Ledger(Budget(memory_ops=5))
+    >>> declare_tool_charge(run, "recall", {"memory_ops": 2})
+    >>> budget_block(run, ["recall"])
+    '<budget>recall used: 0, recall remaining: 2 (memory_ops left: 5, 2 per call), regime: HIGH</budget>'
+    """
+    wanted = {dim: float(v) for dim, v in amounts.items() if v > 0}
+    with ledger.lock:
+        ledger.tool_charges[tool] = (wanted, payer or ledger)
+
+
+def _declared(ledger: Ledger) -> dict[str, tuple[dict[str, float], Ledger]]:
+    """The charges declared on ``ledger`` and above it, the nearest declaration of a tool first."""
+    out: dict[str, tuple[dict[str, float], Ledger]] = {}
+    node: Ledger | None = ledger
+    while node is not None:
+        for tool, charge in node.tool_charges.items():
+            out.setdefault(tool, charge)
+        node = node.parent
+    return out
+
+
+def _charge_bound(charge: tuple[dict[str, float], Ledger]) -> ChargeBound | None:
+    """The dimension of ``charge`` that pays the fewest calls (None when none of them is limited)."""
+    amounts, payer = charge
+    left = payer.availability()
+    best: ChargeBound | None = None
+    for dim, per_call in amounts.items():
+        if dim not in left:
+            continue
+        bound = ChargeBound(dim, max(0.0, left[dim]), per_call)
+        if best is None or _calls(bound) < _calls(best):
+            best = bound
+    return best
+
+
+def _calls(bound: ChargeBound) -> float:
+    """Whole calls ``bound`` can still pay."""
+    return float(math.floor(bound.left / bound.per_call + 1e-9))
+
+
+def _status(
+    ledger: Ledger, tools: Iterable[str], remaining: dict[str, float]
+) -> tuple[dict[str, tuple[float, float | None]], dict[str, ChargeBound]]:
+    """:func:`tool_status`, and per tool whose calls another dimension it charges binds, that bound."""
+    out: dict[str, tuple[float, float | None]] = {}
+    bounds: dict[str, ChargeBound] = {}
+    declared = _declared(ledger)
+    total_left = remaining.get("tool_calls")
+    for name in tools:
+        dim = tool_dimension(name)
+        left = remaining.get(dim)
+        by = dim
+        if total_left is not None and (left is None or total_left < left):
+            left, by = total_left, "tool_calls"
+        charge = declared.get(name)
+        bound = _charge_bound(charge) if charge is not None else None
+        if bound is not None and (left is None or _calls(bound) < left):
+            left = _calls(bound)
+            bounds[name] = bound
+        out[name] = (_used(ledger, dim, by), left)
+    return out, bounds
+
+
 def tool_status(
     ledger: Ledger, tools: Iterable[str], remaining: dict[str, float] | None = None
 ) -> dict[str, tuple[float, float | None]]:
@@ -79,20 +162,12 @@ def tool_status(
 
     "Used" is counted against the limit that "remaining" comes from (the tool's own, or all tool calls), in
     the ledger where it binds — a branch's own calls in a branch with its own budget — so that used and
-    remaining add up to a budget the agent can reason about.
+    remaining add up to a budget the agent can reason about. A tool declared with
+    :func:`declare_tool_charge` has no more calls remaining than the dimensions it charges can pay.
     """
-    out: dict[str, tuple[float, float | None]] = {}
     if remaining is None:
         remaining = ledger.remaining()
-    total_left = remaining.get("tool_calls")
-    for name in tools:
-        dim = tool_dimension(name)
-        left = remaining.get(dim)
-        by = dim
-        if total_left is not None and (left is None or total_left < left):
-            left, by = total_left, "tool_calls"
-        out[name] = (_used(ledger, dim, by), left)
-    return out
+    return _status(ledger, tools, remaining)[0]
 
 
 @dataclass(frozen=True)
@@ -109,24 +184,30 @@ class BudgetView:
     spent: dict[str, float]  # per dimension the block shows: spent within the scope whose limit binds here
     regime: Regime
     usd_spent: float = 0.0  # dollars spent by this ledger (a branch's own spend, for a child)
+    # Per tool whose remaining calls another dimension it charges sets (declare_tool_charge): that dimension.
+    bounds: dict[str, ChargeBound] = field(default_factory=dict[str, ChargeBound])
 
     @classmethod
     def read(cls, ledger: Ledger, tools: Iterable[str] = ()) -> BudgetView:
         with ledger.lock:  # the ledger's readings below share one pass over the tree until it changes
             remaining = ledger.remaining()
-            status = tool_status(ledger, tools, remaining)
+            status, bounds = _status(ledger, tools, remaining)
             ratio = ledger.remaining_ratio()
             spent = {dim: _used(ledger, dim) for dim in _SHOWN if dim in remaining}
             usd_spent = ledger.usd_spent
         depleted = any(left is not None and left < 1 for _used, left in status.values())
-        return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent)
+        return cls(remaining, ratio, status, spent, regime_for(ratio, depleted), usd_spent, bounds)
 
     def block(self) -> str:
         """The ``<budget>`` block the model sees after each tool result."""
         parts: list[str] = []
         for name, (used, left) in self.tools.items():
             parts.append(f"{name} used: {_fmt(used)}")
-            parts.append(f"{name} remaining: {'unlimited' if left is None else _fmt(left)}")
+            shown = "unlimited" if left is None else _fmt(left)
+            bound = self.bounds.get(name)
+            if bound is not None:  # say what sets it: a call takes more than a call
+                shown += f" ({bound.dim} left: {_fmt(round(bound.left, 4))}, {_fmt(bound.per_call)} per call)"
+            parts.append(f"{name} remaining: {shown}")
         remaining = self.remaining
         for dim, label in _SHOWN.items():
             if dim in remaining:

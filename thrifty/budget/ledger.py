@@ -172,6 +172,9 @@ class Ledger:
         # the calls in flight, so that one interrupted by a crash is charged when the run resumes.
         self.reserve_listeners: list[Callable[[Reservation], None]] = []
         self.release_listeners: list[Callable[[Reservation], None]] = []
+        # Per tool, what each of its calls also charges at least and the ledger that pays it (a ``recall``
+        # tool's memory_ops): see thrifty.budget.awareness.declare_tool_charge.
+        self.tool_charges: dict[str, tuple[dict[str, float], Ledger]] = {}
         # A durable run's record of completed calls (thrifty.store.durable.RunJournal): the Gateway and the
         # ToolRunner replay a call it recorded before a resume instead of paying for it again.
         self.journal: Any = _parent.journal if _parent else None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing
+from thrifty.budget.awareness import declare_tool_charge
 from thrifty.memory import ChatSession, Ingested, Memory, MemoryReport, Scope, load_sessions
 from thrifty.memory.records import Level
 from thrifty.redact import redact
@@ -147,6 +148,14 @@ class MemoryUse:
                 return f"(nothing recalled: {report.notes[-1]})"  # e.g. the memory budget is spent
             return _NOTHING
 
+        # A recall is paid on this memory ledger: the <budget> block the model sees counts the recalls its
+        # memory_ops (and the run's) can still pay, and a recall they cannot pay counts as a spent tool.
+        declare_tool_charge(
+            self.ledger.parent or self.ledger,
+            RECALL_TOOL,
+            self.setup.memory.least_recall_cost(self.setup.scope),
+            payer=self.ledger,
+        )
         return [tool(name=RECALL_TOOL, timeout=None, retries=0)(recall)]
 
 

@@ -27,6 +27,9 @@ class Usage(BaseModel):
     model_requests: int = 0
     tool_calls: int = 0
     per_tool: dict[str, int] = Field(default_factory=dict)
+    # Memory operations (writes, recalls, forgets) spent, whether or not the budget limits them; 0 in a
+    # result saved before the field existed.
+    memory_ops: int = 0
     usd: float = 0.0
     seconds: float = 0.0
 
@@ -41,6 +44,7 @@ class Usage(BaseModel):
             model_requests=int(spent.get("model_requests", 0)),
             tool_calls=int(spent.get("tool_calls", 0)),
             per_tool={k[len(TOOL_PREFIX) :]: int(v) for k, v in spent.items() if k.startswith(TOOL_PREFIX)},
+            memory_ops=int(spent.get("memory_ops", 0)),
             usd=round(spent.get("usd", 0.0), 8),
             seconds=round(spent.get("seconds", 0.0), 3),
         )
