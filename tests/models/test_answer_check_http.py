@@ -121,6 +121,20 @@ def _gateway(strong: ScriptedModel) -> RoutedGateway:
     return gw
 
 
+def _cascade(cheap: str, strong: str) -> RoutedGateway:
+    """A two-model cascade without the answer check: ``cheap`` first, then ``strong``."""
+    routing = Routing(models=[cheap, strong], escalation=EscalationPolicy(answer_check=False))
+    pricing = Pricing(
+        models={
+            cheap: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
+            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
+        }
+    )
+    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
+    gw.check_models()
+    return gw
+
+
 def test_a_check_the_server_rejects_as_json_schema_is_asked_in_json_mode(server: _Server) -> None:
     strong = ScriptedModel([reply("Morgan Llywelyn"), reply("Morgan Llywelyn")], name="check-strong")
     gw = _gateway(strong)
@@ -166,15 +180,7 @@ def test_a_structured_call_escalated_to_a_server_that_rejects_json_schema_steps_
     ``json_schema``; before, the server's 500 ended the call and the node fell back to its default."""
     cheap = ScriptedModel([], default=RuntimeError("cheap model down"), name="cascade-cheap")
     strong = "openai/strong-http"
-    routing = Routing(models=[cheap.model, strong], escalation=EscalationPolicy(answer_check=False))
-    pricing = Pricing(
-        models={
-            cheap.model: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
-            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
-        }
-    )
-    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
-    gw.check_models()
+    gw = _cascade(cheap.model, strong)
     fmt = {"type": "json_schema", "json_schema": {"name": "plan", "schema": {"type": "object"}}}
     out = gw.complete(gw.entry, MSG, node="plan", max_tokens=16, response_format=fmt)
     assert out.model == strong and server.formats == ["json_schema", "json_object"]
@@ -202,16 +208,7 @@ def test_a_structured_reply_escalated_in_a_cascade_reports_the_format_that_got_i
     """The cascade stepped the strong model down to JSON mode; the reply says so (it said json_schema, the
     format asked for), and the structured call does not step the cascade down a second time."""
     cheap = ScriptedModel([], default=RuntimeError("cheap model down"), name="structured-cheap")
-    strong = "openai/strong-http"
-    routing = Routing(models=[cheap.model, strong], escalation=EscalationPolicy(answer_check=False))
-    pricing = Pricing(
-        models={
-            cheap.model: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
-            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
-        }
-    )
-    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
-    gw.check_models()
+    gw = _cascade(cheap.model, "openai/strong-http")
     out = _structured(gw, gw.entry)
     assert out.ok and out.value.decision == "FAIL", out.label()
     assert out.format == "json_object" and server.formats == ["json_schema", "json_object"]
@@ -221,16 +218,7 @@ def test_a_cascade_that_rejects_every_format_is_not_stepped_down_again_by_the_st
     server: _Server,
 ) -> None:
     server.rejects = {"json_schema", "json_object", None}
-    strong = "openai/strong-http"
-    routing = Routing(models=[CHEAP, strong], escalation=EscalationPolicy(answer_check=False))
-    pricing = Pricing(
-        models={
-            CHEAP: ModelPrice(input_per_token=1e-7, output_per_token=2e-7),
-            strong: ModelPrice(input_per_token=1e-5, output_per_token=2e-5),
-        }
-    )
-    gw = RoutedGateway(Ledger(Budget(usd=0.05)), pricing, routing=routing, retries=0, backoff=0)
-    gw.check_models()
+    gw = _cascade(CHEAP, "openai/strong-http")
     out = _structured(gw, gw.entry)
     assert not out.ok and out.error and out.error.startswith("model error"), out.label()
     # JSON mode first (LiteLLM does not know the cheap model's name), then none, once per model of the

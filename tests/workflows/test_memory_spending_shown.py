@@ -17,16 +17,8 @@ from thrifty.workflows import RunResult
 from thrifty.workflows.runner import run_task
 from thrifty.workflows.spec import load_task
 
-SESSIONS = [
-    {
-        "id": "s1",
-        "date": "2023-05-08T13:56",
-        "turns": [
-            {"speaker": "Caroline", "text": "I went to the LGBTQ support group yesterday."},
-            {"speaker": "Melanie", "text": "I adopted a grey cat named Pixel."},
-        ],
-    }
-]
+from .test_memory_agent import SESSIONS
+
 CAT = "What is the name of Melanie's cat?"
 
 
