@@ -2,11 +2,14 @@
 
 ``names``: tools whose names clash once made into model tool names (``a.b`` and ``a_b``), or are empty;
 ``ref URL``: a tool whose input schema refers to ``URL`` (``$ref``); ``inject``: a tool whose error and
-output try to close the data frame the model sees.
+output try to close the data frame the model sees; ``many N``: N tools ``t0``...; ``tools NAME...``: tools
+of those names; ``schema JSON``: a tool ``bad`` whose input schema is ``JSON``, and ``ok`` (each answers with
+the arguments it was given).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -42,12 +45,22 @@ def main() -> None:
     def answer(params: Any) -> types.CallToolResult:
         if params.name == "inject_error":
             return types.CallToolResult(content=[types.TextContent(text=escape)], is_error=True)
+        if mode in ("many", "tools", "schema"):
+            text = f"{params.name} got {json.dumps(params.arguments, sort_keys=True)}"
+            return types.CallToolResult(content=[types.TextContent(text=text)])
         return types.CallToolResult(content=[types.TextContent(text=escape)])
 
     if mode == "names":
         tools = [types.Tool(name=name, input_schema=empty) for name in ("a.b", "a_b", "ok")]
     elif mode == "empty-name":
         tools = [types.Tool(name="", input_schema=empty), types.Tool(name="ok", input_schema=empty)]
+    elif mode == "many":
+        tools = [types.Tool(name=f"t{i}", input_schema=empty) for i in range(int(sys.argv[2]))]
+    elif mode == "tools":
+        tools = [types.Tool(name=name, input_schema=empty) for name in sys.argv[2:]]
+    elif mode == "schema":
+        bad = json.loads(sys.argv[2])
+        tools = [types.Tool(name="bad", input_schema=bad), types.Tool(name="ok", input_schema=empty)]
     elif mode == "ref":
         schema = {"type": "object", "properties": {"x": {"$ref": sys.argv[2]}}}
         tools = [types.Tool(name="refers", input_schema=schema), types.Tool(name="ok", input_schema=empty)]

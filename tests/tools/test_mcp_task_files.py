@@ -122,3 +122,19 @@ def test_names_of_tools_known_only_at_run_time_pass(tmp_path: Path) -> None:
     )
     spec = load_task(task)  # the server's tools are listed once it starts: a name with its prefix passes
     assert spec.budget.per_tool == {"web_lookup": 1, "calculator": 2}
+
+
+def test_max_tools_in_a_task_file_names_its_line(tmp_path: Path) -> None:
+    hostile = str(Path(__file__).with_name("mcp_hostile_server.py"))
+    script = ScriptedModel([reply("x")])
+    servers = f"  - name: many\n    command: ['{sys.executable}', '{hostile}', many, '5']\n    max_tools: 3\n"
+    task = _task(tmp_path, script.model, servers)
+    res = cli.invoke(app, ["run", str(task)])
+    assert res.exit_code == 2, res.output
+    shown = " ".join(res.output.split())
+    assert "MCP server 'many' offers 5 tools, more than max_tools (3)" in shown, shown
+    assert f"at {task}:6, field 'mcp_servers.0.max_tools'" in shown and "Traceback" not in shown
+    assert script.requests == []
+    bad = _task(tmp_path, script.model, servers.replace("max_tools: 3", "max_tools: 0"))
+    res = cli.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2 and "mcp_servers.0.max_tools" in res.output, res.output

@@ -8,7 +8,10 @@ import time
 
 import pytest
 
+from thrifty.agents.context import RunContext
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing
+from thrifty.budget.awareness import declare_tool_charge
+from thrifty.models.gateway import Gateway
 from thrifty.tools import Observation, ToolError, ToolRunner, TransientToolError, tool
 
 
@@ -356,6 +359,27 @@ def test_available_hides_a_spent_tool() -> None:
     child = ledger.child(Budget(per_tool={"upper": 1}), name="branch")
     child.charge({"tool_calls": 1, "tool:upper": 1}, kind="tool", name="upper")
     assert {t.name for t in runner.available(child)} == {"structured"}
+
+
+def test_available_hides_a_tool_whose_declared_charge_cannot_be_paid() -> None:
+    # a recall tool spends memory_ops on the run's memory ledger: with fewer left than one call needs it is
+    # hidden like a spent tool, and a run with nothing left to call says memory_ops ran out
+    runner, ledger = make_runner(Budget(memory_ops=3))
+    declare_tool_charge(ledger, "echo", {"memory_ops": 2})
+    assert {t.name for t in runner.available()} == {"echo", "upper", "structured"}
+    ledger.charge({"memory_ops": 2}, kind="memory", name="retrieve:low")
+    assert {t.name for t in runner.available()} == {"upper", "structured"}
+    assert {t.name for t in runner.available(ledger.child(name="branch"))} == {"upper", "structured"}
+    only_echo = ToolRunner([echo], ledger)
+    ctx = RunContext(ledger=ledger, gateway=Gateway(ledger), runner=only_echo, model="m", tools=[echo])
+    assert ctx.visible_tools() == [] and ctx.exhausted_tool_dimension() == "memory_ops"
+
+
+def test_arguments_nested_too_deeply_are_an_observation_not_a_crash() -> None:
+    runner, ledger = make_runner()
+    deep = runner.run("echo", "[" * 100_000 + "]" * 100_000)
+    assert not deep.ok and deep.content.startswith("error: the arguments nest too deeply")
+    assert len(ledger.events) == 0
 
 
 def test_available_hides_tools_priced_above_the_remaining_dollars() -> None:

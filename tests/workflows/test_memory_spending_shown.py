@@ -53,6 +53,13 @@ def test_the_run_s_memory_ops_bind_the_recall_tool_in_the_budget_block() -> None
     assert "regime: CRITICAL" in block
     observed = [e for e in result.trace if isinstance(e, ObservationEvent)]
     assert [e.regime for e in observed] == ["CRITICAL"]
+    # ... and hidden from the model, as a tool at its per_tool limit is (it was still offered)
+    assert "recall" in _offered(script, 0) and "recall" not in _offered(script, 1)
+
+
+def _offered(script: ScriptedModel, request: int) -> list[str]:
+    """The tools the model was offered in its ``request``-th call."""
+    return [t["function"]["name"] for t in script.requests[request].params.get("tools") or []]
 
 
 def test_memory_s_own_cap_binds_the_recall_tool_too() -> None:
@@ -68,6 +75,7 @@ def test_memory_s_own_cap_binds_the_recall_tool_too() -> None:
     first, second = _blocks(script)
     assert "recall remaining: 1 (memory_ops left: 2, 2 per call)" in first and "regime: HIGH" in first
     assert "recall remaining: 0 (memory_ops left: 0, 2 per call)" in second and "CRITICAL" in second
+    assert "recall" in _offered(script, 1) and "recall" not in _offered(script, 2)
 
 
 def test_without_a_memory_limit_the_recall_tool_stays_unlimited() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from thrifty.agents.events import TraceEvent, as_event
 from thrifty.budget import Ledger, tool_dimension
+from thrifty.budget.awareness import unpayable_tools
 from thrifty.models.gateway import Gateway
 from thrifty.models.settings import ModelSettings
 from thrifty.tools import Tool, ToolRunner
@@ -72,7 +73,8 @@ class RunContext:
         for t in self.tools:
             if self.ledger.available(tool_dimension(t.name)) < 1:
                 return tool_dimension(t.name)
-        return "tool_calls"
+        unpaid = unpayable_tools(self.ledger, [t.name for t in self.tools])  # e.g. recall: memory_ops
+        return next(iter(unpaid.values()), "tool_calls")
 
     @property
     def grounded(self) -> bool:

@@ -131,6 +131,26 @@ def _calls(bound: ChargeBound) -> float:
     return float(math.floor(bound.left / bound.per_call + 1e-9))
 
 
+def unpayable_tools(ledger: Ledger, tools: Iterable[str]) -> dict[str, str]:
+    """The tools declared with :func:`declare_tool_charge` whose charged dimensions cannot pay one more
+    call, each with the dimension that ran out (a ``recall`` tool: ``memory_ops``).
+
+    >>> from thrifty.budget import Budget
+    >>> run = Ledger(Budget(memory_ops=1))
+    >>> declare_tool_charge(run, "recall", {"memory_ops": 2})
+    >>> unpayable_tools(run, ["recall", "search"])
+    {'recall': 'memory_ops'}
+    """
+    declared = _declared(ledger)
+    out: dict[str, str] = {}
+    for name in tools:
+        charge = declared.get(name)
+        bound = _charge_bound(charge) if charge is not None else None
+        if bound is not None and _calls(bound) < 1:
+            out[name] = bound.dim
+    return out
+
+
 def _status(
     ledger: Ledger, tools: Iterable[str], remaining: dict[str, float]
 ) -> tuple[dict[str, tuple[float, float | None]], dict[str, ChargeBound]]:

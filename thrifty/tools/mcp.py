@@ -16,6 +16,13 @@ What can go wrong becomes an observation: a tool's own error (``isError``), a pr
 tool, bad params), a call that hangs (timeout), a server that crashed (its stderr's last lines are shown).
 A server that cannot start, times out while starting, or lists a tool with a bad schema raises
 :class:`MCPStartupError` (``agent run`` exits 2).
+
+What a server lists is bounded before it costs anything per tool: at most 10,000 tools are read from its
+listing, at most ``max_tools`` (128) of them are kept once ``tools`` has picked, and each kept tool's input
+schema is at most 64 KiB of JSON, 32 levels deep and 32 regular expressions. A schema's ``pattern`` and
+``patternProperties`` are matched with pydantic-core's Rust regex engine, in time linear in the text (a
+pattern such as ``^(a+)+$`` cannot hang a run on the model's arguments); a pattern that engine cannot compile
+(look-around, back-references) is a startup error.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import re
 import tempfile
@@ -43,6 +51,12 @@ __all__ = ["MCPConnection", "MCPServerConfig", "MCPStartupError", "MCPTool", "co
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _STDERR_TAIL = 600
 _ERROR_CHARS = 2000  # characters of a server's error message kept
+_MAX_LISTED = 10_000  # tools read from one server's listing, before its `tools` filter
+_SHOWN_NAMES = 20  # tool names an error message lists
+_SCHEMA_CHARS = 65_536  # characters of compact JSON in one tool's input schema
+_SCHEMA_DEPTH = 32  # levels of objects and arrays in one tool's input schema
+_SCHEMA_REGEXES = 32  # distinct regular expressions in one tool's input schema
+_SERVER_REGEXES = 256  # ... and in all the tools kept of one server (each is compiled at startup)
 
 
 def mcp_tool_name(prefix: str, remote_name: str) -> str:
@@ -65,7 +79,8 @@ class MCPServerConfig:
     Pricing overrides it per tool name); ``timeout``: seconds one call may take; ``startup_timeout``:
     seconds to start and list tools; ``retries``: extra attempts after a failed call (each charged).
     ``env``: the whole environment of a stdio server besides the MCP client's minimal one (HOME, PATH,
-    USER...). ``origin``: where each option was written (option -> ``"task.yaml:7, field
+    USER...). ``max_tools``: the most tools it may offer once ``tools`` has picked (more is a startup
+    error). ``origin``: where each option was written (option -> ``"task.yaml:7, field
     'mcp_servers.0.url'"``), named by startup errors.
     """
 
@@ -81,6 +96,7 @@ class MCPServerConfig:
     startup_timeout: float = 30.0
     retries: int = 0
     mode: str = "legacy"  # the MCP handshake: "legacy" (initialize), "auto" (probe the newer protocol first)
+    max_tools: int = 128
     origin: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +104,8 @@ class MCPServerConfig:
             raise ValueError(f"MCP server '{self.name}': give exactly one of command (stdio) or url (HTTP)")
         if self.timeout <= 0 or self.startup_timeout <= 0:
             raise ValueError(f"MCP server '{self.name}': timeouts must be > 0")
+        if self.max_tools < 1:
+            raise ValueError(f"MCP server '{self.name}': max_tools must be >= 1")
 
 
 class _SchemaArgs(BaseModel):
@@ -101,7 +119,19 @@ class _SchemaArgs(BaseModel):
     def _check(cls, data: Any) -> Any:
         if cls.schema_validator is None:
             return data
-        problems = sorted(cls.schema_validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        from referencing.exceptions import Unresolvable
+
+        try:
+            problems = sorted(cls.schema_validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        except RecursionError:  # deep arguments under a recursive schema, or a schema that loops on itself
+            raise PydanticCustomError(
+                "mcp_schema", "the arguments nest too deeply to check against the tool's input schema"
+            ) from None
+        except (Unresolvable, _UncheckablePattern) as exc:  # the server's schema, not the arguments
+            detail = " ".join(str(exc).split())[:300]
+            raise PydanticCustomError(
+                "mcp_schema", "the tool's input schema cannot be checked ({detail})", {"detail": detail}
+            ) from None
         if problems:
             shown: list[str] = []
             for problem in problems[:3]:
@@ -140,16 +170,31 @@ class MCPTool(Tool):
         return f"{self.name}({', '.join(parts)})"
 
 
-def _checked_schema(server: str, tool: str, schema: Any) -> tuple[dict[str, Any], Any]:
+def _checked_schema(
+    server: str, tool: str, schema: Any, compiled: set[str] | None = None
+) -> tuple[dict[str, Any], Any]:
+    """The tool's input schema and a validator for its arguments; MCPStartupError when the schema is not
+    usable (not a JSON Schema object, too large or deep, refers to another document, holds a regular
+    expression the linear-time engine cannot compile). ``compiled``: the regular expressions of the
+    server's tools checked so far (this tool's are added), at most ``_SERVER_REGEXES`` of them."""
     from jsonschema import validators
     from jsonschema.exceptions import SchemaError
 
-    if not isinstance(schema, dict) or cast("dict[str, Any]", schema).get("type") != "object":
-        raise MCPStartupError(
-            f"MCP server '{server}': tool '{tool}' has an input schema that is not a JSON Schema object "
-            "(type: object); fix the server, or leave the tool out with `tools: [...]`"
+    def refused(problem: str, fix: str = "fix the server") -> MCPStartupError:
+        return MCPStartupError(
+            f"MCP server '{server}': tool '{tool}' has an input schema {problem}; {fix}, or leave the tool "
+            "out with `tools: [...]`"
         )
+
+    if not isinstance(schema, dict) or cast("dict[str, Any]", schema).get("type") != "object":
+        raise refused("that is not a JSON Schema object (type: object)")
     checked = cast("dict[str, Any]", schema)
+    # Its shape first: jsonschema walks a schema recursively, so a deep one would raise RecursionError.
+    if _depth_over(checked, _SCHEMA_DEPTH):
+        raise refused(f"nested more than {_SCHEMA_DEPTH} levels deep")
+    size = len(json.dumps(checked, ensure_ascii=False, separators=(",", ":"), default=str))
+    if size > _SCHEMA_CHARS:
+        raise refused(f"of {size:,} characters of JSON, more than {_SCHEMA_CHARS:,}")
     try:
         cls = validators.validator_for(checked)
         cls.check_schema(checked)
@@ -160,16 +205,197 @@ def _checked_schema(server: str, tool: str, schema: Any) -> tuple[dict[str, Any]
         ) from None
     outside = _external_ref(checked)
     if outside is not None:
-        raise MCPStartupError(
-            f"MCP server '{server}': tool '{tool}' has an input schema that refers to another document "
-            f"({outside[:200]!r}), which is never fetched; fix the server (refer only inside the schema, "
-            "'#/...'), or leave the tool out with `tools: [...]`"
+        raise refused(
+            f"that refers to another document ({outside[:200]!r}), which is never fetched",
+            "fix the server (refer only inside the schema, '#/...')",
         )
+    regexes, unevaluated = _regexes(checked)
+    if len(regexes) > _SCHEMA_REGEXES:
+        raise refused(
+            f"with {len(regexes)} regular expressions (pattern, patternProperties), more than {_SCHEMA_REGEXES}"
+        )
+    if unevaluated:  # jsonschema matches unevaluatedProperties' patternProperties with Python's re
+        raise refused(
+            "that uses unevaluatedProperties with patternProperties, which is not checked in linear time"
+        )
+    compiled = set[str]() if compiled is None else compiled
+    new = [regex for regex in regexes if regex not in compiled]
+    if len(compiled) + len(new) > _SERVER_REGEXES:  # each compile may take a tenth of a second
+        raise MCPStartupError(
+            f"MCP server '{server}': its tools' input schemas hold more than {_SERVER_REGEXES} regular "
+            f"expressions (pattern, patternProperties), counting up to tool '{tool}'; expose fewer tools "
+            "with `tools: [...]`"
+        )
+    for regex in new:
+        compiled.add(regex)
+        reason = _uncompilable(regex)
+        if reason is not None:
+            raise refused(f"with a pattern {regex[:100]!r} that cannot be matched in linear time ({reason})")
     # A registry that holds the JSON Schema metaschemas and retrieves nothing: jsonschema's default one
     # would fetch a $ref's URL (any host, file:// too) while the model's arguments are checked.
     from jsonschema_specifications import REGISTRY  # pyright: ignore[reportMissingTypeStubs]
+    from referencing.exceptions import Unresolvable
 
-    return checked, cls(checked, registry=REGISTRY)
+    validator = _linear_validator(cls)(checked, registry=REGISTRY)
+    try:  # a schema that loops on itself, or points nowhere, for any arguments
+        list(validator.iter_errors({}))
+    except RecursionError:
+        raise refused("that refers to itself without end") from None
+    except (Unresolvable, _UncheckablePattern) as exc:
+        raise refused(f"that cannot be checked ({' '.join(str(exc).split())[:200]})") from None
+    return checked, validator
+
+
+def _depth_over(node: Any, limit: int) -> bool:
+    """Whether a JSON value nests objects and arrays more than ``limit`` levels deep (without recursion)."""
+    stack: list[tuple[Any, int]] = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[Any] = list(cast("dict[str, Any]", item).values())
+        elif isinstance(item, list):
+            children = cast("list[Any]", item)
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_DATA_KEYWORDS = frozenset({"const", "default", "enum", "examples"})  # their values are data, not schemas
+_NAME_MAPS = frozenset({"$defs", "definitions", "dependentSchemas", "patternProperties", "properties"})
+
+
+def _regexes(schema: dict[str, Any]) -> tuple[list[str], bool]:
+    """The distinct regular expressions of a schema (``pattern`` values, ``patternProperties`` keys), and
+    whether it uses ``unevaluatedProperties`` and ``patternProperties`` both (looked for everywhere, data
+    included: jsonschema evaluates that pair with Python's ``re``)."""
+    found: dict[str, None] = {}
+    keywords: set[str] = set()
+    stack: list[tuple[Any, str]] = [(schema, "schema")]  # "schema", "names" (name -> schema) or "data"
+    while stack:
+        item, kind = stack.pop()
+        if isinstance(item, list):
+            stack.extend((child, kind) for child in cast("list[Any]", item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        for key, value in cast("dict[str, Any]", item).items():
+            if key in ("unevaluatedProperties", "patternProperties"):
+                keywords.add(key)
+            if kind != "schema":
+                stack.append((value, "schema" if kind == "names" else "data"))
+                continue
+            if key == "pattern" and isinstance(value, str):
+                found[value] = None
+            elif key == "patternProperties" and isinstance(value, dict):
+                found.update(dict.fromkeys(cast("dict[str, Any]", value)))
+            child = cast("Any", value)
+            stack.append(
+                (child, "data" if key in _DATA_KEYWORDS else "names" if key in _NAME_MAPS else "schema")
+            )
+    return list(found), len(keywords) == 2
+
+
+class _UncheckablePattern(Exception):
+    """A schema's regular expression that the linear-time engine cannot compile, met while validating."""
+
+
+@functools.lru_cache(maxsize=32)  # a compiled pattern may take megabytes (e.g. \w{200}): a few are kept
+def _linear_regex(pattern: str) -> Any:
+    """A pydantic-core validator that accepts the strings ``pattern`` matches anywhere (Rust's regex crate:
+    no backtracking, time linear in the text)."""
+    from pydantic_core import SchemaValidator, core_schema
+
+    return SchemaValidator(core_schema.str_schema(pattern=pattern, regex_engine="rust-regex"))
+
+
+def _uncompilable(pattern: str) -> str | None:
+    """Why the linear-time engine cannot compile ``pattern`` (its error's last line), or None."""
+    from pydantic_core import SchemaError
+
+    try:
+        _linear_regex(pattern)
+    except SchemaError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[-1] if lines else "does not compile"
+        return reason.removeprefix("SchemaError: ").removeprefix("error: ")[:200]
+    return None
+
+
+def _search(pattern: str, text: str) -> bool:
+    """Whether ``pattern`` matches somewhere in ``text`` (JSON Schema's ``pattern``), in linear time."""
+    from pydantic_core import SchemaError, ValidationError
+
+    try:
+        validator = _linear_regex(pattern)
+    except SchemaError:
+        raise _UncheckablePattern(f"pattern {pattern[:100]!r}: {_uncompilable(pattern)}") from None
+    try:
+        validator.validate_python(text)
+    except ValidationError:
+        return False
+    return True
+
+
+def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> Any:
+    """jsonschema's ``additionalProperties``, with ``patternProperties`` matched by :func:`_search`."""
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = [key for key in instance if key not in properties and not any(_search(p, key) for p in patterns)]
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        joined = ", ".join(repr(extra) for extra in sorted(extras, key=str))
+        if patterns:
+            verb = "does" if len(extras) == 1 else "do"
+            shown = ", ".join(repr(p) for p in sorted(patterns))
+            yield ValidationError(f"{joined} {verb} not match any of the regexes: {shown}")
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(f"Additional properties are not allowed ({joined} {verb} unexpected)")
+
+
+_LINEAR_CLASSES: dict[Any, Any] = {}
+
+
+def _linear_validator(cls: Any) -> Any:
+    """``cls`` (a jsonschema validator class) whose regular expressions are matched by :func:`_search`."""
+    from jsonschema import validators
+
+    extended = _LINEAR_CLASSES.get(cls)
+    if extended is None:
+        keywords = {
+            "pattern": _pattern,
+            "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties,
+        }
+        replaced = {k: v for k, v in keywords.items() if k in cls.VALIDATORS}
+        extended = cast("Any", validators.extend(cls, replaced))  # pyright: ignore[reportUnknownMemberType]
+        _LINEAR_CLASSES[cls] = extended
+    return extended
 
 
 def _external_ref(node: Any) -> str | None:
@@ -267,7 +493,7 @@ class MCPConnection:
                 page = await client.list_tools(cursor=cursor)
                 self._listing.extend(page.tools)
                 cursor = page.next_cursor
-                if not cursor:
+                if not cursor or len(self._listing) > _MAX_LISTED:  # too many: refused by _build_tools
                     break
             self._client = client
             self._ready.set()
@@ -335,22 +561,35 @@ class MCPConnection:
 
     def _build_tools(self) -> list[MCPTool]:
         config = self.config
+        if len(self._listing) > _MAX_LISTED:
+            raise self._startup_error(
+                "tools",
+                f"lists more than {_MAX_LISTED:,} tools, the most read from one server",
+                "use a server that lists fewer tools",
+            )
         wanted = set(config.tools) if config.tools is not None else None
         listed = {str(t.name) for t in self._listing}
         missing = sorted((wanted or set()) - listed)
         if missing:
             raise self._startup_error(
                 "tools",
-                f"has no tool {', '.join(repr(m) for m in missing)} (it lists: {', '.join(sorted(listed)) or 'none'})",
+                f"has no tool {_names(missing)} (it lists: {_names(sorted(listed), quote=False) or 'none'})",
                 "name tools the server lists, or drop tools to expose them all",
+            )
+        # Only the tools picked cost more than a name's look-up: their schemas are checked below.
+        picked = [t for t in self._listing if wanted is None or str(t.name) in wanted]
+        if len(picked) > config.max_tools:
+            raise self._startup_error(
+                "max_tools",
+                f"offers {len(picked)} tools, more than max_tools ({config.max_tools})",
+                "expose only the ones you need with `tools: [...]` (the server's names), or raise max_tools",
             )
         tools: list[MCPTool] = []
         named: dict[str, str] = {}  # tool name in the run -> the server's name for it
-        for remote in self._listing:
+        compiled: set[str] = set()  # the regular expressions of the schemas checked so far
+        for remote in picked:
             remote_name = str(remote.name)
-            if wanted is not None and remote_name not in wanted:
-                continue
-            schema, validator = _checked_schema(config.name, remote_name, remote.input_schema)
+            schema, validator = _checked_schema(config.name, remote_name, remote.input_schema, compiled)
             name = mcp_tool_name(config.prefix, remote_name)
             if not name:
                 raise self._startup_error(
@@ -368,7 +607,7 @@ class MCPConnection:
             named[name] = remote_name
             model = create_model(f"{name}Args", __base__=_SchemaArgs)
             model.schema_validator = validator
-            description = " ".join(str(remote.description or remote_name.replace("_", " ")).split())
+            description = " ".join(str(remote.description or remote_name.replace("_", " "))[:4000].split())
             tools.append(
                 MCPTool(
                     name=name,
@@ -467,6 +706,12 @@ class MCPConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _names(names: Sequence[str], quote: bool = True) -> str:
+    """Tool names for a message: each cut at 80 characters (and quoted), the first 20 of them."""
+    shown = ", ".join(repr(name[:80]) if quote else name[:80] for name in names[:_SHOWN_NAMES])
+    return shown + (f" ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else "")
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -28,6 +28,7 @@ from typing import Any, cast
 from pydantic import BaseModel, Field, ValidationError
 
 from thrifty.budget import BudgetExceeded, Ledger, Pricing, Reservation, tool_dimension
+from thrifty.budget.awareness import unpayable_tools
 from thrifty.budget.retry import MAX_RETRY_AFTER, RetryPolicy, retry_after
 from thrifty.redact import redact
 from thrifty.tools.base import Tool, ToolError, TransientToolError
@@ -139,6 +140,35 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _duplicates(tools: Sequence[Tool], duplicates: list[str]) -> str:
+    """``duplicate tool names: a, b``; when an MCP server's tool is one of them, which server's tool clashes
+    with which, and the fix (the server's ``prefix``)."""
+    from thrifty.tools.mcp import MCPTool, mcp_tool_name
+
+    message = f"duplicate tool names: {', '.join(duplicates)}"
+    clashes: list[str] = []
+    servers: list[str] = []
+    for name in duplicates:
+        same = [t for t in tools if t.name == name]
+        remote = [t for t in same if isinstance(t, MCPTool)]
+        if not remote:
+            continue
+        owners = [f"MCP server '{t.server}' (its tool '{_short(t.remote_name, 80)}')" for t in remote]
+        others = len(same) - len(remote)
+        if others:
+            owners.append("another tool of the task" if others == 1 else f"{others} other tools of the task")
+        clashes.append(f"'{name}' is the name of {' and of '.join(owners)}")
+        servers += [t.server for t in remote if t.server not in servers]
+    if not clashes:
+        return message
+    prefix = mcp_tool_name("", servers[0])[:19].rstrip("_") + "_"
+    return (
+        f"{message} ({'; '.join(clashes)}; fix: give MCP server '{servers[0]}' a prefix, e.g. `prefix: "
+        f"{prefix}` (its tools then become {prefix}<name>), or leave the tool out with the server's "
+        "`tools: [...]`)"
+    )
+
+
 def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, ValidationError | BudgetExceeded | _Refused | _ToolTimeout)
 
@@ -163,7 +193,7 @@ class ToolRunner:
         names = [t.name for t in tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+            raise ValueError(_duplicates(tools, duplicates))
         if max_chars < 1:
             raise ValueError("max_chars must be >= 1")
         self.tools: dict[str, Tool] = {t.name: t for t in tools}
@@ -187,11 +217,13 @@ class ToolRunner:
         """The tools whose budget can still pay one call, so an agent can hide the spent ones."""
         ledger = ledger or self.ledger
         left = ledger.availability()
-        return [
+        affordable = [
             t
             for t in self.tools.values()
             if ledger.can_afford({"tool_calls": 1, tool_dimension(t.name): 1, "usd": self.price(t)}, left)
         ]
+        unpaid = unpayable_tools(ledger, [t.name for t in affordable])  # e.g. recall without memory_ops
+        return [t for t in affordable if t.name not in unpaid]
 
     @property
     def counters(self) -> dict[str, int]:
@@ -258,6 +290,14 @@ class ToolRunner:
                     f"invalid JSON: {exc.msg}",
                     f"error: arguments are not valid JSON ({exc.msg} at char {exc.pos}). "
                     f"Send a JSON object for {tool.signature_hint()}.",
+                )
+            except RecursionError:  # "[[[[..." thousands deep: Python's parser gives up
+                return self._reject(
+                    name,
+                    {},
+                    "arguments nest too deeply",
+                    f"error: the arguments nest too deeply to read. Send a flat JSON object for "
+                    f"{tool.signature_hint()}.",
                 )
         if not isinstance(raw, Mapping):
             return self._reject(
@@ -609,7 +649,7 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     """The given arguments as JSON-able data, for reporting a rejected call."""
     try:
         result: dict[str, Any] = json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return {k: str(v) for k, v in value.items()}
     return result
 

@@ -218,6 +218,12 @@ class MCPServerSpec(BaseModel):
     retries: int = Field(
         default=0, ge=0, le=5, description="Extra attempts after a failed call (each charged)."
     )
+    max_tools: int = Field(
+        default=128,
+        ge=1,
+        le=10_000,
+        description="The most tools it may offer once `tools` has picked; more is a startup error.",
+    )
     _origin: dict[str, str] = PrivateAttr(default_factory=dict[str, str])
 
     def set_origin(self, origin: dict[str, str]) -> None:
@@ -271,6 +277,7 @@ class MCPServerSpec(BaseModel):
             timeout=self.timeout,
             startup_timeout=self.startup_timeout,
             retries=self.retries,
+            max_tools=self.max_tools,
         )
 
 
@@ -1154,7 +1161,7 @@ def _locate_mcp(spec: TaskSpec, file: str, root: yaml.Node | LineIndex | None) -
         server.set_origin(
             {
                 option: f"{shown}:{_line_of(root, ('mcp_servers', i, option))}, field 'mcp_servers.{i}.{option}'"
-                for option in ("command", "url", "startup_timeout", "tools", "env")
+                for option in ("command", "url", "startup_timeout", "tools", "env", "max_tools")
             }
         )
 
