@@ -4,7 +4,8 @@
 ``ref URL``: a tool whose input schema refers to ``URL`` (``$ref``); ``inject``: a tool whose error and
 output try to close the data frame the model sees; ``many N``: N tools ``t0``...; ``tools NAME...``: tools
 of those names; ``schema JSON``: a tool ``bad`` whose input schema is ``JSON``, and ``ok`` (each answers with
-the arguments it was given).
+the arguments it was given); ``output JSON [X]``: a tool ``bad`` whose output schema is ``JSON``, answering
+``{"x": X}`` (default ``a``) as structured content.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def main() -> None:
     def answer(params: Any) -> types.CallToolResult:
         if params.name == "inject_error":
             return types.CallToolResult(content=[types.TextContent(text=escape)], is_error=True)
+        if mode == "output":
+            value = sys.argv[3] if len(sys.argv) > 3 else "a"
+            return types.CallToolResult(
+                content=[types.TextContent(text=value)], structured_content={"x": value}
+            )
         if mode in ("many", "tools", "schema"):
             text = f"{params.name} got {json.dumps(params.arguments, sort_keys=True)}"
             return types.CallToolResult(content=[types.TextContent(text=text)])
@@ -61,6 +67,9 @@ def main() -> None:
     elif mode == "schema":
         bad = json.loads(sys.argv[2])
         tools = [types.Tool(name="bad", input_schema=bad), types.Tool(name="ok", input_schema=empty)]
+    elif mode == "output":  # a tool "bad" whose output schema is JSON; it answers {"x": ARG 3 or "a"}
+        out = json.loads(sys.argv[2])
+        tools = [types.Tool(name="bad", input_schema=empty, output_schema=out)]
     elif mode == "ref":
         schema = {"type": "object", "properties": {"x": {"$ref": sys.argv[2]}}}
         tools = [types.Tool(name="refers", input_schema=schema), types.Tool(name="ok", input_schema=empty)]

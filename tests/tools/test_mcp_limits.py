@@ -240,3 +240,22 @@ def test_an_mcp_tool_named_like_another_tool_says_which_and_the_prefix_fix() -> 
     )
     with pytest.raises(ValueError, match=r"^duplicate tool names: calculator$"):  # no MCP tool: as before
         ToolRunner([calculator, calculator], Ledger(Budget()))
+
+
+def test_an_output_schema_the_client_would_match_with_re_is_refused_at_startup() -> None:
+    # The mcp client checks each structured result against the output schema with Python's backtracking
+    # re: with this pattern and a result of 5,000 a's and "!" the run froze. Refused before any call.
+    catastrophic = {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(a+)+$"}}}
+    with pytest.raises(
+        MCPStartupError,
+        match=r"MCP server 'hostile': tool 'bad' has an output schema with regular expressions \(pattern, "
+        r"patternProperties\), which the MCP client matches .* fix the server, or leave the tool out",
+    ):
+        connect_mcp(config("output", json.dumps(catastrophic), "a" * 5000 + "!"))
+    with pytest.raises(MCPStartupError, match="has an output schema nested more than 32 levels deep"):
+        connect_mcp(config("output", json.dumps(_deep(40))))
+    plain = {"type": "object", "properties": {"x": {"type": "string", "maxLength": 10}}}
+    with connect_mcp(config("output", json.dumps(plain), "fine")) as connection:
+        with ToolRunner(connection.tools, Ledger(Budget())) as runner:
+            seen = runner.run("bad", {})
+        assert seen.ok and "fine" in seen.content, seen.content

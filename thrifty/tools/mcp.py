@@ -181,10 +181,7 @@ def _checked_schema(
     from jsonschema.exceptions import SchemaError
 
     def refused(problem: str, fix: str = "fix the server") -> MCPStartupError:
-        return MCPStartupError(
-            f"MCP server '{server}': tool '{tool}' has an input schema {problem}; {fix}, or leave the tool "
-            "out with `tools: [...]`"
-        )
+        return _refused(server, tool, "an input schema", problem, fix)
 
     if not isinstance(schema, dict) or cast("dict[str, Any]", schema).get("type") != "object":
         raise refused("that is not a JSON Schema object (type: object)")
@@ -244,6 +241,39 @@ def _checked_schema(
     except (Unresolvable, _UncheckablePattern) as exc:
         raise refused(f"that cannot be checked ({' '.join(str(exc).split())[:200]})") from None
     return checked, validator
+
+
+def _refused(server: str, tool: str, what: str, problem: str, fix: str = "fix the server") -> MCPStartupError:
+    return MCPStartupError(
+        f"MCP server '{server}': tool '{tool}' has {what} {problem}; {fix}, or leave the tool out with "
+        "`tools: [...]`"
+    )
+
+
+def _check_output_schema(server: str, tool: str, schema: Any) -> None:
+    """Refuse an output schema the MCP client could not check safely: it validates each structured result
+    against it with jsonschema and Python's backtracking ``re`` (a ``pattern`` such as ``^(a+)+$`` and a
+    result made for it would hang the run), recursively (a deep schema would crash it)."""
+    if schema is None:
+        return
+    if not isinstance(schema, dict):
+        raise _refused(server, tool, "an output schema", "that is not a JSON object")
+    checked = cast("dict[str, Any]", schema)
+    if _depth_over(checked, _SCHEMA_DEPTH):
+        raise _refused(server, tool, "an output schema", f"nested more than {_SCHEMA_DEPTH} levels deep")
+    size = len(json.dumps(checked, ensure_ascii=False, separators=(",", ":"), default=str))
+    if size > _SCHEMA_CHARS:
+        raise _refused(
+            server, tool, "an output schema", f"of {size:,} characters of JSON, more than {_SCHEMA_CHARS:,}"
+        )
+    if _regexes(checked)[0]:
+        raise _refused(
+            server,
+            tool,
+            "an output schema",
+            "with regular expressions (pattern, patternProperties), which the MCP client matches against "
+            "its results with Python's re, where a pattern can hang the run",
+        )
 
 
 def _depth_over(node: Any, limit: int) -> bool:
@@ -590,6 +620,7 @@ class MCPConnection:
         for remote in picked:
             remote_name = str(remote.name)
             schema, validator = _checked_schema(config.name, remote_name, remote.input_schema, compiled)
+            _check_output_schema(config.name, remote_name, remote.output_schema)
             name = mcp_tool_name(config.prefix, remote_name)
             if not name:
                 raise self._startup_error(
