@@ -23,18 +23,19 @@ from thrifty.bench.runner import (
     run_grid,
 )
 from thrifty.cli import app
+from thrifty.tools import make_search_tools
 
 cli = CliRunner()
 
 
+MODEL = "sim/p=0.9,q=1"
+
+
 def grid(hotpot_file: Path, **kw: Any) -> BenchConfig:
     kw.setdefault("budgets", [3])
+    kw.setdefault("pricing", make_pricing(MODEL))
     return BenchConfig(
-        dataset=load_dataset(hotpot_file),
-        strategies=parse_strategies("react"),
-        model="sim/p=0.9,q=1",
-        pricing=make_pricing("sim/p=0.9,q=1"),
-        **kw,
+        dataset=load_dataset(hotpot_file), strategies=parse_strategies("react"), model=MODEL, **kw
     )
 
 
@@ -64,6 +65,46 @@ def test_a_results_file_of_other_settings_is_refused_before_anything_runs(
     # the same settings resume (nothing left to run); another budget runs alongside
     assert len(run_grid(grid(hotpot_file), path, progress=False)) == 3
     assert len(run_grid(grid(hotpot_file, budgets=[5]), path, progress=False)) == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"search_k": 5}, "--k was 3 there, 5 now"),
+        ({"pricing": make_pricing(MODEL, tool_price=0.01)}, "--tool-price (search) was 0.001 there, 0.01 now"),
+        (
+            {"pricing": make_pricing(MODEL, price_in=0.15, price_out=0.6)},
+            "--price-in/--price-out (sim/p=0.9,q=1, $ per 1M tokens in/out) was unset there, 0.15/0.6 now",
+        ),
+    ],
+)
+def test_a_results_file_of_other_tools_or_prices_is_refused(
+    hotpot_file: Path, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """--k, the tools (--web) and the prices were not recorded, so a rerun with another of them reported the
+    old runs as its own."""
+    path = tmp_path / "results.jsonl"
+    run_grid(grid(hotpot_file), path, progress=False)
+    assert load_results(path)[0]["setup"] == {
+        "k": 3,
+        "tools": {"read": 0.001, "search": 0.001},
+        "model_prices": {},
+    }
+    with pytest.raises(BenchError) as info:
+        run_grid(grid(hotpot_file, **change), path, progress=False)
+    assert message in str(info.value), str(info.value)
+    assert len(run_grid(grid(hotpot_file), path, progress=False)) == 3  # the same setup resumes
+
+
+def test_a_results_file_of_the_other_tools_is_refused(hotpot_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    run_grid(grid(hotpot_file), path, progress=False)
+    config = grid(hotpot_file)
+    corpus = config.dataset.corpus()
+    assert corpus is not None
+    config.tools = make_search_tools(corpus, k=3)[:1]  # search only, as a grid of other tools
+    with pytest.raises(BenchError, match=r"--web \(the tools\) was read, search there, search now"):
+        run_grid(config, path, progress=False)
 
 
 def test_a_results_file_of_another_dataset_is_refused(hotpot_file: Path, tmp_path: Path) -> None:

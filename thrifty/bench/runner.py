@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import threading
 import time
@@ -425,7 +426,13 @@ def _well_formed(record: dict[str, Any]) -> bool:
 
 # ---------------------------------------------------------------------------------------------- runs
 def _record(
-    config: BenchConfig, choice: StrategyChoice, b: int, item: QAItem, seed: int, result: Any
+    config: BenchConfig,
+    choice: StrategyChoice,
+    b: int,
+    item: QAItem,
+    seed: int,
+    result: Any,
+    tools: Sequence[Tool],
 ) -> dict[str, Any]:
     from thrifty import __version__
 
@@ -466,12 +473,59 @@ def _record(
             include={"temperature", "max_tokens", "answer_choice", "answer_context"}
         ),
         **_routing_fields(config, result),
+        "setup": grid_setup(config, tools),
         "simulated": config.simulated,
         "dataset": config.dataset.name,
         "run_id": result.run_id,
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "thrifty": __version__,
     }
+
+
+def grid_setup(config: BenchConfig, tools: Sequence[Tool]) -> dict[str, Any]:
+    """What a grid's runs depend on besides the model settings and limits: how many results a search
+    returns (``--k``), the tools and each one's price per call (``--web``, ``--tool-price``), and the models'
+    configured prices in dollars per token (``--price-in`` / ``--price-out``)."""
+    return {
+        "k": config.search_k,
+        "tools": {t.name: config.pricing.tool_price(t.name, t.price) for t in tools},
+        "model_prices": {
+            name: [price.input_per_token, price.output_per_token]
+            for name, price in sorted(config.pricing.models.items())
+        },
+    }
+
+
+def _other_setup(recorded: dict[str, Any], wanted: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """:func:`_other_settings` for the :func:`grid_setup` of a record."""
+    if "k" in recorded and recorded["k"] != wanted["k"]:
+        return "--k", recorded["k"], wanted["k"]
+    was_tools, now_tools = recorded.get("tools"), wanted["tools"]
+    if isinstance(was_tools, dict):
+        if sorted(was_tools) != sorted(now_tools):
+            return "--web (the tools)", ", ".join(sorted(was_tools)), ", ".join(sorted(now_tools))
+        for name, price in now_tools.items():
+            if not _same_number(was_tools[name], price):
+                return f"--tool-price ({name})", was_tools[name], price
+    was_prices, now_prices = recorded.get("model_prices"), wanted["model_prices"]
+    if isinstance(was_prices, dict):
+        for name in sorted(set(was_prices) | set(now_prices)):
+            was, now = was_prices.get(name), now_prices.get(name)
+            same = was is not None and now is not None and all(map(_same_number, was, now))
+            if not same and (was is not None or now is not None):
+                label = f"--price-in/--price-out ({name}, $ per 1M tokens in/out)"
+                return label, _per_million(was), _per_million(now)
+    return None
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    return _is_number(a) and _is_number(b) and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-15)
+
+
+def _per_million(price: Any) -> str:
+    if not isinstance(price, list) or not all(map(_is_number, price)):
+        return "unset"
+    return "/".join(f"{float(v) * 1e6:g}" for v in price)
 
 
 def _routing_fields(config: BenchConfig, result: Any) -> dict[str, Any]:
@@ -660,7 +714,7 @@ class GridWorker(RunStopper):
             lease_id,
             self.reservations[job[1]] if self.pool is not None else {},
             f"global budget: no room for a budget-{job[1]} run now",
-            lambda: _record(config, job[0], job[1], job[2], job[3], self._execute(*job)),
+            lambda: _record(config, job[0], job[1], job[2], job[3], self._execute(*job), self.tools),
             lambda record: usage_spent(record["usage"]),
         )
         if isinstance(outcome, Refused) or outcome["stop_reason"] != StopKind.CANCELLED.value:
@@ -731,9 +785,9 @@ def run_grid(
         raise BenchError(f"unknown executor {executor!r}: use local or ray")
     shard_k, shard_n = _checked_shard(*config.shard)
     path = Path(results_path)
-    existing = _existing_results(path, config)
-    done = {_key(r) for r in existing}
     tools = _grid_tools(config)
+    existing = _existing_results(path, config, tools)
+    done = {_key(r) for r in existing}
 
     grid = [
         (choice, b, item, seed)
@@ -850,7 +904,7 @@ def _grid_worker(
     return lambda pool: partial(GridWorker, config, pool, reservations)
 
 
-def _existing_results(path: Path, config: BenchConfig) -> list[dict[str, Any]]:
+def _existing_results(path: Path, config: BenchConfig, tools: Sequence[Tool]) -> list[dict[str, Any]]:
     """The runs already in ``path`` (to skip); refuses a file that holds another model's runs, or runs made
     with other settings (their keys would match this grid's, so they would be skipped as done and reported
     as this grid's results)."""
@@ -861,8 +915,12 @@ def _existing_results(path: Path, config: BenchConfig) -> list[dict[str, Any]]:
         raise BenchError(
             f"{path} holds results of model {other[0]}, not {model}: use another --out directory"
         )
+    setup = grid_setup(config, tools)
     for record in existing:
-        clash = _other_settings(record, config)
+        recorded = record.get("setup")
+        clash = _other_settings(record, config) or (
+            _other_setup(recorded, setup) if isinstance(recorded, dict) else None
+        )
         if clash is not None:
             what, was, now = clash
             raise BenchError(
