@@ -13,6 +13,7 @@ from thrifty.memory import Memory
 from thrifty.memory.learned import DEFAULT_WEIGHTS
 from thrifty.memory.memory import MEMORY_CLOSE, MEMORY_OPEN
 from thrifty.testing import ScriptedModel, call, reply
+from thrifty.tools.calculator import calculator
 from thrifty.workflows.runner import SetupError, run_task
 from thrifty.workflows.spec import TaskFileError, load_task
 
@@ -87,12 +88,16 @@ def test_a_recall_tool_whose_budget_is_spent_says_so() -> None:
     script = ScriptedModel([call("recall", query="cat name"), call("recall", query="pet"), reply("Pixel")])
     agent = Agent(
         script.model,
+        tools=[calculator],  # another tool, so that the run goes on once recall is spent
         memory=mem,
         memory_scope={"user_id": "caroline"},
         memory_mode="tool",
         memory_budget=Budget(memory_ops=2),  # one LOW recall: retrieve and condense
     )
     agent.run("What is the name of Melanie's cat?")
+    offered = [[t["function"]["name"] for t in r.params.get("tools") or []] for r in script.requests]
+    assert "recall" in offered[0] and "recall" not in offered[1]  # spent: hidden from the model
+    # a model that calls it anyway is told why nothing comes back
     observed = [m["content"] for m in script.requests[2].messages if m.get("role") == "tool"]
     assert "Pixel" in observed[0]
     assert "nothing recalled: memory skipped" in observed[1] and "budget" in observed[1]
