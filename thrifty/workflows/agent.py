@@ -11,10 +11,15 @@ print(result.answer, result.stop_reason, result.usage.usd)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Ledger, Pricing
@@ -40,7 +45,7 @@ from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute, new_run_id
 from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.strategies import STRATEGIES, get_builder
-from thrifty.workflows.stream import RunStream
+from thrifty.workflows.stream import RunCancelled, RunStream
 
 
 class Agent:
@@ -70,13 +75,13 @@ class Agent:
         self,
         model: str | NamedModel = DEFAULT_MODEL,
         *,
-        tools: Sequence[Tool] = (),
+        tools: Sequence[Tool] | None = (),
         budget: Budget | Mapping[str, Any] | None = None,
         strategy: str | StrategySpec | Callable[[Any], Any] = "react",
         tracker: bool = True,
         max_steps: int = DEFAULT_MAX_STEPS,
         keep_observations: int | None = None,
-        pricing: Pricing | None = None,
+        pricing: Pricing | Mapping[str, Any] | None = None,
         temperature: float | None = DEFAULT_TEMPERATURE,
         max_tokens: int = DEFAULT_REPLY_TOKENS,
         seed: int | None = None,
@@ -86,7 +91,7 @@ class Agent:
         store: str | Path | None = None,
         memory: Memory | MemorySetup | None = None,
         memory_scope: Scope | Mapping[str, str] | None = None,
-        memory_budget: Budget | None = None,
+        memory_budget: Budget | Mapping[str, Any] | None = None,
         memory_mode: MemoryMode = "context",
         models: Sequence[str | NamedModel] | None = None,
         roles: dict[str, str | NamedModel | Sequence[str | NamedModel]] | None = None,
@@ -145,8 +150,8 @@ class Agent:
             parse_options(spec.name, known, spec.options)
         elif ":" not in spec.name:
             get_builder(spec.name)  # an unknown name: UnknownStrategy, naming the registered ones
-        self.pricing = pricing or Pricing()
-        self.settings = ModelSettings(
+        self.pricing = _as_pricing(pricing)
+        self.settings = _model_settings(
             temperature=temperature,
             max_tokens=max_tokens,
             seed=seed,
@@ -157,9 +162,17 @@ class Agent:
             answer_context=answer_context,
             response_format=response_format,
         )
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise TypeError(f"system_prompt must be a str, got {type(system_prompt).__name__}")
         self.system_prompt = system_prompt
+        if store is not None and not isinstance(store, str | os.PathLike):
+            raise TypeError(
+                f"store must be a path or URL of the run store (e.g. '.thrifty/runs.db'), got {type(store).__name__}"
+            )
         self.store = store
-        self.memory = _memory_setup(memory, memory_scope, memory_budget, memory_mode)
+        self.memory = _memory_setup(
+            memory, memory_scope, _as_budget(memory_budget, "memory_budget"), memory_mode
+        )
 
     def run(
         self,
@@ -181,13 +194,44 @@ class Agent:
         With ``run_id`` (or ``checkpoint``) the run is durable: checkpointed at every step in ``checkpoint``
         (default ``.thrifty/checkpoints.db``). Given the id of a run that was interrupted, it resumes that
         run where it was, paying nothing twice (SetupError if it has finished, or cannot be resumed).
-        ``memory_scope``: the memory's scope for this run (default: the agent's)."""
+        ``memory_scope``: the memory's scope for this run (default: the agent's).
+
+        An Agent holds no run's state: any number of runs may go on at once on one Agent, from threads or
+        asyncio tasks, each on its own Ledger, trace and result."""
+        self._check_run(question, run_id=run_id, on_trace=on_trace, memory_scope=memory_scope)
         durable = _durable(run_id, checkpoint)
         if on_limit != "stop":
             durable["on_limit"] = on_limit
         return self._execute(
             question, budget=budget, on_trace=on_trace, run_id=run_id, memory_scope=memory_scope, **durable
         )
+
+    def _check_run(
+        self,
+        question: object,
+        *,
+        run_id: object = None,
+        on_trace: object = None,
+        memory_scope: object = None,
+    ) -> None:
+        """Refuse a run's bad arguments before anything is spent, each named with its fix."""
+        if not isinstance(question, str):
+            raise TypeError(f"question must be a str (the question to answer), got {type(question).__name__}")
+        if not question.strip():
+            raise ValueError("question is empty: give the question to answer")
+        if run_id is not None and not isinstance(run_id, str):
+            raise TypeError(
+                f"run_id must be a str (the id of a durable run, e.g. result.run_id), got {type(run_id).__name__}"
+            )
+        if on_trace is not None and not callable(on_trace):
+            raise TypeError(
+                f"on_trace must be a function taking each trace event, got {type(on_trace).__name__}"
+            )
+        if memory_scope is not None and self.memory is None:
+            raise ValueError(
+                "memory_scope is given but this Agent has no memory (fix: Agent(..., memory=Memory(...)), "
+                "or drop memory_scope)"
+            )
 
     def _execute(
         self,
@@ -233,18 +277,30 @@ class Agent:
         budget: Budget | Mapping[str, Any] | None = None,
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
+        on_limit: str = "stop",
+        memory_scope: Scope | Mapping[str, str] | None = None,
     ) -> RunStream:
         """Run ``question`` and yield its events as they happen (:mod:`thrifty.workflows.stream`): ``start``,
         then each ``trace`` and ``charge`` with the budget left at that moment, and last ``result`` with the
-        RunResult. Stopping early (``break``) cancels the run at its next step."""
+        RunResult. Stopping early (``break``) cancels the run at its next step. The other arguments are
+        :meth:`run`'s."""
+        self._check_run(question, run_id=run_id, memory_scope=memory_scope)
         limits = _as_budget(budget, "budget") or self.budget
         ledger = Ledger(limits, name="run")
         durable = _durable(run_id, checkpoint)
+        if on_limit != "stop":
+            durable["on_limit"] = on_limit
         run_id = run_id or new_run_id()
 
         def start(on_trace: TraceCallback) -> RunResult:
             return self._execute(
-                question, budget=limits, on_trace=on_trace, ledger=ledger, run_id=run_id, **durable
+                question,
+                budget=limits,
+                on_trace=on_trace,
+                ledger=ledger,
+                run_id=run_id,
+                memory_scope=memory_scope,
+                **durable,
             )
 
         head = {
@@ -263,20 +319,85 @@ class Agent:
         budget: Budget | Mapping[str, Any] | None = None,
         run_id: str | None = None,
         checkpoint: str | Path | None = None,
+        on_limit: str = "stop",
+        memory_scope: Scope | Mapping[str, str] | None = None,
     ) -> RunStream:
         """:meth:`stream` for asyncio: ``async for event in agent.astream(...)`` (the run goes on in a worker
         thread; the event loop is never blocked)."""
-        return self.stream(question, budget=budget, run_id=run_id, checkpoint=checkpoint)
+        return self.stream(
+            question,
+            budget=budget,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            on_limit=on_limit,
+            memory_scope=memory_scope,
+        )
 
     async def arun(
         self,
         question: str,
         *,
         budget: Budget | Mapping[str, Any] | None = None,
+        on_trace: TraceCallback | None = None,
+        run_id: str | None = None,
+        checkpoint: str | Path | None = None,
+        on_limit: str = "stop",
         memory_scope: Scope | Mapping[str, str] | None = None,
     ) -> RunResult:
-        """Run in a worker thread, so an asyncio application is never blocked by a local model."""
-        return await asyncio.to_thread(self.run, question, budget=budget, memory_scope=memory_scope)
+        """:meth:`run` for asyncio, in a thread of its own, so an asyncio application is never blocked by a
+        local model (and no executor's worker limit queues its runs).
+
+        Cancelling the task that awaits it stops the run at its next step, as a stream's reader that stops
+        early does: the cancellation waits for the run to end (its charges settled, nothing reserved), then
+        raises CancelledError; nothing is spent after that."""
+        self._check_run(question, run_id=run_id, on_trace=on_trace, memory_scope=memory_scope)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[RunResult] = loop.create_future()
+        stop = threading.Event()
+
+        def traced(event: Any) -> None:
+            if on_trace is not None:
+                on_trace(event)
+            if stop.is_set():
+                raise RunCancelled("run cancelled: the task awaiting Agent.arun was cancelled")
+
+        def work() -> None:
+            outcome: RunResult | BaseException
+            try:
+                outcome = self.run(
+                    question,
+                    budget=budget,
+                    on_trace=traced,
+                    run_id=run_id,
+                    checkpoint=checkpoint,
+                    on_limit=on_limit,
+                    memory_scope=memory_scope,
+                )
+            except Exception as exc:  # handed to the awaiting task, raised there
+                outcome = exc
+            except BaseException as exc:  # never a KeyboardInterrupt or SystemExit into the event loop
+                outcome = RuntimeError(f"the run ended with {type(exc).__name__}: {exc}")
+            with contextlib.suppress(RuntimeError):  # the event loop has closed: no one is waiting
+                loop.call_soon_threadsafe(_settle, done, outcome)
+
+        threading.Thread(target=work, name="thrifty-arun", daemon=True).start()
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            stop.set()  # the run stops at its next step; wait for it, so nothing is spent after this
+            with contextlib.suppress(BaseException):  # the run's outcome, or a second cancellation
+                await asyncio.shield(done)
+            raise  # the first cancellation
+
+
+def _settle(done: asyncio.Future[RunResult], outcome: RunResult | BaseException) -> None:
+    """Hand a worker thread's outcome to the future an ``arun`` awaits."""
+    if done.done():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
 
 
 def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any]:
@@ -314,13 +435,33 @@ def _memory_setup(
     mode: MemoryMode,
 ) -> MemorySetup | None:
     """``Agent(memory=...)``: a Memory needs a scope (here or per run); a MemorySetup is used as it is."""
-    if memory is None or isinstance(memory, MemorySetup):
+    if memory is None:
+        if scope is not None:
+            raise ValueError(
+                "memory_scope is given but memory is not (fix: Agent(..., memory=Memory(...)), or drop "
+                "memory_scope)"
+            )
+        return None
+    if isinstance(memory, MemorySetup):
         return memory
+    if not isinstance(memory, Memory):
+        raise TypeError(
+            f"memory must be a thrifty.memory.Memory (e.g. Memory('.thrifty/memory.db')) or a MemorySetup, "
+            f"got {type(memory).__name__}"
+        )
     return MemorySetup(memory=memory, scope=scope or {"agent_id": "default"}, budget=budget, mode=mode)
 
 
-def _checked_tools(tools: Sequence[Tool]) -> list[Tool]:
+def _checked_tools(tools: Iterable[Tool] | None) -> list[Tool]:
     """The agent's tools, each a :class:`~thrifty.tools.Tool` (a plain function has no schema or price)."""
+    if tools is None:
+        return []
+    if isinstance(tools, Tool):
+        raise TypeError(f"tools must be a list of tools: write tools=[{tools.name}], not tools={tools.name}")
+    if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Iterable):
+        raise TypeError(
+            f"tools must be a list of tools (e.g. tools=[calculator]), got {type(tools).__name__}"
+        )
     out = list(tools)
     for i, item in enumerate(out):
         if not isinstance(item, Tool):
@@ -330,6 +471,30 @@ def _checked_tools(tools: Sequence[Tool]) -> list[Tool]:
                 "import tool), or pass tools made by make_search_tools, make_web_search, make_read_url or connect_mcp"
             )
     return out
+
+
+def _as_pricing(value: Pricing | Mapping[str, Any] | None) -> Pricing:
+    """A Pricing, or a mapping of its fields (``{"tools": {"search": 0.001}}``)."""
+    if value is None:
+        return Pricing()
+    if isinstance(value, Pricing):
+        return value
+    if isinstance(value, Mapping):
+        return Pricing.model_validate(dict(value))
+    raise TypeError(f"pricing must be a Pricing (or a dict of its fields), got {type(value).__name__}")
+
+
+def _model_settings(**fields: Any) -> ModelSettings:
+    """The run's ModelSettings from Agent's keywords; a bad one is a ValidationError naming the keyword,
+    without the value given (an ``api_base`` may hold a key)."""
+    try:
+        return ModelSettings(**fields)
+    except ValidationError as exc:
+        details: list[Any] = [
+            {"type": e["type"], "loc": e["loc"], "input": None, **({"ctx": e["ctx"]} if "ctx" in e else {})}
+            for e in exc.errors(include_url=False)
+        ]
+        raise ValidationError.from_exception_data("Agent", details, hide_input=True) from None
 
 
 def _as_budget(value: Budget | Mapping[str, Any] | None, name: str) -> Budget | None:

@@ -24,6 +24,9 @@ result      the run ended (``result``: its :class:`~thrifty.workflows.result.Run
 
 The run goes on in a worker thread while the caller reads; a consumer that stops reading early (``break``,
 closing the generator) cancels the run at its next step, and the run still ends with its charges recorded.
+An ``async for`` that stops early closes its generator only at the event loop's next turn; read it in
+``async with agent.astream(...) as stream:`` (or call ``await stream.aclose()``) to have the run ended, and
+``stream.result`` set, when the block is left (``with agent.stream(...) as stream:`` likewise).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -134,6 +138,7 @@ class RunStream:
         self._cancel = threading.Event()
         self._sinks: list[Callable[[Any], None]] = []
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.result: RunResult | None = None
         self.error: BaseException | None = None
 
@@ -181,6 +186,8 @@ class RunStream:
     def _launch(self, sink: Callable[[Any], None]) -> None:
         if self._thread is not None:
             raise RuntimeError("a RunStream is read once")
+        if self._closed:
+            raise RuntimeError("this RunStream was closed before it was read: start a new one")
         self._sinks.append(sink)
         self._thread = threading.Thread(target=self._run, name=f"thrifty-run-{self.run_id}", daemon=True)
         self._thread.start()
@@ -226,6 +233,50 @@ class RunStream:
                 self.cancel()
                 await asyncio.to_thread(self._thread.join)
             self._raise()
+
+    def close(self) -> None:
+        """Stop the run if it is still going and wait until it has ended (``result`` is then set, its charges
+        settled); raise its error, if it failed. What leaving ``with agent.stream(...) as stream:`` does."""
+        self._closed = True
+        self._finish()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for asyncio, without blocking the event loop: ``async with agent.astream(...) as
+        stream:`` calls it on leaving, so that a reader that stops early (``break``) has the run ended, and
+        ``stream.result`` set, on the next line (an ``async for`` alone only closes it a little later)."""
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self.cancel()
+            await asyncio.to_thread(self._thread.join)
+        self._raise()
+
+    def __enter__(self) -> RunStream:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self.cancel()
+            self._thread.join()  # the body's own exception goes on; the run has ended
+
+    async def __aenter__(self) -> RunStream:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            await self.aclose()
+            return
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self.cancel()
+            await asyncio.shield(asyncio.to_thread(self._thread.join))
 
     def _finish(self) -> None:
         if self._thread is not None and self._thread.is_alive():
