@@ -52,9 +52,11 @@ def strip_preamble(text: str | None) -> str:
 
 
 def is_non_answer(text: str | None) -> bool:
-    """Empty, punctuation only, "unknown" and the like, a preamble with nothing after it, or a phrase that
-    ends in a colon (the start of an answer that never came)."""
+    """Empty, punctuation or control characters only, "unknown" and the like, a preamble with nothing after
+    it, or a phrase that ends in a colon (the start of an answer that never came)."""
     rest = strip_preamble(text)
+    if not any(ch.isprintable() and not ch.isspace() for ch in rest):
+        return True  # nothing visible: control characters (NUL, escapes) and blanks only
     return normalize_answer(rest.replace("'", " ")) in NON_ANSWERS or rest.rstrip().endswith(":")
 
 

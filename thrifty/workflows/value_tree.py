@@ -87,6 +87,7 @@ from thrifty.agents.tree import (
 )
 from thrifty.agents.verifier import evidence_text, verify
 from thrifty.budget import Budget, BudgetExceeded, Ledger, StopKind, regime_for, stop_reason
+from thrifty.models.gateway import ModelError
 from thrifty.tools import Observation
 from thrifty.workflows.graph import END, Workflow
 from thrifty.workflows.options import StrategyOptions, takes_options
@@ -363,6 +364,24 @@ def max_expansions(ctx: RunContext, option: int | None) -> int:
     return 2 * int(limit) + 2 if limit not in (None, float("inf")) else 12
 
 
+def graph_expansion_cap() -> int | None:
+    """The most expansions the running graph's step limit (LangGraph's ``recursion_limit``, which the runner
+    derives from ``max_steps``) leaves room for: LangGraph runs at most ``recursion_limit - 1`` nodes, every
+    expansion is one, and the expansion that ends the search and ``finalize`` take two more. Past it
+    LangGraph would end the run with a GraphRecursionError, an ``error`` with no forced answer. None
+    outside a graph run.
+
+    The count of expansions is the run's total, so a resumed durable run (whose limit counts from the
+    resume) stops no later than this."""
+    try:
+        from langgraph.config import get_config
+
+        limit = get_config().get("recursion_limit")
+    except RuntimeError:  # called outside a graph (a test calling expand() directly)
+        return None
+    return max(0, int(limit) - 3) if isinstance(limit, int) else None
+
+
 def expansion_plan(node: TreeNode, width: int, opts: Mapping[str, Any]) -> int:
     """How many actions to ask ``node`` for: the budget-narrowed ``width``, or 1 with ``adaptive_width``
     where the search is sure (:func:`thrifty.agents.tree.wide_needed`)."""
@@ -515,7 +534,7 @@ def checked_forced_answer(
         note = {"role": "user", "content": prompts.FORCED_REFUSED.format(refused="; ".join(refused))}
         try:
             again = clean_answer(final_answer_call(ctx, [*messages, note], question, why).content)
-        except BudgetExceeded:
+        except (BudgetExceeded, ModelError):  # no re-ask to be had: the answers so far stand
             break
         if not again:
             break
@@ -569,7 +588,11 @@ def expandable(
     )
     if not nodes and not stop and opts.get("reopen"):
         nodes = reopened(tree, int(opts["max_depth"]))
-    if stop or not nodes or expansions >= max_expansions(ctx, opts.get("max_expansions")):
+    cap = max_expansions(ctx, opts.get("max_expansions"))
+    graph_cap = graph_expansion_cap()
+    if graph_cap is not None:
+        cap = min(cap, graph_cap)
+    if stop or not nodes or expansions >= cap:
         reason = stop or (stop_reason(StopKind.MAX_STEPS) if nodes else None)
         return nodes, {"tree": tree, "decision": "DONE", "stop_reason": reason}
     if rejection_stop(tree, opts.get("max_rejections"), float(opts["credited"])):
@@ -708,6 +731,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     reason = state.get("stop_reason") or stop_reason(StopKind.COMPLETED)
     answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
     trace: list[TraceEvent] = []
+    error: str | None = None
     if answer is None:
         leaf = forced_leaf(tree, str(opts.get("forced_from", "value")), float(opts.get("credited", 0.5)))
         try:
@@ -732,8 +756,12 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
         except BudgetExceeded as exc:
             if reason == StopKind.COMPLETED.value:
                 reason = exc.stop_reason
+        except ModelError as exc:  # the provider failed the forced answer: the tree's best still stands
+            error, method = str(exc), f"forced answer failed: {str(exc)[:200]}"
+            if reason == StopKind.COMPLETED.value:
+                reason = stop_reason(StopKind.ERROR)
         if answer is None and best is not None:
-            answer, method = best.answer, "best unverified proposal"
+            answer, method = best.answer, "best unverified proposal" + (f"; {method}" if error else "")
     chosen_path = [n.id for n in path_to(tree, best.id)] if best and best.answer == answer else []
     entry = ctx.emit(
         TreeEvent(
@@ -745,7 +773,14 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             **snapshot(ctx),
         )
     )
-    return {"answer": answer or state.get("candidate"), "stop_reason": reason, "trace": [*trace, entry]}
+    update: dict[str, Any] = {
+        "answer": answer or state.get("candidate"),
+        "stop_reason": reason,
+        "trace": [*trace, entry],
+    }
+    if error is not None and reason == stop_reason(StopKind.ERROR):
+        update["error"] = error
+    return update
 
 
 @takes_options(ValueTreeOptions)
