@@ -71,7 +71,10 @@ def test_a_results_file_of_other_settings_is_refused_before_anything_runs(
     ("change", "message"),
     [
         ({"search_k": 5}, "--k was 3 there, 5 now"),
-        ({"pricing": make_pricing(MODEL, tool_price=0.01)}, "--tool-price (search) was 0.001 there, 0.01 now"),
+        (
+            {"pricing": make_pricing(MODEL, tool_price=0.01)},
+            "--tool-price (search) was 0.001 there, 0.01 now",
+        ),
         (
             {"pricing": make_pricing(MODEL, price_in=0.15, price_out=0.6)},
             "--price-in/--price-out (sim/p=0.9,q=1, $ per 1M tokens in/out) was unset there, 0.15/0.6 now",
