@@ -59,7 +59,7 @@ def test_api_base_takes_an_http_url(url: str) -> None:
 def test_api_base_refuses_what_is_not_a_plain_server_url(url: str, says: str) -> None:
     with pytest.raises(ValidationError, match=says) as info:
         ModelSettings(api_base=url)
-    assert "sk-secret" not in str(info.value).split("input_value")[0]
+    assert "sk-secret" not in str(info.value)  # not even as the input_value pydantic echoes
 
 
 @pytest.mark.parametrize(

@@ -550,13 +550,15 @@ def test_tree_out_write_failure_after_the_run_keeps_the_answer(
 
 
 def test_tree_out_after_a_failed_run_does_not_blame_the_strategy(tmp_path: Path) -> None:
-    script = ScriptedModel([])  # the first model call fails: the run ends with an error
+    script = ScriptedModel([])  # every model call fails: the run ends with an error
     res = runner.invoke(
         app,
         ["run", str(tree_task(tmp_path, script.model)), "--quiet", "--tree-out", str(tmp_path / "t.json")],
     )
-    assert "builds no tree" not in res.stderr
-    assert "no tree was recorded" in res.stderr
+    assert res.exit_code == 1 and "builds no tree" not in res.stderr
+    # the tree searched so far is kept, with why it has no answer (it used to be lost with the run)
+    tree = json.loads((tmp_path / "t.json").read_text())
+    assert tree["answer"] is None and tree["method"].startswith("forced answer failed: model")
     res = runner.invoke(
         app,
         [
@@ -638,3 +640,15 @@ def test_a_field_of_two_kinds_reports_one_error_without_pydantics_branch_tags(
     assert code == 2 and len(lines) == len(expected), stderr
     assert all(want in line for want, line in zip(expected, lines, strict=True)), stderr
     assert ".str'" not in stderr and "dict[" not in stderr and "list[" not in stderr  # no branch tags
+
+
+@pytest.mark.parametrize("question", ['""', '"   "', '"\\n\\t"'])
+def test_an_empty_question_is_refused_before_anything_is_spent(tmp_path: Path, question: str) -> None:
+    script = ScriptedModel([reply("x")])
+    task = tmp_path / "task.yaml"
+    task.write_text(f"question: {question}\nmodel: {script.model}\noutput: {{store: null}}\n")
+    for command in (["validate", str(task)], ["run", str(task)]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 2, res.output
+        assert "field 'question': question is empty (fix: write the question to answer)" in res.output
+    assert script.requests == []  # it was run, and paid for, before

@@ -247,7 +247,8 @@ class TreeEvent(BudgetedEvent):
     nodes: list[TreeNode]
 
     def describe(self) -> str:
-        return f"tree of {len(self.nodes)} nodes → '{self.answer}' ({self.method})"
+        answer = f"'{self.answer}'" if self.answer is not None else "no answer"
+        return f"tree of {len(self.nodes)} nodes → {answer} ({self.method})"
 
 
 # ------------------------------------------------------------------------------------------ self-consistency

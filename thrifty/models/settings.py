@@ -50,7 +50,8 @@ DEFAULT_ANSWER_CONTEXT: AnswerContext = "focused"
 class ModelSettings(BaseModel):
     """Sampling and retry settings for every model call of a run (``model_settings:`` in a task file)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # hide_input_in_errors: an api_base may hold a key (http://user:KEY@host/v1); an error names the field only
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     # Defaults go in as ``default=``: pyright reads a pydantic field's default only from that keyword.
 

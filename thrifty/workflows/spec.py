@@ -687,6 +687,8 @@ class TaskSpec(BaseModel):
     @field_validator("question")
     @classmethod
     def _template(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():  # a run of nothing would still be paid for
+            raise ValueError(_fix("question is empty", "write the question to answer"))
         if "inputs" not in info.data:  # `inputs` itself is invalid: reported there
             return value
         inputs = info.data["inputs"]
