@@ -8,9 +8,13 @@ from pathlib import Path
 
 from thrifty import Agent, Budget
 from thrifty.agents.answers import majority_vote, normalize_answer
+from thrifty.budget import Ledger
 from thrifty.store.durable import DurableStore
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
 from thrifty.tools import Corpus, make_search_tools
+from thrifty.workflows.runner import execute
+from thrifty.workflows.spec import StrategySpec
+from thrifty.workflows.stream import RunCancelled
 
 TOOLS = make_search_tools(
     Corpus([("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is in Germany.")]), k=1
@@ -143,3 +147,24 @@ def test_without_pause_a_parallel_sample_still_stops_at_its_slice(tmp_path: Path
     ).run("Capital of France?", checkpoint=tmp_path / "ck.db")
     assert not result.paused and result.usage.tool_calls == 2
     assert result.trace[-1].sample_stops == ["budget_exhausted:tool_calls"] * 2
+
+
+def test_a_run_cancelled_in_a_sample_gives_every_later_slice_back() -> None:
+    # The sequential samples' slices are carved up front: one cancelled in sample 1 used to leave samples
+    # 2 and 3's slices reserved in the run's ledger for good.
+    script = ScriptedModel([call("search", query="a"), reply("Paris")] * 3)
+    ledger = Ledger(Budget(tool_calls=9, total_tokens=3000))
+
+    def cancel(_event: object) -> None:
+        raise RunCancelled("the reader stopped")
+
+    result = execute(
+        "Capital of France?",
+        model=script.model,
+        tools=TOOLS,
+        ledger=ledger,
+        strategy=StrategySpec(name="self_consistency", options={"samples": 3}),
+        on_trace=cancel,
+    )
+    assert result.stop_reason == "cancelled", result.stop_reason
+    assert all(v < 1e-9 for v in ledger.reserved.values()), dict(ledger.reserved)

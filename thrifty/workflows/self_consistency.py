@@ -79,13 +79,19 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
                 entry.sample = i + 1
             return out
 
-        if parallel and samples > 1:
-            stops = WorkerBudgetStops()  # a sample's budget stop pauses a pausing run here, not in its thread
-            with ThreadPoolExecutor(max_workers=samples) as pool:
-                outs = list(pool.map(stops.worker(run_one), children))
-            stops.declare()
-        else:
-            outs = [run_one(c) for c in children]
+        try:
+            if parallel and samples > 1:
+                stops = (
+                    WorkerBudgetStops()
+                )  # a sample's budget stop pauses a pausing run here, not in a thread
+                with ThreadPoolExecutor(max_workers=samples) as pool:
+                    outs = list(pool.map(stops.worker(run_one), children))
+                stops.declare()
+            else:
+                outs = [run_one(c) for c in children]
+        finally:  # a run cancelled (or failed) in one sample: the later samples' slices go back to the run
+            for _i, child, _sub in children:
+                child.close()
 
         answers = [o.get("answer") for o in outs]
         winner, votes = majority_vote(answers)
