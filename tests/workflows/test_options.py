@@ -76,6 +76,16 @@ def test_every_builtin_declares_its_options_with_the_defaults() -> None:
         ("value_tree", {"prune_below": -1}, "option 'prune_below'"),
         ("value_tree", {"forced_checks": 6}, "option 'forced_checks'"),
         ("self_consistency", {"samples": 0}, "(fix: give a valid value, or drop it for the default: 3)"),
+        # no upper bound used to let samples=10**9 carve a billion sample ledgers before the first call
+        ("self_consistency", {"samples": 10**9}, "option 'samples' of strategy 'self_consistency': Input "),
+        (
+            "value_tree",
+            {"k": 11},
+            "option 'k' of strategy 'value_tree': Input should be less than or equal to 10",
+        ),
+        ("value_tree", {"max_depth": 65}, "option 'max_depth'"),
+        ("value_tree", {"max_expansions": 10**6}, "option 'max_expansions'"),
+        ("bats", {"max_attempts": 101}, "option 'max_attempts' of strategy 'bats'"),
         ("react", {"width": 2}, "'width' is not an option of strategy 'react' (fix: remove it; react takes"),
         ("react", {"max_steps": 3}, "max_steps is a field of the strategy itself"),
     ],

@@ -34,7 +34,9 @@ class BatsOptions(StrategyOptions):
     """Options of the ``bats`` strategy."""
 
     max_attempts: PositiveInt = Field(
-        default=4, description="Plan-solve-verify attempts before the judge picks the best verified answer."
+        default=4,
+        le=100,
+        description="Plan-solve-verify attempts before the judge picks the best verified answer.",
     )
 
 

@@ -30,7 +30,7 @@ class SelfConsistencyOptions(StrategyOptions):
     """Options of the ``self_consistency`` strategy."""
 
     samples: PositiveInt = Field(
-        default=3, description="Independent solver runs, each on an equal carved slice of the budget."
+        default=3, le=100, description="Independent solver runs, each on an equal carved slice of the budget."
     )
     parallel: bool = Field(
         default=False,

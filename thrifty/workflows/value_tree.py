@@ -97,15 +97,19 @@ class ValueTreeOptions(StrategyOptions):
     """Options of the ``value_tree`` strategy."""
 
     k: PositiveInt = Field(
+        le=10,
         default=1,
         description="Candidate next actions asked for per expansion, at most (adaptive_width asks for one where "
         "the search is sure). 1: a line search that branches only where a step failed; measured best with the "
         "simulated model, whose k candidates are no better than one move (benchmarks/README.md).",
     )
     max_depth: PositiveInt = Field(
-        default=8, description="Longest path of steps from the root (a hop often takes a search and a read)."
+        le=64,
+        default=8,
+        description="Longest path of steps from the root (a hop often takes a search and a read).",
     )
     max_expansions: PositiveInt | None = Field(
+        le=10_000,
         default=None,
         description="Expansions before the search stops; null: 2 x the tool-call budget + 2 (12 without one).",
     )
@@ -124,6 +128,7 @@ class ValueTreeOptions(StrategyOptions):
     )
     seed: int | None = Field(default=None, description="Seed of the node selection; null: the run's seed.")
     expansions_per_node: PositiveInt = Field(
+        le=100,
         default=2,
         description="Times a node may be expanded (a node whose children all failed is asked again).",
     )
@@ -187,6 +192,7 @@ class ValueTreeOptions(StrategyOptions):
         "answer from evidence already paid for costs no tool call) before paying for a new search.",
     )
     max_rejections: PositiveInt | None = Field(
+        le=100,
         default=None,
         description="Stop searching after this many refused answers from paths with credited evidence and "
         "force an answer from the tree's evidence (a budget-aware stop: once the evidence was judged "
@@ -195,6 +201,7 @@ class ValueTreeOptions(StrategyOptions):
         "next proposals come from evidence already paid for), so the stop only cut answer draws.",
     )
     max_idle: PositiveInt | None = Field(
+        le=100,
         default=3,
         description="Stop after this many idle expansions (nothing paid for, nothing kept, no answer: the "
         "model only proposed what was already tried or repeated its own path) and force an answer from "
@@ -202,6 +209,7 @@ class ValueTreeOptions(StrategyOptions):
         "cap or the token budget ran out, paying for the odd stray search on the way. null: never.",
     )
     step_chars: PositiveInt | None = Field(
+        le=100_000,
         default=1500,
         description="Characters of a step's observation the critic reads, and that a credited step keeps in "
         "compact and shared evidence; null: the earlier 900 and 700 (a page whose evidence came after them "
