@@ -527,3 +527,21 @@ def test_a_child_ledgers_time_left_bounds_the_wait_too() -> None:
     release.set()
     runner.close()
     assert time.monotonic() - started < 0.8
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])  # on the caller's thread, and in a worker thread
+def test_a_tool_that_calls_sys_exit_fails_the_call_not_the_process(timeout: float | None) -> None:
+    import sys
+
+    @tool(timeout=timeout)
+    def quitter(text: str) -> str:
+        """Exit."""
+        sys.exit(3)
+
+    ledger = Ledger(Budget())
+    with ToolRunner([quitter], ledger) as runner:
+        seen = runner.run("quitter", {"text": "x"})
+        assert not seen.ok and "the tool tried to end the process (SystemExit: 3)" in seen.content
+        again = asyncio.run(runner.arun("quitter", {"text": "y"}))
+        assert not again.ok and "SystemExit: 3" in again.content
+    assert ledger.spent["tool_calls"] == 2  # charged once each, not retried

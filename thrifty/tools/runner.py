@@ -169,6 +169,11 @@ def _duplicates(tools: Sequence[Tool], duplicates: list[str]) -> str:
     )
 
 
+def _exited(exc: SystemExit) -> ToolError:
+    """A tool that called ``sys.exit()`` (or a library that did): the call fails, the process goes on."""
+    return ToolError(f"the tool tried to end the process (SystemExit: {exc.code!r}); the call was stopped")
+
+
 def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, ValidationError | BudgetExceeded | _Refused | _ToolTimeout)
 
@@ -400,6 +405,8 @@ class ToolRunner:
                 return tool.fn(**call.kwargs)
             except ToolError as exc:
                 raise _Refused(exc) from exc
+            except SystemExit as exc:
+                raise _Refused(_exited(exc)) from None
         wait, by_budget = _wait_limit(tool.timeout, ledger)
         if tool.is_async:
             future = self._executor().submit(_run_coroutine, tool.fn, call.kwargs, wait)
@@ -417,6 +424,8 @@ class ToolRunner:
             raise _timed_out(exc.seconds, by_budget, ledger) from None
         except ToolError as exc:
             raise _Refused(exc) from exc
+        except SystemExit as exc:
+            raise _Refused(_exited(exc)) from None
 
     async def _attempt_async(self, call: _Call, ledger: Ledger) -> Any:
         tool = call.tool
@@ -428,6 +437,8 @@ class ToolRunner:
                 return tool.fn(**call.kwargs)
             except ToolError as exc:
                 raise _Refused(exc) from exc
+            except SystemExit as exc:
+                raise _Refused(_exited(exc)) from None
         else:
             loop = asyncio.get_running_loop()
             awaitable = loop.run_in_executor(self._executor(), lambda: tool.fn(**call.kwargs))
@@ -438,6 +449,8 @@ class ToolRunner:
             raise _timed_out(wait, by_budget, ledger) from None
         except ToolError as exc:
             raise _Refused(exc) from exc
+        except SystemExit as exc:  # a sync tool in a worker thread (an async one's ends the event loop)
+            raise _Refused(_exited(exc)) from None
 
     def _should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, _ToolTimeout):
