@@ -230,3 +230,15 @@ def test_a_stream_closed_while_running_waits_for_its_run_and_keeps_threads_tidy(
                 break
     assert stream.result is not None and stream.result.stop_reason == "cancelled"
     assert not [t for t in threading.enumerate() if t.name.startswith("thrifty-run-")]
+
+
+def test_an_on_trace_callback_that_raises_is_named_in_the_run_s_error() -> None:
+    def broken(_event: object) -> None:
+        raise ValueError("my dashboard is down")
+
+    script = ScriptedModel([reply("Paris")])
+    result = Agent(script.model).run("Capital of France?", on_trace=broken)
+    assert result.stop_reason == "error"
+    assert result.error is not None and result.error.startswith(
+        "TraceCallbackError: the on_trace callback raised ValueError: my dashboard is down"
+    ), result.error

@@ -61,6 +61,10 @@ def resolve_tools(spec: TaskSpec) -> tuple[list[Tool], Pricing]:
     return tools, spec.pricing.model_copy(update={"tools": prices})
 
 
+class TraceCallbackError(RuntimeError):
+    """An ``on_trace`` callback raised: the run ends ``error``, its error naming the callback."""
+
+
 def execute(
     question: str,
     *,
@@ -163,7 +167,10 @@ def execute(
     def told(event: TraceEvent) -> None:
         emitted.append(event)
         if on_trace is not None:
-            on_trace(event)
+            try:
+                on_trace(event)
+            except Exception as exc:  # the caller's callback, not the strategy: say so in the run's error
+                raise TraceCallbackError(f"the on_trace callback raised {type(exc).__name__}: {exc}") from exc
 
     restored = (
         _listen_escalations(gateway, durable, ledger, saved, emitted, told)
