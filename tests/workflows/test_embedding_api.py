@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from thrifty import Agent, Budget
 from thrifty.agents.events import TraceEvent
-from thrifty.budget import Pricing
+from thrifty.budget import Ledger, Pricing
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
 from thrifty.tools import calculator, tool
 from thrifty.workflows.result import RunResult
+from thrifty.workflows.stream import RunCancelled, RunStream
 
 
 def _question_number(request: ScriptedRequest) -> int:
@@ -242,3 +243,79 @@ def test_an_on_trace_callback_that_raises_is_named_in_the_run_s_error() -> None:
     assert result.error is not None and result.error.startswith(
         "TraceCallbackError: the on_trace callback raised ValueError: my dashboard is down"
     ), result.error
+
+
+def _gated_agent(entered: threading.Event, release: threading.Event, calls: list[str]) -> Agent:
+    """One reply asking for two tool calls; the first waits until the test lets it go."""
+
+    @tool(timeout=30)
+    def slow(text: str) -> str:
+        """Wait for the test."""
+        calls.append(text)
+        if text == "first":
+            entered.set()
+            release.wait(10)
+        return f"done {text}"
+
+    both = ScriptedReply(tool_calls=[("slow", {"text": "first"}), ("slow", {"text": "second"})])
+    script = ScriptedModel([both, reply("x")])
+    return Agent(script.model, tools=[slow], budget=Budget(tool_calls=10))
+
+
+def test_a_cancelled_stream_pays_for_no_call_after_the_one_under_way() -> None:
+    # The cancel used to take effect at the next trace event only: the second tool call of the same reply
+    # (and the model calls of a value-tree expansion, ...) were still made and charged.
+    entered, release, calls = threading.Event(), threading.Event(), []
+    stream = _gated_agent(entered, release, calls).stream("q?")
+    events = iter(stream)
+    next(events)  # start: the run is under way
+    assert entered.wait(10)
+    stream.cancel()
+    release.set()
+    for _ in events:
+        pass
+    assert stream.result is not None and stream.result.stop_reason == "cancelled"
+    assert calls == ["first"] and stream.result.usage.tool_calls == 1
+
+
+def test_a_cancelled_arun_pays_for_no_call_after_the_one_under_way() -> None:
+    entered, release, calls = threading.Event(), threading.Event(), []
+    agent = _gated_agent(entered, release, calls)
+
+    async def main() -> None:
+        task = asyncio.create_task(agent.arun("q?"))
+        assert await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert calls == ["first"]
+
+
+def test_a_cancelled_stream_refuses_the_run_s_next_charge_even_between_trace_events() -> None:
+    # A node may pay for several calls between two trace events (a value-tree expansion: candidates, tool
+    # calls, critic scores). The cancel used to wait for the next trace event; now the run's Ledger refuses
+    # the next reservation.
+    ledger = Ledger(Budget(tool_calls=10))
+    charged: list[int] = []
+    go_on = threading.Event()
+    stream_box: list[RunStream] = []
+
+    def start(_on_trace: Any) -> RunResult:
+        ledger.charge({"tool_calls": 1}, kind="tool", name="first")
+        charged.append(1)
+        stream_box[0].cancel()  # the reader stops while the node is still working
+        with pytest.raises(RunCancelled):
+            ledger.charge({"tool_calls": 1}, kind="tool", name="second")
+        go_on.set()
+        raise RunCancelled("stopped")
+
+    stream = RunStream(ledger, "r1", start)
+    stream_box.append(stream)
+    for _ in stream:  # a cancelled run is not an error for its reader
+        pass
+    assert go_on.is_set() and charged == [1]
+    assert ledger.spent["tool_calls"] == 1 and not any(ledger.reserved.values())

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from thrifty.budget import Budget, Ledger, Reservation
+    from thrifty.budget import Budget, Ledger
     from thrifty.budget.pool import LeaseClient
 
 __all__ = [
@@ -80,17 +80,11 @@ class RunStopper:
     def ledger(self, budget: Budget) -> Ledger:
         """A run's Ledger, refusing every charge once the runs are stopped."""
         from thrifty.budget import Ledger
+        from thrifty.workflows.stream import refusing_after
 
         ledger = Ledger(budget, name="run")
-        ledger.reserve_listeners.append(self._refuse)
+        ledger.reserve_listeners.append(refusing_after(self._stop))
         return ledger
-
-    def _refuse(self, reservation: Reservation) -> None:
-        if self._stop.is_set():
-            from thrifty.workflows.stream import RunCancelled
-
-            reservation.ledger.release(reservation)  # nothing was spent: the call never starts
-            raise RunCancelled("interrupted: the run stops before its next call")
 
 
 def run_leased(

@@ -45,7 +45,7 @@ from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute, new_run_id
 from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.strategies import STRATEGIES, get_builder
-from thrifty.workflows.stream import RunCancelled, RunStream
+from thrifty.workflows.stream import RunCancelled, RunStream, refusing_after
 
 
 class Agent:
@@ -361,17 +361,26 @@ class Agent:
             if stop.is_set():
                 raise RunCancelled("run cancelled: the task awaiting Agent.arun was cancelled")
 
+        # The run's own Ledger refuses every charge once cancelled: the run stops at its next model or tool
+        # call, not only at its next trace event.
+        limits = _as_budget(budget, "budget") or self.budget
+        ledger = Ledger(limits, name="run")
+        ledger.reserve_listeners.append(refusing_after(stop))
+        durable = _durable(run_id, checkpoint)
+        if on_limit != "stop":
+            durable["on_limit"] = on_limit
+
         def work() -> None:
             outcome: RunResult | BaseException
             try:
-                outcome = self.run(
+                outcome = self._execute(
                     question,
-                    budget=budget,
+                    budget=limits,
                     on_trace=traced,
+                    ledger=ledger,
                     run_id=run_id,
-                    checkpoint=checkpoint,
-                    on_limit=on_limit,
                     memory_scope=memory_scope,
+                    **durable,
                 )
             except Exception as exc:  # handed to the awaiting task, raised there
                 outcome = exc

@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from thrifty.agents.events import TraceEvent
-from thrifty.budget import ChargeEvent, Ledger
+from thrifty.budget import ChargeEvent, Ledger, Reservation
 from thrifty.workflows.result import RunResult
 
 __all__ = [
@@ -113,6 +113,19 @@ class RunCancelled(KeyboardInterrupt):
     so far and every charge kept)."""
 
 
+def refusing_after(stop: threading.Event) -> Callable[[Reservation], None]:
+    """A Ledger reserve listener that refuses every charge once ``stop`` is set: the run ends ``cancelled`` at
+    its next model or tool call, not only at its next trace event (the call already under way ends first
+    and is charged; the refused reservation is handed back, nothing is spent after it)."""
+
+    def refuse(reservation: Reservation) -> None:
+        if stop.is_set():
+            reservation.ledger.release(reservation)
+            raise RunCancelled("cancelled: the run stops before its next call")
+
+    return refuse
+
+
 _DONE = object()
 
 #: Starts the run: given the stream's trace callback and its cancel flag, returns the RunResult.
@@ -141,6 +154,7 @@ class RunStream:
         self._closed = False
         self.result: RunResult | None = None
         self.error: BaseException | None = None
+        ledger.reserve_listeners.append(refusing_after(self._cancel))
 
     # ------------------------------------------------------------------------------- inside the run
     def _budget(self) -> dict[str, Any]:
