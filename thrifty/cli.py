@@ -893,6 +893,13 @@ def serve_command(
     no_checkpoint: Annotated[
         bool, typer.Option("--no-checkpoint", help="Do not checkpoint runs (they cannot be resumed).")
     ] = False,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="At SIGTERM / Ctrl-C: seconds to wait for the running runs to stop at their next call.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve runs over HTTP (submit, read, stream events, resume, cancel, list) and a page to watch them
     (open http://HOST:PORT/). The bearer token every request must send is read from THRIFTY_SERVE_TOKEN."""
@@ -907,6 +914,7 @@ def serve_command(
             server_budget=Budget(usd=daily_usd),
             max_concurrent=max_concurrent,
             checkpoint=None if no_checkpoint else checkpoint_target(checkpoint),
+            shutdown_grace=shutdown_grace,
         )
         check_start(host, token, no_token)
     except ValidationError as exc:

@@ -31,11 +31,18 @@ run is checkpointed as ``agent run``'s are (the same LangGraph checkpointer and 
 paused at its budget (``on_limit: pause``) or cut off by a server restart is resumed over HTTP, paying
 nothing twice. A task may not name a ``module:function`` tool or strategy (the server would import code a
 request names).
+
+A run belongs to the server, not to the connection that submitted or watches it: a client that disconnects
+from ``GET /runs/{id}/events`` stops nothing (``POST /runs/{id}/cancel`` does). When the server shuts down
+(SIGTERM, Ctrl-C) it takes no new run and stops each running one at its next model or tool call (the call
+under way ends and is charged; up to ``shutdown_grace`` seconds): a checkpointed run is left ``interrupted``,
+resumable with nothing in flight, a run without checkpoints ends ``cancelled``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
     from thrifty.workflows.yaml_input import Issue
 
 log = logging.getLogger(__name__)
+_lifecycle = logging.getLogger("uvicorn.error")  # where uvicorn logs its own start and shutdown
 
 TOKEN_ENV = "THRIFTY_SERVE_TOKEN"
 MAX_BODY = 256 * 1024
@@ -96,6 +104,14 @@ class ServeSettings(BaseModel):
     keep_runs: int = 1000
     checkpoint: str | Path | None = None  # a SQLite file or a postgresql:// URL
     """The SQLite file runs are checkpointed in (None: not checkpointed, so not resumable)."""
+    shutdown_grace: float = 30.0
+    """Seconds a shutdown waits for the running runs to stop at their next model or tool call."""
+
+
+class ServerStopping(BaseException):
+    """Raised inside a checkpointed run at its next model or tool call once the server shuts down: not an
+    Exception nor a KeyboardInterrupt, so the runner does not end the run (as it would a cancelled one) and
+    its checkpoint record stays resumable, with nothing in flight."""
 
 
 class ServeError(Exception):
@@ -143,6 +159,7 @@ class _Run:
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
     base: int = 0  # events of the run's earlier parts (before a resume): the stream's indexes follow them
+    durable: bool = False  # checkpointed: resumable after a restart
     spent: dict[str, float] | None = None  # what it spent, once it has ended (its clock stops there)
 
     def summary(self) -> dict[str, Any]:
@@ -172,6 +189,7 @@ class Server:
         self.lock = threading.Lock()
         self._day = ""
         self._root: Ledger | None = None
+        self.stopping = threading.Event()  # set when the server shuts down: no new run, the running stop
 
     def root(self) -> Ledger:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -244,9 +262,13 @@ class Server:
     ) -> _Run:
         """Start a run (``run_id`` None: a new one) on a child of the server's budget, in a thread."""
         from thrifty.workflows.runner import SetupError, new_run_id
-        from thrifty.workflows.stream import stream_task
+        from thrifty.workflows.stream import refusing_after, stream_task
 
         with self.lock:
+            if self.stopping.is_set():
+                raise ServeError(
+                    503, EXIT_INTERNAL, "the server is shutting down; fix: try again once it is back"
+                )
             if self.active() >= self.settings.max_concurrent:
                 raise ServeError(
                     429,
@@ -269,7 +291,12 @@ class Server:
             except BudgetExceeded as exc:
                 raise ServeError(429, EXIT_BUDGET, f"the server's budget is spent: {exc}") from None
             stream = stream_task(spec, store=False, ledger=ledger, run_id=run_id, **durable)
+            if durable:  # at shutdown: stopped at its next call (the call handed back), left resumable
+                ledger.reserve_listeners.append(
+                    refusing_after(self.stopping, lambda: ServerStopping("the server is shutting down"))
+                )
             run = _Run(run_id, spec.name or "", spec.rendered_question(), time.time(), ledger, stream)
+            run.durable = bool(durable)
             if before is not None:  # a resume: its stream continues the events of the run's earlier parts
                 run.created, run.events, run.base = before.created, list(before.events), len(before.events)
             self.runs[run_id] = run
@@ -291,6 +318,12 @@ class Server:
                     run.result = event.result
             assert run.result is not None
             run.status = _status_of(run.result)
+        except ServerStopping:
+            run.status = "interrupted"
+            run.error = (
+                "the server shut down before the run's next call; fix: resume it once the server is back "
+                f"(POST /runs/{run.run_id}/resume)"
+            )
         except setup_error as exc:
             run.status, run.error = "failed", redact(str(exc))
         except Exception as exc:
@@ -299,6 +332,29 @@ class Server:
             run.ledger.close()
             run.spent = run.ledger.used()
             run.done.set()
+
+    def shutdown(self, grace: float) -> list[str]:
+        """Take no new run and stop the running ones at their next model or tool call (a checkpointed run
+        stays resumable, one without checkpoints is cancelled); wait up to ``grace`` seconds for them. The
+        ids of the runs still going after that (a call that outlasted the grace) are returned."""
+        with self.lock:
+            self.stopping.set()
+            running = [r for r in self.runs.values() if not r.done.is_set()]
+        if not running:
+            return []
+        _lifecycle.info("shutting down: stopping %d running runs at their next call", len(running))
+        for run in running:
+            if not run.durable:
+                run.stream.cancel()
+        deadline = time.monotonic() + grace
+        for run in running:
+            run.done.wait(max(0.0, deadline - time.monotonic()))
+        left = [r.run_id for r in running if not r.done.is_set()]
+        if left:
+            _lifecycle.warning(
+                "shutting down with %d runs still in a call after %gs: %s", len(left), grace, ", ".join(left)
+            )
+        return left
 
     # ------------------------------------------------------------------------------------ resume
     def resume(self, run_id: str, data: Any) -> _Run:
@@ -642,7 +698,14 @@ def _error(status: int, code: int, message: str) -> Any:
 def create_app(settings: ServeSettings) -> Any:
     """The FastAPI application (``uvicorn`` serves it; tests call it with a TestClient)."""
     server = Server(settings)
-    app = FastAPI(title="thrifty", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn has stopped taking connections (SIGTERM, Ctrl-C): stop the runs before the process ends
+        await asyncio.to_thread(server.shutdown, settings.shutdown_grace)
+
+    app = FastAPI(title="thrifty", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.server = server
 
     @app.exception_handler(ServeError)
@@ -682,6 +745,17 @@ def _refused(headers: Any, settings: ServeSettings, *, check_token: bool = True)
     return None
 
 
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, read no further than ``limit`` bytes (413 past it): a chunked body has no
+    Content-Length for the guard to check, and is not read whole into memory first."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ServeError(413, EXIT_BAD_INPUT, f"request body over {limit} bytes")
+    return bytes(body)
+
+
 async def _feed(run: _Run) -> AsyncIterator[dict[str, str]]:
     """A run's events as server-sent events: those so far, then each as it comes, until the run ends."""
     sent = 0
@@ -700,9 +774,7 @@ async def _feed(run: _Run) -> AsyncIterator[dict[str, str]]:
 def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
     @app.post("/runs", status_code=202)
     async def submit(request: Request) -> Any:
-        body = await request.body()
-        if len(body) > settings.max_body:
-            raise ServeError(413, EXIT_BAD_INPUT, f"request body over {settings.max_body} bytes")
+        body = await _body(request, settings.max_body)
         try:
             data = json.loads(body or b"null")
         except ValueError:
@@ -754,9 +826,7 @@ def _add_run_routes(app: Any, server: Server) -> None:
 
     @app.post("/runs/{run_id}/resume", status_code=202)
     async def resume(run_id: str, request: Request) -> Any:
-        body = await request.body()
-        if len(body) > server.settings.max_body:
-            raise ServeError(413, EXIT_BAD_INPUT, f"request body over {server.settings.max_body} bytes")
+        body = await _body(request, server.settings.max_body)
         try:
             data = json.loads(body) if body.strip() else None
         except ValueError:

@@ -113,15 +113,22 @@ class RunCancelled(KeyboardInterrupt):
     so far and every charge kept)."""
 
 
-def refusing_after(stop: threading.Event) -> Callable[[Reservation], None]:
+def refusing_after(
+    stop: threading.Event, error: Callable[[], BaseException] | None = None
+) -> Callable[[Reservation], None]:
     """A Ledger reserve listener that refuses every charge once ``stop`` is set: the run ends ``cancelled`` at
     its next model or tool call, not only at its next trace event (the call already under way ends first
-    and is charged; the refused reservation is handed back, nothing is spent after it)."""
+    and is charged; the refused reservation is handed back, nothing is spent after it). ``error`` makes the
+    exception raised instead of RunCancelled (the server's shutdown leaves a checkpointed run resumable)."""
 
     def refuse(reservation: Reservation) -> None:
         if stop.is_set():
             reservation.ledger.release(reservation)
-            raise RunCancelled("cancelled: the run stops before its next call")
+            raise (
+                error()
+                if error is not None
+                else RunCancelled("cancelled: the run stops before its next call")
+            )
 
     return refuse
 
