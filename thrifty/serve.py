@@ -458,6 +458,13 @@ class Server:
             return []
         return out
 
+    def listed(self) -> list[_Run]:
+        """The runs in memory, newest first: a copy made under the lock (a resume, in a worker thread, adds
+        and drops runs while the event loop lists them)."""
+        with self.lock:
+            runs = list(self.runs.values())
+        return sorted(runs, key=lambda r: r.created, reverse=True)
+
     def _forget_old(self) -> None:
         ended = [r for r in self.runs.values() if r.done.is_set()]
         for r in sorted(ended, key=lambda r: r.created)[: max(0, len(self.runs) - self.settings.keep_runs)]:
@@ -784,7 +791,7 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
 
     @app.get("/runs")
     async def list_runs() -> Any:
-        runs = sorted(server.runs.values(), key=lambda r: r.created, reverse=True)
+        runs = server.listed()
         stored = await asyncio.to_thread(server.stored)
         root = server.root()
         return {
