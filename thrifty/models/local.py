@@ -9,7 +9,8 @@ A 135M model cannot be trusted to write a tool call by itself, so whenever tools
 are requested the output is constrained by a GBNF grammar generated from a JSON Schema: the model can only
 emit one JSON object that is either ``{"tool": NAME, "arguments": {...}}`` or ``{"answer": "..."}``, which is
 then translated into an OpenAI-format reply. The only way to get unparseable output is to cut generation
-short with ``max_tokens``; that text is returned as plain content and never raises.
+short (``max_tokens``, a ``stop`` string); that text is returned as plain content and never raises. A schema
+llama.cpp's grammar cannot take is relaxed, or replaced by "any JSON" (:func:`_schema_grammar`).
 
 ``llama_cpp`` is imported lazily (it is an optional extra); LiteLLM is imported at module level because
 this module itself is only imported lazily by :mod:`thrifty.models.builtin`.
@@ -21,10 +22,13 @@ import atexit
 import contextlib
 import copy
 import functools
+import hashlib
 import importlib.util
 import itertools
 import json
+import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -458,23 +462,114 @@ def _tool_plan(
     )
 
 
+#: Deepest parenthesis nesting a grammar may have. llama.cpp parses GBNF recursively, one C stack frame per
+#: level: ``{"type": "string", "maxLength": 40000}`` becomes 40000 nested groups and crashed the process with
+#: a segmentation fault (measured: 20000 passes on an 8 MiB stack, 40000 does not). Worker threads may have
+#: smaller stacks, hence the wide margin.
+MAX_GRAMMAR_DEPTH = 1000
+
+#: In the relaxed schema (:func:`_relaxed_schema`), length and item bounds above this are left unenforced.
+RELAXED_BOUND = 256
+
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_DATA = ("const", "enum", "default", "examples", "example")
+_BOUNDS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties")
+
+
 @functools.lru_cache(maxsize=64)
 def _grammar(schema_json: str | None) -> LlamaGrammar:
-    """Compile (and cache) a GBNF grammar; ``None`` means any JSON value."""
+    """Compile (and cache) a GBNF grammar; ``None`` means any JSON value. Raises ValueError for a grammar
+    nested deeper than :data:`MAX_GRAMMAR_DEPTH` (llama.cpp's parser would overflow the stack)."""
     from llama_cpp import LlamaGrammar
     from llama_cpp.llama_grammar import JSON_GBNF
 
     if schema_json is None:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    grammar = LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    depth = _grammar_depth(grammar._grammar)
+    if depth > MAX_GRAMMAR_DEPTH:
+        raise ValueError(f"grammar nested {depth} deep (at most {MAX_GRAMMAR_DEPTH})")
+    return grammar
 
 
-def _schema_grammar(schema: dict[str, Any]) -> LlamaGrammar | None:
-    """Grammar for ``schema``, or ``None`` if llama.cpp's converter cannot handle it."""
-    try:
-        return _grammar(json.dumps(schema))
-    except Exception:
-        return None
+def _grammar_depth(text: str) -> int:
+    """Deepest ``(`` nesting of a GBNF text, outside string literals, character classes and comments."""
+    depth = deepest = 0
+    for match in _GBNF_TOKEN.finditer(text):
+        token = match.group()
+        if token == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token == ")":
+            depth -= 1
+    return deepest
+
+
+_GBNF_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|#[^\n]*|[()]')
+
+
+def _parses(llama: Llama, grammar: LlamaGrammar) -> bool:
+    """Whether llama.cpp's own parser accepts ``grammar``. llama-cpp-python 0.3 parses it only when
+    generation starts, and a grammar it rejects (``"\\d"`` from a schema ``pattern``, an unusual property
+    name) left a null sampler in the chain: the process crashed with a segmentation fault."""
+    import llama_cpp
+
+    key = (id(llama), hashlib.sha256(grammar._grammar.encode("utf-8")).hexdigest())
+    known = _parsed.get(key)
+    if known is not None:
+        return known
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+    )
+    if sampler:
+        llama_cpp.llama_sampler_free(sampler)
+    if len(_parsed) >= 64:
+        _parsed.clear()
+    _parsed[key] = bool(sampler)
+    return bool(sampler)
+
+
+_parsed: dict[tuple[int, str], bool] = {}  # (model, grammar digest): parses
+
+
+def _relaxed_schema(schema: Any) -> Any:
+    """``schema`` without what most often defeats the grammar (``pattern``, ``format``, length and item
+    bounds above :data:`RELAXED_BOUND`), its structure kept: the reply is still the object asked for, and the
+    caller's own validation checks the rest."""
+    if isinstance(schema, list):
+        return [_relaxed_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_DATA:
+            out[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _relaxed_schema(sub) for name, sub in value.items()}
+        elif not _relaxed_away(key, value):
+            out[key] = _relaxed_schema(value)
+    return out
+
+
+def _relaxed_away(key: str, value: Any) -> bool:
+    """Whether :func:`_relaxed_schema` leaves out this keyword."""
+    if key in ("pattern", "format"):
+        return isinstance(value, str)
+    return key in _BOUNDS and isinstance(value, int) and value > RELAXED_BOUND
+
+
+def _schema_grammar(schema: dict[str, Any], llama: Llama | None = None) -> LlamaGrammar | None:
+    """Grammar for ``schema``, or for its relaxed form (:func:`_relaxed_schema`) when llama.cpp cannot use
+    the schema itself; ``None`` when it cannot use either. With ``llama``, the grammar is also checked by
+    llama.cpp's own parser (a grammar it rejects would crash generation)."""
+    for candidate in (schema, _relaxed_schema(schema)):
+        try:
+            grammar = _grammar(json.dumps(candidate))
+        except Exception:
+            continue
+        if llama is None or _parses(llama, grammar):
+            return grammar
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -483,9 +578,10 @@ def _schema_grammar(schema: dict[str, Any]) -> LlamaGrammar | None:
 
 
 def _prepare(
-    messages: Sequence[Any], optional_params: Mapping[str, Any]
+    messages: Sequence[Any], optional_params: Mapping[str, Any], llama: Llama | None = None
 ) -> tuple[list[dict[str, str]], LlamaGrammar | None, _ToolPlan | None, bool]:
-    """Rendered messages, grammar, tool plan, and whether a plain ``response_format`` is being enforced."""
+    """Rendered messages, grammar, tool plan, and whether a plain ``response_format`` is being enforced.
+    With ``llama`` (the model that will generate), every grammar is one its llama.cpp parser accepts."""
     schema = response_schema(optional_params.get("response_format"))
     answer_schema = schema if isinstance(schema, dict) else None
     tools = optional_params.get("tools") or []
@@ -493,12 +589,12 @@ def _prepare(
     plan = _tool_plan(tools, tool_choice, answer_schema)
     grammar: LlamaGrammar | None = None
     if plan is not None:
-        grammar = _schema_grammar(plan.schema)
+        grammar = _schema_grammar(plan.schema, llama)
         if grammar is None:
             plan = _tool_plan(tools, tool_choice, None, permissive=True)
-            grammar = _schema_grammar(plan.schema) if plan is not None else None
+            grammar = _schema_grammar(plan.schema, llama) if plan is not None else None
     elif schema is not None:
-        grammar = _schema_grammar(answer_schema) if answer_schema is not None else None
+        grammar = _schema_grammar(answer_schema, llama) if answer_schema is not None else None
         if grammar is None:
             grammar = _grammar(None)
     rendered = render_messages(messages, plan.instructions if plan is not None else None)
@@ -532,21 +628,58 @@ def _to_message(text: str, plan: _ToolPlan | None, wants_json: bool) -> tuple[li
     return litellm.Message(content=text, role="assistant"), None
 
 
+def _sampling_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+    """llama.cpp's generation settings from a request, each checked: LocalModelError names a bad one.
+
+    llama.cpp reads ``max_tokens <= 0`` as "until the context is full" (minutes of a rambling model) and a
+    negative temperature as sampling from every token at temperature 1, and an empty stop string ends every
+    reply before its first word; none of those is what the caller meant, so they are refused (empty stop
+    strings are dropped).
+    """
+    out: dict[str, Any] = {}
+    name = "max_tokens" if params.get("max_tokens") is not None else "max_completion_tokens"
+    value = params.get(name)
+    out["max_tokens"] = DEFAULT_MAX_TOKENS if value is None else _whole(name, value, least=1)
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = params.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise LocalModelError(f"{name} must be a finite number, got {value!r}")
+        if name in ("temperature", "top_p") and value < 0:
+            raise LocalModelError(f"{name} must be 0 or more (temperature 0 is greedy), got {value!r}")
+        out[name] = float(value)
+    if params.get("seed") is not None:
+        out["seed"] = _whole("seed", params["seed"], least=None)
+    stop = params.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list | tuple) or not all(isinstance(s, str) for s in stops):
+            raise LocalModelError(f"stop must be a string or a list of strings, got {stop!r}")
+        stops = [s for s in stops if s]
+        if stops:
+            out["stop"] = stops
+    return out
+
+
+def _whole(name: str, value: Any, least: int | None) -> int:
+    """``value`` as a whole number (at least ``least``), or LocalModelError naming ``name``."""
+    ok = not isinstance(value, bool) and (
+        isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    )
+    if not ok or (least is not None and value < least):
+        need = "a whole number" if least is None else f"a whole number of at least {least}"
+        raise LocalModelError(f"{name} must be {need}, got {value!r}")
+    return int(value)
+
+
 def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str, Any]) -> dict[str, Any]:
     """Run one grammar-aware chat completion; returns llama's response plus the parsed OpenAI message."""
+    sampling = _sampling_kwargs(optional_params)  # a bad value is refused before the model loads
     loaded = _load(model)
-    rendered, grammar, plan, wants_json = _prepare(messages, optional_params)
-    max_tokens = optional_params.get("max_tokens") or optional_params.get("max_completion_tokens")
-    kwargs: dict[str, Any] = {
-        "messages": rendered,
-        "max_tokens": int(max_tokens) if max_tokens else DEFAULT_MAX_TOKENS,
-        "grammar": grammar,
-    }
-    for name in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
-        value = optional_params.get(name)
-        if value is not None:
-            kwargs[name] = value
     with loaded.lock:
+        rendered, grammar, plan, wants_json = _prepare(messages, optional_params, loaded.llama)
+        kwargs: dict[str, Any] = {"messages": rendered, "grammar": grammar, **sampling}
         try:
             # Not streamed (no ``stream`` in kwargs): one response, not an iterator of chunks.
             result = cast("CreateChatCompletionResponse", loaded.llama.create_chat_completion(**kwargs))
