@@ -4,11 +4,17 @@ a run over HTTP to end."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from thrifty.testing import ScriptedReply, ScriptedRequest, call, reply
 
@@ -50,3 +56,34 @@ def served(app: Any) -> Iterator[tuple[str, Any]]:
     finally:
         server.should_exit = True
         thread.join(60)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_process(
+    driver: str, args: list[str], token: str, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -c driver PORT_ARGS...`` serving on a free port of 127.0.0.1 with ``token``, its output in
+    ``log`` (a file, not a pipe: a full pipe would block the server); ``{port}`` in ``args`` is the port. The
+    process and its base URL, once it answers (AssertionError if it never does)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "THRIFTY_SERVE_TOKEN": token,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    argv = [a.replace("{port}", str(port)) for a in args]
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-c", driver, *argv], env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        try:
+            if httpx.get(base + "/", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"the server did not start: {log.read_text()[-2000:]}")

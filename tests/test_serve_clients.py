@@ -6,12 +6,10 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.serving import counting, served, wait_run
+from tests.serving import counting, served, server_process, wait_run
 from thrifty.cli import app as cli_app
 from thrifty.serve import Server, ServeSettings, create_app
 from thrifty.store.durable import INFLIGHT_DETAIL
@@ -200,32 +198,10 @@ serve("127.0.0.1", int(sys.argv[2]), ServeSettings(token=os.environ["THRIFTY_SER
 
 
 def _server(db: Path, mode: str) -> tuple[subprocess.Popen[bytes], str, Path]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "THRIFTY_SERVE_TOKEN": TOKEN,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    log = db.parent / f"server-{mode}.log"  # a file, not a pipe: a full pipe would block the server
+    log = db.parent / f"server-{mode}.log"
     marker = db.parent / "in-call"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, str(db), str(port), mode, str(marker)],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            if httpx.get(base + "/", timeout=2).status_code == 200:
-                return proc, base, log
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"the server did not start: {log.read_text()[-2000:]}")
+    proc, base = server_process(DRIVER, [str(db), "{port}", mode, str(marker)], TOKEN, log)
+    return proc, base, log
 
 
 def test_sigterm_leaves_a_checkpointed_run_resumable_with_nothing_in_flight(tmp_path: Path) -> None:

@@ -5,13 +5,9 @@ paying nothing twice; a resume that cannot be done gets the CLI's message as JSO
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.serving import counting, wait_run
+from tests.serving import counting, server_process, wait_run
 from thrifty import Agent
 from thrifty.budget import Budget
 from thrifty.cli import app as cli_app
@@ -211,28 +207,7 @@ serve("127.0.0.1", int(sys.argv[2]), ServeSettings(token=os.environ["THRIFTY_SER
 
 
 def _server(db: Path, mode: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "THRIFTY_SERVE_TOKEN": TOKEN,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    log = db.parent / f"server-{mode}.log"  # a file, not a pipe: a full pipe would block the server
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, str(db), str(port), mode], env=env, stdout=out, stderr=out
-        )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            if httpx.get(base + "/", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"the server did not start: {log.read_text()[-2000:]}")
+    return server_process(DRIVER, [str(db), "{port}", mode], TOKEN, db.parent / f"server-{mode}.log")
 
 
 def test_a_run_cut_off_by_a_server_restart_is_resumed_over_http(tmp_path: Path) -> None:

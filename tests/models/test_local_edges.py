@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,15 @@ from thrifty.models._litellm import get_litellm
 from thrifty.models.local import (
     MAX_GRAMMAR_DEPTH,
     LocalModelError,
-    LocalProvider,
     _grammar_depth,
     _load,
     _relaxed_schema,
     _sampling_kwargs,
     _schema_grammar,
     count_tokens,
-    resolve_model_path,
 )
+
+from .test_local_model import local_provider  # noqa: F401  (the module's provider, registered and restored)
 
 litellm: Any = get_litellm()  # imported offline: no price map fetch
 
@@ -59,27 +58,6 @@ LONG = {
     "required": ["text"],
 }
 ODD_NAME = {"type": "object", "properties": {'say "hi"\n': {"type": "string"}}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_provider() -> Iterator[None]:
-    """Register only the local provider for this module, then restore whatever was registered before."""
-    try:
-        resolve_model_path("smollm2")
-    except ImportError as exc:
-        pytest.skip(str(exc))
-    saved_map = list(litellm.custom_provider_map)
-    saved_quiet = litellm.suppress_debug_info
-    litellm.suppress_debug_info = True
-    litellm.custom_provider_map = [{"provider": "local", "custom_handler": LocalProvider()}]
-    try:
-        yield
-    finally:
-        litellm.custom_provider_map = saved_map
-        litellm.suppress_debug_info = saved_quiet
-        from litellm.utils import custom_llm_setup
-
-        custom_llm_setup()
 
 
 def _ask(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
