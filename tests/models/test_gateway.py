@@ -257,6 +257,18 @@ def test_a_keyword_that_would_cost_more_than_the_reservation_is_refused(keyword:
     assert reply_.content == "hi" and wide.spent["model_requests"] == 2  # the failed attempt is charged
 
 
+@pytest.mark.parametrize("max_tokens", [0, -1, 2.5, True, "10"])
+def test_a_bad_max_tokens_is_refused_by_name_before_anything_is_reserved(max_tokens: Any) -> None:
+    # 0 silently meant the default cap; -1 ended in a budget stop naming no dimension
+    script = ScriptedModel([reply("hi")])
+    ledger = Ledger(Budget(model_requests=1))
+    with pytest.raises(ModelError, match=r"max_tokens must be a whole number of at least 1"):
+        Gateway(ledger, retries=0).complete(script.model, MSG, max_tokens=max_tokens)
+    with pytest.raises(ModelError, match=r"max_tokens must be a whole number of at least 1"):
+        asyncio.run(Gateway(ledger, retries=0).acomplete(script.model, MSG, max_tokens=max_tokens))
+    assert script.requests == [] and not ledger.events
+
+
 def test_a_callers_timeout_never_outlasts_the_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     litellm = get_litellm()
     script = ScriptedModel([reply("hi")] * 2)

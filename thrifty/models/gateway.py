@@ -471,10 +471,17 @@ class Gateway:
             request["timeout"] = max(min(float(kwargs["timeout"]), plan.timeout), 0.001)
         return request
 
-    def _check_call(self, model: str, kwargs: dict[str, Any]) -> None:
-        """Before anything is reserved: the model is usable, no keyword makes the call cost more than its
-        reservation (:data:`_UNRESERVED`), and a server named for this call only (an ``api_base`` /
-        ``base_url`` keyword the model check never saw) is allowed too."""
+    def _check_call(self, model: str, kwargs: dict[str, Any], max_tokens: int | None = None) -> None:
+        """Before anything is reserved: the model is usable, ``max_tokens`` is a whole number of at least 1,
+        no keyword makes the call cost more than its reservation (:data:`_UNRESERVED`), and a server named
+        for this call only (an ``api_base`` / ``base_url`` keyword the model check never saw) is allowed too."""
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            # 0 used to mean the default cap, and a negative one a budget stop naming no dimension
+            raise ModelError(
+                f"max_tokens must be a whole number of at least 1 (or None for the default), got {max_tokens!r}"
+            )
         for name, allowed in _UNRESERVED.items():
             value = kwargs.get(name)
             if value is not None and value not in allowed:
@@ -686,7 +693,7 @@ class Gateway:
         provider's reported usage is what is charged).
         """
         litellm = get_litellm()
-        self._check_call(model, kwargs)
+        self._check_call(model, kwargs, max_tokens)
         key, replayed = self._replayed(model, messages, tools, max_tokens, node, kwargs)
         if replayed is not None:
             return replayed
@@ -725,7 +732,7 @@ class Gateway:
     ) -> ModelReply:
         """The asyncio twin of :meth:`complete`; reservations make concurrent calls safe."""
         litellm = get_litellm()
-        self._check_call(model, kwargs)
+        self._check_call(model, kwargs, max_tokens)
         key, replayed = self._replayed(model, messages, tools, max_tokens, node, kwargs)
         if replayed is not None:
             return replayed
