@@ -100,6 +100,8 @@ def test_the_server_budget_is_shared_and_never_passed() -> None:
     assert client.get("/runs", headers=AUTH).json()["server"]["spent"]["tool_calls"] == 7
     res = client.post("/runs", json=_task(script.model), headers=AUTH)
     assert res.status_code == 429 and "budget is spent" in res.json()["error"]["message"]
+    # when to come back: the next UTC day, when the daily budget starts again (no header before)
+    assert 0 < int(res.headers["retry-after"]) <= 86_400
 
 
 def test_concurrent_runs_are_limited_and_a_run_can_be_cancelled() -> None:
@@ -114,6 +116,7 @@ def test_concurrent_runs_are_limited_and_a_run_can_be_cancelled() -> None:
     first = client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"]
     res = client.post("/runs", json=_task(script.model), headers=AUTH)
     assert res.status_code == 429 and res.json()["error"]["code"] == 4
+    assert res.headers["retry-after"] == "5"  # busy: try again in a few seconds
     assert client.post(f"/runs/{first}/cancel", headers=AUTH).json()["status"] == "cancelling"
     gate.set()
     data = _wait(client, first)

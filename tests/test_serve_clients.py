@@ -177,6 +177,7 @@ def test_a_server_shutting_down_takes_no_new_run() -> None:
         "code": 1,
         "message": "the server is shutting down; fix: try again once it is back",
     }
+    assert res.headers["retry-after"] == "30"  # the shutdown's grace
 
 
 DRIVER = """

@@ -47,11 +47,12 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -115,11 +116,25 @@ class ServerStopping(BaseException):
 
 
 class ServeError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
+    """An HTTP error answer; ``retry_after`` (seconds) becomes a ``Retry-After`` header (a 429, a 503)."""
+
+    def __init__(self, status: int, code: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = redact(message)
+        self.retry_after = retry_after
+
+
+#: Seconds a client turned away because the server is busy is told to wait (``Retry-After``).
+BUSY_RETRY_AFTER = 5
+
+
+def _until_tomorrow() -> float:
+    """Seconds until the next UTC day, when the server's daily budget starts again."""
+    now = datetime.now(UTC)
+    tomorrow = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    return (tomorrow - now).total_seconds()
 
 
 def is_loopback(host: str) -> bool:
@@ -267,13 +282,17 @@ class Server:
         with self.lock:
             if self.stopping.is_set():
                 raise ServeError(
-                    503, EXIT_INTERNAL, "the server is shutting down; fix: try again once it is back"
+                    503,
+                    EXIT_INTERNAL,
+                    "the server is shutting down; fix: try again once it is back",
+                    retry_after=max(self.settings.shutdown_grace, BUSY_RETRY_AFTER),
                 )
             if self.active() >= self.settings.max_concurrent:
                 raise ServeError(
                     429,
                     EXIT_BUDGET,
                     f"{self.settings.max_concurrent} runs are going already; try again later",
+                    retry_after=BUSY_RETRY_AFTER,
                 )
             if run_id is not None and run_id in self.runs and not self.runs[run_id].done.is_set():
                 raise ServeError(
@@ -285,7 +304,12 @@ class Server:
             root = self.root()
             spent = [dim for dim, left in root.availability().items() if left <= 0]
             if spent:
-                raise ServeError(429, EXIT_BUDGET, f"the server's {spent[0]} budget is spent for today")
+                raise ServeError(
+                    429,
+                    EXIT_BUDGET,
+                    f"the server's {spent[0]} budget is spent for today",
+                    retry_after=_until_tomorrow(),
+                )
             try:
                 ledger = root.child(spec.budget, name=run_id)
             except BudgetExceeded as exc:
@@ -698,8 +722,11 @@ def _underpriced(prices: dict[str, Any]) -> str | None:
     return None
 
 
-def _error(status: int, code: int, message: str) -> Any:
-    return JSONResponse({"error": {"code": code, "message": redact(message)}}, status_code=status)
+def _error(status: int, code: int, message: str, retry_after: float | None = None) -> Any:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return JSONResponse(
+        {"error": {"code": code, "message": redact(message)}}, status_code=status, headers=headers
+    )
 
 
 def create_app(settings: ServeSettings) -> Any:
@@ -717,7 +744,7 @@ def create_app(settings: ServeSettings) -> Any:
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> Any:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:  # an unknown path, a method
