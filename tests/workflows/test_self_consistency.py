@@ -83,10 +83,20 @@ def test_majority_vote_unit() -> None:
     assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
 
 
-def test_budget_too_small_to_split_stops_cleanly() -> None:
+def test_a_budget_too_small_for_every_sample_runs_as_many_as_it_can_pay() -> None:
+    # It used to stop at once with no answer: 2 tool calls cannot be cut into 3 slices of one.
+    script = ScriptedModel(
+        [call("search", query="a"), reply("Paris"), call("search", query="b"), reply("Paris")]
+    )
+    result = sc(script, Budget(tool_calls=2, total_tokens=2000), samples=3).run("Capital of France?")
+    assert result.answer == "Paris" and result.usage.tool_calls == 2
+    assert {e.sample for e in result.trace if getattr(e, "sample", None)} == {1, 2}
+
+
+def test_budget_too_small_for_one_sample_stops_cleanly() -> None:
     script = ScriptedModel([reply("x")])
-    result = sc(script, Budget(tool_calls=2), samples=3).run("Q?")
-    assert result.stop_reason == "budget_exhausted:tool_calls"
+    result = sc(script, Budget(tool_calls=1, total_tokens=1), samples=3).run("Q?")
+    assert result.stop_reason.startswith("budget_exhausted")
     assert result.usage.model_requests == 0
 
 

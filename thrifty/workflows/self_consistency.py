@@ -39,6 +39,14 @@ class SelfConsistencyOptions(StrategyOptions):
     )
 
 
+def affordable_samples(ctx: RunContext, samples: int) -> int:
+    """How many of ``samples`` the run's budget can give a slice to: every integer limit left must pay at
+    least one unit per sample (``samples=3`` with two tool calls left runs two samples, not none). At least
+    1; :func:`split_budget` still refuses a budget that cannot pay for one."""
+    whole = [left for dim, left in ctx.ledger.remaining().items() if dim not in ("usd", "seconds")]
+    return max(1, min([samples, *(int(left) for left in whole)]))
+
+
 def split_budget(ctx: RunContext, samples: int) -> Budget | None:
     """An equal slice of what the run has left (None when the run is unlimited)."""
     remaining = ctx.ledger.remaining()
@@ -59,12 +67,13 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
     samples, parallel = opts.samples, opts.parallel
 
     def sample_and_vote(state: SolverState, ctx: RunContext) -> dict[str, Any]:
+        count = affordable_samples(ctx, samples)  # fewer samples when the budget cannot slice for all
         try:
-            slice_budget = split_budget(ctx, samples)
+            slice_budget = split_budget(ctx, count)
         except BudgetExceeded as exc:
             return {"answer": None, "stop_reason": exc.stop_reason}
         children = []
-        for i in range(samples):
+        for i in range(count):
             child = ctx.ledger.child(slice_budget, name=f"sample-{i + 1}", carve=slice_budget is not None)
             children.append((i, child, ctx.fork(child, seed_offset=i)))
 
@@ -80,11 +89,11 @@ def build_self_consistency(options: SelfConsistencyOptions | Mapping[str, Any] |
             return out
 
         try:
-            if parallel and samples > 1:
+            if parallel and count > 1:
                 stops = (
                     WorkerBudgetStops()
                 )  # a sample's budget stop pauses a pausing run here, not in a thread
-                with ThreadPoolExecutor(max_workers=samples) as pool:
+                with ThreadPoolExecutor(max_workers=count) as pool:
                     outs = list(pool.map(stops.worker(run_one), children))
                 stops.declare()
             else:
