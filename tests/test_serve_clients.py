@@ -258,3 +258,33 @@ def test_agent_serve_takes_the_shutdown_grace(monkeypatch: pytest.MonkeyPatch) -
     assert [s.shutdown_grace for s in seen] == [30.0, 5.0]
     res = CliRunner().invoke(cli_app, ["serve", "--shutdown-grace", "-1"], env=env)
     assert res.exit_code == 2 and "--shutdown-grace" in res.output
+
+
+def test_a_slow_submission_does_not_hold_up_the_other_requests() -> None:
+    # POST /runs checked its task (models, tools, the checkpoint) on the event loop: the first request took
+    # seconds here, and every other request of the server waited for it.
+    app = create_app(ServeSettings(token=TOKEN))
+    server: Server = app.state.server
+    entered, release = threading.Event(), threading.Event()
+    submit = server.submit
+
+    def slow_submit(data: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        return submit(data)
+
+    server.submit = slow_submit  # type: ignore[method-assign]
+    model = ScriptedModel([], default=counting).model
+    with (
+        served(app) as (base, _),
+        httpx.Client(base_url=base, headers=AUTH, timeout=60) as http,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        posted = pool.submit(http.post, "/runs", json=_task(model))
+        try:
+            assert entered.wait(30)
+            listed = http.get("/runs", timeout=5)  # answered while the submission is still being checked
+            assert listed.status_code == 200 and not posted.done()
+        finally:
+            release.set()
+        assert posted.result().status_code == 202

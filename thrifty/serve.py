@@ -813,7 +813,7 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
             data = json.loads(body or b"null")
         except ValueError:
             raise ServeError(400, EXIT_BAD_INPUT, "the request body is not JSON") from None
-        run = server.submit(data)
+        run = await asyncio.to_thread(server.submit, data)  # checks the task (models, tools): off the loop
         return {"run_id": run.run_id, "status": run.status, "budget": run.ledger.budget.limits()}
 
     @app.get("/runs")
