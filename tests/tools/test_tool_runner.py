@@ -529,15 +529,22 @@ def test_a_child_ledgers_time_left_bounds_the_wait_too() -> None:
     assert time.monotonic() - started < 0.8
 
 
+@pytest.mark.parametrize("is_async", [False, True])
 @pytest.mark.parametrize("timeout", [None, 5.0])  # on the caller's thread, and in a worker thread
-def test_a_tool_that_calls_sys_exit_fails_the_call_not_the_process(timeout: float | None) -> None:
+def test_a_tool_that_calls_sys_exit_fails_the_call_not_the_process(
+    timeout: float | None, is_async: bool
+) -> None:
     import sys
 
-    @tool(timeout=timeout)
-    def quitter(text: str) -> str:
+    def exits(text: str) -> str:
         """Exit."""
         sys.exit(3)
 
+    async def exits_async(text: str) -> str:
+        """Exit."""
+        sys.exit(3)
+
+    quitter = tool(name="quitter", timeout=timeout)(exits_async if is_async else exits)
     ledger = Ledger(Budget())
     with ToolRunner([quitter], ledger) as runner:
         seen = runner.run("quitter", {"text": "x"})

@@ -449,7 +449,7 @@ class ToolRunner:
             raise _timed_out(wait, by_budget, ledger) from None
         except ToolError as exc:
             raise _Refused(exc) from exc
-        except SystemExit as exc:  # a sync tool in a worker thread (an async one's ends the event loop)
+        except SystemExit as exc:  # from the tool's coroutine, or a sync tool's worker thread
             raise _Refused(_exited(exc)) from None
 
     def _should_retry(self, exc: BaseException) -> bool:
