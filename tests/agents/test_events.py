@@ -159,6 +159,16 @@ def child(**fields: Any) -> ExpandedChild:
             "tree of 1 nodes → 'Paris' (verified)",
         ),
         (
+            TreeEvent(
+                answer=None,
+                method="forced answer failed: model error",
+                path=[],
+                nodes=[TreeNode(id=0, parent=None, depth=0)],
+                **BUDGET,
+            ),
+            "tree of 1 nodes → no answer (forced answer failed: model error)",  # it said → 'None'
+        ),
+        (
             VoteEvent(answers=["Paris", None], answer="Paris", votes=1, sample_stops=[], **BUDGET),
             "vote ['Paris', None] → 'Paris' (1 votes)",
         ),
