@@ -187,11 +187,9 @@ def _checked_schema(
         raise refused("that is not a JSON Schema object (type: object)")
     checked = cast("dict[str, Any]", schema)
     # Its shape first: jsonschema walks a schema recursively, so a deep one would raise RecursionError.
-    if _depth_over(checked, _SCHEMA_DEPTH):
-        raise refused(f"nested more than {_SCHEMA_DEPTH} levels deep")
-    size = len(json.dumps(checked, ensure_ascii=False, separators=(",", ":"), default=str))
-    if size > _SCHEMA_CHARS:
-        raise refused(f"of {size:,} characters of JSON, more than {_SCHEMA_CHARS:,}")
+    shape = _oversized(checked)
+    if shape is not None:
+        raise refused(shape)
     try:
         cls = validators.validator_for(checked)
         cls.check_schema(checked)
@@ -259,13 +257,9 @@ def _check_output_schema(server: str, tool: str, schema: Any) -> None:
     if not isinstance(schema, dict):
         raise _refused(server, tool, "an output schema", "that is not a JSON object")
     checked = cast("dict[str, Any]", schema)
-    if _depth_over(checked, _SCHEMA_DEPTH):
-        raise _refused(server, tool, "an output schema", f"nested more than {_SCHEMA_DEPTH} levels deep")
-    size = len(json.dumps(checked, ensure_ascii=False, separators=(",", ":"), default=str))
-    if size > _SCHEMA_CHARS:
-        raise _refused(
-            server, tool, "an output schema", f"of {size:,} characters of JSON, more than {_SCHEMA_CHARS:,}"
-        )
+    shape = _oversized(checked)
+    if shape is not None:
+        raise _refused(server, tool, "an output schema", shape)
     if _regexes(checked)[0]:
         raise _refused(
             server,
@@ -274,6 +268,17 @@ def _check_output_schema(server: str, tool: str, schema: Any) -> None:
             "with regular expressions (pattern, patternProperties), which the MCP client matches against "
             "its results with Python's re, where a pattern can hang the run",
         )
+
+
+def _oversized(schema: dict[str, Any]) -> str | None:
+    """What makes a schema too large to take (too deep, checked first and without recursion: jsonschema
+    walks a schema recursively; too many characters of JSON), or None."""
+    if _depth_over(schema, _SCHEMA_DEPTH):
+        return f"nested more than {_SCHEMA_DEPTH} levels deep"
+    size = len(json.dumps(schema, ensure_ascii=False, separators=(",", ":"), default=str))
+    if size > _SCHEMA_CHARS:
+        return f"of {size:,} characters of JSON, more than {_SCHEMA_CHARS:,}"
+    return None
 
 
 def _depth_over(node: Any, limit: int) -> bool:

@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Ledger, Pricing
@@ -199,9 +199,7 @@ class Agent:
         An Agent holds no run's state: any number of runs may go on at once on one Agent, from threads or
         asyncio tasks, each on its own Ledger, trace and result."""
         self._check_run(question, run_id=run_id, on_trace=on_trace, memory_scope=memory_scope)
-        durable = _durable(run_id, checkpoint)
-        if on_limit != "stop":
-            durable["on_limit"] = on_limit
+        durable = _run_options(run_id, checkpoint, on_limit)
         return self._execute(
             question, budget=budget, on_trace=on_trace, run_id=run_id, memory_scope=memory_scope, **durable
         )
@@ -287,9 +285,7 @@ class Agent:
         self._check_run(question, run_id=run_id, memory_scope=memory_scope)
         limits = _as_budget(budget, "budget") or self.budget
         ledger = Ledger(limits, name="run")
-        durable = _durable(run_id, checkpoint)
-        if on_limit != "stop":
-            durable["on_limit"] = on_limit
+        durable = _run_options(run_id, checkpoint, on_limit)
         run_id = run_id or new_run_id()
 
         def start(on_trace: TraceCallback) -> RunResult:
@@ -366,9 +362,7 @@ class Agent:
         limits = _as_budget(budget, "budget") or self.budget
         ledger = Ledger(limits, name="run")
         ledger.reserve_listeners.append(refusing_after(stop))
-        durable = _durable(run_id, checkpoint)
-        if on_limit != "stop":
-            durable["on_limit"] = on_limit
+        durable = _run_options(run_id, checkpoint, on_limit)
 
         def work() -> None:
             outcome: RunResult | BaseException
@@ -407,6 +401,11 @@ def _settle(done: asyncio.Future[RunResult], outcome: RunResult | BaseException)
         done.set_exception(outcome)
     else:
         done.set_result(outcome)
+
+
+def _run_options(run_id: str | None, checkpoint: str | Path | None, on_limit: str) -> dict[str, Any]:
+    """execute()'s durable-run arguments (:func:`_durable`) and ``on_limit`` when it is not the default."""
+    return {**_durable(run_id, checkpoint), **({"on_limit": on_limit} if on_limit != "stop" else {})}
 
 
 def _durable(run_id: str | None, checkpoint: str | Path | None) -> dict[str, Any]:
@@ -484,13 +483,7 @@ def _checked_tools(tools: Iterable[Tool] | None) -> list[Tool]:
 
 def _as_pricing(value: Pricing | Mapping[str, Any] | None) -> Pricing:
     """A Pricing, or a mapping of its fields (``{"tools": {"search": 0.001}}``)."""
-    if value is None:
-        return Pricing()
-    if isinstance(value, Pricing):
-        return value
-    if isinstance(value, Mapping):
-        return Pricing.model_validate(dict(value))
-    raise TypeError(f"pricing must be a Pricing (or a dict of its fields), got {type(value).__name__}")
+    return _as_model(Pricing, value, "pricing") or Pricing()
 
 
 def _model_settings(**fields: Any) -> ModelSettings:
@@ -508,8 +501,17 @@ def _model_settings(**fields: Any) -> ModelSettings:
 
 def _as_budget(value: Budget | Mapping[str, Any] | None, name: str) -> Budget | None:
     """A Budget, or a mapping of its fields (``{"tool_calls": 3}``); a ValueError names a bad field."""
-    if value is None or isinstance(value, Budget):
+    return _as_model(Budget, value, name)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _as_model(cls: type[_M], value: _M | Mapping[str, Any] | None, name: str) -> _M | None:
+    """``value`` as a ``cls`` (given one, or a mapping of its fields); None stays None; a TypeError names
+    ``name`` for anything else."""
+    if value is None or isinstance(value, cls):
         return value
     if isinstance(value, Mapping):
-        return Budget.model_validate(dict(value))
-    raise TypeError(f"{name} must be a Budget (or a dict of its fields), got {type(value).__name__}")
+        return cls.model_validate(dict(value))
+    raise TypeError(f"{name} must be a {cls.__name__} (or a dict of its fields), got {type(value).__name__}")
