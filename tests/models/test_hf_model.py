@@ -378,3 +378,36 @@ def test_through_the_gateway_the_budget_caps_and_settles(tiny_model_dir: str) ->
     assert out.usage.prompt_tokens == prompt and out.usage.completion_tokens <= 5
     assert ledger.spent["total_tokens"] <= prompt + 5
     assert ledger.reserved["total_tokens"] == 0 and len(ledger.events) == 1
+
+
+# ------------------------------------------------------------------------------------------ timeout
+
+
+def test_a_generation_is_cut_at_its_timeout_and_its_tokens_are_charged(
+    tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, generate() ran to max_new_tokens whatever the Gateway's timeout. Now the call's stop signal
+    is a stopping criterion: the row stops after the token at which the timeout passed, and the call fails
+    with the tokens it used charged, once."""
+    from thrifty.budget import Budget, Ledger
+    from thrifty.models import ModelError, inprocess
+    from thrifty.models.gateway import Gateway
+
+    class _Clock:  # moves one second per read: once at the call's start, then after every token
+        now = 0.0
+
+        def monotonic(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(inprocess, "time", _Clock())
+    ledger = Ledger(Budget(total_tokens=5000))
+    model = f"hf/{tiny_model_dir}"
+    with pytest.raises(ModelError, match=r"GenerationTimeout.*timed out after 1.5 s"):
+        Gateway(ledger, retries=2, backoff=0).complete(
+            model, MESSAGES, max_tokens=12, temperature=0, timeout=1.5
+        )
+    (event,) = ledger.events
+    # the deadline is 2.5 (the start read 1.0); the first token's check reads 2.0, the second's 3.0
+    assert event.units["output_tokens"] == 2 and event.units["input_tokens"] > 0
+    assert ledger.overruns == []

@@ -285,3 +285,42 @@ def test_a_second_gateway_in_the_process_shares_the_loaded_model() -> None:
     second = Gateway(Ledger(Budget(total_tokens=500))).complete(MODEL, HELLO, max_tokens=3, temperature=0)
     assert _load(MODEL) is before
     assert first.content == second.content
+
+
+# ------------------------------------------------------------------------------------ the timeout
+
+
+class _Clock:
+    """A monotonic clock for the stop signal that moves one second each time it is read (once when the
+    call starts, then after every token)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_generation_is_cut_at_its_timeout_and_its_tokens_are_charged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, llama.cpp generated to ``max_tokens`` whatever the timeout (the Gateway's, capped to the time
+    budget left), and a failed call was charged no tokens. Now the generation stops after the token at
+    which the timeout passed, and the call fails with the tokens it used charged, once (not retried)."""
+    from thrifty.models import inprocess
+
+    count = [{"role": "user", "content": "Count from 1 to 100, one number per line."}]
+    full = Gateway(Ledger(Budget(total_tokens=2000))).complete(MODEL, count, max_tokens=40, temperature=0)
+    assert full.usage.completion_tokens == 40  # without a timeout the reply runs to its cap
+
+    monkeypatch.setattr(inprocess, "time", _Clock())
+    ledger = Ledger(Budget(total_tokens=2000))
+    with pytest.raises(ModelError, match=r"GenerationTimeout.*timed out after 3.5 s"):
+        Gateway(ledger, retries=2, backoff=0).complete(
+            MODEL, count, max_tokens=40, temperature=0, timeout=3.5
+        )
+    (event,) = ledger.events  # one attempt: a cut generation is not retried
+    assert event.units["input_tokens"] == full.usage.prompt_tokens
+    assert event.units["output_tokens"] == 3  # the clock passed 4.5 at the third token's check
+    assert ledger.overruns == []

@@ -129,7 +129,7 @@ def is_transient(exc: BaseException, in_process: bool = False) -> bool:
         litellm.ServiceUnavailableError,
         litellm.exceptions.BadGatewayError,
     )
-    if not isinstance(exc, transient):
+    if not isinstance(exc, transient) or getattr(exc, "retryable", True) is False:
         return False
     # LiteLLM wraps any exception raised inside an in-process provider (a bug, a missing script reply, a bad
     # GGUF file) as APIConnectionError; those are not transient, so retrying would only waste budget.
@@ -183,6 +183,20 @@ def _answer_lost(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def _spent_tokens(exc: BaseException) -> tuple[int, int] | None:
+    """The (prompt, completion) tokens an in-process generation used before it was cut, when ``exc`` (or an
+    error under it) says so (:class:`thrifty.models.inprocess.GenerationTimeout`)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        spent = getattr(cause, "spent_tokens", None)
+        if isinstance(spent, tuple) and len(spent) == 2 and all(isinstance(n, int) and n >= 0 for n in spent):
+            return spent[0], spent[1]
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _confidence(choice: Any) -> float | None:
@@ -621,14 +635,28 @@ class Gateway:
         if plan.cap > 0 and completion > 0:
             self.ratios.observe(model, "completion", completion / plan.cap)
 
-    def _fail(self, res: Reservation, exc: BaseException, model: str) -> None:
+    def _fail(self, res: Reservation, exc: BaseException, model: str, started: float) -> None:
         """A failed attempt still counts as a request (providers may bill it). Its tokens are released,
         unless a remote reply was lost after the server may have done the work: then the reserved worst
-        case is charged, as the provider may bill it and a limit must not be crossed unseen."""
+        case is charged, as the provider may bill it and a limit must not be crossed unseen; or an
+        in-process generation was cut (:class:`thrifty.models.inprocess.GenerationTimeout`): then the
+        tokens it used are charged."""
         text = redact(f"{type(exc).__name__}: {exc}")[:300]
-        if not provider_for(model).in_process and _answer_lost(exc):
+        in_process = provider_for(model).in_process
+        spent = _spent_tokens(exc) if in_process else None
+        if not in_process and _answer_lost(exc):
             detail = f"reply lost, charged the reserved worst case: {text}"
             self.ledger.settle(res, None, ok=False, detail=detail[:300])
+        elif spent is not None:
+            prompt, completion = spent
+            actual: dict[str, float] = {
+                "input_tokens": prompt,
+                "output_tokens": completion,
+                "total_tokens": prompt + completion,
+                "model_requests": 1,
+                "usd": self.price(model).cost(prompt, completion, 0, self.ledger.clock() - started),
+            }
+            self.ledger.settle(res, actual, ok=False, detail=text)
         else:
             self.ledger.settle(res, {"model_requests": 1}, ok=False, detail=text)
 
@@ -709,7 +737,7 @@ class Gateway:
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
                 if res.open:
-                    self._fail(res, exc, model)
+                    self._fail(res, exc, model, started)
                 raise
 
         try:
@@ -748,7 +776,7 @@ class Gateway:
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
                 if res.open:
-                    self._fail(res, exc, model)
+                    self._fail(res, exc, model, started)
                 raise
 
         try:

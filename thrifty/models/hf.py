@@ -38,13 +38,13 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from thrifty.extras import pip_install
 from thrifty.models._litellm import get_litellm
-from thrifty.models.inprocess import Generation, InProcessProvider
+from thrifty.models.inprocess import Generation, InProcessProvider, StopSignal, stop_signal
 from thrifty.models.protocol import (
     allowed_functions,
     describe_tool,
@@ -654,7 +654,9 @@ def _generate(model_name: str, messages: Sequence[Any], optional_params: Mapping
         config.stop_strings = stops
         extra["tokenizer"] = tokenizer  # generate() needs it to match stop strings across tokens
 
-    job = _Job(prompt=prompt, max_new=max_new, config=config, extra=extra, seed=seed, eos=eos)
+    job = _Job(
+        prompt=prompt, max_new=max_new, config=config, extra=extra, seed=seed, eos=eos, stop=stop_signal()
+    )
     new_ids = _batcher(loaded).run(job)
     with loaded.tok.lock:
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
@@ -691,6 +693,7 @@ class _Job:
     extra: dict[str, Any]
     seed: Any
     eos: list[int]
+    stop: StopSignal = field(default_factory=StopSignal)  # its call's: cuts this row of the batch
     new_ids: list[int] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -781,7 +784,11 @@ class _Batcher:
             torch.manual_seed(int(batch[0].seed))  # seeds every device's generator too
         with torch.inference_mode():
             output = loaded.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **batch[0].extra
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                stopping_criteria=_stop_criteria([j.stop for j in batch]),
+                **batch[0].extra,
             )
         for row, job in enumerate(batch):
             new = [int(i) for i in output[row, width:].tolist()]
@@ -791,6 +798,19 @@ class _Batcher:
                 while new and new[-1] == pad and pad not in job.eos:  # stopped early on a stop string
                     new.pop()
             job.new_ids = new[: job.max_new]
+
+
+def _stop_criteria(signals: list[StopSignal]) -> Any:
+    """A transformers stopping criterion that ends each row of a batch once its call's signal fires (past
+    its timeout, or cancelled); the other rows go on."""
+    transformers = _import_transformers()
+    torch = _import_torch()
+
+    class _Signals(transformers.StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.tensor([s() for s in signals], dtype=torch.bool, device=input_ids.device)
+
+    return transformers.StoppingCriteriaList([_Signals()])
 
 
 def _batcher(loaded: _Loaded) -> _Batcher:

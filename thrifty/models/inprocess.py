@@ -3,11 +3,21 @@
 A provider only says how to generate; this class turns the generation into LiteLLM's OpenAI-shaped
 response, maps "bad model / missing extra" errors to ``BadRequestError`` (so LiteLLM does not wrap them as
 retryable connection errors), and runs the blocking generation in a worker thread for ``acompletion``.
+
+A generation can be stopped early. While ``generate`` runs, :func:`stop_signal` returns the call's
+:class:`StopSignal`: it fires once the call's ``timeout`` has passed (the Gateway caps that timeout to the time
+budget left) or the task awaiting ``acompletion`` was cancelled. A provider that checks it between tokens
+(``local/`` and ``hf/`` do) ends its generation there; the call then fails with :class:`GenerationTimeout`, a
+``litellm.Timeout`` that carries the tokens the cut generation used, so that the Gateway charges them. A
+provider that never checks it runs each generation to its end, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypedDict
@@ -16,7 +26,7 @@ from thrifty.models._litellm import get_litellm
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
-from litellm.exceptions import BadRequestError  # noqa: E402
+from litellm.exceptions import BadRequestError, Timeout  # noqa: E402
 from litellm.llms.custom_llm import CustomLLM  # noqa: E402
 
 
@@ -25,6 +35,58 @@ class Generation(TypedDict):
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+
+
+class StopSignal:
+    """When a generation must end early: its ``timeout`` (seconds from now) has passed, or ``cancelled`` is
+    set. Calling it answers whether to stop now; once it has said yes, :attr:`fired` stays true."""
+
+    def __init__(self, timeout: float | None = None, cancelled: threading.Event | None = None) -> None:
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        self.cancelled = cancelled if cancelled is not None else threading.Event()
+        self.fired = False
+
+    def __call__(self) -> bool:
+        if not self.fired and (
+            self.cancelled.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
+        ):
+            self.fired = True
+        return self.fired
+
+
+_current_stop: contextvars.ContextVar[StopSignal | None] = contextvars.ContextVar(
+    "thrifty_stop", default=None
+)
+
+
+def stop_signal() -> StopSignal:
+    """The running in-process call's stop signal (one that never fires outside a call)."""
+    return _current_stop.get() or StopSignal()
+
+
+class GenerationTimeout(Timeout):
+    """An in-process generation cut at its deadline (or cancelled). ``spent_tokens`` (prompt, completion) is
+    what the model did, which the Gateway charges though no reply came back; ``retryable`` is False, as the
+    same generation on the same machine would only run out of time again."""
+
+    retryable = False
+
+    def __init__(
+        self, message: str, model: str, provider: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        super().__init__(message=message, model=model, llm_provider=provider)
+        self.spent_tokens = (prompt_tokens, completion_tokens)
+
+
+def _timeout_seconds(timeout: Any) -> float | None:
+    """LiteLLM's ``timeout`` keyword as seconds: a number, or an httpx.Timeout's read timeout; else None."""
+    if isinstance(timeout, bool):
+        return None
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    read = getattr(timeout, "read", None)
+    return float(read) if isinstance(read, int | float) and not isinstance(read, bool) else None
 
 
 class InProcessRequestError(BadRequestError):
@@ -58,10 +120,17 @@ class InProcessProvider(CustomLLM, ABC):
         messages: list,
         model_response: litellm.ModelResponse,
         optional_params: dict | None = None,
+        timeout: Any = None,
+        cancelled: threading.Event | None = None,
         **_: Any,
     ) -> litellm.ModelResponse:
-        """Generate and fill ``model_response`` in OpenAI format, usage included (LiteLLM passes keywords)."""
+        """Generate and fill ``model_response`` in OpenAI format, usage included (LiteLLM passes keywords).
+
+        ``timeout`` (seconds) and ``cancelled`` make the call's :class:`StopSignal`; a generation the
+        provider cut on it raises :class:`GenerationTimeout`."""
         name = model.removeprefix(f"{self.prefix}/")
+        signal = StopSignal(_timeout_seconds(timeout), cancelled)
+        token = _current_stop.set(signal)
         try:
             out = self.generate(model, messages, optional_params or {})
         except self.model_errors as exc:
@@ -76,6 +145,17 @@ class InProcessProvider(CustomLLM, ABC):
             if not isinstance(error, BadRequestError):
                 error = InProcessRequestError(str(exc), f"{self.prefix}/{name}", self.prefix)
             raise error from exc
+        finally:
+            _current_stop.reset(token)
+        if signal.fired:
+            why = "cancelled" if signal.cancelled.is_set() else f"timed out after {signal.timeout:g} s"
+            raise GenerationTimeout(
+                f"generation {why}: cut after {out['completion_tokens']} tokens",
+                f"{self.prefix}/{name}",
+                self.prefix,
+                out["prompt_tokens"],
+                out["completion_tokens"],
+            )
         choice = model_response.choices[0]
         choice.message = out["message"]
         # LiteLLM types finish_reason as OpenAI's set of literals; the engine's own reason passes through.
@@ -90,5 +170,11 @@ class InProcessProvider(CustomLLM, ABC):
         return model_response
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:
-        """Generation is blocking native code, so it runs in a worker thread."""
-        return await asyncio.to_thread(self.completion, *args, **kwargs)
+        """Generation is blocking native code, so it runs in a worker thread; cancelling the awaiting task
+        fires the call's stop signal, so a provider that checks it stops generating for nobody."""
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self.completion, *args, cancelled=cancelled, **kwargs)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from thrifty.extras import pip_install
 from thrifty.models._litellm import get_litellm
-from thrifty.models.inprocess import Generation, InProcessProvider
+from thrifty.models.inprocess import Generation, InProcessProvider, StopSignal, stop_signal
 from thrifty.models.protocol import (
     allowed_functions,
     describe_tool,
@@ -673,6 +673,31 @@ def _whole(name: str, value: Any, least: int | None) -> int:
     return int(value)
 
 
+class _Stoppable:
+    """A loaded Llama whose completions also stop when ``signal`` fires (checked after every token).
+
+    llama-cpp-python's chat handlers pass only their chat format's own ``stopping_criteria`` to
+    ``create_completion``, and a logits processor cannot end a generation (it runs inside a C callback that
+    swallows exceptions); so ``Llama.create_chat_completion`` is run on this view, whose ``create_completion``
+    adds the signal to the criteria. Everything else is the model's own attribute. A generation cut this way
+    ends as if on a stop word, with its usage reported.
+    """
+
+    def __init__(self, llama: Llama, signal: StopSignal) -> None:
+        self._llama = llama
+        self._signal = signal
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llama, name)
+
+    def create_completion(self, *args: Any, stopping_criteria: Any = None, **kwargs: Any) -> Any:
+        from llama_cpp import StoppingCriteriaList
+
+        signal = self._signal
+        criteria = StoppingCriteriaList([*(stopping_criteria or []), lambda _ids, _logits: signal()])
+        return self._llama.create_completion(*args, stopping_criteria=criteria, **kwargs)
+
+
 def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str, Any]) -> dict[str, Any]:
     """Run one grammar-aware chat completion; returns llama's response plus the parsed OpenAI message."""
     sampling = _sampling_kwargs(optional_params)  # a bad value is refused before the model loads
@@ -680,9 +705,14 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
     with loaded.lock:
         rendered, grammar, plan, wants_json = _prepare(messages, optional_params, loaded.llama)
         kwargs: dict[str, Any] = {"messages": rendered, "grammar": grammar, **sampling}
+        signal = stop_signal()
         try:
-            # Not streamed (no ``stream`` in kwargs): one response, not an iterator of chunks.
-            result = cast("CreateChatCompletionResponse", loaded.llama.create_chat_completion(**kwargs))
+            # Not streamed (no ``stream`` in kwargs): one response, not an iterator of chunks. Llama's own
+            # method, run on a view of the model that checks the call's stop signal between tokens.
+            stoppable = cast("Llama", _Stoppable(loaded.llama, signal))
+            result = cast(
+                "CreateChatCompletionResponse", type(loaded.llama).create_chat_completion(stoppable, **kwargs)
+            )
         except ValueError as exc:
             if "context window" in str(exc) or "exceed" in str(exc):
                 raise ContextWindowExceededError(
@@ -694,7 +724,7 @@ def _generate(model: str, messages: Sequence[Any], optional_params: Mapping[str,
         scored = 0
         # ``enum_choice="likelihood"`` (:data:`thrifty.models.registry.ENUM_CHOICE`): pick a string-enum answer
         # by :func:`_choose_by_likelihood` instead of keeping the grammar's token-by-token choice
-        if optional_params.get(ENUM_CHOICE) == "likelihood":
+        if optional_params.get(ENUM_CHOICE) == "likelihood" and not signal.fired:
             usage = result.get("usage") or {}
             headroom = kwargs["max_tokens"] - int(usage.get("completion_tokens", 0))
             text, scored = _choose_by_likelihood(
