@@ -65,7 +65,14 @@ def _python_handles_ctrl_c() -> Any:
 
 
 def _run_threads_alive() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("run_") and t.is_alive()]
+    """The executor's run threads still alive, given a moment to exit: a worker whose run has ended may still
+    be returning from its last work item (its run is over; the thread is on its way out)."""
+    for _ in range(40):
+        alive = [t for t in threading.enumerate() if t.name.startswith("run_") and t.is_alive()]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
 
 
 def test_ctrl_c_stops_a_grid_s_runs_in_flight(tmp_path: Path) -> None:
@@ -85,6 +92,7 @@ def test_ctrl_c_stops_a_grid_s_runs_in_flight(tmp_path: Path) -> None:
     presser = gate.interrupt_when(2)  # two runs in flight, each waiting for its first model call
     with pytest.raises(KeyboardInterrupt):
         run_grid(config, path, progress=False)
+    assert gate.open.is_set()  # returned only after its runs in flight could end (they wait on the gate)
     presser.join(10)
     assert not _run_threads_alive()  # the grid waited for its runs in flight to stop
     # Only the two calls in flight when Ctrl-C was pressed: no search, no second call, no third run.
@@ -113,6 +121,7 @@ def test_ctrl_c_stops_a_batch_s_runs_in_flight(tmp_path: Path) -> None:
     presser = gate.interrupt_when(2)
     with pytest.raises(KeyboardInterrupt):
         run_batch(jobs, out, concurrency=2, store=False)
+    assert gate.open.is_set()  # returned only after its runs in flight could end (they wait on the gate)
     presser.join(10)
     assert not _run_threads_alive()
     assert gate.interrupted_at == 2 and len(gate.script.requests) == 2

@@ -236,9 +236,11 @@ class LocalExecutor:
             )
             sys.stderr.flush()
         # Waits for every run the pool started (one submitted as Ctrl-C came included); a second Ctrl-C
-        # stops the waiting.
+        # stops the waiting. The runs' own futures too: a Ctrl-C landing inside ``submit`` (a worker thread
+        # started but not yet in the pool's list, which ``shutdown`` joins) must not return before its run.
         with contextlib.suppress(KeyboardInterrupt):
             pool.shutdown(wait=True, cancel_futures=True)
+            wait(running)
 
 
 @dataclass(frozen=True)
