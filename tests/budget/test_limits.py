@@ -32,8 +32,18 @@ def test_true_or_false_is_not_a_limit(field: str) -> None:
     # `tool_calls: true` in a task file was read as a limit of 1
     with pytest.raises(ValidationError, match="not true or false"):
         Budget(**{field: True})
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="not true or false"):
         Budget(per_tool={"search": True})
+
+
+def test_a_per_tool_limit_written_as_a_whole_float_is_that_number() -> None:
+    # `per_tool: {search: 2.0}` was refused though `tool_calls: 2.0` is 2; 2.5 is still no whole number of calls
+    assert Budget(per_tool={"search": 2.0}).per_tool == {"search": 2}
+    assert Budget(tool_calls=2.0).tool_calls == 2
+    with pytest.raises(ValidationError):
+        Budget(per_tool={"search": 2.5})
+    with pytest.raises(ValidationError):
+        Budget(per_tool={"search": 0})
 
 
 @pytest.mark.parametrize("field", FLOAT_FIELDS)

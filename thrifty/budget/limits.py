@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, Strict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, field_validator
 
 TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "total_tokens")
 DIMENSIONS = (*TOKEN_DIMENSIONS, "usd", "model_requests", "tool_calls", "memory_ops", "seconds")
@@ -34,6 +34,14 @@ def tool_dimension(tool_name: str) -> str:
 #: A positive, finite number: an infinite limit is no limit (leave the field unset), and ``inf`` broke the
 #: arithmetic of the reservations.
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _no_bool(value: object) -> object:
+    """``tool_calls: true`` is a typo, not a limit of 1 (pydantic would read a bool as 0 or 1); a whole
+    number written ``2.0`` is 2, as for every other limit."""
+    if isinstance(value, bool):
+        raise ValueError("a limit is a number, not true or false")
+    return value
 
 
 class Budget(BaseModel):
@@ -67,7 +75,7 @@ class Budget(BaseModel):
     tool_calls: PositiveInt | None = Field(
         default=None, description="Tool calls over all tools (batch items count)."
     )
-    per_tool: dict[str, Annotated[PositiveInt, Strict()]] = Field(  # strict: `search: true` is no limit
+    per_tool: dict[str, Annotated[PositiveInt, BeforeValidator(_no_bool)]] = Field(
         default_factory=dict, description="Calls allowed per tool, e.g. {search: 5, read: 3}."
     )
     memory_ops: PositiveInt | None = Field(
@@ -78,10 +86,7 @@ class Budget(BaseModel):
     @field_validator(*DIMENSIONS, mode="before")
     @classmethod
     def _not_a_bool(cls, value: object) -> object:
-        """``tool_calls: true`` is a typo, not a limit of 1 (pydantic would read a bool as 0 or 1)."""
-        if isinstance(value, bool):
-            raise ValueError("a limit is a number, not true or false")
-        return value
+        return _no_bool(value)
 
     @field_validator("per_tool")
     @classmethod
