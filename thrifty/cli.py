@@ -900,6 +900,14 @@ def serve_command(
             help="At SIGTERM / Ctrl-C: seconds to wait for the running runs to stop at their next call.",
         ),
     ] = 30.0,
+    event_send_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a write to an event stream may wait for a client that has stopped reading; past "
+            "that its stream is closed (the run goes on).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve runs over HTTP (submit, read, stream events, resume, cancel, list) and a page to watch them
     (open http://HOST:PORT/). The bearer token every request must send is read from THRIFTY_SERVE_TOKEN."""
@@ -915,6 +923,7 @@ def serve_command(
             max_concurrent=max_concurrent,
             checkpoint=None if no_checkpoint else checkpoint_target(checkpoint),
             shutdown_grace=shutdown_grace,
+            event_send_timeout=event_send_timeout,
         )
         check_start(host, token, no_token)
     except ValidationError as exc:

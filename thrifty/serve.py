@@ -33,10 +33,12 @@ nothing twice. A task may not name a ``module:function`` tool or strategy (the s
 request names).
 
 A run belongs to the server, not to the connection that submitted or watches it: a client that disconnects
-from ``GET /runs/{id}/events`` stops nothing (``POST /runs/{id}/cancel`` does). When the server shuts down
-(SIGTERM, Ctrl-C) it takes no new run and stops each running one at its next model or tool call (the call
-under way ends and is charged; up to ``shutdown_grace`` seconds): a checkpointed run is left ``interrupted``,
-resumable with nothing in flight, a run without checkpoints ends ``cancelled``.
+from ``GET /runs/{id}/events`` stops nothing (``POST /runs/{id}/cancel`` does), nor does one that stops
+reading: once a write to it has waited ``event_send_timeout`` seconds (its socket buffers full), its stream
+ends and the server drops the connection. When the server shuts down (SIGTERM, Ctrl-C) it takes no new
+run and stops each running one at its next model or tool call (the call under way ends and is charged; up to
+``shutdown_grace`` seconds): a checkpointed run is left ``interrupted``, resumable with nothing in flight, a
+run without checkpoints ends ``cancelled``.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ from typing import TYPE_CHECKING, Any, cast
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from thrifty.budget import Budget, BudgetExceeded, ChargeEvent, Ledger
 from thrifty.redact import redact, redact_value
@@ -107,6 +110,9 @@ class ServeSettings(BaseModel):
     """The SQLite file runs are checkpointed in (None: not checkpointed, so not resumable)."""
     shutdown_grace: float = 30.0
     """Seconds a shutdown waits for the running runs to stop at their next model or tool call."""
+    event_send_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one write of ``GET /runs/{id}/events`` may wait for a client that has stopped reading: past
+    that the server ends that stream and closes its connection (the run goes on)."""
 
 
 class ServerStopping(BaseException):
@@ -754,14 +760,29 @@ def create_app(settings: ServeSettings) -> Any:
     async def _internal(request: Request, exc: Exception) -> Any:  # never a traceback
         return _error(500, EXIT_INTERNAL, f"internal error: {type(exc).__name__}")
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Any:
-        page = request.method in ("GET", "HEAD") and request.url.path in PAGE_FILES
-        refused = _refused(request.headers, settings, check_token=not page)
-        return refused if refused is not None else await call_next(request)
-
+    app.add_middleware(_Guard, settings=settings)
     _add_routes(app, server, settings)
     return app
+
+
+class _Guard:
+    """Refuses a request before a route reads it (a wrong token, a body too big). A plain ASGI middleware,
+    not ``@app.middleware("http")``: that one relays a response's writes through a task of its own, which a
+    client that stops reading blocks forever, out of reach of the event stream's send timeout."""
+
+    def __init__(self, app: ASGIApp, settings: ServeSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            page = request.method in ("GET", "HEAD") and request.url.path in PAGE_FILES
+            refused = _refused(request.headers, self.settings, check_token=not page)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _refused(headers: Any, settings: ServeSettings, *, check_token: bool = True) -> Any:
@@ -877,7 +898,28 @@ def _add_run_routes(app: Any, server: Server) -> None:
                 f"run '{run_id}' was cut off by a server restart and its events went with that server; "
                 f"fix: resume it (POST /runs/{run_id}/resume) and read the events from there",
             )
-        return EventSourceResponse(_feed(server.get(run_id)))
+        return _EventStream(server.get(run_id), server.settings.event_send_timeout)
+
+
+class _EventStream(EventSourceResponse):
+    """A run's events (:func:`_feed`) to one client. A write (an event, a ping) that waits past
+    ``send_timeout`` for a client that has stopped reading (its socket buffers full) ends this stream: its
+    generator is closed and the server drops the connection. The run goes on; other clients are untouched."""
+
+    def __init__(self, run: _Run, send_timeout: float) -> None:
+        super().__init__(_feed(run), send_timeout=send_timeout)
+        self.run_id = run.run_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:  # nothing more can be sent: returning leaves uvicorn to close the connection
+            log.warning(
+                "GET /runs/%s/events: the client has stopped reading (a write waited %gs); its event stream "
+                "is closed (the run goes on)",
+                self.run_id,
+                self.send_timeout,
+            )
 
 
 def _page_file(name: str, media_type: str) -> Any:
