@@ -246,18 +246,23 @@ def test_sigterm_leaves_a_checkpointed_run_resumable_with_nothing_in_flight(tmp_
         second.wait(30)
 
 
-def test_agent_serve_takes_the_shutdown_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-
+@pytest.mark.parametrize(
+    ("option", "field", "bad"),
+    [("--shutdown-grace", "shutdown_grace", "-1"), ("--event-send-timeout", "event_send_timeout", "0")],
+)
+def test_agent_serve_takes_its_timing_options(
+    monkeypatch: pytest.MonkeyPatch, option: str, field: str, bad: str
+) -> None:
     import thrifty.serve
 
     seen: list[Any] = []
     monkeypatch.setattr(thrifty.serve, "serve", lambda host, port, settings, **kw: seen.append(settings))
     env = {"THRIFTY_SERVE_TOKEN": TOKEN}
     assert CliRunner().invoke(cli_app, ["serve", "--no-checkpoint"], env=env).exit_code == 0
-    assert CliRunner().invoke(cli_app, ["serve", "--shutdown-grace", "5"], env=env).exit_code == 0
-    assert [s.shutdown_grace for s in seen] == [30.0, 5.0]
-    res = CliRunner().invoke(cli_app, ["serve", "--shutdown-grace", "-1"], env=env)
-    assert res.exit_code == 2 and "--shutdown-grace" in res.output
+    assert CliRunner().invoke(cli_app, ["serve", option, "5"], env=env).exit_code == 0
+    assert [getattr(s, field) for s in seen] == [30.0, 5.0]
+    res = CliRunner().invoke(cli_app, ["serve", option, bad], env=env)
+    assert res.exit_code == 2 and option in res.output
 
 
 def test_a_slow_submission_does_not_hold_up_the_other_requests() -> None:
