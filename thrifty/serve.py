@@ -283,7 +283,7 @@ class Server:
     ) -> _Run:
         """Start a run (``run_id`` None: a new one) on a child of the server's budget, in a thread."""
         from thrifty.workflows.runner import SetupError, new_run_id
-        from thrifty.workflows.stream import refusing_after, stream_task
+        from thrifty.workflows.stream import stop_on, stream_task
 
         with self.lock:
             if self.stopping.is_set():
@@ -322,9 +322,7 @@ class Server:
                 raise ServeError(429, EXIT_BUDGET, f"the server's budget is spent: {exc}") from None
             stream = stream_task(spec, store=False, ledger=ledger, run_id=run_id, **durable)
             if durable:  # at shutdown: stopped at its next call (the call handed back), left resumable
-                ledger.reserve_listeners.append(
-                    refusing_after(self.stopping, lambda: ServerStopping("the server is shutting down"))
-                )
+                stop_on(ledger, self.stopping, lambda: ServerStopping("the server is shutting down"))
             run = _Run(run_id, spec.name or "", spec.rendered_question(), time.time(), ledger, stream)
             run.durable = bool(durable)
             if before is not None:  # a resume: its stream continues the events of the run's earlier parts

@@ -390,7 +390,7 @@ def test_a_generation_is_cut_at_its_timeout_and_its_tokens_are_charged(
     is a stopping criterion: the row stops after the token at which the timeout passed, and the call fails
     with the tokens it used charged, once."""
     from thrifty.budget import Budget, Ledger
-    from thrifty.models import ModelError, inprocess
+    from thrifty.models import ModelError, stopping
     from thrifty.models.gateway import Gateway
 
     class _Clock:  # moves one second per read: once at the call's start, then after every token
@@ -400,7 +400,7 @@ def test_a_generation_is_cut_at_its_timeout_and_its_tokens_are_charged(
             self.now += 1.0
             return self.now
 
-    monkeypatch.setattr(inprocess, "time", _Clock())
+    monkeypatch.setattr(stopping, "time", _Clock())
     ledger = Ledger(Budget(total_tokens=5000))
     model = f"hf/{tiny_model_dir}"
     with pytest.raises(ModelError, match=r"GenerationTimeout.*timed out after 1.5 s"):

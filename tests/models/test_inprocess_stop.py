@@ -1,9 +1,12 @@
-"""An in-process generation stops at its call's timeout or when the task awaiting it is cancelled.
+"""An in-process generation stops at its call's timeout, when the task awaiting it is cancelled, or when
+its run is stopping.
 
 Before, ``local/`` and ``hf/`` ignored the Gateway's timeout (capped to the time budget left), so a call ran
-past a ``seconds`` budget, and a cancelled ``acompletion`` went on generating in its worker thread for
-nobody. Now the shell's :class:`StopSignal` fires, the provider cuts its generation, and the call fails with
-a ``GenerationTimeout`` whose tokens the Gateway charges; it is not retried (it would run out again).
+past a ``seconds`` budget; a cancelled ``acompletion`` went on generating in its worker thread for nobody;
+and a cancelled stream or ``arun`` (or Ctrl-C in a grid, a server's shutdown) waited for the generation
+under way to end. Now the call's :class:`StopSignal` fires, the provider cuts its generation, and the call
+fails with a ``GenerationTimeout`` whose tokens the Gateway charges (not retried: it would run out again),
+or, when the run is stopping, with the run's own stop.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from thrifty import Provider, register_provider
+from thrifty import Agent, Provider, register_provider
 from thrifty.budget import Budget, Ledger
-from thrifty.models import Gateway, ModelError, inprocess
+from thrifty.models import Gateway, ModelError, stopping
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, GenerationTimeout, InProcessProvider, StopSignal, stop_signal
+from thrifty.workflows.stream import RunCancelled, stop_on
 
 litellm: Any = get_litellm()
 MSG = [{"role": "user", "content": "hello"}]
@@ -74,7 +78,7 @@ def _provider() -> None:
 def test_a_signal_fires_past_its_deadline_or_when_cancelled_and_stays_fired(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(inprocess, "time", _Clock(1.0))
+    monkeypatch.setattr(stopping, "time", _Clock(1.0))
     signal = StopSignal(timeout=2.5)  # deadline 3.5 on the clock read at 1.0
     assert [signal() for _ in range(3)] == [False, False, True]  # reads 2.0, 3.0, 4.0
     assert signal() and signal.fired
@@ -88,7 +92,7 @@ def test_a_signal_fires_past_its_deadline_or_when_cancelled_and_stays_fired(
 def test_a_generation_past_its_timeout_is_cut_charged_and_not_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(inprocess, "time", _Clock(1.0))
+    monkeypatch.setattr(stopping, "time", _Clock(1.0))
     ledger = Ledger(Budget(model_requests=5))
     with pytest.raises(ModelError) as info:
         Gateway(ledger, retries=3, backoff=0).complete("stopwait/m", MSG, max_tokens=50, timeout=10)
@@ -129,3 +133,55 @@ def test_cancelling_the_awaiting_task_stops_the_generation_in_its_thread() -> No
 def test_a_cut_generation_is_a_litellm_timeout_carrying_its_tokens() -> None:
     exc = GenerationTimeout("cut", "stopwait/m", "stopwait", 7, 2)
     assert isinstance(exc, litellm.Timeout) and exc.spent_tokens == (7, 2) and exc.retryable is False
+
+
+def _cut_by_a_stop(run: Any) -> BaseException | None:
+    """Start ``run`` (it makes one slow in-process call) in a thread, set the stop once the generation is
+    under way, and check the generation was cut, not run to its end."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    assert _Waiting.started.wait(10)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert _Waiting.ended == ["stopped"]  # before: "finished", 100,000 slow tokens later
+    return errors[0] if errors else None
+
+
+def test_a_stopping_run_cuts_its_generation_and_stops_as_the_run_s_next_charge_would() -> None:
+    ledger = Ledger(Budget(model_requests=5))
+    seen: list[Any] = []
+
+    def run(stop: threading.Event) -> None:
+        stop_on(ledger, stop)
+        seen.append(Gateway(ledger, retries=3, backoff=0).complete("stopwait/m", MSG, max_tokens=100_000))
+
+    error = _cut_by_a_stop(run)
+    assert isinstance(error, RunCancelled) and not seen  # the run's stop, not a model error
+    (event,) = ledger.events  # charged once, what it made; not retried
+    assert not event.ok and "the run is stopping" in event.detail
+    assert 0 < event.units["output_tokens"] < 100_000 and event.units["input_tokens"] == 3
+    assert all(v == 0 for v in ledger.reserved.values())  # nothing left reserved
+
+
+def test_cancelling_a_stream_cuts_the_generation_under_way() -> None:
+    agent = Agent("stopwait/m", budget=Budget(model_requests=3), max_tokens=100_000)
+
+    def run(stop: threading.Event) -> None:
+        stream = agent.stream("Say x.")
+        threading.Thread(target=lambda: (stop.wait(30), stream.cancel()), daemon=True).start()
+        for _ in stream:
+            pass
+        assert stream.result is not None
+        assert stream.result.stop_reason == "cancelled"
+
+    assert _cut_by_a_stop(run) is None

@@ -308,13 +308,13 @@ def test_a_generation_is_cut_at_its_timeout_and_its_tokens_are_charged(
     """Before, llama.cpp generated to ``max_tokens`` whatever the timeout (the Gateway's, capped to the time
     budget left), and a failed call was charged no tokens. Now the generation stops after the token at
     which the timeout passed, and the call fails with the tokens it used charged, once (not retried)."""
-    from thrifty.models import inprocess
+    from thrifty.models import stopping
 
     count = [{"role": "user", "content": "Count from 1 to 100, one number per line."}]
     full = Gateway(Ledger(Budget(total_tokens=2000))).complete(MODEL, count, max_tokens=40, temperature=0)
     assert full.usage.completion_tokens == 40  # without a timeout the reply runs to its cap
 
-    monkeypatch.setattr(inprocess, "time", _Clock())
+    monkeypatch.setattr(stopping, "time", _Clock())
     ledger = Ledger(Budget(total_tokens=2000))
     with pytest.raises(ModelError, match=r"GenerationTimeout.*timed out after 3.5 s"):
         Gateway(ledger, retries=2, backoff=0).complete(

@@ -172,6 +172,10 @@ class Ledger:
         # the calls in flight, so that one interrupted by a crash is charged when the run resumes.
         self.reserve_listeners: list[Callable[[Reservation], None]] = []
         self.release_listeners: list[Callable[[Reservation], None]] = []
+        # Set when the run is asked to stop (a cancelled stream, Ctrl-C, a server shutting down), besides the
+        # reserve listener that then refuses every charge: a model generation under way in this process is
+        # cut at its next token (see stopping()).
+        self.stops: list[threading.Event] = []
         # Per tool, what each of its calls also charges at least and the ledger that pays it (a ``recall``
         # tool's memory_ops): see thrifty.budget.awareness.declare_tool_charge.
         self.tool_charges: dict[str, tuple[dict[str, float], Ledger]] = {}
@@ -194,6 +198,10 @@ class Ledger:
     @property
     def root(self) -> Ledger:
         return self._lineage[-1]
+
+    def stopping(self) -> bool:
+        """Whether a stop was asked of this ledger or one above it (an event of their ``stops`` is set)."""
+        return any(event.is_set() for lg in self._lineage for event in lg.stops)
 
     @property
     def lock(self) -> threading.RLock:

@@ -42,6 +42,7 @@ from thrifty.budget.retry import MAX_RETRY_AFTER, RetryPolicy, retry_after
 from thrifty.models._litellm import get_litellm
 from thrifty.models.registry import BLOCK_REMOTE_ENV, Provider, provider_for
 from thrifty.models.settings import DEFAULT_RETRIES
+from thrifty.models.stopping import stopping_when
 from thrifty.redact import redact
 
 DEFAULT_MAX_TOKENS = 512
@@ -733,7 +734,8 @@ class Gateway:
             res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
-                response = litellm.completion(**request)
+                with stopping_when(self.ledger.stopping):
+                    response = litellm.completion(**request)
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
                 if res.open:
@@ -772,7 +774,8 @@ class Gateway:
             res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
-                response = await litellm.acompletion(**request)
+                with stopping_when(self.ledger.stopping):
+                    response = await litellm.acompletion(**request)
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
                 if res.open:
@@ -787,9 +790,13 @@ class Gateway:
             raise self._model_error(model, exc) from None
 
     def _model_error(self, model: str, exc: BaseException) -> ModelError:
-        """The error a caller sees (redacted); a timeout with the time budget spent is a budget stop."""
+        """The error a caller sees (redacted); a timeout with the time budget spent is a budget stop, and any
+        error once the run is stopping (an in-process generation cut for it) is the stop itself."""
         if isinstance(exc, ModelError):
             return exc
+        if self.ledger.stopping():
+            # the refusal the run's next charge would meet (RunCancelled, ServerStopping...): raised here
+            self.ledger.release(self.ledger.reserve({}, kind="model", name=model))
         if isinstance(exc, get_litellm().Timeout):
             self.ledger.check_time()  # raises BudgetExceeded('seconds'): the request ran out of the time left
         text = redact(str(exc)).strip().splitlines()

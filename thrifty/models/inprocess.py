@@ -5,29 +5,38 @@ response, maps "bad model / missing extra" errors to ``BadRequestError`` (so Lit
 retryable connection errors), and runs the blocking generation in a worker thread for ``acompletion``.
 
 A generation can be stopped early. While ``generate`` runs, :func:`stop_signal` returns the call's
-:class:`StopSignal`: it fires once the call's ``timeout`` has passed (the Gateway caps that timeout to the time
-budget left) or the task awaiting ``acompletion`` was cancelled. A provider that checks it between tokens
-(``local/`` and ``hf/`` do) ends its generation there; the call then fails with :class:`GenerationTimeout`, a
-``litellm.Timeout`` that carries the tokens the cut generation used, so that the Gateway charges them. A
-provider that never checks it runs each generation to its end, as before.
+:class:`StopSignal` (:mod:`thrifty.models.stopping`): it fires once the call's ``timeout`` has passed (the
+Gateway caps that timeout to the time budget left), the task awaiting ``acompletion`` was cancelled, or the
+run is stopping. A provider that checks it between tokens (``local/`` and ``hf/`` do) ends its generation
+there; the call then fails with :class:`GenerationTimeout`, a ``litellm.Timeout`` that carries the tokens
+the cut generation used, so that the Gateway charges them. A provider that never checks it runs each
+generation to its end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypedDict
 
 from thrifty.models._litellm import get_litellm
+from thrifty.models.stopping import StopSignal, generating, stop_signal
 
 get_litellm()  # offline: LiteLLM must not fetch its price map
 import litellm  # noqa: E402
 from litellm.exceptions import BadRequestError, Timeout  # noqa: E402
 from litellm.llms.custom_llm import CustomLLM  # noqa: E402
+
+__all__ = [
+    "Generation",
+    "GenerationTimeout",
+    "InProcessProvider",
+    "InProcessRequestError",
+    "StopSignal",
+    "stop_signal",
+]
 
 
 class Generation(TypedDict):
@@ -37,38 +46,11 @@ class Generation(TypedDict):
     completion_tokens: int
 
 
-class StopSignal:
-    """When a generation must end early: its ``timeout`` (seconds from now) has passed, or ``cancelled`` is
-    set. Calling it answers whether to stop now; once it has said yes, :attr:`fired` stays true."""
-
-    def __init__(self, timeout: float | None = None, cancelled: threading.Event | None = None) -> None:
-        self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        self.cancelled = cancelled if cancelled is not None else threading.Event()
-        self.fired = False
-
-    def __call__(self) -> bool:
-        if not self.fired and (
-            self.cancelled.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
-        ):
-            self.fired = True
-        return self.fired
-
-
-_current_stop: contextvars.ContextVar[StopSignal | None] = contextvars.ContextVar(
-    "thrifty_stop", default=None
-)
-
-
-def stop_signal() -> StopSignal:
-    """The running in-process call's stop signal (one that never fires outside a call)."""
-    return _current_stop.get() or StopSignal()
-
-
 class GenerationTimeout(Timeout):
-    """An in-process generation cut at its deadline (or cancelled). ``spent_tokens`` (prompt, completion) is
-    what the model did, which the Gateway charges though no reply came back; ``retryable`` is False, as the
-    same generation on the same machine would only run out of time again."""
+    """An in-process generation cut at its deadline, on a cancel or because its run is stopping.
+    ``spent_tokens`` (prompt, completion) is what the model did, which the Gateway charges though no reply
+    came back; ``retryable`` is False, as the same generation on the same machine would only run out of time
+    again."""
 
     retryable = False
 
@@ -126,13 +108,12 @@ class InProcessProvider(CustomLLM, ABC):
     ) -> litellm.ModelResponse:
         """Generate and fill ``model_response`` in OpenAI format, usage included (LiteLLM passes keywords).
 
-        ``timeout`` (seconds) and ``cancelled`` make the call's :class:`StopSignal`; a generation the
-        provider cut on it raises :class:`GenerationTimeout`."""
+        ``timeout`` (seconds) and ``cancelled`` make the call's :class:`StopSignal` (with the run's stopping
+        check the Gateway set); a generation the provider cut on it raises :class:`GenerationTimeout`."""
         name = model.removeprefix(f"{self.prefix}/")
-        signal = StopSignal(_timeout_seconds(timeout), cancelled)
-        token = _current_stop.set(signal)
         try:
-            out = self.generate(model, messages, optional_params or {})
+            with generating(_timeout_seconds(timeout), cancelled) as signal:
+                out = self.generate(model, messages, optional_params or {})
         except self.model_errors as exc:
             if isinstance(exc, BadRequestError):
                 raise
@@ -145,12 +126,9 @@ class InProcessProvider(CustomLLM, ABC):
             if not isinstance(error, BadRequestError):
                 error = InProcessRequestError(str(exc), f"{self.prefix}/{name}", self.prefix)
             raise error from exc
-        finally:
-            _current_stop.reset(token)
         if signal.fired:
-            why = "cancelled" if signal.cancelled.is_set() else f"timed out after {signal.timeout:g} s"
             raise GenerationTimeout(
-                f"generation {why}: cut after {out['completion_tokens']} tokens",
+                f"generation {signal.why}: cut after {out['completion_tokens']} tokens",
                 f"{self.prefix}/{name}",
                 self.prefix,
                 out["prompt_tokens"],

@@ -80,10 +80,10 @@ class RunStopper:
     def ledger(self, budget: Budget) -> Ledger:
         """A run's Ledger, refusing every charge once the runs are stopped."""
         from thrifty.budget import Ledger
-        from thrifty.workflows.stream import refusing_after
+        from thrifty.workflows.stream import stop_on
 
         ledger = Ledger(budget, name="run")
-        ledger.reserve_listeners.append(refusing_after(self._stop))
+        stop_on(ledger, self._stop)
         return ledger
 
 

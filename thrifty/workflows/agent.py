@@ -45,7 +45,7 @@ from thrifty.workflows.result import RunResult
 from thrifty.workflows.runner import TraceCallback, execute, new_run_id
 from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.strategies import STRATEGIES, get_builder
-from thrifty.workflows.stream import RunCancelled, RunStream, refusing_after
+from thrifty.workflows.stream import RunCancelled, RunStream, stop_on
 
 
 class Agent:
@@ -361,7 +361,7 @@ class Agent:
         # call, not only at its next trace event.
         limits = _as_budget(budget, "budget") or self.budget
         ledger = Ledger(limits, name="run")
-        ledger.reserve_listeners.append(refusing_after(stop))
+        stop_on(ledger, stop)
         durable = _run_options(run_id, checkpoint, on_limit)
 
         def work() -> None:

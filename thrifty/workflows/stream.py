@@ -133,6 +133,13 @@ def refusing_after(
     return refuse
 
 
+def stop_on(ledger: Ledger, stop: threading.Event, error: Callable[[], BaseException] | None = None) -> None:
+    """Stop the run on ``ledger`` once ``stop`` is set: every later charge is refused (:func:`refusing_after`)
+    and an in-process model generation under way is cut at its next token (``Ledger.stops``)."""
+    ledger.reserve_listeners.append(refusing_after(stop, error))
+    ledger.stops.append(stop)
+
+
 _DONE = object()
 
 #: Starts the run: given the stream's trace callback and its cancel flag, returns the RunResult.
@@ -161,7 +168,7 @@ class RunStream:
         self._closed = False
         self.result: RunResult | None = None
         self.error: BaseException | None = None
-        ledger.reserve_listeners.append(refusing_after(self._cancel))
+        stop_on(ledger, self._cancel)
 
     # ------------------------------------------------------------------------------- inside the run
     def _budget(self) -> dict[str, Any]:
