@@ -133,7 +133,29 @@ def test_a_route_to_an_undeclared_node_is_an_error_naming_it(paths: list[str] | 
     wf.node("a", lambda state, ctx: {"answer": "from a"}).node("b", lambda state, ctx: {})
     wf.route("a", lambda state: "bb", paths).edge("b", END)
     result = Agent(ScriptedModel([]).model, budget=Budget(tool_calls=1), strategy=wf).run("q")
-    # LangGraph runs a route with its node's writes, so that step's state is lost with it; the run ends
-    # "error" naming the route, where it ended "completed" (no destinations) or with a bare KeyError.
+    # the run ends "error" naming the route, where it ended "completed" (no destinations) or with a bare
+    # KeyError; and it keeps what the step before the route wrote (LangGraph commits a step's writes only
+    # once its routes ran, so raising in the route lost them: the answer was None)
     assert result.stop_reason == "error" and result.error is not None
     assert "route from 'a' returned 'bb'" in result.error and "'b'" in result.error
+    assert result.answer == "from a"
+
+
+@pytest.mark.parametrize("paths", [None, ["b", END]])
+def test_a_router_that_raises_ends_the_run_in_error_keeping_the_step_s_answer(
+    paths: list[str] | None,
+) -> None:
+    def broken(state: object) -> str:
+        raise RuntimeError("router bug")
+
+    wf = Workflow("broken-route")
+    wf.node("a", lambda state, ctx: {"answer": "from a"}).node("b", lambda state, ctx: {})
+    wf.route("a", broken, paths).edge("b", END)
+    result = Agent(ScriptedModel([]).model, budget=Budget(tool_calls=1), strategy=wf).run("q")
+    assert result.stop_reason == "error" and result.answer == "from a"  # before: answer None
+    assert result.error == "route from 'a' raised RuntimeError: router bug"
+
+
+def test_the_route_error_node_name_is_reserved() -> None:
+    with pytest.raises(WorkflowError, match="reserved"):
+        Workflow("w").node("__route_error__", lambda state, ctx: {})

@@ -48,6 +48,16 @@ class WorkflowError(ValueError):
     """A workflow that cannot compile (unknown node in an edge, no nodes, ...)."""
 
 
+#: The node a route that fails (its router raised, or chose no destination) goes to: it ends the run with
+#: ``stop_reason`` "error" and the route's error, keeping the state the step before it wrote.
+ROUTE_ERROR = "__route_error__"
+
+
+def _route_error(state: Any) -> dict[str, Any]:
+    """Its input is the failing route's Send payload, not the run's state."""
+    return {"stop_reason": "error", "error": state["route_error"]}
+
+
 class Workflow:
     """A graph of nodes with edges and conditional routes, compiled to LangGraph."""
 
@@ -61,7 +71,7 @@ class Workflow:
     def node(self, name: str, fn: NodeFn) -> Workflow:
         if name in self._nodes:
             raise WorkflowError(f"node '{name}' is declared twice")
-        if name in (START, END):
+        if name in (START, END, ROUTE_ERROR):
             raise WorkflowError(f"'{name}' is reserved")
         self._nodes[name] = fn
         if self._entry is None:
@@ -121,23 +131,33 @@ class Workflow:
             graph.add_edge(source, target)
         for source, router, paths in self._routes:
             graph.add_conditional_edges(source, self._checked(source, router, paths), paths)  # type: ignore[arg-type]
+        if self._routes:
+            graph.add_node(ROUTE_ERROR, _route_error)
+            graph.add_edge(ROUTE_ERROR, END)
         return graph.compile(name=self.name)
 
     def _checked(self, source: str, router: Router, paths: dict[Hashable, str] | None) -> Router:
-        """``router`` refusing a value that names no destination: LangGraph would end the run "completed"
-        (a name it does not know) or raise a bare KeyError (a key missing from ``paths``)."""
+        """``router`` refusing a value that names no destination (LangGraph would end the run "completed" on
+        a name it does not know, or raise a bare KeyError on a key missing from ``paths``), and a router
+        that raises: either goes to :data:`ROUTE_ERROR`, which ends the run with ``stop_reason`` "error"
+        naming the route. Raising here instead would drop what the step before it wrote (LangGraph commits a
+        step's update only once its routes have run): a run whose solver answered would end with no answer."""
         allowed: list[Hashable] = list(paths) if paths is not None else [*self._nodes, END]
 
-        def route(state: SolverState) -> Hashable:
-            value = router(state)
+        def route(state: SolverState) -> Any:
+            try:
+                value = router(state)
+            except Exception as exc:
+                return Send(
+                    ROUTE_ERROR, {"route_error": f"route from '{source}' raised {type(exc).__name__}: {exc}"}
+                )
             chosen: list[Any] = list(value) if isinstance(value, list | tuple) else [value]
             for one in chosen:
                 name = one.node if isinstance(one, Send) else one  # a Send names the node it runs
                 if name not in (allowed if not isinstance(one, Send) else [*self._nodes]):
                     shown = ", ".join(repr(a) for a in allowed)
-                    raise WorkflowError(
-                        f"route from '{source}' returned {name!r}, which is not one of its destinations ({shown})"
-                    )
+                    error = f"route from '{source}' returned {name!r}, which is not one of its destinations ({shown})"
+                    return Send(ROUTE_ERROR, {"route_error": f"WorkflowError: {error}"})
             return value
 
         route.__name__ = getattr(router, "__name__", "route")
