@@ -119,6 +119,58 @@ def test_a_provider_failing_the_forced_answer_keeps_the_tree_and_its_best_propos
     assert tree.method.startswith("best unverified proposal; forced answer failed") and tree.answer == "Paris"
 
 
+@pytest.mark.parametrize("forced", ["unknown", "I don't know", QUESTION])
+def test_a_forced_reply_that_is_no_answer_never_replaces_the_best_proposal(forced: str) -> None:
+    """The forced answer was taken whatever it said: "unknown" or the question itself replaced the
+    proposal the search had made (react's answer step has never accepted those)."""
+    proposed = itertools.count()
+    moves = [
+        [{"tool": "search", "arguments": {"query": "Paris"}}],
+        [{"tool": "answer", "arguments": {"answer": "Paris"}}],
+    ]
+
+    def play(request: ScriptedRequest) -> ScriptedReply:
+        if role(request) == "candidates":
+            n = next(proposed)
+            return reply(json.dumps({"actions": moves[n] if n < len(moves) else []}))
+        if role(request) == "critic":
+            return reply(json.dumps({"progress": 1.0, "reason": "found"}))
+        return reply(forced)  # the forced answer
+
+    script = ScriptedModel([], default=play)
+    agent = Agent(
+        script.model, tools=TOOLS, budget=Budget(tool_calls=3), strategy="value_tree", verify=False, retries=0
+    )
+    result = agent.run(QUESTION)
+    assert role(script.requests[-1]) is None  # the last call was the forced answer
+    assert result.answer == "Paris"  # before: the forced reply
+    tree = result.trace[-1]
+    assert isinstance(tree, TreeEvent)
+    assert (
+        tree.method.startswith("best unverified proposal; forced from branch")
+        and "is no answer" in tree.method
+    )
+
+
+def test_a_forced_reply_that_is_no_answer_and_no_proposal_ends_unknown() -> None:
+    def play(request: ScriptedRequest) -> ScriptedReply:
+        if role(request) == "candidates":
+            return reply(json.dumps({"actions": [{"tool": "search", "arguments": {"query": "Paris"}}]}))
+        if role(request) == "critic":
+            return reply(json.dumps({"progress": 0.0, "reason": "nothing"}))
+        return reply(QUESTION)  # the forced answer repeats the question
+
+    agent = Agent(
+        ScriptedModel([], default=play).model,
+        tools=TOOLS,
+        budget=Budget(tool_calls=2),
+        strategy="value_tree",
+        verify=False,
+    )
+    result = agent.run(QUESTION)
+    assert result.answer == "unknown"  # as react: the question is not its own answer
+
+
 def test_a_provider_failing_a_re_ask_of_the_forced_answer_keeps_the_first_one() -> None:
     """forced_checks re-asks a refused forced answer; a provider error on the re-ask keeps the first answer
     and the budget stop reason (before: the run ended "error")."""

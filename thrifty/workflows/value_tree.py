@@ -58,7 +58,8 @@ from typing import Any, Literal, cast
 
 from pydantic import Field, PositiveInt
 
-from thrifty.agents import prompts
+from thrifty.agents import grounding, prompts
+from thrifty.agents.answers import usable_answer
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import ExpandedChild, ExpandEvent, TraceEvent, TreeEvent
 from thrifty.agents.records import TreeNode
@@ -740,6 +741,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     answer, method = (best.answer, "verified") if best and best.verdict == "SUCCESS" else (None, "")
     trace: list[TraceEvent] = []
     error: str | None = None
+    unusable = False  # the forced reply was no answer ("unknown", the question, a bare preamble)
     if answer is None:
         leaf = forced_leaf(tree, str(opts.get("forced_from", "value")), float(opts.get("credited", 0.5)))
         try:
@@ -749,6 +751,10 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             messages = forced_messages(tree, leaf.id, opts, ctx.grounded)
             reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
+            if answer is not None and not _usable(answer, question, ctx):
+                # as react's answer: it never replaces the tree's best proposal (the run's last resort is
+                # "unknown", as there)
+                answer, unusable, method = None, True, f"{method}: {answer[:60]!r} is no answer"
             if answer and opts.get("forced_checks"):
                 answer, how, checks = checked_forced_answer(
                     ctx,
@@ -769,7 +775,10 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             if reason == StopKind.COMPLETED.value:
                 reason = stop_reason(StopKind.ERROR)
         if answer is None and best is not None:
-            answer, method = best.answer, "best unverified proposal" + (f"; {method}" if error else "")
+            answer, method = (
+                best.answer,
+                "best unverified proposal" + (f"; {method}" if error or unusable else ""),
+            )
     chosen_path = [n.id for n in path_to(tree, best.id)] if best and best.answer == answer else []
     entry = ctx.emit(
         TreeEvent(
@@ -782,13 +791,19 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
         )
     )
     update: dict[str, Any] = {
-        "answer": answer or state.get("candidate"),
+        "answer": answer or state.get("candidate") or ("unknown" if unusable else None),
         "stop_reason": reason,
         "trace": [*trace, entry],
     }
     if error is not None and reason == stop_reason(StopKind.ERROR):
         update["error"] = error
     return update
+
+
+def _usable(answer: str, question: str, ctx: RunContext) -> bool:
+    """What react accepts as an answer (:func:`thrifty.agents.answers.usable_answer`, and on a grounded run
+    :func:`thrifty.agents.grounding.usable_answer` too)."""
+    return usable_answer(answer, question) and (not ctx.grounded or grounding.usable_answer(answer))
 
 
 @takes_options(ValueTreeOptions)
