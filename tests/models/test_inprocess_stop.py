@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pytest
 
 from thrifty import Agent, Provider, register_provider
-from thrifty.budget import Budget, Ledger
+from thrifty.budget import Budget, BudgetExceeded, Ledger
 from thrifty.models import Gateway, ModelError, stopping
 from thrifty.models._litellm import get_litellm
 from thrifty.models.inprocess import Generation, GenerationTimeout, InProcessProvider, StopSignal, stop_signal
@@ -185,3 +185,18 @@ def test_cancelling_a_stream_cuts_the_generation_under_way() -> None:
         assert stream.result.stop_reason == "cancelled"
 
     assert _cut_by_a_stop(run) is None
+
+
+def test_a_generation_stops_when_the_run_s_time_is_spent_by_the_ledger_s_clock() -> None:
+    """The Gateway's timeout counts from when the provider starts, a little after the call was planned: a
+    generation cut on it alone could end past the time limit (an overrun). The Ledger's own clock cuts it
+    as the limit passes: here a clock that moves 1 s per read, against a 20 s budget."""
+    ticks = _Clock(1.0)
+    ledger = Ledger(Budget(seconds=20), clock=ticks.monotonic)
+    with pytest.raises(BudgetExceeded) as info:  # the time budget spent: a budget stop, not a model error
+        Gateway(ledger, retries=0).complete("stopwait/m", MSG, max_tokens=100_000)
+    assert info.value.dimension == "seconds"
+    assert _Waiting.ended == ["stopped"]
+    (event,) = ledger.events
+    # cut as the Ledger's clock passed 20 s (a few reads of it per token), not 19 real seconds later
+    assert "the time budget is spent" in event.detail and 0 < event.units["output_tokens"] < 30

@@ -661,6 +661,11 @@ class Gateway:
         else:
             self.ledger.settle(res, {"model_requests": 1}, ok=False, detail=text)
 
+    def _time_left(self) -> float:
+        """Seconds left to the run by its Ledger's clock (``inf`` untimed): an in-process generation stops
+        when they are spent, however late its own timeout started counting."""
+        return self.ledger.available("seconds")
+
     def _check_wait(self, seconds: float) -> None:
         """Before a wait between attempts: refuse one that would end past the time budget."""
         self.ledger.check_time()
@@ -734,7 +739,7 @@ class Gateway:
             res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
-                with stopping_when(self.ledger.stopping):
+                with stopping_when(self.ledger.stopping, self._time_left):
                     response = litellm.completion(**request)
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
@@ -774,7 +779,7 @@ class Gateway:
             res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
-                with stopping_when(self.ledger.stopping):
+                with stopping_when(self.ledger.stopping, self._time_left):
                     response = await litellm.acompletion(**request)
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
