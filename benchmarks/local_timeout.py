@@ -25,7 +25,7 @@ MESSAGES = [{"role": "user", "content": "Write a very long story about a dragon.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Does a time budget stop the embedded model mid-generation?")
     parser.add_argument("--seconds", type=float, default=2.0, help="the time budget of the call")
     args = parser.parse_args()
     count_tokens("local/smollm2", MESSAGES)  # load the model first: its load is not the call's time
