@@ -691,3 +691,14 @@ def test_a_child_ledger_takes_back_its_charges_without_charging_its_parents_agai
     assert nxt.seq > 3 and other.charge({"tool_calls": 1}, kind="tool", name="t").seq > nxt.seq
     with pytest.raises(BudgetExceeded):
         run.charge({"tool_calls": 1}, kind="tool", name="t")
+
+
+def test_a_time_limit_that_has_passed_says_so() -> None:
+    # a check of the clock said "cannot pay 0 seconds: only 0 left"; a reservation keeps its amounts
+    clock = FakeClock()
+    ledger = Ledger(Budget(seconds=2), clock=clock)
+    clock.advance(3)
+    with pytest.raises(BudgetExceeded) as info:
+        ledger.check_time()
+    assert str(info.value) == "budget 'run' is out of time: its seconds limit has passed"
+    assert str(BudgetExceeded("seconds", 3, 1)) == "budget 'run' cannot pay 3 seconds: only 1 left"

@@ -95,9 +95,11 @@ class BudgetExceeded(Exception):
         self.requested = requested
         self.available = available
         self.ledger = ledger
-        super().__init__(
-            f"budget '{ledger}' cannot pay {requested:g} {dimension}: only {max(available, 0):g} left"
-        )
+        if dimension == "seconds" and requested <= 0:  # a check of the clock, not a reservation
+            text = f"budget '{ledger}' is out of time: its seconds limit has passed"
+        else:
+            text = f"budget '{ledger}' cannot pay {requested:g} {dimension}: only {max(available, 0):g} left"
+        super().__init__(text)
 
     @property
     def stop_reason(self) -> str:
