@@ -469,11 +469,18 @@ def final_answer_call(
     )
 
 
+def answer_usable(answer: str, question: str, ctx: RunContext) -> bool:
+    """Whether a model's final answer may stand: :func:`thrifty.agents.answers.usable_answer` (not empty,
+    "unknown", a bare preamble or the question), and on a grounded run
+    :func:`thrifty.agents.grounding.usable_answer` too."""
+    return usable_answer(answer, question) and (not ctx.grounded or grounding.usable_answer(answer))
+
+
 def _answer(
     state: StepState, ctx: RunContext, step: int, reply: ModelReply, forced_stop: str | None
 ) -> dict[str, Any]:
     answer = clean_answer(reply.content)
-    if not usable_answer(answer, state["question"]) or (ctx.grounded and not grounding.usable_answer(answer)):
+    if not answer_usable(answer, state["question"], ctx):
         answer = (
             ""  # a preamble, an empty phrase, "unknown" or the question never replaces a better candidate
         )

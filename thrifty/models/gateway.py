@@ -31,7 +31,7 @@ import json
 import math
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,30 +173,29 @@ def format_kind(response_format: Any) -> str:
     return "json_schema"
 
 
-def _answer_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the reply was lost after the server may have done the work (a read timeout, a
-    connection dropped mid-answer, a body that does not parse), not an error status the server answered."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors under it (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if type(cause).__name__ in _LOST_ANSWER:
-            return True
+        yield cause
         cause = cause.__cause__ or cause.__context__
-    return False
+
+
+def _answer_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the reply was lost after the server may have done the work (a read timeout, a
+    connection dropped mid-answer, a body that does not parse), not an error status the server answered."""
+    return any(type(cause).__name__ in _LOST_ANSWER for cause in _causes(exc))
 
 
 def _spent_tokens(exc: BaseException) -> tuple[int, int] | None:
     """The (prompt, completion) tokens an in-process generation used before it was cut, when ``exc`` (or an
     error under it) says so (:class:`thrifty.models.inprocess.GenerationTimeout`)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in _causes(exc):
         spent = getattr(cause, "spent_tokens", None)
         if isinstance(spent, tuple) and len(spent) == 2 and all(isinstance(n, int) and n >= 0 for n in spent):
             return spent[0], spent[1]
-        cause = cause.__cause__ or cause.__context__
     return None
 
 
@@ -541,16 +540,8 @@ class Gateway:
             detail = "no usage reported: charged the reserved worst case"
         else:
             self._learn(model, plan, prompt, completion)
-        usd = self.price(model).cost(prompt, completion, cached, elapsed)
-        actual: dict[str, float] = {
-            "input_tokens": prompt,
-            "output_tokens": completion,
-            "total_tokens": prompt + completion,
-            "model_requests": 1,
-            "usd": usd,
-        }
-        if cached:
-            actual["cached_tokens"] = cached
+        actual = self._charge(model, prompt, completion, cached, elapsed)
+        usd = actual["usd"]
         try:
             sent = format_kind(request.get("response_format"))
             reply = self._reply(model, response, actual, usd, attempts, elapsed, plan.cap, sent)
@@ -649,22 +640,25 @@ class Gateway:
             detail = f"reply lost, charged the reserved worst case: {text}"
             self.ledger.settle(res, None, ok=False, detail=detail[:300])
         elif spent is not None:
-            prompt, completion = spent
-            actual: dict[str, float] = {
-                "input_tokens": prompt,
-                "output_tokens": completion,
-                "total_tokens": prompt + completion,
-                "model_requests": 1,
-                "usd": self.price(model).cost(prompt, completion, 0, self.ledger.clock() - started),
-            }
+            actual = self._charge(model, *spent, 0, self.ledger.clock() - started)
             self.ledger.settle(res, actual, ok=False, detail=text)
         else:
             self.ledger.settle(res, {"model_requests": 1}, ok=False, detail=text)
 
-    def _time_left(self) -> float:
-        """Seconds left to the run by its Ledger's clock (``inf`` untimed): an in-process generation stops
-        when they are spent, however late its own timeout started counting."""
-        return self.ledger.available("seconds")
+    def _charge(
+        self, model: str, prompt: int, completion: int, cached: int, elapsed: float
+    ) -> dict[str, float]:
+        """What one request that used these tokens (and seconds) is charged, dollars at the model's price."""
+        actual: dict[str, float] = {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+            "model_requests": 1,
+            "usd": self.price(model).cost(prompt, completion, cached, elapsed),
+        }
+        if cached:
+            actual["cached_tokens"] = cached
+        return actual
 
     def _check_wait(self, seconds: float) -> None:
         """Before a wait between attempts: refuse one that would end past the time budget."""
@@ -739,7 +733,7 @@ class Gateway:
             res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
-                with stopping_when(self.ledger.stopping, self._time_left):
+                with stopping_when(self.ledger):
                     response = litellm.completion(**request)
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:
@@ -779,7 +773,7 @@ class Gateway:
             res, plan, request = self._begin(model, messages, tools, max_tokens, node, kwargs, prompt_tokens)
             started = self.ledger.clock()
             try:
-                with stopping_when(self.ledger.stopping, self._time_left):
+                with stopping_when(self.ledger):
                     response = await litellm.acompletion(**request)
                 return self._settle(res, model, response, started, attempts, plan, key, request)
             except BaseException as exc:

@@ -58,12 +58,11 @@ from typing import Any, Literal, cast
 
 from pydantic import Field, PositiveInt
 
-from thrifty.agents import grounding, prompts
-from thrifty.agents.answers import usable_answer
+from thrifty.agents import prompts
 from thrifty.agents.context import RunContext
 from thrifty.agents.events import ExpandedChild, ExpandEvent, TraceEvent, TreeEvent
 from thrifty.agents.records import TreeNode
-from thrifty.agents.solver import SolverState, clean_answer, final_answer_call, snapshot
+from thrifty.agents.solver import SolverState, answer_usable, clean_answer, final_answer_call, snapshot
 from thrifty.agents.tree import (
     ANSWER_TOOL,
     Action,
@@ -751,7 +750,7 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
             messages = forced_messages(tree, leaf.id, opts, ctx.grounded)
             reply = final_answer_call(ctx, messages, question, why)
             answer, method = clean_answer(reply.content) or None, f"forced from branch {leaf.id}"
-            if answer is not None and not _usable(answer, question, ctx):
+            if answer is not None and not answer_usable(answer, question, ctx):
                 # as react's answer: it never replaces the tree's best proposal (the run's last resort is
                 # "unknown", as there)
                 answer, unusable, method = None, True, f"{method}: {answer[:60]!r} is no answer"
@@ -798,12 +797,6 @@ def finalize(state: SolverState, ctx: RunContext, opts: Mapping[str, Any] | None
     if error is not None and reason == stop_reason(StopKind.ERROR):
         update["error"] = error
     return update
-
-
-def _usable(answer: str, question: str, ctx: RunContext) -> bool:
-    """What react accepts as an answer (:func:`thrifty.agents.answers.usable_answer`, and on a grounded run
-    :func:`thrifty.agents.grounding.usable_answer` too)."""
-    return usable_answer(answer, question) and (not ctx.grounded or grounding.usable_answer(answer))
 
 
 @takes_options(ValueTreeOptions)
