@@ -54,6 +54,38 @@ def test_submit_read_and_stream_a_run() -> None:
     assert listed["server"]["limits"] == {"usd": 20.0}
 
 
+def _sse(client: TestClient, run_id: str, **headers: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (id, data) of each event of the run's stream."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    event_id = ""
+    with client.stream("GET", f"/runs/{run_id}/events", headers={**AUTH, **headers}) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                out.append((event_id, json.loads(line[6:])))
+    return out
+
+
+def test_a_reconnecting_client_reads_on_after_its_last_event_id() -> None:
+    script = ScriptedModel([], default=counting)
+    client = _client()
+    run_id = client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"]
+    _wait(client, run_id)
+    every = _sse(client, run_id)
+    assert [i for i, _ in every] == [str(n) for n in range(len(every))]  # an event's id is its index
+    # a client that read up to the event with id 4 and reconnects gets the rest, none twice
+    assert _sse(client, run_id, **{"Last-Event-ID": "4"}) == every[5:]
+    assert _sse(client, run_id, **{"Last-Event-ID": " "}) == every  # an empty id: from the start
+    assert _sse(client, run_id, **{"Last-Event-ID": str(len(every) - 1)}) == []  # read it all already
+    for bad in ("abc", "-2", "1.5"):
+        res = client.get(f"/runs/{run_id}/events", headers={**AUTH, "Last-Event-ID": bad})
+        assert res.status_code == 400, res.text
+        message = res.json()["error"]["message"]
+        assert f"Last-Event-ID '{bad}' is not an event of run '{run_id}'" in message and "fix:" in message
+
+
 def test_a_token_is_required_and_never_echoed() -> None:
     client = _client()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):

@@ -7,7 +7,8 @@ Endpoints (all but the page's need ``Authorization: Bearer <token>``; the token 
 ``GET /runs``                    the runs, newest first (status, stop reason, spend), then the runs a
                                  restart cut off that can be resumed (from the checkpoint file)
 ``GET /runs/{id}``               one run (its RunResult once it has ended)
-``GET /runs/{id}/events``        its events as server-sent events (those so far, then live, ``result`` last)
+``GET /runs/{id}/events``        its events as server-sent events (those so far, then live, ``result`` last;
+                                 each event's ``id`` is its index: ``Last-Event-ID: N`` reads on from N + 1)
 ``POST /runs/{id}/cancel``       stop it at its next step (it ends ``cancelled`` with its best answer)
 ``POST /runs/{id}/resume``       continue a paused or interrupted run (``{"budget": {...}}``: raised limits)
 ``GET /``                        the page that watches runs (no token needed: it holds no data; it asks
@@ -809,9 +810,11 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _feed(run: _Run) -> AsyncIterator[dict[str, str]]:
-    """A run's events as server-sent events: those so far, then each as it comes, until the run ends."""
-    sent = 0
+async def _feed(run: _Run, start: int = 0) -> AsyncIterator[dict[str, str]]:
+    """A run's events as server-sent events from index ``start``: those so far, then each as it comes,
+    until the run ends. Each event's SSE ``id`` is its index, so a client that reconnects with
+    ``Last-Event-ID`` (:func:`_resume_from`) reads on from the next one instead of from the start."""
+    sent = start
     while True:
         while sent < len(run.events):
             event = run.events[sent]
@@ -888,7 +891,7 @@ def _add_run_routes(app: Any, server: Server) -> None:
         return {"run_id": run.run_id, "status": run.status, "budget": run.ledger.budget.limits()}
 
     @app.get("/runs/{run_id}/events")
-    async def events(run_id: str) -> Any:
+    async def events(run_id: str, request: Request) -> Any:
         if await asyncio.to_thread(server.stored_run, run_id) is not None:
             raise ServeError(
                 409,
@@ -896,7 +899,27 @@ def _add_run_routes(app: Any, server: Server) -> None:
                 f"run '{run_id}' was cut off by a server restart and its events went with that server; "
                 f"fix: resume it (POST /runs/{run_id}/resume) and read the events from there",
             )
-        return _EventStream(server.get(run_id), server.settings.event_send_timeout)
+        start = _resume_from(request.headers.get("last-event-id"), run_id)
+        return _EventStream(server.get(run_id), server.settings.event_send_timeout, start)
+
+
+def _resume_from(last_event_id: str | None, run_id: str) -> int:
+    """The index to stream from for a client's ``Last-Event-ID`` header: the event after it (0 without one)."""
+    if last_event_id is None or not last_event_id.strip():
+        return 0
+    try:
+        last = int(last_event_id.strip())
+    except ValueError:
+        last = -1
+    if last < 0:
+        raise ServeError(
+            400,
+            EXIT_BAD_INPUT,
+            f"Last-Event-ID {last_event_id.strip()[:40]!r} is not an event of run '{run_id}' (its events' "
+            "ids are their indexes 0, 1, 2, ...); fix: send the id of the last event read, or no "
+            "Last-Event-ID to read from the start",
+        )
+    return last + 1
 
 
 class _EventStream(EventSourceResponse):
@@ -904,8 +927,8 @@ class _EventStream(EventSourceResponse):
     ``send_timeout`` for a client that has stopped reading (its socket buffers full) ends this stream: its
     generator is closed and the server drops the connection. The run goes on; other clients are untouched."""
 
-    def __init__(self, run: _Run, send_timeout: float) -> None:
-        super().__init__(_feed(run), send_timeout=send_timeout)
+    def __init__(self, run: _Run, send_timeout: float, start: int = 0) -> None:
+        super().__init__(_feed(run, start), send_timeout=send_timeout)
         self.run_id = run.run_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
