@@ -6,15 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.clocks import FakeClock
 from thrifty.budget import POLICY, Budget, Ledger, Regime, budget_block, regime, regime_for, spent_tools
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def call(ledger: Ledger, tool: str = "search", n: int = 1) -> None:
@@ -81,7 +74,7 @@ def test_budget_block_counts_in_flight_reservations_as_gone() -> None:
 
 
 def test_budget_block_with_total_tool_calls_tokens_usd_and_seconds() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     ledger = Ledger(
         Budget(tool_calls=4, per_tool={"search": 3}, total_tokens=1000, usd=0.5, seconds=60), clock=clock
     )

@@ -6,18 +6,8 @@ import math
 
 import pytest
 
+from tests.clocks import FakeClock
 from thrifty.budget import Budget, BudgetExceeded, ChargeEvent, Ledger, stop_reason
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def tool(ledger: Ledger, n: float = 1, name: str = "search", **extra: float):

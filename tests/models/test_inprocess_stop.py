@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.clocks import FakeClock
 from thrifty import Agent, Provider, register_provider
 from thrifty.budget import Budget, BudgetExceeded, Ledger
 from thrifty.models import Gateway, ModelError, stopping
@@ -56,18 +57,6 @@ class _Waiting(InProcessProvider):
         }
 
 
-class _Clock:
-    """A monotonic clock that moves ``step`` seconds each time it is read."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def monotonic(self) -> float:
-        self.now += self.step
-        return self.now
-
-
 @pytest.fixture(autouse=True)
 def _provider() -> None:
     register_provider(Provider(_Waiting.prefix, handler=_Waiting, in_process=True, free=True), replace=True)
@@ -78,7 +67,7 @@ def _provider() -> None:
 def test_a_signal_fires_past_its_deadline_or_when_cancelled_and_stays_fired(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stopping, "time", _Clock(1.0))
+    monkeypatch.setattr(stopping, "time", FakeClock(0.0, step=1.0))
     signal = StopSignal(timeout=2.5)  # deadline 3.5 on the clock read at 1.0
     assert [signal() for _ in range(3)] == [False, False, True]  # reads 2.0, 3.0, 4.0
     assert signal() and signal.fired
@@ -92,7 +81,7 @@ def test_a_signal_fires_past_its_deadline_or_when_cancelled_and_stays_fired(
 def test_a_generation_past_its_timeout_is_cut_charged_and_not_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stopping, "time", _Clock(1.0))
+    monkeypatch.setattr(stopping, "time", FakeClock(0.0, step=1.0))
     ledger = Ledger(Budget(model_requests=5))
     with pytest.raises(ModelError) as info:
         Gateway(ledger, retries=3, backoff=0).complete("stopwait/m", MSG, max_tokens=50, timeout=10)
@@ -191,7 +180,7 @@ def test_a_generation_stops_when_the_run_s_time_is_spent_by_the_ledger_s_clock()
     """The Gateway's timeout counts from when the provider starts, a little after the call was planned: a
     generation cut on it alone could end past the time limit (an overrun). The Ledger's own clock cuts it
     as the limit passes: here a clock that moves 1 s per read, against a 20 s budget."""
-    ticks = _Clock(1.0)
+    ticks = FakeClock(0.0, step=1.0)
     ledger = Ledger(Budget(seconds=20), clock=ticks.monotonic)
     with pytest.raises(BudgetExceeded) as info:  # the time budget spent: a budget stop, not a model error
         Gateway(ledger, retries=0).complete("stopwait/m", MSG, max_tokens=100_000)
