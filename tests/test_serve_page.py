@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
-    """The real server (uvicorn) on a free loopback port; its log lines are kept to check for the token."""
+@contextmanager
+def _serving(app: Any) -> Iterator[tuple[str, list[str]]]:
+    """``app`` on uvicorn on a free loopback port; its log lines are kept to check for the token."""
     import uvicorn
 
     lines: list[str] = []
@@ -87,8 +88,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = ServeSettings(token=TOKEN, checkpoint=tmp_path / "checkpoints.db")
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="info")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -105,6 +105,14 @@ def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
         thread.join(10)
         for logger in loggers:
             logger.removeHandler(handler)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """The real server on loopback."""
+    settings = ServeSettings(token=TOKEN, checkpoint=tmp_path / "checkpoints.db")
+    with _serving(create_app(settings)) as served:
+        yield served
 
 
 class Gate:
@@ -323,6 +331,68 @@ def test_the_page_lists_runs_and_shows_one_live(server: tuple[str, list[str]], b
     assert TOKEN not in browser.current_url
     assert log_lines and not any(TOKEN in line for line in log_lines)
     assert browser.execute_script("return sessionStorage.getItem('thrifty-serve-token')") == TOKEN
+
+
+class _Cut(Exception):
+    pass
+
+
+class _CutStreams:
+    """An ASGI wrapper that cuts the first ``cuts`` event streams after ``after`` writes each, as a proxy's
+    timeout or a network blip would: the connection drops in the middle of the stream."""
+
+    def __init__(self, app: Any, cuts: int, after: int) -> None:
+        self.app, self.cuts, self.after = app, cuts, after
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/events") or self.cuts <= 0:
+            return await self.app(scope, receive, send)
+        self.cuts -= 1
+        writes = 0
+
+        async def cutting(message: Any) -> None:
+            nonlocal writes
+            if message["type"] == "http.response.body" and message.get("body"):
+                writes += 1
+                if writes > self.after:
+                    raise _Cut
+            await send(message)
+
+        try:
+            await self.app(scope, receive, cutting)
+        except* _Cut:  # returning without ending the response: uvicorn drops the connection
+            pass
+
+
+def test_the_page_reconnects_a_broken_stream_and_shows_no_event_twice(tmp_path: Path, browser: Any) -> None:
+    """A stream that drops before the run's result is opened again with Last-Event-ID: the page goes on
+    to the answer, and each event is in its list once (before, it stopped at "The event stream broke")."""
+    from selenium.webdriver.common.by import By
+
+    app = _CutStreams(create_app(ServeSettings(token=TOKEN, checkpoint=tmp_path / "c.db")), cuts=2, after=3)
+    gate = Gate()
+    script = ScriptedModel([], default=gate.wrap(_counting))
+    with _serving(app) as (base, _), httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+        task = {"question": "count to 3", "model": script.model, "tools": ["calculator"]}
+        run_id = http.post("/runs", json={**task, "budget": {"tool_calls": 5}}).json()["run_id"]
+        browser.get(base + "/")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "token-save").click()
+        _wait(lambda: run_id in _rows(browser), "the run in the list")
+        _click_row(browser, run_id)
+        for _ in range(4):  # one model call at a time: the streams are cut as the events come
+            gate.release(1)
+            time.sleep(0.5)
+        _wait(lambda: browser.find_element(By.ID, "answer").text == "3", "the answer after the cuts")
+        assert app.cuts == 0  # both streams were cut (and the page opened a third)
+        indexes = browser.execute_script(
+            "return [...document.querySelectorAll('#events li')].map(e => Number(e.dataset.index))"
+        )
+        with http.stream("GET", f"/runs/{run_id}/events") as stream:
+            events = [line for line in stream.iter_lines() if line.startswith("data: ")]
+        assert indexes == list(range(len(events)))  # every event once, in order
+        assert browser.find_element(By.ID, "stop-reason").text == "completed"
+        _wait(lambda: not browser.find_element(By.ID, "notice").is_displayed(), "the notice to go")
 
 
 def test_the_page_is_served_without_a_token_and_the_data_is_not(server: tuple[str, list[str]]) -> None:

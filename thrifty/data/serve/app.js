@@ -185,36 +185,64 @@ async function resumeRun(event) {
   openStream(runId);
 }
 
+// A stream that breaks before the run's result (a proxy's timeout, a network blip, a laptop that slept)
+// is opened again with the id of the last event read (Last-Event-ID): the server sends the events after
+// it, so the view goes on where it stopped and shows no event twice.
+const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
+
 async function openStream(runId) {
   if (state.stream) state.stream.abort();
   const controller = new AbortController();
   state.stream = controller;
   state.view = newView(runId);
   const view = state.view;
+  let failures = 0;
   try {
-    const res = await api(`/runs/${encodeURIComponent(runId)}/events`, {
-      headers: { Accept: "text/event-stream" },
-      signal: controller.signal,
-    });
-    if (!res.ok) {
-      const body = await res.json().catch(() => ({}));
-      const run = state.runs.get(runId);
-      if (res.status === 409 && run && run.status === "interrupted") {
-        $("run-question").textContent = run.question || "";
-        $("run-meta").textContent = "Its events were in the server that stopped; resume it to watch it go on.";
-      } else {
-        notice((body.error && body.error.message) || `the server answered ${res.status}`);
+    for (;;) {
+      const headers = { Accept: "text/event-stream" };
+      if (view.lastId !== undefined) headers["Last-Event-ID"] = view.lastId;
+      let broke = null;
+      try {
+        const res = await api(`/runs/${encodeURIComponent(runId)}/events`, { headers, signal: controller.signal });
+        if (!res.ok) {
+          const body = await res.json().catch(() => ({}));
+          const run = state.runs.get(runId);
+          if (res.status === 409 && run && run.status === "interrupted") {
+            $("run-question").textContent = run.question || "";
+            $("run-meta").textContent = "Its events were in the server that stopped; resume it to watch it go on.";
+          } else {
+            notice((body.error && body.error.message) || `the server answered ${res.status}`);
+          }
+          return;
+        }
+        const retried = failures > 0;
+        if (retried) notice("");
+        let read = 0;
+        await readEvents(res.body, (name, data, id) => {
+          if (read++ === 0) failures = 0;
+          if (id !== undefined) view.lastId = id;
+          handle(view, name, data);
+        });
+        // closed by the server with nothing more to send (after a reconnect): the run has no more events
+        if (retried && !read) return;
+      } catch (err) {
+        if (err.name === "AbortError" || err.message === "unauthorized") return;
+        broke = err;
       }
-      return;
+      if (view.ended || state.view !== view || controller.signal.aborted) return;
+      if (failures >= RECONNECT_MS.length) {
+        notice("The event stream broke: " + (broke ? broke.message : "the server closed it") + ". Click the run to try again.");
+        return;
+      }
+      notice("The event stream broke; reconnecting…");
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS[failures++]));
+      if (state.view !== view || controller.signal.aborted) return;
     }
-    await readEvents(res.body, (name, data) => handle(view, name, data));
-  } catch (err) {
-    if (err.name !== "AbortError" && err.message !== "unauthorized") notice("The event stream broke: " + err.message);
   } finally {
     view.live = false;
     if (state.stream === controller) state.stream = null;
+    if (state.view === view) refreshRun(runId);
   }
-  if (state.view === view) refreshRun(runId);
 }
 
 // Server-sent events over fetch: blocks of "field: value" lines, one blank line after each.
@@ -231,6 +259,7 @@ async function readEvents(body, onEvent) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       let name = "message";
+      let id;
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith(":")) continue; // a keep-alive comment
@@ -238,9 +267,10 @@ async function readEvents(body, onEvent) {
         const field = colon < 0 ? line : line.slice(0, colon);
         const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
         if (field === "event") name = text;
+        else if (field === "id") id = text;
         else if (field === "data") data.push(text);
       }
-      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")), id);
     }
   }
 }
@@ -263,6 +293,7 @@ async function refreshRun(runId) {
 
 function handle(view, name, ev) {
   if (view !== state.view) return;
+  if (name === "error" || ev.kind === "result") view.ended = true;
   if (name === "error") {
     $("run-error").textContent = ev.message;
     $("run-error").hidden = false;
