@@ -84,6 +84,8 @@ def test_a_reconnecting_client_reads_on_after_its_last_event_id() -> None:
         assert res.status_code == 400, res.text
         message = res.json()["error"]["message"]
         assert f"Last-Event-ID '{bad}' is not an event of run '{run_id}'" in message and "fix:" in message
+    res = client.get("/runs/nope/events", headers={**AUTH, "Last-Event-ID": "abc"})
+    assert res.status_code == 404 and "no run 'nope'" in res.text  # an unknown run says so first
 
 
 def test_a_token_is_required_and_never_echoed() -> None:

@@ -899,8 +899,9 @@ def _add_run_routes(app: Any, server: Server) -> None:
                 f"run '{run_id}' was cut off by a server restart and its events went with that server; "
                 f"fix: resume it (POST /runs/{run_id}/resume) and read the events from there",
             )
+        run = server.get(run_id)
         start = _resume_from(request.headers.get("last-event-id"), run_id)
-        return _EventStream(server.get(run_id), server.settings.event_send_timeout, start)
+        return _EventStream(run, server.settings.event_send_timeout, start)
 
 
 def _resume_from(last_event_id: str | None, run_id: str) -> int:
