@@ -74,12 +74,16 @@ def test_a_reconnecting_client_reads_on_after_its_last_event_id() -> None:
     run_id = client.post("/runs", json=_task(script.model), headers=AUTH).json()["run_id"]
     _wait(client, run_id)
     every = _sse(client, run_id)
-    assert [i for i, _ in every] == [str(n) for n in range(len(every))]  # an event's id is its index
-    # a client that read up to the event with id 4 and reconnects gets the rest, none twice
-    assert _sse(client, run_id, **{"Last-Event-ID": "4"}) == every[5:]
+    epoch = every[0][0].split(".")[0]
+    assert [i for i, _ in every] == [f"{epoch}.{n}" for n in range(len(every))]  # the server, the index
+    # a client that read up to the event with id EPOCH.4 and reconnects gets the rest, none twice
+    assert _sse(client, run_id, **{"Last-Event-ID": f"{epoch}.4"}) == every[5:]
+    assert _sse(client, run_id, **{"Last-Event-ID": "4"}) == every[5:]  # a bare index too
     assert _sse(client, run_id, **{"Last-Event-ID": " "}) == every  # an empty id: from the start
-    assert _sse(client, run_id, **{"Last-Event-ID": str(len(every) - 1)}) == []  # read it all already
-    for bad in ("abc", "-2", "1.5"):
+    assert _sse(client, run_id, **{"Last-Event-ID": every[-1][0]}) == []  # read it all already
+    # an id from another server (one that ran the run before a restart): none of these events were read
+    assert _sse(client, run_id, **{"Last-Event-ID": "0a1b2c3d.4"}) == every
+    for bad in ("abc", "-2", "1.5x", "a-b.3"):
         res = client.get(f"/runs/{run_id}/events", headers={**AUTH, "Last-Event-ID": bad})
         assert res.status_code == 400, res.text
         message = res.json()["error"]["message"]

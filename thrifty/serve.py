@@ -8,7 +8,7 @@ Endpoints (all but the page's need ``Authorization: Bearer <token>``; the token 
                                  restart cut off that can be resumed (from the checkpoint file)
 ``GET /runs/{id}``               one run (its RunResult once it has ended)
 ``GET /runs/{id}/events``        its events as server-sent events (those so far, then live, ``result`` last;
-                                 each event's ``id`` is its index: ``Last-Event-ID: N`` reads on from N + 1)
+                                 each event's ``id`` is ``SERVER.INDEX``: ``Last-Event-ID`` reads on after it)
 ``POST /runs/{id}/cancel``       stop it at its next step (it ends ``cancelled`` with its best answer)
 ``POST /runs/{id}/resume``       continue a paused or interrupted run (``{"budget": {...}}``: raised limits)
 ``GET /``                        the page that watches runs (no token needed: it holds no data; it asks
@@ -51,6 +51,7 @@ import ipaddress
 import json
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -212,6 +213,9 @@ class Server:
         self._day = ""
         self._root: Ledger | None = None
         self.stopping = threading.Event()  # set when the server shuts down: no new run, the running stop
+        # names this server's events in their SSE ids: a run resumed by another server numbers its events
+        # from 0 again, so an id read from an earlier server says nothing about which of these were read
+        self.epoch = secrets.token_hex(4)
 
     def root(self) -> Ledger:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -810,16 +814,17 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _feed(run: _Run, start: int = 0) -> AsyncIterator[dict[str, str]]:
+async def _feed(run: _Run, epoch: str, start: int = 0) -> AsyncIterator[dict[str, str]]:
     """A run's events as server-sent events from index ``start``: those so far, then each as it comes,
-    until the run ends. Each event's SSE ``id`` is its index, so a client that reconnects with
-    ``Last-Event-ID`` (:func:`_resume_from`) reads on from the next one instead of from the start."""
+    until the run ends. Each event's SSE ``id`` is ``EPOCH.INDEX`` (the server's epoch), so a client that
+    reconnects with ``Last-Event-ID`` (:func:`_resume_from`) reads on from the next one instead of from
+    the start."""
     sent = start
     while True:
         while sent < len(run.events):
             event = run.events[sent]
             sent += 1
-            yield {"event": event["kind"], "id": str(event["index"]), "data": json.dumps(event)}
+            yield {"event": event["kind"], "id": f"{epoch}.{event['index']}", "data": json.dumps(event)}
         if run.done.is_set() and sent >= len(run.events):
             if run.error:
                 yield {"event": "error", "data": json.dumps({"code": EXIT_BAD_INPUT, "message": run.error})}
@@ -900,27 +905,27 @@ def _add_run_routes(app: Any, server: Server) -> None:
                 f"fix: resume it (POST /runs/{run_id}/resume) and read the events from there",
             )
         run = server.get(run_id)
-        start = _resume_from(request.headers.get("last-event-id"), run_id)
-        return _EventStream(run, server.settings.event_send_timeout, start)
+        start = _resume_from(request.headers.get("last-event-id"), run_id, server.epoch)
+        return _EventStream(run, server.settings.event_send_timeout, start, server.epoch)
 
 
-def _resume_from(last_event_id: str | None, run_id: str) -> int:
-    """The index to stream from for a client's ``Last-Event-ID`` header: the event after it (0 without one)."""
-    if last_event_id is None or not last_event_id.strip():
+def _resume_from(last_event_id: str | None, run_id: str, epoch: str) -> int:
+    """The index to stream from for a client's ``Last-Event-ID`` header (``EPOCH.INDEX``, or a bare
+    index): the event after it; 0 without one, or for an id from another server (a restart: none of this
+    server's events were read)."""
+    text = (last_event_id or "").strip()
+    if not text:
         return 0
-    try:
-        last = int(last_event_id.strip())
-    except ValueError:
-        last = -1
-    if last < 0:
+    where, _, index = text.rpartition(".")
+    if not (index.isascii() and index.isdigit()) or (where and not where.isalnum()):
         raise ServeError(
             400,
             EXIT_BAD_INPUT,
-            f"Last-Event-ID {last_event_id.strip()[:40]!r} is not an event of run '{run_id}' (its events' "
-            "ids are their indexes 0, 1, 2, ...); fix: send the id of the last event read, or no "
-            "Last-Event-ID to read from the start",
+            f"Last-Event-ID {text[:40]!r} is not an event of run '{run_id}' (its events' ids are "
+            f"{epoch}.0, {epoch}.1, ...); fix: send the id of the last event read, or no Last-Event-ID to "
+            "read from the start",
         )
-    return last + 1
+    return int(index) + 1 if where in ("", epoch) else 0
 
 
 class _EventStream(EventSourceResponse):
@@ -928,8 +933,8 @@ class _EventStream(EventSourceResponse):
     ``send_timeout`` for a client that has stopped reading (its socket buffers full) ends this stream: its
     generator is closed and the server drops the connection. The run goes on; other clients are untouched."""
 
-    def __init__(self, run: _Run, send_timeout: float, start: int = 0) -> None:
-        super().__init__(_feed(run, start), send_timeout=send_timeout)
+    def __init__(self, run: _Run, send_timeout: float, start: int, epoch: str) -> None:
+        super().__init__(_feed(run, epoch, start), send_timeout=send_timeout)
         self.run_id = run.run_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
