@@ -36,7 +36,7 @@ def wait_run(client: Any, run_id: str, auth: dict[str, str], seconds: float = 60
 
 
 @contextlib.contextmanager
-def served(app: Any) -> Iterator[tuple[str, Any]]:
+def served(app: Any, log_level: str = "warning") -> Iterator[tuple[str, Any]]:
     """``app`` on a real uvicorn server on 127.0.0.1 in a thread: yields its base URL and the uvicorn Server
     (set ``should_exit`` to stop it as SIGTERM does: connections closed, then the app's shutdown)."""
     import uvicorn
@@ -44,7 +44,7 @@ def served(app: Any) -> Iterator[tuple[str, Any]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
     thread = threading.Thread(target=server.run, daemon=True, name="uvicorn-test")
     thread.start()
     for _ in range(600):

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.serving import served
 from thrifty.serve import ServeSettings, create_app
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
 
@@ -74,9 +74,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 @contextmanager
 def _serving(app: Any) -> Iterator[tuple[str, list[str]]]:
-    """``app`` on uvicorn on a free loopback port; its log lines are kept to check for the token."""
-    import uvicorn
-
+    """``app`` on uvicorn on loopback (:func:`tests.serving.served`, with its access log); its log lines are
+    kept to check for the token."""
     lines: list[str] = []
 
     class Keep(logging.Handler):
@@ -85,26 +84,14 @@ def _serving(app: Any) -> Iterator[tuple[str, list[str]]]:
 
     handler = Keep()
     loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.access", "uvicorn.error")]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    for logger in loggers:  # after uvicorn has configured its loggers (that replaces their handlers)
-        logger.addHandler(handler)
-    try:
-        yield f"http://127.0.0.1:{port}", lines
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        for logger in loggers:
-            logger.removeHandler(handler)
+    with served(app, log_level="info") as (base, _):
+        for logger in loggers:  # after uvicorn has configured its loggers (that replaces their handlers)
+            logger.addHandler(handler)
+        try:
+            yield base, lines
+        finally:
+            for logger in loggers:
+                logger.removeHandler(handler)
 
 
 @pytest.fixture
