@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import httpx
 
 from thrifty.serve import ServeSettings, create_app
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
+from thrifty.testing.serving import served
 
 TOKEN = "screenshot-token-not-a-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -81,21 +80,6 @@ def counting_model(name: str) -> ScriptedModel:
         return call("calculator", expression=f"{done}+1") if done < 3 else reply("3")
 
     return ScriptedModel([], default=step, name=name)
-
-
-def start_server(checkpoint: Path) -> tuple[Any, threading.Thread, str]:
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(ServeSettings(token=TOKEN, checkpoint=checkpoint))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def submit_runs(base: str) -> str:
@@ -169,13 +153,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/serve-page.png"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server, thread, base = start_server(Path(tmp) / "checkpoints.db")
-        try:
+        app = create_app(ServeSettings(token=TOKEN, checkpoint=Path(tmp) / "checkpoints.db"))
+        with served(app) as (base, _):
             run_id = submit_runs(base)
             screenshot(base, run_id, args.out, Path(tmp) / "profile")
-        finally:
-            server.should_exit = True
-            thread.join(10)
     print(f"wrote {args.out}")
 
 

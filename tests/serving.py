@@ -3,20 +3,20 @@ a run over HTTP to end."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from thrifty.testing import ScriptedReply, ScriptedRequest, call, reply
+from thrifty.testing.serving import served
+
+__all__ = ["counting", "served", "server_process", "wait_run"]
 
 
 def counting(request: ScriptedRequest) -> ScriptedReply:
@@ -33,29 +33,6 @@ def wait_run(client: Any, run_id: str, auth: dict[str, str], seconds: float = 60
             return data
         time.sleep(0.05)
     raise AssertionError("the run did not end")
-
-
-@contextlib.contextmanager
-def served(app: Any, log_level: str = "warning") -> Iterator[tuple[str, Any]]:
-    """``app`` on a real uvicorn server on 127.0.0.1 in a thread: yields its base URL and the uvicorn Server
-    (set ``should_exit`` to stop it as SIGTERM does: connections closed, then the app's shutdown)."""
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
-    thread = threading.Thread(target=server.run, daemon=True, name="uvicorn-test")
-    thread.start()
-    for _ in range(600):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        server.should_exit = True
-        thread.join(60)
 
 
 ROOT = Path(__file__).resolve().parents[1]

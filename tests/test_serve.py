@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.serving import counting, wait_run
+from tests.serving import counting, served, wait_run
 from thrifty.budget import Budget
 from thrifty.cli import app as cli_app
 from thrifty.serve import ServeError, ServeSettings, check_start, create_app
@@ -176,24 +174,8 @@ def test_the_server_refuses_to_start_without_a_token() -> None:
 
 @pytest.fixture
 def live_server() -> Iterator[str]:
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(ServeSettings(token=TOKEN)), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(ServeSettings(token=TOKEN))) as (base, _):
+        yield base
 
 
 def test_a_real_server_on_loopback(live_server: str) -> None:
