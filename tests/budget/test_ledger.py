@@ -692,3 +692,31 @@ def test_a_time_limit_that_has_passed_says_so() -> None:
         ledger.check_time()
     assert str(info.value) == "budget 'run' is out of time: its seconds limit has passed"
     assert str(BudgetExceeded("seconds", 3, 1)) == "budget 'run' cannot pay 3 seconds: only 1 left"
+
+
+def test_spent_lists_dimensions_in_the_order_they_were_charged_whatever_the_hash_seed() -> None:
+    """``ledger.spent`` is shown to users (the README prints it): its key order must not follow set order,
+    which changes with PYTHONHASHSEED from one process to the next."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from thrifty.budget import Budget, Ledger\n"
+        "ledger = Ledger(Budget(tool_calls=5))\n"
+        "for tool in ('add', 'echo'):\n"
+        "    r = ledger.reserve({'tool_calls': 1, 'usd': 0.002, f'tool:calc_{tool}': 1}, kind='tool', name=tool)\n"
+        "    ledger.settle(r)\n"
+        "print(list(ledger.spent))\n"
+    )
+    orders = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(8)
+    }
+    assert orders == {"['tool_calls', 'usd', 'tool:calc_add', 'tool:calc_echo']"}

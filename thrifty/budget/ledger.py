@@ -452,7 +452,9 @@ class Ledger:
             self._changed()
             spent = dict(reservation.amounts if actual is None else {k: float(v) for k, v in actual.items()})
             crossed: list[tuple[Ledger, str]] = []
-            for dim in set(reservation.amounts) | set(spent):
+            for dim in dict.fromkeys(
+                [*reservation.amounts, *spent]
+            ):  # in order: spent keeps a stable key order
                 chain, hold = reservation.routes.get(dim) or reservation.ledger._route(dim)
                 first_hold = hold
                 held = reservation.amounts.get(dim, 0.0)
