@@ -39,7 +39,7 @@ class EchoLLM(InProcessProvider):
         words = len(text.split())
         cap = int(params.get("max_tokens") or words)
         return {
-            "message": get_litellm().Message(content=text, role="assistant"),
+            "message": text,  # plain text: the provider needs no LiteLLM import
             "finish_reason": "stop",
             "prompt_tokens": self.count(messages),
             "completion_tokens": min(words, cap),

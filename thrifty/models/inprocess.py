@@ -40,7 +40,7 @@ __all__ = [
 
 
 class Generation(TypedDict):
-    message: Any  # a litellm.Message (content and/or tool_calls)
+    message: Any  # a litellm.Message (content and/or tool_calls), or the reply's text as a str
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
@@ -135,7 +135,9 @@ class InProcessProvider(CustomLLM, ABC):
                 out["completion_tokens"],
             )
         choice = model_response.choices[0]
-        choice.message = out["message"]
+        message = out["message"]
+        # Plain text is the common reply: a provider need not import LiteLLM (whose import must be offline).
+        choice.message = litellm.Message(content=message, role="assistant") if isinstance(message, str) else message
         # LiteLLM types finish_reason as OpenAI's set of literals; the engine's own reason passes through.
         choice.finish_reason = out["finish_reason"]  # pyright: ignore[reportAttributeAccessIssue]
         # ModelResponse keeps usage as an undeclared (pydantic extra) attribute.
