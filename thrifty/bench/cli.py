@@ -8,6 +8,8 @@ resume).
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -48,7 +50,13 @@ def _slug(text: str) -> str:
 
 def _parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
+    parts = [p.strip() for p in text.split(",")]
+    if "" in parts and any(parts):  # "0,,2": a seed left out (an empty shell variable?)
+        raise typer.BadParameter(
+            f"{text!r}: a seed is missing between two commas or at an end (fix: e.g. --seed 0,1,2)",
+            param_hint="--seed",
+        )
+    for part in parts:
         if not part:
             continue
         try:
@@ -252,10 +260,16 @@ def hotpotqa(
         budget_values = parse_budgets(budgets)
         seeds = _parse_seeds(seed)
         shard_kn = parse_shard(shard)
+        if timeout is not None and not math.isfinite(timeout):  # a Budget would refuse it mid-grid
+            raise BenchError(
+                f"--timeout {timeout}: not a number of seconds (fix: e.g. --timeout 60, or leave it out)"
+            )
         dataset = load_dataset(data or "hotpotqa").head(limit)
+        _check_shard_has_questions(shard_kn, len(dataset))
         if data and corpus is None and dataset.corpus_path is None:
             raise BenchError(f"{data}: question/answer file without passages: give --corpus for search/read")
-        corpus_obj = load_corpus(corpus) if corpus is not None else None
+        # the data file's own paragraphs are read now, so that a bad one is exit 2 before --out is made
+        corpus_obj = load_corpus(corpus) if corpus is not None else dataset.corpus()
         pricing = make_pricing(model, price_in=price_in, price_out=price_out, tool_price=tool_price)
         escalation = _escalation(model, escalate, min_confidence, price_in, price_out)
         if escalation is None:
@@ -312,7 +326,7 @@ def hotpotqa(
     except GlobalBudgetReached as exc:
         _show_report(_shown(exc.records, choices, budget_values), target, plot)
         raise fail(str(exc), EXIT_BUDGET) from None
-    except (BenchError, SetupError, DatasetError, ScaleError) as exc:
+    except (BenchError, SetupError, DatasetError, ScaleError, CorpusError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail(
@@ -323,6 +337,20 @@ def hotpotqa(
         if local_web is not None:
             local_web.close()
     _show_report(_shown(records, choices, budget_values), target, plot)
+
+
+def _check_shard_has_questions(shard: tuple[int, int], questions: int) -> None:
+    """Refuse a --shard K/N that picks no question (K at or past the number of questions): it would run
+    nothing and print an empty table, exit 0."""
+    from thrifty.bench.runner import BenchError
+
+    k, n = shard
+    if k >= questions:
+        raise BenchError(
+            f"--shard {k}/{n}: shard {k} has no questions, as the grid has {questions} (after --limit) "
+            f"(fix: use K below {questions} and N at most {questions}, e.g. --shard 0/{min(n, questions)}, "
+            "or give more questions)"
+        )
 
 
 def _shown(records: list[dict[str, Any]], choices: list[Any], budgets: list[int]) -> list[dict[str, Any]]:
@@ -336,6 +364,12 @@ def global_limits(usd: float | None, tokens: int | None, tool_calls: int | None)
 
     if usd is not None and usd <= 0:
         raise typer.BadParameter("must be more than 0", param_hint="--global-usd")
+    if usd is not None and not math.isfinite(usd):  # Budget would refuse it in pydantic's words
+        raise typer.BadParameter(
+            f"{usd} is not an amount of dollars (fix: give a finite number, e.g. --global-usd 5, or leave it "
+            "out for no global dollar limit)",
+            param_hint="--global-usd",
+        )
     limits = {"usd": usd, "total_tokens": tokens, "tool_calls": tool_calls}
     given = {dim: value for dim, value in limits.items() if value is not None}
     return Budget(**given) if given else None
@@ -354,8 +388,22 @@ def check_executor(executor: str, ray_address: str | None, gpus_per_worker: floa
         import_ray()
         if ray_address:
             check_address(ray_address)
+        elif os.environ.get("RAY_ADDRESS"):  # Ray would refuse to start a local Ray, with a traceback
+            raise BenchError(
+                "--executor ray without --ray-address starts a local Ray, which Ray refuses while "
+                "RAY_ADDRESS is set in the environment (fix: give that cluster as "
+                '--ray-address "$RAY_ADDRESS", or unset RAY_ADDRESS to start a local Ray)'
+            )
     elif ray_address or gpus_per_worker:
-        raise BenchError("--ray-address and --gpus-per-worker are for --executor ray")
+        given = " and ".join(
+            flag
+            for flag, value in (("--ray-address", ray_address), ("--gpus-per-worker", gpus_per_worker))
+            if value
+        )
+        raise BenchError(
+            f"{given} {'is' if ' and ' not in given else 'are'} for --executor ray "
+            f"(fix: add --executor ray, or leave out {given})"
+        )
 
 
 def _start_local_web(config: Any, tool_price: float | None) -> Any:
@@ -580,6 +628,10 @@ def _memory_bench(
     from thrifty.memory.learned import load_weights
 
     try:
+        # checked before --out is made (they were refused only once the first conversation was ingested)
+        _one_of("--facts", facts, ("none", "low", "high"))
+        _one_of("--summaries", summaries, ("none", "low", "high"))
+        _one_of("--embedder", embedder, ("auto", "minilm", "none"))
         parsed = parse_routers(routers)
         if any(r == "learned" for r, _ in parsed):
             load_weights(router_weights)  # a missing or bad weights file: exit 2 before any run

@@ -118,26 +118,48 @@ def _answers(value: Any) -> list[str]:
     raise ValueError("the answer must be a string or a non-empty list of strings")
 
 
+def _pairs(value: Any, field: str, first: str, second: str) -> list[tuple[Any, Any]]:
+    """``{first: [...], second: [...]}`` (the RPT form) or ``[[first, second], ...]`` (the original) as
+    pairs; ValueError naming ``field`` and both forms otherwise."""
+    forms = f"{{{first}: [...], {second}: [...]}} or a list of [{first}, {second}] pairs"
+    if isinstance(value, Mapping):
+        firsts, seconds = value.get(first), value.get(second)
+        if not isinstance(firsts, list) or not isinstance(seconds, list):
+            raise ValueError(f"'{field}' must be {forms}")
+        if len(firsts) != len(seconds):
+            raise ValueError(f"'{field}' has {len(firsts)} {first} values but {len(seconds)} {second} values")
+        return list(zip(firsts, seconds, strict=True))
+    if isinstance(value, list):
+        if not all(isinstance(item, list | tuple) and len(item) == 2 for item in value):
+            raise ValueError(f"'{field}' must be {forms}")
+        return [(item[0], item[1]) for item in value]
+    raise ValueError(f"'{field}' must be {forms}")
+
+
 def _hotpot_context(context: Any) -> list[tuple[str, list[str]]]:
-    if isinstance(context, Mapping):
-        titles, sentences = context.get("title") or [], context.get("sentences") or []
-        return list(zip(titles, sentences, strict=False))
-    if isinstance(context, list):
-        return [(item[0], item[1]) for item in context]
-    raise ValueError("'context' must be {title, sentences} or a list of [title, sentences]")
+    out: list[tuple[str, list[str]]] = []
+    for position, (title, sents) in enumerate(_pairs(context, "context", "title", "sentences")):
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError(f"'context': title #{position} is not a non-empty string")
+        if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
+            raise ValueError(f"'context': the sentences of {title!r} must be a list of strings")
+        out.append((title, list(sents)))
+    return out
 
 
-def _hotpot_item(record: Mapping[str, Any], index: int) -> QAItem:
+def _hotpot_item(record: Any, index: int) -> QAItem:
+    if not isinstance(record, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("'question' must be a non-empty string")
     context = _hotpot_context(record.get("context"))
     paragraphs = {title: list(sents) for title, sents in context}
     facts = record.get("supporting_facts") or {}
-    if isinstance(facts, Mapping):
-        pairs = list(zip(facts.get("title") or [], facts.get("sent_id") or [], strict=False))
-    else:
-        pairs = [(f[0], f[1]) for f in facts]
+    pairs = _pairs(facts, "supporting_facts", "title", "sent_id")
+    for title, _ in pairs:
+        if not isinstance(title, str):
+            raise ValueError(f"'supporting_facts': title {title!r} is not a string")
     gold_titles: list[str] = []
     supporting: dict[str, list[str]] = {}
     for title, sent_id in pairs:
@@ -178,7 +200,11 @@ def _load_hotpot(path: Path, records: list[tuple[str, Any]]) -> Dataset:
         try:
             items.append(_hotpot_item(record, index))
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise DatasetError(f"{path}: {where}: not a HotpotQA record: {exc}") from None
+            raise DatasetError(
+                f"{path}: {where}: not a HotpotQA record: {exc} (fix: give each line the fields id, "
+                "question, answer, context {title: [...], sentences: [[...]]} and supporting_facts "
+                "{title: [...], sent_id: [...]}, as HotpotQA's files have them)"
+            ) from None
     _check_unique(path, items, [where for where, _ in records])
     return Dataset(path.stem, items, source=path, corpus_path=path, format="hotpotqa")
 
@@ -226,7 +252,10 @@ def load_dataset(name_or_path: str | os.PathLike[str]) -> Dataset:
         raise DatasetError(f"{path}: is a directory; give a .jsonl or .json file")
     records = _records(path)
     if not records:
-        raise DatasetError(f"{path}: no records")
+        raise DatasetError(
+            f"{path}: no records: the file is empty (fix: give a data file with one JSON record a line, e.g. "
+            '{"question": "...", "answer": "..."}, or leave out --data for the bundled 50 questions)'
+        )
     first = records[0][1]
     if not isinstance(first, Mapping):
         raise DatasetError(f"{path}: {records[0][0]}: expected a JSON object, got {type(first).__name__}")

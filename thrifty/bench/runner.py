@@ -204,10 +204,15 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
 def parse_budgets(text: str | Iterable[int]) -> list[int]:
     """``"3,5,10"`` -> [3, 5, 10]: whole numbers of tool calls from 1 to :data:`MAX_BUDGET`, no repeats
     (BenchError naming ``--budgets`` and the fix otherwise)."""
-    raw = [p.strip() for p in text.split(",") if p.strip()] if isinstance(text, str) else list(text)
-    if not raw:
+    raw = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    if all(p == "" for p in raw):
         raise BenchError(
             "--budgets: no budgets given (fix: give tool-call budgets, e.g. --budgets 3,5,10,20)"
+        )
+    if isinstance(text, str) and "" in raw:  # "3,,5": a budget left out (an empty shell variable?)
+        raise BenchError(
+            f"--budgets {text!r}: a budget is missing between two commas or at an end (fix: give a whole "
+            "number between each pair of commas, e.g. --budgets 3,5)"
         )
     out: list[int] = []
     for value in raw:
@@ -263,6 +268,19 @@ def make_pricing(
     """Pricing for a benchmark: model prices in dollars per million tokens (in / out), search and read
     at ``tool_price`` dollars per call (default $0.001, the BATS setting)."""
     models: dict[str, ModelPrice] = {}
+    # inf or nan: ModelPrice and Pricing would refuse it in pydantic's words, naming no option
+    prices = (
+        ("--price-in", price_in, "0.15"),
+        ("--price-out", price_out, "0.6"),
+        ("--tool-price", tool_price, "0.001"),
+    )
+    for flag, value, example in prices:
+        if value is not None and not math.isfinite(value):
+            unit = "per search/read call" if flag == "--tool-price" else "per 1M tokens"
+            raise BenchError(
+                f"{flag} {value}: not a price (fix: give a finite number of dollars {unit}, "
+                f"e.g. {flag} {example})"
+            )
     if price_in is not None or price_out is not None:
         for value in (price_in, price_out):
             if value is not None and value < 0:
@@ -357,13 +375,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"K/N"`` (0 <= K < N) as ``(K, N)``."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
-        raise BenchError(f"shard {text!r} is not K/N, e.g. 0/2 and 1/2 for two processes")
+        raise BenchError(
+            f"--shard {text!r} is not K/N (fix: e.g. --shard 0/2 and --shard 1/2 for two processes)"
+        )
     return _checked_shard(int(match.group(1)), int(match.group(2)))
 
 
 def _checked_shard(k: int, n: int) -> tuple[int, int]:
     if n < 1 or not 0 <= k < n:
-        raise BenchError(f"shard {k}/{n}: K must be 0 .. N-1 and N at least 1, e.g. 0/2 and 1/2")
+        raise BenchError(
+            f"--shard {k}/{n}: K must be 0 .. N-1 and N at least 1 (fix: e.g. --shard 0/2 and --shard 1/2 "
+            "for two processes)"
+        )
     return k, n
 
 

@@ -5,7 +5,9 @@ MCP servers started and listed), and every bad file is reported; one bad file st
 anything runs, and so does a results file that cannot be opened. Each task then runs
 as ``agent run`` would run it; the calling process writes one JSON line per finished task to the results file
 and saves the run in the task's run store (so ``agent runs`` lists it), whatever executed it. A rerun on the
-same results file skips the files already there: an interrupted batch resumes where it stopped.
+same results file skips the files already there: an interrupted batch resumes where it stopped. A run store
+that cannot be written costs a task nothing (as with ``agent run``): its result still goes to the results
+file, and a warning says so.
 
 With a global budget each task leases its worst case (its own budget's limits; dollars computed from its
 token and tool-call limits at its prices when it sets none, an MCP tool's price counted as the highest it
@@ -91,6 +93,9 @@ class BatchOutcome:
     not_run: list[str]  # files the global budget left unrun
     snapshot: dict[str, Any]  # the global budget's reading ({} without one)
     changed: list[str] = field(default_factory=list[str])  # skipped files edited since their result was saved
+    #: the run-store failures (each names the task file and the store): those tasks' results are in the
+    #: results file all the same, but ``agent runs`` does not list them
+    store_errors: list[str] = field(default_factory=list[str])
 
 
 def _key(path: str | Path) -> str:
@@ -112,6 +117,15 @@ def load_batch(
     problems: list[tuple[str, str]] = []  # (file, what is wrong with it)
     seen: set[str] = set()
     for file in files:
+        if _unmatched_pattern(file):
+            problems.append(
+                (
+                    str(file),
+                    f"{file}: no file matches this pattern (a pattern that matches nothing reaches the "
+                    "command as it was typed; fix: check the folder and the pattern, e.g. ls tasks/*.yaml)",
+                )
+            )
+            continue
         key = _key(file)
         if key in seen:
             problems.append((str(file), f"{file}: given twice (fix: give each task file once)"))
@@ -130,6 +144,13 @@ def load_batch(
         lines = [text for _, text in problems]
         raise BatchError("\n".join([*lines, f"{bad} of {len(files)} task files cannot run: nothing ran"]))
     return jobs
+
+
+def _unmatched_pattern(file: str | Path) -> bool:
+    """Whether ``file`` is a shell pattern (``tasks/*.yaml``) that matched nothing: the shell then passes it
+    on as typed, and "no such file" would not say why."""
+    text = str(file)
+    return any(c in text for c in "*?[") and not Path(text).exists()
 
 
 def _with_file(name: str, problem: object) -> str:
@@ -346,8 +367,6 @@ def run_batch(
     KeyboardInterrupt after saving what finished (a task cancelled by Ctrl-C is not recorded).
     ``worker_setup`` runs once in each worker process before its first task (a picklable function).
     """
-    from thrifty.store import RunStore, StoreError
-
     if executor not in ("local", "ray"):
         raise BatchError(f"unknown executor {executor!r}: use local or ray")
     path = Path(results_path)
@@ -367,10 +386,13 @@ def run_batch(
     try:  # opened before anything runs: a path that cannot be written costs nothing
         path.parent.mkdir(parents=True, exist_ok=True)
         results = path.open("a", encoding="utf-8")
+        if _cut_last_line(path):  # a line cut by a crash: the next result must not be glued to it (and lost)
+            results.write("\n")
+            results.flush()
     except OSError as exc:
         raise ResultsFileError.of(path, exc) from None
     records = list(existing)
-    stores: dict[str, RunStore] = {}
+    stores = _Stores(path)
     # Set once the batch is interrupted and stopped waiting for its runs in flight (a second Ctrl-C): one
     # ending later is not a finished task (the resumed batch runs it again), and the results file is closed.
     stopped = threading.Event()
@@ -384,12 +406,7 @@ def run_batch(
             raise KeyboardInterrupt
         target = job.spec.store_target() if store else None
         if target:
-            try:
-                if target not in stores:
-                    stores[target] = RunStore(target)
-                stores[target].save(result)
-            except StoreError as exc:
-                raise BatchError(f"{job.name}: run store {target}: {exc}") from None
+            stores.save(job, target, result)
         line = _line(job, result)
         try:
             results.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
@@ -418,4 +435,51 @@ def run_batch(
         except BaseException:
             stopped.set()
             raise
-    return BatchOutcome(records, len(records) - len(existing), [job.file for job in left], snapshot, changed)
+    return BatchOutcome(
+        records, len(records) - len(existing), [job.file for job in left], snapshot, changed, stores.errors
+    )
+
+
+class _Stores:
+    """The run stores a batch saves its runs in, opened once each. As `agent run`, a store that fails costs
+    the run nothing: the task's result still goes to the results file (``results``) and the batch goes on;
+    the failure is said on stderr (once per store) and kept in ``errors``."""
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+        self.open: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.warned: set[str] = set()
+
+    def save(self, job: BatchJob, target: str, result: Any) -> None:
+        from thrifty.store import RunStore, StoreError
+
+        try:
+            if target not in self.open:
+                self.open[target] = RunStore(target)
+            self.open[target].save(result)
+        except StoreError as exc:
+            # the store as the error shows it (a URL's password hidden), never ``target`` itself
+            problem = f"{job.name}: run {result.run_id} is not recorded: {exc}"
+            self.errors.append(problem)
+            if target not in self.warned:
+                self.warned.add(target)
+                more = " (not said again for the other tasks of this store)"
+                _warn(f"warning: {problem}; its result is kept in {self.results}{more}")
+
+
+def _cut_last_line(path: Path) -> bool:
+    """Whether ``path`` ends in a line without its newline (a write cut by a crash or a full disk)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) != b"\n"
+
+
+def _warn(text: str) -> None:
+    """A warning on stderr (the batch goes on). Plain text: the library layers do not use the CLI's console."""
+    import sys
+
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
