@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -359,3 +360,74 @@ def test_a_paused_runs_checkpoint_is_shown_relative_to_the_current_folder(
     res = runner.invoke(app, ["run", "task.yaml", "--quiet"])
     assert res.exit_code == 4, res.output
     assert "--checkpoint .thrifty/checkpoints.db --max-tool-calls N" in res.stderr, res.stderr
+
+
+def test_an_empty_model_option_is_refused_not_ignored(tmp_path: Path) -> None:
+    """`--model ""` (an unset $MODEL in a script) ran the task file's model without a word."""
+    script = ScriptedModel([reply("Paris")])
+    res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--model", "", "--json"])
+    assert res.exit_code == 2, res.output
+    assert "field 'model': --model: the model name is empty (fix: " in res.stderr
+    assert res.stdout == "" and not (tmp_path / "runs.db").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_runs_limit_must_be_positive(tmp_path: Path, limit: str) -> None:
+    """`agent runs --limit 0` printed an empty table and `--limit -1` every run (SQLite's LIMIT -1)."""
+    script = ScriptedModel([reply("Paris")])
+    assert runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--quiet"]).exit_code == 0
+    res = runner.invoke(app, ["runs", "--store", str(tmp_path / "runs.db"), "--limit", limit])
+    assert res.exit_code == 2 and "--limit" in res.output, res.output
+
+
+def test_an_unreadable_task_file_gets_the_task_file_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task file that cannot be read (chmod 000) got typer's boxed "Invalid value for 'file': path ... is
+    not readable", with no fix, instead of the task file's own message. (Simulated: as root every file is
+    readable.)"""
+    import os
+
+    task = write_task(tmp_path, "local/smollm2")
+    real_open, real_access = os.open, os.access
+
+    def denied_open(path: str, flags: int, mode: int = 0o777, **kwargs: Any) -> int:
+        if str(path) == str(task):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode, **kwargs)
+
+    def denied_access(path: str, mode: int, **kwargs: Any) -> bool:
+        return False if str(path) == str(task) else real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied_open)
+    monkeypatch.setattr(os, "access", denied_access)
+    for command in ("run", "validate"):
+        res = runner.invoke(app, [command, str(task)])
+        assert res.exit_code == 2, res.output
+        assert (
+            f"error: {task}: cannot read: Permission denied (fix: check the file's permissions)" in res.stderr
+        )
+
+
+def test_a_key_in_a_task_file_is_never_printed_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key pasted into a task file was echoed by the error about it, by the `Question:` line and by
+    `--json` (the run store already masked it)."""
+    pasted, env_key = "sk-live9876543210zyxwvu", "sk-test1234567890abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", env_key)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"question: hi\nmodel: {pasted}\n")
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2 and "field 'model': model 'sk-***' needs a provider prefix" in res.stderr
+    assert pasted not in res.output
+    shown = "What is the capital of France? (key sk-***, env ***)"
+    for args in (["--json"], []):
+        script = ScriptedModel([reply("Paris")])
+        task = write_task(tmp_path, script.model)
+        task.write_text(task.read_text().replace("France?", f"France? (key {pasted}, env {env_key})"))
+        res = runner.invoke(app, ["run", str(task), *args])
+        assert res.exit_code == 0, res.output
+        assert pasted not in res.output and env_key not in res.output
+        if args:
+            assert json.loads(res.stdout)["question"] == shown
+        else:
+            assert f"Question: {shown}" in res.stderr

@@ -1,7 +1,8 @@
 """The ``agent`` command: run, validate and describe task files.
 
 Exit codes: 0 answered, 4 stopped by the budget or the step limit (the answer is still printed),
-2 bad input (task file, model, tool), 1 internal error or cancelled.
+2 bad input (task file, model, tool), 1 internal error or cancelled, 130 a checkpointed run stopped with
+Ctrl-C (resumable with `agent resume`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +43,18 @@ from thrifty.agents.records import ChecklistItem, TreeNode
 from thrifty.budget import Budget, Ledger
 from thrifty.console import err, fail, out
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERNAL, RunResult
+
+
+def _error(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """``fail`` with the message scrubbed (thrifty.redact): a key pasted into a task file or an option (as a
+    model name, a tool, a path) is never echoed to the terminal."""
+    from thrifty.redact import redact
+
+    return fail(redact(message), code)
+
+
+#: The exit code of a run stopped with Ctrl-C and left resumable (as `agent batch` and `agent bench` use it).
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="agent",
@@ -227,7 +242,7 @@ def render_result(result: RunResult, console: Console) -> None:
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Task file (YAML).")],
+    file: Annotated[Path, typer.Argument(help="Task file (YAML).", readable=False)],
     model: Annotated[str | None, typer.Option(help="Override the model, e.g. openai/gpt-4o-mini.")] = None,
     max_usd: Annotated[float | None, typer.Option(help="Dollar limit for the run.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Total token limit (prompt + completion).")] = None,
@@ -264,8 +279,8 @@ def run(
     from thrifty.workflows.spec import TaskFileError, load_task
 
     try:
-        spec = load_task(
-            file, import_references=True, check_models=True, **({"model": model} if model else {})
+        spec = load_task(  # an empty --model is refused, not ignored (an unset $MODEL in a script)
+            file, import_references=True, check_models=True, **({"model": model} if model is not None else {})
         )
         if tree_out is not None:
             check_tree_out(tree_out, spec)
@@ -277,22 +292,23 @@ def run(
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
         durable = _durable_options(file, spec, resume, checkpoint, no_store)
-        if resume and not overrides and durable.get("budget"):
-            spec = spec.model_copy(update={"budget": Budget.model_validate(durable.pop("budget"))})
-        durable.pop("budget", None)
+        budget = _resumed_budget(spec.budget, durable.pop("budget", None), durable.pop("task_budget", None))
         if overrides:
-            spec = spec.model_copy(update={"budget": _override_budget(spec.budget, overrides)})
+            budget = _override_budget(budget, overrides)
+        spec = spec.model_copy(update={"budget": budget})
     except TaskFileError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+        raise _error(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug of ours: still never a traceback
-        raise fail(
+        raise _error(
             f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL
         ) from None
 
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
     if view is not None:
-        err.print(Text("Question: ", style="bold") + Text(spec.rendered_question()))
+        from thrifty.redact import redact
+
+        err.print(Text("Question: ", style="bold") + Text(redact(spec.rendered_question())))
     started = time.monotonic()
     try:
         if view is not None and err.is_terminal:
@@ -302,12 +318,25 @@ def run(
             printer = _plain_printer() if view is not None else None
             result = _run(spec, ledger, printer, no_store, **durable)
     except SetupError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+        raise _error(str(exc), EXIT_BAD_INPUT) from None
+    except RunInterrupted as exc:  # Ctrl-C: stopped before its next call, its checkpoint left resumable
+        used = ledger.used()
+        spent = (
+            f"${ledger.usd_spent:.4f}, {used.get('tool_calls', 0.0):g} tool calls, "
+            f"{used.get('total_tokens', 0.0):g} tokens, {used.get('model_requests', 0.0):g} model calls"
+        )
+        err.print(
+            Text(
+                f"interrupted: run {exc.run_id} stopped before its next model or tool call; spent so far: "
+                f"{spent}. Continue it with: agent resume {exc.run_id} --checkpoint "
+                f"{_shown(durable['checkpoint'])}"
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # pragma: no cover - last resort: never a traceback
-        from thrifty.redact import redact
-
-        raise fail(
-            redact(f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}"),
+        raise _error(
+            f"internal error after {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}",
             EXIT_INTERNAL,
         ) from None
 
@@ -328,7 +357,11 @@ def run(
                 **args,
             )
     if as_json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        from thrifty.redact import redact_value
+
+        # scrubbed as the run store scrubs its rows: a key pasted into the question is not printed back
+        data = redact_value(result.model_dump(mode="json"))
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
         render_result(result, out)
         if result.paused and durable:
@@ -372,6 +405,27 @@ def _ask_for_budget(result: RunResult, as_json: bool) -> dict[str, float]:
         err.print(Text(f"not a number: {answer!r}; the run stays paused", style="yellow"))
         return {}
     return {_RAISE_ARGS[dim]: int(value) if dim != "usd" else value}
+
+
+def _resumed_budget(
+    file_budget: Budget, started: dict[str, float] | None, file_then: dict[str, float] | None
+) -> Budget:
+    """The budget a run goes on with: a new run's is the task file's. A resumed run keeps the limits it was
+    started with (``started``: the file's and the command line's then), unless the file's budget has been
+    edited since (``file_then`` is what it said then): the file as it is now applies, as its question, tools
+    and strategy must be the ones the run was started with (a limit lowered below what was spent is refused
+    by the resume). The command line's ``--max-*`` limits go over either."""
+    from thrifty.workflows.spec import TaskFileError
+
+    if started is None or (file_then is not None and file_then != file_budget.limits()):
+        return file_budget
+    try:  # ledger dimensions (tool:NAME for per_tool) back into a Budget
+        return Budget.from_limits({str(k): float(v) for k, v in started.items()})
+    except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+        raise TaskFileError(
+            f"the budget stored with the run cannot be read ({type(exc).__name__}); fix: resume it with "
+            "--max-usd / --max-tokens / --max-tool-calls, or start a new run"
+        ) from None
 
 
 def _override_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
@@ -537,7 +591,8 @@ def _durable_options(
     file: Path, spec: Any, resume: str | None, checkpoint: str | None, no_store: bool
 ) -> dict[str, Any]:
     """The checkpoint file, run id and resume flag of a run (nothing when it is not durable); for a
-    resume, the budget the run was started with (under ``budget``)."""
+    resume, the budget the run was started with (under ``budget``) and its task file's then (under
+    ``task_budget``; None for a run started before it was recorded)."""
     from thrifty.store.durable import (
         CheckpointError,
         DurableStore,
@@ -553,7 +608,8 @@ def _durable_options(
     path = checkpoint_target(checkpoint) if checkpoint else checkpoints_beside(spec.store_target())
     options: dict[str, Any] = {
         "checkpoint": path,
-        "checkpoint_meta": {"task_file": str(file.resolve())},
+        # the task file's own budget too: a resume tells an edited budget from limits given on the command line
+        "checkpoint_meta": {"task_file": str(file.resolve()), "task_budget": spec.budget.limits()},
     }
     if resume is not None and checkpoints_missing(path):  # refused without creating the file
         raise TaskFileError(
@@ -573,7 +629,14 @@ def _durable_options(
             store.close()
     except CheckpointError as exc:
         raise TaskFileError(str(exc)) from None
-    return {**options, "run_id": resume, "resume": True, "budget": (row or {}).get("meta", {}).get("budget")}
+    meta = (row or {}).get("meta") or {}
+    return {
+        **options,
+        "run_id": resume,
+        "resume": True,
+        "budget": meta.get("budget"),
+        "task_budget": meta.get("task_budget"),
+    }
 
 
 def _checkpoint_problem(target: str | Path) -> str | None:
@@ -609,14 +672,63 @@ def _checkpoint_problem(target: str | Path) -> str | None:
     return None
 
 
+class RunInterrupted(BaseException):
+    """Raised inside a checkpointed run at its next model or tool call once Ctrl-C was pressed: neither an
+    Exception nor a KeyboardInterrupt, so the runner does not end the run (as it ends a cancelled one) and its
+    checkpoint stays resumable with nothing in flight, as the server's shutdown leaves a run."""
+
+    run_id: str = ""
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts(stop: threading.Event, resume_with: str) -> Iterator[None]:
+    """While a checkpointed run goes (main thread only): the first Ctrl-C sets ``stop`` (the run stops
+    before its next model or tool call, the call under way ending first); a second ends the process at once,
+    as kill -9 would: the run still resumes, the call that was in flight charged at its worst case."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            err.show_cursor(True)
+            sys.stderr.write(
+                "\nstopped at once; continue the run with: " + resume_with + " (the call that was in flight "
+                "is charged at its worst case and made again)\n"
+            )
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        stop.set()
+        err.print(
+            Text(
+                "interrupted: stopping before the next model or tool call (the call under way ends first); "
+                "Ctrl-C again to stop at once",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool, **durable: Any) -> RunResult:
     """Run the task, reading its event stream (the same events ``Agent.stream`` yields): each trace event
     goes to the live view; the run id is shown once the run has set up (its first charge, step or result, or
     an interruption), so a setup error (an unknown model, a bad key) is not preceded by the id of a run that
-    never started."""
-    from thrifty.workflows.stream import stream_task
+    never started.
+
+    Ctrl-C stops a checkpointed run before its next call and leaves it resumable (RunInterrupted, carrying
+    the run id); a run without checkpoints ends ``cancelled``, its best answer and charges kept."""
+    from thrifty.workflows.stream import stop_on, stream_task
 
     stream = stream_task(spec, store=not no_store, ledger=ledger, on_store_error=_store_warning, **durable)
+    interrupt = threading.Event()
+    if durable:
+        stop_on(ledger, interrupt, lambda: RunInterrupted("interrupted with Ctrl-C"))
     result: RunResult | None = None
     run_id: Text | None = None
 
@@ -627,17 +739,29 @@ def _run(spec: Any, ledger: Ledger, on_trace: Any, no_store: bool, **durable: An
             run_id = None
 
     try:
-        for event in stream:
-            if event.kind == "start":
-                resumed = " (resumed)" if event.resumed else ""
-                run_id = Text(f"run id: {event.run_id}{resumed}", style="dim")
-                continue
-            if event.kind in ("trace", "charge", "result"):
-                show_id()
-            if event.kind == "trace" and on_trace is not None:
-                on_trace(event.event)
-            elif event.kind == "result":
-                result = event.result
+        ctrl_c = (
+            _ctrl_c_interrupts(
+                interrupt, f"agent resume {stream.run_id} --checkpoint {_shown(durable['checkpoint'])}"
+            )
+            if durable
+            else contextlib.nullcontext()
+        )
+        with ctrl_c:
+            for event in stream:
+                if event.kind == "start":
+                    resumed = " (resumed)" if event.resumed else ""
+                    run_id = Text(f"run id: {event.run_id}{resumed}", style="dim")
+                    continue
+                if event.kind in ("trace", "charge", "result"):
+                    show_id()
+                if event.kind == "trace" and on_trace is not None:
+                    on_trace(event.event)
+                elif event.kind == "result":
+                    result = event.result
+    except RunInterrupted as exc:  # stopped before its next call: resumable
+        show_id()
+        exc.run_id = stream.run_id
+        raise
     except KeyboardInterrupt:  # the stream cancelled the run and waited for it to end
         show_id()  # an interrupted run can be resumed by its id
         result = stream.result
@@ -682,7 +806,7 @@ def resume_run(
     from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
 
     if checkpoints_missing(checkpoint):
-        raise fail(
+        raise _error(
             f"{checkpoint}: no checkpoint file (fix: give --checkpoint the file the run used)", EXIT_BAD_INPUT
         )
     try:
@@ -692,15 +816,17 @@ def resume_run(
         finally:
             store.close()
     except CheckpointError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+        raise _error(str(exc), EXIT_BAD_INPUT) from None
     if row is None:
-        raise fail(
+        raise _error(
             f"no run '{run_id}' in {_shown(checkpoint)}; fix: `agent runs` lists the runs that can be resumed",
             EXIT_BAD_INPUT,
         )
     task_file = row["meta"].get("task_file")
     if not task_file:
-        raise fail(f"run '{run_id}' was not started from a task file; resume it from Python", EXIT_BAD_INPUT)
+        raise _error(
+            f"run '{run_id}' was not started from a task file; resume it from Python", EXIT_BAD_INPUT
+        )
     run(
         Path(task_file),
         model=None,
@@ -719,7 +845,7 @@ def resume_run(
 
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="Task file (YAML).")],
+    file: Annotated[Path, typer.Argument(help="Task file (YAML).", readable=False)],
     import_: Annotated[
         bool,
         typer.Option(
@@ -735,9 +861,9 @@ def validate(
     try:
         spec = load_task(file, import_references=import_, check_models=True)
     except TaskFileError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+        raise _error(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug of ours: still never a traceback
-        raise fail(
+        raise _error(
             f"internal error while validating {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL
         ) from None
     _check_store_field(file, spec.store_target())
@@ -752,10 +878,14 @@ def validate(
         )
     servers = ", ".join(m.name for m in spec.mcp_servers)  # their tools are known once they start
     mcp = f", MCP servers [{servers}]" if servers else ""
+    from thrifty.redact import redact
+
     out.print(
         Text(
-            f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
-            f"tools [{', '.join(t.name for t in spec.tools)}]{mcp}, budget: {limits}{how}"
+            redact(
+                f"{file}: ok — model {spec.model}, strategy {spec.strategy.name}, "
+                f"tools [{', '.join(t.name for t in spec.tools)}]{mcp}, budget: {limits}{how}"
+            )
         ),
         soft_wrap=True,
     )
@@ -774,7 +904,7 @@ def _check_store_field(file: Path, target: str | None) -> None:
 
         node, _ = compose_and_load(decode(read_capped(file)))  # as load_task read it, which checked it
         line = LineIndex(node).line(("output", "store"))
-        raise fail(f"{file}:{line}: field 'output.store': {exc}", EXIT_BAD_INPUT) from None
+        raise _error(f"{file}:{line}: field 'output.store': {exc}", EXIT_BAD_INPUT) from None
 
 
 @app.command()
@@ -787,7 +917,7 @@ def schema() -> None:
 
 @app.command()
 def runs(
-    limit: Annotated[int, typer.Option(help="How many recent runs.")] = 10,
+    limit: Annotated[int, typer.Option(min=1, help="How many recent runs.")] = 10,
     store: Annotated[
         str, typer.Option(help="Run store (SQLite path or SQLAlchemy URL).")
     ] = ".thrifty/runs.db",
@@ -812,17 +942,17 @@ def runs(
         return
 
     if "://" not in store and not Path(store).exists():
-        raise fail(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
+        raise _error(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
     try:
         recent = RunStore(store).recent(limit)
     except StoreError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+        raise _error(str(exc), EXIT_BAD_INPUT) from None
     table = _runs_table(["task", "answer", "stop", "tokens", "tools", "USD"], [r["run_id"] for r in recent])
     for r in recent:
         table.add_row(
             r["run_id"],
             r["task"],
-            shorten(str(r["answer"]), 40),
+            "(none)" if r["answer"] is None else shorten(str(r["answer"]), 40),
             r["stop_reason"],
             str(r["total_tokens"]),
             str(r["tool_calls"]),
@@ -844,7 +974,7 @@ def _list_unfinished(path: str | Path, limit: int) -> None:
     from thrifty.store.durable import CheckpointError, DurableStore, checkpoints_missing
 
     if checkpoints_missing(path):
-        raise fail(f"{path}: no checkpoint file yet (runs are checkpointed by `agent run`)", EXIT_BAD_INPUT)
+        raise _error(f"{path}: no checkpoint file yet (runs are checkpointed by `agent run`)", EXIT_BAD_INPUT)
     try:
         store = DurableStore(path)
         try:
@@ -852,7 +982,7 @@ def _list_unfinished(path: str | Path, limit: int) -> None:
         finally:
             store.close()
     except CheckpointError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+        raise _error(str(exc), EXIT_BAD_INPUT) from None
     table = _runs_table(["status", "task", "tokens", "tools", "USD"], [r["run_id"] for r in rows])
     for r in rows:
         spent = r["spent"]

@@ -45,6 +45,7 @@ from thrifty.workflows.yaml_input import (
     Issue,
     LineIndex,
     check_regular,
+    colon_space_fix,
     compose_and_load,
     decode,
     line_of,
@@ -843,6 +844,12 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def fix_for(error: Mapping[str, Any], loc: tuple[Any, ...], field: str) -> str:
     """The fix for one pydantic error: by type, the bound in its context, or the schema."""
     kind, ctx = error["type"], error.get("ctx") or {}
+    # `budget:` then `  tool_calls:3`, or {name:bats}: no space after the colon, so YAML read text, not a field
+    meant = colon_space_fix(error.get("input")) if kind in ("model_type", "dict_type") else None
+    if kind == "extra_forbidden" and loc and error.get("input") is None:
+        meant = colon_space_fix(str(loc[-1]))
+    if meant is not None:
+        return f"write a space after the colon: {short(meant, 60)}"
     if kind == "extra_forbidden":
         model = _model_at(loc)
         if model is not None:

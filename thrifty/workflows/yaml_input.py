@@ -285,12 +285,69 @@ def _mark_line(mark: Any) -> int | None:
     return mark.line + 1 if mark is not None else None
 
 
+#: A ``key:value`` line: with no space after the colon YAML reads it as text, not as a field (a URL's ``://``
+#: and a ``::`` are not this mistake).
+_NO_SPACE_AFTER_COLON = re.compile(r"^([ \t]*)(?:-[ \t]+)?([A-Za-z_][\w.-]*):(?=[^\s/:])(\S.*)$")
+#: A ``key: value`` line (for a value holding ``: ``, which must be quoted).
+_KEY_VALUE = re.compile(r"^([ \t]*)(?:-[ \t]+)?([A-Za-z_][\w.-]*):[ \t]+(\S.*)$")
+#: The PyYAML problems a missing space after a colon, or an unquoted ``: `` in a value, ends in.
+_COLON_PROBLEMS = ("could not find expected ':'", "mapping values are not allowed")
+
+
+def colon_space_fix(value: object) -> str | None:
+    """``key: value`` for a ``key:value`` text that was meant as a field (None: it is not one)."""
+    found = _NO_SPACE_AFTER_COLON.match(value) if isinstance(value, str) and "\n" not in value else None
+    if found is None or found.group(1):
+        return None
+    return f"{found.group(2)}: {found.group(3)}"
+
+
+def _colon_issue(text: str, line: int, context_line: int | None, problem: str) -> Issue | None:
+    """The common colon mistakes behind ``problem`` (the line where PyYAML noticed, 1-based): ``model:x``
+    (no space after the colon: YAML reads the line as text that runs on into the next lines, and reports a
+    later line) or ``question: What is 2: 3?`` (a ``: `` inside an unquoted value). None: neither is seen."""
+    lines = text.split("\n")
+    last = min(line, len(lines))  # PyYAML may report the end of the stream, past the last line
+    first = max(1, min(context_line or last, last) - 1, last - 8)
+    for number in range(last, first - 1, -1):
+        found = _NO_SPACE_AFTER_COLON.match(lines[number - 1])
+        if found:
+            indent, key, value = found.groups()
+            parent = _field_at("\n".join(lines[: number - 1])) if indent else None
+            name = f"{parent}.{key}" if parent and parent != "(top level)" else key
+            return Issue(
+                number,
+                name,
+                f"invalid YAML: '{short(key + ':' + value, 60)}' has no space after the colon, so YAML reads "
+                "it as text, not as a field",
+                f"write a space after the colon: {short(key + ': ' + value, 60)}",
+            )
+    if "mapping values are not allowed" in problem:
+        found = _KEY_VALUE.match(lines[last - 1])
+        if found and found.group(3)[:1] not in ("'", '"', "[", "{", "|", ">"):
+            indent, key, value = found.groups()
+            parent = _field_at("\n".join(lines[: last - 1])) if indent else None
+            name = f"{parent}.{key}" if parent and parent != "(top level)" else key
+            quoted = json.dumps(value.split(" #")[0].rstrip(), ensure_ascii=False)
+            return Issue(
+                last,
+                name,
+                "invalid YAML: the value holds ': ', which YAML reads as the start of another field",
+                f"quote the value: {short(key + ': ' + quoted, 80)}",
+            )
+    return None
+
+
 def yaml_issue(exc: yaml.YAMLError, fallback_field: str, text: str | None = None) -> Issue:
     """An Issue for a PyYAML error (syntax, undefined alias, unhashable key, unknown tag...)."""
     mark = getattr(exc, "problem_mark", None)
     line = _mark_line(mark)
     problem = getattr(exc, "problem", None) or str(exc)
     context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if text is not None and line is not None and any(p in problem for p in _COLON_PROBLEMS):
+        colon = _colon_issue(text, line, _mark_line(cmark), problem)
+        if colon is not None:
+            return colon
     if context and cmark is not None:
         problem += f", {context} that starts at line {cmark.line + 1}"
     field_name = fallback_field
