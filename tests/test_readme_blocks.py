@@ -22,7 +22,9 @@ BLOCK = re.compile(
 def blocks() -> list[tuple[int, str, str]]:
     text = (ROOT / "README.md").read_text("utf-8")
     found = [(text[: m.start()].count("\n") + 1, m["code"], m["out"]) for m in BLOCK.finditer(text)]
-    assert len(found) == text.count(f"\n{MARK}\n"), "a marked block is not a ```python block followed by its output"
+    assert len(found) == text.count(f"\n{MARK}\n"), (
+        "a marked block is not a ```python block followed by its output"
+    )
     return found
 
 

@@ -84,6 +84,21 @@ class InferenceResult:
         ]
 
 
+def _local_models_fix(model: str) -> str:
+    """What ``--model`` may be: a local/ model of the catalogue, or a GGUF file that exists."""
+    from thrifty.models import local
+
+    known = ", ".join(f"local/{n}" for n in sorted(local.LOCAL_MODELS))
+    name = model.removeprefix("local/")
+    example = (
+        f"local/{name}" if name.endswith(".gguf") and not model.startswith("local/") else "local/smollm2"
+    )
+    return (
+        f"give --model a model of the local catalogue ({known}) or local/<path/to/model.gguf> of a GGUF file "
+        f"that exists, e.g. --model {example}"
+    )
+
+
 def run_inference(
     model: str = "local/smollm2",
     *,
@@ -103,9 +118,18 @@ def run_inference(
     from thrifty.models.gateway import Gateway
 
     if not model.startswith("local/"):
-        raise ValueError(f"the inference benchmark needs a local/ model (got {model!r})")
+        raise ValueError(
+            f"--model {model!r}: the inference benchmark times llama.cpp, so it needs a local/ model "
+            f"(fix: {_local_models_fix(model)})"
+        )
     name = model.split("/", 1)[1]
-    path = local.resolve_model_path(name)
+    try:
+        path = local.resolve_model_path(name)
+    except local.LocalModelError as exc:
+        # an unknown name's message lists the catalogue already; a missing file's says only that
+        missing = name in local.LOCAL_MODELS or name.endswith(".gguf")
+        fix = f" (fix: {_local_models_fix(model)})" if missing else ""
+        raise ValueError(f"--model {model!r}: {exc}{fix}") from None
     try:
         import llama_cpp
     except ImportError as exc:

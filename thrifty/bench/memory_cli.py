@@ -25,6 +25,36 @@ def _split(n: int, holdout: int) -> tuple[set[int], set[int]]:
     return set(range(n)) - held, held
 
 
+def _check_file(path: Path, shown: str, fix: str) -> None:
+    """Refuse, before the grid runs, a file path that cannot be written: a folder, a path under a regular
+    file, or a folder that cannot be written. Its folder is created if missing. Exit 2 naming the option and
+    the fix (it used to be a traceback once the whole grid and the training had run)."""
+    import os
+    import tempfile
+
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a folder, not a file")
+        above = path.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise NotADirectoryError(20, f"{above} is a file, not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryFile(dir=path.parent):  # a file can be made there
+                pass
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"no file can be made in {path.parent} ({exc.strerror or exc})"
+            ) from None
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "the file cannot be written")
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise fail(f"{shown}: {reason} (fix: {fix})") from None
+
+
 def _offline_table(weights: Any, table: Any, label: str) -> None:
     from thrifty.memory.learned import CONFIGS, config_name
     from thrifty.memory.train import evaluate
@@ -101,6 +131,18 @@ def train_router_cmd(
             chunk_turns=chunk_turns,
         )
         check_models(config)  # before any run: an unusable model is exit 2, not rows of errors
+        # before any run: a path the weights (or the grid) cannot be written to is exit 2, not a traceback
+        # once the whole grid and the training have run
+        writable = "give a file path you can write, e.g."
+        _check_file(out_path, f"--out {out_path}", f"{writable} --out router.json")
+        if grid is not None:
+            _check_file(grid_path, f"--grid {grid_path}", f"{writable} --grid router.grid.jsonl")
+        else:  # the default grid file, next to --out
+            _check_file(
+                grid_path,
+                f"--out {out_path}: its grid file {grid_path}",
+                f"{writable} --grid router.grid.jsonl",
+            )
         check_settings(config, grid_path, "--grid")  # a grid of other settings is never resumed into
     except (MemoryFormatError, ValueError, EmbedderError) as exc:
         raise fail(str(exc)) from None

@@ -7,8 +7,10 @@ set; see :class:`BudgetRule`.
 
 Results are appended to a JSON-lines file as each run finishes; a rerun on the same file skips every
 ``(strategy, budget, question_id, seed)`` already there, so an interrupted benchmark resumes where it
-stopped. Each line holds the strategy, budget, question, answer, gold answers, EM, F1, stop reason, usage
-(tokens, tool calls, model requests, USD, seconds), the model, and ``"simulated": true`` for ``sim/`` models.
+stopped; a run that failed on a transient model error (the server unreachable, a timeout, a 5xx, a rate
+limit: :func:`transient_failure`) is run again, and its new line counts in place of the failed one. Each
+line holds the strategy, budget, question, answer, gold answers, EM, F1, stop reason, usage (tokens, tool
+calls, model requests, USD, seconds), the model, and ``"simulated": true`` for ``sim/`` models.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ __all__ = [
     "parse_strategies",
     "run_grid",
     "run_reservation",
+    "transient_failure",
 ]
 
 DEFAULT_TOKENS_PER_CALL = 2000
@@ -131,6 +134,18 @@ def _split_strategies(text: str) -> list[str]:
     return out
 
 
+def _piece_parts(piece: str) -> tuple[str, str, str]:
+    """``(label, name, options)`` of one strategy as written: ``value_tree:k=2`` has options ``k=2``;
+    ``value_tree:`` (a colon, no options) is ``value_tree`` itself, not a label of its own; a
+    ``package.module:function`` builder has none."""
+    head, _, tail = piece.partition(":")
+    if not tail.strip():
+        return head.strip(), head.strip(), ""
+    if "=" not in tail:  # package.module:function
+        return piece, piece, ""
+    return piece, head, tail
+
+
 def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
     """Parse ``react,react_tracker,bats,value_tree:k=2`` against the live STRATEGIES registry.
 
@@ -149,11 +164,9 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategyChoice]:
     if not pieces:
         raise BenchError("no strategies given (example: --strategies react,react_tracker)")
     choices: list[StrategyChoice] = []
-    for piece in pieces:
-        head, _, tail = piece.partition(":")
+    for written in pieces:
+        piece, head, tail = _piece_parts(written)
         options: dict[str, Any] = {}
-        if tail and "=" not in tail:  # package.module:function
-            head, tail = piece, ""
         for item in filter(None, (t.strip() for t in tail.split(","))):
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
@@ -369,6 +382,46 @@ def _key(record: dict[str, Any]) -> Key:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"{name} {value!r} is not a whole number")
     return (str(record["strategy"]), budget, str(record["question_id"]), seed)
+
+
+#: The provider errors worth another attempt (:func:`thrifty.models.gateway.is_transient`), by the name a run's
+#: error gives them: the model's server unreachable, a timeout, a 5xx, a rate limit.
+_TRANSIENT_ERRORS = frozenset(
+    {
+        "APIConnectionError",
+        "RateLimitError",
+        "Timeout",
+        "APITimeoutError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "BadGatewayError",
+    }
+)
+#: How a run's error names a failed model call (:meth:`thrifty.models.gateway.Gateway._model_error`)
+_MODEL_FAILED = re.compile(r"model '([^']+)' failed: (\w+):")
+
+
+def transient_failure(record: dict[str, Any]) -> bool:
+    """Whether ``record`` is a run that ended in a transient model error (connection refused, a timeout, a
+    5xx, a rate limit), which a rerun of the grid runs again rather than keeping as the question's result.
+
+    A deterministic failure (a bad request, a model that cannot be used) is a result and is kept. An
+    in-process model's ``APIConnectionError`` is LiteLLM's wrapping of an error inside the provider (a bug,
+    a bad model file), never the network: kept too, as the Gateway does not retry it either.
+    """
+    if record.get("stop_reason") != StopKind.ERROR.value:
+        return False
+    error = record.get("error")
+    if not isinstance(error, str):
+        return False
+    found = _MODEL_FAILED.search(error)
+    if found is None or found.group(2) not in _TRANSIENT_ERRORS:
+        return False
+    if found.group(2) == "APIConnectionError":
+        from thrifty.models.registry import provider_for
+
+        return not provider_for(found.group(1)).in_process
+    return True
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -787,7 +840,8 @@ def run_grid(
     keep_workers: bool = False,
     gpus_per_worker: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Run every (seed, question, strategy, budget) not yet in ``results_path`` and append its record.
+    """Run every (seed, question, strategy, budget) not yet in ``results_path`` and append its record (a run
+    recorded there as failed on a transient model error, :func:`transient_failure`, runs again).
 
     ``executor="ray"`` spreads the runs over ``workers`` Ray workers (a local Ray started for the grid, or the
     cluster at ``ray_address``); the records are written here, as they come back, exactly as by the local
@@ -810,7 +864,9 @@ def run_grid(
     path = Path(results_path)
     tools = _grid_tools(config)
     existing = _existing_results(path, config, tools)
-    done = {_key(r) for r in existing}
+    # a run that failed on a transient model error (the server unreachable, a timeout, a 5xx, a rate limit)
+    # is not done: it runs again, its new line replacing the failed one (as load_results reads the file)
+    done = {_key(r) for r in existing if not transient_failure(r)}
 
     grid = [
         (choice, b, item, seed)
@@ -824,8 +880,9 @@ def run_grid(
     earlier = _earlier_spend(grid, existing) if config.global_budget is not None else {}
     total = len(grid)
     writer = _Writer(path)
-    records = list(existing)
-    em_sum = [sum(float(r.get("em", 0)) for r in existing), len(existing)]
+    by_key = {_key(r): r for r in existing}  # a rerun's record takes the place of the failed one
+    finished = [r for r in existing if _key(r) in done]
+    em_sum = [sum(float(r.get("em", 0)) for r in finished), len(finished)]
     bar = (
         _Progress(total, total - len(jobs), f"{config.dataset.name} · {config.model}")
         if progress and jobs
@@ -844,7 +901,7 @@ def run_grid(
         if record is None:
             raise KeyboardInterrupt  # a cancelled run: stop, keeping what finished
         writer.write(record)
-        records.append(record)
+        by_key[_key(record)] = record
         em_sum[0] += record["em"]
         em_sum[1] += 1
         if on_result is not None:
@@ -876,6 +933,7 @@ def run_grid(
     finally:
         if bar is not None:
             bar.stop()
+    records = list(by_key.values())
     if shard_n > 1:  # other shards may have added to the file meanwhile: return all of it
         records = load_results(path)
     if left:

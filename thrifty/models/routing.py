@@ -363,22 +363,47 @@ def parse_model_spec(text: str) -> Routing | None:
     """A cascade or per-role mapping written on one line (``agent bench --model``), or None for one model.
 
     ``a>b`` is a cascade; ``;`` separates parts; ``role=a>b`` gives a role its model or cascade
-    (``solver=local/smollm2;verifier=openai/gpt-4o``). Raises ValueError for an unknown role.
+    (``solver=local/smollm2;verifier=openai/gpt-4o``). Raises ValueError for an unknown role or a model
+    name missing around a ``>`` (``a>``, ``>b``, ``a>>b``).
     """
     if ">" not in text and ";" not in text and not re.match(r"^\s*[a-z_]+=", text):
         return None
     models: list[str] = []
     roles: dict[str, str | list[str]] = {}
-    for part in (p.strip() for p in text.split(";")):
+    parts = [p.strip() for p in text.split(";")]
+    for part in parts:
         if not part:
             continue
         head, sep, rest = part.partition("=")
         if sep and "/" not in head:
-            chain = [m.strip() for m in rest.split(">") if m.strip()]
-            roles[_check_role(head.strip())] = chain[0] if len(chain) == 1 else chain
+            role = _check_role(head.strip())
+            chain = _chain(rest, f"role '{role}'", part if len(parts) > 1 else "")
+            roles[role] = chain[0] if len(chain) == 1 else chain
         else:
-            models.extend(m.strip() for m in part.split(">") if m.strip())
+            models.extend(_chain(part, "", part if len(parts) > 1 else ""))
     return Routing(models=models, roles=roles)
+
+
+def _chain(text: str, role: str, part: str) -> list[str]:
+    """The models of ``a>b``: ValueError (with its fix) for a name missing before or after a ``>`` (``a>``,
+    ``>b``, ``a>>b``), which would otherwise run a shorter cascade than the one meant."""
+    names = [m.strip() for m in text.split(">")]
+    kept = [m for m in names if m]
+    where = f" in '{part}'" if part else ""
+    if not kept:
+        what = f"{role} names no model" if role else "a model name is missing"
+        example = "'local/smollm2>openai/gpt-4o'"
+        raise ValueError(f"{what}{where} (fix: give a model, or a cascade cheapest first, e.g. {example})")
+    if len(kept) < len(names):
+        if len(kept) > 1:
+            example = f"'{'>'.join(kept)}'"
+        else:
+            example = f"'{kept[0]}' for one model, or '{kept[0]}>provider/stronger-model'"
+        raise ValueError(
+            f"a model name is missing before or after '>'{where} (fix: name a model on each side of every "
+            f"'>', cheapest first, e.g. {example})"
+        )
+    return names
 
 
 def role_of(node: str | None, response_format: Any) -> str | None:
