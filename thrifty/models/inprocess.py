@@ -137,7 +137,9 @@ class InProcessProvider(CustomLLM, ABC):
         choice = model_response.choices[0]
         message = out["message"]
         # Plain text is the common reply: a provider need not import LiteLLM (whose import must be offline).
-        choice.message = litellm.Message(content=message, role="assistant") if isinstance(message, str) else message
+        choice.message = (
+            litellm.Message(content=message, role="assistant") if isinstance(message, str) else message
+        )
         # LiteLLM types finish_reason as OpenAI's set of literals; the engine's own reason passes through.
         choice.finish_reason = out["finish_reason"]  # pyright: ignore[reportAttributeAccessIssue]
         # ModelResponse keeps usage as an undeclared (pydantic extra) attribute.
