@@ -275,3 +275,40 @@ def test_a_task_file_edited_since_its_result_is_skipped_with_a_note(tmp_path: Pa
     assert "note: 1 task file(s) changed since their results were saved" in note and "task1.yaml" in note
     assert "task0.yaml" not in note and "another --out" in note
     assert run_batch(load_batch(tasks), tmp_path / "fresh.jsonl").changed == []
+
+
+def test_a_task_that_failed_on_a_transient_model_error_runs_again_and_a_bad_request_is_kept(
+    tmp_path: Path,
+) -> None:
+    from thrifty.models._litellm import get_litellm
+
+    litellm = get_litellm()
+    errors: dict[str, BaseException] = {
+        "case 0": litellm.RateLimitError("slow down", llm_provider="scripted", model="m"),
+        "case 1": litellm.BadRequestError("bad request", llm_provider="scripted", model="m"),
+    }
+
+    def flaky(request: ScriptedRequest) -> ScriptedReply:
+        text = json.dumps(request.messages)
+        for case, exc in errors.items():
+            if case in text:
+                raise exc
+        return calculate_then_answer(request)
+
+    ScriptedModel(name="batch-test", default=flaky)
+    jobs = load_batch(write_tasks(tmp_path))
+    out = tmp_path / "results.jsonl"
+    first = run_batch(jobs, out)
+    by_task = {line["task"]: line for line in first.records}
+    assert by_task["sum-0"]["stop_reason"] == "error" and "RateLimitError" in by_task["sum-0"]["error"]
+    assert by_task["sum-1"]["stop_reason"] == "error" and "BadRequestError" in by_task["sum-1"]["error"]
+    assert by_task["sum-2"]["answer"] == "4"
+
+    errors.clear()  # the outage is over: only the transient failure runs again
+    again = run_batch(jobs, out)
+    assert again.ran == 1 and len(again.records) == 3
+    by_task = {line["task"]: line for line in again.records}
+    assert by_task["sum-0"]["answer"] == "4" and by_task["sum-0"]["exit_code"] == 0
+    assert by_task["sum-1"]["stop_reason"] == "error"  # a bad request is a result: kept, not run again
+    assert {line["task"]: line["answer"] for line in load_lines(out)}["sum-0"] == "4"
+    assert run_batch(jobs, out).ran == 0

@@ -30,6 +30,7 @@ from thrifty.bench.datasets import Dataset, QAItem
 from thrifty.bench.metrics import exact_match, f1_score, is_budget_stop
 from thrifty.budget import Budget, ModelPrice, Pricing, StopKind
 from thrifty.budget.pool import LeaseClient, usage_spent
+from thrifty.models.gateway import transient_failure
 from thrifty.models.routing import EscalationPolicy, Routing, parse_model_spec
 from thrifty.models.settings import (
     DEFAULT_ANSWER_CHOICE,
@@ -65,7 +66,7 @@ __all__ = [
     "parse_strategies",
     "run_grid",
     "run_reservation",
-    "transient_failure",
+    "transient_failure",  # re-exported from thrifty.models.gateway
 ]
 
 DEFAULT_TOKENS_PER_CALL = 2000
@@ -382,46 +383,6 @@ def _key(record: dict[str, Any]) -> Key:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"{name} {value!r} is not a whole number")
     return (str(record["strategy"]), budget, str(record["question_id"]), seed)
-
-
-#: The provider errors worth another attempt (:func:`thrifty.models.gateway.is_transient`), by the name a run's
-#: error gives them: the model's server unreachable, a timeout, a 5xx, a rate limit.
-_TRANSIENT_ERRORS = frozenset(
-    {
-        "APIConnectionError",
-        "RateLimitError",
-        "Timeout",
-        "APITimeoutError",
-        "InternalServerError",
-        "ServiceUnavailableError",
-        "BadGatewayError",
-    }
-)
-#: How a run's error names a failed model call (:meth:`thrifty.models.gateway.Gateway._model_error`)
-_MODEL_FAILED = re.compile(r"model '([^']+)' failed: (\w+):")
-
-
-def transient_failure(record: dict[str, Any]) -> bool:
-    """Whether ``record`` is a run that ended in a transient model error (connection refused, a timeout, a
-    5xx, a rate limit), which a rerun of the grid runs again rather than keeping as the question's result.
-
-    A deterministic failure (a bad request, a model that cannot be used) is a result and is kept. An
-    in-process model's ``APIConnectionError`` is LiteLLM's wrapping of an error inside the provider (a bug,
-    a bad model file), never the network: kept too, as the Gateway does not retry it either.
-    """
-    if record.get("stop_reason") != StopKind.ERROR.value:
-        return False
-    error = record.get("error")
-    if not isinstance(error, str):
-        return False
-    found = _MODEL_FAILED.search(error)
-    if found is None or found.group(2) not in _TRANSIENT_ERRORS:
-        return False
-    if found.group(2) == "APIConnectionError":
-        from thrifty.models.registry import provider_for
-
-        return not provider_for(found.group(1)).in_process
-    return True
 
 
 def parse_shard(text: str) -> tuple[int, int]:

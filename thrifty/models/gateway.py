@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,7 +38,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from thrifty.budget import BudgetExceeded, Ledger, ModelPrice, Pricing, Reservation, UnpricedModelError
+from thrifty.budget import (
+    BudgetExceeded,
+    Ledger,
+    ModelPrice,
+    Pricing,
+    Reservation,
+    StopKind,
+    UnpricedModelError,
+)
 from thrifty.budget.retry import MAX_RETRY_AFTER, RetryPolicy, retry_after
 from thrifty.models._litellm import get_litellm
 from thrifty.models.registry import BLOCK_REMOTE_ENV, Provider, provider_for
@@ -137,6 +146,44 @@ def is_transient(exc: BaseException, in_process: bool = False) -> bool:
     inner = exc.__context__
     if in_process and isinstance(exc, litellm.APIConnectionError):
         return inner is not None and isinstance(inner, transient)
+    return True
+
+
+#: The provider errors worth another attempt (:func:`is_transient`), by the name a run's
+#: error gives them: the model's server unreachable, a timeout, a 5xx, a rate limit.
+_TRANSIENT_ERRORS = frozenset(
+    {
+        "APIConnectionError",
+        "RateLimitError",
+        "Timeout",
+        "APITimeoutError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "BadGatewayError",
+    }
+)
+#: How a run's error names a failed model call (:meth:`Gateway._model_error`)
+_MODEL_FAILED = re.compile(r"model '([^']+)' failed: (\w+):")
+
+
+def transient_failure(record: Mapping[str, Any]) -> bool:
+    """Whether ``record`` is a run that ended in a transient model error (connection refused, a timeout, a
+    5xx, a rate limit), which a rerun of a grid or a batch runs again rather than keeping as its result.
+
+    A deterministic failure (a bad request, a model that cannot be used) is a result and is kept. An
+    in-process model's ``APIConnectionError`` is LiteLLM's wrapping of an error inside the provider (a bug,
+    a bad model file), never the network: kept too, as the Gateway does not retry it either.
+    """
+    if record.get("stop_reason") != StopKind.ERROR.value:
+        return False
+    error = record.get("error")
+    if not isinstance(error, str):
+        return False
+    found = _MODEL_FAILED.search(error)
+    if found is None or found.group(2) not in _TRANSIENT_ERRORS:
+        return False
+    if found.group(2) == "APIConnectionError":
+        return not provider_for(found.group(1)).in_process
     return True
 
 

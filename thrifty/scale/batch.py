@@ -370,8 +370,12 @@ def run_batch(
     if executor not in ("local", "ray"):
         raise BatchError(f"unknown executor {executor!r}: use local or ray")
     path = Path(results_path)
+    from thrifty.models.gateway import transient_failure
+
     existing = load_lines(path)
-    done = {line["file"]: line for line in existing}
+    # a task that failed on a transient model error (the server unreachable, a timeout, a 5xx, a rate limit) is
+    # not done: it runs again, its new line taking the place of the failed one (as load_lines reads the file)
+    done = {line["file"]: line for line in existing if not transient_failure(line)}
     todo = [job for job in jobs if job.file not in done]
     changed = [  # kept as they are (skipped), but said: a line without a digest is from an older version
         job.name
@@ -391,7 +395,8 @@ def run_batch(
             results.flush()
     except OSError as exc:
         raise ResultsFileError.of(path, exc) from None
-    records = list(existing)
+    records = {line["file"]: line for line in existing}  # a rerun's line takes the place of the failed one
+    ran: list[str] = []
     stores = _Stores(path)
     # Set once the batch is interrupted and stopped waiting for its runs in flight (a second Ctrl-C): one
     # ending later is not a finished task (the resumed batch runs it again), and the results file is closed.
@@ -418,7 +423,8 @@ def run_batch(
                 f"cannot write the result of {job.name}: {exc.strerror or exc}{saved}",
                 "free space or choose another results file, then rerun to resume",
             ) from None
-        records.append(line)
+        records[job.file] = line
+        ran.append(job.file)
         if on_result is not None:
             on_result(line)
 
@@ -436,7 +442,7 @@ def run_batch(
             stopped.set()
             raise
     return BatchOutcome(
-        records, len(records) - len(existing), [job.file for job in left], snapshot, changed, stores.errors
+        list(records.values()), len(ran), [job.file for job in left], snapshot, changed, stores.errors
     )
 
 
