@@ -380,6 +380,15 @@ def test_runs_limit_must_be_positive(tmp_path: Path, limit: str) -> None:
     assert res.exit_code == 2 and "--limit" in res.output, res.output
 
 
+def test_runs_on_a_file_that_is_not_a_store_says_so_without_the_hint_for_runs(tmp_path: Path) -> None:
+    """The store's fix ended "or pass --no-store", an option of `agent run` that `agent runs` lacks."""
+    bad = tmp_path / "notes.db"
+    bad.write_text("not a database")
+    res = runner.invoke(app, ["runs", "--store", str(bad)])
+    assert res.exit_code == 2 and "is not a SQLite database" in res.stderr
+    assert "--no-store" not in res.stderr and "output.store" not in res.stderr
+
+
 def test_an_unreadable_task_file_gets_the_task_file_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -945,8 +945,10 @@ def runs(
         raise _error(f"{store}: no run store yet (runs are recorded by `agent run`)", EXIT_BAD_INPUT)
     try:
         recent = RunStore(store).recent(limit)
-    except StoreError as exc:
-        raise _error(str(exc), EXIT_BAD_INPUT) from None
+    except StoreError as exc:  # the hint on skipping the store is for a run, not for reading one
+        from thrifty.store.check import SKIP_HINT
+
+        raise _error(str(exc).replace(f", {SKIP_HINT}", ""), EXIT_BAD_INPUT) from None
     table = _runs_table(["task", "answer", "stop", "tokens", "tools", "USD"], [r["run_id"] for r in recent])
     for r in recent:
         table.add_row(
