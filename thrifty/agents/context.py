@@ -60,9 +60,19 @@ class RunContext:
     def tool_names(self) -> list[str]:
         return [t.name for t in self.tools]
 
+    def replay_credit(self) -> dict[str, float]:
+        """A resumed durable run, while the node LangGraph runs again replays the calls it had made: the
+        spend of its calls still to be replayed, which it had not made at this point when it first ran
+        (:meth:`thrifty.store.durable.RunJournal.credit`); {} otherwise. Budget checks that choose what to
+        ask the model add it, so the node asks what it asked then and its recorded calls are replayed free
+        instead of being asked differently (and paid again); every call made is still reserved against
+        the whole spend."""
+        journal = self.ledger.journal
+        return journal.credit(self.ledger.path) if journal is not None else {}
+
     def visible_tools(self) -> list[Tool]:
         """Tools the budget can still pay one call of; a spent tool is hidden from the model."""
-        return self.runner.available(self.ledger)
+        return self.runner.available(self.ledger, self.replay_credit())
 
     def exhausted_tool_dimension(self) -> str:
         """Which dimension ran out when no tool is visible any more (for the stop reason)."""

@@ -210,6 +210,9 @@ def _round_affordable(ctx: RunContext, prompt_tokens: int, cap: int) -> str | No
     A round is this call plus the answer call after the next observation, which will be at least as long.
     """
     left = ctx.ledger.availability()
+    credit = ctx.replay_credit()  # a resumed node replaying its calls decides as it did
+    if credit:
+        left = {dim: value + credit.get(dim, 0.0) for dim, value in left.items()}
 
     def av(dim: str) -> float:
         return left.get(dim, float("inf"))

@@ -18,7 +18,8 @@ SQLite one (``langgraph-checkpoint-sqlite``) in a file by default, the PostgreSQ
 
 On resume the Ledger is rebuilt from its charges (limits held exactly as in one process), and a node that
 LangGraph runs again replays the calls it had completed (:meth:`RunJournal.replay`) instead of paying for
-them twice. Every text written passes :func:`thrifty.redact.redact_value`.
+them twice, deciding on its budget as it did then (:meth:`RunJournal.credit`). Every text written passes
+:func:`thrifty.redact.redact_value`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ INFLIGHT_DETAIL = "in flight when the run was interrupted: charged the reserved 
 #: Statuses of a durable run.
 RUNNING, PAUSED, FINISHED = "running", "paused", "finished"
 _JOURNALED_KINDS = ("model", "tool")
-_BUDGET_BLOCK = re.compile(r"<budget>.*?</budget>", re.DOTALL)
+# A budget block as the Budget Tracker writes it (no tag inside). Not ``<budget>.*?</budget>``: the system
+# prompt's policy mentions "a <budget> block", and that pattern ran from there to the first tool result's
+# block, leaving the plan, the question and the first observation out of every later call's key.
+_BUDGET_BLOCK = re.compile(r"<budget>[^<>]*</budget>")
 
 _SCHEMA = (
     """create table if not exists thrifty_runs (
@@ -379,25 +383,37 @@ class DurableStore:
             )
 
     def recorded_calls(self, run_id: str, after_seq: int) -> dict[str, deque[dict[str, Any]]]:
-        """Completed calls with their results, charged after ``after_seq``: what a re-run node may replay."""
+        """Completed calls with their results, charged after ``after_seq``: what a re-run node may replay.
+        Each result carries its charge's ``seq`` (as ``_seq``)."""
         out: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         with self.lock:
             rows = self.db.execute(
-                "select call_key, result from thrifty_charges where run_id = ? and seq > ? and result is not null "
-                "order by seq",
+                "select seq, call_key, result from thrifty_charges where run_id = ? and seq > ? "
+                "and result is not null order by seq",
                 (run_id, after_seq),
             )
-        for key, result in rows:
-            out[key].append(json.loads(result))
+        for seq, key, result in rows:
+            out[key].append({**json.loads(result), "_seq": int(seq)})
         return out
 
 
 class RunJournal:
     """One durable run's journal: writes each charge (with the call result it paid for) and each call in
-    flight, and replays a recorded call to a node that LangGraph runs again after a resume."""
+    flight, and replays a recorded call to a node that LangGraph runs again after a resume.
+
+    While a resumed node replays its calls, :meth:`credit` tells its budget checks what the calls still
+    to be replayed had not yet spent when the node first made them, so that the node decides as it did
+    then (shows the same tools, makes the same calls) instead of seeing, at its first step, the spend of
+    its own later steps. The Ledger itself always holds every charge: a call that is not replayed is
+    reserved and checked against all that was spent."""
 
     def __init__(
-        self, store: DurableStore, run_id: str, recorded: dict[str, deque[dict[str, Any]]] | None = None
+        self,
+        store: DurableStore,
+        run_id: str,
+        recorded: dict[str, deque[dict[str, Any]]] | None = None,
+        charges: list[ChargeEvent] | None = None,
+        after_seq: int = 0,
     ):
         self.store = store
         self.run_id = run_id
@@ -405,6 +421,16 @@ class RunJournal:
         self.replayed = 0
         self.failed: Exception | None = None
         self._pid = os.getpid()
+        #: The charges a resume took back (with those of the calls left in flight, once charged).
+        self.taken_back: list[ChargeEvent] = list(charges or [])
+        # The charges after the last saved step (the node(s) run again spent them), and the seqs of the
+        # recorded calls not replayed yet; a replay moves the point the node has reached (its last seq).
+        self._lock = threading.Lock()
+        self._after: list[ChargeEvent] = [c for c in self.taken_back if c.seq > after_seq]
+        self._waiting: set[int] = {int(r.get("_seq") or 0) for q in self._recorded.values() for r in q}
+        self._reached = after_seq
+        #: True until the first call that is not replayed: from then on the run is past what it had done.
+        self.replaying = bool(self._waiting)
 
     def attach(self, ledger: Ledger) -> None:
         ledger.journal = self
@@ -432,13 +458,42 @@ class RunJournal:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def replay(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The recorded result of a call completed before the resume (each replayed once), or None."""
-        queue = self._recorded.get(key)
-        if not queue:
-            return None
-        result = queue.popleft()
-        self.replayed += 1
-        return result if result.get("_kind") == kind else None
+        """The recorded result of a call completed before the resume (each replayed once), or None (the
+        call is made and paid: the node is past what it had done before the interruption)."""
+        with self._lock:
+            queue = self._recorded.get(key)
+            if not queue:
+                self.replaying = False
+                return None
+            result = dict(queue.popleft())
+            self.replayed += 1
+            seq = int(result.pop("_seq", 0) or 0)
+            self._waiting.discard(seq)
+            self._reached = max(self._reached, seq)
+            if result.get("_kind") != kind:
+                self.replaying = False
+                return None
+            return result
+
+    def credit(self, path: str) -> dict[str, float]:
+        """While a resumed node replays its calls: what the ledger ``path`` (and the ledgers under it) had
+        not yet spent at this point of the node when it first ran, though the resumed Ledger holds it (the
+        charges after the last call replayed, up to the last recorded call still to be replayed). Empty once
+        a call was not replayed, or nothing is left to replay. A budget check that adds it to what is
+        available decides as the node did; the Ledger still checks every new call against all spend."""
+        with self._lock:
+            if not self.replaying or not self._waiting:
+                return {}
+            low, high = self._reached, max(self._waiting)
+        out: dict[str, float] = defaultdict(float)
+        for charge in self._after:
+            if low < charge.seq <= high and (charge.ledger == path or charge.ledger.startswith(path + "/")):
+                for dim, value in charge.units.items():
+                    out[dim] += value
+                if charge.usd:
+                    out["usd"] += charge.usd
+        out.pop("seconds", None)  # time passes whatever the node does
+        return dict(out)
 
     @contextlib.contextmanager
     def completing(self, kind: str, key: str, result: Mapping[str, Any]) -> Iterator[None]:
@@ -532,6 +587,8 @@ class RunJournal:
                 detail=INFLIGHT_DETAIL,
             )
             ledger.restore([event])
+            self.taken_back.append(event)
+            self._after.append(event)
             token = _DROPPING.set((row["pid"], row["res_id"]))
             try:
                 self.on_charge(event)

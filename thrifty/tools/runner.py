@@ -53,6 +53,10 @@ class Observation(BaseModel):
     error: str | None = None
     elapsed: float = 0.0
     attempts: int = 0  # attempts actually run (0: rejected before running, or served from the cache)
+    # A durable run resumed: the call was made and paid before the interruption, and its recorded result is
+    # given back as it was then (not as a repeat: the node that made it runs again from its start). It is
+    # not paid again: ``units`` and ``usd`` say what it cost then (a charge the resume took back).
+    replayed: bool = False
 
 
 class _ToolTimeout(Exception):
@@ -218,10 +222,17 @@ class ToolRunner:
         """Dollars per unit for ``tool``: configured price, else declared, else the default."""
         return self.pricing.tool_price(tool.name, tool.price)
 
-    def available(self, ledger: Ledger | None = None) -> list[Tool]:
-        """The tools whose budget can still pay one call, so an agent can hide the spent ones."""
+    def available(
+        self, ledger: Ledger | None = None, credit: Mapping[str, float] | None = None
+    ) -> list[Tool]:
+        """The tools whose budget can still pay one call, so an agent can hide the spent ones.
+
+        ``credit``: spend to count as not made yet (a resumed node replaying its calls decides as it did
+        when it first ran: :meth:`thrifty.store.durable.RunJournal.credit`)."""
         ledger = ledger or self.ledger
         left = ledger.availability()
+        if credit:
+            left = {dim: value + credit.get(dim, 0.0) for dim, value in left.items()}
         affordable = [
             t
             for t in self.tools.values()
@@ -352,24 +363,35 @@ class ToolRunner:
         return journal.key("tool", call.tool.name, {"arguments": call.key[1], "node": node})
 
     def _replayed(self, call: _Call, ledger: Ledger, node: str | None) -> Observation | None:
-        """In a durable run: a call completed before the run resumed, replayed free (and cached)."""
+        """In a durable run: a call completed before the run resumed, given back free from its record, as
+        the model saw it then (not marked as a repeat: the node that made it is running again, and its model
+        has not seen the result in this run of it). Cached as the first result of the call."""
         key = self._journal_key(call, ledger, node)
         recorded = None if key is None else ledger.journal.replay("tool", key)
         if recorded is None:
             return None
-        obs = Observation(tool=call.tool.name, arguments=call.arguments, content=recorded["content"], ok=True)
+        attempts = int(recorded.get("attempts") or 1)
+        obs = Observation(
+            tool=call.tool.name,
+            arguments=call.arguments,
+            content=str(recorded["content"]),
+            ok=True,
+            units=call.units * attempts,
+            usd=call.price * call.units * attempts,
+            attempts=attempts,
+        )
         with self._lock:
             self._counters.update(("calls", "replayed"))
             if self.cache_enabled:
                 self._cache[call.key] = obs
-        return obs.model_copy(update={"cached": True})
+        return obs.model_copy(update={"replayed": True})
 
     def _record(self, state: _Attempts) -> tuple[str, dict[str, Any]] | None:
         """In a durable run: the key and the result (as the model will see it) to write with the charge."""
         key = self._journal_key(state.call, state.ledger, state.node)
         if key is None:
             return None
-        return key, {"content": _scrubbed(to_text(state.outcome), self.max_chars)}
+        return key, {"content": _scrubbed(to_text(state.outcome), self.max_chars), "attempts": state.attempts}
 
     def _finish(
         self, call: _Call, outcome: Any, failure: BaseException | None, attempts: int, started: float

@@ -9,7 +9,12 @@ resume=True)`` resumes one. What a resume does:
 2. rebuilds the Ledger from the run's persisted charges and charges every call that was in flight when the
    process died at its reserved worst case (marked so in its event);
 3. continues the graph from its last checkpoint; a node that LangGraph runs again replays the model and tool
-   calls it had completed (their results were written with their charges) instead of paying twice.
+   calls it had completed (their results were written with their charges) instead of paying twice. A node
+   that is a whole attempt (bats' ``solve``, self_consistency's samples) runs again from its start: each
+   tool result is given back as it was (not as a repeat of the same call), its budget checks count the
+   calls still to be replayed as not yet made (it shows the tools it showed then, so it asks what it asked
+   and gets the recorded replies), and self_consistency gives each sample the slice it had. From the first
+   call that is not replayed on, everything is decided and reserved on the whole spend.
 """
 
 from __future__ import annotations
@@ -183,13 +188,12 @@ def open_durable(
         check_resumable(store, row, run_id, ledger)
         assert row is not None
         check_same_run(row, run_id, meta)
-        charges = store.charges(run_id)
-        ledger.restore([charge_from_dict(c) for c in charges], elapsed=float(row["elapsed"] or 0.0))
-        journal = RunJournal(store, run_id, store.recorded_calls(run_id, int(row["checkpoint_seq"] or 0)))
+        events = [charge_from_dict(c) for c in store.charges(run_id)]
+        ledger.restore(events, elapsed=float(row["elapsed"] or 0.0))
+        seen = int(row["checkpoint_seq"] or 0)
+        journal = RunJournal(store, run_id, store.recorded_calls(run_id, seen), events, seen)
         journal.attach(ledger)
-        return DurableRun(
-            store, run_id, journal, resuming=True, meta=row["meta"], _seen_seq=int(row["checkpoint_seq"] or 0)
-        )
+        return DurableRun(store, run_id, journal, resuming=True, meta=row["meta"], _seen_seq=seen)
     except BaseException:
         store.close()
         raise
