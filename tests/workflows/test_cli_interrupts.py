@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,15 @@ from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call,
 
 ROOT = Path(__file__).resolve().parents[2]
 cli = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _python_handles_ctrl_c() -> Iterator[None]:
+    """Ctrl-C as a terminal gives it: Python's own SIGINT handler. A test process started in the background
+    (`cmd &` in a script) inherits SIGINT ignored, and a raised SIGINT would then do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 class _Crash(BaseException):
