@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from thrifty import Budget
-from thrifty.agents.events import ObservationEvent, VoteEvent
+from thrifty.agents.events import ExpandEvent, ObservationEvent, TreeEvent, VoteEvent
 from thrifty.agents.solver import REPEATED_CALL_NOTE
 from thrifty.store.durable import INFLIGHT_DETAIL, RunJournal
 from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
@@ -114,7 +116,7 @@ BATS = StrategySpec(name="bats")
 KILLED = """
 import sys
 from thrifty import Budget
-from thrifty.agents.events import ObservationEvent, VoteEvent
+from thrifty.agents.events import ExpandEvent, ObservationEvent, TreeEvent, VoteEvent
 from tests.workflows.test_durable_bats import BATS, _run
 _run(sys.argv[1], Budget(tool_calls=6, usd=10), BATS, run_id="b-1")
 """
@@ -233,3 +235,131 @@ def test_a_call_key_covers_the_whole_request_but_not_the_budget_blocks() -> None
     assert key("model", "m", request("Q1", "worked 1", 8)) == key("model", "m", request("Q1", "worked 1", 3))
     assert key("model", "m", request("Q1", "worked 1", 8)) != key("model", "m", request("Q2", "worked 1", 8))
     assert key("model", "m", request("Q1", "worked 1", 8)) != key("model", "m", request("Q1", "worked 2", 8))
+
+
+@tool(price=0.5)
+def hop(n: int) -> str:
+    """Does hop n."""
+    if os.environ.get("THRIFTY_TEST_KILL_AT") == str(n):
+        # kill -9 in the middle of this call once the expansion's other calls (threads, with parallel) are
+        # charged: then it is the one call in flight
+        done = int(os.environ["THRIFTY_TEST_KILL_AFTER"])
+        for _ in range(200):
+            with sqlite3.connect(os.environ["THRIFTY_TEST_DB"]) as conn:
+                (charged,) = conn.execute(
+                    'select count(*) from thrifty_charges where event like \'%"kind": "tool"%\''
+                ).fetchone()
+            if charged >= done:
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f"hopped {n}"
+
+
+_HOP = re.compile(r'hop\(\{"n": (\d+)\}\)')
+_HOP_PROGRESS = {1: 0.9, 2: 0.05, 3: 0.3, 4: 0.8, 5: 0.3}
+
+
+def tree_worker(request: ScriptedRequest) -> ScriptedReply:
+    """A value tree of three expansions: the root tries hops 1-3 (2 is pruned for no progress, 3 stays
+    open), hop 1 is followed by hops 4 and 5 (as many as the width asks for), and hop 4's node answers with
+    the hops on its line (verified)."""
+    role = _role(request)
+    text = str(request.messages[-1].get("content") or "")
+    if role == "candidates":
+        line = text.split("This line of search so far:\n", 1)[1]
+        for other in ("Already tried", "Pages listed", "Found on other"):
+            line = line.split(other, 1)[0]
+        path = [int(n) for n in _HOP.findall(line)]
+        if not path:
+            actions = [{"tool": "hop", "arguments": {"n": n}} for n in (1, 2, 3)]
+        elif path[-1] == 1:
+            actions = [{"tool": "hop", "arguments": {"n": n}} for n in (4, 5)]
+        else:
+            actions = [{"tool": "answer", "arguments": {"answer": " + ".join(f"hopped {n}" for n in path)}}]
+        return reply(json.dumps({"thought": "next", "actions": actions}))
+    if role == "critic":
+        found = _HOP.search(text.split("Last step:", 1)[1])
+        n = int(found.group(1)) if found else 0
+        return reply(json.dumps({"progress": _HOP_PROGRESS.get(n, 0.0), "reason": f"hop {n}"}))
+    return worker(request)  # the verdict (SUCCESS), or a forced answer
+
+
+def _tree_run(db: Path | str | None, parallel: bool, calls: int, **kw: Any) -> RunResult:
+    spec = StrategySpec(name="value_tree", options={"k": 3, "parallel": parallel, "adaptive_width": False})
+    return execute(
+        QUESTION, model=ScriptedModel([], default=tree_worker, name="durable-tree").model, tools=[hop],
+        budget=Budget(tool_calls=calls, usd=10), strategy=spec, checkpoint=db, **kw,
+    )  # fmt: skip
+
+
+def _expansions(result: RunResult) -> list[tuple[int, int, list[tuple[Any, ...]]]]:
+    """Each expansion: the node expanded, how many actions it asked for, and its children."""
+    return [
+        (t.selected, t.width, [(c.id, c.tool, c.arguments, c.progress, c.pruned) for c in t.children])
+        for t in result.trace
+        if isinstance(t, ExpandEvent)
+    ]
+
+
+KILLED_TREE = """
+import sys
+from tests.workflows.test_durable_bats import _tree_run
+_tree_run(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), run_id="t-1")
+"""
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
+@pytest.mark.parametrize(
+    ("calls", "kill_at", "charged", "hops"),
+    [(6, 3, 2, 4), (8, 5, 4, 5)],
+    ids=["first-expansion", "second-expansion"],
+)
+def test_a_value_tree_run_killed_in_the_middle_of_an_expansion_resumes_as_it_ran(
+    tmp_path: Path, parallel: bool, calls: int, kill_at: int, charged: int, hops: int
+) -> None:
+    """kill -9 during the root's third hop, or during the second hop of the second expansion: on resume the
+    expansion runs again from its start and asks what it asked (its width, from the budget as it was when
+    it started), so its model calls and its completed hops are replayed and the hop in flight is charged
+    its worst case and made again. The width used to be read from the resumed Ledger, which held the
+    expansion's own hops and the call in flight (a narrower prompt, its candidates call paid twice and a
+    hop never made again); the first fix also credited the expansion before it (the run's saved step is
+    kept one step behind), which widened the second expansion instead."""
+    reference = _tree_run(None, parallel, calls)
+    assert reference.answer == "hopped 1 + hopped 4" and reference.stop_reason == "completed"
+    assert (reference.usage.tool_calls, reference.usage.model_requests) == (hops, hops + 4)
+
+    db = tmp_path / "ck.db"
+    env = {
+        **os.environ,
+        "THRIFTY_TEST_KILL_AT": str(kill_at),
+        "THRIFTY_TEST_KILL_AFTER": str(charged),
+        "THRIFTY_TEST_DB": str(db),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_TREE, str(db), "1" if parallel else "0", str(calls)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+
+    resumed = _tree_run(db, parallel, calls, run_id="t-1", resume=True)
+    assert resumed.answer == reference.answer and resumed.stop_reason == "completed"
+    assert _expansions(resumed) == _expansions(reference)  # the same widths, children and scores
+    assert _paid(resumed, "tool") == reference.usage.tool_calls  # each hop paid once
+    assert _paid(resumed, "model") == reference.usage.model_requests  # each model call paid once
+    inflight = [(e["kind"], e["detail"]) for e in resumed.events if not e["ok"]]
+    assert inflight == [("tool", INFLIGHT_DETAIL)]  # the hop in flight, charged its worst case
+    assert resumed.usage.tool_calls == reference.usage.tool_calls + 1
+    assert _keys_once(db)
+    tree = resumed.trace[-1]
+    assert isinstance(tree, TreeEvent)
+    reference_tree = reference.trace[-1]
+    assert isinstance(reference_tree, TreeEvent)
+    nodes = [(n.id, n.tool, n.arguments, n.observation, n.pruned, n.prune_reason) for n in tree.nodes]
+    assert nodes == [
+        (n.id, n.tool, n.arguments, n.observation, n.pruned, n.prune_reason) for n in reference_tree.nodes
+    ]  # every hop's result as it was (none a repeat)

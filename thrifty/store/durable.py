@@ -429,6 +429,9 @@ class RunJournal:
         self._after: list[ChargeEvent] = [c for c in self.taken_back if c.seq > after_seq]
         self._waiting: set[int] = {int(r.get("_seq") or 0) for q in self._recorded.values() for r in q}
         self._reached = after_seq
+        # The seqs of the charges of calls left in flight (settle_inflight): those calls were made after
+        # the node's recorded ones (or beside them, in threads), and are made again when the node gets there.
+        self._inflight: set[int] = set()
         #: True until the first call that is not replayed: from then on the run is past what it had done.
         self.replaying = bool(self._waiting)
 
@@ -478,22 +481,36 @@ class RunJournal:
     def credit(self, path: str) -> dict[str, float]:
         """While a resumed node replays its calls: what the ledger ``path`` (and the ledgers under it) had
         not yet spent at this point of the node when it first ran, though the resumed Ledger holds it (the
-        charges after the last call replayed, up to the last recorded call still to be replayed). Empty once
-        a call was not replayed, or nothing is left to replay. A budget check that adds it to what is
-        available decides as the node did; the Ledger still checks every new call against all spend."""
+        charges after the last call replayed, up to the last recorded call still to be replayed, and the
+        worst-case charges of the calls left in flight, which the node had not made either). Empty once a
+        call was not replayed (the call in flight made again is the first), or nothing is left to replay.
+        A budget check that adds it to what is available decides as the node did; the Ledger still checks
+        every new call against all spend."""
         with self._lock:
-            if not self.replaying or not self._waiting:
+            if not self.replaying or not (self._waiting or self._inflight):
                 return {}
-            low, high = self._reached, max(self._waiting)
+            low, high = self._reached, max(self._waiting, default=self._reached)
+            inflight = set(self._inflight)
         out: dict[str, float] = defaultdict(float)
         for charge in self._after:
-            if low < charge.seq <= high and (charge.ledger == path or charge.ledger.startswith(path + "/")):
+            if (low < charge.seq <= high or charge.seq in inflight) and (
+                charge.ledger == path or charge.ledger.startswith(path + "/")
+            ):
                 for dim, value in charge.units.items():
                     out[dim] += value
                 if charge.usd:
                     out["usd"] += charge.usd
         out.pop("seconds", None)  # time passes whatever the node does
         return dict(out)
+
+    def began_after(self, seq: int) -> None:
+        """A node that LangGraph runs again on resume began after the charge ``seq`` (its saved state says
+        so). The step behind it was saved: the calls recorded up to ``seq`` are not this node's to replay
+        (the run's last step seq is kept one step behind), so :meth:`credit` counts from there instead of
+        crediting the spend of the saved step too."""
+        with self._lock:
+            self._reached = max(self._reached, seq)
+            self._waiting = {s for s in self._waiting if s > seq}
 
     @contextlib.contextmanager
     def completing(self, kind: str, key: str, result: Mapping[str, Any]) -> Iterator[None]:
@@ -588,7 +605,10 @@ class RunJournal:
             )
             ledger.restore([event])
             self.taken_back.append(event)
-            self._after.append(event)
+            with self._lock:
+                self._after.append(event)
+                self._inflight.add(event.seq)
+                self.replaying = True  # before any call of the resumed run: the node has not made it yet
             token = _DROPPING.set((row["pid"], row["res_id"]))
             try:
                 self.on_charge(event)

@@ -247,25 +247,40 @@ class ValueTreeOptions(StrategyOptions):
     )
 
 
+def budget_ratios(ctx: RunContext) -> dict[str, float]:
+    """The remaining fraction per limited dimension that an expansion decides by (its width, selection and
+    stop). On a resumed durable run whose expansion LangGraph runs again, the spend of the calls it still
+    has to replay counts as not made yet (:meth:`RunContext.replay_credit`), so the expansion asks what it
+    asked then and its recorded calls are replayed free; the Ledger still checks every call made against
+    all the spend."""
+    ratios = ctx.ledger.ratios()
+    for dim, credit in ctx.replay_credit().items():
+        limit = ctx.ledger.limit(dim)
+        if dim in ratios and limit:
+            ratios[dim] = min(1.0, ratios[dim] + credit / limit)
+    return ratios
+
+
 def budget_stop(ctx: RunContext) -> str | None:
     """Why no further expansion can be paid for, or None."""
     if ctx.tools and not ctx.visible_tools():
         return stop_reason(StopKind.BUDGET_EXHAUSTED, ctx.exhausted_tool_dimension())
-    ratios = {d: r for d, r in ctx.ledger.ratios().items() if not d.startswith("tool:")}
+    ratios = {d: r for d, r in budget_ratios(ctx).items() if not d.startswith("tool:")}
     if ratios and regime_for(min(ratios.values())).value == "CRITICAL":
         return stop_reason(StopKind.BUDGET_EXHAUSTED, min(ratios, key=ratios.__getitem__))
     return None
 
 
-def expansion_width(ctx: RunContext, k: int, r: float) -> int:
+def expansion_width(ctx: RunContext, k: int, r: float, credit: Mapping[str, float] | None = None) -> int:
     """How many actions to ask for: k while the budget is full, fewer as it depletes, and never more than
     half the tool calls left (one expansion must not spend what the next hop needs). At least 1.
+    ``credit``: spend counted as not made yet (:meth:`RunContext.replay_credit`, a resumed expansion).
 
     (Ours: the paper varies selection greediness with r; narrowing the width too keeps a small tool budget
     from being spent in one broad step.)
     """
     width = max(1, round(k * r))
-    calls_left = ctx.ledger.available("tool_calls")
+    calls_left = ctx.ledger.available("tool_calls") + (credit or {}).get("tool_calls", 0.0)
     if calls_left != float("inf"):
         width = min(width, max(1, int(calls_left // 2)))
     return min(width, k)
@@ -624,12 +639,14 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     expansions = int((state.get("extra") or {}).get("expansions", 0))
     stop: str | None = None
     idle = int((state.get("extra") or {}).get("idle", 0))
+    if ctx.ledger.journal is not None:  # a durable run: the charges up to here were the saved steps'
+        ctx.ledger.journal.began_after(int((state.get("extra") or {}).get("seq", 0)))
     nodes, done = expandable(tree, ctx, opts, expansions, idle)
     if done is not None:
         return done
 
     step = int(state.get("step") or 0) + 1
-    r = ctx.ledger.remaining_ratio()
+    r = min(budget_ratios(ctx).values(), default=1.0)  # as Ledger.remaining_ratio, replay-aware
     seed = opts["seed"] if opts["seed"] is not None else ctx.settings.seed
     rng = random.Random(f"{seed}-{expansions}")
     retried = list((state.get("extra") or {}).get("retried", []))
@@ -650,7 +667,7 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
     k = int(opts["k"])
     width = k
     try:
-        width = expansion_plan(chosen, expansion_width(ctx, k, r), opts)
+        width = expansion_plan(chosen, expansion_width(ctx, k, r, ctx.replay_credit()), opts)
         evidence, before = expansion_evidence(tree, chosen, opts)
         actions, thought, valid = propose_actions(
             sub, question, tree, chosen.id, width, show_tried=bool(opts.get("show_tried")), evidence=evidence
@@ -717,7 +734,12 @@ def expand(state: SolverState, ctx: RunContext, opts: dict[str, Any]) -> dict[st
         "decision": decision,
         "stop_reason": stop,
         "candidate": best.answer if best else state.get("candidate"),
-        "extra": {"expansions": expansions + 1, "retried": retried, "idle": idle + idle_expansion(children)},
+        "extra": {
+            "expansions": expansions + 1,
+            "retried": retried,
+            "idle": idle + idle_expansion(children),
+            "seq": max((e.seq for e in ctx.ledger.events), default=0),  # the last charge of this expansion
+        },
         "trace": [*trace, entry],
     }
 
