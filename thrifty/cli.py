@@ -42,14 +42,13 @@ from thrifty.agents.events import (
 from thrifty.agents.records import ChecklistItem, TreeNode
 from thrifty.budget import Budget, Ledger
 from thrifty.console import err, fail, out
+from thrifty.redact import redact, redact_value
 from thrifty.workflows.result import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERNAL, RunResult
 
 
 def _error(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """``fail`` with the message scrubbed (thrifty.redact): a key pasted into a task file or an option (as a
     model name, a tool, a path) is never echoed to the terminal."""
-    from thrifty.redact import redact
-
     return fail(redact(message), code)
 
 
@@ -306,8 +305,6 @@ def run(
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
     if view is not None:
-        from thrifty.redact import redact
-
         err.print(Text("Question: ", style="bold") + Text(redact(spec.rendered_question())))
     started = time.monotonic()
     try:
@@ -357,8 +354,6 @@ def run(
                 **args,
             )
     if as_json:
-        from thrifty.redact import redact_value
-
         # scrubbed as the run store scrubs its rows: a key pasted into the question is not printed back
         data = redact_value(result.model_dump(mode="json"))
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -578,8 +573,6 @@ def render_tree(nodes: list[TreeNode], path: list[int] | None = None, limit: int
 def _shown(target: Any) -> str:
     """A checkpoint file or URL as a message shows it: a file under the current folder relative to it (as
     `agent runs` shows it), a URL's password hidden."""
-    from thrifty.redact import redact
-
     text = str(target)
     if "://" not in text:
         with contextlib.suppress(ValueError, OSError):  # not under the current folder: shown as it is
@@ -878,8 +871,6 @@ def validate(
         )
     servers = ", ".join(m.name for m in spec.mcp_servers)  # their tools are known once they start
     mcp = f", MCP servers [{servers}]" if servers else ""
-    from thrifty.redact import redact
-
     out.print(
         Text(
             redact(

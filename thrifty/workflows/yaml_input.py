@@ -302,6 +302,12 @@ def colon_space_fix(value: object) -> str | None:
     return f"{found.group(2)}: {found.group(3)}"
 
 
+def _dotted(lines: list[str], number: int, indent: str, key: str) -> str:
+    """The dotted field name of ``key`` on line ``number`` (1-based): under its parent when indented."""
+    parent = _field_at("\n".join(lines[: number - 1])) if indent else None
+    return f"{parent}.{key}" if parent and parent != "(top level)" else key
+
+
 def _colon_issue(text: str, line: int, context_line: int | None, problem: str) -> Issue | None:
     """The common colon mistakes behind ``problem`` (the line where PyYAML noticed, 1-based): ``model:x``
     (no space after the colon: YAML reads the line as text that runs on into the next lines, and reports a
@@ -313,11 +319,9 @@ def _colon_issue(text: str, line: int, context_line: int | None, problem: str) -
         found = _NO_SPACE_AFTER_COLON.match(lines[number - 1])
         if found:
             indent, key, value = found.groups()
-            parent = _field_at("\n".join(lines[: number - 1])) if indent else None
-            name = f"{parent}.{key}" if parent and parent != "(top level)" else key
             return Issue(
                 number,
-                name,
+                _dotted(lines, number, indent, key),
                 f"invalid YAML: '{short(key + ':' + value, 60)}' has no space after the colon, so YAML reads "
                 "it as text, not as a field",
                 f"write a space after the colon: {short(key + ': ' + value, 60)}",
@@ -326,12 +330,10 @@ def _colon_issue(text: str, line: int, context_line: int | None, problem: str) -
         found = _KEY_VALUE.match(lines[last - 1])
         if found and found.group(3)[:1] not in ("'", '"', "[", "{", "|", ">"):
             indent, key, value = found.groups()
-            parent = _field_at("\n".join(lines[: last - 1])) if indent else None
-            name = f"{parent}.{key}" if parent and parent != "(top level)" else key
             quoted = json.dumps(value.split(" #")[0].rstrip(), ensure_ascii=False)
             return Issue(
                 last,
-                name,
+                _dotted(lines, last, indent, key),
                 "invalid YAML: the value holds ': ', which YAML reads as the start of another field",
                 f"quote the value: {short(key + ': ' + quoted, 80)}",
             )
