@@ -52,6 +52,25 @@ def test_submit_read_and_stream_a_run() -> None:
     assert listed["server"]["limits"] == {"usd": 20.0}
 
 
+def test_a_key_in_a_submitted_question_is_in_no_response() -> None:
+    """The run's summary showed the question as submitted while the run went on (the run store and the
+    result already had it masked)."""
+    pasted = "sk-proj-Zq81bcdEFGH2345ijklMNOP"
+    script = ScriptedModel([], default=counting)
+    client = _client()
+    task = {**_task(script.model), "question": f"count to 3 (my key {pasted})"}
+    res = client.post("/runs", json=task, headers=AUTH)
+    assert res.status_code == 202, res.text
+    run_id = res.json()["run_id"]
+    while_running = client.get(f"/runs/{run_id}", headers=AUTH).text
+    data = _wait(client, run_id)
+    assert data["question"] == "count to 3 (my key sk-proj-***)"
+    texts = [res.text, while_running, json.dumps(data), client.get("/runs", headers=AUTH).text]
+    texts += [json.dumps(event) for _, event in _sse(client, run_id)]
+    assert all(pasted not in text for text in texts)
+    assert all(pasted not in str(request.messages) for request in script.requests)
+
+
 def _sse(client: TestClient, run_id: str, **headers: str) -> list[tuple[str, dict[str, Any]]]:
     """The (id, data) of each event of the run's stream."""
     out: list[tuple[str, dict[str, Any]]] = []

@@ -328,7 +328,7 @@ class Server:
             stream = stream_task(spec, store=False, ledger=ledger, run_id=run_id, **durable)
             if durable:  # at shutdown: stopped at its next call (the call handed back), left resumable
                 stop_on(ledger, self.stopping, lambda: ServerStopping("the server is shutting down"))
-            run = _Run(run_id, spec.name or "", spec.rendered_question(), time.time(), ledger, stream)
+            run = _Run(run_id, spec.name or "", redact(spec.rendered_question()), time.time(), ledger, stream)
             run.durable = bool(durable)
             if before is not None:  # a resume: its stream continues the events of the run's earlier parts
                 run.created, run.events, run.base = before.created, list(before.events), len(before.events)

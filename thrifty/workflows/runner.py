@@ -17,6 +17,7 @@ from thrifty.agents.events import EscalationEvent, TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
 from thrifty.models.gateway import ModelError
 from thrifty.models.routing import Escalation, RoutedGateway, Routing, checked_entry, make_gateway
+from thrifty.redact import redact
 from thrifty.tools import Tool, ToolRunner
 from thrifty.workflows.graph import Workflow
 from thrifty.workflows.imports import import_object
@@ -111,7 +112,12 @@ def execute(
     result's ``stop_reason`` is ``paused:<dimension>``, and resuming it with a raised budget continues it).
     ``routing``: several models (a cascade and/or a model per role, :mod:`thrifty.models.routing`); the run
     then starts on the cheapest, ``model`` is ignored, and each escalation is an ``escalation`` trace event.
+
+    A key pasted into ``question`` (the shapes and values :func:`thrifty.redact.redact` knows) is masked
+    before anything reads it: the model (often a third party), memory recall, the checkpoint, the run store,
+    the trace and the result all get the masked question.
     """
+    question = redact(question)
     checkpoint = _checkpoint_for(on_limit, checkpoint)
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
@@ -227,8 +233,6 @@ def execute(
     except BudgetExceeded as exc:
         reason = exc.stop_reason
     except Exception as exc:  # a node crashed: keep what was found, report the error
-        from thrifty.redact import redact
-
         error = redact(f"{type(exc).__name__}: {exc}")[:1000]
         reason = stop_reason(StopKind.ERROR)
     finally:
@@ -546,8 +550,6 @@ def _finish_recording(
 def _scrubbed_error(error: str | None) -> str | None:
     """A node's error as the result reports it: scrubbed, whoever wrote it (a custom node or strategy may
     put a tool's or a provider's raw text in ``state["error"]``)."""
-    from thrifty.redact import redact
-
     return None if error is None else redact(str(error))[:1000]
 
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from thrifty.agents.events import TraceEvent
 from thrifty.budget import ChargeEvent, Ledger, Reservation
+from thrifty.redact import redact
 from thrifty.workflows.result import RunResult
 
 __all__ = [
@@ -159,7 +160,9 @@ class RunStream:
         self.ledger = ledger
         self.run_id = run_id
         self._start = start
-        self._head = head or {}
+        self._head = dict(head or {})
+        if isinstance(self._head.get("question"), str):  # masked, as the run itself masks it (runner.execute)
+            self._head["question"] = redact(self._head["question"])
         self._index = 0
         self._lock = threading.Lock()
         self._cancel = threading.Event()
