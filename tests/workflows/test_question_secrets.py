@@ -10,7 +10,7 @@ import pytest
 
 from thrifty import Agent, Budget
 from thrifty.store.durable import CheckpointError
-from thrifty.testing import ScriptedModel, ScriptedRequest, call, reply
+from thrifty.testing import ScriptedModel, ScriptedReply, ScriptedRequest, call, reply
 from thrifty.tools import calculator
 from thrifty.workflows.durable import check_same_run
 
@@ -29,7 +29,7 @@ def test_a_key_in_the_question_reaches_no_model_checkpoint_store_or_result(
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_KEY)
     seen: list[str] = []
 
-    def answer(request: ScriptedRequest) -> object:
+    def answer(request: ScriptedRequest) -> ScriptedReply:
         seen.append(str(request.messages))
         done = sum(1 for m in request.messages if m.get("role") == "tool")
         return call("calculator", expression="2+2") if done == 0 else reply("4")
