@@ -183,6 +183,17 @@ def test_validate_ok_and_schema() -> None:
     assert schema["$defs"]["BatsOptions"]["properties"]["max_attempts"]["default"] == 4
 
 
+def test_a_limit_meant_as_no_limit_is_shown_short(tmp_path: Path) -> None:
+    """`usd: 1e26` printed as a 27-digit dollar amount."""
+    task = tmp_path / "t.yaml"
+    task.write_text(
+        "question: hi\nmodel: local/smollm2\nbudget: {usd: 1e26, seconds: 2.5e9, tool_calls: 3}\n"
+    )
+    res = runner.invoke(app, ["validate", str(task)])
+    assert res.exit_code == 0, res.output
+    assert "USD $1e+26, tool calls 3, seconds 2.5e+09s" in res.stdout
+
+
 def test_runs_lists_recorded_runs(tmp_path: Path) -> None:
     script = ScriptedModel([reply("Paris")])
     res = runner.invoke(app, ["run", str(write_task(tmp_path, script.model)), "--json"])

@@ -80,6 +80,8 @@ def _label(dim: str) -> str:
 
 
 def _fmt(dim: str, value: float) -> str:
+    if abs(value) >= 1e9:  # a limit meant as "no limit" (1e26): its 27 digits say nothing
+        return {"usd": "$", "seconds": ""}.get(dim, "") + f"{value:.4g}" + ("s" if dim == "seconds" else "")
     if dim == "usd":
         return f"${value:.4f}"
     if dim == "seconds":
