@@ -191,6 +191,29 @@ def test_the_server_refuses_to_start_without_a_token() -> None:
     assert res.exit_code == 2 and "THRIFTY_SERVE_TOKEN" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "token", "message"),
+    [
+        (["--host", "0.0.0.0"], "   ", "THRIFTY_SERVE_TOKEN is blank"),
+        (
+            ["--host", "0.0.0.0"],
+            "x",
+            "THRIFTY_SERVE_TOKEN is 1 characters; a server on 0.0.0.0 needs at least 16",
+        ),
+        (["--port", "99999"], TOKEN, "--port"),
+        (["--max-concurrent", "0"], TOKEN, "--max-concurrent"),
+        (["--request-usd", "nan"], TOKEN, "--request-usd nan: Input should be a finite number"),
+        (["--daily-usd", "-1"], TOKEN, "--daily-usd -1.0: Input should be greater than 0"),
+    ],
+)
+def test_agent_serve_refuses_bad_options_before_it_starts(args: list[str], token: str, message: str) -> None:
+    """A blank token (no request could send it), a one-character one on a public address, a port out of
+    range (was a traceback), no concurrent runs (every request a 429) and a cap that names no option."""
+    res = CliRunner().invoke(cli_app, ["serve", *args], env={"THRIFTY_SERVE_TOKEN": token})
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()), res.output
+
+
 @pytest.fixture
 def live_server() -> Iterator[str]:
     with served(create_app(ServeSettings(token=TOKEN))) as (base, _):

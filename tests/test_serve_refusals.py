@@ -56,6 +56,23 @@ def _wait(client: TestClient, run_id: str) -> dict[str, Any]:
             {"model": "openai/gpt-4o-mini", "pricing": {"models": {"openai/gpt-4o-mini": {}}}},
             "pricing.models.openai/gpt-4o-mini.input_per_token",
         ),
+        # the server's own network: loopback, a cloud's metadata address
+        ({"mcp_servers": [{"name": "x", "url": "http://127.0.0.1:1/mcp"}]}, "mcp_servers.0.url"),
+        ({"mcp_servers": [{"name": "x", "url": "http://169.254.169.254/latest"}]}, "mcp_servers.0.url"),
+        # probed the server's environment (400 when unset, 202 when set); does nothing for a url server
+        (
+            {"mcp_servers": [{"name": "x", "url": "http://8.8.8.8/mcp", "pass_env": ["HOME"]}]},
+            "mcp_servers.0",
+        ),
+        ({"output": {"store": "{marker}"}}, "output.store"),
+        # a price the server cannot check: its dollar caps would count what the request says
+        (
+            {
+                "model": "openai/thrifty-private-model",
+                "pricing": {"models": {"openai/thrifty-private-model": {"input_per_token": 0}}},
+            },
+            "pricing.models.openai/thrifty-private-model",
+        ),
     ],
 )
 def test_a_request_cannot_run_a_program_touch_a_file_or_underprice_a_model(
@@ -170,3 +187,82 @@ def test_a_resume_body_over_the_limit_is_refused(tmp_path: Path) -> None:
 
     res = _client(tmp_path).post("/runs/nope/resume", content=chunks(), headers=AUTH)
     assert res.status_code == 413, res.text
+
+
+def test_a_model_without_a_price_is_refused_at_submit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accepted (202), then the run failed: the model check ran before the server's dollar cap was set."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    monkeypatch.delenv("THRIFTY_BLOCK_REMOTE")  # only the model check runs: nothing is sent
+    res = _client().post(
+        "/runs", json={"question": "q", "model": "openai/thrifty-private-model"}, headers=AUTH
+    )
+    assert res.status_code == 400, res.text
+    assert "no known price" in res.json()["error"]["message"]
+
+
+def test_per_tool_limits_are_kept_within_the_cap() -> None:
+    """A per_tool budget was a 500 (its ``tool:NAME`` limits were handed back to Budget as fields)."""
+    script = ScriptedModel([], default=counting)
+    client = _client()
+    body = {"question": "count to 3", "model": script.model, "tools": ["calculator"]}
+    res = client.post("/runs", json={**body, "budget": {"per_tool": {"calculator": 2}}}, headers=AUTH)
+    assert res.status_code == 202, res.text
+    assert res.json()["budget"]["tool:calculator"] == 2 and res.json()["budget"]["tool_calls"] == 50
+    data = _wait(client, res.json()["run_id"])
+    assert data["result"]["usage"]["tool_calls"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '{"question": "q", "budget": {"tool_calls": 1' + "0" * 400 + "}}",
+            "a whole-number limit is at most",
+        ),
+        ('{"question": "q", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deep"),
+        ('{"question": "count \\ud800 to 3"}', "not valid Unicode"),
+    ],
+)
+def test_bodies_that_broke_the_server_are_a_400(body: str, message: str) -> None:
+    """A huge whole number (OverflowError), deep nesting (RecursionError) and a lone surrogate (accepted,
+    then every GET /runs was a 500 until the run was forgotten) are each a 400 now."""
+    client = _client()
+    res = client.post("/runs", content=body.encode(), headers={**AUTH, "Content-Type": "application/json"})
+    assert res.status_code == 400, res.text[:300]
+    assert message in res.json()["error"]["message"]
+    assert client.get("/runs", headers=AUTH).status_code == 200
+
+
+def test_a_bad_content_length_is_a_400_and_resume_names_extra_fields(tmp_path: Path) -> None:
+    from thrifty.serve import _refused  # pyright: ignore[reportPrivateUsage]
+
+    settings = ServeSettings(token=TOKEN)
+    answer = _refused({"authorization": f"Bearer {TOKEN}", "content-length": "-1"}, settings)
+    assert answer is not None and answer.status_code == 400 and b"Content-Length" in answer.body
+    res = _client(tmp_path).post("/runs/r1/resume", json={"budget": {}, "x": 1}, headers=AUTH)
+    assert res.status_code == 400 and "(unknown field 'x')" in res.json()["error"]["message"]
+
+
+def test_the_run_list_shows_a_long_question_shortened() -> None:
+    script = ScriptedModel([], default=counting)
+    client = _client()
+    question = "count to 3 " + "x" * 5000
+    body = {"question": question, "model": script.model, "tools": ["calculator"]}
+    run_id = client.post("/runs", json=body, headers=AUTH).json()["run_id"]
+    _wait(client, run_id)
+    listed = client.get("/runs", headers=AUTH).json()["runs"][0]["question"]
+    assert len(listed) == 500 and listed.endswith("…")
+    assert client.get(f"/runs/{run_id}", headers=AUTH).json()["question"] == question
+
+
+def test_a_request_cannot_send_the_servers_key_to_its_own_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`model_settings.api_base` was accepted: the server sent `Authorization: Bearer <its key>` there."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    body = {
+        "question": "q",
+        "model": "openai/gpt-4o-mini",
+        "model_settings": {"api_base": "http://127.0.0.1:9/v1"},
+    }
+    res = _client().post("/runs", json=body, headers=AUTH)
+    assert res.status_code == 400, res.text
+    assert "field 'model_settings.api_base'" in res.json()["error"]["message"]

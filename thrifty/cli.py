@@ -304,6 +304,9 @@ def run(
             f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL
         ) from None
 
+    from thrifty.models._litellm import get_litellm
+
+    get_litellm()  # loaded by the model checks already, as a rule: the run's clock starts with its ledger
     ledger = Ledger(spec.budget, name="run")
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
     if view is not None:
@@ -994,11 +997,24 @@ def _list_unfinished(path: str | Path, limit: int) -> None:
         out.print(Text(f"resume one with: agent resume RUN_ID --checkpoint {_shown(path)}"), soft_wrap=True)
 
 
+def _flag_budget(flags: dict[str, tuple[str, float]]) -> Budget:
+    """A Budget from command-line limits (flag -> (dimension, value)); a bad one names its flag."""
+    for flag, (dim, value) in flags.items():
+        try:
+            Budget.model_validate({dim: value})
+        except ValidationError as exc:
+            raise fail(
+                f"{flag} {value}: {exc.errors()[0]['msg']} (fix: give a positive finite number)",
+                EXIT_BAD_INPUT,
+            ) from None
+    return Budget.model_validate({dim: value for dim, value in flags.values()})
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    max_concurrent: Annotated[int, typer.Option(help="Runs that may go at once.")] = 8,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Runs that may go at once.")] = 8,
     request_usd: Annotated[float, typer.Option(help="Per-request cap: dollars.")] = 1.0,
     request_tool_calls: Annotated[int, typer.Option(help="Per-request cap: tool calls.")] = 50,
     request_tokens: Annotated[int, typer.Option(help="Per-request cap: total tokens.")] = 200_000,
@@ -1041,10 +1057,17 @@ def serve_command(
 
     token = os.environ.get(TOKEN_ENV) or None
     try:
+        request_cap = _flag_budget(
+            {
+                "--request-usd": ("usd", request_usd),
+                "--request-tool-calls": ("tool_calls", request_tool_calls),
+                "--request-tokens": ("total_tokens", request_tokens),
+            }
+        )
         settings = ServeSettings(
             token=token,
-            request_cap=Budget(usd=request_usd, tool_calls=request_tool_calls, total_tokens=request_tokens),
-            server_budget=Budget(usd=daily_usd),
+            request_cap=request_cap,
+            server_budget=_flag_budget({"--daily-usd": ("usd", daily_usd)}),
             max_concurrent=max_concurrent,
             checkpoint=None if no_checkpoint else checkpoint_target(checkpoint),
             shutdown_grace=shutdown_grace,

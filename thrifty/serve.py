@@ -54,7 +54,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -66,6 +66,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from thrifty.budget import Budget, BudgetExceeded, ChargeEvent, Ledger
@@ -134,6 +135,8 @@ class ServeError(Exception):
         self.retry_after = retry_after
 
 
+#: The shortest token a server off a loopback address accepts.
+MIN_TOKEN = 16
 #: Seconds a client turned away because the server is busy is told to wait (``Retry-After``).
 BUSY_RETRY_AFTER = 5
 
@@ -153,7 +156,20 @@ def is_loopback(host: str) -> bool:
 
 
 def check_start(host: str, token: str | None, allow_no_token: bool) -> None:
-    """Refuse to serve without a token, unless on a loopback address with the explicit flag."""
+    """Refuse to serve without a token, unless on a loopback address with the explicit flag; refuse a blank
+    token (no request could send it), and one shorter than :data:`MIN_TOKEN` off a loopback address."""
+    make = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if token is not None and not token.strip():
+        raise ServeError(
+            400, EXIT_BAD_INPUT, f"{TOKEN_ENV} is blank (fix: set it to a secret, e.g. from {make})"
+        )
+    if token and len(token) < MIN_TOKEN and not is_loopback(host):
+        raise ServeError(
+            400,
+            EXIT_BAD_INPUT,
+            f"{TOKEN_ENV} is {len(token)} characters; a server on {host} needs at least {MIN_TOKEN} "
+            f"(fix: set it to a longer secret, e.g. from {make})",
+        )
     if token:
         return
     if allow_no_token and is_loopback(host):
@@ -261,12 +277,10 @@ class Server:
                     f"field 'budget.{dim}': {value:g} is over this server's per-request cap of {cap[dim]:g} "
                     f"(fix: ask for at most {cap[dim]:g})",
                 )
-        return Budget.model_validate({**requested.model_dump(exclude_none=True), **{**cap, **asked}})
+        return Budget.from_limits({**cap, **asked})
 
     def submit(self, data: Any) -> _Run:
-        spec = parse_task(data)
-        budget = self.budget_for(spec.budget)
-        spec = spec.model_copy(update={"budget": budget})
+        spec = parse_task(data, self.budget_for)
         durable: dict[str, Any] = {}
         if self.settings.checkpoint is not None:
             task = {k: v for k, v in data.items() if k != "base_dir"}
@@ -421,13 +435,13 @@ class Server:
         from thrifty.workflows.durable import check_resumable
 
         if checkpoints_missing(path):
-            raise ServeError(404, EXIT_BAD_INPUT, _unknown(run_id, path))
+            raise ServeError(404, EXIT_BAD_INPUT, _unknown(run_id))
         try:
             store = DurableStore(path)
             try:
                 row = store.get(run_id)
                 if row is None:
-                    raise ServeError(404, EXIT_BAD_INPUT, _unknown(run_id, path))
+                    raise ServeError(404, EXIT_BAD_INPUT, _unknown(run_id))
                 task = row["meta"].get(TASK_META)
                 if not isinstance(task, dict):
                     raise ServeError(
@@ -510,14 +524,24 @@ class Server:
         return run
 
 
+#: How much of each question ``GET /runs`` shows (a 250 KB question made a 5 MB list at 20 runs).
+LISTED_QUESTION_CHARS = 500
+
+
+def _shortened(question: str) -> str:
+    if len(question) <= LISTED_QUESTION_CHARS:
+        return question
+    return question[: LISTED_QUESTION_CHARS - 1] + "…"
+
+
 def _status_of(result: RunResult) -> str:
     if result.paused:
         return "paused"
     return "cancelled" if result.stop_reason == "cancelled" else "finished"
 
 
-def _unknown(run_id: str, path: str | Path) -> str:
-    return f"no run '{run_id}' in {redact(str(path))}; fix: `agent runs` lists the runs that can be resumed"
+def _unknown(run_id: str) -> str:
+    return f"no run '{run_id}' on this server; fix: GET /runs lists the runs that can be resumed"
 
 
 def _resume_budget(data: Any) -> dict[str, float]:
@@ -525,8 +549,12 @@ def _resume_budget(data: Any) -> dict[str, float]:
     if data is None:
         return {}
     if not isinstance(data, dict) or set(data) - {"budget"}:
+        extra = sorted(set(data) - {"budget"}) if isinstance(data, dict) else []
+        named = f" (unknown field{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))})" if extra else ""
         raise ServeError(
-            400, EXIT_BAD_INPUT, 'the request body must be empty or {"budget": {...}} (the limits to raise)'
+            400,
+            EXIT_BAD_INPUT,
+            f'the request body must be empty or {{"budget": {{...}}}} (the limits to raise){named}',
         )
     try:
         return Budget.model_validate(data.get("budget") or {}).limits()
@@ -563,8 +591,10 @@ def _check_checkpoint(store: Any, run_id: str, spec: Any) -> None:
     durable.saved_state(durable.attach(graph))
 
 
-def parse_task(data: Any) -> Any:
-    """A task from a request body, validated as a task file is (the same messages), with no code reference."""
+def parse_task(data: Any, budget_for: Callable[[Budget], Budget] | None = None) -> Any:
+    """A task from a request body, validated as a task file is (the same messages), with no code reference.
+    ``budget_for``: the budget the run will have (the server's caps), set before the models are checked (a
+    dollar cap needs a model with a price)."""
     from thrifty.workflows.spec import (
         TaskSpec,
         check_resources,
@@ -593,6 +623,8 @@ def parse_task(data: Any) -> Any:
     server_only = _server_refusal(spec, data)
     if server_only:
         raise ServeError(400, EXIT_BAD_INPUT, f"request: {server_only}")
+    if budget_for is not None:
+        spec = spec.model_copy(update={"budget": budget_for(spec.budget)})
     # a model the run would refuse is a 400 here, not an accepted run that then fails
     issues = check_resources(spec) or model_issues(spec)
     if issues:
@@ -623,31 +655,19 @@ def _for_a_request(issues: list[Issue]) -> list[Issue]:
 
 def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:
     """What a request may not ask of a server though a task file may (None: nothing): run a program, read
-    or write a file of the server's, or price a model or tool below what it costs (the server's dollar caps
-    count those prices)."""
-    path_model = _model_path(spec)
-    if path_model:
-        return path_model
-    for i, mcp in enumerate(spec.mcp_servers):
-        if mcp.command:
-            return (
-                f"field 'mcp_servers.{i}.command': a stdio MCP server would run a program on the "
-                "server (fix: give its url: http(s)://host/mcp of a running MCP server)"
-            )
-    memory = data.get("memory")
-    if spec.memory is not None and isinstance(memory, dict):
-        if spec.memory.ingest:
-            return "field 'memory.ingest': files cannot be read on a server (fix: drop memory.ingest)"
-        if "store" in memory:
-            return (
-                "field 'memory.store': a request cannot choose where memory is stored on a server "
-                "(fix: drop memory.store: the server's own is used)"
-            )
-        if isinstance(spec.memory.router, str) and spec.memory.router.startswith("learned:"):
-            return (
-                "field 'memory.router': 'learned:PATH' reads a file on the server "
-                "(fix: use learned, rules, low, mid or high)"
-            )
+    or write a file of the server's, choose the hosts it reaches or sends its keys to, or price a model or
+    tool below what it costs (the server's dollar caps count those prices)."""
+    if spec.model_settings.api_base:
+        return (
+            "field 'model_settings.api_base': a request cannot choose where the server sends its model "
+            "requests and provider keys (fix: drop api_base; the server's own provider settings apply)"
+        )
+    output = data.get("output")
+    if isinstance(output, dict) and "store" in output:
+        return (
+            "field 'output.store': a request cannot choose where runs are recorded on a server "
+            "(fix: drop output.store; GET /runs/{id} returns the run)"
+        )
     for i, tool in enumerate(spec.tools):
         for option in ("allow_private", "allow_hosts", "api_bases"):
             if getattr(tool, option):
@@ -660,7 +680,63 @@ def _server_refusal(spec: Any, data: dict[str, Any]) -> str | None:
     for name, price in spec.pricing.tools.items():
         if _tool_underpriced(name, price):
             return f"field 'pricing.tools.{name}': {_TOOL_PRICE_FIX}"
-    return _underpriced(spec.pricing.models)
+    return (
+        _model_path(spec)
+        or _mcp_refusal(spec)
+        or _memory_refusal(spec, data)
+        or _underpriced(spec.pricing.models)
+    )
+
+
+def _mcp_refusal(spec: Any) -> str | None:
+    """An MCP server a request may not name: a program to run, or a URL on the server's own network."""
+    for i, mcp in enumerate(spec.mcp_servers):
+        if mcp.command:
+            return (
+                f"field 'mcp_servers.{i}.command': a stdio MCP server would run a program on the "
+                "server (fix: give its url: http(s)://host/mcp of a running MCP server)"
+            )
+        private = _private_url(mcp.url)
+        if private:
+            return (
+                f"field 'mcp_servers.{i}.url': {private}; a request cannot make the server reach its own "
+                "network (fix: give the url of an MCP server on a public address)"
+            )
+    return None
+
+
+def _memory_refusal(spec: Any, data: dict[str, Any]) -> str | None:
+    """Memory options a request may not use: files read, or a store chosen, on the server."""
+    memory = data.get("memory")
+    if spec.memory is None or not isinstance(memory, dict):
+        return None
+    if spec.memory.ingest:
+        return "field 'memory.ingest': files cannot be read on a server (fix: drop memory.ingest)"
+    if "store" in memory:
+        return (
+            "field 'memory.store': a request cannot choose where memory is stored on a server "
+            "(fix: drop memory.store: the server's own is used)"
+        )
+    if isinstance(spec.memory.router, str) and spec.memory.router.startswith("learned:"):
+        return (
+            "field 'memory.router': 'learned:PATH' reads a file on the server "
+            "(fix: use learned, rules, low, mid or high)"
+        )
+    return None
+
+
+def _private_url(url: str | None) -> str | None:
+    """Why an MCP server's URL may not be reached from a request (it resolves to a private, loopback or
+    link-local address: what ``read_url`` refuses too), or None. Checked when the request arrives."""
+    from thrifty.tools.web import UrlPolicy, WebError, system_resolver
+
+    if not url:
+        return None
+    try:
+        UrlPolicy().check(url, system_resolver)
+    except WebError as exc:
+        return str(exc).removeprefix("refused: ")
+    return None
 
 
 def _model_path(spec: Any) -> str | None:
@@ -700,17 +776,21 @@ def _tool_underpriced(name: str, price: float) -> bool:
 
 
 def _underpriced(prices: dict[str, Any]) -> str | None:
-    """A request's model price below the model's known price (it would spend the server's dollars
-    uncounted), or None. A model with no known price may be priced (a USD cap needs a price)."""
+    """A request's model price below the model's known price, or for a model with no known price (either
+    would spend the server's dollars uncounted), or None."""
     from thrifty.models.registry import provider_for
 
     for model, asked in prices.items():
         try:
             known = provider_for(model).default_price(model) if "/" in model else None
         except Exception:  # an unknown provider: the model check reports it
-            known = None
-        if known is None:
             continue
+        if known is None:
+            return (
+                f"field 'pricing.models.{model}': the server has no price of its own for this model, so it "
+                "cannot check the one a request gives, and its dollar caps would count what the request "
+                "says (fix: use a model with a known price)"
+            )
         floors = {
             "input_per_token": known.input_per_token,
             "output_per_token": known.output_per_token,
@@ -798,7 +878,11 @@ def _refused(headers: Any, settings: ServeSettings, *, check_token: bool = True)
                 401, EXIT_BAD_INPUT, "missing or wrong token (send 'Authorization: Bearer <token>')"
             )
     length = headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > settings.max_body):
+    if length is not None and not length.isdigit():
+        return _error(
+            400, EXIT_BAD_INPUT, f"the Content-Length header {length[:40]!r} is not a number of bytes"
+        )
+    if length is not None and int(length) > settings.max_body:
         return _error(413, EXIT_BAD_INPUT, f"request body over {settings.max_body} bytes")
     return None
 
@@ -807,11 +891,39 @@ async def _body(request: Request, limit: int) -> bytes:
     """The request's body, read no further than ``limit`` bytes (413 past it): a chunked body has no
     Content-Length for the guard to check, and is not read whole into memory first."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ServeError(413, EXIT_BAD_INPUT, f"request body over {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ServeError(413, EXIT_BAD_INPUT, f"request body over {limit} bytes")
+    except ClientDisconnect:  # nobody to answer; not a server error (no traceback in the log)
+        raise ServeError(
+            400, EXIT_BAD_INPUT, "the client disconnected before sending its whole body"
+        ) from None
     return bytes(body)
+
+
+def _json(body: bytes) -> Any:
+    """A request body's JSON (None for an empty body): 400 when it is not JSON, nests too deep to read, or
+    holds text that is not Unicode (a lone surrogate ``\\ud800``, which no answer could then be written with)."""
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ServeError(400, EXIT_BAD_INPUT, "the request body is not JSON") from None
+    except RecursionError:
+        raise ServeError(400, EXIT_BAD_INPUT, "the request body nests too deep to read") from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ServeError(
+            400,
+            EXIT_BAD_INPUT,
+            "the request body holds text that is not valid Unicode (a lone surrogate escape such as "
+            "\\ud800; fix: send the text as UTF-8, escaping only whole characters)",
+        ) from None
+    return data
 
 
 async def _feed(run: _Run, epoch: str, start: int = 0) -> AsyncIterator[dict[str, str]]:
@@ -835,11 +947,7 @@ async def _feed(run: _Run, epoch: str, start: int = 0) -> AsyncIterator[dict[str
 def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
     @app.post("/runs", status_code=202)
     async def submit(request: Request) -> Any:
-        body = await _body(request, settings.max_body)
-        try:
-            data = json.loads(body or b"null")
-        except ValueError:
-            raise ServeError(400, EXIT_BAD_INPUT, "the request body is not JSON") from None
+        data = _json(await _body(request, settings.max_body))
         run = await asyncio.to_thread(server.submit, data)  # checks the task (models, tools): off the loop
         return {"run_id": run.run_id, "status": run.status, "budget": run.ledger.budget.limits()}
 
@@ -848,8 +956,13 @@ def _add_routes(app: Any, server: Server, settings: ServeSettings) -> None:
         runs = server.listed()
         stored = await asyncio.to_thread(server.stored)
         root = server.root()
+        listed = [r.summary() for r in runs] + stored
+        for (
+            run
+        ) in listed:  # a page of runs stays small whatever was asked; GET /runs/{id} has the whole question
+            run["question"] = _shortened(run["question"])
         return {
-            "runs": [r.summary() for r in runs] + stored,
+            "runs": listed,
             "server": {
                 "spent": {k: round(v, 8) for k, v in root.used().items()},
                 "limits": root.budget.limits(),
@@ -877,6 +990,13 @@ def _add_run_routes(app: Any, server: Server) -> None:
 
     @app.post("/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Any:
+        if run_id not in server.runs and await asyncio.to_thread(server.stored_run, run_id) is not None:
+            raise ServeError(
+                409,
+                EXIT_BAD_INPUT,
+                f"run '{run_id}' was cut off by a server restart and is not running; nothing to cancel "
+                f"(fix: leave it, or resume it with POST /runs/{run_id}/resume)",
+            )
         run = server.get(run_id)
         if run.done.is_set():
             raise ServeError(
@@ -887,11 +1007,7 @@ def _add_run_routes(app: Any, server: Server) -> None:
 
     @app.post("/runs/{run_id}/resume", status_code=202)
     async def resume(run_id: str, request: Request) -> Any:
-        body = await _body(request, server.settings.max_body)
-        try:
-            data = json.loads(body) if body.strip() else None
-        except ValueError:
-            raise ServeError(400, EXIT_BAD_INPUT, "the request body is not JSON") from None
+        data = _json(await _body(request, server.settings.max_body))
         run = await asyncio.to_thread(server.resume, run_id, data)
         return {"run_id": run.run_id, "status": run.status, "budget": run.ledger.budget.limits()}
 

@@ -54,6 +54,15 @@ def test_an_infinite_or_nan_limit_is_rejected(field: str, value: float) -> None:
         Budget(**{field: value})
 
 
+@pytest.mark.parametrize("field", [*INT_FIELDS, "memory_ops"])
+def test_a_whole_number_limit_too_large_for_the_ledger_is_rejected(field: str) -> None:
+    # 10 ** 400 was accepted, then limits() raised OverflowError (agent validate: "internal error")
+    assert Budget(**{field: 10**15}).limits()[field] == 1e15
+    for budget in ({field: 10**400}, {"per_tool": {"search": 10**16}}):
+        with pytest.raises(ValidationError, match="a whole-number limit is at most 1,000,000,000,000,000"):
+            Budget.model_validate(budget)
+
+
 @pytest.mark.parametrize("value", [math.inf, math.nan])
 def test_an_infinite_or_nan_price_is_rejected(value: float) -> None:
     with pytest.raises(ValidationError, match="finite"):

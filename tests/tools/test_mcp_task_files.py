@@ -138,3 +138,15 @@ def test_max_tools_in_a_task_file_names_its_line(tmp_path: Path) -> None:
     bad = _task(tmp_path, script.model, servers.replace("max_tools: 3", "max_tools: 0"))
     res = cli.invoke(app, ["validate", str(bad)])
     assert res.exit_code == 2 and "mcp_servers.0.max_tools" in res.output, res.output
+
+
+@pytest.mark.parametrize("option", ["pass_env: [HOME]", "env: {MODE: test}"])
+def test_env_options_on_a_url_server_are_refused(tmp_path: Path, option: str) -> None:
+    """They did nothing (a running server is given no environment), silently; on `agent serve` `pass_env`
+    told a client which of the server's variables were set."""
+    servers = f"  - name: calc\n    url: http://127.0.0.1:9/mcp\n    {option}\n"
+    res = cli.invoke(app, ["validate", str(_task(tmp_path, "local/smollm2", servers))])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "field 'mcp_servers.0'" in text and "env and pass_env are for a stdio server" in text
+    assert "fix: drop env and pass_env" in text

@@ -34,6 +34,9 @@ def tool_dimension(tool_name: str) -> str:
 #: A positive, finite number: an infinite limit is no limit (leave the field unset), and ``inf`` broke the
 #: arithmetic of the reservations.
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: The largest whole-number limit: the Ledger keeps limits as floats, which hold whole numbers exactly up to
+#: 2 ** 53; a larger one (``tool_calls: 1000...0`` with 400 zeros) overflowed them.
+MAX_COUNT = 10**15
 
 
 def _no_bool(value: object) -> object:
@@ -41,6 +44,12 @@ def _no_bool(value: object) -> object:
     number written ``2.0`` is 2, as for every other limit."""
     if isinstance(value, bool):
         raise ValueError("a limit is a number, not true or false")
+    return value
+
+
+def _at_most_max_count(value: int | None) -> int | None:
+    if value is not None and value > MAX_COUNT:
+        raise ValueError(f"a whole-number limit is at most {MAX_COUNT:,} (10^15)")
     return value
 
 
@@ -88,12 +97,20 @@ class Budget(BaseModel):
     def _not_a_bool(cls, value: object) -> object:
         return _no_bool(value)
 
+    @field_validator(
+        "input_tokens", "output_tokens", "total_tokens", "model_requests", "tool_calls", "memory_ops"
+    )
+    @classmethod
+    def _countable(cls, value: int | None) -> int | None:
+        return _at_most_max_count(value)
+
     @field_validator("per_tool")
     @classmethod
     def _tool_names(cls, value: dict[str, int]) -> dict[str, int]:
-        for name in value:
+        for name, limit in value.items():
             if not name or ":" in name:
                 raise ValueError(f"per_tool key {name!r} is not a tool name")
+            _at_most_max_count(limit)
         return value
 
     def limits(self) -> dict[str, float]:

@@ -76,7 +76,7 @@ def as_data(source: str, text: str, *, kind: str = "web page") -> str:
     )
 
 
-def _system_resolver(host: str, port: int) -> list[str]:
+def system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -402,7 +402,7 @@ def make_read_url(
         max_bytes=max_bytes,
         timeout=timeout,
         max_redirects=max_redirects,
-        resolve=resolve or _system_resolver,
+        resolve=resolve or system_resolver,
         transport=transport,
     )
 

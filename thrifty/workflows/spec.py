@@ -254,6 +254,14 @@ class MCPServerSpec(BaseModel):
             raise ValueError(
                 _fix(f"MCP server '{self.name}': url must be http(s)", "write http://host:port/mcp")
             )
+        if self.url and (self.env or self.pass_env):  # they did nothing: a running server gets no environment
+            raise ValueError(
+                _fix(
+                    f"MCP server '{self.name}': env and pass_env are for a stdio server (command); a url "
+                    "server is already running and is given no environment",
+                    "drop env and pass_env, or set them where that server runs",
+                )
+            )
         return self
 
     def config(self, base_dir: Path) -> Any:
