@@ -471,7 +471,14 @@ class Gateway:
         if cap < 1:
             if cap_dim == "context_window":
                 raise ModelError(f"prompt of {prompt_tokens} tokens does not fit the context of {model}")
-            raise BudgetExceeded(cap_dim, 1, max(cap_value, 0), self.ledger.path)
+            # what one token would cost, in the dimension's own unit (not the cap, which is in tokens)
+            one_token: dict[str, tuple[float, float]] = {
+                "output_tokens": (per_token, av("output_tokens")),
+                "total_tokens": (prompt + per_token, av("total_tokens")),
+                "usd": (prompt_usd + usd_seconds + price.output_per_token * per_token, av("usd")),
+            }
+            requested, available = one_token.get(cap_dim, (1, max(cap_value, 0)))
+            raise BudgetExceeded(cap_dim, requested, available, self.ledger.path)
         completion = cap * per_token
         amounts = {
             "input_tokens": prompt,

@@ -12,7 +12,9 @@ as in BATS.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import math
 import re
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -104,11 +106,21 @@ def _field_name(param: str) -> str:
     return param
 
 
+def _unwrapped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function a ``functools.partial`` wraps (its annotations and docstring), else ``fn``."""
+    if isinstance(fn, functools.partial):
+        return cast("functools.partial[Any]", fn).func
+    return fn
+
+
 def _build_args_model(fn: Callable[..., Any], name: str, param_docs: Mapping[str, str]) -> type[BaseModel]:
     """A pydantic model of ``fn``'s parameters: annotations become types, defaults stay defaults."""
     signature = inspect.signature(fn)
+    target = (
+        fn.func if isinstance(fn, functools.partial) else fn
+    )  # a partial's annotations are its function's
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # unresolved forward refs: fall back to the raw annotations
         hints = {}
     fields: dict[str, Any] = {}
@@ -130,11 +142,49 @@ def _build_args_model(fn: Callable[..., Any], name: str, param_docs: Mapping[str
             Field(default, description=param_docs.get(param.name), alias=alias),
         )
     model_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part) + "Args"
-    return create_model(
+    model = create_model(
         model_name or "ToolArgs",
         __config__=ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True),
         **fields,
     )
+    _check_json(model, name)
+    return model
+
+
+def _check_json(model: type[BaseModel], name: str) -> None:
+    """Refuse, at decoration, a parameter the model could not be told about (a type with no JSON schema) or
+    whose default cannot be written as JSON: either would end every run that offers the tool, after a paid
+    model call."""
+    for fname, info in model.model_fields.items():
+        param = info.alias or fname
+        if info.is_required():
+            continue
+        default = info.get_default(call_default_factory=False)
+        try:
+            model.model_construct(**{fname: default}).model_dump(mode="json", include={fname})
+        except Exception:
+            raise TypeError(
+                f"tool '{name}': the default of parameter '{param}' ({type(default).__name__}) cannot be "
+                f"written as JSON (fix: a default of None, a str, a number, a bool or a list/dict of them)"
+            ) from None
+    try:
+        model.model_json_schema(by_alias=True)
+    except Exception:
+        for fname, info in model.model_fields.items():
+            one: dict[str, Any] = {fname: (info.annotation, ...)}
+            single = create_model("ToolArg", __config__=ConfigDict(arbitrary_types_allowed=True), **one)
+            try:
+                single.model_json_schema()
+            except Exception:
+                shown = str(info.annotation).replace("typing.", "").replace("collections.abc.", "")
+                if isinstance(info.annotation, type):
+                    shown = info.annotation.__name__
+                raise TypeError(
+                    f"tool '{name}': parameter '{info.alias or fname}' has type {shown}, which cannot be "
+                    f"described to a model as JSON (fix: a JSON type such as str, int, float, bool, a list, "
+                    f"a dict or a pydantic model)"
+                ) from None
+        raise
 
 
 def _clean_schema(node: Any) -> Any:
@@ -152,6 +202,16 @@ def _clean_schema(node: Any) -> Any:
     if isinstance(node, list):
         return [_clean_schema(item) for item in cast("list[Any]", node)]
     return node
+
+
+def _check_number(name: str, what: str, value: object, shape: str) -> None:
+    """A tool's ``price`` or ``timeout``: None, or a finite int or float (a bool or a str is refused)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"tool '{name}': {what} must be {shape}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"tool '{name}': {what} must be {shape}, got {value!r}")
 
 
 @dataclass(eq=False)
@@ -175,10 +235,20 @@ class Tool:
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
             raise ValueError(f"tool name {self.name!r} must match {_NAME_RE.pattern} (OpenAI function names)")
+        _check_number(self.name, "price", self.price, "a finite number >= 0 (dollars per call) or None")
         if self.price is not None and self.price < 0:
             raise ValueError(f"tool '{self.name}': price must be >= 0")
+        _check_number(
+            self.name, "timeout", self.timeout, "a finite number > 0 (seconds) or None (no timeout)"
+        )
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"tool '{self.name}': timeout must be > 0 seconds (or None)")
+        retries = cast(object, self.retries)  # a caller's value, typed or not
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError(
+                f"tool '{self.name}': retries must be an int >= 0 (extra attempts), "
+                f"got {type(self.retries).__name__}"
+            )
         if self.retries < 0:
             raise ValueError(f"tool '{self.name}': retries must be >= 0")
         if not self._params:
@@ -261,8 +331,19 @@ def _make_tool(
     retries: int,
     batch_arg: str | None,
 ) -> Tool:
-    tool_name = name or fn.__name__
-    doc = _parse_docstring(inspect.getdoc(fn))
+    given = cast(object, name)  # a caller's value, typed or not
+    if given is not None and not isinstance(given, str):
+        raise TypeError(f"tool(name=...) must be a str, got {type(name).__name__}")
+    fn_name = getattr(fn, "__name__", None)
+    tool_name = name or fn_name
+    if not isinstance(tool_name, str):
+        what = "a functools.partial" if isinstance(fn, functools.partial) else f"a {type(fn).__name__} object"
+        raise TypeError(
+            f"tool(): {what} has no __name__ to name the tool (fix: tool(name='my_tool')(...), or wrap it "
+            "in a def)"
+        )
+    target: Callable[..., Any] = _unwrapped(fn)  # a partial's docstring is partial's own
+    doc = _parse_docstring(inspect.getdoc(target))
     args_model = _build_args_model(fn, tool_name, doc.params)
     return Tool(
         name=tool_name,
@@ -274,6 +355,34 @@ def _make_tool(
         retries=retries,
         batch_arg=batch_arg,
     )
+
+
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    "name": None,
+    "description": None,
+    "price": None,
+    "timeout": 30.0,
+    "retries": 1,
+    "batch_arg": None,
+}
+
+
+def _wrap(fn: object, options: dict[str, Any]) -> Tool:
+    """``@tool``'s work: a function (sync or async) or other callable becomes a Tool; a Tool given with no
+    options is returned as it is; anything else (a name, a number) is a TypeError saying what to write."""
+    if isinstance(fn, Tool):
+        if options == _DEFAULT_OPTIONS:
+            return fn
+        raise TypeError(
+            f"tool(): {fn.name!r} is already a Tool: set its options in its own @tool(...) decorator"
+        )
+    if isinstance(fn, str):
+        raise TypeError(
+            f"tool() takes the function to wrap, got the str {fn!r}: to name the tool write @tool(name={fn!r})"
+        )
+    if not callable(fn):
+        raise TypeError(f"tool() takes the function to wrap (a def or an async def), got {type(fn).__name__}")
+    return _make_tool(cast("Callable[..., Any]", fn), **options)
 
 
 @overload
@@ -325,9 +434,9 @@ def tool(
         "batch_arg": batch_arg,
     }
     if fn is not None:
-        return _make_tool(fn, **options)
+        return _wrap(fn, options)
 
     def decorate(func: Callable[..., Any]) -> Tool:
-        return _make_tool(func, **options)
+        return _wrap(func, options)
 
     return decorate

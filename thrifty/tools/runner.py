@@ -534,7 +534,8 @@ class ToolRunner:
         def attempt() -> None:
             with self._charged(state) as res:
                 if res is not None:  # None: a retry the budget cannot pay; the last failure is reported
-                    state.outcome = self._attempt_sync(call, state.ledger)
+                    # as text here: a result whose __str__ raises fails this attempt, as a tool's exception does
+                    state.outcome = to_text(self._attempt_sync(call, state.ledger))
                     state.record = self._record(state)
 
         try:
@@ -566,7 +567,7 @@ class ToolRunner:
         async def attempt() -> None:
             with self._charged(state) as res:
                 if res is not None:
-                    state.outcome = await self._attempt_async(call, state.ledger)
+                    state.outcome = to_text(await self._attempt_async(call, state.ledger))
                     state.record = self._record(state)
 
         try:

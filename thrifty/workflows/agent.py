@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +26,7 @@ from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.memory import Memory, Scope
 from thrifty.models import NamedModel, model_name
+from thrifty.models._litellm import get_litellm
 from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.models.settings import (
     DEFAULT_ANSWER_CHOICE,
@@ -104,16 +106,11 @@ class Agent:
     ) -> None:
         self.model = model_name(model)  # a name, or a model object such as a ScriptedModel
         self.routing: Routing | None = None
-        if models is not None or roles:
-            named: dict[str, str | list[str]] = {}
-            for role, chosen in (roles or {}).items():
-                named[role] = (
-                    model_name(chosen)
-                    if isinstance(chosen, str | NamedModel)
-                    else [model_name(m) for m in chosen]
-                )
+        cascade = _model_names(models, "models") if models is not None else None
+        named = _role_models(roles)
+        if cascade is not None or named:
             self.routing = Routing(
-                models=[model_name(m) for m in models] if models is not None else [self.model],
+                models=cascade if cascade is not None else [self.model],
                 roles=named,
                 escalation=EscalationPolicy.model_validate(escalation or {})
                 if not isinstance(escalation, EscalationPolicy)
@@ -198,7 +195,9 @@ class Agent:
 
         An Agent holds no run's state: any number of runs may go on at once on one Agent, from threads or
         asyncio tasks, each on its own Ledger, trace and result."""
-        self._check_run(question, run_id=run_id, on_trace=on_trace, memory_scope=memory_scope)
+        self._check_run(
+            question, run_id=run_id, checkpoint=checkpoint, on_trace=on_trace, memory_scope=memory_scope
+        )
         durable = _run_options(run_id, checkpoint, on_limit)
         return self._execute(
             question, budget=budget, on_trace=on_trace, run_id=run_id, memory_scope=memory_scope, **durable
@@ -209,6 +208,7 @@ class Agent:
         question: object,
         *,
         run_id: object = None,
+        checkpoint: object = None,
         on_trace: object = None,
         memory_scope: object = None,
     ) -> None:
@@ -221,15 +221,19 @@ class Agent:
             raise TypeError(
                 f"run_id must be a str (the id of a durable run, e.g. result.run_id), got {type(run_id).__name__}"
             )
-        if on_trace is not None and not callable(on_trace):
-            raise TypeError(
-                f"on_trace must be a function taking each trace event, got {type(on_trace).__name__}"
+        if isinstance(run_id, str) and not run_id.strip():
+            raise ValueError(
+                "run_id is empty: give the id of a durable run (e.g. result.run_id), or leave run_id out"
             )
+        _check_checkpoint(checkpoint)
+        _check_on_trace(on_trace)
         if memory_scope is not None and self.memory is None:
             raise ValueError(
                 "memory_scope is given but this Agent has no memory (fix: Agent(..., memory=Memory(...)), "
                 "or drop memory_scope)"
             )
+        if memory_scope is not None:
+            _scope(memory_scope)
 
     def _execute(
         self,
@@ -244,7 +248,7 @@ class Agent:
     ) -> RunResult:
         memory = self.memory
         if memory is not None and memory_scope is not None:
-            memory = replace(memory, scope=Scope.of(memory_scope))
+            memory = replace(memory, scope=_scope(memory_scope))
         return execute(
             question,
             ledger=ledger,
@@ -282,8 +286,9 @@ class Agent:
         then each ``trace`` and ``charge`` with the budget left at that moment, and last ``result`` with the
         RunResult. Stopping early (``break``) cancels the run at its next step. The other arguments are
         :meth:`run`'s."""
-        self._check_run(question, run_id=run_id, memory_scope=memory_scope)
+        self._check_run(question, run_id=run_id, checkpoint=checkpoint, memory_scope=memory_scope)
         limits = _as_budget(budget, "budget") or self.budget
+        get_litellm()  # the one-off import before the run's clock starts (as runner.execute)
         ledger = Ledger(limits, name="run")
         durable = _run_options(run_id, checkpoint, on_limit)
         run_id = run_id or new_run_id()
@@ -346,7 +351,9 @@ class Agent:
         Cancelling the task that awaits it stops the run at its next step, as a stream's reader that stops
         early does: the cancellation waits for the run to end (its charges settled, nothing reserved), then
         raises CancelledError; nothing is spent after that."""
-        self._check_run(question, run_id=run_id, on_trace=on_trace, memory_scope=memory_scope)
+        self._check_run(
+            question, run_id=run_id, checkpoint=checkpoint, on_trace=on_trace, memory_scope=memory_scope
+        )
         loop = asyncio.get_running_loop()
         done: asyncio.Future[RunResult] = loop.create_future()
         stop = threading.Event()
@@ -360,6 +367,7 @@ class Agent:
         # The run's own Ledger refuses every charge once cancelled: the run stops at its next model or tool
         # call, not only at its next trace event.
         limits = _as_budget(budget, "budget") or self.budget
+        get_litellm()  # the one-off import before the run's clock starts (as runner.execute)
         ledger = Ledger(limits, name="run")
         stop_on(ledger, stop)
         durable = _run_options(run_id, checkpoint, on_limit)
@@ -444,11 +452,11 @@ def _memory_setup(
 ) -> MemorySetup | None:
     """``Agent(memory=...)``: a Memory needs a scope (here or per run); a MemorySetup is used as it is."""
     if memory is None:
-        if scope is not None:
-            raise ValueError(
-                "memory_scope is given but memory is not (fix: Agent(..., memory=Memory(...)), or drop "
-                "memory_scope)"
-            )
+        for given, value in (("memory_scope", scope), ("memory_budget", budget)):
+            if value is not None:
+                raise ValueError(
+                    f"{given} is given but memory is not (fix: Agent(..., memory=Memory(...)), or drop {given})"
+                )
         return None
     if isinstance(memory, MemorySetup):
         return memory
@@ -457,7 +465,110 @@ def _memory_setup(
             f"memory must be a thrifty.memory.Memory (e.g. Memory('.thrifty/memory.db')) or a MemorySetup, "
             f"got {type(memory).__name__}"
         )
-    return MemorySetup(memory=memory, scope=scope or {"agent_id": "default"}, budget=budget, mode=mode)
+    # An empty scope is refused, never taken for the shared default (whose memories any user could recall).
+    chosen = _scope(scope) if scope is not None else Scope(agent_id="default")
+    return MemorySetup(memory=memory, scope=chosen, budget=budget, mode=mode)
+
+
+def _scope(value: object) -> Scope:
+    """A ``memory_scope`` as a Scope; an empty or bad one is a ValueError naming memory_scope and its fix
+    (``{}`` would otherwise read as "no scope given")."""
+    try:
+        return Scope.of(cast("Scope | Mapping[str, str]", value))
+    except ValidationError as exc:
+        problems = "; ".join(
+            (".".join(str(part) for part in err["loc"]) + ": " if err["loc"] else "")
+            + str(err["msg"]).removeprefix("Value error, ")
+            for err in exc.errors(include_url=False)
+        )
+        raise ValueError(
+            f"memory_scope: {problems} (fix: e.g. memory_scope={{'user_id': 'caroline'}})"
+        ) from None
+
+
+def _model_names(value: object, where: str) -> list[str]:
+    """``models=[...]`` (or a role's list) as model names; a str, a single model or a bad item is a TypeError
+    naming ``where`` and the shape expected."""
+    if isinstance(value, str | bytes | NamedModel | Mapping) or not isinstance(value, Iterable):
+        hint = f" (for one model write {where}=[{value!r}])" if isinstance(value, str) else ""
+        raise TypeError(
+            f"{where} must be a list of models, cheapest first (e.g. {where}=['ollama/qwen2.5', "
+            f"'openai/gpt-4o']), got {type(value).__name__}{hint}"
+        )
+    names: list[str] = []
+    for i, item in enumerate(cast("Iterable[object]", value)):
+        if not isinstance(item, str | NamedModel):
+            raise TypeError(
+                f"{where}[{i}] must be a model name such as 'openai/gpt-4o' or a model object, "
+                f"got {type(item).__name__}"
+            )
+        names.append(model_name(item))
+    return names
+
+
+def _role_models(roles: object) -> dict[str, str | list[str]]:
+    """``roles=`` as role -> a model name or a cascade of names; a wrong shape is a TypeError naming it."""
+    if roles is None:
+        return {}
+    if not isinstance(roles, Mapping):
+        raise TypeError(
+            "roles must be a dict of role -> model or list of models (e.g. roles={'verifier': "
+            f"'openai/gpt-4o'}}), got {type(roles).__name__}"
+        )
+    named: dict[str, str | list[str]] = {}
+    for role, chosen in cast("Mapping[object, object]", roles).items():
+        if not isinstance(role, str):
+            raise TypeError(f"roles: a role is named by a str such as 'verifier', got {type(role).__name__}")
+        if isinstance(chosen, str | NamedModel):
+            named[role] = model_name(chosen)
+        elif isinstance(chosen, Iterable) and not isinstance(chosen, bytes | Mapping):
+            named[role] = _model_names(chosen, f"roles[{role!r}]")
+        else:
+            raise TypeError(
+                f"roles[{role!r}] must be a model name, a model object or a list of them (e.g. "
+                f"roles={{{role!r}: 'openai/gpt-4o'}}), got {type(chosen).__name__}"
+            )
+    return named
+
+
+def _check_checkpoint(checkpoint: object) -> None:
+    """A durable run's ``checkpoint``: a file path or a database URL (bytes or a number would be taken as a
+    file name of their text)."""
+    if checkpoint is None:
+        return
+    if not isinstance(checkpoint, str | os.PathLike):
+        raise TypeError(
+            "checkpoint must be a path or URL of the checkpoint store (e.g. '.thrifty/checkpoints.db' or "
+            f"'postgresql://...'), got {type(checkpoint).__name__}"
+        )
+    if not str(checkpoint).strip():
+        raise ValueError(
+            "checkpoint is empty: give a path or URL, or leave it out for .thrifty/checkpoints.db"
+        )
+
+
+def _check_on_trace(on_trace: object) -> None:
+    """``on_trace``: a plain function the run calls with each event, in its own thread (so never awaited)."""
+    if on_trace is None:
+        return
+    if not callable(on_trace):
+        raise TypeError(f"on_trace must be a function taking each trace event, got {type(on_trace).__name__}")
+    if inspect.iscoroutinefunction(on_trace) or inspect.iscoroutinefunction(type(on_trace).__call__):
+        raise TypeError(
+            "on_trace must be a plain function (def), not an async def: the run calls it with each event and "
+            "never awaits it (fix: a def; in asyncio, iterate agent.astream(...) for the events instead)"
+        )
+    try:
+        signature = inspect.signature(on_trace)
+    except (TypeError, ValueError):  # a builtin with no signature (print): let it be
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise TypeError(
+            f"on_trace must take one argument (the trace event), but its signature is {signature} "
+            "(fix: def on_trace(event): ...)"
+        ) from None
 
 
 def _checked_tools(tools: Iterable[Tool] | None) -> list[Tool]:

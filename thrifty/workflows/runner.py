@@ -15,6 +15,7 @@ from typing import Any
 from thrifty.agents.context import ModelSettings, RunContext
 from thrifty.agents.events import EscalationEvent, TraceEvent
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing, StopKind, UnpricedModelError, stop_reason
+from thrifty.models._litellm import get_litellm
 from thrifty.models.gateway import ModelError
 from thrifty.models.routing import Escalation, RoutedGateway, Routing, checked_entry, make_gateway
 from thrifty.redact import redact
@@ -118,6 +119,10 @@ def execute(
     the trace and the result all get the masked question.
     """
     question = redact(question)
+    if (
+        ledger is None
+    ):  # the run's clock starts with its ledger: the one-off LiteLLM import (2-3 s) is not its time
+        get_litellm()
     checkpoint = _checkpoint_for(on_limit, checkpoint)
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()

@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from thrifty.agents.events import TraceEvent
 from thrifty.budget import ChargeEvent, Ledger, Reservation
+from thrifty.models._litellm import get_litellm
 from thrifty.redact import redact
 from thrifty.workflows.result import RunResult
 
@@ -334,7 +335,9 @@ def stream_task(
     ``checkpoint``, ``resume`` and ``checkpoint_meta`` of :func:`thrifty.workflows.runner.execute`."""
     from thrifty.workflows.runner import new_run_id, run_task
 
-    ledger = ledger or Ledger(spec.budget, name="run")
+    if ledger is None:  # the one-off LiteLLM import before the run's clock starts (runner.execute)
+        get_litellm()
+        ledger = Ledger(spec.budget, name="run")
     run_id = run_id or new_run_id()
 
     def start(on_trace: Callable[[TraceEvent], None]) -> RunResult:
