@@ -522,6 +522,15 @@ def _stop(
     return update
 
 
+def _refusal(exc: BudgetExceeded) -> str:
+    """Why a tool call was not run, as the model reads it: a budget spent, or a batch of more items than
+    the calls left."""
+    counted = exc.dimension == "tool_calls" or exc.dimension.startswith("tool:")  # a batch's items
+    if counted and exc.available > 0 and exc.requested > exc.available:
+        return f"this call needs {exc.requested:g} {exc.dimension}, only {exc.available:g} left."
+    return f"the budget for {exc.dimension} is spent."
+
+
 def observe(state: StepState, ctx: RunContext) -> dict[str, Any]:
     """Run the tool calls of the last assistant message; each result carries the budget block."""
     last = (state.get("messages") or [])[-1]
@@ -535,7 +544,7 @@ def observe(state: StepState, ctx: RunContext) -> dict[str, Any]:
             content = f"{REPEATED_CALL_NOTE}\n{obs.content}" if obs.cached else obs.content
             ok, cached, usd, refused_by = obs.ok, obs.cached, obs.usd, None
         except BudgetExceeded as exc:
-            content = f"Not run: the budget for {exc.dimension} is spent. Use another tool or answer."
+            content = f"Not run: {_refusal(exc)} Use another tool or answer."
             ok, cached, usd, refused_by = False, False, 0.0, exc.dimension
         view = BudgetView.read(ctx.ledger, ctx.tool_names)
         if ctx.tracker:
