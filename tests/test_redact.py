@@ -75,6 +75,9 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 def test_user_password_in_urls_and_nested_values() -> None:
     out = redact("could not connect to postgresql://app:s3cr3t-pass@db.local/runs")
     assert "s3cr3t-pass" not in out and "postgresql://app:" in out
+    # an unescaped @ in the password: its tail was left, read as part of the host
+    assert redact("postgresql://bob:pl@inHunter9@127.0.0.1:1/db") == "postgresql://bob:***@127.0.0.1:1/db"
+    assert redact("https://u:p@h.example/x?y=a@b") == "https://u:***@h.example/x?y=a@b"
     nested = redact_value({"detail": [f"key {KEYS['groq']}", ("x", KEYS["aws"])], "n": 3})
     assert nested == {"detail": ["key gsk_***", ("x", "AKIA***")], "n": 3}
 

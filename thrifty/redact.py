@@ -113,9 +113,10 @@ _SHAPES: list[tuple[re.Pattern[str], str, Callable[[str, str], bool]]] = [
         r"\1\2" + MASK,
         _has_lower("key", "token", "secret", "passw"),
     ),
-    # user:password@host in URLs.
+    # user:password@host in URLs (a password holding an unescaped @ is masked up to the last @ before the
+    # path: it is the host that follows the last one).
     (
-        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@]+):[^\s/@]+@"),
+        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@]+):[^\s/]+@"),
         r"\1:" + MASK + "@",
         _has("://"),
     ),

@@ -88,6 +88,14 @@ def test_a_store_that_cannot_be_opened_is_a_memory_store_error_without_its_passw
     with pytest.raises(MemoryStoreError, match=r"cannot open") as err:
         Memory("postgresql://u:s3cr3t@localhost:1/db", embedder="none")
     assert "s3cr3t" not in str(err.value) and "u:***@localhost:1/db" in str(err.value)
+    # a password as a query parameter, and one with an unescaped @ (its tail was read as the host)
+    for url in (
+        "postgresql://127.0.0.1:1/db?password=hunter2xyz",
+        "postgresql://bob:pl@inHunter9@127.0.0.1:1/db",
+    ):
+        with pytest.raises(MemoryStoreError, match=r"cannot open") as err:
+            Memory(url, embedder="none").recall("x", scope=CAROLINE)
+        assert "hunter2xyz" not in str(err.value) and "inHunter9" not in str(err.value), str(err.value)
     with pytest.raises(MemoryStoreError, match=r"nosuchdriver"):
         Memory("nosuchdriver://u:s3cr3t@h/db", embedder="none")
 

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from thrifty.budget import Budget, BudgetExceeded, Ledger, Pricing
@@ -192,22 +192,28 @@ class MemoryStoreError(ValueError):
     unreachable, or not a database); the message names the store, never its password."""
 
 
-def _url_parts(url: str) -> tuple[str, str | None]:
-    """A store's URL as messages show it (any password hidden), and the password (to scrub it elsewhere)."""
+def _url_parts(url: str | URL) -> tuple[str, list[str]]:
+    """A store's URL as messages show it (any password hidden), and the secrets to scrub from a driver's
+    error: the password, and the part of an unescaped one (``user:p@ss@host``) that SQLAlchemy took for the
+    host."""
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
     except (SQLAlchemyError, ValueError):
-        return redact(url), None
-    return parsed.render_as_string(hide_password=True), parsed.password
+        return redact(str(url)), []
+    hidden = [str(parsed.password)] if parsed.password else []
+    if parsed.host and "@" in parsed.host:
+        hidden.append(parsed.host.rsplit("@", 1)[0] + "@")
+    # redact: a password given as a query parameter (?password=...) is not the URL's password to SQLAlchemy
+    return redact(parsed.render_as_string(hide_password=True)), hidden
 
 
-def _reason(exc: BaseException, password: str | None) -> str:
-    """The first line of a driver's error, the store's password hidden should it quote it."""
+def _reason(exc: BaseException, hidden: list[str]) -> str:
+    """The first line of a driver's error, the store's secrets hidden should it quote them."""
     text = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
-    if password:
-        text = text.replace(password, "***")
+    for secret in hidden:
+        text = text.replace(secret, "***")
     return redact(text)[:200]
 
 
@@ -347,9 +353,9 @@ class Memory:
             return _engine(store, busy_timeout)
         except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
             raw = str(store)
-            shown, password = _url_parts(raw) if "://" in raw else (raw, None)
+            shown, hidden = _url_parts(raw) if "://" in raw else (raw, [])
             raise MemoryStoreError(
-                f"memory store {shown}: cannot open ({_reason(exc, password)}); give a SQLite file in a folder "
+                f"memory store {shown}: cannot open ({_reason(exc, hidden)}); give a SQLite file in a folder "
                 "you can write, or a SQLAlchemy URL whose driver is installed"
             ) from None
 
@@ -541,8 +547,8 @@ class Memory:
             raise self._store_error(exc) from None
 
     def _store_error(self, exc: SQLAlchemyError, doing: str = "write") -> MemoryStoreError:
-        url = self.engine.url.render_as_string(hide_password=True)
-        reason = _reason(exc, self.engine.url.password and str(self.engine.url.password))
+        url, hidden = _url_parts(self.engine.url)
+        reason = _reason(exc, hidden)
         done = "; nothing was written" if doing == "write" else ""
         return MemoryStoreError(
             f"memory store {url}: cannot {doing} ({reason}){done}. If another process holds the database, "
