@@ -88,3 +88,29 @@ def test_the_prefix_stays_so_the_error_still_says_which_key() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(thrifty.redact).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # an api_bases URL in a web_search error: the observation, trace and --json showed it whole
+        (
+            "cannot reach api_bases.searxng (http://127.0.0.1:1/?api_token=supersecret99): refused",
+            "cannot reach api_bases.searxng (http://127.0.0.1:1/?api_token=***): refused",
+        ),
+        (
+            "https://b.s3/x?X-Amz-Signature=abcdef0123&X-Amz-Credential=AK12",
+            "https://b.s3/x?X-Amz-Signature=***&X-Amz-Credential=***",
+        ),
+        ("http://h/p;jsessionid=ABCDEF123456?x=1", "http://h/p;jsessionid=***?x=1"),
+        ("?access_key=abcdef123456", "?access_key=***"),
+        ("MCP stderr: token=stderrsecret123456 secret=zzzzyyyy99", "MCP stderr: token=*** secret=***"),
+        ('{"token": "abcdefgh"}', '{"token": "***"}'),
+        ("tavily key tvly-AbCdEf1234567890abcdef", "tavily key tvly-***"),
+        # prose and ordinary parameters stay as they are
+        ("max_tokens=4096, monkey=banana, ?keys=1&q=token, the token: abcd", None),
+        ("page?sort=key&id=5", None),
+    ],
+)
+def test_more_secret_shapes_are_masked_and_prose_is_not(text: str, masked: str | None) -> None:
+    assert redact(text) == (text if masked is None else masked)

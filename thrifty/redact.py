@@ -39,7 +39,7 @@ _MIN_SECRET_LEN = 8  # shorter values ("1", "true") would mask ordinary words
 _KEY_CHARS = r"[A-Za-z0-9_\-+/=.]"
 _PROVIDER_PREFIXES = (
     "sk-", "xai-", "gsk_", "r8_", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-",
-    "xox", "AIza", "_live_",
+    "xox", "AIza", "_live_", "tvly-", "pplx-",
 )  # fmt: skip
 
 
@@ -87,18 +87,20 @@ _SHAPES: list[tuple[re.Pattern[str], str, Callable[[str, str], bool]]] = [
     (
         re.compile(
             r"\b(sk-ant-|sk-proj-|sk-or-|sk-|xai-|gsk_|r8_|hf_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|glpat-"
-            rf"|xox[abposr]-|AIza|pk_live_|sk_live_|rk_live_){_KEY_CHARS}{{8,}}"
+            rf"|xox[abposr]-|AIza|pk_live_|sk_live_|rk_live_|tvly-|pplx-){_KEY_CHARS}{{8,}}"
         ),
         r"\1" + MASK,
         _has(*_PROVIDER_PREFIXES),
     ),
     # AWS access key ids.
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), r"\1" + MASK, _has("AKIA", "ASIA")),
-    # Secrets in URL query strings: ?key=..., &access_token=..., &sig=...
+    # Secrets in URL query strings: ?key=..., &access_token=..., &api_token=..., &X-Amz-Signature=...,
+    # ;jsessionid=... (a parameter named so, or ending in _key, -token, ... after a prefix); the value ends
+    # before a bracket or comma, so "(...?token=x): refused" keeps its "):".
     (
         re.compile(
-            r"(?i)([?&;])(key|api[_-]?key|apikey|token|access[_-]?token|auth|sig|signature|secret|password)"
-            r"=([^&\s#\"'<>]+)"
+            r"(?i)([?&;])((?:[a-z0-9]+[_-])*(?:key|apikey|token|auth|sig|signature|secret|password|credential)"
+            r"|j?session[_-]?id)=([^&;?\s#\"'<>()\[\],]+)"
         ),
         r"\1\2=" + MASK,
         _has("="),
@@ -106,12 +108,19 @@ _SHAPES: list[tuple[re.Pattern[str], str, Callable[[str, str], bool]]] = [
     # key=value / "key": "value" text naming a secret (headers, JSON, config dumps).
     (
         re.compile(
-            r"(?i)\b((?:x-)?api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token"
-            r"|client[_-]?secret|secret[_-]?(?:access[_-]?)?key|password|passwd)(\"?\s*[=:]\s*\"?)"
-            r"([^\s\"',;}&]{4,})"
+            r"(?i)\b((?:x-)?api[_-]?key|apikey|api[_-]?token|access[_-]?(?:token|key)|auth[_-]?token"
+            r"|refresh[_-]?token|private[_-]?(?:token|key)|client[_-]?secret|secret[_-]?(?:access[_-]?)?key"
+            r"|password|passwd)(\"?\s*[=:]\s*\"?)"
+            r"([^\s\"',;}&()\[\]]{4,})"
         ),
         r"\1\2" + MASK,
         _has_lower("key", "token", "secret", "passw"),
+    ),
+    # A bare token= / secret= (or a JSON "token": "..."), not prose such as "the token: x".
+    (
+        re.compile(r"(?i)\b(token|secret)(=|\"\s*:\s*\")([^\s\"',;}&()\[\]]{4,})"),
+        r"\1\2" + MASK,
+        _has_lower("token", "secret"),
     ),
     # user:password@host in URLs (a password holding an unescaped @ is masked up to the last @ before the
     # path: it is the host that follows the last one).
