@@ -180,6 +180,13 @@ def test_concurrent_runs_are_limited_and_a_run_can_be_cancelled() -> None:
     assert res.status_code == 409 and "has ended" in res.json()["error"]["message"]
 
 
+def test_the_token_is_not_echoed_from_a_request_body() -> None:
+    res = _client().post(
+        "/runs", json={"question": "q", "model": "local/smollm2", "tools": [TOKEN]}, headers=AUTH
+    )
+    assert res.status_code == 400 and "unknown tool '***'" in res.text and TOKEN not in res.text
+
+
 def test_the_server_refuses_to_start_without_a_token() -> None:
     with pytest.raises(ServeError, match="THRIFTY_SERVE_TOKEN"):
         check_start("0.0.0.0", None, allow_no_token=False)

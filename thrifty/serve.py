@@ -833,7 +833,10 @@ def create_app(settings: ServeSettings) -> Any:
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> Any:
-        return _error(exc.status, exc.code, exc.message, exc.retry_after)
+        message = exc.message  # a client that put the server's token in its body is not shown it back
+        if settings.token:
+            message = message.replace(settings.token, "***")
+        return _error(exc.status, exc.code, message, exc.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:  # an unknown path, a method
