@@ -266,3 +266,25 @@ def test_a_request_cannot_send_the_servers_key_to_its_own_host(monkeypatch: pyte
     res = _client().post("/runs", json=body, headers=AUTH)
     assert res.status_code == 400, res.text
     assert "field 'model_settings.api_base'" in res.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+def test_a_paused_run_can_be_cancelled_for_good(tmp_path: Path, restarted: bool) -> None:
+    """A paused run (or one a restart left) could not be cancelled: 409 "has ended (paused)", or 404 though
+    GET /runs listed it, so a client had no way to abandon it."""
+    script = ScriptedModel([], default=counting)
+    client = _client(tmp_path)
+    body = {"question": "count to 3", "model": script.model, "tools": ["calculator"], "on_limit": "pause"}
+    run_id = client.post("/runs", json={**body, "budget": {"tool_calls": 2}}, headers=AUTH).json()["run_id"]
+    assert _wait(client, run_id)["status"] == "paused"
+    if restarted:  # a new server on the same checkpoints lists the run as one it can resume
+        client = _client(tmp_path)
+        assert [r["run_id"] for r in client.get("/runs", headers=AUTH).json()["runs"]] == [run_id]
+    res = client.post(f"/runs/{run_id}/cancel", headers=AUTH)
+    assert res.status_code == 200 and res.json() == {"run_id": run_id, "status": "cancelled"}, res.text
+    row = DurableStore(tmp_path / "checkpoints.db").get(run_id)
+    assert row is not None and (row["status"], row["stop_reason"]) == ("finished", "cancelled")
+    res = client.post(f"/runs/{run_id}/resume", json={"budget": {"tool_calls": 5}}, headers=AUTH)
+    assert res.status_code == 409 and "has finished (cancelled)" in res.json()["error"]["message"], res.text
+    again = client.post(f"/runs/{run_id}/cancel", headers=AUTH)
+    assert again.status_code == (404 if restarted else 409), again.text

@@ -517,6 +517,32 @@ class Server:
         for r in sorted(ended, key=lambda r: r.created)[: max(0, len(self.runs) - self.settings.keep_runs)]:
             del self.runs[r.run_id]
 
+    def abandon(self, run_id: str) -> str:
+        """Cancel a run that is not running but could be resumed (paused, or cut off by a restart or a
+        shutdown): its checkpoint record is marked finished, ``cancelled``, so it can no longer be resumed.
+        Returns the run's status; 409 for a run that has ended, 404 for an unknown one."""
+        from thrifty.budget import StopKind, stop_reason
+        from thrifty.store.durable import FINISHED, DurableStore
+
+        with self.lock:
+            run = self.runs.get(run_id)
+            resumable = run is not None and run.durable and run.status in ("paused", "interrupted")
+            if run is not None and not resumable:
+                raise ServeError(
+                    409, EXIT_BAD_INPUT, f"run '{run_id}' has ended ({run.status}); nothing to cancel"
+                )
+            if run is None and self.stored_run(run_id) is None:
+                raise ServeError(404, EXIT_BAD_INPUT, f"no run '{run_id}' (fix: GET /runs lists the runs)")
+            assert self.settings.checkpoint is not None  # a resumable run is a checkpointed one
+            store = DurableStore(self.settings.checkpoint)
+            try:
+                store.set_status(run_id, FINISHED, stop_reason=stop_reason(StopKind.CANCELLED))
+            finally:
+                store.close()
+            if run is not None:
+                run.status = "cancelled"
+            return "cancelled"
+
     def get(self, run_id: str) -> _Run:
         run = self.runs.get(run_id)
         if run is None:
@@ -993,20 +1019,12 @@ def _add_run_routes(app: Any, server: Server) -> None:
 
     @app.post("/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> Any:
-        if run_id not in server.runs and await asyncio.to_thread(server.stored_run, run_id) is not None:
-            raise ServeError(
-                409,
-                EXIT_BAD_INPUT,
-                f"run '{run_id}' was cut off by a server restart and is not running; nothing to cancel "
-                f"(fix: leave it, or resume it with POST /runs/{run_id}/resume)",
-            )
-        run = server.get(run_id)
-        if run.done.is_set():
-            raise ServeError(
-                409, EXIT_BAD_INPUT, f"run '{run_id}' has ended ({run.status}); nothing to cancel"
-            )
-        run.stream.cancel()
-        return {"run_id": run_id, "status": "cancelling"}
+        run = server.runs.get(run_id)
+        if run is not None and not run.done.is_set():
+            run.stream.cancel()
+            return {"run_id": run_id, "status": "cancelling"}
+        # paused, or cut off by a restart: cancelled for good (no longer resumable); else 409 / 404
+        return {"run_id": run_id, "status": await asyncio.to_thread(server.abandon, run_id)}
 
     @app.post("/runs/{run_id}/resume", status_code=202)
     async def resume(run_id: str, request: Request) -> Any:
