@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from thrifty.budget.retry import retry_after
 from thrifty.models._litellm import get_litellm
@@ -71,6 +72,23 @@ def _transient(exc: BaseException) -> bool:
     return not _malformed(exc) and is_transient(exc)
 
 
+def _check_base(provider: str, api_base: object) -> None:
+    """A provider's base URL: None, or an http(s) URL with a host (anything else would fail every call)."""
+    if api_base is None:
+        return
+    if not isinstance(api_base, str):
+        raise TypeError(
+            f"web_search: api_bases.{provider} is the {type(api_base).__name__} {api_base!r}, not a URL "
+            f"(fix: write the server's URL as a string, e.g. api_bases={{'{provider}': 'http://localhost:8080'}})"
+        )
+    parts = urlsplit(api_base.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"web_search: api_bases.{provider} is {redact(api_base)!r}, not an http:// or https:// URL "
+            "(fix: write the server's full URL, e.g. http://localhost:8080)"
+        )
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
@@ -80,6 +98,7 @@ class LiteLLMSearch:
     dicts (a :class:`thrifty.tools.web_search.SearchBackend`)."""
 
     def check(self, provider: str, api_base: str | None) -> None:
+        _check_base(provider, api_base)
         config = _config(provider)
         if config is None:
             raise ValueError(
@@ -107,6 +126,8 @@ class LiteLLMSearch:
     def search(
         self, provider: str, query: str, *, k: int, api_base: str | None, timeout: float
     ) -> list[dict[str, str | None]]:
+        from thrifty.tools.web import final_failure
+
         litellm = get_litellm()
         try:
             response = litellm.search(
@@ -121,6 +142,9 @@ class LiteLLMSearch:
             message = redact(" ".join(text.split()))[:300] or type(exc).__name__
             if _malformed(exc):
                 message = f"malformed reply ({message})"
+            final = final_failure(exc)
+            if final is not None:  # the same request would fail the same way: not retried
+                raise SearchError(provider, redact(final), transient=False) from None
             raise SearchError(
                 provider, message, transient=_transient(exc), retry_after=retry_after(exc)
             ) from None

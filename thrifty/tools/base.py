@@ -261,6 +261,12 @@ class Tool:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
+    def unavailable(self) -> str | None:
+        """Why no call of this tool can succeed now (an MCP server that stopped), or None. The runner
+        refuses such a call before charging it, with this message, and leaves the tool out of
+        :meth:`~thrifty.tools.runner.ToolRunner.available` (so the model is no longer offered it)."""
+        return None
+
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)

@@ -35,7 +35,7 @@ import json
 import re
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, cast
 
@@ -100,6 +100,23 @@ class MCPServerConfig:
     origin: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
+        command = cast(object, self.command)  # a caller's value, typed or not
+        if isinstance(command, str):  # as a task file's `command: "python server.py"` is read
+            import shlex
+
+            try:
+                object.__setattr__(self, "command", tuple(shlex.split(command)))
+            except ValueError as exc:
+                raise ValueError(
+                    f"MCP server '{self.name}': command {command!r} cannot be split into words ({exc}) (fix: "
+                    "give a list, e.g. command=['python', 'server.py'])"
+                ) from None
+        tools = cast(object, self.tools)
+        if isinstance(tools, str):
+            raise TypeError(
+                f"MCP server '{self.name}': tools must be a list of the server's tool names, not the str "
+                f"{tools!r} (fix: tools=[{tools!r}])"
+            )
         if bool(self.command) == bool(self.url):
             raise ValueError(f"MCP server '{self.name}': give exactly one of command (stdio) or url (HTTP)")
         if self.timeout <= 0 or self.startup_timeout <= 0:
@@ -152,6 +169,11 @@ class MCPTool(Tool):
     input_schema: dict[str, Any] = field(default_factory=dict[str, Any])
     server: str = ""
     remote_name: str = ""
+    # Why its server can take no call now (it stopped), or None: MCPConnection.stopped.
+    server_stopped: Callable[[], str | None] | None = field(default=None, repr=False)
+
+    def unavailable(self) -> str | None:
+        return None if self.server_stopped is None else self.server_stopped()
 
     def kwargs(self, validated: BaseModel) -> dict[str, Any]:
         return validated.model_dump(mode="json", by_alias=True)
@@ -488,6 +510,7 @@ class MCPConnection:
         self._error: BaseException | None = None
         self._listing: list[Any] = []
         self._closed = False
+        self._stopped: str | None = None  # why the server can take no more calls, once it stopped
         self._errlog: IO[str] | None = None
         self._thread = threading.Thread(target=self._main, name=f"thrifty-mcp-{config.name}", daemon=True)
 
@@ -656,6 +679,7 @@ class MCPConnection:
                     input_schema=schema,
                     server=config.name,
                     remote_name=remote_name,
+                    server_stopped=self.stopped,
                 )
             )
         return tools
@@ -666,6 +690,25 @@ class MCPConnection:
 
         return call
 
+    def stopped(self) -> str | None:
+        """Why the server can take no more calls (``MCP server 'x' stopped: ...``: it exited, or was
+        closed), or None while it runs. Its tools' calls are then refused before they are charged."""
+        if self._stopped is None and self._client is not None:
+            loop = self._loop
+            if self._closed:
+                self._stopped = f"MCP server '{self.config.name}' stopped: its connection was closed"
+            elif loop is None or loop.is_closed() or not self._thread.is_alive():
+                self._stopped = self._stop_message(self._error)
+        return self._stopped
+
+    def _stop_message(self, exc: BaseException | None) -> str:
+        return f"MCP server '{self.config.name}' stopped: {_describe(exc)}{self._stderr_tail()}"
+
+    def _stopping(self, exc: BaseException | None) -> ToolError:
+        """The error for a call that found the server gone; later calls are refused free with it."""
+        self._stopped = self._stopped or self._stop_message(exc)
+        return ToolError(self._stopped)
+
     def call(self, tool: str, arguments: dict[str, Any]) -> str:
         """Call one tool of the server; its text framed as data. ToolError for the tool's or the protocol's
         errors, for a server that stopped and for a call that runs past the timeout (not retried: a hung tool
@@ -673,6 +716,8 @@ class MCPConnection:
         from mcp.shared.exceptions import MCPError
 
         loop, client = self._loop, self._client
+        if self._stopped is not None:
+            raise ToolError(self._stopped)
         if self._closed or loop is None or client is None or loop.is_closed() or not self._thread.is_alive():
             raise ToolError(
                 f"MCP server '{self.config.name}' is not running: {_describe(self._error)}{self._stderr_tail()}"
@@ -690,16 +735,12 @@ class MCPConnection:
             if "timed out" in str(exc).lower():
                 raise ToolError(f"MCP tool '{tool}' did not answer within {timeout:g}s") from None
             if "connection closed" in str(exc).lower():
-                raise ToolError(
-                    f"MCP server '{self.config.name}' stopped: {_describe(exc)}{self._stderr_tail()}"
-                ) from None
+                raise self._stopping(exc) from None
             detail = " ".join(str(exc).split())[:_ERROR_CHARS]  # one line: it cannot pose as a frame's end
             raise ToolError(f"MCP server '{self.config.name}': {redact(detail)}") from None
         except Exception as exc:
             if not self._thread.is_alive() or loop.is_closed():
-                raise ToolError(
-                    f"MCP server '{self.config.name}' stopped: {_describe(exc)}{self._stderr_tail()}"
-                ) from None
+                raise self._stopping(exc) from None
             raise
         text = _content_text(result)
         if getattr(result, "is_error", False):  # the server's words: framed as data like its output

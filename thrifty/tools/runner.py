@@ -225,7 +225,8 @@ class ToolRunner:
     def available(
         self, ledger: Ledger | None = None, credit: Mapping[str, float] | None = None
     ) -> list[Tool]:
-        """The tools whose budget can still pay one call, so an agent can hide the spent ones.
+        """The tools whose budget can still pay one call, so an agent can hide the spent ones (and those
+        that cannot be called any more: :meth:`Tool.unavailable`, e.g. an MCP server's after it stopped).
 
         ``credit``: spend to count as not made yet (a resumed node replaying its calls decides as it did
         when it first ran: :meth:`thrifty.store.durable.RunJournal.credit`)."""
@@ -236,7 +237,8 @@ class ToolRunner:
         affordable = [
             t
             for t in self.tools.values()
-            if ledger.can_afford({"tool_calls": 1, tool_dimension(t.name): 1, "usd": self.price(t)}, left)
+            if t.unavailable() is None  # a tool that cannot be called now (its MCP server stopped) is hidden
+            and ledger.can_afford({"tool_calls": 1, tool_dimension(t.name): 1, "usd": self.price(t)}, left)
         ]
         unpaid = unpayable_tools(ledger, [t.name for t in affordable])  # e.g. recall without memory_ops
         return [t for t in affordable if t.name not in unpaid]
@@ -324,6 +326,9 @@ class ToolRunner:
                 f"Expected {tool.signature_hint()}.",
             )
         given: dict[str, Any] = dict(cast("Mapping[str, Any]", raw))
+        gone = tool.unavailable()
+        if gone is not None:  # e.g. its MCP server stopped: the call cannot succeed, so it is not charged
+            return self._reject(name, _jsonable(given), gone, f"error: {gone}")
         try:
             validated = tool.validate(given)
         except ValidationError as exc:

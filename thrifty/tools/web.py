@@ -20,14 +20,16 @@ data, not followed as instructions, and an end marker that the text itself canno
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import re
 import socket
+import ssl
 import time
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -36,7 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from thrifty.tools.base import Tool, ToolError, tool
 
-__all__ = ["Unreachable", "UrlPolicy", "WebError", "as_data", "make_read_url"]
+__all__ = ["Unreachable", "UrlPolicy", "WebError", "as_data", "final_failure", "make_read_url"]
 
 READ_URL_MAX_BYTES = 2_000_000
 WEB_TIMEOUT = 15.0
@@ -53,6 +55,36 @@ class WebError(ToolError):
 
 class Unreachable(Exception):
     """A page whose server could not be reached (refused, reset, unreachable): worth another attempt."""
+
+
+def final_failure(exc: BaseException) -> str | None:
+    """Why a request can never succeed however often it is sent, or None (a refused or dropped connection,
+    a timeout: worth another attempt). Final: a TLS certificate that does not verify, a redirect to a
+    malformed URL, response headers too large to read, a request that cannot be sent (a URL that is not
+    http:// or https://, a malformed one) and a host name that does not resolve."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 8 and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for cause in seen:
+        text = " ".join(str(cause).split())[:300]
+        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            detail = getattr(cause, "verify_message", None) or text
+            return f"its TLS certificate does not verify ({detail})"
+        if "Invalid URL in location header" in text:
+            return (
+                f"it redirects to a malformed URL ({text.removeprefix('Invalid URL in location header: ')})"
+            )
+        if "Receive buffer too long" in text:
+            return "its response headers are too large to read"
+        if isinstance(cause, httpx.UnsupportedProtocol):
+            return f"the URL is not an http:// or https:// URL ({text})"
+        if isinstance(cause, httpx.InvalidURL | httpx.LocalProtocolError):
+            return f"the request cannot be sent ({text})"
+        if isinstance(cause, socket.gaierror):
+            return f"the host name does not resolve ({text})"
+    return None
 
 
 # Text that looks like a frame's end marker ("[end of web page]"): it could end its frame early, and have
@@ -229,7 +261,13 @@ class _Fetcher:
                     extensions=extensions,
                     timeout=httpx.Timeout(self._left(url, deadline)),
                 )
-                response = client.send(request, stream=True)
+                try:
+                    response = client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    final = final_failure(exc)
+                    if final is None:  # refused, reset, timed out: worth another attempt
+                        raise
+                    raise WebError(f"{url} cannot be read: {final}") from None
                 try:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
                         if len(seen) > self.max_redirects:
@@ -268,6 +306,9 @@ class _Fetcher:
                 cut = True
                 break
         body = b"".join(chunks)[: self.max_bytes]
+        charset = response.charset_encoding
+        if _wide(charset) and _decodes(body, charset):  # UTF-16 or UTF-32 text is full of NUL bytes
+            return _Page(url, status, content_type or "text/html", charset, body, cut)
         if b"\x00" in body[:4096]:
             raise WebError(f"{url} is binary data, not a text or HTML page")
         return _Page(url, status, content_type or "text/html", response.charset_encoding, body, cut)
@@ -308,8 +349,44 @@ class _Inflater:
         return out
 
 
+# <meta charset="..."> or <meta http-equiv="Content-Type" content="text/html; charset=...">
+_META_CHARSET = re.compile(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE)
+
+
+def _wide(charset: str | None) -> bool:
+    """A declared UTF-16 or UTF-32 charset (text whose bytes hold NULs)."""
+    return bool(charset) and charset.strip().lower().replace("_", "-").startswith(("utf-16", "utf-32"))
+
+
+def _decodes(body: bytes, charset: str | None) -> bool:
+    if not charset:
+        return False
+    try:
+        # A body cut at max_bytes may end inside a character: the check drops that last bit.
+        body[: len(body) - len(body) % 4].decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _meta_charset(page: _Page) -> str | None:
+    """The charset an HTML page declares in a ``<meta>`` in its first 4 KB, when it is one Python knows (a
+    UTF-16 or UTF-32 one is ignored: such a meta is read from ASCII-compatible bytes, so it is wrong)."""
+    if page.content_type == "text/plain":
+        return None
+    found = _META_CHARSET.search(page.body[:4096])
+    if found is None:
+        return None
+    name = found.group(1).decode("ascii")
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return None
+    return None if _wide(name) else name
+
+
 def _decode(page: _Page) -> str:
-    for encoding in (page.charset, "utf-8"):
+    for encoding in (page.charset or _meta_charset(page), "utf-8"):
         if not encoding:
             continue
         try:
@@ -390,6 +467,12 @@ def make_read_url(
     if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
         raise ValueError(
             "read_url: max_bytes and timeout must be > 0, max_redirects >= 0 (fix: use positive numbers)"
+        )
+    hosts = cast(object, allow_hosts)  # a caller's value, typed or not
+    if isinstance(hosts, str):  # iterating it would allow its characters, which match no host
+        raise TypeError(
+            f"read_url: allow_hosts must be a list of host names, addresses or networks, not the str {hosts!r} "
+            f"(fix: allow_hosts=[{hosts!r}])"
         )
     for entry in allow_hosts:
         if not entry.strip():

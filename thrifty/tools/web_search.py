@@ -16,6 +16,7 @@ connection or whose host name does not resolve is not retried: it names ``api_ba
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 from collections.abc import Mapping, Sequence
@@ -178,6 +179,10 @@ def make_web_search(
     """
     if k < 1:
         raise ValueError("web_search: k must be >= 1")
+    if isinstance(fallbacks, str):  # each letter was taken for a provider: "unknown web search provider 't'"
+        raise TypeError(f"web_search: fallbacks must be a list of providers (fix: fallbacks=[{fallbacks!r}])")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"web_search: timeout must be a positive number of seconds, got {timeout!r}")
     chain = list(dict.fromkeys([provider, *fallbacks]))
     bases = dict(api_bases or {})
     for name in chain:
