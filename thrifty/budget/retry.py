@@ -10,6 +10,8 @@ failure as its own attempt 1 (the exception is replayed, not re-run), so the wai
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +36,38 @@ MAX_RETRY_AFTER = 60.0  # a server asking for a longer wait than this (seconds) 
 
 def _never(exc: BaseException) -> bool:
     return False
+
+
+def final_failure(exc: BaseException) -> str | None:
+    """Why a request can never succeed however often it is sent, or None (a refused or dropped connection,
+    a timeout: worth another attempt). Final: a TLS certificate that does not verify, a redirect to a
+    malformed URL, response headers too large to read, a request that cannot be sent (a URL that is not
+    http:// or https://, a malformed one) and a host name that does not resolve."""
+    import httpx  # here: the budget layer imports it only when a request has failed
+
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 8 and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for cause in seen:
+        text = " ".join(str(cause).split())[:300]
+        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            detail = getattr(cause, "verify_message", None) or text
+            return f"its TLS certificate does not verify ({detail})"
+        if "Invalid URL in location header" in text:
+            return (
+                f"it redirects to a malformed URL ({text.removeprefix('Invalid URL in location header: ')})"
+            )
+        if "Receive buffer too long" in text:
+            return "its response headers are too large to read"
+        if isinstance(cause, httpx.UnsupportedProtocol):
+            return f"the URL is not an http:// or https:// URL ({text})"
+        if isinstance(cause, httpx.InvalidURL | httpx.LocalProtocolError):
+            return f"the request cannot be sent ({text})"
+        if isinstance(cause, socket.gaierror):
+            return f"the host name does not resolve ({text})"
+    return None
 
 
 def retry_after(exc: BaseException) -> float | None:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from thrifty.budget.retry import retry_after
+from thrifty.budget.retry import final_failure, retry_after
 from thrifty.models._litellm import get_litellm
 from thrifty.models.gateway import is_transient
 from thrifty.redact import redact
@@ -126,8 +126,6 @@ class LiteLLMSearch:
     def search(
         self, provider: str, query: str, *, k: int, api_base: str | None, timeout: float
     ) -> list[dict[str, str | None]]:
-        from thrifty.tools.web import final_failure
-
         litellm = get_litellm()
         try:
             response = litellm.search(

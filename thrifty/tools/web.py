@@ -24,7 +24,6 @@ import codecs
 import ipaddress
 import re
 import socket
-import ssl
 import time
 import zlib
 from collections.abc import Callable, Collection
@@ -36,9 +35,10 @@ import httpx
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from thrifty.budget.retry import final_failure
 from thrifty.tools.base import Tool, ToolError, tool
 
-__all__ = ["Unreachable", "UrlPolicy", "WebError", "as_data", "final_failure", "make_read_url"]
+__all__ = ["Unreachable", "UrlPolicy", "WebError", "as_data", "make_read_url"]
 
 READ_URL_MAX_BYTES = 2_000_000
 WEB_TIMEOUT = 15.0
@@ -55,36 +55,6 @@ class WebError(ToolError):
 
 class Unreachable(Exception):
     """A page whose server could not be reached (refused, reset, unreachable): worth another attempt."""
-
-
-def final_failure(exc: BaseException) -> str | None:
-    """Why a request can never succeed however often it is sent, or None (a refused or dropped connection,
-    a timeout: worth another attempt). Final: a TLS certificate that does not verify, a redirect to a
-    malformed URL, response headers too large to read, a request that cannot be sent (a URL that is not
-    http:// or https://, a malformed one) and a host name that does not resolve."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(seen) < 8 and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    for cause in seen:
-        text = " ".join(str(cause).split())[:300]
-        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-            detail = getattr(cause, "verify_message", None) or text
-            return f"its TLS certificate does not verify ({detail})"
-        if "Invalid URL in location header" in text:
-            return (
-                f"it redirects to a malformed URL ({text.removeprefix('Invalid URL in location header: ')})"
-            )
-        if "Receive buffer too long" in text:
-            return "its response headers are too large to read"
-        if isinstance(cause, httpx.UnsupportedProtocol):
-            return f"the URL is not an http:// or https:// URL ({text})"
-        if isinstance(cause, httpx.InvalidURL | httpx.LocalProtocolError):
-            return f"the request cannot be sent ({text})"
-        if isinstance(cause, socket.gaierror):
-            return f"the host name does not resolve ({text})"
-    return None
 
 
 # Text that looks like a frame's end marker ("[end of web page]"): it could end its frame early, and have
