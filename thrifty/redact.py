@@ -188,11 +188,12 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: object) -> object:
-    """:func:`redact` applied to every string inside ``value`` (dicts, lists and tuples are walked)."""
+    """:func:`redact` applied to every string inside ``value`` (dicts, lists and tuples are walked; a dict's
+    string keys too: a session id may be one)."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
-        return {k: redact_value(v) for k, v in value.items()}
+        return {redact_value(k): redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(redact_value(v) for v in value)
     return value

@@ -163,11 +163,18 @@ def test_a_bad_memory_block_is_refused_with_its_field(tmp_path: Path, memory: st
         load_task(_task(tmp_path, memory), model="scripted/x")
 
 
-def test_a_broken_ingest_file_is_a_setup_error_naming_it(tmp_path: Path) -> None:
+def test_a_broken_ingest_file_is_refused_naming_it(tmp_path: Path) -> None:
+    """At load (what `agent validate` reads too), naming the field; and if it breaks after that, at setup."""
     path = _task(tmp_path, "  scope: {user_id: c}\n  ingest: [chats.jsonl]\n  embedder: none\n")
-    (tmp_path / "chats.jsonl").write_text('{"turns": [', encoding="utf-8")
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text('{"turns": [', encoding="utf-8")
+    with pytest.raises(TaskFileError, match=r"memory\.ingest\.0.*chats\.jsonl, line 1"):
+        load_task(path, model=ScriptedModel([]).model)
+    chats.write_text('{"turns": [{"speaker": "a", "text": "hi"}]}\n', encoding="utf-8")
+    spec = load_task(path, model=ScriptedModel([]).model)
+    chats.write_text('{"turns": [', encoding="utf-8")
     with pytest.raises(SetupError, match=r"chats\.jsonl, line 1"):
-        run_task(load_task(path, model=ScriptedModel([]).model), store=False)
+        run_task(spec, store=False)
 
 
 def test_a_task_file_memory_block_writes_facts_and_summaries(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ class LongMemEvalQuestion:
 
 def _read_json(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM is allowed
     except FileNotFoundError:
         raise MemoryFormatError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -240,7 +240,7 @@ def load_jsonl_sessions(path: str | Path) -> list[ChatSession]:
     """Plain chat sessions, one JSON object per line (see the module docstring)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a UTF-8 BOM is allowed
     except FileNotFoundError:
         raise MemoryFormatError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

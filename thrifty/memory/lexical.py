@@ -46,6 +46,7 @@ from thrifty.memory.records import (
     WriteRequest,
     Written,
     _utc,
+    masked,
 )
 from thrifty.memory.tier import Estimate, MemoryContext, MemoryTier
 from thrifty.store import make_engine
@@ -101,14 +102,18 @@ def _row(item: MemoryItem) -> _ItemRow:
 
 
 def _item(row: _ItemRow) -> MemoryItem:
-    return MemoryItem(
-        text=row.text,
-        scope=Scope(user_id=row.user_id, agent_id=row.agent_id, run_id=row.run_id),
-        source=row.source,
-        created=row.created,
-        valid_from=row.valid_from,
-        valid_to=row.valid_to,
-        meta=dict(row.meta or {}),
+    """A stored row as an item, masked (:func:`masked`): a row written by a version that stored keys as
+    written never shows them."""
+    return masked(
+        MemoryItem(
+            text=row.text,
+            scope=Scope(user_id=row.user_id, agent_id=row.agent_id, run_id=row.run_id),
+            source=row.source,
+            created=row.created,
+            valid_from=row.valid_from,
+            valid_to=row.valid_to,
+            meta=dict(row.meta or {}),
+        )
     )
 
 

@@ -34,7 +34,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,7 +71,7 @@ from thrifty.memory.records import (
     Written,
 )
 from thrifty.memory.router import LEVELS, MODULES, Decision, Router, RouteView, make_router
-from thrifty.memory.temporal import format_day, resolve_relative
+from thrifty.memory.temporal import format_day, parse_when, resolve_relative
 from thrifty.memory.tiers import MAX_QUERY_CHARS, DenseTier, LLMTier
 from thrifty.memory.turns import NEIGHBOURS, Neighbours, select_turns
 from thrifty.redact import redact
@@ -217,10 +217,56 @@ def _reason(exc: BaseException, hidden: list[str]) -> str:
     return redact(text)[:200]
 
 
+def short_text(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_lam(lam: float) -> float:
+    if isinstance(lam, bool) or not isinstance(lam, int | float):
+        raise TypeError(f"memory lam={lam!r}: give a number within [0, 1] (e.g. lam=0.3)")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"memory lambda must be within [0, 1], got {lam}")
     return lam
+
+
+def _check_k(k: object) -> int | None:
+    """A recall's ``k`` as given (None: the Memory's own); a bad one is refused before anything is charged."""
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(
+            f"memory recall k={k!r}: give a whole number >= 1 (e.g. k=5), or leave k out for the Memory's k"
+        )
+    if k < 1:
+        raise ValueError(f"memory recall k={k}: give k >= 1 (e.g. k=5), or leave k out for the Memory's k")
+    return k
+
+
+def _check_accounts(op: str, ledger: object, budget: object) -> None:
+    if ledger is not None and not isinstance(ledger, Ledger):
+        raise TypeError(
+            f"memory {op} ledger={ledger!r:.60}: give a thrifty.budget.Ledger (or leave it out and give a budget)"
+        )
+    if budget is not None and not isinstance(budget, Budget):
+        raise TypeError(
+            f"memory {op} budget={budget!r:.60}: give a thrifty.budget.Budget, e.g. Budget(memory_ops=4)"
+        )
+
+
+def _when(when: object) -> datetime | None:
+    """``remember``'s ``when``: a datetime, a date, or an ISO 8601 text (``"2023-05-08"``)."""
+    if when is None or isinstance(when, datetime):
+        return when
+    if isinstance(when, date):
+        return datetime(when.year, when.month, when.day, tzinfo=UTC)
+    if isinstance(when, str):
+        try:
+            return parse_when(when)
+        except ValueError as exc:
+            raise ValueError(f"memory remember when={when!r}: {exc}") from None
+    raise TypeError(
+        f"memory remember when={when!r:.60}: give a datetime, a date or an ISO 8601 text such as '2023-05-08'"
+    )
 
 
 def _engine(store: str | Path | Engine | None, busy_timeout: float) -> Engine:
@@ -300,6 +346,7 @@ class Memory:
                     f"memory {name}='high' needs a model (Memory(model=...)); or use {name}='low'"
                 )
         self._own_engine = not isinstance(store, Engine)
+        self._closed = False
         self.pricing = pricing or Pricing()
         vectors = load_embedder(embedder)
         self._embedder_off = embedder is None or embedder == "none"  # chosen, not missing
@@ -450,7 +497,9 @@ class Memory:
         from thrifty.models.protocol import parse_reply
 
         assert self.model is not None
-        messages = notes_messages(session)
+        messages = [
+            {**m, "content": redact(str(m["content"]))} for m in notes_messages(session)
+        ]  # to a model
         planner = Gateway(Ledger(), self.pricing, retries=0)
         worst = planner.plan_call(
             self.model, planner.count_prompt_tokens(self.model, messages, None), NOTES_MAX_TOKENS
@@ -477,30 +526,50 @@ class Memory:
 
     def ingest(
         self,
-        sessions: Iterable[ChatSession | Mapping[str, Any]] | str | Path,
+        sessions: Iterable[ChatSession | Mapping[str, Any]] | ChatSession | Mapping[str, Any] | str | Path,
         *,
         scope: Scope | Mapping[str, str],
         ledger: Ledger | None = None,
         budget: Budget | None = None,
         source: str | None = None,
     ) -> Ingested:
-        """Store chat sessions (objects, dicts as in a JSONL line, or a LoCoMo / LongMemEval / JSONL file):
-        their chunks and, as configured, their facts and summaries, in one charged write, all or nothing,
+        """Store chat sessions (objects, dicts as in a JSONL line, one such session alone, or a LoCoMo /
+        LongMemEval / JSONL file): their chunks and, as configured, their facts and summaries, in one charged write, all or nothing,
         idempotent by content. ``ledger``: charge it there (else a fresh one with ``budget``); HIGH writes
         never exceed it (they fall back to LOW). ``source``: the prefix of each item's source (default: the
         file's name and a colon). Raises MemoryFormatError on a bad file, BudgetExceeded (nothing written)
         when even the write cannot be paid, MemoryStoreError when the store cannot be read or written."""
+        self._check_open("ingest")
+        _check_accounts("ingest", ledger, budget)
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"memory ingest source={source!r:.60}: give a text (the items' source prefix)")
+        if isinstance(sessions, bytes | bytearray):
+            raise TypeError(
+                "memory ingest sessions: got bytes; give a file's path as a str or Path (e.g. "
+                "path.decode()), or a list of sessions"
+            )
+        if sessions is None or not isinstance(sessions, str | Path | Mapping | ChatSession | Iterable):
+            raise TypeError(
+                f"memory ingest sessions={sessions!r:.60}: give a file's path (str or Path), one session "
+                "(a dict with a 'turns' list) or a list of sessions"
+            )
         target = Scope.of(scope)
         if isinstance(sessions, str | Path):
             loaded = load_sessions(sessions)
             source = f"{Path(sessions).name}:" if source is None else source
         else:
-            loaded = sessions_from(list(sessions))
+            one = isinstance(sessions, Mapping | ChatSession)
+            loaded = sessions_from(
+                dict(sessions) if isinstance(sessions, Mapping) else sessions if one else list(sessions)
+            )
             source = source or ""
         ledger = ledger or Ledger(budget)
         report = Ingested()
         items = self.chunks(loaded, target, source)
         if not items:
+            where = redact(str(sessions)) if isinstance(sessions, str | Path) else "the sessions given"
+            what = f"{len(loaded)} sessions without turns" if loaded else "no sessions (empty or blank lines)"
+            report.notes.append(f"nothing stored: {short_text(where)} holds {what}")
             return report
         try:
             items += self._layers(loaded, target, source, ledger, report)
@@ -510,6 +579,9 @@ class Memory:
         for item in request.items:
             report.layers[item.kind] = report.layers.get(item.kind, 0) + 1
         written = self._write(request, ledger)
+        # session ids (which may hold a key) leave in the notes and the per-session tiers: masked as stored
+        report.notes = [redact(n) for n in report.notes]
+        report.tiers = {redact(k): v for k, v in report.tiers.items()}
         return report.model_copy(update=written.model_dump(include={"added", "skipped", "closed", "detail"}))
 
     def remember(
@@ -518,10 +590,20 @@ class Memory:
         *,
         scope: Scope | Mapping[str, str],
         source: str = "note",
-        when: datetime | None = None,
+        when: datetime | date | str | None = None,
         ledger: Ledger | None = None,
     ) -> Written:
-        """Store one note (a fact, an answer, a preference), its relative dates made absolute by ``when``."""
+        """Store one note (a fact, an answer, a preference), its relative dates made absolute by ``when``
+        (a datetime, a date or an ISO 8601 text such as ``"2023-05-08"``)."""
+        self._check_open("remember")
+        if not isinstance(text, str):
+            raise TypeError(f"memory remember text={text!r:.60}: give the note as a str")
+        if not text.strip():
+            raise ValueError("memory remember text is blank: give the note's text")
+        if not isinstance(source, str):
+            raise TypeError(f"memory remember source={source!r:.60}: give a text, e.g. source='note'")
+        _check_accounts("remember", ledger, None)
+        when = _when(when)
         item = MemoryItem(
             text=resolve_relative(text, when),
             scope=Scope.of(scope),
@@ -534,6 +616,8 @@ class Memory:
 
     def forget(self, scope: Scope | Mapping[str, str], *, ledger: Ledger | None = None) -> Forgotten:
         """Remove everything within ``scope`` (and nothing else)."""
+        self._check_open("forget")
+        _check_accounts("forget", ledger, None)
         try:
             return charge(self.low, ForgetRequest(scope=Scope.of(scope)), ledger or Ledger(), node="memory")
         except SQLAlchemyError as exc:
@@ -557,6 +641,7 @@ class Memory:
 
     def count(self, scope: Scope | Mapping[str, str] | None = None) -> int:
         """How many items are stored (within ``scope``). Free: a look at the store."""
+        self._check_open("count")
         try:
             return self.low.count(None if scope is None else Scope.of(scope))
         except SQLAlchemyError as exc:
@@ -570,6 +655,7 @@ class Memory:
         >>> Memory(embedder="none").least_recall_cost({"user_id": "caroline"})
         {'memory_ops': 2.0}
         """
+        self._check_open("least_recall_cost")
         request = RecallRequest(query="", k=1, scope=Scope.of(scope), kinds=_MAIN_KINDS)
         one = self.low.estimate(request).total()
         return {**one, "memory_ops": one.get("memory_ops", 0.0) + 1}
@@ -588,13 +674,19 @@ class Memory:
         """The memory block for ``query`` (see the module docstring). ``ledger``: charge it there (an agent
         passes its memory child ledger); else a fresh ledger with ``budget``. Never raises BudgetExceeded.
         ``lam`` (this recall's trade-off) must be within [0, 1], as the constructor's."""
+        self._check_open("recall")
+        if not isinstance(query, str):
+            raise TypeError(f"memory recall query={query!r:.60}: give the question as a str")
         if lam is not None:
             _check_lam(lam)
+        k = _check_k(k)
+        _check_accounts("recall", ledger, budget)
         started = time.perf_counter()
         ledger = ledger or Ledger(budget)
         target = Scope.of(scope)
         chosen = self.router if router is None else make_router(router)
         notes: list[str] = []
+        query = redact(query)  # a key in the question reaches no model tier (nor a prompt, nor a report)
         if len(query) > MAX_QUERY_CHARS:
             notes.append(f"query cut to {MAX_QUERY_CHARS} characters for retrieval")
             query = query[:MAX_QUERY_CHARS]
@@ -618,7 +710,8 @@ class Memory:
         items = items if block else []  # no block: nothing recalled was shown
         report.items = len(items)
         report.facts = len(facts)
-        text = f"{MEMORY_OPEN}\n{_safe(block)}\n{MEMORY_CLOSE}" if block else ""
+        # redact: items are masked when written and read; the block is masked again as it leaves memory
+        text = f"{MEMORY_OPEN}\n{_safe(redact(block))}\n{MEMORY_CLOSE}" if block else ""
         report.block_tokens = block_tokens(text) if text else 0
         return MemoryRecall(block=text, items=items, report=report)
 
@@ -711,6 +804,7 @@ class Memory:
         return [i for i in self._stored(Scope.of(scope)) if i.kind == "summary"]
 
     def _stored(self, scope: Scope) -> list[MemoryItem]:
+        self._check_open("read")
         try:
             return self.low.items(scope)
         except SQLAlchemyError as exc:
@@ -893,7 +987,15 @@ class Memory:
         )
 
     # ------------------------------------------------------------------------------------- lifetime
+    def _check_open(self, op: str) -> None:
+        if self._closed:
+            raise MemoryStoreError(
+                f"memory {op}: this Memory is closed (close() was called, or its `with` block ended); "
+                "open a new Memory(...) on the same store to use it again"
+            )
+
     def close(self) -> None:
+        self._closed = True
         for tier in (self.low, self.mid, self.high):
             if tier is not None:
                 tier.close()

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from thrifty.redact import redact, redact_value
+
 __all__ = [
     "ForgetRequest",
     "Forgotten",
@@ -34,6 +36,7 @@ __all__ = [
     "WriteRequest",
     "Written",
     "content_id",
+    "masked",
 ]
 
 Level = Literal["low", "mid", "high"]  # BudgetMem's tiers: rules / BM25 -> embeddings -> an LLM
@@ -152,9 +155,20 @@ class MemoryItem(BaseModel):
         return str(self.meta.get("kind") or "note")
 
 
+def masked(item: MemoryItem) -> MemoryItem:
+    """``item`` with any key or secret in its text, source and metadata (session ids, refs) masked by
+    :func:`thrifty.redact.redact`: what every write stores (:class:`WriteRequest`) and every read gives back
+    (items stored by a version that did not mask). The same item when there is nothing to mask."""
+    text, source, meta = redact(item.text), redact(item.source), redact_value(item.meta)
+    if text == item.text and source == item.source and meta == item.meta:
+        return item
+    return item.model_copy(update={"text": text, "source": source, "meta": meta})
+
+
 # ------------------------------------------------------------------------------------------ requests
 class WriteRequest(BaseModel):
-    """Store ``items``. Repeats within the request are dropped here (first kept), so a tier sees each id once."""
+    """Store ``items``. Every item is :func:`masked` first (no key is ever stored, whichever tier writes),
+    then repeats within the request are dropped (first kept), so a tier sees each id once."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -165,7 +179,7 @@ class WriteRequest(BaseModel):
     @classmethod
     def _distinct(cls, items: tuple[MemoryItem, ...]) -> tuple[MemoryItem, ...]:
         seen: dict[str, MemoryItem] = {}
-        for item in items:
+        for item in map(masked, items):
             seen.setdefault(item.id, item)
         return tuple(seen.values())
 

@@ -197,6 +197,7 @@ def setup_from_spec(
     a ValueError naming the field (``memory.model``, ``memory.store``, ``memory.embedder``)."""
     from thrifty.memory import MemoryStoreError
     from thrifty.memory.embed import EmbedderError
+    from thrifty.memory.formats import MemoryFormatError
     from thrifty.models.routing import MODEL_CHECK_ERRORS, check_model
 
     def resolve(p: str) -> str:
@@ -214,9 +215,12 @@ def setup_from_spec(
     weights = learned_weights(router, base_dir)
     if weights is not None:
         router = f"learned:{weights}"
-    pending = [
-        PendingIngest(load_sessions(resolve(source)), f"{Path(source).name}:") for source in spec.ingest
-    ]
+    pending: list[PendingIngest] = []
+    for i, source in enumerate(spec.ingest):
+        try:
+            pending.append(PendingIngest(load_sessions(resolve(source)), f"{Path(source).name}:"))
+        except (MemoryFormatError, OSError) as exc:
+            raise ValueError(f"memory.ingest.{i}: {exc}") from None
     try:
         memory = Memory(
             resolve(spec.store),

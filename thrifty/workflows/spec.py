@@ -1069,6 +1069,7 @@ def check_resources(
     issues += _check_mcp(spec, root)
     issues += _check_tool_names(spec, root, import_references)
     issues += _check_router_weights(spec, root)
+    issues += _check_memory_files(spec, root)
 
     strategy = spec.strategy.name
     builder = None
@@ -1423,6 +1424,56 @@ def _check_router_weights(spec: TaskSpec, root: yaml.Node | LineIndex | None) ->
         default_fix = "train one with `agent memory train-router --data FILE --out router.json`"
         return [Issue(_line_of(root, ("memory", "router")), "memory.router", message, fix or default_fix)]
     return []
+
+
+def _memory_path(spec: TaskSpec, given: str) -> Path:
+    """A ``memory:`` path as the run resolves it (relative to the task file)."""
+    path = Path(given).expanduser()
+    return path if path.is_absolute() else spec.base_dir / path
+
+
+def _check_memory_files(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
+    """``memory.ingest`` files (each read and checked, as the run reads them before it spends) and the
+    ``memory.store`` target (a SQLite file, new or a database, in a folder that can be written; or a URL that
+    parses and whose driver is installed; nothing created or connected to): else ``agent validate`` said ok
+    and ``agent run`` then refused the file."""
+    from thrifty.memory.formats import MemoryFormatError, load_sessions
+    from thrifty.redact import redact
+    from thrifty.store.check import SKIP_HINT, StoreError, check_store
+
+    if spec.memory is None:
+        return []
+    issues: list[Issue] = []
+    for i, given in enumerate(spec.memory.ingest):
+        try:
+            load_sessions(_memory_path(spec, given))
+        except (MemoryFormatError, OSError, ValueError) as exc:
+            issues.append(
+                Issue(
+                    _line_of(root, ("memory", "ingest", i)),
+                    f"memory.ingest.{i}",
+                    short(exc, 400),
+                    "give a LoCoMo or LongMemEval .json file, or a .jsonl file of UTF-8 JSON lines, one "
+                    'session a line ({"date": "2023-05-08", "turns": [{"speaker": "...", "text": "..."}]}), '
+                    "its path relative to the task file",
+                )
+            )
+    store = spec.memory.store
+    try:
+        check_store(store if "://" in store or store == ":memory:" else _memory_path(spec, store))
+    except StoreError as exc:
+        text = str(exc).removesuffix(f", {SKIP_HINT})")
+        problem, _, fix = text.partition(" (fix: ")
+        problem = problem.split("': ", 1)[-1]
+        issues.append(
+            Issue(
+                _line_of(root, ("memory", "store")),
+                "memory.store",
+                f"memory store {redact(short(store, 120))!r}: {problem}",
+                fix.replace("runs.db", "memory.db") or "give a SQLite file or a SQLAlchemy URL",
+            )
+        )
+    return issues
 
 
 def _check_corpus(spec: TaskSpec, root: yaml.Node | LineIndex | None) -> list[Issue]:
