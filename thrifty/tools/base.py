@@ -116,11 +116,8 @@ def _unwrapped(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _build_args_model(fn: Callable[..., Any], name: str, param_docs: Mapping[str, str]) -> type[BaseModel]:
     """A pydantic model of ``fn``'s parameters: annotations become types, defaults stay defaults."""
     signature = inspect.signature(fn)
-    target = (
-        fn.func if isinstance(fn, functools.partial) else fn
-    )  # a partial's annotations are its function's
-    try:
-        hints = typing.get_type_hints(target, include_extras=True)
+    try:  # a partial's annotations are its function's
+        hints = typing.get_type_hints(_unwrapped(fn), include_extras=True)
     except Exception:  # unresolved forward refs: fall back to the raw annotations
         hints = {}
     fields: dict[str, Any] = {}
