@@ -167,3 +167,28 @@ def test_the_runner_reports_an_unprintable_result_as_a_failed_attempt(use_async:
     obs = asyncio.run(runner.arun("weird", {"x": "a"})) if use_async else runner.run("weird", {"x": "a"})
     assert not obs.ok and obs.attempts == 2
     assert obs.content.startswith("error: RuntimeError: no text for you")
+
+
+def test_a_method_decorated_in_its_class_is_refused_and_a_bound_one_works() -> None:
+    """The model was shown `meth(self: Any, x: str)` and every call failed "self: Field required"."""
+
+    with pytest.raises(
+        TypeError, match=r"first parameter 'self' would be asked of the model.*tool\(obj\.meth\)"
+    ):
+
+        class Weather:
+            @tool
+            def meth(self, city: str) -> str:
+                return city
+
+    class Forecast:
+        def __init__(self, prefix: str) -> None:
+            self.prefix = prefix
+
+        def lookup(self, city: str) -> str:
+            """Forecast for a city."""
+            return self.prefix + city
+
+    bound = tool(Forecast("sunny in ").lookup)
+    assert bound.name == "lookup" and list(bound.parameters_schema()["properties"]) == ["city"]
+    assert bound.fn(city="Paris") == "sunny in Paris"

@@ -346,6 +346,13 @@ def _make_tool(
             "in a def)"
         )
     target: Callable[..., Any] = _unwrapped(fn)  # a partial's docstring is partial's own
+    first = next(iter(inspect.signature(fn).parameters), None)
+    if first in ("self", "cls") and inspect.isfunction(fn):  # @tool in a class body: not bound to anything
+        raise TypeError(
+            f"tool '{tool_name}': its first parameter '{first}' would be asked of the model (a method "
+            "decorated in its class is not bound to an object) (fix: decorate a plain function, or make the "
+            f"tool from the bound method: tool(obj.{fn_name or tool_name}))"
+        )
     doc = _parse_docstring(inspect.getdoc(target))
     args_model = _build_args_model(fn, tool_name, doc.params)
     return Tool(
