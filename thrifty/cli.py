@@ -304,10 +304,9 @@ def run(
             f"internal error while reading {file}: {type(exc).__name__}: {exc}", EXIT_INTERNAL
         ) from None
 
-    from thrifty.models._litellm import get_litellm
+    from thrifty.workflows.runner import run_ledger
 
-    get_litellm()  # loaded by the model checks already, as a rule: the run's clock starts with its ledger
-    ledger = Ledger(spec.budget, name="run")
+    ledger = run_ledger(spec.budget)
     view = None if (as_json or quiet) else LiveView(ledger, f"{spec.name or file.name} · {spec.model}")
     if view is not None:
         err.print(Text("Question: ", style="bold") + Text(redact(spec.rendered_question())))

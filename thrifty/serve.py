@@ -555,9 +555,9 @@ LISTED_QUESTION_CHARS = 500
 
 
 def _shortened(question: str) -> str:
-    if len(question) <= LISTED_QUESTION_CHARS:
-        return question
-    return question[: LISTED_QUESTION_CHARS - 1] + "…"
+    from thrifty.agents.events import shorten
+
+    return question if len(question) <= LISTED_QUESTION_CHARS else shorten(question, LISTED_QUESTION_CHARS)
 
 
 def _status_of(result: RunResult) -> str:

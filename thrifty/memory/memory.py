@@ -217,10 +217,6 @@ def _reason(exc: BaseException, hidden: list[str]) -> str:
     return redact(text)[:200]
 
 
-def short_text(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _check_lam(lam: float) -> float:
     if isinstance(lam, bool) or not isinstance(lam, int | float):
         raise TypeError(f"memory lam={lam!r}: give a number within [0, 1] (e.g. lam=0.3)")
@@ -568,8 +564,9 @@ class Memory:
         items = self.chunks(loaded, target, source)
         if not items:
             where = redact(str(sessions)) if isinstance(sessions, str | Path) else "the sessions given"
+            where = where if len(where) <= 200 else where[:197] + "..."
             what = f"{len(loaded)} sessions without turns" if loaded else "no sessions (empty or blank lines)"
-            report.notes.append(f"nothing stored: {short_text(where)} holds {what}")
+            report.notes.append(f"nothing stored: {where} holds {what}")
             return report
         try:
             items += self._layers(loaded, target, source, ledger, report)

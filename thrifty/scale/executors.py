@@ -79,12 +79,10 @@ class RunStopper:
 
     def ledger(self, budget: Budget) -> Ledger:
         """A run's Ledger, refusing every charge once the runs are stopped."""
-        from thrifty.budget import Ledger
-        from thrifty.models._litellm import get_litellm
+        from thrifty.workflows.runner import run_ledger
         from thrifty.workflows.stream import stop_on
 
-        get_litellm()  # a worker's first task: the one-off import is not the run's time (its clock starts here)
-        ledger = Ledger(budget, name="run")
+        ledger = run_ledger(budget)
         stop_on(ledger, self._stop)
         return ledger
 

@@ -281,7 +281,7 @@ class _Fetcher:
             return _Page(url, status, content_type or "text/html", charset, body, cut)
         if b"\x00" in body[:4096]:
             raise WebError(f"{url} is binary data, not a text or HTML page")
-        return _Page(url, status, content_type or "text/html", response.charset_encoding, body, cut)
+        return _Page(url, status, content_type or "text/html", charset, body, cut)
 
 
 class _Inflater:

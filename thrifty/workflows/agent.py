@@ -26,7 +26,6 @@ from thrifty.agents.context import DEFAULT_MAX_STEPS
 from thrifty.budget import Budget, Ledger, Pricing
 from thrifty.memory import Memory, Scope
 from thrifty.models import NamedModel, model_name
-from thrifty.models._litellm import get_litellm
 from thrifty.models.routing import EscalationPolicy, Routing
 from thrifty.models.settings import (
     DEFAULT_ANSWER_CHOICE,
@@ -44,7 +43,7 @@ from thrifty.tools import Tool
 from thrifty.workflows.memory import MemoryMode, MemorySetup
 from thrifty.workflows.options import parse_options
 from thrifty.workflows.result import RunResult
-from thrifty.workflows.runner import TraceCallback, execute, new_run_id
+from thrifty.workflows.runner import TraceCallback, execute, new_run_id, run_ledger
 from thrifty.workflows.spec import StrategySpec
 from thrifty.workflows.strategies import STRATEGIES, get_builder
 from thrifty.workflows.stream import RunCancelled, RunStream, stop_on
@@ -288,8 +287,7 @@ class Agent:
         :meth:`run`'s."""
         self._check_run(question, run_id=run_id, checkpoint=checkpoint, memory_scope=memory_scope)
         limits = _as_budget(budget, "budget") or self.budget
-        get_litellm()  # the one-off import before the run's clock starts (as runner.execute)
-        ledger = Ledger(limits, name="run")
+        ledger = run_ledger(limits)
         durable = _run_options(run_id, checkpoint, on_limit)
         run_id = run_id or new_run_id()
 
@@ -367,8 +365,7 @@ class Agent:
         # The run's own Ledger refuses every charge once cancelled: the run stops at its next model or tool
         # call, not only at its next trace event.
         limits = _as_budget(budget, "budget") or self.budget
-        get_litellm()  # the one-off import before the run's clock starts (as runner.execute)
-        ledger = Ledger(limits, name="run")
+        ledger = run_ledger(limits)
         stop_on(ledger, stop)
         durable = _run_options(run_id, checkpoint, on_limit)
 

@@ -67,6 +67,14 @@ class TraceCallbackError(RuntimeError):
     """An ``on_trace`` callback raised: the run ends ``error``, its error naming the callback."""
 
 
+def run_ledger(budget: Budget | None) -> Ledger:
+    """A run's Ledger. Its clock (the ``seconds`` limit) starts here, so LiteLLM's one-off import (2-3 s,
+    otherwise made at the run's first model check) is made first: it is not the run's time. Every place
+    that opens a run's Ledger (runs, streams, the CLI, batch workers) opens it here."""
+    get_litellm()
+    return Ledger(budget or Budget(), name="run")
+
+
 def execute(
     question: str,
     *,
@@ -119,14 +127,10 @@ def execute(
     the trace and the result all get the masked question.
     """
     question = redact(question)
-    if (
-        ledger is None
-    ):  # the run's clock starts with its ledger: the one-off LiteLLM import (2-3 s) is not its time
-        get_litellm()
     checkpoint = _checkpoint_for(on_limit, checkpoint)
     strategy = strategy or StrategySpec()
     settings = settings or ModelSettings()
-    ledger = ledger or Ledger(budget or Budget(), name="run")
+    ledger = ledger or run_ledger(budget)
     pricing = pricing or Pricing()
     gateway = make_gateway(
         ledger,

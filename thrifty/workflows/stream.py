@@ -42,7 +42,6 @@ from pydantic import BaseModel, Field
 
 from thrifty.agents.events import TraceEvent
 from thrifty.budget import ChargeEvent, Ledger, Reservation
-from thrifty.models._litellm import get_litellm
 from thrifty.redact import redact
 from thrifty.workflows.result import RunResult
 
@@ -333,11 +332,9 @@ def stream_task(
 ) -> RunStream:
     """A task file's run as a :class:`RunStream` (what the CLI's live view reads). ``durable``: the
     ``checkpoint``, ``resume`` and ``checkpoint_meta`` of :func:`thrifty.workflows.runner.execute`."""
-    from thrifty.workflows.runner import new_run_id, run_task
+    from thrifty.workflows.runner import new_run_id, run_ledger, run_task
 
-    if ledger is None:  # the one-off LiteLLM import before the run's clock starts (runner.execute)
-        get_litellm()
-        ledger = Ledger(spec.budget, name="run")
+    ledger = ledger or run_ledger(spec.budget)
     run_id = run_id or new_run_id()
 
     def start(on_trace: Callable[[TraceEvent], None]) -> RunResult:
